@@ -1,0 +1,6 @@
+//! One module per subcommand; each owns its arguments and returns the exit code.
+
+pub mod policy;
+pub mod replay;
+pub mod simulate;
+pub mod test;

@@ -1,0 +1,45 @@
+//! The `ripcord` binary: parses arguments and calls into the libraries.
+//! No decision logic lives here.
+
+mod cmd;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// A release guard for generative models.
+#[derive(Parser)]
+#[command(name = "ripcord", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Check policy files, or print the policy JSON Schema.
+    Policy(cmd::policy::PolicyArgs),
+    /// Run the engine over a recorded event stream and print its decisions.
+    Replay(cmd::replay::ReplayArgs),
+    /// Run policy test files: synthetic traffic in, expected decisions out.
+    Test(cmd::test::TestArgs),
+    /// Write a realistic synthetic event stream as NDJSON.
+    Simulate(cmd::simulate::SimulateArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Policy(args) => cmd::policy::run(args),
+        Command::Replay(args) => cmd::replay::run(args),
+        Command::Test(args) => cmd::test::run(args),
+        Command::Simulate(args) => cmd::simulate::run(args),
+    };
+    match result {
+        Ok(code) => code,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            ExitCode::from(2)
+        }
+    }
+}

@@ -1,0 +1,180 @@
+//! The engine: the only place decisions are made.
+//!
+//! Live serving, replay, policy tests, drills and benchmarks all drive this
+//! type (DESIGN.md invariant 1). It takes a validated policy, events, release
+//! declarations, commands and clock ticks, and appends decisions to a
+//! caller-supplied buffer. It never reads a clock: the latest event time or
+//! tick is "now".
+
+use crate::decision::Decision;
+use crate::event::{Event, Release};
+use crate::policy::Policy;
+use crate::time::{Dur, Time};
+
+/// Where the candidate's share in force comes from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum ShareSource {
+    /// Closed loop (live serving, policy tests): the engine's own ramp and
+    /// rollback actions change who gets the candidate.
+    #[default]
+    Engine,
+    /// Open loop (replay of recorded traffic): the share in force is the one
+    /// the stream's release lines declare; the engine's actions are what it
+    /// *would* have done and do not change the recorded traffic.
+    Recorded,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct EngineOptions {
+    /// Events may arrive this much older than the newest one seen.
+    pub lateness: Dur,
+    pub share_source: ShareSource,
+}
+
+impl Default for EngineOptions {
+    fn default() -> Self {
+        EngineOptions {
+            lateness: Dur::from_secs(30),
+            share_source: ShareSource::Engine,
+        }
+    }
+}
+
+/// A request to start a release.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ReleaseSpec {
+    pub baseline: String,
+    pub candidate: String,
+}
+
+/// A person's (or an API client's) request to act on the release.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Command {
+    Promote,
+    Pause,
+    Resume,
+    Rollback,
+    ReRelease,
+    Approve,
+    Reject,
+}
+
+/// Why an event was not counted.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Rejection {
+    /// The event is for another service than the policy's.
+    OtherService,
+    /// No release is declared yet.
+    NoRelease,
+    /// The version is neither the release's baseline nor its candidate.
+    UnknownVersion,
+    /// Older than the newest event seen minus the allowed lateness.
+    TooLate,
+}
+
+/// Why a command was refused.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum CommandError {
+    #[error("no release has been declared")]
+    NoRelease,
+    #[error("cannot {command} a release that is {state}")]
+    NotAllowed { command: &'static str, state: String },
+}
+
+/// Where a release is in its life.
+#[derive(Clone, Debug, PartialEq)]
+pub enum ReleaseState {
+    /// At rollout step `step` (0-based), holding until its hold time passes.
+    Ramping { step: usize },
+    /// The last step's hold is over; waiting for someone to promote.
+    Holding,
+    /// Frozen until someone resumes (or rolls back). `reason` says why.
+    Paused { reason: String },
+    /// A trigger fired whose action needs a role's approval.
+    AwaitingApproval { trigger: String },
+    /// Rollback stage `stage` (0-based) done; verifying before the next.
+    RollingBack { stage: usize },
+    RolledBack,
+    /// Promoted; criteria still apply until the watch period ends.
+    Watching,
+    Promoted,
+}
+
+/// A snapshot of the release, for drivers and reports.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ReleaseStatus {
+    /// `service:baseline->candidate#generation`.
+    pub id: String,
+    pub baseline: String,
+    pub candidate: String,
+    pub state: ReleaseState,
+    /// The candidate's share of units as the engine has decided it.
+    pub share: f64,
+    /// The share the statistics assume is in force (see [`ShareSource`]).
+    pub share_in_force: f64,
+    /// 1 for the first release, +1 per re-release.
+    pub generation: u32,
+}
+
+/// The engine for one service's policy.
+pub struct Engine {
+    policy: Policy,
+    options: EngineOptions,
+    now: Time,
+}
+
+impl Engine {
+    pub fn new(policy: Policy, options: EngineOptions) -> Engine {
+        Engine {
+            policy,
+            options,
+            now: Time(i64::MIN),
+        }
+    }
+
+    pub fn policy(&self) -> &Policy {
+        &self.policy
+    }
+
+    pub fn options(&self) -> &EngineOptions {
+        &self.options
+    }
+
+    /// The latest instant the engine has seen (event time or tick).
+    pub fn now(&self) -> Time {
+        self.now
+    }
+
+    /// Declares a release (a control line, or `--baseline/--candidate`).
+    /// The first declaration starts the release at `release.share`; a later
+    /// one for the same versions records a new share in force.
+    pub fn declare(&mut self, release: &Release, out: &mut Vec<Decision>) {
+        let _ = (release, out);
+    }
+
+    /// Counts one event and evaluates the criteria it touches.
+    pub fn observe(&mut self, event: &Event<'_>, out: &mut Vec<Decision>) -> Result<(), Rejection> {
+        let _ = (event, out);
+        Err(Rejection::NoRelease)
+    }
+
+    /// Advances time: hold steps, `for` timers, approvals, verification.
+    pub fn tick(&mut self, now: Time, out: &mut Vec<Decision>) {
+        let _ = (now, out);
+    }
+
+    /// A person's request, e.g. approving a rollback.
+    pub fn command(
+        &mut self,
+        at: Time,
+        command: Command,
+        out: &mut Vec<Decision>,
+    ) -> Result<(), CommandError> {
+        let _ = (at, command, out);
+        Err(CommandError::NoRelease)
+    }
+
+    pub fn status(&self) -> Option<ReleaseStatus> {
+        None
+    }
+}

@@ -1,0 +1,1 @@
+//! The NDJSON event format of replay files and the ingest API.

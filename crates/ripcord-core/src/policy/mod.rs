@@ -1,0 +1,259 @@
+//! The policy language: what a team declares about a service's releases.
+//!
+//! Two layers, as in ripgrep's `lowargs` → `hiargs`: [`raw`] mirrors the YAML
+//! faithfully (with source spans), and [`load`] lowers it into the validated
+//! types of this module, reporting *every* problem at once. The engine only
+//! ever receives a validated [`Policy`]; its constructors are the loader.
+//!
+//! Invariants a validated policy keeps (the engine relies on them):
+//! - every criterion's `signal` indexes `signals`; every trigger condition's
+//!   criterion indexes `criteria`;
+//! - `at_least.k` is between 1 and the length of its list;
+//! - shares are in (0, 1]; rollout step shares strictly increase; rollback
+//!   stage fractions strictly increase and the last one is 1;
+//! - confidences are in (0, 1); bounds are finite; score ranges have min < max.
+
+pub mod diagnostic;
+pub mod load;
+pub mod raw;
+pub mod scenario;
+pub mod units;
+
+use crate::time::Dur;
+
+
+
+
+
+/// A validated policy for one service.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Policy {
+    pub service: String,
+    pub scenario: Option<scenario::Scenario>,
+    pub signals: Vec<Signal>,
+    pub criteria: Vec<Criterion>,
+    pub triggers: Vec<Trigger>,
+    pub rollout: Rollout,
+    pub srm: SrmCheck,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Category {
+    UserExperience,
+    Quality,
+    Safety,
+    Operational,
+    Data,
+    Fairness,
+}
+
+/// Which way a signal gets worse.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Direction {
+    HigherIsWorse,
+    LowerIsWorse,
+}
+
+/// How a signal is measured from event `values`.
+#[derive(Clone, Debug, PartialEq)]
+pub enum SignalKind {
+    /// `sum(numerator) / sum(denominator)`; both are names of event value fields.
+    Rate {
+        numerator: String,
+        denominator: String,
+    },
+    /// A bounded score, one value per event, in `[min, max]`.
+    Score { field: String, min: f64, max: f64 },
+    /// A distribution such as latency; one value per event.
+    Latency { field: String },
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Signal {
+    pub name: String,
+    pub category: Category,
+    pub kind: SignalKind,
+    pub direction: Direction,
+    pub unit: Option<String>,
+}
+
+/// The bound a criterion tests. Which variants a signal kind accepts is
+/// checked by the loader: rates take `Absolute` and `MaxRatio`; scores take
+/// `Absolute`, `MaxIncrease` and `MaxDecrease`; latency takes `Absolute`
+/// on a quantile.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Bound {
+    /// The rate (or mean score, or latency quantile) must stay on the good
+    /// side of this value.
+    Absolute(f64),
+    /// candidate / baseline must stay on the good side of this ratio
+    /// (≤ ratio when higher is worse, ≥ 1/ratio when lower is worse).
+    MaxRatio(f64),
+    /// candidate − baseline ≤ this (scores).
+    MaxIncrease(f64),
+    /// baseline − candidate ≤ this (scores).
+    MaxDecrease(f64),
+}
+
+/// What a window with no data means for a criterion.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum OnNoData {
+    /// Keep the previous state.
+    #[default]
+    Hold,
+    /// Treat as not breached.
+    Inconclusive,
+    /// Treat as breached (for signals whose silence is itself a failure).
+    Breach,
+}
+
+/// What one observation counts as, for rates.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum Per {
+    /// Every output counts (`sum(numerator)/sum(denominator)`).
+    #[default]
+    Output,
+    /// A unit counts once: flagged when it saw at least one flagged output.
+    Unit,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Criterion {
+    pub name: String,
+    /// Index into [`Policy::signals`].
+    pub signal: usize,
+    pub bound: Bound,
+    /// For latency signals: the quantile the bound is about (e.g. 0.95).
+    pub quantile: Option<f64>,
+    /// In (0, 1); default 0.95.
+    pub confidence: f64,
+    /// Minimum denominator (outputs, units or values) on each compared
+    /// version before the criterion may breach.
+    pub min_samples: u64,
+    /// The sliding window of recent data the criterion reports and checks.
+    pub window: Dur,
+    /// How long the criterion must stay breached to count (`for`).
+    pub sustain: Dur,
+    /// How long it must stay clear before a breach is cleared.
+    pub clear_for: Dur,
+    pub on_no_data: OnNoData,
+    /// Segment scope: every `(key, value)` must match the event's segment.
+    pub scope: Vec<(String, String)>,
+    pub per: Per,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Severity {
+    Minor,
+    Major,
+    Critical,
+}
+
+/// A composite of criteria.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Condition {
+    /// Index into [`Policy::criteria`].
+    Criterion(usize),
+    All(Vec<Condition>),
+    Any(Vec<Condition>),
+    AtLeast { k: usize, of: Vec<Condition> },
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct RollbackStage {
+    /// Cumulative fraction of the candidate's units moved back to the
+    /// baseline once this stage is done; the last stage is 1.
+    pub fraction: f64,
+    /// How long to watch the moved units before the next stage.
+    pub verify_for: Dur,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum Action {
+    Notify,
+    Pause,
+    PauseAndInvestigate,
+    Rollback { stages: Vec<RollbackStage> },
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OnTimeout {
+    Proceed,
+    Hold,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum Approval {
+    None,
+    Role {
+        role: String,
+        within: Dur,
+        on_timeout: OnTimeout,
+    },
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Trigger {
+    pub name: String,
+    pub when: Condition,
+    pub severity: Severity,
+    pub action: Action,
+    pub approval: Approval,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct RolloutStep {
+    /// Candidate share in (0, 1].
+    pub share: f64,
+    /// How long to hold at this share before the next step.
+    pub hold: Dur,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Rollout {
+    pub steps: Vec<RolloutStep>,
+    /// After promotion, criteria still apply for this long.
+    pub watch_after_promotion: Dur,
+    pub promotion: Promotion,
+}
+
+/// What happens when the last step's hold ends without a problem.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum Promotion {
+    /// Promote by itself.
+    #[default]
+    Automatic,
+    /// Hold at the last step until someone promotes.
+    Manual,
+}
+
+/// Sample-ratio-mismatch check: halts the release when the observed split
+/// of outputs departs from the assigned share beyond chance.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SrmCheck {
+    pub enabled: bool,
+    /// Default 0.999: SRM halts a release, so it must almost never fire on noise.
+    pub confidence: f64,
+    /// Outputs on both versions before the check may fire.
+    pub min_samples: u64,
+}
+
+impl Default for SrmCheck {
+    fn default() -> Self {
+        SrmCheck {
+            enabled: true,
+            confidence: 0.999,
+            min_samples: 1000,
+        }
+    }
+}
+
+impl Policy {
+    pub fn signal_of(&self, criterion: &Criterion) -> &Signal {
+        &self.signals[criterion.signal]
+    }
+
+    pub fn criterion_index(&self, name: &str) -> Option<usize> {
+        self.criteria.iter().position(|c| c.name == name)
+    }
+}

@@ -1,0 +1,3 @@
+//! TODO
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Scenario { ConversationalAgent, ImageGenerator, DataAugmentation }

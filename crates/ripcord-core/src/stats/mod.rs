@@ -1,0 +1,1 @@
+//! Anytime-valid statistics, written here on top of statrs.

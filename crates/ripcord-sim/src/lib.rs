@@ -1,0 +1,1 @@
+//! Synthetic traffic for ripcord and the policy-test runner.
