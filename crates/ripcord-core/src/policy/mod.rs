@@ -21,10 +21,6 @@ pub mod units;
 
 use crate::time::Dur;
 
-
-
-
-
 /// A validated policy for one service.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Policy {
@@ -156,7 +152,10 @@ pub enum Condition {
     Criterion(usize),
     All(Vec<Condition>),
     Any(Vec<Condition>),
-    AtLeast { k: usize, of: Vec<Condition> },
+    AtLeast {
+        k: usize,
+        of: Vec<Condition>,
+    },
 }
 
 #[derive(Clone, Debug, PartialEq)]

@@ -1,3 +1,7 @@
 //! TODO
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Scenario { ConversationalAgent, ImageGenerator, DataAugmentation }
+pub enum Scenario {
+    ConversationalAgent,
+    ImageGenerator,
+    DataAugmentation,
+}

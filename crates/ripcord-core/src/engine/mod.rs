@@ -6,10 +6,13 @@
 //! caller-supplied buffer. It never reads a clock: the latest event time or
 //! tick is "now".
 
-use crate::decision::Decision;
-use crate::event::{Event, Release};
-use crate::policy::Policy;
-use crate::time::{Dur, Time};
+mod criterion;
+mod release;
+mod window;
+
+pub use release::{Engine, state_name};
+
+use crate::time::Dur;
 
 /// Where the candidate's share in force comes from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
@@ -78,22 +81,33 @@ pub enum CommandError {
     #[error("no release has been declared")]
     NoRelease,
     #[error("cannot {command} a release that is {state}")]
-    NotAllowed { command: &'static str, state: String },
+    NotAllowed {
+        command: &'static str,
+        state: String,
+    },
 }
 
 /// Where a release is in its life.
 #[derive(Clone, Debug, PartialEq)]
 pub enum ReleaseState {
     /// At rollout step `step` (0-based), holding until its hold time passes.
-    Ramping { step: usize },
+    Ramping {
+        step: usize,
+    },
     /// The last step's hold is over; waiting for someone to promote.
     Holding,
     /// Frozen until someone resumes (or rolls back). `reason` says why.
-    Paused { reason: String },
+    Paused {
+        reason: String,
+    },
     /// A trigger fired whose action needs a role's approval.
-    AwaitingApproval { trigger: String },
+    AwaitingApproval {
+        trigger: String,
+    },
     /// Rollback stage `stage` (0-based) done; verifying before the next.
-    RollingBack { stage: usize },
+    RollingBack {
+        stage: usize,
+    },
     RolledBack,
     /// Promoted; criteria still apply until the watch period ends.
     Watching,
@@ -114,67 +128,4 @@ pub struct ReleaseStatus {
     pub share_in_force: f64,
     /// 1 for the first release, +1 per re-release.
     pub generation: u32,
-}
-
-/// The engine for one service's policy.
-pub struct Engine {
-    policy: Policy,
-    options: EngineOptions,
-    now: Time,
-}
-
-impl Engine {
-    pub fn new(policy: Policy, options: EngineOptions) -> Engine {
-        Engine {
-            policy,
-            options,
-            now: Time(i64::MIN),
-        }
-    }
-
-    pub fn policy(&self) -> &Policy {
-        &self.policy
-    }
-
-    pub fn options(&self) -> &EngineOptions {
-        &self.options
-    }
-
-    /// The latest instant the engine has seen (event time or tick).
-    pub fn now(&self) -> Time {
-        self.now
-    }
-
-    /// Declares a release (a control line, or `--baseline/--candidate`).
-    /// The first declaration starts the release at `release.share`; a later
-    /// one for the same versions records a new share in force.
-    pub fn declare(&mut self, release: &Release, out: &mut Vec<Decision>) {
-        let _ = (release, out);
-    }
-
-    /// Counts one event and evaluates the criteria it touches.
-    pub fn observe(&mut self, event: &Event<'_>, out: &mut Vec<Decision>) -> Result<(), Rejection> {
-        let _ = (event, out);
-        Err(Rejection::NoRelease)
-    }
-
-    /// Advances time: hold steps, `for` timers, approvals, verification.
-    pub fn tick(&mut self, now: Time, out: &mut Vec<Decision>) {
-        let _ = (now, out);
-    }
-
-    /// A person's request, e.g. approving a rollback.
-    pub fn command(
-        &mut self,
-        at: Time,
-        command: Command,
-        out: &mut Vec<Decision>,
-    ) -> Result<(), CommandError> {
-        let _ = (at, command, out);
-        Err(CommandError::NoRelease)
-    }
-
-    pub fn status(&self) -> Option<ReleaseStatus> {
-        None
-    }
 }
