@@ -2,14 +2,22 @@
 //! the `for` / `clear_for` timers that turn "breaching now" into a sustained
 //! breach or a clearance.
 //!
-//! A criterion is *breaching* at an instant when (1) its anytime-valid test
-//! has rejected "the candidate is within the bound" using every sample since
-//! the release started, (2) the point estimate over the sliding window is
-//! still beyond the bound, and (3) both compared versions have `min_samples`.
-//! (1) is what keeps noise from ever firing it; (2) is what lets it clear once
-//! the problem is gone, because a test that never forgets would stay rejected.
-//! It is *breached* once it has been breaching for `for`, and cleared once it
-//! has not been breaching for `clear_for`.
+//! A criterion is *breaching* at an instant when (1) one of its anytime-valid
+//! tests has rejected "the candidate is within the bound", (2) the point
+//! estimate over the sliding window is still beyond the bound, and (3) both
+//! compared versions have `min_samples`. (1) is what keeps noise from ever
+//! firing it; (2) is what lets it clear once the problem is gone, because a
+//! test that never forgets would stay rejected. It is *breached* once it has
+//! been breaching for `for`, and cleared once it has not been breaching for
+//! `clear_for`.
+//!
+//! A single test started at the release would be slow to see a regression
+//! that begins hours in: the healthy hours dilute it. So a fresh test starts
+//! every `window` (an *epoch*), and the k-th gets the error budget
+//! `α·6/(π²k²)`; the budgets sum to α, so by the union bound the chance that
+//! any of them ever rejects a good candidate stays ≤ α. Only the first and
+//! the most recent epochs are kept; dropping a test can only make false
+//! alarms rarer.
 
 use std::collections::HashSet;
 
@@ -62,7 +70,11 @@ pub struct CriterionState {
     /// or must use the observed split of its own denominator.
     denominator_follows_share: bool,
     alpha: f64,
-    test: Test,
+    /// A fresh test, cloned at each restart; also tells the kind of test.
+    template: Test,
+    epochs: Vec<Epoch>,
+    restarts: u32,
+    next_restart: Time,
     window: Window,
     candidate: Tally,
     baseline: Tally,
@@ -77,7 +89,12 @@ pub struct CriterionState {
 
 impl CriterionState {
     /// `alpha` is this criterion's share of the error budget.
-    pub fn new(spec: &Criterion, signal: &crate::policy::Signal, alpha: f64) -> CriterionState {
+    pub fn new(
+        spec: &Criterion,
+        signal: &crate::policy::Signal,
+        alpha: f64,
+        start: Time,
+    ) -> CriterionState {
         let direction = signal.direction;
         let tuned_for = spec.min_samples.max(500) as f64;
         let (test, exceedance_over) = match (&signal.kind, spec.bound) {
@@ -117,7 +134,13 @@ impl CriterionState {
             exceedance_over,
             denominator_follows_share,
             alpha,
-            test,
+            epochs: vec![Epoch {
+                alpha: epoch_alpha(alpha, 1),
+                test: test.clone(),
+            }],
+            template: test,
+            restarts: 1,
+            next_restart: start + restart_every(spec.window),
             window: Window::new(spec.window),
             candidate: Tally::default(),
             baseline: Tally::default(),
@@ -136,7 +159,7 @@ impl CriterionState {
 
     pub fn is_score(&self) -> bool {
         matches!(
-            self.test,
+            self.template,
             Test::ScoreAbsolute { .. } | Test::ScoreRelative { .. }
         )
     }
@@ -179,43 +202,42 @@ impl CriterionState {
             &mut self.baseline
         };
         tally.add(s.n, s.x);
-        match &mut self.test {
-            Test::Bound(t) => {
-                if candidate {
-                    t.add(s.x, s.n);
-                }
+        self.restart_if_due(ts);
+        let pi = match self.template {
+            Test::Ratio(_) if s.x > 0.0 && !self.denominator_follows_share => {
+                observed_share(&self.window, ts, share)
             }
-            Test::Ratio(t) => {
-                if s.x > 0.0 {
-                    let pi = if self.denominator_follows_share {
-                        share
-                    } else {
-                        observed_share(&self.window, ts, share)
-                    };
-                    t.add_flagged(pi, candidate, s.x);
-                }
-            }
-            Test::ScoreAbsolute { candidate: c } => {
-                if candidate {
-                    c.add(s.x);
-                }
-            }
-            Test::ScoreRelative {
-                candidate: c,
-                baseline: b,
-            } => {
-                if candidate {
-                    c.add(s.x)
-                } else {
-                    b.add(s.x)
-                }
-            }
+            _ => share,
+        };
+        for epoch in &mut self.epochs {
+            epoch.test.add(candidate, pi, s);
+        }
+    }
+
+    /// Starts a new epoch every `window`, keeping the first and the latest.
+    fn restart_if_due(&mut self, now: Time) {
+        if now < self.next_restart {
+            return;
+        }
+        let every = restart_every(self.spec.window);
+        // After a gap, the epochs that would have started in it count as
+        // spent: their budget is not reused.
+        let missed = (now - self.next_restart).0 / every.0;
+        self.restarts += 1 + missed as u32;
+        self.next_restart = self.next_restart + Dur(every.0 * (missed + 1));
+        self.epochs.push(Epoch {
+            alpha: epoch_alpha(self.alpha, self.restarts),
+            test: self.template.clone(),
+        });
+        if self.epochs.len() > KEPT_EPOCHS {
+            self.epochs.remove(1);
         }
     }
 
     /// Re-evaluates at `now`; returns a transition when the criterion
     /// becomes breached or cleared.
     pub fn evaluate(&mut self, now: Time) -> Option<Transition> {
+        self.restart_if_due(now);
         let breaching = self.breaching_now(now);
         if breaching {
             let since = *self.breaching_since.get_or_insert(now);
@@ -263,57 +285,18 @@ impl CriterionState {
     }
 
     fn is_relative(&self) -> bool {
-        matches!(self.test, Test::Ratio(_) | Test::ScoreRelative { .. })
+        matches!(self.template, Test::Ratio(_) | Test::ScoreRelative { .. })
     }
 
     fn threshold(&self) -> f64 {
         1.0 / self.alpha
     }
 
-    fn log_e_value(&self) -> Option<f64> {
-        match &self.test {
-            Test::Bound(t) => Some(t.log_e_value()),
-            Test::Ratio(t) => Some(t.log_e_value()),
-            _ => None,
-        }
-    }
-
-    /// Whether the anytime-valid test rejects "within the bound".
+    /// Whether one of the epochs' anytime-valid tests rejects "within the bound".
     fn significant(&self) -> bool {
-        match &self.test {
-            Test::Bound(_) | Test::Ratio(_) => {
-                self.log_e_value().unwrap_or(0.0) >= self.threshold().ln()
-            }
-            Test::ScoreAbsolute { candidate } => {
-                let bound = self.bound_value();
-                match candidate.interval(self.alpha) {
-                    Some((lo, hi)) => self.worse(lo, hi, bound),
-                    None => false,
-                }
-            }
-            Test::ScoreRelative {
-                candidate,
-                baseline,
-            } => {
-                let half = self.alpha / 2.0;
-                match (candidate.interval(half), baseline.interval(half)) {
-                    (Some((clo, chi)), Some((blo, bhi))) => match self.spec.bound {
-                        Bound::MaxIncrease(d) => clo - bhi > d,
-                        Bound::MaxDecrease(d) => blo - chi > d,
-                        _ => false,
-                    },
-                    _ => false,
-                }
-            }
-        }
-    }
-
-    /// For an absolute score bound: is the whole interval on the bad side?
-    fn worse(&self, lo: f64, hi: f64, bound: f64) -> bool {
-        match self.direction {
-            Direction::HigherIsWorse => lo > bound,
-            Direction::LowerIsWorse => hi < bound,
-        }
+        self.epochs
+            .iter()
+            .any(|e| e.test.rejects(e.alpha, self.direction, self.spec.bound))
     }
 
     fn bound_value(&self) -> f64 {
@@ -328,7 +311,7 @@ impl CriterionState {
     fn window_beyond_bound(&self, now: Time) -> Option<bool> {
         let (c, b) = self.window.totals(now);
         let estimate = self.point_estimate(c, b)?;
-        Some(match (&self.test, self.spec.bound) {
+        Some(match (&self.template, self.spec.bound) {
             (Test::Bound(t), _) => match self.direction {
                 Direction::HigherIsWorse => estimate > t.bound(),
                 Direction::LowerIsWorse => estimate < t.bound(),
@@ -351,7 +334,7 @@ impl CriterionState {
     /// a rate ratio, a mean, or a mean difference (candidate − baseline).
     fn point_estimate(&self, c: Tally, b: Tally) -> Option<f64> {
         let rate = |t: Tally| (t.n > 0.0).then(|| t.sum / t.n);
-        match &self.test {
+        match &self.template {
             Test::Bound(_) | Test::ScoreAbsolute { .. } => rate(c),
             Test::Ratio(_) => {
                 let (cr, br) = (rate(c)?, rate(b)?);
@@ -392,38 +375,55 @@ impl CriterionState {
         }
     }
 
+    /// The epoch whose test is closest to (or furthest past) rejecting.
+    fn best_epoch(&self) -> &Epoch {
+        let normalized = |e: &Epoch| match &e.test {
+            Test::Bound(t) => t.log_e_value() + (e.alpha / self.alpha).ln(),
+            Test::Ratio(t) => t.log_e_value() + (e.alpha / self.alpha).ln(),
+            _ => 0.0,
+        };
+        self.epochs
+            .iter()
+            .reduce(|best, e| {
+                if normalized(e) > normalized(best) {
+                    e
+                } else {
+                    best
+                }
+            })
+            .unwrap_or(&self.epochs[0])
+    }
+
+    /// The statistic shown against the threshold: an e-value scaled to the
+    /// criterion's whole budget (so the threshold reads `1/α` whichever epoch
+    /// decided), or for scores the edge of the confidence interval.
     fn statistic_and_interval(&self) -> (f64, f64, Option<(f64, f64)>) {
-        match &self.test {
+        let epoch = self.best_epoch();
+        let scale = epoch.alpha / self.alpha;
+        match &epoch.test {
             Test::Bound(t) => {
-                let cb = confidence_bound(t.flagged(), t.total(), self.alpha, self.direction);
+                let cb = confidence_bound(t.flagged(), t.total(), epoch.alpha, self.direction);
                 let interval = match self.direction {
                     Direction::HigherIsWorse => (cb, 1.0),
                     Direction::LowerIsWorse => (0.0, cb),
                 };
                 (
-                    t.log_e_value().exp(),
+                    t.log_e_value().exp() * scale,
                     self.threshold(),
                     (t.total() > 0.0).then_some(interval),
                 )
             }
-            Test::Ratio(t) => (t.log_e_value().exp(), self.threshold(), None),
+            Test::Ratio(t) => (t.log_e_value().exp() * scale, self.threshold(), None),
             Test::ScoreAbsolute { candidate } => {
-                let interval = candidate.interval(self.alpha);
+                let interval = candidate.interval(epoch.alpha);
                 let edge = interval.map_or(f64::NAN, |(lo, hi)| match self.direction {
                     Direction::HigherIsWorse => lo,
                     Direction::LowerIsWorse => hi,
                 });
                 (edge, self.bound_value(), interval)
             }
-            Test::ScoreRelative {
-                candidate,
-                baseline,
-            } => {
-                let half = self.alpha / 2.0;
-                let interval = match (candidate.interval(half), baseline.interval(half)) {
-                    (Some((clo, chi)), Some((blo, bhi))) => Some((clo - bhi, chi - blo)),
-                    _ => None,
-                };
+            Test::ScoreRelative { .. } => {
+                let interval = epoch.test.difference_interval(epoch.alpha);
                 let edge = interval.map_or(f64::NAN, |(lo, hi)| match self.spec.bound {
                     Bound::MaxDecrease(_) => -hi,
                     _ => lo,
@@ -434,7 +434,7 @@ impl CriterionState {
     }
 
     fn method(&self) -> &'static str {
-        match &self.test {
+        match &self.template {
             Test::Bound(_) if self.is_latency() => {
                 "exceedance share vs 1 − quantile, binomial mixture likelihood ratio"
             }
@@ -466,6 +466,94 @@ impl CriterionState {
             (Bound::MaxIncrease(d), _) => format!("candidate − baseline ≤ {d}"),
             (Bound::MaxDecrease(d), _) => format!("baseline − candidate ≤ {d}"),
         }
+    }
+}
+
+/// How many epochs are kept: the first, and the latest ones.
+const KEPT_EPOCHS: usize = 7;
+
+/// One test of a criterion, started at a restart, with its error budget.
+#[derive(Clone, Debug)]
+struct Epoch {
+    alpha: f64,
+    test: Test,
+}
+
+/// The k-th epoch's budget (k from 1): `α·6/(π²k²)`, which sums to α.
+fn epoch_alpha(alpha: f64, k: u32) -> f64 {
+    alpha * 6.0 / (std::f64::consts::PI.powi(2) * f64::from(k).powi(2))
+}
+
+/// Epochs start every window, but not more often than once a minute.
+fn restart_every(window: Dur) -> Dur {
+    window.max(Dur::from_mins(1))
+}
+
+impl Test {
+    fn add(&mut self, candidate: bool, share: f64, s: Sample) {
+        match self {
+            Test::Bound(t) => {
+                if candidate {
+                    t.add(s.x, s.n);
+                }
+            }
+            Test::Ratio(t) => {
+                if s.x > 0.0 {
+                    t.add_flagged(share, candidate, s.x);
+                }
+            }
+            Test::ScoreAbsolute { candidate: c } => {
+                if candidate {
+                    c.add(s.x);
+                }
+            }
+            Test::ScoreRelative {
+                candidate: c,
+                baseline: b,
+            } => {
+                if candidate {
+                    c.add(s.x)
+                } else {
+                    b.add(s.x)
+                }
+            }
+        }
+    }
+
+    /// Whether this test, at error budget `alpha`, rejects "within `bound`".
+    fn rejects(&self, alpha: f64, direction: Direction, bound: Bound) -> bool {
+        match (self, bound) {
+            (Test::Bound(t), _) => t.log_e_value() >= (1.0 / alpha).ln(),
+            (Test::Ratio(t), _) => t.log_e_value() >= (1.0 / alpha).ln(),
+            (Test::ScoreAbsolute { candidate }, Bound::Absolute(b)) => {
+                match (candidate.interval(alpha), direction) {
+                    (Some((lo, _)), Direction::HigherIsWorse) => lo > b,
+                    (Some((_, hi)), Direction::LowerIsWorse) => hi < b,
+                    (None, _) => false,
+                }
+            }
+            (Test::ScoreRelative { .. }, Bound::MaxIncrease(d)) => self
+                .difference_interval(alpha)
+                .is_some_and(|(lo, _)| lo > d),
+            (Test::ScoreRelative { .. }, Bound::MaxDecrease(d)) => self
+                .difference_interval(alpha)
+                .is_some_and(|(_, hi)| -hi > d),
+            _ => false,
+        }
+    }
+
+    /// Interval for candidate − baseline, splitting `alpha` between the two.
+    fn difference_interval(&self, alpha: f64) -> Option<(f64, f64)> {
+        let Test::ScoreRelative {
+            candidate,
+            baseline,
+        } = self
+        else {
+            return None;
+        };
+        let (clo, chi) = candidate.interval(alpha / 2.0)?;
+        let (blo, bhi) = baseline.interval(alpha / 2.0)?;
+        Some((clo - bhi, chi - blo))
     }
 }
 

@@ -205,7 +205,9 @@ impl Engine {
             .criteria
             .iter()
             .zip(&self.alphas)
-            .map(|(c, alpha)| CriterionState::new(c, &self.policy.signals[c.signal], *alpha))
+            .map(|(c, alpha)| {
+                CriterionState::new(c, &self.policy.signals[c.signal], *alpha, self.now)
+            })
             .collect();
         Run {
             id: format!(
@@ -337,15 +339,18 @@ impl Engine {
         self.after_transitions(transitions, out);
     }
 
-    /// Whether criteria are being watched in the current state.
+    /// Whether criteria are being watched in the current state. After a
+    /// sample-ratio mismatch nothing is decided on the broken data until a
+    /// person resumes.
     fn evaluating(&self) -> bool {
         self.release.as_ref().is_some_and(|r| {
-            !matches!(
-                r.state,
-                ReleaseState::RolledBack
-                    | ReleaseState::Promoted
-                    | ReleaseState::RollingBack { .. }
-            )
+            !r.srm_fired
+                && !matches!(
+                    r.state,
+                    ReleaseState::RolledBack
+                        | ReleaseState::Promoted
+                        | ReleaseState::RollingBack { .. }
+                )
         })
     }
 
@@ -941,6 +946,11 @@ impl Engine {
         if let ReleaseState::Ramping { .. } = to {
             run.step_started = now;
         }
+        if run.srm_fired {
+            // The person who resumes vouches for the data from here on.
+            run.srm_fired = false;
+            run.srm = SrmTest::default();
+        }
         run.state = to;
         self.emit_action(
             out,
@@ -1089,11 +1099,14 @@ fn error_budgets(policy: &Policy) -> Vec<f64> {
         .enumerate()
         .map(|(i, c)| {
             let alpha = 1.0 - c.confidence;
-            if rollback.contains(&i) {
+            let alpha = if rollback.contains(&i) {
                 alpha / k
             } else {
                 alpha
-            }
+            };
+            // 1 − 0.95 is 0.050000000000000044 in binary; round so that
+            // thresholds read as the 20 a user expects.
+            (alpha * 1e12).round() / 1e12
         })
         .collect()
 }

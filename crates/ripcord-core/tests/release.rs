@@ -1,0 +1,496 @@
+//! The release state machine, driven through the public engine API.
+
+use std::borrow::Cow;
+
+use proptest::prelude::*;
+use ripcord_core::engine::{Command, Rejection, ReleaseState, ShareSource};
+use ripcord_core::policy::*;
+use ripcord_core::{ActionKind, Decision, DecisionKind, Dur, Event, Time};
+
+use crate::support::*;
+
+fn actions(decisions: &[Decision]) -> Vec<(String, f64, i64)> {
+    decisions
+        .iter()
+        .filter_map(|d| {
+            let a = d.action?;
+            Some((
+                a.as_str().to_string(),
+                d.share.unwrap_or(f64::NAN),
+                (d.at - T0).0 / 1000,
+            ))
+        })
+        .collect()
+}
+
+fn first(decisions: &[Decision], kind: ActionKind) -> &Decision {
+    decisions
+        .iter()
+        .find(|d| d.action == Some(kind))
+        .unwrap_or_else(|| panic!("no {kind:?} in {:#?}", kinds(decisions)))
+}
+
+fn at(d: &Decision) -> i64 {
+    (d.at - T0).0 / 1000
+}
+
+#[test]
+fn a_sustained_regression_rolls_back_in_stages_and_verifies_each() {
+    let mut e = engine(relative_policy(1.2), ShareSource::Engine);
+    let mut out = Vec::new();
+    declare(&mut e, T0, 0.05, &mut out);
+    let mut traffic = Traffic::new(1, 50.0, 0.005, 3.0);
+    out.extend(run(&mut e, &mut traffic, "moderation_fail", 3600, 1));
+
+    let breach = out
+        .iter()
+        .position(|d| d.kind == DecisionKind::CriterionBreached)
+        .expect("breached");
+    assert_eq!(out[breach + 1].kind, DecisionKind::TriggerFired);
+    assert_eq!(out[breach + 1].trigger.as_deref(), Some("safety"));
+    let stage1 = first(&out, ActionKind::RollbackStage);
+    let t = at(stage1);
+    assert_eq!(at(&out[breach]), t);
+    let got: Vec<_> = actions(&out).into_iter().skip(1).collect();
+    assert_eq!(
+        got,
+        vec![
+            ("rollback_stage".to_string(), 0.025, t),
+            ("rollback_stage".to_string(), 0.0, t + 120),
+            ("rollback_complete".to_string(), 0.0, t + 240),
+        ]
+    );
+    let keys: Vec<_> = out
+        .iter()
+        .filter_map(|d| d.idempotency_key.clone())
+        .collect();
+    assert_eq!(
+        keys,
+        vec![
+            "support-bot:v12->v13#1/ramp/1",
+            "support-bot:v12->v13#1/rollback_stage/1",
+            "support-bot:v12->v13#1/rollback_stage/2",
+            "support-bot:v12->v13#1/rollback_complete/1",
+        ]
+    );
+    let evidence = &stage1.explanation.evidence[0];
+    assert_eq!(evidence.criterion, "moderation_rel");
+    assert_eq!(evidence.bound, "candidate ≤ 1.2 × baseline");
+    assert!(evidence.statistic >= evidence.threshold);
+    assert_eq!(evidence.threshold, 20.0);
+    assert!(evidence.estimate.unwrap() > 1.2);
+    assert!(evidence.candidate.n >= 100.0 && evidence.baseline.unwrap().n >= 100.0);
+    let complete = first(&out, ActionKind::RollbackComplete);
+    assert!(
+        complete
+            .explanation
+            .summary
+            .contains("verified: the candidate served 0%"),
+        "{}",
+        complete.explanation.summary
+    );
+    assert_eq!(e.status().unwrap().state, ReleaseState::RolledBack);
+}
+
+fn ramp_policy() -> Policy {
+    let mut p = relative_policy(1.5);
+    p.rollout = Rollout {
+        steps: [0.05, 0.25, 0.5]
+            .iter()
+            .map(|s| RolloutStep {
+                share: *s,
+                hold: Dur::from_mins(30),
+            })
+            .collect(),
+        watch_after_promotion: Dur::from_mins(60),
+        promotion: Promotion::Automatic,
+    };
+    p
+}
+
+#[test]
+fn a_healthy_release_ramps_step_by_step_then_promotes_and_is_watched() {
+    let mut e = engine(ramp_policy(), ShareSource::Engine);
+    let mut out = Vec::new();
+    declare(&mut e, T0, 0.05, &mut out);
+    let mut traffic = Traffic::new(3, 50.0, 0.005, 1.0);
+    out.extend(run(&mut e, &mut traffic, "moderation_fail", 3 * 3600, 1));
+    assert_eq!(
+        actions(&out),
+        vec![
+            ("ramp".to_string(), 0.05, 0),
+            ("ramp".to_string(), 0.25, 1800),
+            ("ramp".to_string(), 0.5, 3600),
+            ("promote".to_string(), 1.0, 5400),
+            ("watch_complete".to_string(), 1.0, 9000),
+        ]
+    );
+    assert_eq!(e.status().unwrap().state, ReleaseState::Promoted);
+}
+
+#[test]
+fn manual_promotion_holds_at_the_last_step_until_commanded() {
+    let mut p = ramp_policy();
+    p.rollout.promotion = Promotion::Manual;
+    let mut e = engine(p, ShareSource::Engine);
+    let mut out = Vec::new();
+    declare(&mut e, T0, 0.05, &mut out);
+    let mut traffic = Traffic::new(3, 50.0, 0.005, 1.0);
+    out.extend(run(&mut e, &mut traffic, "moderation_fail", 2 * 3600, 1));
+    assert_eq!(e.status().unwrap().state, ReleaseState::Holding);
+    e.command(T0 + Dur::from_mins(121), Command::Promote, &mut out)
+        .unwrap();
+    assert_eq!(e.status().unwrap().state, ReleaseState::Watching);
+    assert_eq!(e.status().unwrap().share, 1.0);
+}
+
+fn approval_policy(on_timeout: OnTimeout) -> Policy {
+    let mut p = relative_policy(1.2);
+    p.triggers[0].severity = Severity::Major;
+    p.triggers[0].approval = Approval::Role {
+        role: "safety-lead".into(),
+        within: Dur::from_mins(15),
+        on_timeout,
+    };
+    p
+}
+
+#[test]
+fn an_unanswered_approval_proceeds_when_the_policy_says_so() {
+    let mut e = engine(approval_policy(OnTimeout::Proceed), ShareSource::Engine);
+    let mut out = Vec::new();
+    declare(&mut e, T0, 0.05, &mut out);
+    let mut traffic = Traffic::new(1, 50.0, 0.005, 3.0);
+    out.extend(run(&mut e, &mut traffic, "moderation_fail", 3600, 1));
+    let asked = out
+        .iter()
+        .find(|d| d.kind == DecisionKind::ApprovalRequested)
+        .expect("approval requested");
+    assert_eq!(
+        asked.explanation.summary,
+        "rollback of trigger safety needs approval by role safety-lead within 15m; the rollout is frozen meanwhile"
+    );
+    let stage = first(&out, ActionKind::RollbackStage);
+    assert_eq!(at(stage), at(asked) + 900);
+    assert!(stage.explanation.summary.starts_with(
+        "no approval by safety-lead within 15m; the policy says proceed; trigger safety fired"
+    ));
+}
+
+#[test]
+fn an_unanswered_approval_holds_the_release_when_the_policy_says_hold() {
+    let mut e = engine(approval_policy(OnTimeout::Hold), ShareSource::Engine);
+    let mut out = Vec::new();
+    declare(&mut e, T0, 0.05, &mut out);
+    let mut traffic = Traffic::new(1, 50.0, 0.005, 3.0);
+    out.extend(run(&mut e, &mut traffic, "moderation_fail", 3600, 1));
+    let pause = first(&out, ActionKind::Pause);
+    assert_eq!(
+        pause.explanation.summary,
+        "no approval by safety-lead within 15m; the policy says hold"
+    );
+    assert!(matches!(
+        e.status().unwrap().state,
+        ReleaseState::Paused { .. }
+    ));
+    assert!(
+        out.iter()
+            .all(|d| d.action != Some(ActionKind::RollbackStage))
+    );
+}
+
+#[test]
+fn an_approval_carries_out_the_action_at_once_and_a_rejection_resumes() {
+    for (command, expected) in [
+        (Command::Approve, "rollback_stage"),
+        (Command::Reject, "resume"),
+    ] {
+        let mut e = engine(approval_policy(OnTimeout::Hold), ShareSource::Engine);
+        let mut out = Vec::new();
+        declare(&mut e, T0, 0.05, &mut out);
+        let mut traffic = Traffic::new(1, 50.0, 0.005, 3.0);
+        // Run until the approval is requested, then answer it.
+        let mut asked_at = None;
+        for minute in 1..=60 {
+            out.extend(run_more(&mut e, &mut traffic, minute));
+            if let Some(d) = out
+                .iter()
+                .find(|d| d.kind == DecisionKind::ApprovalRequested)
+            {
+                asked_at = Some(d.at);
+                break;
+            }
+        }
+        let asked_at = asked_at.expect("approval requested");
+        let answer = asked_at + Dur::from_secs(30);
+        let before = out.len();
+        e.command(answer, command.clone(), &mut out).unwrap();
+        let acted = &out[before..];
+        assert_eq!(acted.last().unwrap().action.unwrap().as_str(), expected);
+        assert_eq!(acted.last().unwrap().at, answer);
+    }
+}
+
+/// One more minute of traffic (the `minute`-th) through an engine.
+fn run_more(
+    e: &mut ripcord_core::engine::Engine,
+    traffic: &mut Traffic,
+    minute: i64,
+) -> Vec<Decision> {
+    let mut out = Vec::new();
+    for s in (minute - 1) * 60 + 1..=minute * 60 {
+        let ts = T0 + Dur::from_secs(s);
+        let share = e.status().unwrap().share_in_force;
+        let (c_n, c_x, b_n, b_x) = traffic.second(share);
+        let _ = e.observe(&bucket(ts, "v13", c_n, "moderation_fail", c_x), &mut out);
+        let _ = e.observe(&bucket(ts, "v12", b_n, "moderation_fail", b_x), &mut out);
+    }
+    out
+}
+
+#[test]
+fn a_critical_trigger_overrides_a_pending_approval() {
+    let mut p = relative_policy(1.2);
+    p.signals.push(rate_signal("hallucination"));
+    p.criteria
+        .push(criterion("hallucination_rel", 1, Bound::MaxRatio(1.2)));
+    // The moderation trigger needs an approval; the hallucination one is critical.
+    p.triggers[0].severity = Severity::Major;
+    p.triggers[0].approval = Approval::Role {
+        role: "safety-lead".into(),
+        within: Dur::from_mins(60),
+        on_timeout: OnTimeout::Hold,
+    };
+    p.triggers
+        .push(rollback_trigger("hallucinations", 1, &[(1.0, 1)]));
+    let mut e = engine(p, ShareSource::Engine);
+    let mut out = Vec::new();
+    declare(&mut e, T0, 0.05, &mut out);
+    // Moderation regresses first (strongly), hallucination later.
+    let mut moderation = Traffic::new(5, 50.0, 0.01, 5.0);
+    let mut hallucination = Traffic::new(6, 50.0, 0.005, 4.0);
+    for s in 1..=3600 {
+        let ts = T0 + Dur::from_secs(s);
+        let share = e.status().unwrap().share_in_force;
+        let (c_n, c_x, b_n, b_x) = moderation.second(share);
+        let (_, h_c, _, h_b) = hallucination.second(share);
+        let h_c = if s > 600 { h_c } else { 0.0 };
+        let h_b = if s > 600 { h_b } else { 0.0 };
+        for (v, n, m, h) in [("v13", c_n, c_x, h_c), ("v12", b_n, b_x, h_b)] {
+            let mut ev = bucket(ts, v, n, "moderation_fail", m);
+            ev.values.push((Cow::Borrowed("hallucination"), h));
+            let _ = e.observe(&ev, &mut out);
+        }
+    }
+    let asked = out
+        .iter()
+        .position(|d| d.kind == DecisionKind::ApprovalRequested)
+        .expect("approval requested");
+    let stage = out
+        .iter()
+        .position(|d| d.action == Some(ActionKind::RollbackStage))
+        .expect("rolled back");
+    assert!(stage > asked);
+    assert_eq!(out[stage].trigger.as_deref(), Some("hallucinations"));
+    assert!(
+        out[stage]
+            .explanation
+            .summary
+            .starts_with("critical trigger hallucinations overrides the pending approval"),
+        "{}",
+        out[stage].explanation.summary
+    );
+}
+
+#[test]
+fn a_sample_ratio_mismatch_halts_the_release_instead_of_deciding() {
+    let mut e = engine(relative_policy(1.2), ShareSource::Recorded);
+    let mut out = Vec::new();
+    // Declared at 5%, but the recorded traffic gives the candidate 10%.
+    declare(&mut e, T0, 0.05, &mut out);
+    let mut traffic = Traffic::new(9, 50.0, 0.005, 1.0);
+    for s in 1..=1800 {
+        let ts = T0 + Dur::from_secs(s);
+        let (c_n, c_x, b_n, b_x) = traffic.second(0.10);
+        let _ = e.observe(&bucket(ts, "v13", c_n, "moderation_fail", c_x), &mut out);
+        let _ = e.observe(&bucket(ts, "v12", b_n, "moderation_fail", b_x), &mut out);
+    }
+    let pause = first(&out, ActionKind::Pause);
+    assert_eq!(pause.explanation.evidence[0].criterion, "sample_ratio");
+    assert!(
+        pause
+            .explanation
+            .summary
+            .starts_with("sample ratio mismatch")
+    );
+    assert!(at(pause) < 600, "halted after {}s", at(pause));
+    assert!(
+        out.iter()
+            .all(|d| d.action != Some(ActionKind::RollbackStage))
+    );
+}
+
+#[test]
+fn a_rolled_back_release_can_be_re_released_as_a_new_generation() {
+    let mut e = engine(relative_policy(1.2), ShareSource::Engine);
+    let mut out = Vec::new();
+    declare(&mut e, T0, 0.05, &mut out);
+    let later = T0 + Dur::from_mins(1);
+    e.command(later, Command::Rollback, &mut out).unwrap();
+    e.tick(later + Dur::from_secs(1), &mut out);
+    assert_eq!(e.status().unwrap().state, ReleaseState::RolledBack);
+    assert_eq!(
+        e.command(later, Command::Promote, &mut out)
+            .unwrap_err()
+            .to_string(),
+        "cannot promote a release that is rolled_back"
+    );
+    e.command(later + Dur::from_secs(2), Command::ReRelease, &mut out)
+        .unwrap();
+    let status = e.status().unwrap();
+    assert_eq!(status.generation, 2);
+    assert_eq!(status.state, ReleaseState::Ramping { step: 0 });
+    assert_eq!(status.share, 0.05);
+    assert_eq!(
+        out.last().unwrap().idempotency_key.as_deref(),
+        Some("support-bot:v12->v13#2/re_release/1")
+    );
+}
+
+fn event(ts: Time, version: &'static str, unit: String, flagged: f64) -> Event<'static> {
+    Event {
+        ts,
+        service: Cow::Borrowed("support-bot"),
+        version: Cow::Borrowed(version),
+        unit: Cow::Owned(unit),
+        segment: vec![(Cow::Borrowed("locale"), Cow::Borrowed("de"))],
+        values: vec![
+            (Cow::Borrowed("outputs"), 1.0),
+            (Cow::Borrowed("moderation_fail"), flagged),
+        ],
+    }
+}
+
+#[test]
+fn counting_per_unit_ignores_one_unit_that_fails_over_and_over() {
+    let breaches = |per: Per| {
+        let mut p = relative_policy(1.2);
+        p.criteria[0].per = per;
+        p.srm.enabled = false;
+        let mut e = engine(p, ShareSource::Recorded);
+        let mut out = Vec::new();
+        declare(&mut e, T0, 0.5, &mut out);
+        for i in 0..4000i64 {
+            let ts = T0 + Dur(i * 250);
+            // 1% of units are flagged on both versions; one candidate unit
+            // (a scraper, say) is flagged on every one of its 100 requests.
+            let unit = format!("u{}", i / 2);
+            let flagged = if (i / 2) % 100 == 7 { 1.0 } else { 0.0 };
+            let version = if i % 2 == 0 { "v13" } else { "v12" };
+            let _ = e.observe(&event(ts, version, unit, flagged), &mut out);
+            if i % 40 == 0 {
+                let _ = e.observe(&event(ts, "v13", "scraper".into(), 1.0), &mut out);
+            }
+        }
+        out.iter()
+            .any(|d| d.kind == DecisionKind::CriterionBreached)
+    };
+    assert!(breaches(Per::Output));
+    assert!(!breaches(Per::Unit));
+}
+
+#[test]
+fn a_spike_that_hits_both_versions_does_not_roll_back() {
+    let mut e = engine(relative_policy(1.2), ShareSource::Engine);
+    let mut out = Vec::new();
+    declare(&mut e, T0, 0.05, &mut out);
+    let mut normal = Traffic::new(11, 50.0, 0.005, 1.0);
+    let mut spike = Traffic::new(11, 50.0, 0.05, 1.0);
+    for s in 1..=3600 {
+        let ts = T0 + Dur::from_secs(s);
+        let share = e.status().unwrap().share_in_force;
+        let traffic = if (1800..1920).contains(&s) {
+            &mut spike
+        } else {
+            &mut normal
+        };
+        let (c_n, c_x, b_n, b_x) = traffic.second(share);
+        let _ = e.observe(&bucket(ts, "v13", c_n, "moderation_fail", c_x), &mut out);
+        let _ = e.observe(&bucket(ts, "v12", b_n, "moderation_fail", b_x), &mut out);
+    }
+    assert_eq!(kinds(&out), vec!["action:ramp"]);
+}
+
+#[test]
+fn a_transient_candidate_spike_shorter_than_for_does_not_breach() {
+    let mut p = relative_policy(1.0);
+    p.criteria[0].bound = Bound::Absolute(0.01);
+    p.criteria[0].window = Dur::from_mins(1);
+    p.criteria[0].sustain = Dur::from_mins(5);
+    let run_with = |spike_secs: i64| {
+        let mut e = engine(p.clone(), ShareSource::Engine);
+        let mut out = Vec::new();
+        declare(&mut e, T0, 0.5, &mut out);
+        let mut normal = Traffic::new(13, 50.0, 0.002, 1.0);
+        let mut bad = Traffic::new(14, 50.0, 0.002, 10.0);
+        for s in 1..=3600 {
+            let ts = T0 + Dur::from_secs(s);
+            let share = e.status().unwrap().share_in_force;
+            let spiking = (1800..1800 + spike_secs).contains(&s);
+            let traffic = if spiking { &mut bad } else { &mut normal };
+            let (c_n, c_x, b_n, b_x) = traffic.second(share);
+            let _ = e.observe(&bucket(ts, "v13", c_n, "moderation_fail", c_x), &mut out);
+            let _ = e.observe(&bucket(ts, "v12", b_n, "moderation_fail", b_x), &mut out);
+        }
+        out
+    };
+    let transient = run_with(120);
+    assert!(
+        transient
+            .iter()
+            .all(|d| d.kind != DecisionKind::CriterionBreached)
+    );
+    let sustained = run_with(1200);
+    let breach = sustained
+        .iter()
+        .find(|d| d.kind == DecisionKind::CriterionBreached)
+        .expect("sustained regression breaches");
+    assert!(breach.explanation.evidence[0].breached_for >= Dur::from_mins(5));
+}
+
+#[test]
+fn events_too_late_or_for_other_versions_are_refused_and_say_why() {
+    let mut e = engine(relative_policy(1.2), ShareSource::Engine);
+    let mut out = Vec::new();
+    let ev = bucket(T0, "v13", 1.0, "moderation_fail", 0.0);
+    assert_eq!(e.observe(&ev, &mut out), Err(Rejection::NoRelease));
+    declare(&mut e, T0, 0.05, &mut out);
+    let later = bucket(T0 + Dur::from_mins(1), "v13", 1.0, "moderation_fail", 0.0);
+    assert_eq!(e.observe(&later, &mut out), Ok(()));
+    let within = bucket(T0 + Dur::from_secs(31), "v12", 1.0, "moderation_fail", 0.0);
+    assert_eq!(e.observe(&within, &mut out), Ok(()));
+    let late = bucket(T0 + Dur::from_secs(29), "v12", 1.0, "moderation_fail", 0.0);
+    assert_eq!(e.observe(&late, &mut out), Err(Rejection::TooLate));
+    let other = bucket(T0 + Dur::from_mins(1), "v11", 1.0, "moderation_fail", 0.0);
+    assert_eq!(e.observe(&other, &mut out), Err(Rejection::UnknownVersion));
+    let mut foreign = later.clone();
+    foreign.service = Cow::Borrowed("image-bot");
+    assert_eq!(e.observe(&foreign, &mut out), Err(Rejection::OtherService));
+}
+
+fn decisions_of(seed: u64, ratio: f64, share: f64) -> Vec<Decision> {
+    let mut e = engine(ramp_policy(), ShareSource::Engine);
+    let mut out = Vec::new();
+    declare(&mut e, T0, share, &mut out);
+    let mut traffic = Traffic::new(seed, 30.0, 0.01, ratio);
+    out.extend(run(&mut e, &mut traffic, "moderation_fail", 2 * 3600, 5));
+    out
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(12))]
+    #[test]
+    fn the_same_inputs_give_the_same_decisions(seed in 0u64..1000, ratio in 0.5f64..4.0, share in 0.01f64..0.5) {
+        prop_assert_eq!(decisions_of(seed, ratio, share), decisions_of(seed, ratio, share));
+    }
+}

@@ -1,0 +1,5 @@
+//! Integration tests of the engine: one binary, shared helpers in `support`.
+
+mod release;
+mod statistics;
+mod support;
