@@ -413,7 +413,19 @@ impl CriterionState {
                     (t.total() > 0.0).then_some(interval),
                 )
             }
-            Test::Ratio(t) => (t.log_e_value().exp() * scale, self.threshold(), None),
+            Test::Ratio(t) => {
+                let cb = t.confidence_bound(epoch.alpha);
+                let interval = match self.direction {
+                    Direction::HigherIsWorse => (cb, f64::INFINITY),
+                    Direction::LowerIsWorse => (0.0, cb),
+                };
+                let any_flags = self.candidate.sum + self.baseline.sum > 0.0;
+                (
+                    t.log_e_value().exp() * scale,
+                    self.threshold(),
+                    any_flags.then_some(interval),
+                )
+            }
             Test::ScoreAbsolute { candidate } => {
                 let interval = candidate.interval(epoch.alpha);
                 let edge = interval.map_or(f64::NAN, |(lo, hi)| match self.direction {

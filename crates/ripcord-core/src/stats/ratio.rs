@@ -18,7 +18,11 @@ const G: usize = EFFECT_GRID.len();
 
 #[derive(Clone, Debug)]
 pub struct RatioTest {
+    direction: Direction,
     r0: f64,
+    /// Flag counts by share (rounded to 0.1%), to invert the test into a
+    /// confidence bound for explanations; shares change rarely, so it is short.
+    by_share: Vec<(f64, f64, f64)>,
     alternatives: [f64; G],
     log_lr: [f64; G],
     /// Per-alternative increments for the share they were computed at.
@@ -44,7 +48,9 @@ impl RatioTest {
             };
         }
         RatioTest {
+            direction,
             r0,
+            by_share: Vec::new(),
             alternatives,
             log_lr: [0.0; G],
             cached_share: f64::NAN,
@@ -75,6 +81,59 @@ impl RatioTest {
         for (l, s) in self.log_lr.iter_mut().zip(steps) {
             *l += count * s;
         }
+        let key = (share * 1000.0).round() / 1000.0;
+        let entry = match self.by_share.iter_mut().find(|(s, _, _)| *s == key) {
+            Some(e) => e,
+            None => {
+                self.by_share.push((key, 0.0, 0.0));
+                let last = self.by_share.len() - 1;
+                &mut self.by_share[last]
+            }
+        };
+        if from_candidate {
+            entry.1 += count;
+        } else {
+            entry.2 += count;
+        }
+    }
+
+    /// The anytime-valid confidence bound of the rate ratio on the bad side
+    /// (lower bound when higher is worse): the edge of the tolerated ratios
+    /// the data reject at level `alpha`. For explanations only.
+    pub fn confidence_bound(&self, alpha: f64) -> f64 {
+        let threshold = (1.0 / alpha).ln();
+        let rejects = |r0: f64| {
+            let mut t = RatioTest::new(1.0, self.direction);
+            t.set_tolerated(r0);
+            for (share, c, b) in &self.by_share {
+                t.add_flagged(*share, true, *c);
+                t.add_flagged(*share, false, *b);
+            }
+            t.log_e_value() >= threshold
+        };
+        let (mut lo, mut hi) = ((1e-3f64).ln(), (1e3f64).ln());
+        for _ in 0..50 {
+            let mid = (lo + hi) / 2.0;
+            match (self.direction, rejects(mid.exp())) {
+                (Direction::HigherIsWorse, true) | (Direction::LowerIsWorse, false) => lo = mid,
+                _ => hi = mid,
+            }
+        }
+        match self.direction {
+            Direction::HigherIsWorse => lo.exp(),
+            Direction::LowerIsWorse => hi.exp(),
+        }
+    }
+
+    fn set_tolerated(&mut self, r0: f64) {
+        self.r0 = r0;
+        for (a, m) in self.alternatives.iter_mut().zip(EFFECT_GRID) {
+            *a = match self.direction {
+                Direction::HigherIsWorse => r0 * m,
+                Direction::LowerIsWorse => r0 / m,
+            };
+        }
+        self.cached_share = f64::NAN;
     }
 
     fn recompute_steps(&mut self, share: f64) {
@@ -118,6 +177,16 @@ mod tests {
         t.add_flagged(0.05, true, 27.0);
         t.add_flagged(0.05, false, 173.0);
         assert!(t.log_e_value() > (20.0f64).ln(), "{}", t.log_e_value());
+    }
+
+    #[test]
+    fn the_confidence_bound_lies_below_the_observed_ratio_and_above_one() {
+        let mut t = RatioTest::new(1.0, Direction::HigherIsWorse);
+        // Observed ratio: (60/0.05) / (140/0.95) ≈ 8.1.
+        t.add_flagged(0.05, true, 60.0);
+        t.add_flagged(0.05, false, 140.0);
+        let lcb = t.confidence_bound(0.05);
+        assert!(lcb > 3.0 && lcb < 8.1, "{lcb}");
     }
 
     #[test]
