@@ -1,5 +1,6 @@
 //! Integration tests of the engine: one binary, shared helpers in `support`.
 
+mod criteria;
 mod release;
 mod statistics;
 mod support;
