@@ -1,3 +1,4 @@
+#![recursion_limit = "512"]
 //! ripcord's engine: the policy language and its validation, signal
 //! aggregation, anytime-valid statistics, criteria, triggers and the release
 //! state machine.

@@ -2,6 +2,7 @@
 
 mod criteria;
 mod ndjson;
+mod policy;
 mod release;
 mod statistics;
 mod support;

@@ -17,15 +17,21 @@ pub mod diagnostic;
 pub mod load;
 pub mod raw;
 pub mod scenario;
+mod schema;
 pub mod units;
+pub mod yaml;
 
 use crate::time::Dur;
+
+pub use diagnostic::{Diagnostic, Diagnostics};
+pub use load::{load_policy, policy_json_schema};
+pub use scenario::Scenario;
 
 /// A validated policy for one service.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Policy {
     pub service: String,
-    pub scenario: Option<scenario::Scenario>,
+    pub scenario: Option<Scenario>,
     pub signals: Vec<Signal>,
     pub criteria: Vec<Criterion>,
     pub triggers: Vec<Trigger>,

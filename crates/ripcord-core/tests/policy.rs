@@ -1,0 +1,299 @@
+//! The policy language: every example and preset loads; every kind of
+//! mistake is reported, all at once, with its place.
+
+use proptest::prelude::*;
+use ripcord_core::Dur;
+use ripcord_core::policy::*;
+
+fn example(name: &str) -> String {
+    let path = format!(
+        "{}/../../examples/{name}/policy.yaml",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
+}
+
+fn problems(source: &str) -> Vec<(usize, usize, String)> {
+    match load_policy(source, "p.yaml") {
+        Ok(_) => Vec::new(),
+        Err(d) => d
+            .items
+            .into_iter()
+            .map(|i| (i.line, i.column, i.message))
+            .collect(),
+    }
+}
+
+#[test]
+fn the_example_policies_load() {
+    for name in [
+        "conversational-agent",
+        "image-generator",
+        "data-augmentation",
+    ] {
+        let text = example(name);
+        if let Err(d) = load_policy(&text, name) {
+            panic!("{d}");
+        }
+    }
+}
+
+#[test]
+fn every_preset_loads_on_its_own() {
+    for s in Scenario::ALL {
+        let text = format!("service: x\nscenario: {}\n", s.name());
+        let p = load_policy(&text, "p.yaml").unwrap_or_else(|d| panic!("{d}"));
+        assert!(p.signals.len() >= 4 && !p.criteria.is_empty() && !p.triggers.is_empty());
+    }
+}
+
+#[test]
+fn the_conversational_agent_example_says_what_it_means() {
+    let p = load_policy(&example("conversational-agent"), "policy.yaml").unwrap();
+    assert_eq!(p.service, "support-bot");
+    assert_eq!(p.scenario, Some(Scenario::ConversationalAgent));
+    let names: Vec<_> = p.signals.iter().map(|s| s.name.as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "hallucination",
+            "moderation_fail",
+            "thumbs_down",
+            "utility",
+            "latency_ms",
+            "error"
+        ]
+    );
+    let moderation = &p.criteria[p.criterion_index("moderation_rel").unwrap()];
+    assert_eq!(moderation.bound, Bound::MaxRatio(1.2));
+    assert_eq!(moderation.min_samples, 500);
+    assert_eq!(moderation.window, Dur::from_mins(5));
+    assert_eq!(moderation.sustain, Dur::from_mins(1));
+    assert_eq!(moderation.clear_for, Dur::from_mins(10));
+    let thumbs = &p.criteria[p.criterion_index("thumbs_down_rel").unwrap()];
+    assert_eq!(thumbs.per, Per::Unit);
+    let safety = p
+        .triggers
+        .iter()
+        .find(|t| t.name == "safety_regression")
+        .unwrap();
+    assert_eq!(safety.severity, Severity::Critical);
+    assert_eq!(
+        safety.action,
+        Action::Rollback {
+            stages: vec![
+                RollbackStage {
+                    fraction: 0.5,
+                    verify_for: Dur::from_mins(2)
+                },
+                RollbackStage {
+                    fraction: 1.0,
+                    verify_for: Dur::from_mins(2)
+                },
+            ]
+        }
+    );
+    let degraded = p
+        .triggers
+        .iter()
+        .find(|t| t.name == "degraded_service")
+        .unwrap();
+    assert_eq!(
+        degraded.approval,
+        Approval::Role {
+            role: "release-manager".into(),
+            within: Dur::from_mins(15),
+            on_timeout: OnTimeout::Proceed
+        }
+    );
+    assert!(matches!(degraded.when, Condition::AtLeast { k: 2, .. }));
+    assert_eq!(p.rollout.steps.len(), 3);
+    assert_eq!(p.rollout.watch_after_promotion, Dur::from_mins(120));
+}
+
+#[test]
+fn rate_sugar_means_the_same_rate() {
+    for (text, rate) in [("3/10k", 0.0003), ("0.5%", 0.005), ("0.0003", 0.0003)] {
+        let src = format!(
+            "service: s\nsignals:\n  h: {{category: quality, kind: rate}}\ncriteria:\n  c: {{signal: h, absolute: {text}}}\n"
+        );
+        let p = load_policy(&src, "p.yaml").unwrap_or_else(|d| panic!("{d}"));
+        assert_eq!(p.criteria[0].bound, Bound::Absolute(rate));
+    }
+}
+
+#[test]
+fn a_policy_can_override_and_switch_off_preset_entries() {
+    let src = "service: s\nscenario: conversational-agent\ncriteria:\n  moderation_rel: {signal: moderation_fail, max_ratio: 1.1}\n  utility_floor: off\ntriggers:\n  quality_regression: off\n";
+    let p = load_policy(src, "p.yaml").unwrap_or_else(|d| panic!("{d}"));
+    let m = &p.criteria[p.criterion_index("moderation_rel").unwrap()];
+    assert_eq!(m.bound, Bound::MaxRatio(1.1));
+    assert_eq!(
+        m.window,
+        Dur::from_mins(10),
+        "the override replaces the whole entry"
+    );
+    assert!(p.criterion_index("utility_floor").is_none());
+    assert!(p.triggers.iter().all(|t| t.name != "quality_regression"));
+}
+
+const BROKEN: &str = "\
+service: support-bot
+signals:
+  hallucination: {category: quality, kind: rate, denominator: outputs}
+  moderation_fail: {category: safty, kind: rate}
+criteria:
+  halluc_abs: {signal: hallucination, absolute: 3/10q}
+  moderation: {signal: moderation_fails, max_ratio: 1.2, windw: 10m}
+  late: {signal: hallucination, max_ratio: 1.2, for: 5 minutes, confidence: 1.5}
+triggers:
+  t1:
+    when: {at_least: 3, of: [halluc_abs, moderation]}
+    action: rollback
+  t2:
+    when: {any: [halluc_ab]}
+    action: {rollback: {stages: [{move_back: 0.5}, {move_back: 0.4}]}}
+rollout:
+  steps: [{share: 0.05}, {share: 1.5}]
+";
+
+#[test]
+fn every_problem_is_reported_at_once_with_its_place() {
+    assert_eq!(
+        problems(BROKEN),
+        vec![
+            (4, 31, "unknown value `safty`".to_string()),
+            (6, 49, "invalid rate \"3/10q\": use a fraction (0.0003), a percentage (0.5%) or count/base (3/10k, 1/1M)".to_string()),
+            (7, 24, "unknown signal `moderation_fails`".to_string()),
+            (7, 58, "unknown field `windw`".to_string()),
+            (8, 54, "invalid duration \"5 minutes\": use e.g. 30s, 10m, 1h30m, 500ms".to_string()),
+            (8, 77, "must be between 0 and 1 (e.g. 0.95), got 1.5".to_string()),
+            (11, 22, "at_least 3 of 2: must be between 1 and the length of `of`".to_string()),
+            (14, 18, "unknown criterion `halluc_ab`".to_string()),
+            (15, 52, "move_back must grow from stage to stage (0.5 then 0.4)".to_string()),
+            (17, 34, "must be in (0, 1], got 1.5".to_string()),
+        ]
+    );
+}
+
+#[test]
+fn the_report_shows_the_line_a_caret_and_a_suggestion() {
+    let err = load_policy(BROKEN, "policy.yaml").unwrap_err().to_string();
+    assert!(
+        err.contains(
+            "policy.yaml:7:58: error: unknown field `windw`\n  |\n7 |   moderation: {signal: moderation_fails, max_ratio: 1.2, windw: 10m}\n  |                                                          ^\n  = at: criteria.moderation\n  = help: did you mean `window`?\n"
+        ),
+        "{err}"
+    );
+    assert!(
+        err.contains("= help: did you mean `hallucination`?")
+            || err.contains("did you mean `moderation_fail`?"),
+        "{err}"
+    );
+    assert!(err.contains("= help: did you mean `safety`?"), "{err}");
+    assert!(err.contains("= help: did you mean `halluc_abs`?"), "{err}");
+}
+
+#[test]
+fn relative_latency_criteria_are_refused_clearly() {
+    let src = "service: s\nsignals:\n  lat: {category: operational, kind: latency}\ncriteria:\n  p95: {signal: lat, quantile: 0.95, max_ratio: 1.15}\n";
+    assert_eq!(
+        problems(src),
+        vec![(
+            5,
+            49,
+            "relative latency criteria are not supported yet".to_string()
+        )]
+    );
+}
+
+#[test]
+fn broken_yaml_is_reported_with_its_place() {
+    let found = problems("service: x\ncriteria: {a: [1, 2}\n");
+    assert_eq!(found.len(), 1);
+    assert!(found[0].2.starts_with("invalid YAML"), "{found:?}");
+    assert_eq!(found[0].0, 2);
+}
+
+#[test]
+fn a_billion_laughs_is_refused_not_expanded() {
+    let mut src = String::from("a0: &a0 [x, x, x, x, x, x, x, x, x, x]\n");
+    for i in 1..12 {
+        src.push_str(&format!(
+            "a{i}: &a{i} [*a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}]\n",
+            p = i - 1
+        ));
+    }
+    src.push_str("service: x\n");
+    let found = problems(&src);
+    assert!(!found.is_empty());
+}
+
+#[test]
+fn the_schema_names_every_field_the_loader_accepts() {
+    let schema = policy_json_schema().to_string();
+    for field in [
+        "service",
+        "scenario",
+        "signals",
+        "criteria",
+        "triggers",
+        "rollout",
+        "srm",
+        "category",
+        "kind",
+        "numerator",
+        "denominator",
+        "range",
+        "direction",
+        "absolute",
+        "max_ratio",
+        "max_increase",
+        "max_decrease",
+        "quantile",
+        "confidence",
+        "min_samples",
+        "window",
+        "\"for\"",
+        "clear_for",
+        "on_no_data",
+        "where",
+        "per",
+        "when",
+        "at_least",
+        "severity",
+        "action",
+        "move_back",
+        "verify_for",
+        "approval",
+        "on_timeout",
+        "steps",
+        "hold",
+        "promotion",
+        "watch_after_promotion",
+    ] {
+        assert!(schema.contains(field), "schema lacks {field}");
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(500))]
+
+    #[test]
+    fn no_text_makes_the_loader_panic(text in "\\PC{0,200}") {
+        let _ = load_policy(&text, "p.yaml");
+    }
+
+    #[test]
+    fn no_mutation_of_an_example_makes_the_loader_panic(
+        edits in proptest::collection::vec((0usize..2000, "[ -~\n]"), 1..5)
+    ) {
+        let mut text: Vec<char> = BROKEN.chars().chain(example("conversational-agent").chars()).collect();
+        for (at, s) in edits {
+            let at = at % text.len();
+            text[at] = s.chars().next().unwrap_or(' ');
+        }
+        let text: String = text.into_iter().collect();
+        let _ = load_policy(&text, "p.yaml");
+    }
+}
