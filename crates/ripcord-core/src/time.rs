@@ -35,6 +35,13 @@ impl std::ops::Add<Dur> for Time {
     }
 }
 
+impl std::ops::Add for Dur {
+    type Output = Dur;
+    fn add(self, other: Dur) -> Dur {
+        Dur(self.0.saturating_add(other.0))
+    }
+}
+
 impl std::ops::Sub<Dur> for Time {
     type Output = Time;
     fn sub(self, d: Dur) -> Time {

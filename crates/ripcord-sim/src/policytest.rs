@@ -1,0 +1,1 @@
+//! The policy-test runner (see below).
