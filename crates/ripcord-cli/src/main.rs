@@ -2,6 +2,8 @@
 //! No decision logic lives here.
 
 mod cmd;
+mod input;
+mod output;
 
 use std::process::ExitCode;
 

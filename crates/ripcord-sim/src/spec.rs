@@ -145,6 +145,24 @@ impl Gap {
     }
 }
 
+/// `50/s`, `3000/m`, `1e5/h` as events per second.
+pub fn rate_per_second(text: &str) -> Result<f64, String> {
+    let bad = || format!("invalid rate {text:?}: use e.g. 50/s, 3000/m");
+    let (n, unit) = text.split_once('/').ok_or_else(bad)?;
+    let n: f64 = n.trim().parse().map_err(|_| bad())?;
+    let per = match unit.trim() {
+        "s" => 1.0,
+        "m" => 60.0,
+        "h" => 3600.0,
+        _ => return Err(bad()),
+    };
+    if n.is_finite() && n > 0.0 {
+        Ok(n / per)
+    } else {
+        Err(bad())
+    }
+}
+
 /// A tiny cursor over whitespace-separated words.
 struct Words<'a> {
     text: &'a str,

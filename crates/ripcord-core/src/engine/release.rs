@@ -255,11 +255,11 @@ impl Engine {
             return Err(Rejection::TooLate);
         }
         self.advance(event.ts, out);
+        self.load_values(event);
+        self.count_outputs(candidate);
         if !self.evaluating() {
             return Ok(());
         }
-        self.load_values(event);
-        self.count_outputs(candidate);
         let unit = unit_hash(&event.unit);
         let mut transitions = Vec::new();
         let now = self.now;

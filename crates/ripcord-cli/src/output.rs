@@ -1,0 +1,169 @@
+//! Decisions as the user reads them: the NDJSON record (the documented wire
+//! shape) and the text timeline.
+
+use std::io::{self, Write};
+
+use ripcord_core::decision::{Evidence, Samples};
+use ripcord_core::policy::Severity;
+use ripcord_core::{Decision, Time};
+use serde::Serialize;
+
+/// One decision, in exactly the replay NDJSON shape; absent fields are left out.
+#[derive(Serialize)]
+pub struct DecisionRecord<'a> {
+    pub at: String,
+    pub kind: &'static str,
+    pub service: &'a str,
+    pub release: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub criterion: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub trigger: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub severity: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub action: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub share: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub idempotency_key: Option<&'a str>,
+    pub explanation: ExplanationRecord<'a>,
+}
+
+#[derive(Serialize)]
+pub struct ExplanationRecord<'a> {
+    pub summary: &'a str,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub evidence: Vec<EvidenceRecord<'a>>,
+}
+
+#[derive(Serialize)]
+pub struct EvidenceRecord<'a> {
+    pub criterion: &'a str,
+    pub signal: &'a str,
+    pub test: &'static str,
+    pub bound: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub statistic: Option<f64>,
+    pub threshold: f64,
+    pub confidence: f64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub estimate: Option<f64>,
+    /// `[low, high]`; a one-sided bound has `null` on its open side.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub interval: Option<[Option<f64>; 2]>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub window_estimate: Option<f64>,
+    pub window: String,
+    pub samples: SampleRecord,
+    pub window_samples: SampleRecord,
+    pub breached_for: String,
+}
+
+#[derive(Serialize)]
+pub struct SampleRecord {
+    pub candidate: Count,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub baseline: Option<Count>,
+}
+
+#[derive(Serialize)]
+pub struct Count {
+    pub n: f64,
+    pub flagged_or_sum: f64,
+}
+
+fn finite(x: f64) -> Option<f64> {
+    x.is_finite().then_some(x)
+}
+
+fn count(s: Samples) -> Count {
+    Count {
+        n: s.n,
+        flagged_or_sum: s.sum,
+    }
+}
+
+pub fn severity_name(s: Severity) -> &'static str {
+    match s {
+        Severity::Minor => "minor",
+        Severity::Major => "major",
+        Severity::Critical => "critical",
+    }
+}
+
+impl<'a> DecisionRecord<'a> {
+    pub fn from(d: &'a Decision) -> DecisionRecord<'a> {
+        DecisionRecord {
+            at: d.at.to_rfc3339(),
+            kind: d.kind.as_str(),
+            service: &d.service,
+            release: &d.release,
+            criterion: d.criterion.as_deref(),
+            trigger: d.trigger.as_deref(),
+            severity: d.severity.map(severity_name),
+            action: d.action.map(|a| a.as_str()),
+            share: d.share,
+            idempotency_key: d.idempotency_key.as_deref(),
+            explanation: ExplanationRecord {
+                summary: &d.explanation.summary,
+                evidence: d.explanation.evidence.iter().map(evidence).collect(),
+            },
+        }
+    }
+}
+
+fn evidence(e: &Evidence) -> EvidenceRecord<'_> {
+    EvidenceRecord {
+        criterion: &e.criterion,
+        signal: &e.signal,
+        test: e.test,
+        bound: &e.bound,
+        statistic: finite(e.statistic),
+        threshold: e.threshold,
+        confidence: e.confidence,
+        estimate: e.estimate.and_then(finite),
+        interval: e.interval.map(|(lo, hi)| [finite(lo), finite(hi)]),
+        window_estimate: e.window_estimate.and_then(finite),
+        window: e.window.to_string(),
+        samples: SampleRecord {
+            candidate: count(e.candidate),
+            baseline: e.baseline.map(count),
+        },
+        window_samples: SampleRecord {
+            candidate: count(e.window_candidate),
+            baseline: e.window_baseline.map(count),
+        },
+        breached_for: e.breached_for.to_string(),
+    }
+}
+
+pub fn write_ndjson(w: &mut impl Write, d: &Decision) -> io::Result<()> {
+    serde_json::to_writer(&mut *w, &DecisionRecord::from(d))?;
+    w.write_all(b"\n")
+}
+
+/// One timeline line: offset from the release start, wall time, what, why.
+pub fn write_text(w: &mut impl Write, d: &Decision, start: Option<Time>) -> io::Result<()> {
+    let offset = start.map_or_else(String::new, |s| format!("+{:<9}", (d.at - s).to_string()));
+    let what = match (d.action, &d.criterion, &d.trigger) {
+        (Some(a), _, _) => match d.share {
+            Some(share) => format!("{} → {}%", a.as_str(), pct(share)),
+            None => a.as_str().to_string(),
+        },
+        (None, Some(c), _) => format!("{} {c}", d.kind.as_str()),
+        (None, None, Some(t)) => format!("{} {t}", d.kind.as_str()),
+        _ => d.kind.as_str().to_string(),
+    };
+    writeln!(w, "{offset} {}  {what}", d.at)?;
+    writeln!(w, "{:>12}{}", "", d.explanation.summary)
+}
+
+pub fn pct(x: f64) -> String {
+    let v = (x * 100.0 * 1000.0).round() / 1000.0;
+    if v == v.trunc() {
+        format!("{}", v as i64)
+    } else {
+        format!("{v}")
+    }
+}
