@@ -145,7 +145,11 @@ pub fn write_ndjson(w: &mut impl Write, d: &Decision) -> io::Result<()> {
 
 /// One timeline line: offset from the release start, wall time, what, why.
 pub fn write_text(w: &mut impl Write, d: &Decision, start: Option<Time>) -> io::Result<()> {
-    let offset = start.map_or_else(String::new, |s| format!("+{:<9}", (d.at - s).to_string()));
+    // Whole seconds read better in a timeline; the NDJSON keeps milliseconds.
+    let offset = start.map_or_else(String::new, |s| {
+        let secs = ripcord_core::Dur((d.at - s).0 / 1000 * 1000);
+        format!("+{:<8}", secs.to_string())
+    });
     let what = match (d.action, &d.criterion, &d.trigger) {
         (Some(a), _, _) => match d.share {
             Some(share) => format!("{} → {}%", a.as_str(), pct(share)),
