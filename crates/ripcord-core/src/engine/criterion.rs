@@ -288,8 +288,10 @@ impl CriterionState {
         matches!(self.template, Test::Ratio(_) | Test::ScoreRelative { .. })
     }
 
+    /// `1/α`, rounded to six decimals so that 3 criteria at 95% read 60,
+    /// not 59.99999999999999.
     fn threshold(&self) -> f64 {
-        1.0 / self.alpha
+        (1e6 / self.alpha).round() / 1e6
     }
 
     /// Whether one of the epochs' anytime-valid tests rejects "within the bound".

@@ -1098,15 +1098,14 @@ fn error_budgets(policy: &Policy) -> Vec<f64> {
         .iter()
         .enumerate()
         .map(|(i, c)| {
-            let alpha = 1.0 - c.confidence;
-            let alpha = if rollback.contains(&i) {
+            // 1 − 0.95 is 0.050000000000000044 in binary; round it so that
+            // thresholds read as the 20 a user expects.
+            let alpha = ((1.0 - c.confidence) * 1e12).round() / 1e12;
+            if rollback.contains(&i) {
                 alpha / k
             } else {
                 alpha
-            };
-            // 1 − 0.95 is 0.050000000000000044 in binary; round so that
-            // thresholds read as the 20 a user expects.
-            (alpha * 1e12).round() / 1e12
+            }
         })
         .collect()
 }
