@@ -127,6 +127,7 @@ impl<'de> Visitor<'de> for LineVisitor {
         while let Some(key) = map.next_key::<Cow<'de, str>>()? {
             let text = |map: &mut A, field: &str| -> Result<Option<Cow<'de, str>>, A::Error> {
                 match map.next_value_seed(Expect {
+                    parent: "",
                     field,
                     kind: Kind::Text,
                 })? {
@@ -198,14 +199,15 @@ impl<'de> Visitor<'de> for ReleaseVisitor {
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
         let mut raw = RawRelease::default();
         while let Some(key) = map.next_key::<Cow<'de, str>>()? {
-            let field = format!("release.{key}");
+
             let kind = if key == "share" {
                 Kind::Number
             } else {
                 Kind::Text
             };
             let value = map.next_value_seed(Expect {
-                field: &field,
+                parent: "release",
+                field: &key,
                 kind,
             })?;
             match (key.as_ref(), value) {
@@ -290,9 +292,10 @@ impl<'de> Visitor<'de> for SegmentVisitor {
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
         let mut out = Vec::new();
         while let Some(key) = map.next_key::<Cow<'de, str>>()? {
-            let field = format!("segment.{key}");
+
             let value = map.next_value_seed(Expect {
-                field: &field,
+                parent: "segment",
+                field: &key,
                 kind: Kind::Text,
             })?;
             if let Value::Text(v) = value {
@@ -320,9 +323,10 @@ impl<'de> Visitor<'de> for ValuesVisitor {
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
         let mut out = Vec::with_capacity(8);
         while let Some(key) = map.next_key::<Cow<'de, str>>()? {
-            let field = format!("values.{key}");
+
             if let Value::Number(v) = map.next_value_seed(Expect {
-                field: &field,
+                parent: "values",
+                field: &key,
                 kind: Kind::Number,
             })? {
                 out.push((key, v));
@@ -357,6 +361,8 @@ enum Value<'a> {
 /// A value of an expected kind whose error names its field and says what
 /// it got instead.
 struct Expect<'f> {
+    /// The enclosing object (`values`), empty at the top level.
+    parent: &'static str,
     field: &'f str,
     kind: Kind,
 }
@@ -382,7 +388,7 @@ impl<'de> Visitor<'de> for Expect<'_> {
     fn visit_f64<E: de::Error>(self, v: f64) -> Result<Self::Value, E> {
         match self.kind {
             Kind::Number if v.is_finite() => Ok(Value::Number(v)),
-            Kind::Number => Err(field_error(self.field, "must be a finite number")),
+            Kind::Number => Err(field_error(&self.path(), "must be a finite number")),
             Kind::Text => Err(self.wrong(&v.to_string())),
         }
     }
@@ -432,12 +438,21 @@ impl<'de> Visitor<'de> for Expect<'_> {
 }
 
 impl Expect<'_> {
+    /// The field's path, built only when there is an error to report.
+    fn path(&self) -> String {
+        if self.parent.is_empty() {
+            self.field.to_string()
+        } else {
+            format!("{}.{}", self.parent, self.field)
+        }
+    }
+
     fn wrong<E: de::Error>(&self, got: &str) -> E {
         let want = match self.kind {
             Kind::Number => "a number",
             Kind::Text => "a string",
         };
-        field_error(self.field, format!("expected {want}, got {got}"))
+        field_error(&self.path(), format!("expected {want}, got {got}"))
     }
 }
 

@@ -144,6 +144,8 @@ pub struct Generator {
     rng: StdRng,
     /// The next on-time event's instant (ms), or past the end.
     next_at: i64,
+    /// The same, unrounded: at high rates arrivals are closer than a millisecond.
+    clock: f64,
     end: i64,
     /// Late events waiting for their delivery time: (deliver at, sequence).
     late: BTreeMap<(i64, u64), Event<'static>>,
@@ -166,6 +168,7 @@ impl Generator {
         };
         let mut g = Generator {
             next_at: spec.start.0,
+            clock: spec.start.0 as f64,
             end,
             late: BTreeMap::new(),
             seq: 0,
@@ -218,7 +221,8 @@ impl Generator {
         let span = (self.end - self.spec.start.0).max(1) as f64;
         loop {
             let wait = -(1.0 - self.rng.random::<f64>()).ln() / peak;
-            self.next_at += (wait * 1000.0).ceil() as i64;
+            self.clock += wait * 1000.0;
+            self.next_at = self.clock as i64;
             if self.next_at >= self.end {
                 return;
             }
