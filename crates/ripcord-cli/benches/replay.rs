@@ -46,16 +46,24 @@ fn main() {
     );
     let lines = stats.events as f64 + 1.0;
 
-    let policy = concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples/conversational-agent/policy.yaml");
+    let policy = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../examples/conversational-agent/policy.yaml"
+    );
     let replay = time(|| {
         let status = Command::new(env!("CARGO_BIN_EXE_ripcord"))
-            .args(["replay", "--format", "ndjson", "--policy", policy, "--events"])
+            .args([
+                "replay", "--format", "ndjson", "--policy", policy, "--events",
+            ])
             .arg(&path)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .status()
             .expect("run ripcord");
-        assert!(status.success() || status.code() == Some(3), "replay failed: {status}");
+        assert!(
+            status.success() || status.code() == Some(3),
+            "replay failed: {status}"
+        );
     });
     let value = time(|| parse_all::<serde_json::Value>(&path));
     let ignored = time(|| parse_all::<serde::de::IgnoredAny>(&path));
@@ -70,7 +78,11 @@ fn main() {
         println!("| {name} | {:.0} | {:.2} |", lines / secs, value / secs);
     }
     println!();
-    println!("{} events, {:.0} MB, 1 file; best of 3 runs each", stats.events, bytes as f64 / 1e6);
+    println!(
+        "{} events, {:.0} MB, 1 file; best of 3 runs each",
+        stats.events,
+        bytes as f64 / 1e6
+    );
 }
 
 /// Best of three, in seconds.

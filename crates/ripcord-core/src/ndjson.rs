@@ -199,7 +199,6 @@ impl<'de> Visitor<'de> for ReleaseVisitor {
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
         let mut raw = RawRelease::default();
         while let Some(key) = map.next_key::<Cow<'de, str>>()? {
-
             let kind = if key == "share" {
                 Kind::Number
             } else {
@@ -292,7 +291,6 @@ impl<'de> Visitor<'de> for SegmentVisitor {
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
         let mut out = Vec::new();
         while let Some(key) = map.next_key::<Cow<'de, str>>()? {
-
             let value = map.next_value_seed(Expect {
                 parent: "segment",
                 field: &key,
@@ -323,7 +321,6 @@ impl<'de> Visitor<'de> for ValuesVisitor {
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
         let mut out = Vec::with_capacity(8);
         while let Some(key) = map.next_key::<Cow<'de, str>>()? {
-
             if let Value::Number(v) = map.next_value_seed(Expect {
                 parent: "values",
                 field: &key,

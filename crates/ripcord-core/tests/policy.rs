@@ -112,6 +112,16 @@ fn the_conversational_agent_example_says_what_it_means() {
 }
 
 #[test]
+fn switching_off_a_criterion_a_preset_trigger_uses_says_what_to_do() {
+    let src = "service: s\nscenario: conversational-agent\ncriteria:\n  utility_floor: off\n";
+    let err = load_policy(src, "p.yaml").unwrap_err().to_string();
+    assert_eq!(
+        err,
+        "p.yaml: error: unknown criterion `utility_floor` (in the scenario preset)\n  = at: triggers.quality_regression.when.of\n  = help: a trigger of the scenario preset uses it: switch that trigger off (`name: off`) or override it\n"
+    );
+}
+
+#[test]
 fn rate_sugar_means_the_same_rate() {
     for (text, rate) in [("3/10k", 0.0003), ("0.5%", 0.005), ("0.0003", 0.0003)] {
         let src = format!(
@@ -296,4 +306,30 @@ proptest! {
         let text: String = text.into_iter().collect();
         let _ = load_policy(&text, "p.yaml");
     }
+}
+
+/// The YAML blocks of a document that are whole policies (start with `service:`).
+fn policies_in(doc: &str) -> Vec<String> {
+    let text =
+        std::fs::read_to_string(format!("{}/../../{doc}", env!("CARGO_MANIFEST_DIR"))).unwrap();
+    text.split("```yaml\n")
+        .skip(1)
+        .filter_map(|block| block.split("```").next())
+        .filter(|block| block.starts_with("service:"))
+        .map(str::to_string)
+        .collect()
+}
+
+#[test]
+fn the_policies_in_the_readme_and_the_reference_are_valid() {
+    let mut checked = 0;
+    for doc in ["README.md", "docs/policy.md"] {
+        for block in policies_in(doc) {
+            if let Err(d) = load_policy(&block, doc) {
+                panic!("{d}");
+            }
+            checked += 1;
+        }
+    }
+    assert_eq!(checked, 2);
 }

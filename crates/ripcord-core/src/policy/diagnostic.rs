@@ -36,7 +36,11 @@ impl fmt::Display for Diagnostics {
 }
 
 fn render(f: &mut fmt::Formatter<'_>, origin: &str, source: &str, d: &Diagnostic) -> fmt::Result {
-    writeln!(f, "{origin}:{}:{}: error: {}", d.line, d.column, d.message)?;
+    if d.line == 0 {
+        writeln!(f, "{origin}: error: {}", d.message)?;
+    } else {
+        writeln!(f, "{origin}:{}:{}: error: {}", d.line, d.column, d.message)?;
+    }
     if let Some(text) = d.line.checked_sub(1).and_then(|i| source.lines().nth(i)) {
         let number = d.line.to_string();
         let pad = " ".repeat(number.len());

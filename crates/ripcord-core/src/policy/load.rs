@@ -902,8 +902,14 @@ fn lower_condition(
             Some(i) => Some(Condition::Criterion(i)),
             None if declared.criteria.contains(s) => None,
             None => {
-                let help = suggest(s, declared.criteria.iter().map(String::as_str))
-                    .map(|x| format!("did you mean `{x}`?"));
+                let help = match node.pos.source {
+                    Source::Preset => Some(
+                        "a trigger of the scenario preset uses it: switch that trigger off (`name: off`) or override it"
+                            .to_string(),
+                    ),
+                    Source::File => suggest(s, declared.criteria.iter().map(String::as_str))
+                        .map(|x| format!("did you mean `{x}`?")),
+                };
                 cx.error(node.pos, path, format!("unknown criterion `{s}`"), help);
                 None
             }
