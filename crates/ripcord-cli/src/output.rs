@@ -8,15 +8,16 @@ use ripcord_core::policy::Severity;
 use ripcord_core::{Decision, Time};
 use serde::Serialize;
 
-/// One decision, in exactly the replay NDJSON shape; absent fields are left out.
+/// One decision, in exactly the documented replay NDJSON shape: `at`,
+/// `kind`, `service`, `trigger`, `severity`, `action`, `share`,
+/// `idempotency_key`, `explanation`; fields that do not apply are left out.
+/// The release and the criterion a decision concerns travel in the
+/// explanation.
 #[derive(Serialize)]
 pub struct DecisionRecord<'a> {
     pub at: String,
     pub kind: &'static str,
     pub service: &'a str,
-    pub release: &'a str,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub criterion: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub trigger: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -33,6 +34,9 @@ pub struct DecisionRecord<'a> {
 #[derive(Serialize)]
 pub struct ExplanationRecord<'a> {
     pub summary: &'a str,
+    pub release: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub criterion: Option<&'a str>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub evidence: Vec<EvidenceRecord<'a>>,
 }
@@ -98,8 +102,6 @@ impl<'a> DecisionRecord<'a> {
             at: d.at.to_rfc3339(),
             kind: d.kind.as_str(),
             service: &d.service,
-            release: &d.release,
-            criterion: d.criterion.as_deref(),
             trigger: d.trigger.as_deref(),
             severity: d.severity.map(severity_name),
             action: d.action.map(|a| a.as_str()),
@@ -107,6 +109,8 @@ impl<'a> DecisionRecord<'a> {
             idempotency_key: d.idempotency_key.as_deref(),
             explanation: ExplanationRecord {
                 summary: &d.explanation.summary,
+                release: &d.release,
+                criterion: d.criterion.as_deref(),
                 evidence: d.explanation.evidence.iter().map(evidence).collect(),
             },
         }

@@ -101,7 +101,6 @@ fn ndjson_decisions_have_exactly_the_documented_fields() {
             "explanation",
             "idempotency_key",
             "kind",
-            "release",
             "service",
             "severity",
             "share",
@@ -115,6 +114,8 @@ fn ndjson_decisions_have_exactly_the_documented_fields() {
         stage["idempotency_key"],
         "support-bot:v12->v13#1/rollback_stage/1"
     );
+    assert_eq!(stage["explanation"]["release"], "support-bot:v12->v13#1");
+    assert_eq!(lines[1]["explanation"]["criterion"], "moderation_rel");
     let evidence = &stage["explanation"]["evidence"][0];
     assert_eq!(evidence["criterion"], "moderation_rel");
     assert_eq!(evidence["bound"], "candidate ≤ 1.2 × baseline");
