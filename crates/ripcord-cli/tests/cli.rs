@@ -267,7 +267,7 @@ fn policy_check_passes_the_examples() {
         .assert()
         .code(0)
         .stdout(predicate::str::contains(
-            "ok — service support-bot, 6 signals, 8 criteria, 4 triggers, 3 rollout steps",
+            "ok — service support-bot, 6 signals, 9 criteria, 5 triggers, 3 rollout steps",
         ));
 }
 
@@ -374,5 +374,5 @@ fn every_example_policy_passes_its_own_tests() {
         .arg(repo("examples/data-augmentation/policy.test.yaml"))
         .assert()
         .code(0)
-        .stdout(predicate::str::contains("12 passed, 0 failed"));
+        .stdout(predicate::str::contains("13 passed, 0 failed"));
 }

@@ -56,6 +56,13 @@ pub struct TestCase {
     pub baseline: Option<String>,
     #[serde(default)]
     pub candidate: Option<String>,
+    /// Segment mix by locale, e.g. `{en: 0.5, de: 0.5}` (weights).
+    #[serde(default)]
+    pub locales: Option<std::collections::BTreeMap<String, f64>>,
+    /// Base rates replacing the scenario's, by signal field, e.g.
+    /// `{moderation_fail: 0.01}` (both versions).
+    #[serde(default)]
+    pub base_rates: std::collections::BTreeMap<String, f64>,
     #[serde(default)]
     pub regressions: Vec<String>,
     #[serde(default)]
@@ -264,6 +271,16 @@ fn traffic_of(policy: &Policy, case: &TestCase, base: &Path) -> Result<TrafficSp
     }
     if let Some(c) = &case.candidate {
         spec.candidate = c.clone();
+    }
+    if let Some(mix) = &case.locales {
+        let weights: Vec<(String, f64)> = mix.iter().map(|(k, v)| (k.clone(), *v)).collect();
+        spec.set_locale_mix(&weights)?;
+    }
+    for (field, rate) in &case.base_rates {
+        if !(0.0..=1.0).contains(rate) {
+            return Err(format!("base_rates.{field}: must be in [0, 1], got {rate}"));
+        }
+        spec.base_rates.push((field.clone(), *rate));
     }
     let err = |e: crate::spec::SpecError| e.to_string();
     spec.regressions = case

@@ -21,7 +21,8 @@ pub enum Target {
     Both,
 }
 
-/// A lasting change of one signal, from an offset (until another).
+/// A lasting change of one signal, from an offset (until another),
+/// optionally only for one locale (`in de`).
 #[derive(Clone, Debug, PartialEq)]
 pub struct Regression {
     pub field: String,
@@ -29,6 +30,7 @@ pub struct Regression {
     pub from: Dur,
     pub until: Option<Dur>,
     pub target: Target,
+    pub locale: Option<String>,
 }
 
 /// A short burst of one signal; by default it hits both versions, like an
@@ -67,10 +69,12 @@ impl Regression {
         let from = p.duration()?;
         let mut until = None;
         let mut target = Target::Candidate;
+        let mut locale = None;
         while let Some(word) = p.next() {
             match word {
                 "until" => until = Some(p.duration()?),
                 "on" => target = p.target()?,
+                "in" => locale = Some(p.word("a locale")?),
                 other => return Err(p.fail(format!("unexpected {other:?}"))),
             }
         }
@@ -83,14 +87,16 @@ impl Regression {
             from,
             until,
             target,
+            locale,
         })
     }
 
-    /// Whether it applies at `offset` from the start, to this version.
-    pub fn active(&self, offset: Dur, candidate: bool) -> bool {
+    /// Whether it applies at `offset` from the start, to this version and locale.
+    pub fn active(&self, offset: Dur, candidate: bool, locale: &str) -> bool {
         offset >= self.from
             && self.until.is_none_or(|u| offset < u)
             && (candidate || self.target == Target::Both)
+            && self.locale.as_deref().is_none_or(|l| l == locale)
     }
 }
 
@@ -250,8 +256,12 @@ mod tests {
                 from: Dur::from_mins(40),
                 until: Some(Dur::from_mins(60)),
                 target: Target::Candidate,
+                locale: None,
             }
         );
+        let german = Regression::parse("moderation_fail x3 from 10m in de").unwrap();
+        assert!(german.active(Dur::from_mins(11), true, "de"));
+        assert!(!german.active(Dur::from_mins(11), true, "en"));
         assert_eq!(
             Regression::parse("utility -0.1 from 20m").unwrap().effect,
             Effect::Plus(-0.1)

@@ -96,6 +96,10 @@ pub struct TrafficSpec {
     /// Share of events delivered late, by up to `max_late`.
     pub late_share: f64,
     pub max_late: Dur,
+    /// Segment mix: (locale, share of users, multiplier of flag rates).
+    pub locales: Vec<(String, f64, f64)>,
+    /// Base rates that replace the scenario's, by signal field (both versions).
+    pub base_rates: Vec<(String, f64)>,
 }
 
 impl TrafficSpec {
@@ -117,7 +121,37 @@ impl TrafficSpec {
             gaps: Vec::new(),
             late_share: 0.02,
             max_late: Dur::from_secs(20),
+            locales: LOCALES
+                .iter()
+                .map(|(name, share, m)| (name.to_string(), *share, *m))
+                .collect(),
+            base_rates: Vec::new(),
         }
+    }
+
+    /// Sets the segment mix by locale weights (normalised); known locales
+    /// keep their rate multipliers, new ones get 1.
+    pub fn set_locale_mix(&mut self, weights: &[(String, f64)]) -> Result<(), String> {
+        let total: f64 = weights.iter().map(|(_, w)| *w).sum();
+        let valid = |w: f64| w.is_finite() && w >= 0.0;
+        if weights.is_empty()
+            || !valid(total)
+            || total == 0.0
+            || weights.iter().any(|(_, w)| !valid(*w))
+        {
+            return Err("locale weights must be ≥ 0 and not all 0".into());
+        }
+        self.locales = weights
+            .iter()
+            .map(|(name, w)| {
+                let m = LOCALES
+                    .iter()
+                    .find(|(n, _, _)| n == name)
+                    .map_or(1.0, |l| l.2);
+                (name.clone(), w / total, m)
+            })
+            .collect();
+        Ok(())
     }
 }
 
@@ -128,6 +162,13 @@ pub fn default_service(s: Scenario) -> &'static str {
         Scenario::ImageGenerator => "studio-images",
         Scenario::DataAugmentation => "augment-v",
     }
+}
+
+/// Where and when an output is generated, for the effects that apply to it.
+struct Moment<'a> {
+    offset: Dur,
+    candidate: bool,
+    locale: &'a str,
 }
 
 /// Locales: (name, share of users, multiplier of flag rates). Languages the
@@ -242,10 +283,15 @@ impl Generator {
         let u: f64 = self.rng.random();
         let index = ((u * u) * f64::from(self.spec.units)) as u32;
         let unit = format!("u-{index}");
-        let (locale, multiplier) = locale_of(index);
+        let (locale, multiplier) = self.locale_of(index);
         let candidate = is_candidate(&self.spec.service, &unit, share);
         let offset = at - self.spec.start;
-        let values = self.values(offset, candidate, multiplier);
+        let moment = Moment {
+            offset,
+            candidate,
+            locale: &locale,
+        };
+        let values = self.values(&moment, multiplier);
         let version = if candidate {
             &self.spec.candidate
         } else {
@@ -256,55 +302,55 @@ impl Generator {
             service: Cow::Owned(self.spec.service.clone()),
             version: Cow::Owned(version.clone()),
             unit: Cow::Owned(unit),
-            segment: vec![(Cow::Borrowed("locale"), Cow::Borrowed(locale))],
+            segment: vec![(Cow::Borrowed("locale"), Cow::Owned(locale))],
             values,
         }
     }
 
-    fn values(&mut self, offset: Dur, candidate: bool, m: f64) -> Vec<(Cow<'static, str>, f64)> {
+    fn values(&mut self, at: &Moment<'_>, m: f64) -> Vec<(Cow<'static, str>, f64)> {
         let mut out = vec![(Cow::Borrowed("outputs"), 1.0)];
         match self.spec.scenario {
             Scenario::ConversationalAgent => {
-                self.flag(&mut out, "hallucination", 5e-4 * m, offset, candidate);
-                self.flag(&mut out, "moderation_fail", 5e-3 * m, offset, candidate);
-                self.flag(&mut out, "error", 3e-3, offset, candidate);
-                self.measure(&mut out, "latency_ms", offset, candidate);
-                self.grade(&mut out, "utility", offset, candidate);
+                self.flag(&mut out, "hallucination", 5e-4 * m, at);
+                self.flag(&mut out, "moderation_fail", 5e-3 * m, at);
+                self.flag(&mut out, "error", 3e-3, at);
+                self.measure(&mut out, "latency_ms", at);
+                self.grade(&mut out, "utility", at);
                 // About one answer in ten gets a thumbs up or down.
                 if self.rng.random::<f64>() < 0.1 {
                     out.push((Cow::Borrowed("feedback"), 1.0));
-                    self.flag(&mut out, "thumbs_down", 0.08 * m, offset, candidate);
+                    self.flag(&mut out, "thumbs_down", 0.08 * m, at);
                 }
             }
             Scenario::ImageGenerator => {
-                self.flag(&mut out, "unsafe_image", 1e-3 * m, offset, candidate);
-                self.flag(&mut out, "regenerate", 0.12, offset, candidate);
-                self.grade(&mut out, "prompt_adherence", offset, candidate);
-                self.measure(&mut out, "generation_latency_ms", offset, candidate);
+                self.flag(&mut out, "unsafe_image", 1e-3 * m, at);
+                self.flag(&mut out, "regenerate", 0.12, at);
+                self.grade(&mut out, "prompt_adherence", at);
+                self.measure(&mut out, "generation_latency_ms", at);
             }
             Scenario::DataAugmentation => {
-                self.flag(&mut out, "schema_invalid", 0.01 * m, offset, candidate);
-                self.flag(&mut out, "duplicate", 0.02, offset, candidate);
-                self.flag(&mut out, "pii_leak", 2e-6, offset, candidate);
-                self.grade(&mut out, "label_accuracy", offset, candidate);
+                self.flag(&mut out, "schema_invalid", 0.01 * m, at);
+                self.flag(&mut out, "duplicate", 0.02, at);
+                self.flag(&mut out, "pii_leak", 2e-6, at);
+                self.grade(&mut out, "label_accuracy", at);
             }
         }
         out
     }
 
     /// The regressions' and spikes' effects on `field` now, for this version.
-    fn effects(&self, field: &str, offset: Dur, candidate: bool) -> (f64, f64) {
+    fn effects(&self, field: &str, at: &Moment<'_>) -> (f64, f64) {
         let lasting = self
             .spec
             .regressions
             .iter()
-            .filter(|r| r.field == field && r.active(offset, candidate))
+            .filter(|r| r.field == field && r.active(at.offset, at.candidate, at.locale))
             .map(|r| r.effect);
         let bursts = self
             .spec
             .spikes
             .iter()
-            .filter(|s| s.field == field && s.active(offset, candidate))
+            .filter(|s| s.field == field && s.active(at.offset, at.candidate))
             .map(|s| s.effect);
         lasting
             .chain(bursts)
@@ -314,15 +360,36 @@ impl Generator {
             })
     }
 
+    /// A user's locale is fixed by their id, so it never changes between requests.
+    fn locale_of(&self, index: u32) -> (String, f64) {
+        let x = f64::from(index.wrapping_mul(2_654_435_761) % 10_000) / 10_000.0;
+        let mut acc = 0.0;
+        for (name, share, m) in &self.spec.locales {
+            acc += share;
+            if x < acc {
+                return (name.clone(), *m);
+            }
+        }
+        self.spec
+            .locales
+            .last()
+            .map_or(("en".to_string(), 1.0), |(n, _, m)| (n.clone(), *m))
+    }
+
     fn flag(
         &mut self,
         out: &mut Vec<(Cow<'static, str>, f64)>,
         field: &'static str,
         p: f64,
-        offset: Dur,
-        candidate: bool,
+        at: &Moment<'_>,
     ) {
-        let (times, plus) = self.effects(field, offset, candidate);
+        let p = self
+            .spec
+            .base_rates
+            .iter()
+            .find(|(f, _)| f == field)
+            .map_or(p, |(_, rate)| *rate);
+        let (times, plus) = self.effects(field, at);
         let p = (p * times + plus).clamp(0.0, 1.0);
         let flagged = self.rng.random::<f64>() < p;
         out.push((Cow::Borrowed(field), if flagged { 1.0 } else { 0.0 }));
@@ -332,10 +399,9 @@ impl Generator {
         &mut self,
         out: &mut Vec<(Cow<'static, str>, f64)>,
         field: &'static str,
-        offset: Dur,
-        candidate: bool,
+        at: &Moment<'_>,
     ) {
-        let (times, plus) = self.effects(field, offset, candidate);
+        let (times, plus) = self.effects(field, at);
         let v = self.latency.sample(&mut self.rng) * times + plus;
         out.push((Cow::Borrowed(field), (v.max(1.0) * 10.0).round() / 10.0));
     }
@@ -344,24 +410,10 @@ impl Generator {
         &mut self,
         out: &mut Vec<(Cow<'static, str>, f64)>,
         field: &'static str,
-        offset: Dur,
-        candidate: bool,
+        at: &Moment<'_>,
     ) {
-        let (times, plus) = self.effects(field, offset, candidate);
+        let (times, plus) = self.effects(field, at);
         let v = (self.score.sample(&mut self.rng) * times + plus).clamp(0.0, 1.0);
         out.push((Cow::Borrowed(field), (v * 1000.0).round() / 1000.0));
     }
-}
-
-/// A user's locale is fixed by their id, so it never changes between requests.
-fn locale_of(index: u32) -> (&'static str, f64) {
-    let x = f64::from(index.wrapping_mul(2_654_435_761) % 10_000) / 10_000.0;
-    let mut acc = 0.0;
-    for (name, share, m) in LOCALES {
-        acc += share;
-        if x < acc {
-            return (name, m);
-        }
-    }
-    ("en", 1.0)
 }
