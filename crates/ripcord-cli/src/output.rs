@@ -4,6 +4,7 @@
 use std::io::{self, Write};
 
 use ripcord_core::decision::{Evidence, Samples};
+use ripcord_core::engine::pct;
 use ripcord_core::policy::Severity;
 use ripcord_core::{Decision, Time};
 use serde::Serialize;
@@ -88,14 +89,6 @@ fn count(s: Samples) -> Count {
     }
 }
 
-pub fn severity_name(s: Severity) -> &'static str {
-    match s {
-        Severity::Minor => "minor",
-        Severity::Major => "major",
-        Severity::Critical => "critical",
-    }
-}
-
 impl<'a> DecisionRecord<'a> {
     pub fn from(d: &'a Decision) -> DecisionRecord<'a> {
         DecisionRecord {
@@ -103,7 +96,7 @@ impl<'a> DecisionRecord<'a> {
             kind: d.kind.as_str(),
             service: &d.service,
             trigger: d.trigger.as_deref(),
-            severity: d.severity.map(severity_name),
+            severity: d.severity.map(Severity::as_str),
             action: d.action.map(|a| a.as_str()),
             share: d.share,
             idempotency_key: d.idempotency_key.as_deref(),
@@ -165,13 +158,4 @@ pub fn write_text(w: &mut impl Write, d: &Decision, start: Option<Time>) -> io::
     };
     writeln!(w, "{offset} {}  {what}", d.at)?;
     writeln!(w, "{:>12}{}", "", d.explanation.summary)
-}
-
-pub fn pct(x: f64) -> String {
-    let v = (x * 100.0 * 1000.0).round() / 1000.0;
-    if v == v.trunc() {
-        format!("{}", v as i64)
-    } else {
-        format!("{v}")
-    }
 }

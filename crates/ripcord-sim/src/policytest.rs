@@ -190,7 +190,7 @@ impl Expectation {
             && eq(&self.action, d.action.map(|a| a.as_str()))
             && eq(&self.criterion, d.criterion.as_deref())
             && eq(&self.trigger, d.trigger.as_deref())
-            && eq(&self.severity, d.severity.map(severity_name))
+            && eq(&self.severity, d.severity.map(|s| s.as_str()))
             && self
                 .share
                 .is_none_or(|s| d.share.is_some_and(|got| (got - s).abs() < 1e-9))
@@ -222,14 +222,6 @@ impl Expectation {
             parts.push(format!("after {a}"));
         }
         parts.join(", ")
-    }
-}
-
-fn severity_name(s: ripcord_core::policy::Severity) -> &'static str {
-    match s {
-        ripcord_core::policy::Severity::Minor => "minor",
-        ripcord_core::policy::Severity::Major => "major",
-        ripcord_core::policy::Severity::Critical => "critical",
     }
 }
 

@@ -10,13 +10,13 @@ use std::time::Instant;
 
 use anyhow::anyhow;
 use indicatif::{ProgressBar, ProgressStyle};
-use ripcord_core::engine::{Engine, EngineOptions, Rejection, ShareSource, state_name};
+use ripcord_core::engine::{Engine, EngineOptions, Rejection, ShareSource, pct, state_name};
 use ripcord_core::ndjson::{Line, parse_line};
 use ripcord_core::policy::units::parse_duration;
 use ripcord_core::{ActionKind, Decision, Release, Time};
 
 use crate::input::open_events;
-use crate::output::{pct, write_ndjson, write_text};
+use crate::output::{write_ndjson, write_text};
 
 #[derive(clap::Args)]
 pub struct ReplayArgs {

@@ -10,7 +10,7 @@ mod criterion;
 mod release;
 mod window;
 
-pub use release::{Engine, state_name};
+pub use release::{Engine, pct, state_name};
 
 use crate::time::Dur;
 

@@ -493,7 +493,7 @@ impl Engine {
         let summary = format!(
             "trigger {} ({}) fired: {}",
             trigger.name,
-            severity_name(trigger.severity),
+            trigger.severity.as_str(),
             evidence
                 .iter()
                 .map(|e| e.criterion.as_str())
@@ -1228,16 +1228,9 @@ fn fmt_num(x: f64) -> String {
     s.trim_end_matches('0').trim_end_matches('.').to_string()
 }
 
-fn pct(x: f64) -> String {
+/// A share as a percentage, without trailing zeros: 0.125 → `12.5`.
+pub fn pct(x: f64) -> String {
     fmt_num((x * 100.0 * 1000.0).round() / 1000.0)
-}
-
-fn severity_name(s: Severity) -> &'static str {
-    match s {
-        Severity::Minor => "minor",
-        Severity::Major => "major",
-        Severity::Critical => "critical",
-    }
 }
 
 fn action_name(a: &Action) -> &'static str {

@@ -151,6 +151,16 @@ pub enum Severity {
     Critical,
 }
 
+impl Severity {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Severity::Minor => "minor",
+            Severity::Major => "major",
+            Severity::Critical => "critical",
+        }
+    }
+}
+
 /// A composite of criteria.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Condition {
