@@ -376,3 +376,42 @@ fn every_example_policy_passes_its_own_tests() {
         .code(0)
         .stdout(predicate::str::contains("13 passed, 0 failed"));
 }
+
+#[test]
+fn an_overlong_line_is_refused_without_losing_the_lines_around_it() {
+    let huge = format!(
+        r#"{{"ts":"2026-11-20T10:00:01Z","pad":"{}"}}"#,
+        "x".repeat(3 << 20)
+    );
+    let events = write_temp(&format!("{RELEASE}\n{GOOD}\n{huge}\n{GOOD}\n"));
+    ripcord()
+        .args(["replay", "--skip-invalid", "--policy"])
+        .arg(repo(POLICY))
+        .arg("--events")
+        .arg(events.path())
+        .assert()
+        .code(0)
+        .stdout(predicate::str::contains(
+            "lines 4, events 2 (used 2), release lines 1",
+        ))
+        .stdout(predicate::str::contains(
+            "  line 3: longer than 1 MiB; skipped unread",
+        ));
+}
+
+#[test]
+fn replaying_twice_prints_the_same_bytes() {
+    let run = || {
+        ripcord()
+            .args(["replay", "--format", "ndjson", "--policy"])
+            .arg(repo(POLICY))
+            .arg("--events")
+            .arg(repo(STREAM))
+            .output()
+            .unwrap()
+            .stdout
+    };
+    let first = run();
+    assert!(!first.is_empty());
+    assert_eq!(first, run());
+}

@@ -3,7 +3,7 @@
 //! Exit codes: 0 done, 1 invalid policy or input line, 2 other errors (a file
 //! that cannot be read), 3 a decision matched `--fail-on`.
 
-use std::io::{BufRead, BufWriter, IsTerminal, Write};
+use std::io::{BufRead, BufWriter, IsTerminal, Read as _, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Instant;
@@ -11,7 +11,7 @@ use std::time::Instant;
 use anyhow::anyhow;
 use indicatif::{ProgressBar, ProgressStyle};
 use ripcord_core::engine::{Engine, EngineOptions, Rejection, ShareSource, pct, state_name};
-use ripcord_core::ndjson::{Line, parse_line};
+use ripcord_core::ndjson::{Line, LineError, parse_line};
 use ripcord_core::policy::units::parse_duration;
 use ripcord_core::{ActionKind, Decision, Release, Time};
 
@@ -129,17 +129,25 @@ pub fn run(args: ReplayArgs) -> anyhow::Result<ExitCode> {
     let mut read_bytes = 0u64;
     let began = Instant::now();
     loop {
-        line.clear();
-        let n = reader.read_until(b'\n', &mut line)?;
-        if n == 0 {
-            break;
-        }
+        let (n, too_long) = match read_line(&mut reader, &mut line)? {
+            Read::End => break,
+            Read::Line(n) => (n, false),
+            Read::TooLong(n) => (n, true),
+        };
         read_bytes += n as u64;
         tally.lines += 1;
         if tally.lines % 65_536 == 0 {
             progress.set_position(read_bytes);
         }
-        match parse_line(&line) {
+        let parsed = if too_long {
+            Err(LineError {
+                field: String::new(),
+                message: format!("longer than {} MiB; skipped unread", MAX_LINE >> 20),
+            })
+        } else {
+            parse_line(&line)
+        };
+        match parsed {
             Ok(Line::Blank) => {}
             Ok(Line::Release(r)) => {
                 tally.releases += 1;
@@ -203,6 +211,48 @@ pub fn run(args: ReplayArgs) -> anyhow::Result<ExitCode> {
     } else {
         ExitCode::SUCCESS
     })
+}
+
+/// A line longer than this is refused without being held in memory.
+const MAX_LINE: usize = 1 << 20;
+
+enum Read {
+    End,
+    Line(usize),
+    TooLong(usize),
+}
+
+/// Reads one line into `line` (cleared first), refusing to buffer more than
+/// `MAX_LINE` bytes of it: the rest of an overlong line is skipped.
+fn read_line(reader: &mut impl BufRead, line: &mut Vec<u8>) -> std::io::Result<Read> {
+    line.clear();
+    let n = (&mut *reader)
+        .take(MAX_LINE as u64 + 1)
+        .read_until(b'\n', line)?;
+    if n == 0 {
+        return Ok(Read::End);
+    }
+    if n <= MAX_LINE || line.last() == Some(&b'\n') {
+        return Ok(Read::Line(n));
+    }
+    let mut skipped = n;
+    loop {
+        let buf = reader.fill_buf()?;
+        if buf.is_empty() {
+            return Ok(Read::TooLong(skipped));
+        }
+        match buf.iter().position(|b| *b == b'\n') {
+            Some(i) => {
+                reader.consume(i + 1);
+                return Ok(Read::TooLong(skipped + i + 1));
+            }
+            None => {
+                let len = buf.len();
+                reader.consume(len);
+                skipped += len;
+            }
+        }
+    }
 }
 
 fn emit(
