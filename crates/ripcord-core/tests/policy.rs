@@ -286,6 +286,53 @@ fn the_schema_names_every_field_the_loader_accepts() {
     }
 }
 
+fn validate_against_schema(yaml: &str) -> Result<(), String> {
+    let schema = policy_json_schema();
+    let validator = jsonschema::validator_for(&schema).map_err(|e| e.to_string())?;
+    let doc: serde_json::Value = serde_saphyr::from_str(yaml).map_err(|e| e.to_string())?;
+    let errors: Vec<String> = validator.iter_errors(&doc).map(|e| e.to_string()).collect();
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(errors.join("; "))
+    }
+}
+
+#[test]
+fn the_schema_is_valid_and_accepts_every_example_and_preset() {
+    assert!(jsonschema::meta::is_valid(&policy_json_schema()));
+    for name in [
+        "conversational-agent",
+        "image-generator",
+        "data-augmentation",
+    ] {
+        validate_against_schema(&example(name)).unwrap_or_else(|e| panic!("{name}: {e}"));
+    }
+    for s in Scenario::ALL {
+        let text = format!("service: x\nscenario: {}\n{}", s.name(), s.preset_yaml());
+        validate_against_schema(&text).unwrap_or_else(|e| panic!("{}: {e}", s.name()));
+    }
+}
+
+#[test]
+fn the_schema_refuses_what_the_loader_refuses() {
+    for bad in [
+        "service: x\ncriteria:\n  c: {signal: s, max_ratio: 1.2, windw: 10m}\n",
+        "service: x\nrollout: {steps: [{share: 1.5}]}\n",
+        "service: x\ntriggers:\n  t: {when: c, action: explode}\n",
+        "servise: x\n",
+    ] {
+        assert!(
+            validate_against_schema(bad).is_err(),
+            "schema accepted {bad:?}"
+        );
+        assert!(
+            load_policy(bad, "p.yaml").is_err(),
+            "loader accepted {bad:?}"
+        );
+    }
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(500))]
 
