@@ -494,3 +494,52 @@ proptest! {
         prop_assert_eq!(decisions_of(seed, ratio, share), decisions_of(seed, ratio, share));
     }
 }
+
+/// Single-output events from units `u0, u1, …`; unit `i` is the candidate's
+/// when `candidate(i)`, and every fifth event comes from `busy` if given.
+fn unit_traffic(candidate: impl Fn(i64) -> bool, busy: Option<&'static str>) -> Vec<Decision> {
+    let mut e = engine(relative_policy(1.2), ShareSource::Recorded);
+    let mut out = Vec::new();
+    declare(&mut e, T0, 0.05, &mut out);
+    for i in 0..40_000i64 {
+        let ts = T0 + Dur(i * 100);
+        let (unit, version) = match busy {
+            Some(b) if i % 5 == 0 => (b.to_string(), "v13"),
+            _ => {
+                let u = i / 2;
+                (format!("u{u}"), if candidate(u) { "v13" } else { "v12" })
+            }
+        };
+        let ev = Event {
+            values: vec![
+                (Cow::Borrowed("outputs"), 1.0),
+                (Cow::Borrowed("moderation_fail"), 0.0),
+            ],
+            ..event(ts, version, unit, 0.0)
+        };
+        let _ = e.observe(&ev, &mut out);
+    }
+    out
+}
+
+#[test]
+fn one_busy_user_on_the_candidate_is_not_a_sample_ratio_mismatch() {
+    // A fifth of all outputs come from one candidate user: counted by
+    // outputs the candidate would have 24% instead of 5%.
+    let out = unit_traffic(|u| u % 20 == 0, Some("scraper"));
+    assert_eq!(kinds(&out), vec!["action:ramp"]);
+}
+
+#[test]
+fn a_candidate_getting_twice_its_share_of_users_is_a_sample_ratio_mismatch() {
+    let out = unit_traffic(|u| u % 10 == 0, None);
+    let pause = first(&out, ActionKind::Pause);
+    assert!(
+        pause
+            .explanation
+            .summary
+            .starts_with("sample ratio mismatch: the candidate got"),
+        "{}",
+        pause.explanation.summary
+    );
+}

@@ -8,6 +8,7 @@
 //! release and a per-action counter, so the same inputs always produce the
 //! same keys.
 
+use std::collections::HashSet;
 use std::hash::{Hash, Hasher};
 
 use super::criterion::{CriterionState, Sample, Transition};
@@ -71,6 +72,8 @@ struct Run {
     trigger_active: Vec<bool>,
     srm: SrmTest,
     srm_fired: bool,
+    /// Units already counted by the SRM check.
+    units_seen: HashSet<u64>,
     pending: Option<Pending>,
     rollback: Option<Rollback>,
     /// What to return to on resume.
@@ -227,6 +230,7 @@ impl Engine {
             trigger_active: vec![false; self.policy.triggers.len()],
             srm: SrmTest::default(),
             srm_fired: false,
+            units_seen: HashSet::new(),
             pending: None,
             rollback: None,
             paused_from: None,
@@ -256,11 +260,11 @@ impl Engine {
         }
         self.advance(event.ts, out);
         self.load_values(event);
-        self.count_outputs(candidate);
+        let unit = unit_hash(&event.unit);
+        self.count_outputs(candidate, unit);
         if !self.evaluating() {
             return Ok(());
         }
-        let unit = unit_hash(&event.unit);
         let mut transitions = Vec::new();
         let now = self.now;
         let Some(run) = &mut self.release else {
@@ -363,7 +367,13 @@ impl Engine {
         }
     }
 
-    fn count_outputs(&mut self, candidate: bool) {
+    /// Counts outputs for rollback verification and assignments for the
+    /// SRM check. The check counts each unit once, when it is first seen:
+    /// whether that unit is the candidate's depends only on its hash, so one
+    /// busy user cannot tip the split the way counting their outputs would.
+    /// A pre-aggregated line (more than one output) has no single unit, so
+    /// its outputs count instead.
+    fn count_outputs(&mut self, candidate: bool, unit: u64) {
         let outputs = self.outputs_field.and_then(|i| self.scratch[i]);
         let Some(run) = &mut self.release else {
             return;
@@ -375,11 +385,16 @@ impl Engine {
                 rb.candidate_outputs += n;
             }
         }
-        if matches!(
+        if !matches!(
             run.state,
             ReleaseState::Ramping { .. } | ReleaseState::Holding
         ) {
+            return;
+        }
+        if n > 1.0 {
             run.srm.add(run.share_in_force, candidate, n);
+        } else if run.units_seen.insert(unit) {
+            run.srm.add(run.share_in_force, candidate, 1.0);
         }
     }
 
@@ -400,7 +415,8 @@ impl Engine {
             criterion: "sample_ratio".into(),
             signal: OUTPUTS.into(),
             test: "sequential sample-ratio mixture likelihood ratio (anytime-valid)",
-            bound: "candidate's share of outputs = assigned share".into(),
+            bound: "candidate's share of new units (or of pre-aggregated outputs) = assigned share"
+                .into(),
             statistic: run.srm.log_e_value().exp(),
             threshold: 1.0 / alpha,
             confidence: srm.confidence,
@@ -415,7 +431,7 @@ impl Engine {
             breached_for: Dur::ZERO,
         };
         let summary = format!(
-            "sample ratio mismatch: the candidate served {} of {} outputs, {} expected at the assigned share; \
+            "sample ratio mismatch: the candidate got {} of {} new units (or pre-aggregated outputs), {} expected at the assigned share; \
              halting instead of deciding on broken data",
             c,
             c + b,
@@ -950,6 +966,7 @@ impl Engine {
             // The person who resumes vouches for the data from here on.
             run.srm_fired = false;
             run.srm = SrmTest::default();
+            run.units_seen.clear();
         }
         run.state = to;
         self.emit_action(
