@@ -498,7 +498,9 @@ proptest! {
 /// Single-output events from units `u0, u1, …`; unit `i` is the candidate's
 /// when `candidate(i)`, and every fifth event comes from `busy` if given.
 fn unit_traffic(candidate: impl Fn(i64) -> bool, busy: Option<&'static str>) -> Vec<Decision> {
-    let mut e = engine(relative_policy(1.2), ShareSource::Recorded);
+    let mut p = relative_policy(1.2);
+    p.srm.count = SrmCount::Units;
+    let mut e = engine(p, ShareSource::Recorded);
     let mut out = Vec::new();
     declare(&mut e, T0, 0.05, &mut out);
     for i in 0..40_000i64 {

@@ -77,7 +77,11 @@ pub fn relative_policy(max_ratio: f64) -> Policy {
             watch_after_promotion: Dur::from_mins(60),
             promotion: Promotion::Automatic,
         },
-        srm: SrmCheck::default(),
+        // These tests send per-second buckets, not single outputs.
+        srm: SrmCheck {
+            count: SrmCount::Outputs,
+            ..SrmCheck::default()
+        },
     }
 }
 

@@ -19,6 +19,7 @@ use crate::decision::{ActionKind, Decision, DecisionKind, Evidence, Explanation,
 use crate::event::{Event, Release};
 use crate::policy::{
     Action, Approval, Condition, OnTimeout, Policy, Promotion, RollbackStage, Severity, SignalKind,
+    SrmCount,
 };
 use crate::stats::srm::SrmTest;
 use crate::time::{Dur, Time};
@@ -368,12 +369,12 @@ impl Engine {
     }
 
     /// Counts outputs for rollback verification and assignments for the
-    /// SRM check. The check counts each unit once, when it is first seen:
-    /// whether that unit is the candidate's depends only on its hash, so one
-    /// busy user cannot tip the split the way counting their outputs would.
-    /// A pre-aggregated line (more than one output) has no single unit, so
-    /// its outputs count instead.
+    /// SRM check. By default the check counts each unit once, when it is
+    /// first seen: whether that unit is the candidate's depends only on its
+    /// hash, so one busy user cannot tip the split the way counting their
+    /// outputs would. Pre-aggregated streams count outputs instead.
     fn count_outputs(&mut self, candidate: bool, unit: u64) {
+        let by_units = self.policy.srm.count == SrmCount::Units;
         let outputs = self.outputs_field.and_then(|i| self.scratch[i]);
         let Some(run) = &mut self.release else {
             return;
@@ -391,7 +392,7 @@ impl Engine {
         ) {
             return;
         }
-        if n > 1.0 {
+        if !by_units {
             run.srm.add(run.share_in_force, candidate, n);
         } else if run.units_seen.insert(unit) {
             run.srm.add(run.share_in_force, candidate, 1.0);
@@ -431,10 +432,14 @@ impl Engine {
             breached_for: Dur::ZERO,
         };
         let summary = format!(
-            "sample ratio mismatch: the candidate got {} of {} new units (or pre-aggregated outputs), {} expected at the assigned share; \
+            "sample ratio mismatch: the candidate got {} of {} {}, {} expected at the assigned share; \
              halting instead of deciding on broken data",
             c,
             c + b,
+            match srm.count {
+                SrmCount::Units => "new units",
+                SrmCount::Outputs => "outputs",
+            },
             expected.round()
         );
         if let Some(run) = &mut self.release {

@@ -1239,24 +1239,33 @@ fn lower_srm(cx: &mut Cx, node: &Node) -> Option<SrmCheck> {
             ..SrmCheck::default()
         });
     }
-    let f = cx.fields(node, "srm", &["confidence", "min_samples"])?;
+    let f = cx.fields(node, "srm", &["confidence", "min_samples", "count"])?;
     let d = SrmCheck::default();
+    let count = match f.get("count") {
+        Some(n) => cx
+            .choice(n, "srm.count", &["units", "outputs"])
+            .map(|i| [SrmCount::Units, SrmCount::Outputs][i]),
+        None => Some(d.count),
+    };
+    let confidence = opt(
+        cx,
+        f.get("confidence"),
+        "srm.confidence",
+        Cx::confidence,
+        d.confidence,
+    );
+    let min_samples = opt(
+        cx,
+        f.get("min_samples"),
+        "srm.min_samples",
+        Cx::count,
+        d.min_samples,
+    );
     Some(SrmCheck {
         enabled: true,
-        confidence: opt(
-            cx,
-            f.get("confidence"),
-            "srm.confidence",
-            Cx::confidence,
-            d.confidence,
-        )?,
-        min_samples: opt(
-            cx,
-            f.get("min_samples"),
-            "srm.min_samples",
-            Cx::count,
-            d.min_samples,
-        )?,
+        confidence: confidence?,
+        min_samples: min_samples?,
+        count: count?,
     })
 }
 

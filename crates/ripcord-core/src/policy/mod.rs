@@ -249,8 +249,19 @@ pub struct SrmCheck {
     pub enabled: bool,
     /// Default 0.999: SRM halts a release, so it must almost never fire on noise.
     pub confidence: f64,
-    /// Outputs on both versions before the check may fire.
+    /// Counted assignments on both versions before the check may fire.
     pub min_samples: u64,
+    pub count: SrmCount,
+}
+
+/// What the SRM check counts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum SrmCount {
+    /// Each unit once, when first seen: robust to busy users (per-output events).
+    #[default]
+    Units,
+    /// Outputs: for pre-aggregated buckets, which already mix many units.
+    Outputs,
 }
 
 impl Default for SrmCheck {
@@ -259,6 +270,7 @@ impl Default for SrmCheck {
             enabled: true,
             confidence: 0.999,
             min_samples: 1000,
+            count: SrmCount::Units,
         }
     }
 }

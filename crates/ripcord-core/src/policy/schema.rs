@@ -92,7 +92,9 @@ pub fn schema() -> Value {
             }},
             "srm": {"anyOf": [{"enum": ["off", false]}, {
                 "type": "object", "additionalProperties": false, "properties": {
-                    "confidence": confidence, "min_samples": {"type": "integer", "minimum": 0}}}]}
+                    "confidence": confidence, "min_samples": {"type": "integer", "minimum": 0},
+                    "count": {"enum": ["units", "outputs"],
+                        "description": "units (each once, when first seen) or outputs (pre-aggregated streams)"}}}]}
         },
         "$defs": {
             "condition": {"anyOf": [
