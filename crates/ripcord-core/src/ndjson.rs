@@ -224,7 +224,7 @@ impl<'de> Visitor<'de> for ReleaseVisitor {
 impl<'a> RawLine<'a> {
     fn validate(self) -> Result<Line<'a>, LineError> {
         let ts = self.ts.ok_or_else(|| error("ts", "missing field"))?;
-        let ts = Time::parse_rfc3339(&ts)
+        let ts = crate::rfc3339::parse(&ts)
             .ok_or_else(|| error("ts", format!("invalid RFC 3339 timestamp {:?}", ts)))?;
         if let Some(r) = self.release {
             return r.validate(ts).map(Line::Release);
@@ -458,10 +458,12 @@ impl Expect<'_> {
 pub fn event_to_line(ev: &Event<'_>) -> String {
     use std::fmt::Write;
     let mut s = String::with_capacity(256);
+    let mut ts = Vec::with_capacity(24);
+    crate::rfc3339::format_into(ev.ts, &mut ts);
     let _ = write!(
         s,
         r#"{{"ts":"{}","service":{},"version":{},"unit":{},"segment":{{"#,
-        ev.ts.to_rfc3339(),
+        String::from_utf8_lossy(&ts),
         quote(&ev.service),
         quote(&ev.version),
         quote(&ev.unit)
