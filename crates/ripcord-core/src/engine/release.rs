@@ -724,7 +724,14 @@ impl Engine {
         };
         match run.state.clone() {
             ReleaseState::Ramping { step } => {
-                let hold = self.policy.rollout.steps[step].hold;
+                // A validated policy has at least one step; a hand-built one
+                // without steps just never advances.
+                let hold = self
+                    .policy
+                    .rollout
+                    .steps
+                    .get(step)
+                    .map_or(Dur(i64::MAX), |s| s.hold);
                 let breaching = run.criteria.iter().any(|c| c.is_active());
                 if now - run.step_started >= hold && !breaching {
                     self.next_step(step, out);
@@ -767,7 +774,7 @@ impl Engine {
             let summary = format!(
                 "step {} held for {} with no trigger fired; ramping to {}% (step {}/{})",
                 step + 1,
-                steps[step].hold,
+                steps.get(step).map_or(Dur::ZERO, |s| s.hold),
                 pct(share),
                 step + 2,
                 steps.len()
