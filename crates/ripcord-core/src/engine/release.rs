@@ -1174,9 +1174,10 @@ fn sample_of(binding: Binding, values: &[Option<f64>], state: &CriterionState) -
             denominator,
         } => {
             // An event counts towards a rate when it carries the denominator;
-            // a missing numerator means "not flagged".
+            // a missing numerator means "not flagged". A count cannot be
+            // negative or exceed its denominator, whatever a sender claims.
             let n = values[denominator]?;
-            let x = values[numerator].unwrap_or(0.0).min(n);
+            let x = values[numerator].unwrap_or(0.0).clamp(0.0, n.max(0.0));
             (n > 0.0).then_some(Sample { n, x })
         }
         Binding::Value { field } => {
