@@ -11,7 +11,11 @@ use clap::{Parser, Subcommand};
 
 /// A release guard for generative models.
 #[derive(Parser)]
-#[command(name = "ripcord", version, about)]
+#[command(
+    name = "ripcord",
+    version,
+    about = "A release guard for generative models: decides with anytime-valid statistics whether a candidate is worse than its baseline, and rolls it back"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,

@@ -26,6 +26,7 @@ pub struct ReplayArgs {
     /// NDJSON events (`-` for stdin; gzip is detected).
     #[arg(long)]
     events: PathBuf,
+    /// `text`: a readable timeline with a summary; `ndjson`: one JSON object per decision.
     #[arg(long, value_enum, default_value_t = Format::Text)]
     format: Format,
     /// Exit with code 3 when such a decision happens.
@@ -34,8 +35,10 @@ pub struct ReplayArgs {
     /// Declare the release here instead of (or before) a release line.
     #[arg(long, requires_all = ["candidate", "share"])]
     baseline: Option<String>,
+    /// The candidate version, with --baseline and --share.
     #[arg(long, requires_all = ["baseline", "share"])]
     candidate: Option<String>,
+    /// The candidate's share of units, in (0, 1].
     #[arg(long, requires_all = ["baseline", "candidate"])]
     share: Option<f64>,
     /// How late an event may arrive behind the newest one.
