@@ -19,13 +19,21 @@ fn repo(path: &str) -> PathBuf {
 const POLICY: &str = "examples/conversational-agent/policy.yaml";
 const STREAM: &str = "examples/conversational-agent/regression.ndjson.gz";
 
-#[test]
-fn replaying_the_example_regression_rolls_back_and_fails_the_pipeline() {
-    ripcord()
-        .args(["replay", "--policy"])
+/// `ripcord replay --policy <example policy> --events <events> <flags>`.
+fn replay(events: impl AsRef<std::ffi::OsStr>, flags: &[&str]) -> Command {
+    let mut cmd = ripcord();
+    cmd.arg("replay")
+        .args(flags)
+        .arg("--policy")
         .arg(repo(POLICY))
         .arg("--events")
-        .arg(repo(STREAM))
+        .arg(events);
+    cmd
+}
+
+#[test]
+fn replaying_the_example_regression_rolls_back_and_fails_the_pipeline() {
+    replay(repo(STREAM), &[])
         .args(["--fail-on", "rollback"])
         .assert()
         .code(3)
@@ -40,22 +48,12 @@ fn replaying_the_example_regression_rolls_back_and_fails_the_pipeline() {
 
 #[test]
 fn without_fail_on_a_rollback_still_exits_zero() {
-    ripcord()
-        .args(["replay", "--policy"])
-        .arg(repo(POLICY))
-        .arg("--events")
-        .arg(repo(STREAM))
-        .assert()
-        .code(0);
+    replay(repo(STREAM), &[]).assert().code(0);
 }
 
 #[test]
 fn ndjson_decisions_have_exactly_the_documented_fields() {
-    let out = ripcord()
-        .args(["replay", "--format", "ndjson", "--policy"])
-        .arg(repo(POLICY))
-        .arg("--events")
-        .arg(repo(STREAM))
+    let out = replay(repo(STREAM), &["--format", "ndjson"])
         .output()
         .unwrap();
     assert!(out.status.success());
@@ -141,11 +139,7 @@ const RELEASE: &str = r#"{"ts":"2026-11-20T10:00:00Z","release":{"service":"supp
 fn a_malformed_line_stops_replay_with_its_line_and_field() {
     let bad = GOOD.replace("812.0", "\"fast\"");
     let events = write_temp(&format!("{RELEASE}\n{GOOD}\n{bad}\n{GOOD}\n"));
-    ripcord()
-        .args(["replay", "--policy"])
-        .arg(repo(POLICY))
-        .arg("--events")
-        .arg(events.path())
+    replay(events.path(), &[])
         .assert()
         .code(1)
         .stderr(predicate::str::contains(
@@ -157,11 +151,7 @@ fn a_malformed_line_stops_replay_with_its_line_and_field() {
 fn skip_invalid_goes_on_and_counts_what_it_skipped() {
     let bad = GOOD.replace("812.0", "\"fast\"");
     let events = write_temp(&format!("{RELEASE}\n{GOOD}\n{bad}\nnot json\n{GOOD}\n"));
-    ripcord()
-        .args(["replay", "--skip-invalid", "--policy"])
-        .arg(repo(POLICY))
-        .arg("--events")
-        .arg(events.path())
+    replay(events.path(), &["--skip-invalid"])
         .assert()
         .code(0)
         .stdout(predicate::str::contains(
@@ -184,29 +174,19 @@ fn replay_reads_gzip_from_stdin_with_the_release_on_the_command_line() {
     gz.write_all(format!("{GOOD}\n{GOOD}\n").as_bytes())
         .unwrap();
     let bytes = gz.finish().unwrap();
-    ripcord()
-        .args([
-            "replay",
-            "--events",
-            "-",
-            "--baseline",
-            "v12",
-            "--candidate",
-            "v13",
-            "--share",
-            "0.05",
-            "--policy",
-        ])
-        .arg(repo(POLICY))
-        .write_stdin(bytes)
-        .assert()
-        .code(0)
-        .stdout(predicate::str::contains(
-            "lines 2, events 2 (used 2), release lines 0",
-        ))
-        .stdout(predicate::str::contains(
-            "release support-bot:v12->v13#1: ramping",
-        ));
+    replay(
+        "-",
+        &["--baseline", "v12", "--candidate", "v13", "--share", "0.05"],
+    )
+    .write_stdin(bytes)
+    .assert()
+    .code(0)
+    .stdout(predicate::str::contains(
+        "lines 2, events 2 (used 2), release lines 0",
+    ))
+    .stdout(predicate::str::contains(
+        "release support-bot:v12->v13#1: ramping",
+    ));
 }
 
 const BROKEN_POLICY: &str = "service: support-bot
@@ -384,11 +364,7 @@ fn an_overlong_line_is_refused_without_losing_the_lines_around_it() {
         "x".repeat(3 << 20)
     );
     let events = write_temp(&format!("{RELEASE}\n{GOOD}\n{huge}\n{GOOD}\n"));
-    ripcord()
-        .args(["replay", "--skip-invalid", "--policy"])
-        .arg(repo(POLICY))
-        .arg("--events")
-        .arg(events.path())
+    replay(events.path(), &["--skip-invalid"])
         .assert()
         .code(0)
         .stdout(predicate::str::contains(
@@ -402,11 +378,7 @@ fn an_overlong_line_is_refused_without_losing_the_lines_around_it() {
 #[test]
 fn replaying_twice_prints_the_same_bytes() {
     let run = || {
-        ripcord()
-            .args(["replay", "--format", "ndjson", "--policy"])
-            .arg(repo(POLICY))
-            .arg("--events")
-            .arg(repo(STREAM))
+        replay(repo(STREAM), &["--format", "ndjson"])
             .output()
             .unwrap()
             .stdout

@@ -351,15 +351,21 @@ fn lower(cx: &mut Cx, root: Node) -> Option<Policy> {
     let section = |name: &str| merged(top.get(name), preset.as_ref().and_then(|p| p.get(name)));
 
     let signals_node = section("signals");
-    let signals = lower_signals(cx, &signals_node);
+    let signals = lower_entries(cx, &signals_node, "signals", |cx, name, node| {
+        lower_signal(cx, name, node)
+    });
     let criteria_node = section("criteria");
     let declared = Declared {
         signals: names(&signals_node),
         criteria: names(&criteria_node),
     };
-    let criteria = lower_criteria(cx, &criteria_node, &signals, &declared);
+    let criteria = lower_entries(cx, &criteria_node, "criteria", |cx, name, node| {
+        lower_criterion(cx, name, node, &signals, &declared)
+    });
     let triggers_node = section("triggers");
-    let triggers = lower_triggers(cx, &triggers_node, &criteria, &declared);
+    let triggers = lower_entries(cx, &triggers_node, "triggers", |cx, name, node| {
+        lower_trigger(cx, name, node, &criteria, &declared)
+    });
     let rollout = match top.get("rollout") {
         Some(n) => lower_rollout(cx, n),
         None => Some(default_rollout()),
@@ -377,6 +383,29 @@ fn lower(cx: &mut Cx, root: Node) -> Option<Policy> {
         rollout: rollout?,
         srm: srm?,
     })
+}
+
+/// Lowers every entry of a named section (`signals`, `criteria`,
+/// `triggers`), keeping the valid ones; each invalid one has reported itself.
+fn lower_entries<T>(
+    cx: &mut Cx,
+    node: &Node,
+    section: &str,
+    mut lower: impl FnMut(&mut Cx, &str, &Node) -> Option<T>,
+) -> Vec<T> {
+    let Value::Map(entries) = &node.value else {
+        cx.error(
+            node.pos,
+            section,
+            format!("expected a mapping, got {}", node.kind()),
+            None,
+        );
+        return Vec::new();
+    };
+    entries
+        .iter()
+        .filter_map(|(k, v)| lower(cx, &k.name, v))
+        .collect()
 }
 
 /// Every name a section declares, valid or not: a reference to a declared
@@ -444,22 +473,6 @@ fn merged(file: Option<&Node>, preset: Option<&Node>) -> Node {
             pos: Pos::default(),
         },
     }
-}
-
-fn lower_signals(cx: &mut Cx, node: &Node) -> Vec<Signal> {
-    let Value::Map(entries) = &node.value else {
-        cx.error(
-            node.pos,
-            "signals",
-            format!("expected a mapping, got {}", node.kind()),
-            None,
-        );
-        return Vec::new();
-    };
-    entries
-        .iter()
-        .filter_map(|(k, v)| lower_signal(cx, &k.name, v))
-        .collect()
 }
 
 fn lower_signal(cx: &mut Cx, name: &str, node: &Node) -> Option<Signal> {
@@ -567,27 +580,6 @@ fn score_range(cx: &mut Cx, node: Option<&Node>, parent: &Node, path: &str) -> O
             None
         }
     }
-}
-
-fn lower_criteria(
-    cx: &mut Cx,
-    node: &Node,
-    signals: &[Signal],
-    declared: &Declared,
-) -> Vec<Criterion> {
-    let Value::Map(entries) = &node.value else {
-        cx.error(
-            node.pos,
-            "criteria",
-            format!("expected a mapping, got {}", node.kind()),
-            None,
-        );
-        return Vec::new();
-    };
-    entries
-        .iter()
-        .filter_map(|(k, v)| lower_criterion(cx, &k.name, v, signals, declared))
-        .collect()
 }
 
 fn lower_criterion(
@@ -819,27 +811,6 @@ fn lower_scope(cx: &mut Cx, node: &Node, path: &str) -> Option<Vec<(String, Stri
         out.push((k.name.clone(), value));
     }
     Some(out)
-}
-
-fn lower_triggers(
-    cx: &mut Cx,
-    node: &Node,
-    criteria: &[Criterion],
-    declared: &Declared,
-) -> Vec<Trigger> {
-    let Value::Map(entries) = &node.value else {
-        cx.error(
-            node.pos,
-            "triggers",
-            format!("expected a mapping, got {}", node.kind()),
-            None,
-        );
-        return Vec::new();
-    };
-    entries
-        .iter()
-        .filter_map(|(k, v)| lower_trigger(cx, &k.name, v, criteria, declared))
-        .collect()
 }
 
 fn lower_trigger(
