@@ -545,3 +545,27 @@ fn a_candidate_getting_twice_its_share_of_users_is_a_sample_ratio_mismatch() {
         pause.explanation.summary
     );
 }
+
+#[test]
+fn the_rollout_does_not_ramp_while_a_criterion_is_breached() {
+    // Notify only: nothing stops the release, but the ramp waits while the
+    // criterion says the candidate is worse.
+    let mut p = ramp_policy();
+    p.criteria[0].bound = Bound::MaxRatio(1.2);
+    p.triggers[0].action = Action::Notify;
+    p.rollout.steps[0].hold = Dur::from_mins(10);
+    let mut e = engine(p, ShareSource::Engine);
+    let mut out = Vec::new();
+    declare(&mut e, T0, 0.05, &mut out);
+    let mut traffic = Traffic::new(2, 50.0, 0.005, 4.0);
+    out.extend(run(&mut e, &mut traffic, "moderation_fail", 3600, 1));
+    let notify = first(&out, ActionKind::Notify);
+    assert!(at(notify) < 600, "notified at {}s", at(notify));
+    assert!(
+        out.iter()
+            .all(|d| d.action != Some(ActionKind::Ramp) || d.share == Some(0.05)),
+        "{:?}",
+        actions(&out)
+    );
+    assert_eq!(e.status().unwrap().state, ReleaseState::Ramping { step: 0 });
+}
