@@ -5,6 +5,8 @@
 //! events, byte for byte, so tests and benchmarks can state exact figures.
 
 pub mod assign;
+pub mod limits;
+pub mod peers;
 pub mod policytest;
 pub mod spec;
 pub mod traffic;
