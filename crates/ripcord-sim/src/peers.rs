@@ -300,11 +300,16 @@ impl Detector for Flagger {
 ///
 /// Interpretation, from Spinnaker's docs and Kayenta's source:
 /// - A real-time canary stage runs a judgment every `interval` over the
-///   data since the analysis started (no lookback window is the default),
-///   sampled at one point per `step` (here per-minute flag rates)
-///   (<https://spinnaker.io/docs/guides/user/canary/stage/>). Spinnaker's
-///   help text recommends intervals of at least 30 minutes; the default
-///   here is one hour.
+///   data since the analysis started, sampled at one point per `step`
+///   (here per-minute flag rates): each judgment's scope starts at the
+///   analysis start unless a `lookback` is set, and the interval defaults to
+///   the whole lifetime, i.e. one judgment at the end (spinnaker/orca
+///   `RunCanaryIntervalsStage.kt`;
+///   <https://spinnaker.io/docs/guides/user/canary/stage/>). So that the
+///   rule can act during a release, the default here is hourly judgments
+///   (Deck's help text recommends intervals of at least 30 minutes); pass
+///   the lifetime as `interval_s` for Spinnaker's default. Judgments go on
+///   for as long as seconds come (no lifetime cut-off).
 /// - The judge compares the canary's and the baseline's series with a
 ///   Mann–Whitney (Wilcoxon rank-sum) test at `confLevel = 0.98`, and
 ///   classifies the metric High when the lower end of the confidence
