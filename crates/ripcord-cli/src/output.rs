@@ -3,7 +3,7 @@
 
 use std::io::{self, Write};
 
-use ripcord_core::decision::{Evidence, Samples};
+use ripcord_core::decision::{Evidence, Part, Samples};
 use ripcord_core::engine::pct;
 use ripcord_core::policy::Severity;
 use ripcord_core::{Decision, Time};
@@ -63,6 +63,22 @@ pub struct EvidenceRecord<'a> {
     pub samples: SampleRecord,
     pub window_samples: SampleRecord,
     pub breached_for: String,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub breakdown: Vec<PartRecord<'a>>,
+}
+
+/// A category (drift) or segment (fairness) behind a criterion's figure.
+#[derive(Serialize)]
+pub struct PartRecord<'a> {
+    pub name: &'a str,
+    pub value: f64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reference: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub contribution: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub interval: Option<[Option<f64>; 2]>,
+    pub n: f64,
 }
 
 #[derive(Serialize)]
@@ -132,6 +148,18 @@ fn evidence(e: &Evidence) -> EvidenceRecord<'_> {
             baseline: e.window_baseline.map(count),
         },
         breached_for: e.breached_for.to_string(),
+        breakdown: e.breakdown.iter().map(part).collect(),
+    }
+}
+
+fn part(p: &Part) -> PartRecord<'_> {
+    PartRecord {
+        name: &p.name,
+        value: p.value,
+        reference: p.reference.and_then(finite),
+        contribution: p.contribution.and_then(finite),
+        interval: p.interval.map(|(lo, hi)| [finite(lo), finite(hi)]),
+        n: p.n,
     }
 }
 

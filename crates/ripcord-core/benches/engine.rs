@@ -38,6 +38,8 @@ fn criterion(name: &str, signal: usize, bound: Bound) -> Criterion {
         on_no_data: OnNoData::Hold,
         scope: Vec::new(),
         per: Per::Output,
+        across: None,
+        reference: None,
     }
 }
 
@@ -95,6 +97,7 @@ fn policy() -> Policy {
                 hold: Dur::from_mins(1_000_000),
             }],
             watch_after_promotion: Dur::ZERO,
+            false_alarm_every: Dur::from_mins(30 * 24 * 60),
             promotion: Promotion::Manual,
         },
         srm: SrmCheck::default(),

@@ -115,6 +115,26 @@ pub struct Evidence {
     pub window_baseline: Option<Samples>,
     /// How long the criterion has been breached (for `for`).
     pub breached_for: Dur,
+    /// For drift and fairness: the categories or segments behind the
+    /// figure, the most telling first.
+    pub breakdown: Vec<Part>,
+}
+
+/// One category (drift) or segment (fairness) of a criterion's evidence.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Part {
+    pub name: String,
+    /// The candidate's share of events (drift) or the segment's rate or
+    /// mean score over the window (fairness).
+    pub value: f64,
+    /// The reference's share (drift).
+    pub reference: Option<f64>,
+    /// This category's term of the PSI (drift).
+    pub contribution: Option<f64>,
+    /// The segment's anytime-valid interval (fairness).
+    pub interval: Option<(f64, f64)>,
+    /// Events behind `value`.
+    pub n: f64,
 }
 
 /// Sample sizes: the denominator and the numerator (flagged count, or sum of

@@ -205,15 +205,60 @@ fn the_report_shows_the_line_a_caret_and_a_suggestion() {
 }
 
 #[test]
-fn relative_latency_criteria_are_refused_clearly() {
-    let src = "service: s\nsignals:\n  lat: {category: operational, kind: latency}\ncriteria:\n  p95: {signal: lat, quantile: 0.95, max_ratio: 1.15}\n";
+fn the_new_criterion_kinds_load_and_misplaced_bounds_are_named() {
+    let src = "service: s
+signals:
+  lat: {category: operational, kind: latency}
+  topic: {category: data, kind: category}
+  fail: {category: safety, kind: rate}
+criteria:
+  p95: {signal: lat, quantile: 0.95, max_ratio: 1.15}
+  topics: {signal: topic, max_psi: 0.2, reference: {billing: 3, shipping: 1}}
+  fair: {signal: fail, across: locale, max_ratio: 1.5}
+rollout: {false_alarm_every: 7d}
+";
+    let p = load_policy(src, "p.yaml").unwrap();
+    assert_eq!(p.criteria[0].bound, Bound::MaxRatio(1.15));
     assert_eq!(
-        problems(src),
-        vec![(
-            5,
-            49,
-            "relative latency criteria are not supported yet".to_string()
-        )]
+        p.criteria[1].reference,
+        Some(vec![
+            ("billing".to_string(), 0.75),
+            ("shipping".to_string(), 0.25)
+        ])
+    );
+    assert_eq!(p.criteria[2].across.as_deref(), Some("locale"));
+    assert_eq!(p.rollout.false_alarm_every, Dur::from_mins(7 * 24 * 60));
+
+    let wrong = "service: s
+signals:
+  topic: {category: data, kind: category}
+  fail: {category: safety, kind: rate}
+criteria:
+  a: {signal: topic, max_ratio: 2}
+  b: {signal: fail, across: locale, absolute: 0.1}
+  c: {signal: fail, max_ratio: 2, reference: {x: 1}}
+  d: {signal: topic, max_js: 1.5}
+";
+    assert_eq!(
+        problems(wrong),
+        vec![
+            (
+                6,
+                33,
+                "`max_ratio` does not apply to this signal's kind".to_string()
+            ),
+            (
+                7,
+                47,
+                "`absolute` does not apply to a criterion `across` segments".to_string()
+            ),
+            (
+                8,
+                46,
+                "`reference` only applies to category signals".to_string()
+            ),
+            (9, 30, "must be below 1, got 1.5".to_string()),
+        ]
     );
 }
 

@@ -103,6 +103,7 @@ fn ramp_policy() -> Policy {
             })
             .collect(),
         watch_after_promotion: Dur::from_mins(60),
+        false_alarm_every: Dur::from_mins(30 * 24 * 60),
         promotion: Promotion::Automatic,
     };
     p

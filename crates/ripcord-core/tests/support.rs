@@ -39,6 +39,8 @@ pub fn criterion(name: &str, signal: usize, bound: Bound) -> Criterion {
         on_no_data: OnNoData::Hold,
         scope: Vec::new(),
         per: Per::Output,
+        across: None,
+        reference: None,
     }
 }
 
@@ -75,6 +77,7 @@ pub fn relative_policy(max_ratio: f64) -> Policy {
                 hold: Dur::from_mins(100_000),
             }],
             watch_after_promotion: Dur::from_mins(60),
+            false_alarm_every: Dur::from_mins(30 * 24 * 60),
             promotion: Promotion::Automatic,
         },
         // These tests send per-second buckets, not single outputs.

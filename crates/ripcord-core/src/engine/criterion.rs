@@ -18,23 +18,44 @@
 //! any of them ever rejects a good candidate stays ≤ α. Only the first and
 //! the most recent epochs are kept; dropping a test can only make false
 //! alarms rarer.
+//!
+//! The kinds of criteria differ only in their test and their window
+//! statistic: rates (absolute, or against the baseline), bounded scores
+//! (betting confidence sequences), latency quantiles (sketches, and the
+//! share of candidate values above a threshold), category drift (PSI or
+//! Jensen–Shannon distance, with a test of "same distribution") and
+//! fairness (segments of the candidate against each other). After
+//! promotion, criteria relative to the baseline switch to a CUSUM against
+//! the candidate's level at promotion.
 
 use std::collections::HashSet;
 
-use super::window::{Tally, Window};
-use crate::decision::{Evidence, Samples};
-use crate::policy::{Bound, Criterion, Direction, OnNoData, Per, SignalKind};
+use super::window::{Keyed, Ring, Sketch, Tally, Window};
+use crate::decision::{Evidence, Part, Samples};
+use crate::policy::{Bound, Criterion, Direction, OnNoData, Per, Signal, SignalKind};
 use crate::stats::bound::{BoundTest, confidence_bound};
+use crate::stats::cusum::Cusum;
+use crate::stats::drift::{self, DriftTest, UNLISTED_SHARE};
+use crate::stats::fairness::{self, Disparity, Gap};
 use crate::stats::ratio::RatioTest;
 use crate::stats::score::MeanSequence;
 use crate::time::{Dur, Time};
 
 /// One observation as a criterion counts it: `n` towards the denominator,
-/// `x` towards the numerator (flags, or the score value when `n` is 1).
+/// `x` towards the numerator (flags, the score value, or the raw latency
+/// when `n` is 1), and `key`, the category or segment index for drift and
+/// fairness criteria.
 #[derive(Clone, Copy, Debug)]
 pub struct Sample {
     pub n: f64,
     pub x: f64,
+    pub key: usize,
+}
+
+impl Sample {
+    pub fn new(n: f64, x: f64) -> Sample {
+        Sample { n, x, key: 0 }
+    }
 }
 
 #[derive(Clone, Debug)]
@@ -50,6 +71,10 @@ enum Test {
         candidate: MeanSequence,
         baseline: MeanSequence,
     },
+    /// Category distribution against the baseline or a stored profile.
+    Drift(DriftTest),
+    /// The candidate's segments against each other.
+    Fairness(Disparity),
 }
 
 /// What changed when a criterion was evaluated.
@@ -59,13 +84,41 @@ pub enum Transition {
     Cleared,
 }
 
+/// Most categories or segments a criterion tells apart; later ones are
+/// counted together as `(other)`, so a field with unbounded values cannot
+/// grow memory without limit.
+const MAX_KEYS: usize = 64;
+const OTHER: &str = "(other)";
+
+/// Latency criteria: sketches of both versions, and the exceedance
+/// threshold the test counts against.
+#[derive(Clone, Debug)]
+struct Latency {
+    quantile: f64,
+    /// `Some(r)` for "candidate p_q ≤ r × baseline p_q".
+    ratio: Option<f64>,
+    candidate: Sketch,
+    baseline: Sketch,
+    window: Ring<Sketch>,
+    /// Values above this count as exceedances: the absolute limit, or `r`
+    /// times the baseline quantile's upper confidence bound.
+    threshold: f64,
+}
+
+/// Relative criteria after promotion: CUSUM against the level at promotion.
+#[derive(Clone, Debug)]
+struct AfterPromotion {
+    level: f64,
+    cusum: Cusum,
+}
+
 #[derive(Clone, Debug)]
 pub struct CriterionState {
     pub spec: Criterion,
     pub signal: String,
     pub direction: Direction,
-    /// Latency threshold: values above it count as exceedances.
-    exceedance_over: Option<f64>,
+    score_range: Option<(f64, f64)>,
+    latency: Option<Latency>,
     /// Whether the ratio test may use the assigned share (outputs or units)
     /// or must use the observed split of its own denominator.
     denominator_follows_share: bool,
@@ -75,9 +128,17 @@ pub struct CriterionState {
     epochs: Vec<Epoch>,
     restarts: u32,
     next_restart: Time,
+    started: Time,
     window: Window,
     candidate: Tally,
     baseline: Tally,
+    candidate_squares: f64,
+    /// Category or segment names, by key; with their counts per version.
+    keys: Vec<String>,
+    keyed_window: Ring<Keyed>,
+    keyed_candidate: Keyed,
+    keyed_baseline: Keyed,
+    after_promotion: Option<AfterPromotion>,
     units_seen: HashSet<u64>,
     units_flagged: HashSet<u64>,
     /// The window condition's last value, for `on_no_data: hold`.
@@ -89,41 +150,74 @@ pub struct CriterionState {
 
 impl CriterionState {
     /// `alpha` is this criterion's share of the error budget.
-    pub fn new(
-        spec: &Criterion,
-        signal: &crate::policy::Signal,
-        alpha: f64,
-        start: Time,
-    ) -> CriterionState {
+    pub fn new(spec: &Criterion, signal: &Signal, alpha: f64, start: Time) -> CriterionState {
         let direction = signal.direction;
-        let tuned_for = spec.min_samples.max(500) as f64;
-        let (test, exceedance_over) = match (&signal.kind, spec.bound) {
-            (SignalKind::Latency { .. }, Bound::Absolute(limit)) => {
+        let score_range = match signal.kind {
+            SignalKind::Score { min, max, .. } => Some((min, max)),
+            _ => None,
+        };
+        let mut keys = Vec::new();
+        let (test, latency) = match (&signal.kind, spec.bound) {
+            (_, _) if spec.across.is_some() => {
+                let d = match score_range {
+                    Some((min, max)) => Disparity::for_scores(min, max),
+                    None => Disparity::for_rates(),
+                };
+                (Test::Fairness(d), None)
+            }
+            (SignalKind::Category { .. }, _) => {
+                let test = match &spec.reference {
+                    Some(profile) => {
+                        keys = profile.iter().map(|(k, _)| k.clone()).collect();
+                        DriftTest::vs_profile(profile.iter().map(|(_, s)| *s).collect())
+                    }
+                    None => DriftTest::vs_baseline(),
+                };
+                (Test::Drift(test), None)
+            }
+            (SignalKind::Latency { .. }, bound) => {
                 let q = spec.quantile.unwrap_or(0.95);
-                (
-                    Test::Bound(BoundTest::new(1.0 - q, Direction::HigherIsWorse)),
-                    Some(limit),
-                )
+                let (ratio, threshold) = match bound {
+                    Bound::MaxRatio(r) => (Some(r), f64::INFINITY),
+                    b => (None, b.value()),
+                };
+                let latency = Latency {
+                    quantile: q,
+                    ratio,
+                    candidate: Sketch::default(),
+                    baseline: Sketch::default(),
+                    window: Ring::new(spec.window),
+                    threshold,
+                };
+                let test = Test::Bound(BoundTest::new(1.0 - q, Direction::HigherIsWorse));
+                (test, Some(latency))
             }
             (SignalKind::Score { min, max, .. }, Bound::Absolute(_)) => (
                 Test::ScoreAbsolute {
-                    candidate: MeanSequence::new(max - min, tuned_for),
+                    candidate: MeanSequence::new(*min, *max),
                 },
                 None,
             ),
             (SignalKind::Score { min, max, .. }, _) => (
                 Test::ScoreRelative {
-                    candidate: MeanSequence::new(max - min, tuned_for),
-                    baseline: MeanSequence::new(max - min, tuned_for),
+                    candidate: MeanSequence::new(*min, *max),
+                    baseline: MeanSequence::new(*min, *max),
                 },
                 None,
             ),
-            (_, Bound::MaxRatio(r)) => (Test::Ratio(RatioTest::new(r, direction)), None),
             (_, Bound::Absolute(p0)) => (Test::Bound(BoundTest::new(p0, direction)), None),
             // The loader only lets rates take absolute or max_ratio bounds.
-            (_, Bound::MaxIncrease(_) | Bound::MaxDecrease(_)) => {
-                (Test::Ratio(RatioTest::new(1.0, direction)), None)
-            }
+            (_, b) => (
+                Test::Ratio(RatioTest::new(b.value().max(1.0), direction)),
+                None,
+            ),
+        };
+        // A relative latency test spends half its budget on the baseline's
+        // quantile bound and half on the candidate's exceedances.
+        let test_alpha = if latency.as_ref().is_some_and(|l| l.ratio.is_some()) {
+            alpha / 2.0
+        } else {
+            alpha
         };
         let denominator_follows_share = spec.per == Per::Unit
             || matches!(&signal.kind, SignalKind::Rate { denominator, .. } if denominator == "outputs");
@@ -131,19 +225,27 @@ impl CriterionState {
             spec: spec.clone(),
             signal: signal.name.clone(),
             direction,
-            exceedance_over,
+            score_range,
+            latency,
             denominator_follows_share,
             alpha,
             epochs: vec![Epoch {
-                alpha: epoch_alpha(alpha, 1),
+                alpha: epoch_alpha(test_alpha, 1),
                 test: test.clone(),
             }],
             template: test,
             restarts: 1,
             next_restart: start + restart_every(spec.window),
+            started: start,
             window: Window::new(spec.window),
             candidate: Tally::default(),
             baseline: Tally::default(),
+            candidate_squares: 0.0,
+            keys,
+            keyed_window: Ring::new(spec.window),
+            keyed_candidate: Keyed::default(),
+            keyed_baseline: Keyed::default(),
+            after_promotion: None,
             units_seen: HashSet::new(),
             units_flagged: HashSet::new(),
             recent: false,
@@ -161,19 +263,42 @@ impl CriterionState {
         matches!(
             self.template,
             Test::ScoreAbsolute { .. } | Test::ScoreRelative { .. }
-        )
+        ) || matches!(&self.template, Test::Fairness(_)) && self.score_range.is_some()
     }
 
-    pub fn is_latency(&self) -> bool {
-        self.exceedance_over.is_some()
+    /// Whether the criterion reads every event rather than only flagged
+    /// ones, so that the per-second pass must re-evaluate it.
+    pub fn reads_every_event(&self) -> bool {
+        self.is_score()
+            || self.latency.is_some()
+            || matches!(self.template, Test::Drift(_) | Test::Fairness(_))
     }
 
-    /// Turns a raw value into this criterion's sample for latency signals.
-    pub fn latency_sample(&self, value: f64) -> Sample {
-        let over = self.exceedance_over.unwrap_or(f64::INFINITY);
-        Sample {
-            n: 1.0,
-            x: if value > over { 1.0 } else { 0.0 },
+    /// The segment attribute that keys this criterion's samples: the
+    /// category field (drift) or the `across` key (fairness).
+    pub fn key_field<'s>(&'s self, signal: &'s Signal) -> Option<&'s str> {
+        match (&signal.kind, &self.spec.across) {
+            (_, Some(across)) => Some(across),
+            (SignalKind::Category { field }, None) => Some(field),
+            _ => None,
+        }
+    }
+
+    /// The index of a category or segment value, interning new ones.
+    pub fn key_of(&mut self, value: &str) -> usize {
+        if let Some(i) = self.keys.iter().position(|k| k == value) {
+            return i;
+        }
+        if self.keys.len() + 1 < MAX_KEYS {
+            self.keys.push(value.to_string());
+            return self.keys.len() - 1;
+        }
+        match self.keys.iter().position(|k| k == OTHER) {
+            Some(i) => i,
+            None => {
+                self.keys.push(OTHER.to_string());
+                self.keys.len() - 1
+            }
         }
     }
 
@@ -190,11 +315,13 @@ impl CriterionState {
         } else {
             0.0
         };
-        (n > 0.0 || x > 0.0).then_some(Sample { n, x })
+        (n > 0.0 || x > 0.0).then_some(Sample { n, x, ..sample })
     }
 
     /// Counts one sample of one version at the assigned share `share`.
-    pub fn observe(&mut self, ts: Time, candidate: bool, share: f64, s: Sample) {
+    /// Returns whether it was flagged (new evidence that could breach).
+    pub fn observe(&mut self, ts: Time, candidate: bool, share: f64, s: Sample) -> bool {
+        let s = self.latency_exceedance(ts, candidate, s);
         self.window.add(ts, candidate, s.n, s.x);
         let tally = if candidate {
             &mut self.candidate
@@ -202,15 +329,116 @@ impl CriterionState {
             &mut self.baseline
         };
         tally.add(s.n, s.x);
+        if candidate {
+            self.candidate_squares += s.x * s.x;
+        }
+        self.count_key(ts, candidate, s);
+        if let Some(after) = &mut self.after_promotion
+            && candidate
+        {
+            after.cusum.add(s.n, s.x);
+        }
         self.restart_if_due(ts);
         let pi = match self.template {
             Test::Ratio(_) if s.x > 0.0 && !self.denominator_follows_share => {
                 observed_share(&self.window, ts, share)
             }
+            Test::Drift(_) => observed_share(&self.window, ts, share),
             _ => share,
         };
         for epoch in &mut self.epochs {
             epoch.test.add(candidate, pi, s);
+        }
+        s.x > 0.0
+    }
+
+    /// Latency values go into the sketches and become exceedance samples.
+    fn latency_exceedance(&mut self, ts: Time, candidate: bool, s: Sample) -> Sample {
+        let Some(l) = &mut self.latency else {
+            return s;
+        };
+        if let Some(bucket) = l.window.bucket(ts, candidate) {
+            bucket.add(s.x);
+        }
+        if candidate {
+            l.candidate.add(s.x);
+        } else {
+            l.baseline.add(s.x);
+            if l.ratio.is_some() {
+                // Baseline values only set the threshold.
+                return Sample {
+                    n: 0.0,
+                    x: 0.0,
+                    ..s
+                };
+            }
+        }
+        let over = if s.x > l.threshold { 1.0 } else { 0.0 };
+        Sample {
+            n: 1.0,
+            x: over,
+            ..s
+        }
+    }
+
+    fn count_key(&mut self, ts: Time, candidate: bool, s: Sample) {
+        if !matches!(self.template, Test::Drift(_) | Test::Fairness(_)) {
+            return;
+        }
+        let (x, n) = (s.x, s.n);
+        if let Some(b) = self.keyed_window.bucket(ts, candidate) {
+            b.add(s.key, n, x);
+        }
+        let all = if candidate {
+            &mut self.keyed_candidate
+        } else {
+            &mut self.keyed_baseline
+        };
+        all.add(s.key, n, x);
+    }
+
+    /// The release was promoted: relative criteria now watch for a change
+    /// from the candidate's level so far, with a mean time between false
+    /// alarms of `false_alarm_every`.
+    pub fn promote(&mut self, now: Time, false_alarm_every: Dur) {
+        let elapsed = (now - self.started).0.max(1000) as f64 / 1000.0;
+        let per_second = (self.candidate.n + self.baseline.n) / elapsed;
+        let arl = (false_alarm_every.0 as f64 / 1000.0 * per_second).max(1.0);
+        let c = self.candidate;
+        let after = match (&self.template, self.spec.bound) {
+            (Test::Ratio(_), Bound::MaxRatio(r)) => {
+                // Half a flag of prior keeps a clean history from meaning "0".
+                let level = (c.sum + 0.5) / (c.n + 1.0);
+                let shift = r.max(1.25);
+                let shifted = match self.direction {
+                    Direction::HigherIsWorse => level * shift,
+                    Direction::LowerIsWorse => level / shift,
+                };
+                Some(AfterPromotion {
+                    level,
+                    cusum: Cusum::bernoulli(level, shifted, arl),
+                })
+            }
+            (Test::ScoreRelative { .. }, bound) if c.n >= 2.0 => {
+                let (min, max) = self.score_range.unwrap_or((0.0, 1.0));
+                let level = c.sum / c.n;
+                let variance = (self.candidate_squares / c.n - level * level).max(1e-6);
+                // A zero tolerance still needs a shift to look for: 1% of the range.
+                let d = bound.value().max((max - min) / 100.0);
+                let delta = match bound {
+                    Bound::MaxIncrease(_) => d,
+                    _ => -d,
+                };
+                Some(AfterPromotion {
+                    level,
+                    cusum: Cusum::normal(level, delta, variance, arl),
+                })
+            }
+            _ => None,
+        };
+        if after.is_some() {
+            self.after_promotion = after;
+            self.breaching_since = None;
         }
     }
 
@@ -225,8 +453,9 @@ impl CriterionState {
         let missed = (now - self.next_restart).0 / every.0;
         self.restarts += 1 + missed as u32;
         self.next_restart = self.next_restart + Dur(every.0 * (missed + 1));
+        let budget = self.epochs.first().map_or(self.alpha, |e| e.alpha);
         self.epochs.push(Epoch {
-            alpha: epoch_alpha(self.alpha, self.restarts),
+            alpha: budget / f64::from(self.restarts).powi(2),
             test: self.template.clone(),
         });
         if self.epochs.len() > KEPT_EPOCHS {
@@ -238,6 +467,7 @@ impl CriterionState {
     /// becomes breached or cleared.
     pub fn evaluate(&mut self, now: Time) -> Option<Transition> {
         self.restart_if_due(now);
+        self.update_latency_threshold();
         let breaching = self.breaching_now(now);
         if breaching {
             let since = *self.breaching_since.get_or_insert(now);
@@ -258,6 +488,33 @@ impl CriterionState {
             }
         }
         None
+    }
+
+    /// For relative latency: the exceedance threshold is `r` times an upper
+    /// confidence bound of the baseline's quantile, which holds at every
+    /// time with probability ≥ 1 − α/2. The threshold only changes here,
+    /// between events, so each candidate value is judged against a
+    /// threshold fixed before it arrived, as the test requires.
+    fn update_latency_threshold(&mut self) {
+        let alpha = self.alpha / 2.0;
+        let Some(l) = &mut self.latency else {
+            return;
+        };
+        let Some(r) = l.ratio else {
+            return;
+        };
+        if self.after_promotion.is_some() || self.epochs.is_empty() {
+            return;
+        }
+        let n = l.baseline.count() as f64;
+        let level = l.quantile + bernoulli_radius(n, alpha);
+        l.threshold = if n == 0.0 || level >= 1.0 {
+            f64::INFINITY
+        } else {
+            l.baseline
+                .quantile(level)
+                .map_or(f64::INFINITY, |v| r * v * (1.0 + 2.0 * Sketch::ACCURACY))
+        };
     }
 
     /// Whether the criterion is breaching (or has breached) and must be
@@ -281,11 +538,23 @@ impl CriterionState {
 
     fn has_min_samples(&self) -> bool {
         let min = self.spec.min_samples as f64;
-        self.candidate.n >= min && (!self.is_relative() || self.baseline.n >= min)
+        match &self.template {
+            Test::Fairness(_) => {
+                let big = |t: &&Tally| t.n >= min;
+                self.keyed_candidate.0.iter().filter(big).count() >= 2
+            }
+            _ => {
+                let compares = self.is_relative() && self.after_promotion.is_none();
+                self.candidate.n >= min && (!compares || self.baseline.n >= min)
+            }
+        }
     }
 
     fn is_relative(&self) -> bool {
-        matches!(self.template, Test::Ratio(_) | Test::ScoreRelative { .. })
+        matches!(
+            self.template,
+            Test::Ratio(_) | Test::ScoreRelative { .. } | Test::Drift(DriftTest::VsBaseline { .. })
+        ) || self.latency.as_ref().is_some_and(|l| l.ratio.is_some())
     }
 
     /// `1/α`, rounded to six decimals so that 3 criteria at 95% read 60,
@@ -294,50 +563,118 @@ impl CriterionState {
         (1e6 / self.alpha).round() / 1e6
     }
 
-    /// Whether one of the epochs' anytime-valid tests rejects "within the bound".
+    /// Whether one of the epochs' anytime-valid tests rejects "within the
+    /// bound" (or, after promotion, the CUSUM has alarmed).
     fn significant(&self) -> bool {
+        if let Some(after) = &self.after_promotion {
+            return after.cusum.alarmed();
+        }
         self.epochs
             .iter()
             .any(|e| e.test.rejects(e.alpha, self.direction, self.spec.bound))
     }
 
-    fn bound_value(&self) -> f64 {
-        match self.spec.bound {
-            Bound::Absolute(b) | Bound::MaxRatio(b) | Bound::MaxIncrease(b) => b,
-            Bound::MaxDecrease(b) => b,
-        }
-    }
-
     /// The window's point estimate compared with the bound; `None` when the
     /// window has no data to say anything.
     fn window_beyond_bound(&self, now: Time) -> Option<bool> {
-        let (c, b) = self.window.totals(now);
-        let estimate = self.point_estimate(c, b)?;
+        let estimate = self.window_estimate(now)?;
+        let worse = |a: f64, b: f64| match self.direction {
+            Direction::HigherIsWorse => a > b,
+            Direction::LowerIsWorse => a < b,
+        };
         Some(match (&self.template, self.spec.bound) {
-            (Test::Bound(t), _) => match self.direction {
-                Direction::HigherIsWorse => estimate > t.bound(),
-                Direction::LowerIsWorse => estimate < t.bound(),
-            },
-            (Test::Ratio(t), _) => match self.direction {
-                Direction::HigherIsWorse => estimate > t.tolerated(),
-                Direction::LowerIsWorse => estimate < t.tolerated(),
-            },
-            (Test::ScoreAbsolute { .. }, Bound::Absolute(bound)) => match self.direction {
-                Direction::HigherIsWorse => estimate > bound,
-                Direction::LowerIsWorse => estimate < bound,
-            },
+            _ if self.latency.is_some() => estimate > self.bound_value(),
+            (Test::Bound(t), _) => worse(estimate, t.bound()),
+            (Test::Ratio(t), _) => worse(estimate, t.tolerated()),
+            (Test::ScoreAbsolute { .. }, Bound::Absolute(bound)) => worse(estimate, bound),
             (_, Bound::MaxIncrease(d)) => estimate > d,
             (_, Bound::MaxDecrease(d)) => -estimate > d,
-            _ => false,
+            (_, b) => estimate > b.value(),
         })
     }
 
-    /// The statistic in the bound's own terms: a rate, an exceedance share,
-    /// a rate ratio, a mean, or a mean difference (candidate − baseline).
+    fn bound_value(&self) -> f64 {
+        self.spec.bound.value()
+    }
+
+    /// The window's statistic in the bound's own terms.
+    fn window_estimate(&self, now: Time) -> Option<f64> {
+        match (&self.template, &self.latency) {
+            (_, Some(l)) => {
+                let (c, b) = l.window.totals(now);
+                latency_estimate(l, &c, &b)
+            }
+            (Test::Drift(_) | Test::Fairness(_), _) => {
+                let (c, b) = self.keyed_window.totals(now);
+                self.keyed_estimate(&c, &b)
+            }
+            _ => {
+                let (c, b) = self.window.totals(now);
+                self.point_estimate(c, b)
+            }
+        }
+    }
+
+    /// The whole test's statistic in the bound's own terms.
+    fn overall_estimate(&self) -> Option<f64> {
+        match (&self.template, &self.latency) {
+            (_, Some(l)) => latency_estimate(l, &l.candidate, &l.baseline),
+            (Test::Drift(_) | Test::Fairness(_), _) => {
+                self.keyed_estimate(&self.keyed_candidate, &self.keyed_baseline)
+            }
+            _ => self.point_estimate(self.candidate, self.baseline),
+        }
+    }
+
+    /// PSI or JS distance (drift), or the segments' ratio or difference
+    /// (fairness).
+    fn keyed_estimate(&self, c: &Keyed, b: &Keyed) -> Option<f64> {
+        match self.spec.bound {
+            Bound::MaxPsi(_) | Bound::MaxJs(_) => {
+                let (p, q) = self.drift_counts(c, b)?;
+                Some(match self.spec.bound {
+                    Bound::MaxPsi(_) => drift::psi(&p, &q),
+                    _ => drift::js_distance(&p, &q),
+                })
+            }
+            bound => {
+                let means = segment_means(c, self.spec.min_samples as f64 / 10.0);
+                let (ratio, difference) = fairness::spread(&means)?;
+                Some(match bound {
+                    Bound::MaxDifference(_) => difference,
+                    _ => ratio,
+                })
+            }
+        }
+    }
+
+    /// Candidate counts and reference counts (the baseline's, or the stored
+    /// profile scaled to the candidate's total), by category.
+    fn drift_counts(&self, c: &Keyed, b: &Keyed) -> Option<(Vec<f64>, Vec<f64>)> {
+        let p: Vec<f64> = c.0.iter().map(|t| t.n).collect();
+        let total: f64 = p.iter().sum();
+        let q: Vec<f64> = match &self.spec.reference {
+            Some(profile) => (0..self.keys.len().max(p.len()))
+                .map(|i| total * profile.get(i).map_or(UNLISTED_SHARE, |(_, s)| *s))
+                .collect(),
+            None => b.0.iter().map(|t| t.n).collect(),
+        };
+        (total > 0.0 && q.iter().sum::<f64>() > 0.0).then_some((p, q))
+    }
+
+    /// The statistic in the bound's own terms: a rate, a rate ratio, a mean,
+    /// or a mean difference (candidate − baseline); after promotion, the
+    /// candidate against its level at promotion.
     fn point_estimate(&self, c: Tally, b: Tally) -> Option<f64> {
         let rate = |t: Tally| (t.n > 0.0).then(|| t.sum / t.n);
+        if let Some(after) = &self.after_promotion {
+            let r = rate(c)?;
+            return Some(match self.template {
+                Test::Ratio(_) => r / after.level,
+                _ => r - after.level,
+            });
+        }
         match &self.template {
-            Test::Bound(_) | Test::ScoreAbsolute { .. } => rate(c),
             Test::Ratio(_) => {
                 let (cr, br) = (rate(c)?, rate(b)?);
                 if c.sum == 0.0 && b.sum == 0.0 {
@@ -349,13 +686,14 @@ impl CriterionState {
                 }
             }
             Test::ScoreRelative { .. } => Some(rate(c)? - rate(b)?),
+            _ => rate(c),
         }
     }
 
     /// The state of the test, for explanations.
     pub fn evidence(&self, now: Time) -> Evidence {
         let (wc, wb) = self.window.totals(now);
-        let relative = self.is_relative();
+        let relative = self.is_relative() && self.after_promotion.is_none();
         let (statistic, threshold, interval) = self.statistic_and_interval();
         Evidence {
             criterion: self.spec.name.clone(),
@@ -365,25 +703,84 @@ impl CriterionState {
             statistic,
             threshold,
             confidence: self.spec.confidence,
-            estimate: self.point_estimate(self.candidate, self.baseline),
+            estimate: self.overall_estimate(),
             interval,
-            window_estimate: self.point_estimate(wc, wb),
+            window_estimate: self.window_estimate(now),
             window: self.spec.window,
             candidate: samples(self.candidate),
             baseline: relative.then(|| samples(self.baseline)),
             window_candidate: samples(wc),
             window_baseline: relative.then(|| samples(wb)),
             breached_for: self.breaching_since.map_or(Dur::ZERO, |s| now - s),
+            breakdown: self.breakdown(now),
+        }
+    }
+
+    /// The categories (drift) or segments (fairness) behind the figure.
+    fn breakdown(&self, now: Time) -> Vec<Part> {
+        let (c, b) = self.keyed_window.totals(now);
+        let name = |i: usize| self.keys.get(i).cloned().unwrap_or_default();
+        match &self.template {
+            Test::Drift(_) => {
+                let Some((p, q)) = self.drift_counts(&c, &b) else {
+                    return Vec::new();
+                };
+                let (pt, qt) = (p.iter().sum::<f64>(), q.iter().sum::<f64>());
+                let terms = drift::contributions(&p, &q);
+                let mut parts: Vec<Part> = terms
+                    .iter()
+                    .enumerate()
+                    .map(|(i, term)| Part {
+                        name: name(i),
+                        value: p.get(i).map_or(0.0, |x| x / pt),
+                        reference: Some(q.get(i).map_or(0.0, |x| x / qt)),
+                        contribution: Some(*term),
+                        interval: None,
+                        n: p.get(i).copied().unwrap_or(0.0),
+                    })
+                    .collect();
+                parts.sort_by(|a, b| {
+                    b.contribution
+                        .partial_cmp(&a.contribution)
+                        .unwrap_or(std::cmp::Ordering::Equal)
+                });
+                parts.truncate(5);
+                parts
+            }
+            Test::Fairness(_) => {
+                let alpha = self.best_epoch().alpha;
+                let intervals = match &self.best_epoch().test {
+                    Test::Fairness(d) => d.intervals(alpha),
+                    _ => Vec::new(),
+                };
+                let mut parts: Vec<Part> =
+                    c.0.iter()
+                        .enumerate()
+                        .filter(|(_, t)| t.n > 0.0)
+                        .map(|(i, t)| Part {
+                            name: name(i),
+                            value: t.sum / t.n,
+                            reference: None,
+                            contribution: None,
+                            interval: intervals.get(i).copied().flatten(),
+                            n: t.n,
+                        })
+                        .collect();
+                parts.sort_by(|a, b| {
+                    b.value
+                        .partial_cmp(&a.value)
+                        .unwrap_or(std::cmp::Ordering::Equal)
+                });
+                parts
+            }
+            _ => Vec::new(),
         }
     }
 
     /// The epoch whose test is closest to (or furthest past) rejecting.
     fn best_epoch(&self) -> &Epoch {
-        let normalized = |e: &Epoch| match &e.test {
-            Test::Bound(t) => t.log_e_value() + (e.alpha / self.alpha).ln(),
-            Test::Ratio(t) => t.log_e_value() + (e.alpha / self.alpha).ln(),
-            _ => 0.0,
-        };
+        let normalized =
+            |e: &Epoch| e.test.log_e_value().unwrap_or(0.0) + (e.alpha / self.alpha).ln();
         self.epochs
             .iter()
             .reduce(|best, e| {
@@ -398,8 +795,12 @@ impl CriterionState {
 
     /// The statistic shown against the threshold: an e-value scaled to the
     /// criterion's whole budget (so the threshold reads `1/α` whichever epoch
-    /// decided), or for scores the edge of the confidence interval.
+    /// decided), for scores the edge of the confidence interval, after
+    /// promotion the CUSUM statistic.
     fn statistic_and_interval(&self) -> (f64, f64, Option<(f64, f64)>) {
+        if let Some(after) = &self.after_promotion {
+            return (after.cusum.statistic(), after.cusum.threshold(), None);
+        }
         let epoch = self.best_epoch();
         let scale = epoch.alpha / self.alpha;
         match &epoch.test {
@@ -409,11 +810,8 @@ impl CriterionState {
                     Direction::HigherIsWorse => (cb, 1.0),
                     Direction::LowerIsWorse => (0.0, cb),
                 };
-                (
-                    t.log_e_value().exp() * scale,
-                    self.threshold(),
-                    (t.total() > 0.0).then_some(interval),
-                )
+                let interval = (t.total() > 0.0 && self.latency.is_none()).then_some(interval);
+                (t.log_e_value().exp() * scale, self.threshold(), interval)
             }
             Test::Ratio(t) => {
                 let cb = t.confidence_bound(epoch.alpha);
@@ -428,6 +826,8 @@ impl CriterionState {
                     any_flags.then_some(interval),
                 )
             }
+            Test::Drift(t) => (t.log_e_value().exp() * scale, self.threshold(), None),
+            Test::Fairness(_) => (f64::NAN, self.bound_value(), None),
             Test::ScoreAbsolute { candidate } => {
                 let interval = candidate.interval(epoch.alpha);
                 let edge = interval.map_or(f64::NAN, |(lo, hi)| match self.direction {
@@ -448,15 +848,30 @@ impl CriterionState {
     }
 
     fn method(&self) -> &'static str {
+        if self.after_promotion.is_some() {
+            return "CUSUM against the level at promotion (mean time between false alarms from the policy)";
+        }
         match &self.template {
-            Test::Bound(_) if self.is_latency() => {
+            Test::Bound(_) if self.latency.as_ref().is_some_and(|l| l.ratio.is_some()) => {
+                "exceedances of r × the baseline quantile's upper confidence bound vs 1 − quantile, binomial mixture likelihood ratio"
+            }
+            Test::Bound(_) if self.latency.is_some() => {
                 "exceedance share vs 1 − quantile, binomial mixture likelihood ratio"
             }
             Test::Bound(_) => "binomial mixture likelihood ratio (anytime-valid)",
             Test::Ratio(_) => "flagged-event mixture likelihood ratio (anytime-valid)",
-            Test::ScoreAbsolute { .. } => "normal-mixture confidence sequence (Hoeffding)",
+            Test::ScoreAbsolute { .. } => "betting confidence sequence (empirical Bernstein)",
             Test::ScoreRelative { .. } => {
-                "difference of normal-mixture confidence sequences (Hoeffding)"
+                "difference of betting confidence sequences (empirical Bernstein)"
+            }
+            Test::Drift(DriftTest::VsBaseline { .. }) => {
+                "per-category split mixture likelihood ratio against the baseline (anytime-valid)"
+            }
+            Test::Drift(DriftTest::VsProfile { .. }) => {
+                "Dirichlet-multinomial mixture likelihood ratio against the reference profile (anytime-valid)"
+            }
+            Test::Fairness(_) => {
+                "per-segment anytime-valid intervals, α/(k(k+1)) for the k-th segment"
             }
         }
     }
@@ -466,21 +881,79 @@ impl CriterionState {
             Direction::HigherIsWorse => "≤",
             Direction::LowerIsWorse => "≥",
         };
-        match (self.spec.bound, self.exceedance_over) {
-            (Bound::Absolute(limit), Some(_)) => format!(
+        let across = self.spec.across.as_deref().unwrap_or("segment");
+        match (self.spec.bound, &self.latency) {
+            (Bound::Absolute(limit), Some(l)) => format!(
                 "p{} ≤ {limit} (share above {limit} ≤ {})",
-                fmt_quantile(self.spec.quantile.unwrap_or(0.95)),
-                round(1.0 - self.spec.quantile.unwrap_or(0.95))
+                fmt_quantile(l.quantile),
+                round(1.0 - l.quantile)
             ),
+            (Bound::MaxRatio(r), Some(l)) => format!(
+                "candidate p{q} ≤ {r} × baseline p{q}",
+                q = fmt_quantile(l.quantile)
+            ),
+            (Bound::MaxRatio(r), None) if self.spec.across.is_some() => {
+                format!("largest / smallest {} across {across} ≤ {r}", self.signal)
+            }
+            (Bound::MaxDifference(d), _) => {
+                format!("largest − smallest {} across {across} ≤ {d}", self.signal)
+            }
             (Bound::Absolute(b), None) => format!("{} {worse} {b}", self.signal),
-            (Bound::MaxRatio(r), _) => match self.direction {
+            (Bound::MaxRatio(r), None) => match self.direction {
                 Direction::HigherIsWorse => format!("candidate ≤ {r} × baseline"),
                 Direction::LowerIsWorse => format!("candidate ≥ baseline / {r}"),
             },
             (Bound::MaxIncrease(d), _) => format!("candidate − baseline ≤ {d}"),
             (Bound::MaxDecrease(d), _) => format!("baseline − candidate ≤ {d}"),
+            (Bound::MaxPsi(b), _) => {
+                format!("PSI of {} vs {} ≤ {b}", self.signal, self.reference_name())
+            }
+            (Bound::MaxJs(b), _) => format!(
+                "Jensen–Shannon distance of {} vs {} ≤ {b}",
+                self.signal,
+                self.reference_name()
+            ),
         }
     }
+
+    fn reference_name(&self) -> &'static str {
+        if self.spec.reference.is_some() {
+            "the reference profile"
+        } else {
+            "the baseline"
+        }
+    }
+}
+
+/// The quantile (absolute) or quantile ratio (relative) of two sketches.
+fn latency_estimate(l: &Latency, c: &Sketch, b: &Sketch) -> Option<f64> {
+    let cq = c.quantile(l.quantile)?;
+    match l.ratio {
+        None => Some(cq),
+        Some(_) => {
+            let bq = b.quantile(l.quantile)?;
+            (bq > 0.0).then(|| cq / bq)
+        }
+    }
+}
+
+/// Rates or mean scores of the segments with at least `min` samples.
+fn segment_means(c: &Keyed, min: f64) -> Vec<f64> {
+    c.0.iter()
+        .filter(|t| t.n > 0.0 && t.n >= min)
+        .map(|t| t.sum / t.n)
+        .collect()
+}
+
+/// Radius of Robbins' normal-mixture confidence sequence for a Bernoulli
+/// mean (σ² ≤ 1/4), tuned at 500 samples: valid at every `n` at once.
+fn bernoulli_radius(n: f64, alpha: f64) -> f64 {
+    if n <= 0.0 {
+        return f64::INFINITY;
+    }
+    let rho = 0.25 * 500.0;
+    let v = n * 0.25 + rho;
+    (v * (v / (rho * alpha * alpha)).ln()).sqrt() / n
 }
 
 /// How many epochs are kept: the first, and the latest ones.
@@ -493,7 +966,8 @@ struct Epoch {
     test: Test,
 }
 
-/// The k-th epoch's budget (k from 1): `α·6/(π²k²)`, which sums to α.
+/// The first epoch's budget: `α·6/π²`; the k-th gets that over `k²`, so
+/// that all of them sum to α.
 fn epoch_alpha(alpha: f64, k: u32) -> f64 {
     alpha * 6.0 / (std::f64::consts::PI.powi(2) * f64::from(k).powi(2))
 }
@@ -531,14 +1005,35 @@ impl Test {
                     b.add(s.x)
                 }
             }
+            Test::Drift(t) => t.add(s.key, candidate, share),
+            Test::Fairness(d) => {
+                if candidate {
+                    d.add(s.key, s.n, s.x);
+                }
+            }
+        }
+    }
+
+    /// `ln` of the e-value, for the tests that have one.
+    fn log_e_value(&self) -> Option<f64> {
+        match self {
+            Test::Bound(t) => Some(t.log_e_value()),
+            Test::Ratio(t) => Some(t.log_e_value()),
+            Test::Drift(t) => Some(t.log_e_value()),
+            _ => None,
         }
     }
 
     /// Whether this test, at error budget `alpha`, rejects "within `bound`".
     fn rejects(&self, alpha: f64, direction: Direction, bound: Bound) -> bool {
         match (self, bound) {
-            (Test::Bound(t), _) => t.log_e_value() >= (1.0 / alpha).ln(),
-            (Test::Ratio(t), _) => t.log_e_value() >= (1.0 / alpha).ln(),
+            (Test::Bound(_) | Test::Ratio(_) | Test::Drift(_), _) => {
+                self.log_e_value().unwrap_or(0.0) >= (1.0 / alpha).ln()
+            }
+            (Test::Fairness(d), Bound::MaxDifference(g)) => {
+                d.significant(alpha, Gap::Difference(g))
+            }
+            (Test::Fairness(d), b) => d.significant(alpha, Gap::Ratio(b.value())),
             (Test::ScoreAbsolute { candidate }, Bound::Absolute(b)) => {
                 match (candidate.interval(alpha), direction) {
                     (Some((lo, _)), Direction::HigherIsWorse) => lo > b,

@@ -15,11 +15,11 @@ use super::criterion::{CriterionState, Sample, Transition};
 use super::{
     Command, CommandError, EngineOptions, Rejection, ReleaseState, ReleaseStatus, ShareSource,
 };
-use crate::decision::{ActionKind, Decision, DecisionKind, Evidence, Explanation, Samples};
+use crate::decision::{ActionKind, Decision, DecisionKind, Evidence, Explanation, Part, Samples};
 use crate::event::{Event, Release};
 use crate::policy::{
-    Action, Approval, Condition, OnTimeout, Policy, Promotion, RollbackStage, Severity, SignalKind,
-    SrmCount,
+    Action, Approval, Condition, OnTimeout, Policy, Promotion, RollbackStage, Severity, Signal,
+    SignalKind, SrmCount,
 };
 use crate::stats::srm::SrmTest;
 use crate::time::{Dur, Time};
@@ -37,6 +37,8 @@ enum Binding {
     Value {
         field: usize,
     },
+    /// Every event counts once; its category is a segment attribute.
+    Category,
 }
 
 /// The engine for one service's policy.
@@ -125,6 +127,7 @@ impl Engine {
                 SignalKind::Score { field: f, .. } | SignalKind::Latency { field: f } => {
                     Binding::Value { field: field(f) }
                 }
+                SignalKind::Category { .. } => Binding::Category,
             })
             .collect();
         let outputs_field = Some(field(OUTPUTS));
@@ -277,7 +280,11 @@ impl Engine {
             if !in_scope(&state.spec.scope, event) {
                 continue;
             }
-            let Some(sample) = sample_of(self.bindings[i], &self.scratch, state) else {
+            let Some(sample) = sample_of(self.bindings[i], &self.scratch) else {
+                continue;
+            };
+            let signal = &self.policy.signals[state.spec.signal];
+            let Some(sample) = keyed(state, signal, event, sample) else {
                 continue;
             };
             let sample = if state.per_unit() {
@@ -288,13 +295,14 @@ impl Engine {
             } else {
                 sample
             };
-            state.observe(event.ts, candidate, share, sample);
+            let flagged = state.observe(event.ts, candidate, share, sample);
             // Evidence only grows on flags; other samples matter for clearing
-            // (active criteria) and for scores, which the per-second pass
-            // also covers.
-            let due = sample.x > 0.0 && !state.is_score()
+            // (active criteria) and for criteria that read every event, which
+            // the per-second pass also covers.
+            let every = state.reads_every_event();
+            let due = flagged && !state.is_score()
                 || state.is_active()
-                || (state.is_score() && run.samples_seen % 32 == 0);
+                || (every && run.samples_seen % 32 == 0);
             if due && let Some(t) = state.evaluate(now) {
                 transitions.push((i, t));
             }
@@ -430,6 +438,7 @@ impl Engine {
             window_candidate: Samples::default(),
             window_baseline: None,
             breached_for: Dur::ZERO,
+            breakdown: Vec::new(),
         };
         let summary = format!(
             "sample ratio mismatch: the candidate got {} of {} {}, {} expected at the assigned share; \
@@ -805,10 +814,14 @@ impl Engine {
 
     fn promote(&mut self, out: &mut Vec<Decision>, why: &str) {
         let watch = self.policy.rollout.watch_after_promotion;
+        let every = self.policy.rollout.false_alarm_every;
         let now = self.now;
         self.set_share(1.0);
         if let Some(run) = &mut self.release {
             run.watch_until = now + watch;
+            for c in &mut run.criteria {
+                c.promote(now, every);
+            }
         }
         self.set_state(ReleaseState::Watching);
         let summary = format!("{why}; promoting to 100%, criteria still apply for {watch}");
@@ -1167,7 +1180,7 @@ fn in_scope(scope: &[(String, String)], event: &Event<'_>) -> bool {
         .all(|(k, v)| event.segment_value(k) == Some(v.as_str()))
 }
 
-fn sample_of(binding: Binding, values: &[Option<f64>], state: &CriterionState) -> Option<Sample> {
+fn sample_of(binding: Binding, values: &[Option<f64>]) -> Option<Sample> {
     match binding {
         Binding::Rate {
             numerator,
@@ -1178,15 +1191,29 @@ fn sample_of(binding: Binding, values: &[Option<f64>], state: &CriterionState) -
             // negative or exceed its denominator, whatever a sender claims.
             let n = values[denominator]?;
             let x = values[numerator].unwrap_or(0.0).clamp(0.0, n.max(0.0));
-            (n > 0.0).then_some(Sample { n, x })
+            (n > 0.0).then_some(Sample::new(n, x))
         }
-        Binding::Value { field } => {
-            let v = values[field]?;
-            if state.is_latency() {
-                Some(state.latency_sample(v))
-            } else {
-                Some(Sample { n: 1.0, x: v })
-            }
+        Binding::Value { field } => Some(Sample::new(1.0, values[field]?)),
+        Binding::Category => Some(Sample::new(1.0, 0.0)),
+    }
+}
+
+/// Keys a sample by its category or segment value, for drift and fairness
+/// criteria; `None` when the event does not carry the attribute.
+fn keyed(
+    state: &mut CriterionState,
+    signal: &Signal,
+    event: &Event<'_>,
+    s: Sample,
+) -> Option<Sample> {
+    match state.key_field(signal) {
+        None => Some(s),
+        Some(field) => {
+            let value = event.segment_value(field)?.to_string();
+            Some(Sample {
+                key: state.key_of(&value),
+                ..s
+            })
         }
     }
 }
@@ -1231,13 +1258,39 @@ fn describe(e: &Evidence) -> String {
         ),
     };
     format!(
-        "{} — estimate {est} (last {}: {west}); statistic {} vs {} at {}% confidence; {samples}",
+        "{} — estimate {est} (last {}: {west}); statistic {} vs {} at {}% confidence; {samples}{}",
         e.bound,
         e.window,
         fmt_num(e.statistic),
         fmt_num(e.threshold),
-        pct(e.confidence)
+        pct(e.confidence),
+        describe_parts(&e.breakdown)
     )
+}
+
+/// "; by category: billing 41% vs 22% (PSI term 0.12), …" or
+/// "; by segment: de 0.031 (n 2000), en 0.010 (n 9000)".
+fn describe_parts(parts: &[Part]) -> String {
+    if parts.is_empty() {
+        return String::new();
+    }
+    let drift = parts.iter().any(|p| p.reference.is_some());
+    let items: Vec<String> = parts
+        .iter()
+        .take(5)
+        .map(|p| match (p.reference, p.contribution) {
+            (Some(r), Some(c)) => format!(
+                "{} {}% vs {}% (PSI term {})",
+                p.name,
+                pct(p.value),
+                pct(r),
+                fmt_num(c)
+            ),
+            _ => format!("{} {} (n {})", p.name, fmt_num(p.value), fmt_num(p.n)),
+        })
+        .collect();
+    let by = if drift { "category" } else { "segment" };
+    format!("; by {by}: {}", items.join(", "))
 }
 
 fn fmt_num(x: f64) -> String {

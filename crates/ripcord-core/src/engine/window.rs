@@ -25,59 +25,140 @@ impl Tally {
     }
 }
 
-#[derive(Clone, Debug)]
-pub struct Window {
-    width: i64,
-    /// Bucket number held by each slot (`ts / width`), or `i64::MIN`.
-    ids: [i64; SLOTS],
-    candidate: [Tally; SLOTS],
-    baseline: [Tally; SLOTS],
+/// What a window bucket holds: anything that merges, so that a window's
+/// total is the merge of its buckets.
+pub trait Bucket: Clone + Default {
+    fn merge(&mut self, other: &Self);
 }
 
-impl Window {
-    pub fn new(length: Dur) -> Window {
-        Window {
+impl Bucket for Tally {
+    fn merge(&mut self, other: &Self) {
+        self.add(other.n, other.sum);
+    }
+}
+
+/// Tallies by key (category or segment index).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Keyed(pub Vec<Tally>);
+
+impl Keyed {
+    pub fn add(&mut self, key: usize, n: f64, sum: f64) {
+        if self.0.len() <= key {
+            self.0.resize(key + 1, Tally::default());
+        }
+        self.0[key].add(n, sum);
+    }
+}
+
+impl Bucket for Keyed {
+    fn merge(&mut self, other: &Self) {
+        for (k, t) in other.0.iter().enumerate() {
+            self.add(k, t.n, t.sum);
+        }
+    }
+}
+
+/// A latency sketch (DDSketch, 1% relative accuracy): mergeable, so the
+/// window quantile is exact up to the sketch's accuracy.
+#[derive(Clone, Default)]
+pub struct Sketch(pub sketches_ddsketch::DDSketch);
+
+impl std::fmt::Debug for Sketch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Sketch({} values)", self.0.count())
+    }
+}
+
+impl Sketch {
+    /// The sketch's relative accuracy: a reported quantile is within 1% of
+    /// a value whose rank is the requested one.
+    pub const ACCURACY: f64 = 0.01;
+
+    pub fn add(&mut self, v: f64) {
+        self.0.add(v);
+    }
+
+    pub fn count(&self) -> usize {
+        self.0.count()
+    }
+
+    pub fn quantile(&self, q: f64) -> Option<f64> {
+        self.0.quantile(q.clamp(0.0, 1.0)).ok().flatten()
+    }
+}
+
+impl Bucket for Sketch {
+    fn merge(&mut self, other: &Self) {
+        // Both use the default configuration, so merging cannot fail.
+        let _ = self.0.merge(&other.0);
+    }
+}
+
+/// A ring of `SLOTS` time buckets per version.
+#[derive(Clone, Debug)]
+pub struct Ring<T> {
+    width: i64,
+    /// Bucket number held by each slot (`ts / width`), or `i64::MIN`.
+    ids: Vec<i64>,
+    candidate: Vec<T>,
+    baseline: Vec<T>,
+}
+
+/// The common window: counts and sums.
+pub type Window = Ring<Tally>;
+
+impl<T: Bucket> Ring<T> {
+    pub fn new(length: Dur) -> Ring<T> {
+        Ring {
             width: (length.0 / SLOTS as i64).max(1),
-            ids: [i64::MIN; SLOTS],
-            candidate: [Tally::default(); SLOTS],
-            baseline: [Tally::default(); SLOTS],
+            ids: vec![i64::MIN; SLOTS],
+            candidate: vec![T::default(); SLOTS],
+            baseline: vec![T::default(); SLOTS],
         }
     }
 
-    /// Adds to the bucket of `ts`; ignored when `ts` is older than the ring.
-    pub fn add(&mut self, ts: Time, candidate: bool, n: f64, sum: f64) {
+    /// The bucket of `ts` for one version; `None` when `ts` is older than the ring.
+    pub fn bucket(&mut self, ts: Time, candidate: bool) -> Option<&mut T> {
         let id = ts.0.div_euclid(self.width);
         let slot = id.rem_euclid(SLOTS as i64) as usize;
         if self.ids[slot] != id {
             if self.ids[slot] > id {
-                return;
+                return None;
             }
             self.ids[slot] = id;
-            self.candidate[slot] = Tally::default();
-            self.baseline[slot] = Tally::default();
+            self.candidate[slot] = T::default();
+            self.baseline[slot] = T::default();
         }
-        let tally = if candidate {
+        Some(if candidate {
             &mut self.candidate[slot]
         } else {
             &mut self.baseline[slot]
-        };
-        tally.add(n, sum);
+        })
     }
 
     /// Totals (candidate, baseline) of the buckets within the window ending at `now`.
-    pub fn totals(&self, now: Time) -> (Tally, Tally) {
+    pub fn totals(&self, now: Time) -> (T, T) {
         let newest = now.0.div_euclid(self.width);
         let oldest = newest - SLOTS as i64 + 1;
-        let mut c = Tally::default();
-        let mut b = Tally::default();
+        let mut c = T::default();
+        let mut b = T::default();
         for slot in 0..SLOTS {
             let id = self.ids[slot];
             if id >= oldest && id <= newest {
-                c.add(self.candidate[slot].n, self.candidate[slot].sum);
-                b.add(self.baseline[slot].n, self.baseline[slot].sum);
+                c.merge(&self.candidate[slot]);
+                b.merge(&self.baseline[slot]);
             }
         }
         (c, b)
+    }
+}
+
+impl Window {
+    /// Adds to the bucket of `ts`; ignored when `ts` is older than the ring.
+    pub fn add(&mut self, ts: Time, candidate: bool, n: f64, sum: f64) {
+        if let Some(t) = self.bucket(ts, candidate) {
+            t.add(n, sum);
+        }
     }
 }
 

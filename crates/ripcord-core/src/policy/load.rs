@@ -81,10 +81,23 @@ const CRITERION: &[&str] = &[
     "on_no_data",
     "where",
     "per",
+    "max_difference",
+    "max_psi",
+    "max_js",
+    "across",
+    "reference",
     "description",
 ];
 const TRIGGER: &[&str] = &["when", "severity", "action", "approval", "description"];
-const BOUNDS: &[&str] = &["absolute", "max_ratio", "max_increase", "max_decrease"];
+const BOUNDS: &[&str] = &[
+    "absolute",
+    "max_ratio",
+    "max_increase",
+    "max_decrease",
+    "max_difference",
+    "max_psi",
+    "max_js",
+];
 const CATEGORIES: &[&str] = &[
     "user_experience",
     "quality",
@@ -492,13 +505,13 @@ fn lower_signal(cx: &mut Cx, name: &str, node: &Node) -> Option<Signal> {
         }
     };
     let kind_name = match f.get("kind") {
-        Some(n) => cx.choice(n, &at("kind"), &["rate", "score", "latency"]),
+        Some(n) => cx.choice(n, &at("kind"), &["rate", "score", "latency", "category"]),
         None => {
             cx.error(
                 node.pos,
                 &path,
                 "missing field `kind`",
-                Some("one of: rate, score, latency".into()),
+                Some("one of: rate, score, latency, category".into()),
             );
             None
         }
@@ -520,7 +533,10 @@ fn lower_signal(cx: &mut Cx, name: &str, node: &Node) -> Option<Signal> {
                 max,
             }
         }
-        _ => SignalKind::Latency {
+        2 => SignalKind::Latency {
+            field: text(cx, "field", name)?,
+        },
+        _ => SignalKind::Category {
             field: text(cx, "field", name)?,
         },
     };
@@ -609,7 +625,13 @@ fn lower_criterion(
             None
         }
     };
-    let bound = lower_bound(cx, &f, &path, signal.map(|i| &signals[i]));
+    let across = match f.get("across") {
+        Some(n) => cx.string(n, &at("across")).map(Some),
+        None => Some(None),
+    };
+    let fairness = matches!(across, Some(Some(_)));
+    let bound = lower_bound(cx, &f, &path, signal.map(|i| &signals[i]), fairness);
+    let reference = lower_reference(cx, &f, &path, signal.map(|i| &signals[i]));
     let quantile = f
         .get("quantile")
         .and_then(|n| cx.confidence(n, &at("quantile")));
@@ -687,7 +709,60 @@ fn lower_criterion(
         on_no_data: on_no_data?,
         scope: scope?,
         per: per?,
+        across: across?,
+        reference: reference?,
     })
+}
+
+/// `reference: {billing: 0.3, shipping: 0.5}` for category signals: the
+/// stored profile drift is measured against; shares are normalised.
+fn lower_reference(
+    cx: &mut Cx,
+    f: &Fields<'_>,
+    path: &str,
+    signal: Option<&Signal>,
+) -> Option<Option<Vec<(String, f64)>>> {
+    let Some(node) = f.get("reference") else {
+        return Some(None);
+    };
+    let at = format!("{path}.reference");
+    if signal.is_some_and(|s| !matches!(s.kind, SignalKind::Category { .. })) {
+        cx.error(
+            node.pos,
+            &at,
+            "`reference` only applies to category signals",
+            None,
+        );
+        return None;
+    }
+    let Value::Map(entries) = &node.value else {
+        cx.error(
+            node.pos,
+            &at,
+            format!(
+                "expected a mapping of category to share such as {{billing: 0.3, other: 0.7}}, got {}",
+                node.kind()
+            ),
+            None,
+        );
+        return None;
+    };
+    let mut out = Vec::new();
+    for (k, v) in entries {
+        let share = non_negative(cx, v, &format!("{at}.{}", k.name))?;
+        out.push((k.name.clone(), share));
+    }
+    let total: f64 = out.iter().map(|(_, s)| s).sum();
+    if total <= 0.0 {
+        cx.error(
+            node.pos,
+            &at,
+            "the reference shares must not all be 0",
+            None,
+        );
+        return None;
+    }
+    Some(Some(out.into_iter().map(|(k, s)| (k, s / total)).collect()))
 }
 
 /// An optional field with a default.
@@ -704,7 +779,13 @@ fn opt<T>(
     }
 }
 
-fn lower_bound(cx: &mut Cx, f: &Fields<'_>, path: &str, signal: Option<&Signal>) -> Option<Bound> {
+fn lower_bound(
+    cx: &mut Cx,
+    f: &Fields<'_>,
+    path: &str,
+    signal: Option<&Signal>,
+    fairness: bool,
+) -> Option<Bound> {
     let given: Vec<(&str, &Node)> = BOUNDS
         .iter()
         .filter_map(|b| f.get(b).map(|n| (*b, n)))
@@ -716,7 +797,7 @@ fn lower_bound(cx: &mut Cx, f: &Fields<'_>, path: &str, signal: Option<&Signal>)
                 f.node.pos,
                 path,
                 "missing a bound",
-                Some("give one of: absolute, max_ratio, max_increase, max_decrease".into()),
+                Some(format!("give one of: {}", BOUNDS.join(", "))),
             );
             return None;
         }
@@ -733,26 +814,30 @@ fn lower_bound(cx: &mut Cx, f: &Fields<'_>, path: &str, signal: Option<&Signal>)
     let at = format!("{path}.{name}");
     let kind = signal.map(|s| &s.kind);
     let allowed: &[&str] = match kind {
+        Some(SignalKind::Category { .. }) => &["max_psi", "max_js"],
+        _ if fairness => &["max_ratio", "max_difference"],
         Some(SignalKind::Rate { .. }) => &["absolute", "max_ratio"],
         Some(SignalKind::Score { .. }) => &["absolute", "max_increase", "max_decrease"],
-        Some(SignalKind::Latency { .. }) => &["absolute"],
+        Some(SignalKind::Latency { .. }) => &["absolute", "max_ratio"],
         None => BOUNDS,
     };
     if !allowed.contains(&name) {
-        let (message, help) = match kind {
-            Some(SignalKind::Latency { .. }) => (
-                "relative latency criteria are not supported yet".to_string(),
-                Some(
-                    "bound the quantile with `absolute` (e.g. quantile: 0.95, absolute: 2500)"
-                        .to_string(),
-                ),
-            ),
-            _ => (
-                format!("`{name}` does not apply to this signal's kind"),
-                Some(format!("use one of: {}", allowed.join(", "))),
-            ),
+        let message = if fairness {
+            format!("`{name}` does not apply to a criterion `across` segments")
+        } else {
+            format!("`{name}` does not apply to this signal's kind")
         };
+        let help = Some(format!("use one of: {}", allowed.join(", ")));
         cx.error(node.pos, &at, message, help);
+        return None;
+    }
+    if fairness && matches!(kind, Some(SignalKind::Latency { .. })) {
+        cx.error(
+            f.node.pos,
+            path,
+            "`across` applies to rate and score signals",
+            None,
+        );
         return None;
     }
     Some(match (name, kind) {
@@ -767,7 +852,22 @@ fn lower_bound(cx: &mut Cx, f: &Fields<'_>, path: &str, signal: Option<&Signal>)
             Bound::MaxRatio(r)
         }
         ("max_increase", _) => Bound::MaxIncrease(non_negative(cx, node, &at)?),
-        _ => Bound::MaxDecrease(non_negative(cx, node, &at)?),
+        ("max_decrease", _) => Bound::MaxDecrease(non_negative(cx, node, &at)?),
+        ("max_difference", _) => Bound::MaxDifference(non_negative(cx, node, &at)?),
+        ("max_psi", _) => Bound::MaxPsi(cx.positive(node, &at)?),
+        _ => {
+            let d = cx.positive(node, &at)?;
+            if d >= 1.0 {
+                cx.error(
+                    node.pos,
+                    &at,
+                    format!("must be below 1, got {d}"),
+                    Some("the Jensen–Shannon distance lies in [0, 1]".into()),
+                );
+                return None;
+            }
+            Bound::MaxJs(d)
+        }
     })
 }
 
@@ -1108,15 +1208,25 @@ fn default_rollout() -> Rollout {
             })
             .collect(),
         watch_after_promotion: Dur::from_mins(60),
+        false_alarm_every: FALSE_ALARM_EVERY,
         promotion: Promotion::Automatic,
     }
 }
+
+/// A false alarm a month on a promoted version is rare enough to act on
+/// every alarm and frequent enough to see a real change within hours.
+const FALSE_ALARM_EVERY: Dur = Dur::from_mins(30 * 24 * 60);
 
 fn lower_rollout(cx: &mut Cx, node: &Node) -> Option<Rollout> {
     let f = cx.fields(
         node,
         "rollout",
-        &["steps", "promotion", "watch_after_promotion"],
+        &[
+            "steps",
+            "promotion",
+            "watch_after_promotion",
+            "false_alarm_every",
+        ],
     )?;
     let steps = match f.get("steps") {
         Some(n) => lower_steps(cx, n),
@@ -1134,9 +1244,17 @@ fn lower_rollout(cx: &mut Cx, node: &Node) -> Option<Rollout> {
         Cx::duration,
         Dur::from_mins(60),
     );
+    let false_alarm_every = opt(
+        cx,
+        f.get("false_alarm_every"),
+        "rollout.false_alarm_every",
+        Cx::duration,
+        FALSE_ALARM_EVERY,
+    );
     Some(Rollout {
         steps: steps?,
         watch_after_promotion: watch?,
+        false_alarm_every: false_alarm_every?,
         promotion,
     })
 }

@@ -68,6 +68,9 @@ pub enum SignalKind {
     Score { field: String, min: f64, max: f64 },
     /// A distribution such as latency; one value per event.
     Latency { field: String },
+    /// A categorical attribute of the event's segment (topic, language,
+    /// prompt-length bucket, tool used), compared as a distribution.
+    Category { field: String },
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -82,7 +85,9 @@ pub struct Signal {
 /// The bound a criterion tests. Which variants a signal kind accepts is
 /// checked by the loader: rates take `Absolute` and `MaxRatio`; scores take
 /// `Absolute`, `MaxIncrease` and `MaxDecrease`; latency takes `Absolute`
-/// on a quantile.
+/// and `MaxRatio` on a quantile; categories take `MaxPsi` and `MaxJs`.
+/// Criteria `across` a segment key (fairness) take `MaxRatio` and
+/// `MaxDifference`, comparing the segments with each other.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum Bound {
     /// The rate (or mean score, or latency quantile) must stay on the good
@@ -95,6 +100,27 @@ pub enum Bound {
     MaxIncrease(f64),
     /// baseline − candidate ≤ this (scores).
     MaxDecrease(f64),
+    /// Largest segment − smallest segment ≤ this (fairness).
+    MaxDifference(f64),
+    /// Population stability index of the candidate's categories against the
+    /// reference ≤ this.
+    MaxPsi(f64),
+    /// Jensen–Shannon distance (base 2, in [0, 1]) ≤ this.
+    MaxJs(f64),
+}
+
+impl Bound {
+    pub fn value(self) -> f64 {
+        match self {
+            Bound::Absolute(b)
+            | Bound::MaxRatio(b)
+            | Bound::MaxIncrease(b)
+            | Bound::MaxDecrease(b)
+            | Bound::MaxDifference(b)
+            | Bound::MaxPsi(b)
+            | Bound::MaxJs(b) => b,
+        }
+    }
 }
 
 /// What a window with no data means for a criterion.
@@ -142,6 +168,11 @@ pub struct Criterion {
     /// Segment scope: every `(key, value)` must match the event's segment.
     pub scope: Vec<(String, String)>,
     pub per: Per,
+    /// Fairness: the segment key whose values are compared with each other.
+    pub across: Option<String>,
+    /// Drift: the stored reference profile (category, share); `None`
+    /// compares with the baseline.
+    pub reference: Option<Vec<(String, f64)>>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -229,6 +260,9 @@ pub struct Rollout {
     pub steps: Vec<RolloutStep>,
     /// After promotion, criteria still apply for this long.
     pub watch_after_promotion: Dur,
+    /// After promotion, relative criteria watch for a change from the level
+    /// at promotion, with this mean time between false alarms.
+    pub false_alarm_every: Dur,
     pub promotion: Promotion,
 }
 

@@ -7,6 +7,9 @@
 //! false alarms. See `docs/statistics.md` for the formulas and references.
 
 pub mod bound;
+pub mod cusum;
+pub mod drift;
+pub mod fairness;
 pub mod ratio;
 pub mod score;
 pub mod srm;
