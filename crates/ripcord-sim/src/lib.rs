@@ -5,6 +5,7 @@
 //! events, byte for byte, so tests and benchmarks can state exact figures.
 
 pub mod assign;
+pub mod detect;
 pub mod limits;
 pub mod peers;
 pub mod policytest;

@@ -54,7 +54,8 @@ impl Shape {
         ))
     }
 
-    fn at(&self, t: Time, fraction: f64) -> f64 {
+    /// The volume multiplier at `t`, `fraction` of the way through the period.
+    pub fn at(&self, t: Time, fraction: f64) -> f64 {
         match self {
             Shape::Diurnal => {
                 let day = (t.0.rem_euclid(86_400_000)) as f64 / 86_400_000.0;

@@ -28,6 +28,7 @@
 //! promotion, criteria relative to the baseline switch to a CUSUM against
 //! the candidate's level at promotion.
 
+use std::cell::Cell;
 use std::collections::HashSet;
 
 use super::window::{Keyed, Ring, Sketch, Tally, Window};
@@ -139,6 +140,9 @@ pub struct CriterionState {
     keyed_candidate: Keyed,
     keyed_baseline: Keyed,
     after_promotion: Option<AfterPromotion>,
+    /// The last window estimate and the second it was computed in.
+    window_cache: Cell<(i64, Option<f64>)>,
+    significance_cache: Cell<(i64, bool)>,
     units_seen: HashSet<u64>,
     units_flagged: HashSet<u64>,
     /// The window condition's last value, for `on_no_data: hold`.
@@ -246,6 +250,8 @@ impl CriterionState {
             keyed_candidate: Keyed::default(),
             keyed_baseline: Keyed::default(),
             after_promotion: None,
+            window_cache: Cell::new((i64::MIN, None)),
+            significance_cache: Cell::new((i64::MIN, false)),
             units_seen: HashSet::new(),
             units_flagged: HashSet::new(),
             recent: false,
@@ -365,9 +371,10 @@ impl CriterionState {
         } else {
             l.baseline.add(s.x);
             if l.ratio.is_some() {
-                // Baseline values only set the threshold.
+                // Baseline values set the threshold; they count towards
+                // `min_samples` but are never exceedances.
                 return Sample {
-                    n: 0.0,
+                    n: 1.0,
                     x: 0.0,
                     ..s
                 };
@@ -468,6 +475,7 @@ impl CriterionState {
     pub fn evaluate(&mut self, now: Time) -> Option<Transition> {
         self.restart_if_due(now);
         self.update_latency_threshold();
+
         let breaching = self.breaching_now(now);
         if breaching {
             let since = *self.breaching_since.get_or_insert(now);
@@ -533,7 +541,7 @@ impl CriterionState {
             },
         };
         self.recent = recent;
-        recent && self.has_min_samples() && self.significant()
+        recent && self.has_min_samples() && self.significant(now)
     }
 
     fn has_min_samples(&self) -> bool {
@@ -565,13 +573,24 @@ impl CriterionState {
 
     /// Whether one of the epochs' anytime-valid tests rejects "within the
     /// bound" (or, after promotion, the CUSUM has alarmed).
-    fn significant(&self) -> bool {
+    fn significant(&self, now: Time) -> bool {
         if let Some(after) = &self.after_promotion {
             return after.cusum.alarmed();
         }
-        self.epochs
+        // Fairness intervals are found by bisection, and disparities build
+        // up over hours: every five seconds is enough.
+        let second = now.0.div_euclid(5000);
+        let costly = matches!(self.template, Test::Fairness(_));
+        let (at, cached) = self.significance_cache.get();
+        if costly && at == second {
+            return cached;
+        }
+        let significant = self
+            .epochs
             .iter()
-            .any(|e| e.test.rejects(e.alpha, self.direction, self.spec.bound))
+            .any(|e| e.test.rejects(e.alpha, self.direction, self.spec.bound));
+        self.significance_cache.set((second, significant));
+        significant
     }
 
     /// The window's point estimate compared with the bound; `None` when the
@@ -597,8 +616,22 @@ impl CriterionState {
         self.spec.bound.value()
     }
 
-    /// The window's statistic in the bound's own terms.
+    /// The window's statistic in the bound's own terms. Sketch and keyed
+    /// windows cost a merge of every bucket, so their figure is computed at
+    /// most once a second.
     fn window_estimate(&self, now: Time) -> Option<f64> {
+        let costly = self.latency.is_some() || !self.keys.is_empty();
+        let second = now.0.div_euclid(1000);
+        let (at, cached) = self.window_cache.get();
+        if costly && at == second {
+            return cached;
+        }
+        let estimate = self.compute_window_estimate(now);
+        self.window_cache.set((second, estimate));
+        estimate
+    }
+
+    fn compute_window_estimate(&self, now: Time) -> Option<f64> {
         match (&self.template, &self.latency) {
             (_, Some(l)) => {
                 let (c, b) = l.window.totals(now);
@@ -1005,7 +1038,7 @@ impl Test {
                     b.add(s.x)
                 }
             }
-            Test::Drift(t) => t.add(s.key, candidate, share),
+            Test::Drift(t) => t.add(s.key, candidate, share, s.n),
             Test::Fairness(d) => {
                 if candidate {
                     d.add(s.key, s.n, s.x);

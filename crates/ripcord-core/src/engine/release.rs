@@ -37,8 +37,11 @@ enum Binding {
     Value {
         field: usize,
     },
-    /// Every event counts once; its category is a segment attribute.
-    Category,
+    /// Every output counts once (a bucket counts its `outputs`); the
+    /// category is a segment attribute.
+    Category {
+        outputs: usize,
+    },
 }
 
 /// The engine for one service's policy.
@@ -127,7 +130,9 @@ impl Engine {
                 SignalKind::Score { field: f, .. } | SignalKind::Latency { field: f } => {
                     Binding::Value { field: field(f) }
                 }
-                SignalKind::Category { .. } => Binding::Category,
+                SignalKind::Category { .. } => Binding::Category {
+                    outputs: field(OUTPUTS),
+                },
             })
             .collect();
         let outputs_field = Some(field(OUTPUTS));
@@ -1194,7 +1199,10 @@ fn sample_of(binding: Binding, values: &[Option<f64>]) -> Option<Sample> {
             (n > 0.0).then_some(Sample::new(n, x))
         }
         Binding::Value { field } => Some(Sample::new(1.0, values[field]?)),
-        Binding::Category => Some(Sample::new(1.0, 0.0)),
+        Binding::Category { outputs } => {
+            let n = values[outputs].unwrap_or(1.0);
+            (n > 0.0).then_some(Sample::new(n, 0.0))
+        }
     }
 }
 

@@ -94,7 +94,8 @@ pub fn confidence_bound(flagged: f64, total: f64, alpha: f64, direction: Directi
     };
     // Bisect on ln(p0): rates span many orders of magnitude.
     let (mut lo, mut hi) = ((1e-12f64).ln(), (1.0f64 - 1e-9).ln());
-    for _ in 0..64 {
+    // 32 halvings of a span of ln(1e12) ≈ 27.6 leave a relative error of 1e-8.
+    for _ in 0..32 {
         let mid = (lo + hi) / 2.0;
         let rejected = rejects(mid.exp());
         // Higher is worse: the rejected bounds are the small ones, so the

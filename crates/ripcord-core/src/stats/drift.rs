@@ -104,15 +104,15 @@ impl DriftTest {
         }
     }
 
-    /// One event of `category` from one version; `share` is the candidate's
-    /// share of outputs when it happened.
-    pub fn add(&mut self, category: usize, candidate: bool, share: f64) {
+    /// `count` events of `category` from one version; `share` is the
+    /// candidate's share of outputs when they happened.
+    pub fn add(&mut self, category: usize, candidate: bool, share: f64, count: f64) {
         match self {
             DriftTest::VsBaseline { per_category } => {
                 if per_category.len() <= category {
                     per_category.resize_with(category + 1, SrmTest::default);
                 }
-                per_category[category].add(share, candidate, 1.0);
+                per_category[category].add(share, candidate, count);
             }
             DriftTest::VsProfile {
                 reference,
@@ -127,11 +127,16 @@ impl DriftTest {
                     reference.resize(category + 1, UNLISTED_SHARE);
                     counts.resize(category + 1, 0.0);
                 }
+                // A pre-aggregated count is the same events one after
+                // another: Π_j (a + j)/(T + j) = Γ(a+c)Γ(T)/(Γ(a)Γ(T+c)).
                 let q = reference[category];
-                let estimate = (counts[category] + PRIOR * q) / (*total + PRIOR);
-                *log_lr += (estimate / q).ln();
-                counts[category] += 1.0;
-                *total += 1.0;
+                let c = count.max(0.0);
+                let a = counts[category] + PRIOR * q;
+                let t = *total + PRIOR;
+                *log_lr +=
+                    ln_gamma(a + c) - ln_gamma(a) - ln_gamma(t + c) + ln_gamma(t) - c * q.ln();
+                counts[category] += c;
+                *total += c;
             }
         }
     }
@@ -146,9 +151,55 @@ impl DriftTest {
     }
 }
 
+/// `ln Γ(x)` for `x > 0` (Lanczos, g = 7, n = 9; relative error < 1e-13).
+fn ln_gamma(x: f64) -> f64 {
+    const G: f64 = 7.0;
+    const C: [f64; 9] = [
+        0.999_999_999_999_809_9,
+        676.520_368_121_885_1,
+        -1_259.139_216_722_402_8,
+        771.323_428_777_653_1,
+        -176.615_029_162_140_6,
+        12.507_343_278_686_905,
+        -0.138_571_095_265_720_12,
+        9.984_369_578_019_572e-6,
+        1.505_632_735_149_311_6e-7,
+    ];
+    if x < 0.5 {
+        // Reflection: Γ(x)Γ(1−x) = π / sin(πx).
+        let pi = std::f64::consts::PI;
+        return (pi / (pi * x).sin()).ln() - ln_gamma(1.0 - x);
+    }
+    let x = x - 1.0;
+    let t = x + G + 0.5;
+    let series = C[1..]
+        .iter()
+        .enumerate()
+        .fold(C[0], |acc, (i, c)| acc + c / (x + i as f64 + 1.0));
+    0.5 * (2.0 * std::f64::consts::PI).ln() + (x + 0.5) * t.ln() - t + series.ln()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ln_gamma_matches_factorials() {
+        assert!((ln_gamma(5.0) - 24f64.ln()).abs() < 1e-12);
+        assert!((ln_gamma(0.5) - std::f64::consts::PI.sqrt().ln()).abs() < 1e-12);
+        assert!((ln_gamma(101.0) - (1..=100).map(|k| (k as f64).ln()).sum::<f64>()).abs() < 1e-9);
+    }
+
+    #[test]
+    fn a_bucket_counts_like_its_events_one_by_one() {
+        let mut bucket = DriftTest::vs_profile(vec![0.7, 0.3]);
+        let mut single = bucket.clone();
+        bucket.add(1, true, 1.0, 40.0);
+        for _ in 0..40 {
+            single.add(1, true, 1.0, 1.0);
+        }
+        assert!((bucket.log_e_value() - single.log_e_value()).abs() < 1e-9);
+    }
 
     #[test]
     fn identical_distributions_have_zero_distance() {
@@ -182,7 +233,7 @@ mod tests {
             } else {
                 usize::from(i % 8 < 2)
             };
-            t.add(category, candidate, 0.5);
+            t.add(category, candidate, 0.5, 1.0);
         }
         assert!(
             t.log_e_value() > (1.0f64 / 0.001).ln(),
@@ -196,8 +247,8 @@ mod tests {
         let mut same = DriftTest::vs_profile(vec![0.5, 0.5]);
         let mut moved = DriftTest::vs_profile(vec![0.5, 0.5]);
         for i in 0..2_000 {
-            same.add(i % 2, true, 1.0);
-            moved.add(usize::from(i % 10 < 8), true, 1.0);
+            same.add(i % 2, true, 1.0, 1.0);
+            moved.add(usize::from(i % 10 < 8), true, 1.0, 1.0);
         }
         assert!(same.log_e_value() < 0.0, "{}", same.log_e_value());
         assert!(moved.log_e_value() > 20.0, "{}", moved.log_e_value());
