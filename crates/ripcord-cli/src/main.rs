@@ -31,6 +31,9 @@ enum Command {
     Test(cmd::test::TestArgs),
     /// Write a realistic synthetic event stream as NDJSON.
     Simulate(cmd::simulate::SimulateArgs),
+    /// Benchmarks that print markdown: `bench detect` (false rollbacks and
+    /// detection delays against peers and the theoretical limit).
+    Bench(cmd::bench::BenchArgs),
 }
 
 fn main() -> ExitCode {
@@ -40,6 +43,7 @@ fn main() -> ExitCode {
         Command::Replay(args) => cmd::replay::run(args),
         Command::Test(args) => cmd::test::run(args),
         Command::Simulate(args) => cmd::simulate::run(args),
+        Command::Bench(args) => cmd::bench::run_bench(args),
     };
     match result {
         Ok(code) => code,

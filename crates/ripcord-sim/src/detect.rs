@@ -278,7 +278,7 @@ impl Sim<'_> {
             let volume = self.volume(offset, step);
             let (n_c, n_b) = self.split(volume, share);
             let changed = self.case.effect.is_some() && offset >= self.change_start();
-            if changed {
+            if changed && self.outcome.fired_at.is_none() {
                 self.outcome.outputs += (n_c + n_b) as f64;
                 self.outcome.candidate_outputs += n_c as f64;
             }

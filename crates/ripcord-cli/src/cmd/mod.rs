@@ -1,5 +1,6 @@
 //! One module per subcommand; each owns its arguments and returns the exit code.
 
+pub mod bench;
 pub mod policy;
 pub mod replay;
 pub mod simulate;

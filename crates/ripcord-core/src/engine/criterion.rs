@@ -414,16 +414,20 @@ impl CriterionState {
         let c = self.candidate;
         let after = match (&self.template, self.spec.bound) {
             (Test::Ratio(_), Bound::MaxRatio(r)) => {
-                // Half a flag of prior keeps a clean history from meaning "0".
-                let level = (c.sum + 0.5) / (c.n + 1.0);
+                // Half a flag of prior keeps a clean history from meaning
+                // "0"; one standard error up keeps an estimate that came
+                // out low from turning noise into alarms.
+                let estimate = (c.sum + 0.5) / (c.n + 1.0);
+                let level =
+                    (estimate + (estimate * (1.0 - estimate) / (c.n + 1.0)).sqrt()).min(1.0);
                 let shift = r.max(1.25);
-                let shifted = match self.direction {
-                    Direction::HigherIsWorse => level * shift,
-                    Direction::LowerIsWorse => level / shift,
+                let ratio = match self.direction {
+                    Direction::HigherIsWorse => shift,
+                    Direction::LowerIsWorse => 1.0 / shift,
                 };
                 Some(AfterPromotion {
                     level,
-                    cusum: Cusum::bernoulli(level, shifted, arl),
+                    cusum: Cusum::bernoulli(level, ratio, arl),
                 })
             }
             (Test::ScoreRelative { .. }, bound) if c.n >= 2.0 => {
@@ -532,6 +536,12 @@ impl CriterionState {
     }
 
     fn breaching_now(&mut self, now: Time) -> bool {
+        // A CUSUM forgets by itself (it falls back to zero once the signal
+        // is back at its level), so it needs no window to clear; waiting
+        // for the window would only delay it.
+        if let Some(after) = &self.after_promotion {
+            return self.has_min_samples() && after.cusum.alarmed();
+        }
         let recent = match self.window_beyond_bound(now) {
             Some(beyond) => beyond,
             None => match self.spec.on_no_data {

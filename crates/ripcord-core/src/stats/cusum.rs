@@ -16,96 +16,104 @@
 //! engine converts the policy's `false_alarm_every` with the traffic rate it
 //! saw before promotion.
 
-/// A one-sided CUSUM on a stream of rate samples or scores.
+/// How far past the tolerated shift the extra arms look: a CUSUM tuned for
+/// a small shift is slow to see a large one, so one arm runs per multiple.
+pub const SHIFT_MULTIPLES: [f64; 4] = [1.0, 1.6, 2.5, 4.0];
+
+/// One-sided CUSUMs for several shift sizes on one stream: it alarms when
+/// any arm does. Each arm gets `ARL × arms` so that false alarms, which add
+/// up across arms, still come no more often than once per `ARL`.
 #[derive(Clone, Debug)]
 pub struct Cusum {
+    arms: Vec<Arm>,
+}
+
+#[derive(Clone, Debug)]
+struct Arm {
     model: Model,
     threshold: f64,
     statistic: f64,
-    /// Samples since the statistic last left zero: the run of the change.
-    run: f64,
 }
 
 #[derive(Clone, Copy, Debug)]
 enum Model {
     /// Flags among outputs: level `p0`, shifted `p1`.
-    Bernoulli {
-        flag: f64,
-        clear: f64,
-        i0: f64,
-        i1: f64,
-    },
-    /// Scores with standard deviation `sigma`: level `mu0`, shifted by `delta`.
+    Bernoulli { flag: f64, clear: f64, i0: f64 },
+    /// Scores with variance `sigma2`: level `mu0`, shifted by `delta`.
     Normal { mu0: f64, delta: f64, sigma2: f64 },
 }
 
 impl Cusum {
-    /// A CUSUM for a rate moving from `p0` to `p1` (either way), with mean
-    /// run length `arl` samples under no change.
-    pub fn bernoulli(p0: f64, p1: f64, arl: f64) -> Cusum {
+    /// CUSUMs for a rate moving from `p0` by `ratio` (above 1: up; below:
+    /// down) and by the larger [`SHIFT_MULTIPLES`] of it, with a mean run
+    /// length of `arl` samples under no change.
+    pub fn bernoulli(p0: f64, ratio: f64, arl: f64) -> Cusum {
         let p0 = p0.clamp(1e-9, 1.0 - 1e-9);
-        let p1 = p1.clamp(1e-9, 1.0 - 1e-9);
-        let model = Model::Bernoulli {
-            flag: (p1 / p0).ln(),
-            clear: ((1.0 - p1) / (1.0 - p0)).ln(),
-            i0: kl_bernoulli(p0, p1),
-            i1: kl_bernoulli(p1, p0),
-        };
-        Cusum::with(model, arl)
+        let models = SHIFT_MULTIPLES.iter().map(|m| {
+            let r = if ratio >= 1.0 { ratio * m } else { ratio / m };
+            let p1 = (p0 * r).clamp(1e-9, 1.0 - 1e-9);
+            Model::Bernoulli {
+                flag: (p1 / p0).ln(),
+                clear: ((1.0 - p1) / (1.0 - p0)).ln(),
+                i0: kl_bernoulli(p0, p1),
+            }
+        });
+        Cusum::with(models.collect(), arl)
     }
 
-    /// A CUSUM for a mean score moving from `mu0` by `delta` (signed), for
-    /// scores with variance `sigma2`.
+    /// CUSUMs for a mean score moving from `mu0` by `delta` (signed) and
+    /// its multiples, for scores with variance `sigma2`.
     pub fn normal(mu0: f64, delta: f64, sigma2: f64, arl: f64) -> Cusum {
         let sigma2 = sigma2.max(1e-12);
-        Cusum::with(Model::Normal { mu0, delta, sigma2 }, arl)
+        let models = SHIFT_MULTIPLES.iter().map(|m| Model::Normal {
+            mu0,
+            delta: delta * m,
+            sigma2,
+        });
+        Cusum::with(models.collect(), arl)
     }
 
-    fn with(model: Model, arl: f64) -> Cusum {
-        let threshold = siegmund_threshold(arl.max(1.0), model.i0());
-        Cusum {
-            model,
-            threshold,
-            statistic: 0.0,
-            run: 0.0,
-        }
+    fn with(models: Vec<Model>, arl: f64) -> Cusum {
+        let per_arm = arl.max(1.0) * models.len() as f64;
+        let arms = models
+            .into_iter()
+            .map(|model| Arm {
+                threshold: siegmund_threshold(per_arm, model.i0()),
+                model,
+                statistic: 0.0,
+            })
+            .collect();
+        Cusum { arms }
     }
 
     /// Adds `n` outputs with `x` flagged (rates), or one score `x` (`n` = 1).
     pub fn add(&mut self, n: f64, x: f64) {
-        let llr = match self.model {
-            Model::Bernoulli { flag, clear, .. } => x * flag + (n - x).max(0.0) * clear,
-            Model::Normal { mu0, delta, sigma2 } => delta / sigma2 * (x - mu0 - delta / 2.0),
-        };
-        self.statistic = (self.statistic + llr).max(0.0);
-        self.run = if self.statistic > 0.0 {
-            self.run + n
-        } else {
-            0.0
-        };
+        for arm in &mut self.arms {
+            let llr = match arm.model {
+                Model::Bernoulli { flag, clear, .. } => x * flag + (n - x).max(0.0) * clear,
+                Model::Normal { mu0, delta, sigma2 } => delta / sigma2 * (x - mu0 - delta / 2.0),
+            };
+            arm.statistic = (arm.statistic + llr).max(0.0);
+        }
     }
 
     pub fn alarmed(&self) -> bool {
-        self.statistic >= self.threshold
+        self.arms.iter().any(|a| a.statistic >= a.threshold)
+    }
+
+    /// The arm nearest to (or furthest past) its threshold.
+    fn leading(&self) -> Option<&Arm> {
+        self.arms
+            .iter()
+            .max_by(|a, b| (a.statistic / a.threshold).total_cmp(&(b.statistic / b.threshold)))
     }
 
     pub fn statistic(&self) -> f64 {
-        self.statistic
+        self.leading().map_or(0.0, |a| a.statistic)
     }
 
     pub fn threshold(&self) -> f64 {
-        self.threshold
-    }
-
-    /// Samples since the statistic last stood at zero: roughly how long
-    /// ago the change began.
-    pub fn run(&self) -> f64 {
-        self.run
-    }
-
-    /// `I₁`, the information per sample after the change.
-    pub fn information(&self) -> f64 {
-        self.model.i1()
+        self.leading().map_or(f64::INFINITY, |a| a.threshold)
     }
 }
 
@@ -114,13 +122,6 @@ impl Model {
         match *self {
             Model::Bernoulli { i0, .. } => i0,
             Model::Normal { delta, sigma2, .. } => delta * delta / (2.0 * sigma2),
-        }
-    }
-
-    fn i1(&self) -> f64 {
-        match *self {
-            Model::Bernoulli { i1, .. } => i1,
-            Model::Normal { .. } => self.i0(),
         }
     }
 }
@@ -165,7 +166,7 @@ mod tests {
 
     #[test]
     fn a_doubled_rate_alarms_and_the_level_does_not_drift_up() {
-        let mut c = Cusum::bernoulli(0.01, 0.02, 1e6);
+        let mut c = Cusum::bernoulli(0.01, 2.0, 1e6);
         // At the promotion level the statistic keeps returning to zero.
         for i in 0..100_000 {
             c.add(1.0, if i % 100 == 0 { 1.0 } else { 0.0 });
@@ -176,13 +177,14 @@ mod tests {
             c.add(1.0, if n % 50 == 0 { 1.0 } else { 0.0 });
             n += 1;
         }
-        // Near (ln(ARL·I₀) − 1)/I₁ ≈ 2.2k outputs for this pair.
+        // Near (ln(ARL·I₀) − 1)/I₁ ≈ 2.2k outputs for this pair, plus the
+        // price of watching four shift sizes at once.
         assert!((1_000..5_000).contains(&n), "{n}");
     }
 
     #[test]
     fn an_aggregated_bucket_counts_like_its_outputs() {
-        let mut a = Cusum::bernoulli(0.01, 0.03, 1e5);
+        let mut a = Cusum::bernoulli(0.01, 3.0, 1e5);
         let mut b = a.clone();
         a.add(100.0, 4.0);
         for i in 0..100 {

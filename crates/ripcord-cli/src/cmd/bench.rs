@@ -1,0 +1,635 @@
+//! `ripcord bench detect`: how rarely ripcord reverts a good release and
+//! how fast it reverts a bad one, against peers and the theoretical limit.
+//! Every run goes through the real engine (`ripcord_sim::detect`); the
+//! output is the markdown committed to BENCHMARKS.md.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use anyhow::{Context, anyhow};
+use ripcord_core::Dur;
+use ripcord_sim::detect::{Case, Kind, Outcome, RAMP, run};
+use ripcord_sim::limits::{cusum_delay_outputs, lorden_delay_outputs, wald_expected_outputs};
+use ripcord_sim::peers::{
+    ArgoThreshold, BurnRate, Detector, Flagger, GrowthBookGuardrail, Kayenta, NaiveZ, Sprt,
+};
+use ripcord_sim::traffic::Shape;
+
+#[derive(clap::Args)]
+pub struct BenchArgs {
+    #[command(subcommand)]
+    what: BenchWhat,
+}
+
+#[derive(clap::Subcommand)]
+enum BenchWhat {
+    /// False rollbacks under no change, detection delays against Wald's
+    /// bound and the oracle SPRT, and peer rules on the same streams.
+    Detect(DetectArgs),
+}
+
+#[derive(clap::Args)]
+struct DetectArgs {
+    /// A reduced grid with fewer runs, for CI (about a minute on 2 cores).
+    #[arg(long)]
+    quick: bool,
+    /// Folder with the real traffic series (nyc_taxi.csv, Twitter_volume_AAPL.csv).
+    #[arg(long, default_value = "../shared/data/traffic")]
+    traffic: PathBuf,
+    /// Worker threads (default: the machine's cores).
+    #[arg(long)]
+    threads: Option<usize>,
+    /// Run one section only.
+    #[arg(long, value_parser = ["false-rollbacks", "rates", "others", "change"])]
+    only: Option<String>,
+}
+
+pub fn run_bench(args: BenchArgs) -> anyhow::Result<ExitCode> {
+    match args.what {
+        BenchWhat::Detect(a) => detect(a),
+    }
+}
+
+/// How much of everything to run.
+struct Plan {
+    aa_runs: usize,
+    aa_rate_hours: i64,
+    aa_event_hours: i64,
+    delay_runs: usize,
+    ratios: Vec<f64>,
+    bases: Vec<f64>,
+    shares: Vec<f64>,
+    threads: usize,
+    shapes: Vec<(String, Option<Vec<f64>>)>,
+}
+
+fn detect(args: DetectArgs) -> anyhow::Result<ExitCode> {
+    let threads = args
+        .threads
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()));
+    let shapes = load_shapes(&args.traffic)?;
+    let plan = if args.quick {
+        Plan {
+            aa_runs: 150,
+            aa_rate_hours: 12,
+            aa_event_hours: 3,
+            delay_runs: 15,
+            ratios: vec![1.5, 2.0, 5.0],
+            bases: vec![1e-3, 1e-2],
+            shares: vec![0.1, 0.5],
+            threads,
+            shapes,
+        }
+    } else {
+        Plan {
+            aa_runs: 1000,
+            aa_rate_hours: 24,
+            aa_event_hours: 6,
+            delay_runs: 100,
+            ratios: vec![1.25, 1.5, 2.0, 3.0, 5.0],
+            bases: vec![1e-4, 1e-3, 1e-2],
+            shares: vec![0.01, 0.1, 0.5],
+            threads,
+            shapes,
+        }
+    };
+    let mode = if args.quick { " --quick" } else { "" };
+    println!("<!-- cargo run --release -- bench detect{mode} -->\n");
+    let wanted = |name: &str| args.only.as_deref().is_none_or(|o| o == name);
+    if wanted("false-rollbacks") {
+        false_rollbacks(&plan)?;
+    }
+    if wanted("rates") {
+        rate_delays(&plan)?;
+    }
+    if wanted("others") {
+        other_delays(&plan)?;
+    }
+    if wanted("change") {
+        change_delays(&plan)?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Diurnal load, and the real series played at their own speed from a
+/// random point (seeded by the run).
+fn load_shapes(folder: &std::path::Path) -> anyhow::Result<Vec<(String, Option<Vec<f64>>)>> {
+    let mut shapes = vec![("synthetic diurnal".to_string(), None)];
+    for (file, label) in [
+        ("nyc_taxi.csv", "NYC taxi demand (30 min)"),
+        ("Twitter_volume_AAPL.csv", "Twitter volume AAPL (5 min)"),
+    ] {
+        let path = folder.join(file);
+        let text = std::fs::read_to_string(&path)
+            .with_context(|| format!("reading {} (pass --traffic DIR)", path.display()))?;
+        let Shape::Series(values) = Shape::from_csv(&text).map_err(|e| anyhow!("{file}: {e}"))?
+        else {
+            continue;
+        };
+        shapes.push((label.to_string(), Some(values)));
+    }
+    Ok(shapes)
+}
+
+/// The slice of a real series that covers `duration` at real speed.
+fn real_speed(values: &[f64], label: &str, duration: Dur, seed: u64) -> Shape {
+    let step_mins = if label.contains("30 min") { 30 } else { 5 };
+    let len = ((duration.0 / 60_000) / step_mins).max(1) as usize;
+    let len = len.min(values.len());
+    let start = (seed as usize).wrapping_mul(7_919) % (values.len() - len + 1);
+    let slice = &values[start..start + len];
+    let mean = slice.iter().sum::<f64>() / len as f64;
+    Shape::Series(
+        slice
+            .iter()
+            .map(|v| if mean > 0.0 { v / mean } else { 1.0 })
+            .collect(),
+    )
+}
+
+/// Runs cases on worker threads, in order of the returned outcomes.
+fn run_all<F>(cases: &[Case], threads: usize, peers: F) -> anyhow::Result<Vec<Outcome>>
+where
+    F: Fn(&Case) -> Vec<Box<dyn Detector + Send>> + Sync,
+{
+    let next = AtomicUsize::new(0);
+    let results: Mutex<Vec<Option<Result<Outcome, String>>>> =
+        Mutex::new((0..cases.len()).map(|_| None).collect());
+    std::thread::scope(|s| {
+        for _ in 0..threads.max(1) {
+            s.spawn(|| {
+                loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    let Some(case) = cases.get(i) else {
+                        break;
+                    };
+                    let mut p = peers(case);
+                    let outcome = run(case, &mut p);
+                    if let Ok(mut r) = results.lock() {
+                        r[i] = Some(outcome);
+                    }
+                }
+            });
+        }
+    });
+    let results = results
+        .into_inner()
+        .map_err(|_| anyhow!("a worker panicked"))?;
+    results
+        .into_iter()
+        .map(|r| {
+            r.unwrap_or_else(|| Err("not run".into()))
+                .map_err(|e| anyhow!(e))
+        })
+        .collect()
+}
+
+fn rate_peers(case: &Case) -> Vec<Box<dyn Detector + Send>> {
+    let p0 = case.base_rate;
+    vec![
+        Box::new(ArgoThreshold::with_threshold(1.2 * p0)),
+        Box::new(ArgoThreshold::with_threshold(2.0 * p0)),
+        Box::new(Flagger::with_max_rate(1.2 * p0)),
+        Box::new(Flagger::with_max_rate(2.0 * p0)),
+        Box::new(Kayenta::with_ratio(1.0)),
+        Box::new(BurnRate::new(p0)),
+        Box::new(GrowthBookGuardrail::with_ratio(1.0)),
+        Box::new(NaiveZ::new(0.05, 1.0)),
+    ]
+}
+
+fn aa_case(plan: &Plan, kind: Kind, i: usize) -> Case {
+    let mut c = Case::new(kind, 10_000 + i as u64);
+    let hours = if kind.is_rate() || kind == Kind::Fairness {
+        plan.aa_rate_hours
+    } else {
+        plan.aa_event_hours
+    };
+    c.duration = Dur::from_mins(hours * 60);
+    if kind == Kind::Change {
+        c.duration = RAMP + c.duration;
+    }
+    if !kind.is_rate() && kind != Kind::Fairness {
+        // One event per output: a smaller service keeps the runs affordable.
+        c.outputs_per_s = 5.0;
+    }
+    let (label, series) = &plan.shapes[i % plan.shapes.len()];
+    if let Some(v) = series {
+        c.shape = real_speed(v, label, c.duration, c.seed);
+    }
+    c
+}
+
+fn false_rollbacks(plan: &Plan) -> anyhow::Result<()> {
+    println!("## False rollbacks: A/A releases (no change)\n");
+    println!(
+        "Each release is watched continuously with bursts (3× volume for 10 min, twice a day) and \
+         5% of events delivered up to 5 min late; runs cycle through {}. Goal: rate ≤ 1 − confidence = 0.05.\n",
+        plan.shapes
+            .iter()
+            .map(|s| s.0.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    println!(
+        "| criterion kind | traffic | runs | watched per run | false rollbacks | rate | goal met |"
+    );
+    println!("|---|---|---:|---:|---:|---:|---|");
+    let mut rate_outcomes = Vec::new();
+    for kind in Kind::ALL {
+        let cases: Vec<Case> = (0..plan.aa_runs).map(|i| aa_case(plan, kind, i)).collect();
+        let with_peers = kind == Kind::RateRatio;
+        let outcomes = run_all(&cases, plan.threads, |c| {
+            if with_peers {
+                rate_peers(c)
+            } else {
+                Vec::new()
+            }
+        })?;
+        eprintln!("A/A {} done", kind.name());
+        if kind == Kind::Change {
+            print_change_aa(plan, &cases, &outcomes);
+            continue;
+        }
+        let fired = outcomes.iter().filter(|o| o.fired_at.is_some()).count();
+        let rate = fired as f64 / cases.len() as f64;
+        println!(
+            "| {} | {} | {} | {} | {} | {:.3} | {} |",
+            kind.name(),
+            per_event_note(&cases[0]),
+            cases.len(),
+            cases[0].duration,
+            fired,
+            rate,
+            if rate <= 0.05 { "yes" } else { "**no**" }
+        );
+        if with_peers {
+            rate_outcomes = outcomes;
+        }
+    }
+    print_peer_aa(&rate_outcomes);
+    Ok(())
+}
+
+fn per_event_note(c: &Case) -> String {
+    format!("{}/s mean", c.outputs_per_s)
+}
+
+/// After promotion the goal is a mean time between false alarms, so the
+/// figure is alarms per watched day.
+fn print_change_aa(plan: &Plan, cases: &[Case], outcomes: &[Outcome]) {
+    let mut watched_days = 0.0;
+    let mut alarms = 0;
+    for (c, o) in cases.iter().zip(outcomes) {
+        let Some(promoted) = o.promoted_at else {
+            continue;
+        };
+        let end = o.fired_at.unwrap_or(c.duration);
+        watched_days += (end.0 - promoted.0).max(0) as f64 / 86_400_000.0;
+        if o.fired_at.is_some_and(|f| f > promoted) {
+            alarms += 1;
+        }
+    }
+    let every = if alarms > 0 {
+        format!("{:.1} days", watched_days / f64::from(alarms))
+    } else {
+        format!("> {watched_days:.0} days")
+    };
+    println!(
+        "| {} | {}/s mean | {} | {}h after promotion | {alarms} | one per {every} | {} (policy: {}) |",
+        Kind::Change.name(),
+        cases[0].outputs_per_s,
+        cases.len(),
+        plan.aa_rate_hours,
+        if alarms == 0 || watched_days / f64::from(alarms) >= 30.0 * 0.8 {
+            "yes"
+        } else {
+            "**no**"
+        },
+        cases[0].false_alarm_every
+    );
+}
+
+fn print_peer_aa(outcomes: &[Outcome]) {
+    if outcomes.is_empty() {
+        return;
+    }
+    println!(
+        "\nPeers on the same A/A streams as \"rate vs baseline\" (baseline rate 1%, share 50%):\n"
+    );
+    println!("| rule | false rollbacks | rate |");
+    println!("|---|---:|---:|");
+    let fired = outcomes.iter().filter(|o| o.fired_at.is_some()).count();
+    println!(
+        "| ripcord | {fired} | {:.3} |",
+        fired as f64 / outcomes.len() as f64
+    );
+    for (j, (name, _)) in outcomes[0].peers.iter().enumerate() {
+        let fired = outcomes
+            .iter()
+            .filter(|o| o.peers.get(j).is_some_and(|p| p.1.is_some()))
+            .count();
+        println!(
+            "| {name} | {fired} | {:.3} |",
+            fired as f64 / outcomes.len() as f64
+        );
+    }
+    println!();
+}
+
+/// Delay figures of a set of runs of one cell.
+struct Delays {
+    detected: f64,
+    mean_outputs: f64,
+    mean_candidate: f64,
+    p90_candidate: f64,
+    mean_minutes: f64,
+    p90_minutes: f64,
+}
+
+fn delays(cases: &[Case], outcomes: &[Outcome]) -> Delays {
+    let mut outputs = Vec::new();
+    let mut candidate = Vec::new();
+    let mut minutes = Vec::new();
+    for (c, o) in cases.iter().zip(outcomes) {
+        if let Some(d) = o.delay(c) {
+            outputs.push(o.outputs);
+            candidate.push(o.candidate_outputs);
+            minutes.push(d.0 as f64 / 60_000.0);
+        }
+    }
+    Delays {
+        detected: outputs.len() as f64 / cases.len().max(1) as f64,
+        mean_outputs: mean(&outputs),
+        mean_candidate: mean(&candidate),
+        p90_candidate: p90(&mut candidate),
+        mean_minutes: mean(&minutes),
+        p90_minutes: p90(&mut minutes),
+    }
+}
+
+fn mean(v: &[f64]) -> f64 {
+    if v.is_empty() {
+        f64::NAN
+    } else {
+        v.iter().sum::<f64>() / v.len() as f64
+    }
+}
+
+fn p90(v: &mut [f64]) -> f64 {
+    if v.is_empty() {
+        return f64::NAN;
+    }
+    v.sort_by(f64::total_cmp);
+    v[((v.len() as f64 * 0.9).ceil() as usize).clamp(1, v.len()) - 1]
+}
+
+/// The mean delay of a peer (in minutes since the change) and its share detected.
+fn peer_delay(cases: &[Case], outcomes: &[Outcome], j: usize) -> (f64, f64) {
+    let mut minutes = Vec::new();
+    for (c, o) in cases.iter().zip(outcomes) {
+        if let Some(Some(at)) = o.peers.get(j).map(|p| p.1)
+            && at >= c.change_at
+        {
+            minutes.push((at.0 - c.change_at.0) as f64 / 60_000.0);
+        }
+    }
+    (
+        minutes.len() as f64 / cases.len().max(1) as f64,
+        mean(&minutes),
+    )
+}
+
+const GRID_RATE: f64 = 200.0;
+const GRID_HORIZON_HOURS: i64 = 72;
+
+fn rate_delays(plan: &Plan) -> anyhow::Result<()> {
+    println!("## Detection delay: rates against the baseline\n");
+    println!(
+        "`max_ratio: 1` (any increase), confidence 0.95, window 30m, diurnal traffic at {GRID_RATE} outputs/s \
+         mean, the regression present from the start, {} runs per cell, horizon {GRID_HORIZON_HOURS} h. \
+         Delays count from the start of the release; \"outputs\" are both versions'. Wald's bound is the \
+         least expected number of outputs any test with α = 0.05 and the observed miss rate β (at least \
+         0.001) needs; the SPRT knows the true rates.\n",
+        plan.delay_runs
+    );
+    println!(
+        "| ratio | base rate | share | detected | mean candidate outputs | p90 candidate outputs | mean min | p90 min | Wald bound (outputs) | ripcord / bound | SPRT mean min | SPRT / bound |"
+    );
+    println!("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    let mut peer_rows = Vec::new();
+    for &share in &plan.shares {
+        for &base in &plan.bases {
+            for &ratio in &plan.ratios {
+                let cases: Vec<Case> = (0..plan.delay_runs)
+                    .map(|i| grid_case(base, share, ratio, i))
+                    .collect();
+                let oracle = |c: &Case| -> Vec<Box<dyn Detector + Send>> {
+                    let p1 = (c.base_rate * ratio).min(1.0);
+                    let mut v: Vec<Box<dyn Detector + Send>> =
+                        vec![Box::new(Sprt::new(c.base_rate, p1, c.share, 0.05, 0.05))];
+                    if share == 0.5 && base == 1e-2 {
+                        v.extend(rate_peers(c));
+                    }
+                    v
+                };
+                let outcomes = run_all(&cases, plan.threads, oracle)?;
+                let d = delays(&cases, &outcomes);
+                let beta = (1.0 - d.detected).max(0.001);
+                let bound = wald_expected_outputs(base * ratio, base, share, 0.05, beta);
+                let (sprt_share, sprt_minutes) = peer_delay(&cases, &outcomes, 0);
+                let sprt_outputs = sprt_minutes * 60.0 * GRID_RATE;
+                println!(
+                    "| {ratio}× | {base} | {share} | {:.0}% | {} | {} | {} | {} | {} | {} | {}{} | {} |",
+                    d.detected * 100.0,
+                    fmt(d.mean_candidate),
+                    fmt(d.p90_candidate),
+                    fmt(d.mean_minutes),
+                    fmt(d.p90_minutes),
+                    fmt(bound),
+                    fmt(d.mean_outputs / bound),
+                    fmt(sprt_minutes),
+                    if sprt_share < 1.0 {
+                        format!(" ({:.0}% found)", sprt_share * 100.0)
+                    } else {
+                        String::new()
+                    },
+                    fmt(sprt_outputs / bound),
+                );
+                if share == 0.5 && base == 1e-2 {
+                    peer_rows.push((ratio, cases, outcomes));
+                }
+                eprintln!("grid {ratio}× {base} {share} done");
+            }
+        }
+    }
+    print_peer_delays(&peer_rows);
+    Ok(())
+}
+
+fn grid_case(base: f64, share: f64, ratio: f64, i: usize) -> Case {
+    let mut c = Case::new(Kind::RateRatio, 20_000 + i as u64);
+    c.base_rate = base;
+    c.share = share;
+    c.effect = Some(ratio);
+    c.outputs_per_s = GRID_RATE;
+    c.duration = Dur::from_mins(GRID_HORIZON_HOURS * 60);
+    c
+}
+
+fn print_peer_delays(rows: &[(f64, Vec<Case>, Vec<Outcome>)]) {
+    let Some((_, _, first)) = rows.first() else {
+        return;
+    };
+    let Some(o) = first.first() else {
+        return;
+    };
+    println!(
+        "\nPeers on the same streams (base rate 1%, share 50%): share detected and mean minutes to detect.\n"
+    );
+    let names: Vec<&str> = o.peers.iter().skip(1).map(|p| p.0.as_str()).collect();
+    println!("| ratio | ripcord | {} |", names.join(" | "));
+    println!("|---:|---:|{}", "---:|".repeat(names.len()));
+    for (ratio, cases, outcomes) in rows {
+        let d = delays(cases, outcomes);
+        let mut cells = vec![format!(
+            "{:.0}%, {}",
+            d.detected * 100.0,
+            fmt(d.mean_minutes)
+        )];
+        for j in 1..=names.len() {
+            let (share, minutes) = peer_delay(cases, outcomes, j);
+            cells.push(format!("{:.0}%, {}", share * 100.0, fmt(minutes)));
+        }
+        println!("| {ratio}× | {} |", cells.join(" | "));
+    }
+    println!();
+}
+
+fn other_delays(plan: &Plan) -> anyhow::Result<()> {
+    println!("## Detection delay: scores, latency, drift, fairness\n");
+    println!(
+        "Share 50%, diurnal traffic, the change from 30 min in, {} runs each; delays count from the change.\n",
+        plan.delay_runs
+    );
+    println!(
+        "| criterion kind | change | traffic | detected | mean candidate outputs | p90 candidate outputs | mean min | p90 min |"
+    );
+    println!("|---|---|---:|---:|---:|---:|---:|---:|");
+    let grid: [(Kind, f64, &str, f64); 8] = [
+        (Kind::Score, -0.05, "mean −0.05", 20.0),
+        (Kind::Score, -0.1, "mean −0.10", 20.0),
+        (Kind::Latency, 1.3, "latency ×1.3", 20.0),
+        (Kind::Latency, 1.6, "latency ×1.6", 20.0),
+        (Kind::Drift, 0.1, "10% of the mix to one topic", 20.0),
+        (Kind::Drift, 0.25, "25% of the mix to one topic", 20.0),
+        (
+            Kind::Fairness,
+            3.0,
+            "rate ×3 in one locale (25% of traffic)",
+            200.0,
+        ),
+        (
+            Kind::Fairness,
+            5.0,
+            "rate ×5 in one locale (25% of traffic)",
+            200.0,
+        ),
+    ];
+    for (kind, effect, label, rate) in grid {
+        let cases: Vec<Case> = (0..plan.delay_runs)
+            .map(|i| {
+                let mut c = Case::new(kind, 30_000 + i as u64);
+                c.effect = Some(effect);
+                c.change_at = Dur::from_mins(30);
+                c.duration = Dur::from_mins(if kind == Kind::Fairness {
+                    24 * 60
+                } else {
+                    6 * 60
+                });
+                c.outputs_per_s = rate;
+                c
+            })
+            .collect();
+        let outcomes = run_all(&cases, plan.threads, |_| Vec::new())?;
+        let d = delays(&cases, &outcomes);
+        println!(
+            "| {} | {label} | {rate}/s | {:.0}% | {} | {} | {} | {} |",
+            kind.name(),
+            d.detected * 100.0,
+            fmt(d.mean_candidate),
+            fmt(d.p90_candidate),
+            fmt(d.mean_minutes),
+            fmt(d.p90_minutes)
+        );
+        eprintln!("{label} done");
+    }
+    println!();
+    Ok(())
+}
+
+fn change_delays(plan: &Plan) -> anyhow::Result<()> {
+    println!("## Change after promotion: CUSUM against the level at promotion\n");
+    println!(
+        "Ramp at 50% for 2 h, automatic promotion, then the rate changes 1 h later; `false_alarm_every: 30d`, \
+         {} runs each. The limit is CUSUM's delay (ln(ARL·I₀) − 1)/I₁ with the true rates and the ARL \
+         in outputs; Lorden's ln(ARL)/I₁ for comparison.\n",
+        plan.delay_runs
+    );
+    println!(
+        "| base rate | change | traffic | detected | mean outputs | mean min | p90 min | CUSUM limit (outputs) | ripcord / limit | Lorden (outputs) |"
+    );
+    println!("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    for &base in &[1e-3, 1e-2] {
+        for &ratio in &[1.5, 2.0, 3.0] {
+            let cases: Vec<Case> = (0..plan.delay_runs)
+                .map(|i| {
+                    let mut c = Case::new(Kind::Change, 40_000 + i as u64);
+                    c.base_rate = base;
+                    c.effect = Some(ratio);
+                    c.outputs_per_s = 50.0;
+                    c.change_at = RAMP + Dur::from_mins(60);
+                    c.duration = RAMP + Dur::from_mins(3 * 24 * 60);
+                    c
+                })
+                .collect();
+            let outcomes = run_all(&cases, plan.threads, |_| Vec::new())?;
+            let d = delays(&cases, &outcomes);
+            let arl = 30.0 * 86_400.0 * 50.0;
+            let limit = cusum_delay_outputs(base, base * ratio, arl);
+            let lorden = lorden_delay_outputs(base, base * ratio, arl);
+            println!(
+                "| {base} | ×{ratio} | 50/s | {:.0}% | {} | {} | {} | {} | {} | {} |",
+                d.detected * 100.0,
+                fmt(d.mean_outputs),
+                fmt(d.mean_minutes),
+                fmt(d.p90_minutes),
+                fmt(limit),
+                fmt(d.mean_outputs / limit),
+                fmt(lorden)
+            );
+            eprintln!("change {base} ×{ratio} done");
+        }
+    }
+    println!();
+    Ok(())
+}
+
+/// Three significant digits, no exponent below a billion.
+fn fmt(x: f64) -> String {
+    if !x.is_finite() {
+        return "—".into();
+    }
+    let a = x.abs();
+    if a >= 1e9 {
+        format!("{x:.2e}")
+    } else if a >= 100.0 {
+        format!("{}", x.round() as i64)
+    } else if a >= 10.0 {
+        format!("{x:.1}")
+    } else {
+        format!("{x:.2}")
+    }
+}
