@@ -110,3 +110,86 @@ fn a_doubled_moderation_failure_rate_is_caught_within_minutes() {
         assert!(m < 90.0, "seed {seed}: {m} min");
     }
 }
+
+mod monotone {
+    //! More evidence of harm never lowers a breach statistic.
+
+    use proptest::prelude::*;
+    use ripcord_core::policy::Direction;
+    use ripcord_core::stats::bound::BoundTest;
+    use ripcord_core::stats::cusum::Cusum;
+    use ripcord_core::stats::drift::DriftTest;
+    use ripcord_core::stats::fairness::{Disparity, Gap};
+    use ripcord_core::stats::ratio::RatioTest;
+
+    proptest! {
+        #[test]
+        fn more_flags_of_the_same_outputs_never_lower_the_rate_test(
+            total in 1u32..100_000, flagged in 0u32..1_000, extra in 1u32..100, p0 in 1e-5f64..0.2,
+        ) {
+            let total = f64::from(total.max(flagged + extra));
+            let mut fewer = BoundTest::new(p0, Direction::HigherIsWorse);
+            let mut more = fewer.clone();
+            fewer.add(f64::from(flagged), total);
+            more.add(f64::from(flagged + extra), total);
+            prop_assert!(more.log_e_value() >= fewer.log_e_value());
+        }
+
+        #[test]
+        fn another_candidate_flag_never_lowers_the_ratio_test(
+            flags in prop::collection::vec((any::<bool>(), 0.01f64..0.99), 0..200),
+            share in 0.01f64..0.99, r in 1.0f64..3.0,
+        ) {
+            let mut t = RatioTest::new(r, Direction::HigherIsWorse);
+            for (candidate, s) in &flags {
+                t.add_flagged(*s, *candidate, 1.0);
+            }
+            let before = t.log_e_value();
+            t.add_flagged(share, true, 1.0);
+            prop_assert!(t.log_e_value() >= before);
+        }
+
+        #[test]
+        fn another_flag_never_lowers_an_upward_cusum(
+            history in prop::collection::vec((1u32..100, 0u32..5), 0..200), p0 in 1e-4f64..0.1,
+        ) {
+            let mut c = Cusum::bernoulli(p0, 1.5, 1e6);
+            for (n, x) in &history {
+                c.add(f64::from(*n), f64::from((*x).min(*n)));
+            }
+            let mut flagged = c.clone();
+            flagged.add(1.0, 1.0);
+            c.add(1.0, 0.0);
+            prop_assert!(flagged.statistic() >= c.statistic() || flagged.alarmed());
+        }
+
+        #[test]
+        fn more_candidate_events_in_an_over_represented_category_never_lower_drift(
+            n in 1u32..200, share in 0.1f64..0.9,
+        ) {
+            let mut t = DriftTest::vs_baseline();
+            t.add(0, true, share, f64::from(n));
+            t.add(0, false, share, f64::from(n));
+            // Push the candidate's odds in category 0 to twice the assigned
+            // odds: the test is two-sided, so near the null one more event
+            // may count against the "under-represented" alternatives.
+            let over = (2.0 * f64::from(n) * share / (1.0 - share)).ceil();
+            t.add(0, true, share, over);
+            let before = t.log_e_value();
+            t.add(0, true, share, 1.0);
+            prop_assert!(t.log_e_value() >= before - 1e-12);
+        }
+
+        #[test]
+        fn more_flags_in_the_worst_segment_never_hide_a_disparity(
+            base in 1u32..50, worst in 50u32..400, extra in 0u32..100,
+        ) {
+            let mut d = Disparity::for_rates();
+            d.add(0, 10_000.0, f64::from(base));
+            d.add(1, 10_000.0, f64::from(worst));
+            let before = d.significant(0.05, Gap::Ratio(1.5));
+            d.add(1, 0.0, f64::from(extra));
+            prop_assert!(!before || d.significant(0.05, Gap::Ratio(1.5)));
+        }
+    }
+}

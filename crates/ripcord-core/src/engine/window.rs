@@ -165,6 +165,69 @@ impl Window {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// A window's total is the sum of what was added within it, however
+        /// the values fall into buckets.
+        #[test]
+        fn window_totals_equal_the_union_of_their_buckets(
+            adds in prop::collection::vec((0i64..1_200_000, any::<bool>(), 0u32..50, 0u32..5), 1..200)
+        ) {
+            let length = Dur::from_mins(10);
+            let now = Time(1_200_000);
+            let mut w = Window::new(length);
+            let mut adds = adds;
+            adds.sort_by_key(|a| a.0);
+            let (mut c, mut b) = (Tally::default(), Tally::default());
+            for (ts, candidate, n, x) in &adds {
+                w.add(Time(*ts), *candidate, f64::from(*n), f64::from(*x));
+                // Buckets are 10 s wide; the window holds the 60 up to the one of `now`.
+                if *ts >= 610_000 {
+                    let t = if *candidate { &mut c } else { &mut b };
+                    t.add(f64::from(*n), f64::from(*x));
+                }
+            }
+            prop_assert_eq!(w.totals(now), (c, b));
+        }
+
+        /// Merged sketches answer exactly as one sketch of all the values.
+        #[test]
+        fn merged_sketches_equal_the_sketch_of_the_union(
+            parts in prop::collection::vec(prop::collection::vec(1.0f64..100_000.0, 0..50), 1..8),
+            q in 0.0f64..1.0,
+        ) {
+            let mut merged = Sketch::default();
+            let mut union = Sketch::default();
+            for part in &parts {
+                let mut s = Sketch::default();
+                for v in part {
+                    s.add(*v);
+                    union.add(*v);
+                }
+                merged.merge(&s);
+            }
+            prop_assert_eq!(merged.count(), union.count());
+            prop_assert_eq!(merged.quantile(q), union.quantile(q));
+        }
+
+        /// Per-key tallies merge key by key.
+        #[test]
+        fn keyed_buckets_merge_key_by_key(
+            adds in prop::collection::vec((0usize..6, 0u32..20, any::<bool>()), 0..100)
+        ) {
+            let (mut left, mut right, mut all) = (Keyed::default(), Keyed::default(), Keyed::default());
+            for (key, n, first) in &adds {
+                let part = if *first { &mut left } else { &mut right };
+                part.add(*key, f64::from(*n), 1.0);
+                all.add(*key, f64::from(*n), 1.0);
+            }
+            left.merge(&right);
+            left.0.resize(all.0.len().max(left.0.len()), Tally::default());
+            all.0.resize(left.0.len(), Tally::default());
+            prop_assert_eq!(left, all);
+        }
+    }
 
     #[test]
     fn data_leaves_the_window_after_its_length() {
