@@ -36,7 +36,7 @@ struct DetectArgs {
     #[arg(long)]
     quick: bool,
     /// Folder with the real traffic series (nyc_taxi.csv, Twitter_volume_AAPL.csv).
-    #[arg(long, default_value = "../shared/data/traffic")]
+    #[arg(long, default_value = "data/traffic")]
     traffic: PathBuf,
     /// Worker threads (default: the machine's cores).
     #[arg(long)]

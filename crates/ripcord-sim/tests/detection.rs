@@ -1,0 +1,196 @@
+//! Every criterion kind, simulated end to end through the real engine with
+//! fixed seeds: no change rarely fires, a stated change fires in time.
+//!
+//! The A/A checks run at confidence 0.8 (α = 0.2) so that a handful of runs
+//! says something: with 30 runs the number of false rollbacks of a test at
+//! its bound is Binomial(30, 0.2), whose 99th percentile is 12; a test that
+//! broke its guarantee would exceed that. The benchmark (`ripcord bench
+//! detect`) runs the same harness 1,000 times per kind at 0.95.
+
+use ripcord_core::Dur;
+use ripcord_sim::detect::{Case, Kind, RAMP, run};
+use ripcord_sim::traffic::Shape;
+
+const AA_RUNS: u64 = 30;
+/// 99th percentile of Binomial(30, 0.2).
+const AA_LIMIT: usize = 12;
+
+fn aa_case(kind: Kind, seed: u64) -> Case {
+    let mut c = Case::new(kind, seed);
+    c.confidence = 0.8;
+    c.duration = Dur::from_mins(120);
+    if !kind.is_rate() && kind != Kind::Fairness {
+        c.outputs_per_s = 5.0;
+    }
+    if kind == Kind::Change {
+        c.duration = RAMP + Dur::from_mins(6 * 60);
+        // A day between false alarms: over 6 h about one run in four.
+        c.false_alarm_every = Dur::from_mins(24 * 60);
+    }
+    c
+}
+
+fn false_rollbacks(kind: Kind) -> usize {
+    (0..AA_RUNS)
+        .filter(|seed| {
+            let outcome = run(&aa_case(kind, *seed), &mut []).expect("the bench policy loads");
+            outcome.fired_at.is_some()
+        })
+        .count()
+}
+
+#[test]
+fn rates_against_the_baseline_rarely_fire_without_a_change() {
+    let fired = false_rollbacks(Kind::RateRatio);
+    assert!(fired <= AA_LIMIT, "{fired} of {AA_RUNS}");
+}
+
+#[test]
+fn rates_at_their_absolute_ceiling_rarely_fire() {
+    let fired = false_rollbacks(Kind::RateAbsolute);
+    assert!(fired <= AA_LIMIT, "{fired} of {AA_RUNS}");
+}
+
+#[test]
+fn scores_latency_drift_and_fairness_rarely_fire_without_a_change() {
+    for kind in [Kind::Score, Kind::Latency, Kind::Drift, Kind::Fairness] {
+        let fired = false_rollbacks(kind);
+        assert!(fired <= AA_LIMIT, "{}: {fired} of {AA_RUNS}", kind.name());
+    }
+}
+
+#[test]
+fn after_promotion_false_alarms_come_no_more_often_than_the_policy_says() {
+    // `false_alarm_every: 24h`, watched 6 h: a run alarms with probability
+    // about 1 − e^(−1/4) ≈ 0.22 at the bound; 99th percentile of
+    // Binomial(30, 0.22) is 13.
+    let fired = false_rollbacks(Kind::Change);
+    assert!(fired <= 13, "{fired} of {AA_RUNS}");
+}
+
+/// When a run's rollback trigger fired: before the change (a false alarm,
+/// which at α = 0.05 a few runs in a hundred may have), or minutes after it.
+#[derive(Debug)]
+enum Fired {
+    Early,
+    After(f64),
+    Never,
+}
+
+fn delays(case: impl Fn(u64) -> Case, runs: u64) -> Vec<Fired> {
+    (0..runs)
+        .map(|seed| {
+            let c = case(1_000 + seed);
+            let outcome = run(&c, &mut []).expect("the bench policy loads");
+            match (outcome.fired_at, outcome.delay(&c)) {
+                (_, Some(d)) => Fired::After(d.0 as f64 / 60_000.0),
+                (Some(_), None) => Fired::Early,
+                (None, _) => Fired::Never,
+            }
+        })
+        .collect()
+}
+
+fn changed(kind: Kind, effect: f64, rate: f64, seed: u64) -> Case {
+    let mut c = Case::new(kind, seed);
+    c.effect = Some(effect);
+    c.change_at = Dur::from_mins(30);
+    c.duration = Dur::from_mins(4 * 60);
+    c.outputs_per_s = rate;
+    c
+}
+
+/// Every run that was still up at the change caught it within `minutes`;
+/// at most one fired before it.
+fn assert_all_within(delays: &[Fired], minutes: f64, what: &str) {
+    let early = delays.iter().filter(|d| matches!(d, Fired::Early)).count();
+    assert!(early <= 1, "{what}: {delays:?}");
+    for d in delays {
+        let ok = match d {
+            Fired::Early => true,
+            Fired::After(m) => *m <= minutes,
+            Fired::Never => false,
+        };
+        assert!(ok, "{what}: {delays:?} (limit {minutes} min)");
+    }
+}
+
+#[test]
+fn a_doubled_rate_at_half_the_traffic_is_caught_within_ten_minutes() {
+    let d = delays(|s| changed(Kind::RateRatio, 2.0, 20.0, s), 6);
+    assert_all_within(&d, 10.0, "rate ×2 at 1%, 20/s");
+}
+
+#[test]
+fn a_score_drop_of_a_tenth_is_caught_within_fifteen_minutes() {
+    let d = delays(|s| changed(Kind::Score, -0.1, 20.0, s), 5);
+    assert_all_within(&d, 15.0, "utility −0.1, 20/s");
+}
+
+#[test]
+fn a_sixty_percent_slower_candidate_is_caught_within_fifteen_minutes() {
+    let d = delays(|s| changed(Kind::Latency, 1.6, 20.0, s), 5);
+    assert_all_within(&d, 15.0, "latency ×1.6, 20/s");
+}
+
+#[test]
+fn a_quarter_of_the_topic_mix_moving_is_caught_within_ten_minutes() {
+    let d = delays(|s| changed(Kind::Drift, 0.25, 20.0, s), 6);
+    assert_all_within(&d, 10.0, "25% of topics moved, 20/s");
+}
+
+#[test]
+fn a_five_times_worse_locale_is_caught_within_an_hour() {
+    let d = delays(|s| changed(Kind::Fairness, 5.0, 200.0, s), 3);
+    assert_all_within(&d, 60.0, "one locale ×5, 200/s");
+}
+
+#[test]
+fn a_tripled_rate_after_promotion_is_caught_within_ten_minutes() {
+    let d = delays(
+        |s| {
+            let mut c = changed(Kind::Change, 3.0, 50.0, s);
+            c.change_at = RAMP + Dur::from_mins(60);
+            c.duration = RAMP + Dur::from_mins(4 * 60);
+            c
+        },
+        5,
+    );
+    assert_all_within(&d, 10.0, "rate ×3 at 1% after promotion, 50/s");
+}
+
+#[test]
+fn late_labels_keep_the_guarantee_and_the_detection() {
+    // A third of all feedback arrives up to 10 minutes after the output it
+    // rates, stamped with the output's time.
+    let late = |mut c: Case| {
+        c.late_share = 0.33;
+        c.max_late = Dur::from_mins(10);
+        c
+    };
+    let fired = (0..AA_RUNS)
+        .filter(|s| {
+            let c = late(aa_case(Kind::RateRatio, *s));
+            run(&c, &mut [])
+                .expect("the bench policy loads")
+                .fired_at
+                .is_some()
+        })
+        .count();
+    assert!(fired <= AA_LIMIT, "{fired} of {AA_RUNS}");
+    let d = delays(|s| late(changed(Kind::Score, -0.1, 20.0, s)), 5);
+    assert_all_within(&d, 20.0, "utility −0.1 with late labels");
+}
+
+#[test]
+fn real_traffic_shapes_drive_the_same_harness() {
+    let taxi = include_str!("../../../data/traffic/nyc_taxi.csv");
+    let Shape::Series(values) = Shape::from_csv(taxi).expect("the taxi series parses") else {
+        panic!("a series");
+    };
+    // Two days of half-hour demand at real speed.
+    let mut c = changed(Kind::RateRatio, 2.0, 20.0, 7);
+    c.shape = Shape::Series(values[..96].to_vec());
+    let outcome = run(&c, &mut []).expect("the bench policy loads");
+    assert!(outcome.delay(&c).is_some_and(|d| d < Dur::from_mins(30)));
+}
