@@ -423,5 +423,5 @@ fn the_policies_in_the_readme_and_the_reference_are_valid() {
             checked += 1;
         }
     }
-    assert_eq!(checked, 2);
+    assert_eq!(checked, 3);
 }

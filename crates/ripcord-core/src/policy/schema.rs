@@ -33,10 +33,10 @@ pub fn schema() -> Value {
                 "required": ["category", "kind"],
                 "properties": {
                     "category": {"enum": ["user_experience", "quality", "safety", "operational", "data", "fairness"]},
-                    "kind": {"enum": ["rate", "score", "latency"]},
+                    "kind": {"enum": ["rate", "score", "latency", "category"]},
                     "numerator": {"type": "string", "description": "Event value field counting flagged outputs (default: the signal's name)"},
                     "denominator": {"type": "string", "description": "Event value field counting what the rate is per (default: outputs)"},
-                    "field": {"type": "string", "description": "Event value field of a score or latency (default: the signal's name)"},
+                    "field": {"type": "string", "description": "Event value field of a score or latency, or segment attribute of a category (default: the signal's name)"},
                     "range": {"type": "array", "items": {"type": "number"}, "minItems": 2, "maxItems": 2},
                     "direction": {"enum": ["higher_is_worse", "lower_is_worse"]},
                     "unit": {"type": "string"},
@@ -51,6 +51,12 @@ pub fn schema() -> Value {
                     "max_ratio": {"type": "number", "minimum": 1},
                     "max_increase": {"type": "number", "minimum": 0},
                     "max_decrease": {"type": "number", "minimum": 0},
+                    "max_difference": {"type": "number", "minimum": 0},
+                    "max_psi": {"type": "number", "exclusiveMinimum": 0},
+                    "max_js": {"type": "number", "exclusiveMinimum": 0, "exclusiveMaximum": 1},
+                    "across": {"type": "string", "description": "Fairness: the segment key whose values are compared"},
+                    "reference": {"type": "object", "additionalProperties": {"type": "number", "minimum": 0},
+                        "description": "Drift: a stored profile of category shares (default: the baseline)"},
                     "quantile": confidence.clone(),
                     "confidence": confidence.clone(),
                     "min_samples": {"type": "integer", "minimum": 0},
@@ -88,7 +94,8 @@ pub fn schema() -> Value {
                     "type": "object", "additionalProperties": false, "required": ["share"],
                     "properties": {"share": share, "hold": duration.clone()}}},
                 "promotion": {"enum": ["automatic", "manual"]},
-                "watch_after_promotion": duration
+                "watch_after_promotion": duration.clone(),
+                "false_alarm_every": duration
             }},
             "srm": {"anyOf": [{"enum": ["off", false]}, {
                 "type": "object", "additionalProperties": false, "properties": {
