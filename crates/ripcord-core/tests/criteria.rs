@@ -284,3 +284,179 @@ fn a_latency_quantile_bound_is_a_bound_on_the_share_of_slow_requests() {
             .all(|d| d.kind != DecisionKind::CriterionBreached)
     );
 }
+
+/// Loads a policy for `support-bot` from its criteria and triggers.
+fn policy_from(yaml: &str) -> Policy {
+    let text = format!(
+        "service: support-bot\n{yaml}\nrollout: {{steps: [{{share: 0.5, hold: 100d}}], promotion: manual}}\nsrm: off\n"
+    );
+    load_policy(&text, "test.yaml").unwrap_or_else(|d| panic!("{d}"))
+}
+
+fn tagged(
+    ts: Time,
+    version: &'static str,
+    key: &'static str,
+    value: &'static str,
+    n: f64,
+    x: f64,
+) -> Event<'static> {
+    let mut e = event(ts, version, "en", vec![("outputs", n), ("fail", x)]);
+    e.segment = vec![(Cow::Borrowed(key), Cow::Borrowed(value))];
+    e
+}
+
+#[test]
+fn a_drift_breach_names_the_categories_that_moved() {
+    let policy = policy_from(
+        "signals:\n  topic: {category: data, kind: category}\n\
+         criteria:\n  topics: {signal: topic, max_js: 0.1, window: 10m}\n\
+         triggers:\n  moved: {when: topics, severity: minor, action: notify}",
+    );
+    let mut e = engine(policy, ShareSource::Engine);
+    let mut out = Vec::new();
+    declare(&mut e, T0, 0.5, &mut out);
+    // Baseline: billing 60%, shipping 40%; the candidate asks about
+    // shipping 80% of the time.
+    for s in 0..600 {
+        let ts = T0 + Dur::from_secs(s);
+        for (version, billing, shipping) in [("v12", 6.0, 4.0), ("v13", 2.0, 8.0)] {
+            e.observe(
+                &tagged(ts, version, "topic", "billing", billing, 0.0),
+                &mut out,
+            )
+            .unwrap();
+            e.observe(
+                &tagged(ts, version, "topic", "shipping", shipping, 0.0),
+                &mut out,
+            )
+            .unwrap();
+        }
+    }
+    let breach = out
+        .iter()
+        .find(|d| d.kind == DecisionKind::CriterionBreached)
+        .expect("the topic mix moved far beyond chance");
+    let evidence = &breach.explanation.evidence[0];
+    assert_eq!(
+        evidence.bound,
+        "Jensen–Shannon distance of topic vs the baseline ≤ 0.1"
+    );
+    let names: Vec<&str> = evidence.breakdown.iter().map(|p| p.name.as_str()).collect();
+    assert_eq!(names, ["billing", "shipping"]);
+    let billing = &evidence.breakdown[0];
+    assert!((billing.value - 0.2).abs() < 0.02 && (billing.reference.unwrap() - 0.6).abs() < 0.02);
+    assert!(
+        breach
+            .explanation
+            .summary
+            .contains("by category: billing 20% vs 60%"),
+        "{}",
+        breach.explanation.summary
+    );
+}
+
+#[test]
+fn a_fairness_breach_names_every_segment_with_its_figure() {
+    let policy = policy_from(
+        "signals:\n  fail: {category: fairness, kind: rate}\n\
+         criteria:\n  fair: {signal: fail, across: locale, max_ratio: 1.5, window: 30m}\n\
+         triggers:\n  unfair: {when: fair, severity: major, action: pause_and_investigate}",
+    );
+    let mut e = engine(policy, ShareSource::Engine);
+    let mut out = Vec::new();
+    declare(&mut e, T0, 0.5, &mut out);
+    // The candidate fails 4% of German outputs and 1% of English ones.
+    for s in 0..1800 {
+        let ts = T0 + Dur::from_secs(s);
+        let (de_flags, en_flags) = if s % 5 == 0 { (2.0, 0.0) } else { (0.0, 0.0) };
+        let en = if s % 10 == 0 { 1.0 } else { en_flags };
+        e.observe(&tagged(ts, "v13", "locale", "de", 10.0, de_flags), &mut out)
+            .unwrap();
+        e.observe(&tagged(ts, "v13", "locale", "en", 10.0, en), &mut out)
+            .unwrap();
+        e.observe(&tagged(ts, "v12", "locale", "de", 10.0, 0.0), &mut out)
+            .unwrap();
+    }
+    let fired = out
+        .iter()
+        .find(|d| d.kind == DecisionKind::TriggerFired)
+        .expect("a 4× disparity over 18,000 outputs per locale is beyond chance");
+    assert_eq!(fired.trigger.as_deref(), Some("unfair"));
+    let evidence = &fired.explanation.evidence[0];
+    assert_eq!(
+        evidence.bound,
+        "largest / smallest fail across locale ≤ 1.5"
+    );
+    let segments: Vec<(&str, f64)> = evidence
+        .breakdown
+        .iter()
+        .map(|p| (p.name.as_str(), (p.value * 1000.0).round() / 1000.0))
+        .collect();
+    assert_eq!(segments, [("de", 0.04), ("en", 0.01)]);
+    assert!(evidence.breakdown.iter().all(|p| p.interval.is_some()));
+    assert!(
+        out.iter()
+            .any(|d| d.action == Some(ripcord_core::ActionKind::PauseAndInvestigate))
+    );
+}
+
+#[test]
+fn after_promotion_a_relative_criterion_watches_for_a_change_from_its_level() {
+    let text = "service: support-bot
+signals:
+  fail: {category: safety, kind: rate}
+criteria:
+  fail_rel: {signal: fail, max_ratio: 1.25}
+triggers:
+  revert: {when: fail_rel, severity: critical, action: rollback}
+rollout: {steps: [{share: 0.5, hold: 1h}], watch_after_promotion: 7d, false_alarm_every: 30d}
+srm: off
+";
+    let policy = load_policy(text, "test.yaml").unwrap_or_else(|d| panic!("{d}"));
+    let mut e = engine(policy, ShareSource::Engine);
+    let mut out = Vec::new();
+    declare(&mut e, T0, 0.5, &mut out);
+    // 1% on both versions for the hour of the ramp, then 3% on the
+    // promoted candidate from 90 minutes in.
+    let mut promoted_at = None;
+    for s in 0..4 * 3600 {
+        let ts = T0 + Dur::from_secs(s);
+        let share = e.status().map_or(0.5, |st| st.share);
+        if share >= 1.0 && promoted_at.is_none() {
+            promoted_at = Some(s);
+        }
+        let flags = |every: i64| if s % every == 0 { 1.0 } else { 0.0 };
+        if share < 1.0 {
+            e.observe(
+                &tagged(ts, "v12", "locale", "en", 10.0, flags(10)),
+                &mut out,
+            )
+            .unwrap();
+        }
+        let rate_every = if s >= 5400 { 3 } else { 10 };
+        e.observe(
+            &tagged(ts, "v13", "locale", "en", 10.0, flags(rate_every)),
+            &mut out,
+        )
+        .unwrap();
+        if out.iter().any(|d| d.kind == DecisionKind::TriggerFired) {
+            break;
+        }
+    }
+    // Promoted by the first event at 1 h; seen in the share from the next second.
+    assert_eq!(promoted_at, Some(3601));
+    let fired = out
+        .iter()
+        .find(|d| d.kind == DecisionKind::TriggerFired)
+        .expect("a tripled rate after promotion is a change");
+    let after_change = (fired.at - T0).0 / 1000 - 5400;
+    assert!(
+        (0..600).contains(&after_change),
+        "{after_change} s after the change"
+    );
+    let evidence = &fired.explanation.evidence[0];
+    assert!(evidence.test.starts_with("CUSUM"), "{}", evidence.test);
+    assert!(evidence.statistic >= evidence.threshold);
+    assert_eq!(evidence.baseline, None);
+}
