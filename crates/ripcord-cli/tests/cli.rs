@@ -387,3 +387,60 @@ fn replaying_twice_prints_the_same_bytes() {
     assert!(!first.is_empty());
     assert_eq!(first, run());
 }
+
+#[test]
+fn the_detection_benchmark_prints_its_tables() {
+    let out = ripcord()
+        .current_dir(repo(""))
+        .args([
+            "bench",
+            "detect",
+            "--quick",
+            "--only",
+            "others",
+            "--runs",
+            "1",
+            "--threads",
+            "1",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(text.starts_with("<!-- cargo run --release -- bench detect --quick -->"));
+    assert!(text.contains("## Detection delay: scores, latency, drift, fairness"));
+    // One row per change in the table.
+    assert_eq!(
+        text.lines()
+            .filter(|l| l.starts_with("| score mean"))
+            .count(),
+        2
+    );
+    assert_eq!(
+        text.lines().filter(|l| l.starts_with("| fairness")).count(),
+        2
+    );
+}
+
+#[test]
+fn the_detection_benchmark_says_where_its_traffic_is_missing() {
+    ripcord()
+        .args([
+            "bench",
+            "detect",
+            "--quick",
+            "--traffic",
+            "/nonexistent",
+            "--runs",
+            "1",
+        ])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains(
+            "reading /nonexistent/nyc_taxi.csv (pass --traffic DIR)",
+        ));
+}

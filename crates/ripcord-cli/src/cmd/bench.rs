@@ -41,6 +41,9 @@ struct DetectArgs {
     /// Worker threads (default: the machine's cores).
     #[arg(long)]
     threads: Option<usize>,
+    /// Runs per A/A kind and per delay cell, instead of the mode's default.
+    #[arg(long)]
+    runs: Option<usize>,
     /// Run one section only.
     #[arg(long, value_parser = ["false-rollbacks", "rates", "others", "change"])]
     only: Option<String>,
@@ -94,6 +97,14 @@ fn detect(args: DetectArgs) -> anyhow::Result<ExitCode> {
             threads,
             shapes,
         }
+    };
+    let plan = match args.runs {
+        Some(n) => Plan {
+            aa_runs: n.max(1),
+            delay_runs: n.max(1),
+            ..plan
+        },
+        None => plan,
     };
     let mode = if args.quick { " --quick" } else { "" };
     println!("<!-- cargo run --release -- bench detect{mode} -->\n");
