@@ -244,10 +244,12 @@ fn false_rollbacks(plan: &Plan) -> anyhow::Result<()> {
             .collect::<Vec<_>>()
             .join(", ")
     );
+    let shape_names: Vec<&str> = plan.shapes.iter().map(|s| short_shape(&s.0)).collect();
     println!(
-        "| criterion kind | traffic | runs | watched per run | false rollbacks | rate | goal met |"
+        "| criterion kind | traffic | runs | watched per run | false rollbacks | by traffic ({}) | rate | goal met |",
+        shape_names.join(" / ")
     );
-    println!("|---|---|---:|---:|---:|---:|---|");
+    println!("|---|---|---:|---:|---:|---:|---:|---|");
     let mut rate_outcomes = Vec::new();
     for kind in Kind::ALL {
         let cases: Vec<Case> = (0..plan.aa_runs).map(|i| aa_case(plan, kind, i)).collect();
@@ -267,12 +269,13 @@ fn false_rollbacks(plan: &Plan) -> anyhow::Result<()> {
         let fired = outcomes.iter().filter(|o| o.fired_at.is_some()).count();
         let rate = fired as f64 / cases.len() as f64;
         println!(
-            "| {} | {} | {} | {} | {} | {:.3} | {} |",
+            "| {} | {} | {} | {} | {} | {} | {:.3} | {} |",
             kind.name(),
             per_event_note(&cases[0]),
             cases.len(),
             cases[0].duration,
             fired,
+            by_shape(plan, &outcomes, |o| o.fired_at.is_some()),
             rate,
             if rate <= 0.05 { "yes" } else { "**no**" }
         );
@@ -282,6 +285,26 @@ fn false_rollbacks(plan: &Plan) -> anyhow::Result<()> {
     }
     print_peer_aa(&rate_outcomes);
     Ok(())
+}
+
+fn short_shape(label: &str) -> &str {
+    label.split(" (").next().unwrap_or(label)
+}
+
+/// Counts of `what` among the runs of each traffic shape (runs cycle through them).
+fn by_shape(plan: &Plan, outcomes: &[Outcome], what: impl Fn(&Outcome) -> bool) -> String {
+    let k = plan.shapes.len().max(1);
+    (0..k)
+        .map(|s| {
+            let n = outcomes
+                .iter()
+                .enumerate()
+                .filter(|(i, o)| i % k == s && what(o))
+                .count();
+            n.to_string()
+        })
+        .collect::<Vec<_>>()
+        .join(" / ")
 }
 
 fn per_event_note(c: &Case) -> String {
@@ -308,12 +331,17 @@ fn print_change_aa(plan: &Plan, cases: &[Case], outcomes: &[Outcome]) {
     } else {
         format!("> {watched_days:.0} days")
     };
+    let after_promotion = |o: &Outcome| {
+        o.fired_at
+            .is_some_and(|f| o.promoted_at.is_some_and(|p| f > p))
+    };
     println!(
-        "| {} | {}/s mean | {} | {}h after promotion | {alarms} | one per {every} | {} (policy: {}) |",
+        "| {} | {}/s mean | {} | {}h after promotion | {alarms} | {} | one per {every} | {} (policy: {}) |",
         Kind::Change.name(),
         cases[0].outputs_per_s,
         cases.len(),
         plan.aa_rate_hours,
+        by_shape(plan, outcomes, after_promotion),
         if alarms == 0 || watched_days / f64::from(alarms) >= 30.0 * 0.8 {
             "yes"
         } else {
@@ -477,6 +505,41 @@ fn rate_delays(plan: &Plan) -> anyhow::Result<()> {
         }
     }
     print_peer_delays(&peer_rows);
+    real_traffic_delays(plan)?;
+    Ok(())
+}
+
+/// One cell of the grid under each traffic shape: the delay should not
+/// depend on whose traffic it is, beyond how much of it there is.
+fn real_traffic_delays(plan: &Plan) -> anyhow::Result<()> {
+    println!(
+        "The cell ratio 2×, base rate 1%, share 10% under each traffic shape ({} runs each, real series played at their own speed from a random point):\n",
+        plan.delay_runs
+    );
+    println!("| traffic | detected | mean candidate outputs | mean min | p90 min |");
+    println!("|---|---:|---:|---:|---:|");
+    for (label, series) in &plan.shapes {
+        let cases: Vec<Case> = (0..plan.delay_runs)
+            .map(|i| {
+                let mut c = grid_case(1e-2, 0.1, 2.0, i);
+                c.duration = Dur::from_mins(24 * 60);
+                if let Some(v) = series {
+                    c.shape = real_speed(v, label, c.duration, c.seed);
+                }
+                c
+            })
+            .collect();
+        let outcomes = run_all(&cases, plan.threads, |_| Vec::new())?;
+        let d = delays(&cases, &outcomes);
+        println!(
+            "| {label} | {:.0}% | {} | {} | {} |",
+            d.detected * 100.0,
+            fmt(d.mean_candidate),
+            fmt(d.mean_minutes),
+            fmt(d.p90_minutes)
+        );
+    }
+    println!();
     Ok(())
 }
 
