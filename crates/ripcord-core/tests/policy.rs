@@ -238,6 +238,7 @@ criteria:
   b: {signal: fail, across: locale, absolute: 0.1}
   c: {signal: fail, max_ratio: 2, reference: {x: 1}}
   d: {signal: topic, max_js: 1.5}
+  e: {signal: topic, across: locale, max_js: 0.1}
 ";
     assert_eq!(
         problems(wrong),
@@ -258,6 +259,11 @@ criteria:
                 "`reference` only applies to category signals".to_string()
             ),
             (9, 30, "must be below 1, got 1.5".to_string()),
+            (
+                10,
+                6,
+                "`across` applies to rate and score signals".to_string()
+            ),
         ]
     );
 }

@@ -813,6 +813,20 @@ fn lower_bound(
     };
     let at = format!("{path}.{name}");
     let kind = signal.map(|s| &s.kind);
+    if fairness
+        && matches!(
+            kind,
+            Some(SignalKind::Latency { .. } | SignalKind::Category { .. })
+        )
+    {
+        cx.error(
+            f.node.pos,
+            path,
+            "`across` applies to rate and score signals",
+            Some("compare latency per segment with one criterion per segment (`where`)".into()),
+        );
+        return None;
+    }
     let allowed: &[&str] = match kind {
         Some(SignalKind::Category { .. }) => &["max_psi", "max_js"],
         _ if fairness => &["max_ratio", "max_difference"],
@@ -829,15 +843,6 @@ fn lower_bound(
         };
         let help = Some(format!("use one of: {}", allowed.join(", ")));
         cx.error(node.pos, &at, message, help);
-        return None;
-    }
-    if fairness && matches!(kind, Some(SignalKind::Latency { .. })) {
-        cx.error(
-            f.node.pos,
-            path,
-            "`across` applies to rate and score signals",
-            None,
-        );
         return None;
     }
     Some(match (name, kind) {
