@@ -129,11 +129,20 @@ pub struct Outcome {
     /// `change_at` and the trigger (or the end).
     pub outputs: f64,
     pub candidate_outputs: f64,
-    /// Peer rules: name and when each first fired.
-    pub peers: Vec<(String, Option<Dur>)>,
+    /// Peer rules, each with when it first fired.
+    pub peers: Vec<PeerOutcome>,
     /// When the release was promoted (change cases).
     pub promoted_at: Option<Dur>,
     pub events: u64,
+}
+
+/// When a peer rule first fired on the same stream.
+#[derive(Clone, Debug, Default)]
+pub struct PeerOutcome {
+    pub name: String,
+    pub fired_at: Option<Dur>,
+    /// Outputs of both versions generated between `change_at` and its firing.
+    pub outputs: f64,
 }
 
 impl Outcome {
@@ -225,6 +234,7 @@ pub fn run(case: &Case, peers: &mut [Box<dyn Detector + Send>]) -> Result<Outcom
         outcome: Outcome::default(),
         peers,
         burst_starts: Vec::new(),
+        since_change: 0.0,
     };
     sim.start();
     sim.run()?;
@@ -242,6 +252,8 @@ struct Sim<'a> {
     outcome: Outcome,
     peers: &'a mut [Box<dyn Detector + Send>],
     burst_starts: Vec<Dur>,
+    /// Outputs generated since the change, whoever has fired.
+    since_change: f64,
 }
 
 impl Sim<'_> {
@@ -259,7 +271,14 @@ impl Sim<'_> {
             let at = self.rng.random_range(0..self.case.duration.0.max(1));
             self.burst_starts.push(Dur(at));
         }
-        self.outcome.peers = self.peers.iter().map(|p| (p.name(), None)).collect();
+        self.outcome.peers = self
+            .peers
+            .iter()
+            .map(|p| PeerOutcome {
+                name: p.name(),
+                ..PeerOutcome::default()
+            })
+            .collect();
     }
 
     fn run(&mut self) -> Result<(), String> {
@@ -278,6 +297,9 @@ impl Sim<'_> {
             let volume = self.volume(offset, step);
             let (n_c, n_b) = self.split(volume, share);
             let changed = self.case.effect.is_some() && offset >= self.change_start();
+            if changed {
+                self.since_change += (n_c + n_b) as f64;
+            }
             if changed && self.outcome.fired_at.is_none() {
                 self.outcome.outputs += (n_c + n_b) as f64;
                 self.outcome.candidate_outputs += n_c as f64;
@@ -317,7 +339,7 @@ impl Sim<'_> {
             self.outcome.fired_at = Some(offset);
         }
         // Peers keep watching until they fire, so they are judged on the same stream.
-        let peers_done = self.outcome.peers.iter().all(|(_, at)| at.is_some());
+        let peers_done = self.outcome.peers.iter().all(|p| p.fired_at.is_some());
         self.outcome.fired_at.is_some() && peers_done
     }
 
@@ -370,9 +392,10 @@ impl Sim<'_> {
             base_x,
         };
         let offset = Dur::from_secs(second);
-        for (peer, (_, at)) in self.peers.iter_mut().zip(&mut self.outcome.peers) {
-            if at.is_none() && peer.observe(&s) {
-                *at = Some(offset);
+        for (peer, result) in self.peers.iter_mut().zip(&mut self.outcome.peers) {
+            if result.fired_at.is_none() && peer.observe(&s) {
+                result.fired_at = Some(offset);
+                result.outputs = self.since_change;
             }
         }
     }

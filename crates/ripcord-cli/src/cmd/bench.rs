@@ -365,10 +365,11 @@ fn print_peer_aa(outcomes: &[Outcome]) {
         "| ripcord | {fired} | {:.3} |",
         fired as f64 / outcomes.len() as f64
     );
-    for (j, (name, _)) in outcomes[0].peers.iter().enumerate() {
+    for (j, peer) in outcomes[0].peers.iter().enumerate() {
+        let name = &peer.name;
         let fired = outcomes
             .iter()
-            .filter(|o| o.peers.get(j).is_some_and(|p| p.1.is_some()))
+            .filter(|o| o.peers.get(j).is_some_and(|p| p.fired_at.is_some()))
             .count();
         println!(
             "| {name} | {fired} | {:.3} |",
@@ -425,19 +426,24 @@ fn p90(v: &mut [f64]) -> f64 {
     v[((v.len() as f64 * 0.9).ceil() as usize).clamp(1, v.len()) - 1]
 }
 
-/// The mean delay of a peer (in minutes since the change) and its share detected.
-fn peer_delay(cases: &[Case], outcomes: &[Outcome], j: usize) -> (f64, f64) {
+/// A peer's share of runs detected, mean minutes since the change and mean
+/// outputs (both versions) since the change.
+fn peer_delay(cases: &[Case], outcomes: &[Outcome], j: usize) -> (f64, f64, f64) {
     let mut minutes = Vec::new();
+    let mut outputs = Vec::new();
     for (c, o) in cases.iter().zip(outcomes) {
-        if let Some(Some(at)) = o.peers.get(j).map(|p| p.1)
+        if let Some(p) = o.peers.get(j)
+            && let Some(at) = p.fired_at
             && at >= c.change_at
         {
             minutes.push((at.0 - c.change_at.0) as f64 / 60_000.0);
+            outputs.push(p.outputs);
         }
     }
     (
         minutes.len() as f64 / cases.len().max(1) as f64,
         mean(&minutes),
+        mean(&outputs),
     )
 }
 
@@ -478,8 +484,16 @@ fn rate_delays(plan: &Plan) -> anyhow::Result<()> {
                 let d = delays(&cases, &outcomes);
                 let beta = (1.0 - d.detected).max(0.001);
                 let bound = wald_expected_outputs(base * ratio, base, share, 0.05, beta);
-                let (sprt_share, sprt_minutes) = peer_delay(&cases, &outcomes, 0);
-                let sprt_outputs = sprt_minutes * 60.0 * GRID_RATE;
+                let (sprt_share, sprt_minutes, sprt_outputs) = peer_delay(&cases, &outcomes, 0);
+                // A mean over the detected runs only says little when many
+                // ran out of time.
+                let ratio_to_bound = |share: f64, outputs: f64| {
+                    if share >= 0.95 {
+                        fmt(outputs / bound)
+                    } else {
+                        "— (horizon)".to_string()
+                    }
+                };
                 println!(
                     "| {ratio}× | {base} | {share} | {:.0}% | {} | {} | {} | {} | {} | {} | {}{} | {} |",
                     d.detected * 100.0,
@@ -488,14 +502,14 @@ fn rate_delays(plan: &Plan) -> anyhow::Result<()> {
                     fmt(d.mean_minutes),
                     fmt(d.p90_minutes),
                     fmt(bound),
-                    fmt(d.mean_outputs / bound),
+                    ratio_to_bound(d.detected, d.mean_outputs),
                     fmt(sprt_minutes),
                     if sprt_share < 1.0 {
                         format!(" ({:.0}% found)", sprt_share * 100.0)
                     } else {
                         String::new()
                     },
-                    fmt(sprt_outputs / bound),
+                    ratio_to_bound(sprt_share, sprt_outputs),
                 );
                 if share == 0.5 && base == 1e-2 {
                     peer_rows.push((ratio, cases, outcomes));
@@ -563,7 +577,7 @@ fn print_peer_delays(rows: &[(f64, Vec<Case>, Vec<Outcome>)]) {
     println!(
         "\nPeers on the same streams (base rate 1%, share 50%): share detected and mean minutes to detect.\n"
     );
-    let names: Vec<&str> = o.peers.iter().skip(1).map(|p| p.0.as_str()).collect();
+    let names: Vec<&str> = o.peers.iter().skip(1).map(|p| p.name.as_str()).collect();
     println!("| ratio | ripcord | {} |", names.join(" | "));
     println!("|---:|---:|{}", "---:|".repeat(names.len()));
     for (ratio, cases, outcomes) in rows {
@@ -574,7 +588,7 @@ fn print_peer_delays(rows: &[(f64, Vec<Case>, Vec<Outcome>)]) {
             fmt(d.mean_minutes)
         )];
         for j in 1..=names.len() {
-            let (share, minutes) = peer_delay(cases, outcomes, j);
+            let (share, minutes, _) = peer_delay(cases, outcomes, j);
             cells.push(format!("{:.0}%, {}", share * 100.0, fmt(minutes)));
         }
         println!("| {ratio}× | {} |", cells.join(" | "));
