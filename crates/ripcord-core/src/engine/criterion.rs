@@ -542,6 +542,13 @@ impl CriterionState {
         if let Some(after) = &self.after_promotion {
             return self.has_min_samples() && after.cusum.alarmed();
         }
+        // The test is cheap and the window (a merge of its buckets) is not:
+        // without evidence nothing can breach, so the window is not read.
+        // `hold` then keeps the window's answer from when it was last read.
+        let evidence = self.has_min_samples() && self.significant(now);
+        if !evidence && self.spec.on_no_data != OnNoData::Breach {
+            return false;
+        }
         let recent = match self.window_beyond_bound(now) {
             Some(beyond) => beyond,
             None => match self.spec.on_no_data {
@@ -551,7 +558,7 @@ impl CriterionState {
             },
         };
         self.recent = recent;
-        recent && self.has_min_samples() && self.significant(now)
+        recent && evidence
     }
 
     fn has_min_samples(&self) -> bool {
@@ -628,16 +635,18 @@ impl CriterionState {
 
     /// The window's statistic in the bound's own terms. Sketch and keyed
     /// windows cost a merge of every bucket, so their figure is computed at
-    /// most once a second.
+    /// most once per bucket width (a sixtieth of the window, at least a
+    /// second): within a bucket only its newest values change.
     fn window_estimate(&self, now: Time) -> Option<f64> {
         let costly = self.latency.is_some() || !self.keys.is_empty();
-        let second = now.0.div_euclid(1000);
+        let width = (self.spec.window.0 / 60).max(1000);
+        let slot = now.0.div_euclid(width);
         let (at, cached) = self.window_cache.get();
-        if costly && at == second {
+        if costly && at == slot {
             return cached;
         }
         let estimate = self.compute_window_estimate(now);
-        self.window_cache.set((second, estimate));
+        self.window_cache.set((slot, estimate));
         estimate
     }
 

@@ -43,7 +43,15 @@ pub struct MeanSequence {
     bets: f64,
     bets_x: f64,
     penalty: f64,
+    /// The current bet and its ψ: recomputed every `REBET` scores after the
+    /// first ones (any bet fixed before a score arrives keeps the
+    /// guarantee; recomputing it less often only saves logarithms).
+    lambda: f64,
+    psi_lambda: f64,
 }
+
+/// How many scores share one bet once the sequence is under way.
+const REBET: f64 = 16.0;
 
 impl MeanSequence {
     /// A sequence for scores in `[min, max]`.
@@ -58,6 +66,8 @@ impl MeanSequence {
             bets: 0.0,
             bets_x: 0.0,
             penalty: 0.0,
+            lambda: 0.0,
+            psi_lambda: 0.0,
         }
     }
 
@@ -66,14 +76,18 @@ impl MeanSequence {
         let x = ((value - self.min) / self.range).clamp(0.0, 1.0);
         let t = self.n + 1.0;
         let mean_before = (0.5 + self.sum01) / t;
-        let var_before = (0.25 + self.sum_sq_dev) / t;
-        let lambda = ((2.0 * (2.0 / TUNING_ALPHA).ln()) / (var_before * t * (1.0 + t).ln()))
-            .sqrt()
-            .min(MAX_BET);
+        if t <= REBET || t % REBET == 0.0 {
+            let var_before = (0.25 + self.sum_sq_dev) / t;
+            self.lambda = ((2.0 * (2.0 / TUNING_ALPHA).ln()) / (var_before * t * (1.0 + t).ln()))
+                .sqrt()
+                .min(MAX_BET);
+            self.psi_lambda = psi(self.lambda);
+        }
+        let lambda = self.lambda;
         let v = 4.0 * (x - mean_before).powi(2);
         self.bets += lambda;
         self.bets_x += lambda * x;
-        self.penalty += v * psi(lambda);
+        self.penalty += v * self.psi_lambda;
         self.n = t;
         self.sum += value.clamp(self.min, self.min + self.range);
         self.sum01 += x;
