@@ -542,23 +542,40 @@ impl CriterionState {
         if let Some(after) = &self.after_promotion {
             return self.has_min_samples() && after.cusum.alarmed();
         }
-        // The test is cheap and the window (a merge of its buckets) is not:
-        // without evidence nothing can breach, so the window is not read.
-        // `hold` then keeps the window's answer from when it was last read.
+        // Fairness intervals are bisections, and in a healthy release the
+        // segments' spread rarely passes the bound: read the window first.
+        // Every other test is cheap and the window (a merge of its buckets)
+        // is not: without evidence nothing can breach, so the window is not
+        // read, and `hold` keeps its answer from when it last was.
+        if matches!(self.template, Test::Fairness(_)) {
+            let Some(recent) = self.read_window(now) else {
+                return true;
+            };
+            return recent && self.has_min_samples() && self.significant(now);
+        }
         let evidence = self.has_min_samples() && self.significant(now);
         if !evidence && self.spec.on_no_data != OnNoData::Breach {
             return false;
         }
+        let Some(recent) = self.read_window(now) else {
+            return true;
+        };
+        recent && evidence
+    }
+
+    /// Whether the window is still beyond the bound; with no data in it,
+    /// what `on_no_data` says (`None`: breach).
+    fn read_window(&mut self, now: Time) -> Option<bool> {
         let recent = match self.window_beyond_bound(now) {
             Some(beyond) => beyond,
             None => match self.spec.on_no_data {
                 OnNoData::Hold => self.recent,
                 OnNoData::Inconclusive => false,
-                OnNoData::Breach => return true,
+                OnNoData::Breach => return None,
             },
         };
         self.recent = recent;
-        recent && evidence
+        Some(recent)
     }
 
     fn has_min_samples(&self) -> bool {
