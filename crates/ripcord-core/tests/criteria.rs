@@ -395,6 +395,9 @@ fn a_fairness_breach_names_every_segment_with_its_figure() {
         .collect();
     assert_eq!(segments, [("de", 0.04), ("en", 0.01)]);
     assert!(evidence.breakdown.iter().all(|p| p.interval.is_some()));
+    // The statistic is how far apart the segments' intervals certainly are.
+    assert_eq!(evidence.threshold, 1.5);
+    assert!(evidence.statistic > 1.5, "{}", evidence.statistic);
     assert!(
         out.iter()
             .any(|d| d.action == Some(ripcord_core::ActionKind::PauseAndInvestigate))

@@ -896,7 +896,14 @@ impl CriterionState {
                 )
             }
             Test::Drift(t) => (t.log_e_value().exp() * scale, self.threshold(), None),
-            Test::Fairness(_) => (f64::NAN, self.bound_value(), None),
+            Test::Fairness(d) => {
+                let gap = match self.spec.bound {
+                    Bound::MaxDifference(g) => Gap::Difference(g),
+                    b => Gap::Ratio(b.value()),
+                };
+                let separation = d.separation(epoch.alpha, gap).unwrap_or(f64::NAN);
+                (separation, self.bound_value(), None)
+            }
             Test::ScoreAbsolute { candidate } => {
                 let interval = candidate.interval(epoch.alpha);
                 let edge = interval.map_or(f64::NAN, |(lo, hi)| match self.direction {

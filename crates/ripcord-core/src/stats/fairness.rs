@@ -84,21 +84,36 @@ impl Disparity {
 
     /// Whether two segments are certainly further apart than `gap`.
     pub fn significant(&self, alpha: f64, gap: Gap) -> bool {
+        self.separation(alpha, gap).is_some_and(|s| match gap {
+            Gap::Ratio(r) => s > r,
+            Gap::Difference(d) => s > d,
+        })
+    }
+
+    /// How far apart the intervals certainly are: the highest lower end over
+    /// the lowest upper end (ratio), or their difference. `None` with fewer
+    /// than two segments.
+    pub fn separation(&self, alpha: f64, gap: Gap) -> Option<f64> {
         let intervals: Vec<(f64, f64)> = self.intervals(alpha).into_iter().flatten().collect();
+        if intervals.len() < 2 {
+            return None;
+        }
         let highest_low = intervals
             .iter()
             .map(|i| i.0)
             .fold(f64::NEG_INFINITY, f64::max);
         let lowest_high = intervals.iter().map(|i| i.1).fold(f64::INFINITY, f64::min);
-        if intervals.len() < 2 {
-            return false;
-        }
-        match gap {
-            Gap::Ratio(r) => {
-                lowest_high <= 0.0 && highest_low > 0.0 || highest_low > r * lowest_high
+        Some(match gap {
+            Gap::Ratio(_) if lowest_high <= 0.0 => {
+                if highest_low > 0.0 {
+                    f64::INFINITY
+                } else {
+                    1.0
+                }
             }
-            Gap::Difference(d) => highest_low - lowest_high > d,
-        }
+            Gap::Ratio(_) => highest_low / lowest_high,
+            Gap::Difference(_) => highest_low - lowest_high,
+        })
     }
 
     pub fn segments(&self) -> usize {
