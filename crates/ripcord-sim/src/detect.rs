@@ -296,7 +296,7 @@ impl Sim<'_> {
             };
             let volume = self.volume(offset, step);
             let (n_c, n_b) = self.split(volume, share);
-            let changed = self.case.effect.is_some() && offset >= self.change_start();
+            let changed = self.case.effect.is_some() && offset >= self.case.change_at;
             if changed {
                 self.since_change += (n_c + n_b) as f64;
             }
@@ -312,11 +312,6 @@ impl Sim<'_> {
             t += step;
         }
         Ok(())
-    }
-
-    /// Change cases change after promotion; the others at `change_at`.
-    fn change_start(&self) -> Dur {
-        self.case.change_at
     }
 
     fn note_promotion(&mut self, offset: Dur) {

@@ -4,24 +4,9 @@
 //! The benchmark reports these next to measured delays so a reader can see
 //! how far each rule is from the information-theoretic floor.
 
-/// Kullback–Leibler divergence KL(Bern(p) ‖ Bern(q)) in nats.
-///
-/// Uses the convention 0·ln 0 = 0, so `p` may be 0 or 1; `q` must be in
-/// (0, 1) for a finite answer (returns +∞ otherwise when it matters).
-pub fn kl_bernoulli(p: f64, q: f64) -> f64 {
-    term(p, q) + term(1.0 - p, 1.0 - q)
-}
-
-/// a·ln(a/b), with 0·ln(0/b) = 0.
-fn term(a: f64, b: f64) -> f64 {
-    if a <= 0.0 {
-        0.0
-    } else if b <= 0.0 {
-        f64::INFINITY
-    } else {
-        a * (a / b).ln()
-    }
-}
+/// Kullback–Leibler divergence KL(Bern(p) ‖ Bern(q)) in nats: the engine's
+/// own, so the limits and the CUSUM thresholds use one definition.
+pub use ripcord_core::stats::cusum::kl_bernoulli;
 
 /// Wald's approximation of the expected number of outputs (both versions
 /// together) an SPRT needs to accept H1 when H1 is true:

@@ -269,9 +269,9 @@ fn false_rollbacks(plan: &Plan) -> anyhow::Result<()> {
         let fired = outcomes.iter().filter(|o| o.fired_at.is_some()).count();
         let rate = fired as f64 / cases.len() as f64;
         println!(
-            "| {} | {} | {} | {} | {} | {} | {:.3} | {} |",
+            "| {} | {}/s mean | {} | {} | {} | {} | {:.3} | {} |",
             kind.name(),
-            per_event_note(&cases[0]),
+            cases[0].outputs_per_s,
             cases.len(),
             cases[0].duration,
             fired,
@@ -305,10 +305,6 @@ fn by_shape(plan: &Plan, outcomes: &[Outcome], what: impl Fn(&Outcome) -> bool) 
         })
         .collect::<Vec<_>>()
         .join(" / ")
-}
-
-fn per_event_note(c: &Case) -> String {
-    format!("{}/s mean", c.outputs_per_s)
 }
 
 /// After promotion the goal is a mean time between false alarms, so the

@@ -124,6 +124,9 @@ pub struct CriterionState {
     /// or must use the observed split of its own denominator.
     denominator_follows_share: bool,
     alpha: f64,
+    /// The part of `alpha` the epochs share (half of it for relative
+    /// latency, whose other half covers the baseline's quantile bound).
+    test_alpha: f64,
     /// A fresh test, cloned at each restart; also tells the kind of test.
     template: Test,
     epochs: Vec<Epoch>,
@@ -233,6 +236,7 @@ impl CriterionState {
             latency,
             denominator_follows_share,
             alpha,
+            test_alpha,
             epochs: vec![Epoch {
                 alpha: epoch_alpha(test_alpha, 1),
                 test: test.clone(),
@@ -464,9 +468,8 @@ impl CriterionState {
         let missed = (now - self.next_restart).0 / every.0;
         self.restarts += 1 + missed as u32;
         self.next_restart = self.next_restart + Dur(every.0 * (missed + 1));
-        let budget = self.epochs.first().map_or(self.alpha, |e| e.alpha);
         self.epochs.push(Epoch {
-            alpha: budget / f64::from(self.restarts).powi(2),
+            alpha: epoch_alpha(self.test_alpha, self.restarts),
             test: self.template.clone(),
         });
         if self.epochs.len() > KEPT_EPOCHS {
@@ -479,7 +482,6 @@ impl CriterionState {
     pub fn evaluate(&mut self, now: Time) -> Option<Transition> {
         self.restart_if_due(now);
         self.update_latency_threshold();
-
         let breaching = self.breaching_now(now);
         if breaching {
             let since = *self.breaching_since.get_or_insert(now);
@@ -515,7 +517,7 @@ impl CriterionState {
         let Some(r) = l.ratio else {
             return;
         };
-        if self.after_promotion.is_some() || self.epochs.is_empty() {
+        if self.after_promotion.is_some() {
             return;
         }
         let n = l.baseline.count() as f64;
@@ -655,7 +657,8 @@ impl CriterionState {
     /// most once per bucket width (a sixtieth of the window, at least a
     /// second): within a bucket only its newest values change.
     fn window_estimate(&self, now: Time) -> Option<f64> {
-        let costly = self.latency.is_some() || !self.keys.is_empty();
+        let costly =
+            self.latency.is_some() || matches!(self.template, Test::Drift(_) | Test::Fairness(_));
         let width = (self.spec.window.0 / 60).max(1000);
         let slot = now.0.div_euclid(width);
         let (at, cached) = self.window_cache.get();
@@ -835,11 +838,7 @@ impl CriterionState {
                             n: t.n,
                         })
                         .collect();
-                parts.sort_by(|a, b| {
-                    b.value
-                        .partial_cmp(&a.value)
-                        .unwrap_or(std::cmp::Ordering::Equal)
-                });
+                parts.sort_by(|a, b| b.value.total_cmp(&a.value));
                 parts
             }
             _ => Vec::new(),
@@ -897,11 +896,9 @@ impl CriterionState {
             }
             Test::Drift(t) => (t.log_e_value().exp() * scale, self.threshold(), None),
             Test::Fairness(d) => {
-                let gap = match self.spec.bound {
-                    Bound::MaxDifference(g) => Gap::Difference(g),
-                    b => Gap::Ratio(b.value()),
-                };
-                let separation = d.separation(epoch.alpha, gap).unwrap_or(f64::NAN);
+                let separation = d
+                    .separation(epoch.alpha, gap_of(self.spec.bound))
+                    .unwrap_or(f64::NAN);
                 (separation, self.bound_value(), None)
             }
             Test::ScoreAbsolute { candidate } => {
@@ -1013,6 +1010,14 @@ fn latency_estimate(l: &Latency, c: &Sketch, b: &Sketch) -> Option<f64> {
     }
 }
 
+/// A fairness bound as the gap two segments may not exceed.
+fn gap_of(bound: Bound) -> Gap {
+    match bound {
+        Bound::MaxDifference(d) => Gap::Difference(d),
+        b => Gap::Ratio(b.value()),
+    }
+}
+
 /// Rates or mean scores of the segments with at least `min` samples.
 fn segment_means(c: &Keyed, min: f64) -> Vec<f64> {
     c.0.iter()
@@ -1042,8 +1047,7 @@ struct Epoch {
     test: Test,
 }
 
-/// The first epoch's budget: `α·6/π²`; the k-th gets that over `k²`, so
-/// that all of them sum to α.
+/// The k-th epoch's budget (k from 1): `α·6/(π²k²)`, which sums to α.
 fn epoch_alpha(alpha: f64, k: u32) -> f64 {
     alpha * 6.0 / (std::f64::consts::PI.powi(2) * f64::from(k).powi(2))
 }
@@ -1106,10 +1110,7 @@ impl Test {
             (Test::Bound(_) | Test::Ratio(_) | Test::Drift(_), _) => {
                 self.log_e_value().unwrap_or(0.0) >= (1.0 / alpha).ln()
             }
-            (Test::Fairness(d), Bound::MaxDifference(g)) => {
-                d.significant(alpha, Gap::Difference(g))
-            }
-            (Test::Fairness(d), b) => d.significant(alpha, Gap::Ratio(b.value())),
+            (Test::Fairness(d), b) => d.significant(alpha, gap_of(b)),
             (Test::ScoreAbsolute { candidate }, Bound::Absolute(b)) => {
                 match (candidate.interval(alpha), direction) {
                     (Some((lo, _)), Direction::HigherIsWorse) => lo > b,

@@ -1217,9 +1217,9 @@ fn keyed(
     match state.key_field(signal) {
         None => Some(s),
         Some(field) => {
-            let value = event.segment_value(field)?.to_string();
+            let value = event.segment_value(field)?;
             Some(Sample {
-                key: state.key_of(&value),
+                key: state.key_of(value),
                 ..s
             })
         }

@@ -126,9 +126,18 @@ impl Model {
     }
 }
 
-/// `KL(Bernoulli(p) ‖ Bernoulli(q))`.
+/// `KL(Bernoulli(p) ‖ Bernoulli(q))` in nats, with `0·ln 0 = 0`, so `p` may
+/// be 0 or 1; `q` outside (0, 1) gives +∞ where it matters.
 pub fn kl_bernoulli(p: f64, q: f64) -> f64 {
-    let term = |a: f64, b: f64| if a > 0.0 { a * (a / b).ln() } else { 0.0 };
+    let term = |a: f64, b: f64| {
+        if a <= 0.0 {
+            0.0
+        } else if b <= 0.0 {
+            f64::INFINITY
+        } else {
+            a * (a / b).ln()
+        }
+    };
     term(p, q) + term(1.0 - p, 1.0 - q)
 }
 
