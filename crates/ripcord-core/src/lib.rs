@@ -15,6 +15,7 @@ pub mod engine;
 pub mod event;
 pub mod ndjson;
 pub mod policy;
+pub mod record;
 mod rfc3339;
 pub mod stats;
 pub mod time;

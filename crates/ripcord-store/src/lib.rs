@@ -1,0 +1,190 @@
+//! The storage interface (DESIGN.md "Storage") and its embedded SQLite
+//! implementation.
+//!
+//! The server keeps one ordered **journal** per store: every input it fed an
+//! engine (a release start, a batch of accepted events, a clock tick, a
+//! command), in the order it fed them. Because the engine is deterministic,
+//! replaying a service's journal from its last release start rebuilds the
+//! engine exactly, which is how a restart after `kill -9` continues "as if
+//! nothing happened". Decisions, webhook deliveries (the outbox), release
+//! records and idempotency answers are written in the same transaction as the
+//! journal entry that caused them, so they can never disagree.
+//!
+//! SQL here is kept portable (no `AUTOINCREMENT`, no SQLite-only types,
+//! `ON CONFLICT` upserts) so that a PostgreSQL backend can implement the same
+//! trait and pass the same conformance tests (`tests/conformance.rs`).
+
+mod sqlite;
+
+use async_trait::async_trait;
+
+pub use sqlite::SqliteStore;
+
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("storage failed: {0}")]
+    Db(#[from] sqlx::Error),
+    #[error("stored record is unreadable: {0}")]
+    Corrupt(String),
+}
+
+/// One version of a service's policy, as the user wrote it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PolicyRecord {
+    pub service: String,
+    /// 1 for the first policy of a service, +1 per change.
+    pub version: i64,
+    pub yaml: String,
+    /// RFC 3339.
+    pub created_at: String,
+}
+
+/// A registered, immutable version of a service with its provenance.
+#[derive(Clone, Debug, PartialEq)]
+pub struct VersionRecord {
+    pub service: String,
+    pub version: String,
+    /// The provenance document as registered (JSON object).
+    pub provenance: serde_json::Value,
+    pub registered_at: String,
+}
+
+/// A release record; its body is the server's JSON representation.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ReleaseRecord {
+    pub id: String,
+    pub service: String,
+    pub body: serde_json::Value,
+}
+
+/// One input the server fed an engine.
+#[derive(Clone, Debug, PartialEq)]
+pub struct JournalEntry {
+    /// Store-wide order; assigned by the single writer.
+    pub seq: i64,
+    pub service: String,
+    /// `start`, `events`, `tick` or `command`; the server defines the bodies.
+    pub kind: String,
+    pub body: String,
+}
+
+/// One decision, stored as its NDJSON line.
+#[derive(Clone, Debug, PartialEq)]
+pub struct DecisionEntry {
+    pub seq: i64,
+    pub service: String,
+    /// Milliseconds since the Unix epoch.
+    pub at_ms: i64,
+    pub line: String,
+}
+
+/// A webhook delivery waiting in (or done with) the outbox.
+#[derive(Clone, Debug, PartialEq)]
+pub struct OutboxEntry {
+    /// The `webhook-id`: the same on every attempt.
+    pub id: String,
+    pub service: String,
+    pub url: String,
+    pub secret: String,
+    pub payload: String,
+    pub attempts: i64,
+    pub next_at_ms: i64,
+}
+
+/// Where a service's decisions and actions are delivered.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Sink {
+    pub url: String,
+    /// `whsec_` + base64 key (Standard Webhooks).
+    pub secret: String,
+}
+
+/// Everything one engine input changes, written atomically.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Batch {
+    pub journal: Vec<JournalEntry>,
+    pub decisions: Vec<DecisionEntry>,
+    pub outbox: Vec<OutboxEntry>,
+    /// Upserted by id.
+    pub releases: Vec<ReleaseRecord>,
+    /// (idempotency key, the answer given the first time).
+    pub answers: Vec<(String, String)>,
+}
+
+impl Batch {
+    pub fn is_empty(&self) -> bool {
+        self.journal.is_empty()
+            && self.decisions.is_empty()
+            && self.outbox.is_empty()
+            && self.releases.is_empty()
+            && self.answers.is_empty()
+    }
+}
+
+/// Counts for `/metrics` and tests.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct OutboxCounts {
+    pub pending: i64,
+    pub delivered: i64,
+}
+
+/// The storage interface. Implementations must make [`Store::commit`]
+/// durable before returning (acknowledged means durable).
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// Writes the batches in one transaction, durably.
+    async fn commit(&self, batches: &[Batch]) -> Result<()>;
+    /// The highest journal and decision sequence numbers (0 when empty).
+    async fn last_seqs(&self) -> Result<(i64, i64)>;
+
+    /// Stores a new policy version and returns its number.
+    async fn put_policy(&self, service: &str, yaml: &str, at: &str) -> Result<i64>;
+    /// The newest policy of a service.
+    async fn policy(&self, service: &str) -> Result<Option<PolicyRecord>>;
+    async fn policy_version(&self, service: &str, version: i64) -> Result<Option<PolicyRecord>>;
+    /// Every version, oldest first.
+    async fn policy_history(&self, service: &str) -> Result<Vec<PolicyRecord>>;
+    /// Services with a policy.
+    async fn services(&self) -> Result<Vec<String>>;
+
+    /// Registers a version; `false` if that version already exists (it is
+    /// left unchanged).
+    async fn register_version(&self, record: &VersionRecord) -> Result<bool>;
+    async fn version(&self, service: &str, version: &str) -> Result<Option<VersionRecord>>;
+    async fn versions(&self, service: &str) -> Result<Vec<VersionRecord>>;
+
+    async fn release(&self, id: &str) -> Result<Option<ReleaseRecord>>;
+    /// Releases, oldest first; all services when `service` is `None`.
+    async fn releases(&self, service: Option<&str>) -> Result<Vec<ReleaseRecord>>;
+
+    /// The sequence number of the service's latest `start` entry.
+    async fn last_start(&self, service: &str) -> Result<Option<i64>>;
+    /// Up to `limit` journal entries of a service with `seq >= from`, in order.
+    async fn journal(&self, service: &str, from: i64, limit: i64) -> Result<Vec<JournalEntry>>;
+
+    /// Decisions of a service at or after `since_ms`, oldest first, from
+    /// sequence number `after` on (exclusive), at most `limit`.
+    async fn decisions(
+        &self,
+        service: &str,
+        since_ms: i64,
+        after: i64,
+        limit: i64,
+    ) -> Result<Vec<DecisionEntry>>;
+
+    /// The answer first given for an idempotency key.
+    async fn answer(&self, key: &str) -> Result<Option<String>>;
+
+    async fn set_sinks(&self, service: &str, sinks: &[Sink]) -> Result<()>;
+    async fn sinks(&self, service: &str) -> Result<Vec<Sink>>;
+    /// Undelivered outbox entries due at `now_ms`, oldest first.
+    async fn due(&self, now_ms: i64, limit: i64) -> Result<Vec<OutboxEntry>>;
+    async fn delivered(&self, id: &str, at_ms: i64) -> Result<()>;
+    async fn retry_later(&self, id: &str, next_at_ms: i64, error: &str) -> Result<()>;
+    async fn outbox_counts(&self) -> Result<OutboxCounts>;
+    /// The count of stored events per service, from `events` journal
+    /// entries' line counts (for tests and `/metrics`).
+    async fn journal_count(&self, service: &str, kind: &str) -> Result<i64>;
+}

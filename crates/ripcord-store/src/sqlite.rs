@@ -1,0 +1,545 @@
+//! The embedded store: one SQLite file (bundled SQLite through sqlx), WAL,
+//! `synchronous=FULL` so that a committed transaction survives power loss.
+
+use std::path::Path;
+use std::str::FromStr;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{Row, SqlitePool};
+
+use crate::{
+    Batch, DecisionEntry, JournalEntry, OutboxCounts, OutboxEntry, PolicyRecord, ReleaseRecord,
+    Result, Sink, Store, StoreError, VersionRecord,
+};
+
+/// Schema migrations, applied in order once each. Portable SQL only.
+const MIGRATIONS: &[&str] = &[r#"
+CREATE TABLE policies (
+    service TEXT NOT NULL,
+    version BIGINT NOT NULL,
+    yaml TEXT NOT NULL,
+    created_at TEXT NOT NULL,
+    PRIMARY KEY (service, version)
+);
+CREATE TABLE versions (
+    service TEXT NOT NULL,
+    version TEXT NOT NULL,
+    provenance TEXT NOT NULL,
+    registered_at TEXT NOT NULL,
+    PRIMARY KEY (service, version)
+);
+CREATE TABLE releases (
+    id TEXT PRIMARY KEY,
+    service TEXT NOT NULL,
+    created_seq BIGINT NOT NULL,
+    body TEXT NOT NULL
+);
+CREATE INDEX releases_service ON releases (service, created_seq);
+CREATE TABLE journal (
+    seq BIGINT PRIMARY KEY,
+    service TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    body TEXT NOT NULL
+);
+CREATE INDEX journal_service ON journal (service, kind, seq);
+CREATE TABLE decisions (
+    seq BIGINT PRIMARY KEY,
+    service TEXT NOT NULL,
+    at_ms BIGINT NOT NULL,
+    line TEXT NOT NULL
+);
+CREATE INDEX decisions_service ON decisions (service, at_ms, seq);
+CREATE TABLE outbox (
+    id TEXT PRIMARY KEY,
+    service TEXT NOT NULL,
+    url TEXT NOT NULL,
+    secret TEXT NOT NULL,
+    payload TEXT NOT NULL,
+    attempts BIGINT NOT NULL,
+    next_at_ms BIGINT NOT NULL,
+    delivered_at_ms BIGINT,
+    last_error TEXT
+);
+CREATE INDEX outbox_due ON outbox (delivered_at_ms, next_at_ms);
+CREATE TABLE answers (
+    key TEXT PRIMARY KEY,
+    answer TEXT NOT NULL
+);
+CREATE TABLE sinks (
+    service TEXT NOT NULL,
+    url TEXT NOT NULL,
+    secret TEXT NOT NULL,
+    PRIMARY KEY (service, url)
+);
+"#];
+
+pub struct SqliteStore {
+    pool: SqlitePool,
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the store file and brings its schema up
+    /// to date.
+    pub async fn open(path: &Path) -> Result<SqliteStore> {
+        let options = SqliteConnectOptions::new()
+            .filename(path)
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Full)
+            .busy_timeout(Duration::from_secs(10))
+            .foreign_keys(true);
+        Self::with_options(options, 4).await
+    }
+
+    /// A private in-memory store (tests).
+    pub async fn in_memory() -> Result<SqliteStore> {
+        let options = SqliteConnectOptions::from_str("sqlite::memory:")?;
+        // An in-memory database exists only on its own connection.
+        Self::with_options(options, 1).await
+    }
+
+    async fn with_options(options: SqliteConnectOptions, connections: u32) -> Result<SqliteStore> {
+        // WAL lets readers run beside the one writer.
+        let pool = SqlitePoolOptions::new()
+            .max_connections(connections)
+            .connect_with(options)
+            .await?;
+        let store = SqliteStore { pool };
+        store.migrate().await?;
+        Ok(store)
+    }
+
+    async fn migrate(&self) -> Result<()> {
+        sqlx::query("CREATE TABLE IF NOT EXISTS schema_migrations (version BIGINT PRIMARY KEY)")
+            .execute(&self.pool)
+            .await?;
+        let done: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM schema_migrations")
+            .fetch_one(&self.pool)
+            .await?;
+        for (i, sql) in MIGRATIONS.iter().enumerate().skip(done as usize) {
+            let mut tx = self.pool.begin().await?;
+            sqlx::raw_sql(*sql).execute(&mut *tx).await?;
+            sqlx::query("INSERT INTO schema_migrations (version) VALUES ($1)")
+                .bind(i as i64 + 1)
+                .execute(&mut *tx)
+                .await?;
+            tx.commit().await?;
+        }
+        Ok(())
+    }
+}
+
+fn json(text: &str) -> Result<serde_json::Value> {
+    serde_json::from_str(text).map_err(|e| StoreError::Corrupt(e.to_string()))
+}
+
+fn policy_row(row: &sqlx::sqlite::SqliteRow) -> Result<PolicyRecord> {
+    Ok(PolicyRecord {
+        service: row.try_get("service")?,
+        version: row.try_get("version")?,
+        yaml: row.try_get("yaml")?,
+        created_at: row.try_get("created_at")?,
+    })
+}
+
+fn version_row(row: &sqlx::sqlite::SqliteRow) -> Result<VersionRecord> {
+    let provenance: String = row.try_get("provenance")?;
+    Ok(VersionRecord {
+        service: row.try_get("service")?,
+        version: row.try_get("version")?,
+        provenance: json(&provenance)?,
+        registered_at: row.try_get("registered_at")?,
+    })
+}
+
+fn release_row(row: &sqlx::sqlite::SqliteRow) -> Result<ReleaseRecord> {
+    let body: String = row.try_get("body")?;
+    Ok(ReleaseRecord {
+        id: row.try_get("id")?,
+        service: row.try_get("service")?,
+        body: json(&body)?,
+    })
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    async fn commit(&self, batches: &[Batch]) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        for batch in batches {
+            for j in &batch.journal {
+                sqlx::query("INSERT INTO journal (seq, service, kind, body) VALUES ($1, $2, $3, $4)")
+                    .bind(j.seq)
+                    .bind(&j.service)
+                    .bind(&j.kind)
+                    .bind(&j.body)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            for d in &batch.decisions {
+                sqlx::query(
+                    "INSERT INTO decisions (seq, service, at_ms, line) VALUES ($1, $2, $3, $4)",
+                )
+                .bind(d.seq)
+                .bind(&d.service)
+                .bind(d.at_ms)
+                .bind(&d.line)
+                .execute(&mut *tx)
+                .await?;
+            }
+            for o in &batch.outbox {
+                sqlx::query(
+                    "INSERT INTO outbox (id, service, url, secret, payload, attempts, next_at_ms) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (id) DO NOTHING",
+                )
+                .bind(&o.id)
+                .bind(&o.service)
+                .bind(&o.url)
+                .bind(&o.secret)
+                .bind(&o.payload)
+                .bind(o.attempts)
+                .bind(o.next_at_ms)
+                .execute(&mut *tx)
+                .await?;
+            }
+            for r in &batch.releases {
+                let seq = batch.journal.first().map_or(0, |j| j.seq);
+                sqlx::query(
+                    "INSERT INTO releases (id, service, created_seq, body) VALUES ($1, $2, $3, $4) \
+                     ON CONFLICT (id) DO UPDATE SET body = excluded.body",
+                )
+                .bind(&r.id)
+                .bind(&r.service)
+                .bind(seq)
+                .bind(r.body.to_string())
+                .execute(&mut *tx)
+                .await?;
+            }
+            for (key, answer) in &batch.answers {
+                sqlx::query(
+                    "INSERT INTO answers (key, answer) VALUES ($1, $2) ON CONFLICT (key) DO NOTHING",
+                )
+                .bind(key)
+                .bind(answer)
+                .execute(&mut *tx)
+                .await?;
+            }
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn last_seqs(&self) -> Result<(i64, i64)> {
+        let journal: Option<i64> = sqlx::query_scalar("SELECT MAX(seq) FROM journal")
+            .fetch_one(&self.pool)
+            .await?;
+        let decisions: Option<i64> = sqlx::query_scalar("SELECT MAX(seq) FROM decisions")
+            .fetch_one(&self.pool)
+            .await?;
+        Ok((journal.unwrap_or(0), decisions.unwrap_or(0)))
+    }
+
+    async fn put_policy(&self, service: &str, yaml: &str, at: &str) -> Result<i64> {
+        let mut tx = self.pool.begin().await?;
+        let last: Option<i64> =
+            sqlx::query_scalar("SELECT MAX(version) FROM policies WHERE service = $1")
+                .bind(service)
+                .fetch_one(&mut *tx)
+                .await?;
+        let version = last.unwrap_or(0) + 1;
+        sqlx::query(
+            "INSERT INTO policies (service, version, yaml, created_at) VALUES ($1, $2, $3, $4)",
+        )
+        .bind(service)
+        .bind(version)
+        .bind(yaml)
+        .bind(at)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(version)
+    }
+
+    async fn policy(&self, service: &str) -> Result<Option<PolicyRecord>> {
+        let row = sqlx::query(
+            "SELECT service, version, yaml, created_at FROM policies WHERE service = $1 \
+             ORDER BY version DESC LIMIT 1",
+        )
+        .bind(service)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(policy_row).transpose()
+    }
+
+    async fn policy_version(&self, service: &str, version: i64) -> Result<Option<PolicyRecord>> {
+        let row = sqlx::query(
+            "SELECT service, version, yaml, created_at FROM policies \
+             WHERE service = $1 AND version = $2",
+        )
+        .bind(service)
+        .bind(version)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(policy_row).transpose()
+    }
+
+    async fn policy_history(&self, service: &str) -> Result<Vec<PolicyRecord>> {
+        let rows = sqlx::query(
+            "SELECT service, version, yaml, created_at FROM policies WHERE service = $1 \
+             ORDER BY version",
+        )
+        .bind(service)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(policy_row).collect()
+    }
+
+    async fn services(&self) -> Result<Vec<String>> {
+        Ok(
+            sqlx::query_scalar("SELECT DISTINCT service FROM policies ORDER BY service")
+                .fetch_all(&self.pool)
+                .await?,
+        )
+    }
+
+    async fn register_version(&self, record: &VersionRecord) -> Result<bool> {
+        let done = sqlx::query(
+            "INSERT INTO versions (service, version, provenance, registered_at) \
+             VALUES ($1, $2, $3, $4) ON CONFLICT (service, version) DO NOTHING",
+        )
+        .bind(&record.service)
+        .bind(&record.version)
+        .bind(record.provenance.to_string())
+        .bind(&record.registered_at)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn version(&self, service: &str, version: &str) -> Result<Option<VersionRecord>> {
+        let row = sqlx::query(
+            "SELECT service, version, provenance, registered_at FROM versions \
+             WHERE service = $1 AND version = $2",
+        )
+        .bind(service)
+        .bind(version)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(version_row).transpose()
+    }
+
+    async fn versions(&self, service: &str) -> Result<Vec<VersionRecord>> {
+        let rows = sqlx::query(
+            "SELECT service, version, provenance, registered_at FROM versions \
+             WHERE service = $1 ORDER BY registered_at, version",
+        )
+        .bind(service)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(version_row).collect()
+    }
+
+    async fn release(&self, id: &str) -> Result<Option<ReleaseRecord>> {
+        let row = sqlx::query("SELECT id, service, body FROM releases WHERE id = $1")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(release_row).transpose()
+    }
+
+    async fn releases(&self, service: Option<&str>) -> Result<Vec<ReleaseRecord>> {
+        let rows = match service {
+            Some(s) => {
+                sqlx::query(
+                    "SELECT id, service, body FROM releases WHERE service = $1 \
+                     ORDER BY created_seq, id",
+                )
+                .bind(s)
+                .fetch_all(&self.pool)
+                .await?
+            }
+            None => {
+                sqlx::query("SELECT id, service, body FROM releases ORDER BY created_seq, id")
+                    .fetch_all(&self.pool)
+                    .await?
+            }
+        };
+        rows.iter().map(release_row).collect()
+    }
+
+    async fn last_start(&self, service: &str) -> Result<Option<i64>> {
+        Ok(sqlx::query_scalar(
+            "SELECT MAX(seq) FROM journal WHERE service = $1 AND kind = 'start'",
+        )
+        .bind(service)
+        .fetch_one(&self.pool)
+        .await?)
+    }
+
+    async fn journal(&self, service: &str, from: i64, limit: i64) -> Result<Vec<JournalEntry>> {
+        let rows = sqlx::query(
+            "SELECT seq, service, kind, body FROM journal WHERE service = $1 AND seq >= $2 \
+             ORDER BY seq LIMIT $3",
+        )
+        .bind(service)
+        .bind(from)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(JournalEntry {
+                    seq: r.try_get("seq")?,
+                    service: r.try_get("service")?,
+                    kind: r.try_get("kind")?,
+                    body: r.try_get("body")?,
+                })
+            })
+            .collect()
+    }
+
+    async fn decisions(
+        &self,
+        service: &str,
+        since_ms: i64,
+        after: i64,
+        limit: i64,
+    ) -> Result<Vec<DecisionEntry>> {
+        let rows = sqlx::query(
+            "SELECT seq, service, at_ms, line FROM decisions \
+             WHERE service = $1 AND at_ms >= $2 AND seq > $3 ORDER BY seq LIMIT $4",
+        )
+        .bind(service)
+        .bind(since_ms)
+        .bind(after)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(DecisionEntry {
+                    seq: r.try_get("seq")?,
+                    service: r.try_get("service")?,
+                    at_ms: r.try_get("at_ms")?,
+                    line: r.try_get("line")?,
+                })
+            })
+            .collect()
+    }
+
+    async fn answer(&self, key: &str) -> Result<Option<String>> {
+        Ok(
+            sqlx::query_scalar("SELECT answer FROM answers WHERE key = $1")
+                .bind(key)
+                .fetch_optional(&self.pool)
+                .await?,
+        )
+    }
+
+    async fn set_sinks(&self, service: &str, sinks: &[Sink]) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("DELETE FROM sinks WHERE service = $1")
+            .bind(service)
+            .execute(&mut *tx)
+            .await?;
+        for sink in sinks {
+            sqlx::query("INSERT INTO sinks (service, url, secret) VALUES ($1, $2, $3)")
+                .bind(service)
+                .bind(&sink.url)
+                .bind(&sink.secret)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn sinks(&self, service: &str) -> Result<Vec<Sink>> {
+        let rows = sqlx::query("SELECT url, secret FROM sinks WHERE service = $1 ORDER BY url")
+            .bind(service)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(Sink {
+                    url: r.try_get("url")?,
+                    secret: r.try_get("secret")?,
+                })
+            })
+            .collect()
+    }
+
+    async fn due(&self, now_ms: i64, limit: i64) -> Result<Vec<OutboxEntry>> {
+        let rows = sqlx::query(
+            "SELECT id, service, url, secret, payload, attempts, next_at_ms FROM outbox \
+             WHERE delivered_at_ms IS NULL AND next_at_ms <= $1 ORDER BY next_at_ms, id LIMIT $2",
+        )
+        .bind(now_ms)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(OutboxEntry {
+                    id: r.try_get("id")?,
+                    service: r.try_get("service")?,
+                    url: r.try_get("url")?,
+                    secret: r.try_get("secret")?,
+                    payload: r.try_get("payload")?,
+                    attempts: r.try_get("attempts")?,
+                    next_at_ms: r.try_get("next_at_ms")?,
+                })
+            })
+            .collect()
+    }
+
+    async fn delivered(&self, id: &str, at_ms: i64) -> Result<()> {
+        sqlx::query(
+            "UPDATE outbox SET delivered_at_ms = $1, attempts = attempts + 1, last_error = NULL \
+             WHERE id = $2",
+        )
+        .bind(at_ms)
+        .bind(id)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn retry_later(&self, id: &str, next_at_ms: i64, error: &str) -> Result<()> {
+        sqlx::query(
+            "UPDATE outbox SET next_at_ms = $1, attempts = attempts + 1, last_error = $2 \
+             WHERE id = $3",
+        )
+        .bind(next_at_ms)
+        .bind(error)
+        .bind(id)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn outbox_counts(&self) -> Result<OutboxCounts> {
+        let row = sqlx::query(
+            "SELECT COALESCE(SUM(CASE WHEN delivered_at_ms IS NULL THEN 1 ELSE 0 END), 0) AS pending, \
+             COALESCE(SUM(CASE WHEN delivered_at_ms IS NULL THEN 0 ELSE 1 END), 0) AS delivered \
+             FROM outbox",
+        )
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(OutboxCounts {
+            pending: row.try_get("pending")?,
+            delivered: row.try_get("delivered")?,
+        })
+    }
+
+    async fn journal_count(&self, service: &str, kind: &str) -> Result<i64> {
+        Ok(
+            sqlx::query_scalar("SELECT COUNT(*) FROM journal WHERE service = $1 AND kind = $2")
+                .bind(service)
+                .bind(kind)
+                .fetch_one(&self.pool)
+                .await?,
+        )
+    }
+}
