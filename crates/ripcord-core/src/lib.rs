@@ -10,6 +10,7 @@
 //! The [`ndjson`] module is the one wire format kept here, because replay and
 //! ingest share it; the engine itself never sees JSON.
 
+pub mod assign;
 pub mod decision;
 pub mod engine;
 pub mod event;

@@ -4,7 +4,7 @@
 //! Everything here is deterministic for a seed: the same spec gives the same
 //! events, byte for byte, so tests and benchmarks can state exact figures.
 
-pub mod assign;
+pub use ripcord_core::assign;
 pub mod detect;
 pub mod limits;
 pub mod peers;
