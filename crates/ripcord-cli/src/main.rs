@@ -34,6 +34,8 @@ enum Command {
     /// Benchmarks that print markdown: `bench detect` (false rollbacks and
     /// detection delays against peers and the theoretical limit).
     Bench(cmd::bench::BenchArgs),
+    /// Run the live service: ingest, releases, assignment, OFREP, webhooks.
+    Serve(cmd::serve::ServeArgs),
 }
 
 fn main() -> ExitCode {
@@ -44,6 +46,7 @@ fn main() -> ExitCode {
         Command::Test(args) => cmd::test::run(args),
         Command::Simulate(args) => cmd::simulate::run(args),
         Command::Bench(args) => cmd::bench::run_bench(args),
+        Command::Serve(args) => cmd::serve::run(args),
     };
     match result {
         Ok(code) => code,

@@ -1,1 +1,181 @@
-//! server
+//! ripcord's live service: the HTTP API over the engine, durable on the
+//! embedded store, with the assignment API, OFREP and signed webhooks.
+//!
+//! [`start`] opens the store, rebuilds every engine from its journal, loads
+//! the policies directory, and serves until [`Server::shutdown`].
+
+pub mod api;
+pub mod auth;
+pub mod error;
+pub mod hub;
+pub mod ingest;
+pub mod metrics;
+pub mod ofrep;
+pub mod openapi;
+pub mod webhooks;
+pub mod writer;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use axum::http::StatusCode;
+use ripcord_core::engine::EngineOptions;
+use ripcord_core::policy::load_policy;
+use ripcord_store::{SqliteStore, Store};
+use tokio::sync::{Semaphore, watch};
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::timeout::TimeoutLayer;
+
+use crate::api::App;
+use crate::auth::Tokens;
+use crate::hub::Hub;
+
+/// Requests (including reading their bodies) that take longer fail with 408.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+
+#[derive(Clone, Debug)]
+pub struct Config {
+    pub data_dir: PathBuf,
+    pub listen: SocketAddr,
+    /// A directory of policy files loaded (as new versions where changed)
+    /// at start.
+    pub policies: Option<PathBuf>,
+    pub engine: EngineOptions,
+    /// How often the engines are ticked with the wall clock.
+    pub tick: Duration,
+}
+
+impl Config {
+    pub fn new(data_dir: PathBuf, listen: SocketAddr) -> Config {
+        Config {
+            data_dir,
+            listen,
+            policies: None,
+            engine: EngineOptions::default(),
+            tick: Duration::from_millis(1000),
+        }
+    }
+}
+
+/// A running server.
+pub struct Server {
+    pub addr: SocketAddr,
+    pub token_path: PathBuf,
+    /// Whether this start created the admin token.
+    pub token_created: bool,
+    pub app: Arc<App>,
+    stop: watch::Sender<bool>,
+    serving: tokio::task::JoinHandle<std::io::Result<()>>,
+    workers: Vec<tokio::task::JoinHandle<()>>,
+}
+
+/// Opens the store, recovers, and starts serving.
+pub async fn start(config: Config) -> anyhow::Result<Server> {
+    std::fs::create_dir_all(&config.data_dir)
+        .with_context(|| format!("creating {}", config.data_dir.display()))?;
+    let issued = Tokens::load_or_create(&config.data_dir).context("the admin token")?;
+    let db = config.data_dir.join("ripcord.db");
+    let store: Arc<dyn Store> = Arc::new(
+        SqliteStore::open(&db)
+            .await
+            .with_context(|| format!("opening {}", db.display()))?,
+    );
+    let hub = Hub::load(store.clone(), config.engine.clone())
+        .await
+        .context("recovering from the store")?;
+    if let Some(dir) = &config.policies {
+        load_policies(&hub, dir).await?;
+    }
+    metrics::handle();
+    let app = Arc::new(App {
+        hub,
+        tokens: issued.tokens,
+        ingest_slots: Semaphore::new(api::INGEST_SLOTS),
+    });
+    let router = api::router(app.clone())
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::REQUEST_TIMEOUT,
+            REQUEST_TIMEOUT,
+        ))
+        .layer(CatchPanicLayer::new());
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("listening on {}", config.listen))?;
+    let addr = listener.local_addr()?;
+    let (stop, stopped) = watch::channel(false);
+    let mut until = stopped.clone();
+    let serving = tokio::spawn(async move {
+        axum::serve(listener, router)
+            .with_graceful_shutdown(async move {
+                let _ = until.wait_for(|s| *s).await;
+            })
+            .await
+    });
+    let workers = vec![
+        tokio::spawn(tick(app.clone(), config.tick, stopped.clone())),
+        tokio::spawn(webhooks::run(store, stopped)),
+    ];
+    Ok(Server {
+        addr,
+        token_path: issued.path,
+        token_created: issued.created,
+        app,
+        stop,
+        serving,
+        workers,
+    })
+}
+
+/// Loads every `*.yaml` / `*.yml` in `dir` through the same path as
+/// `PUT /v1/policies/{service}`.
+async fn load_policies(hub: &Hub, dir: &Path) -> anyhow::Result<()> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .with_context(|| format!("reading {}", dir.display()))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "yaml" || x == "yml"))
+        .collect();
+    files.sort();
+    for file in files {
+        let yaml = std::fs::read_to_string(&file)
+            .with_context(|| format!("reading {}", file.display()))?;
+        let origin = file.display().to_string();
+        let policy = load_policy(&yaml, &origin).map_err(|d| anyhow::anyhow!("{d}"))?;
+        hub.put_policy(&policy.service, &yaml)
+            .await
+            .map_err(|e| anyhow::anyhow!("{origin}: {}", e.message))?;
+    }
+    Ok(())
+}
+
+async fn tick(app: Arc<App>, every: Duration, mut stop: watch::Receiver<bool>) {
+    let mut interval = tokio::time::interval(every);
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    loop {
+        tokio::select! {
+            _ = interval.tick() => app.hub.tick_all().await,
+            _ = stop.changed() => return,
+        }
+    }
+}
+
+impl Server {
+    /// Stops accepting, finishes in-flight requests, stops the workers and
+    /// waits until everything queued is durable.
+    pub async fn shutdown(self) -> anyhow::Result<()> {
+        let _ = self.stop.send(true);
+        self.serving.await??;
+        for w in self.workers {
+            let _ = w.await;
+        }
+        self.app
+            .hub
+            .writer
+            .flush()
+            .await
+            .map_err(|e| anyhow::anyhow!(e))?;
+        Ok(())
+    }
+}

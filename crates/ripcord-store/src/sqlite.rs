@@ -169,13 +169,15 @@ impl Store for SqliteStore {
         let mut tx = self.pool.begin().await?;
         for batch in batches {
             for j in &batch.journal {
-                sqlx::query("INSERT INTO journal (seq, service, kind, body) VALUES ($1, $2, $3, $4)")
-                    .bind(j.seq)
-                    .bind(&j.service)
-                    .bind(&j.kind)
-                    .bind(&j.body)
-                    .execute(&mut *tx)
-                    .await?;
+                sqlx::query(
+                    "INSERT INTO journal (seq, service, kind, body) VALUES ($1, $2, $3, $4)",
+                )
+                .bind(j.seq)
+                .bind(&j.service)
+                .bind(&j.kind)
+                .bind(&j.body)
+                .execute(&mut *tx)
+                .await?;
             }
             for d in &batch.decisions {
                 sqlx::query(
@@ -369,12 +371,14 @@ impl Store for SqliteStore {
     }
 
     async fn last_start(&self, service: &str) -> Result<Option<i64>> {
-        Ok(sqlx::query_scalar(
-            "SELECT MAX(seq) FROM journal WHERE service = $1 AND kind = 'start'",
+        Ok(
+            sqlx::query_scalar(
+                "SELECT MAX(seq) FROM journal WHERE service = $1 AND kind = 'start'",
+            )
+            .bind(service)
+            .fetch_one(&self.pool)
+            .await?,
         )
-        .bind(service)
-        .fetch_one(&self.pool)
-        .await?)
     }
 
     async fn journal(&self, service: &str, from: i64, limit: i64) -> Result<Vec<JournalEntry>> {

@@ -3,5 +3,6 @@
 pub mod bench;
 pub mod policy;
 pub mod replay;
+pub mod serve;
 pub mod simulate;
 pub mod test;

@@ -1,0 +1,107 @@
+//! `ripcord serve`: the live service on the embedded store.
+//!
+//! Settings come from flags, then environment variables (`RIPCORD_*`), then
+//! the config file (`ripcord.yaml` by default, if present), then defaults.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::Args;
+use serde::Deserialize;
+
+#[derive(Args)]
+pub struct ServeArgs {
+    /// Where the store and the admin token live [default: ./ripcord-data].
+    #[arg(long, env = "RIPCORD_DATA_DIR")]
+    data_dir: Option<PathBuf>,
+    /// Address to listen on [default: 127.0.0.1:7070].
+    #[arg(long, env = "RIPCORD_LISTEN")]
+    listen: Option<SocketAddr>,
+    /// A directory of policy files to load at start.
+    #[arg(long, env = "RIPCORD_POLICIES")]
+    policies: Option<PathBuf>,
+    /// Config file [default: ./ripcord.yaml when it exists].
+    #[arg(long, env = "RIPCORD_CONFIG")]
+    config: Option<PathBuf>,
+}
+
+/// `ripcord.yaml`.
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    data_dir: Option<PathBuf>,
+    listen: Option<SocketAddr>,
+    policies: Option<PathBuf>,
+}
+
+fn read_config(explicit: Option<&Path>) -> anyhow::Result<FileConfig> {
+    let path = match explicit {
+        Some(p) => p.to_path_buf(),
+        None if Path::new("ripcord.yaml").exists() => PathBuf::from("ripcord.yaml"),
+        None => return Ok(FileConfig::default()),
+    };
+    let text =
+        std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+    serde_saphyr::from_str(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
+}
+
+pub fn config(args: ServeArgs) -> anyhow::Result<ripcord_server::Config> {
+    let file = read_config(args.config.as_deref())?;
+    let data_dir = args
+        .data_dir
+        .or(file.data_dir)
+        .unwrap_or_else(|| PathBuf::from("ripcord-data"));
+    let listen = args
+        .listen
+        .or(file.listen)
+        .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 7070)));
+    let mut config = ripcord_server::Config::new(data_dir, listen);
+    config.policies = args.policies.or(file.policies);
+    Ok(config)
+}
+
+pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
+    let config = config(args)?;
+    let runtime = tokio::runtime::Runtime::new()?;
+    runtime.block_on(serve(config))?;
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn serve(config: ripcord_server::Config) -> anyhow::Result<()> {
+    let server = ripcord_server::start(config.clone()).await?;
+    if server.token_created {
+        eprintln!(
+            "created the admin token in {} (mode 0600); send it as `Authorization: Bearer <token>`",
+            server.token_path.display()
+        );
+    } else {
+        eprintln!("admin token: {}", server.token_path.display());
+    }
+    eprintln!(
+        "ripcord serving on http://{} (store: {})",
+        server.addr,
+        config.data_dir.join("ripcord.db").display()
+    );
+    shutdown_signal().await;
+    eprintln!("shutting down: finishing requests in flight");
+    server.shutdown().await?;
+    eprintln!("stopped; everything acknowledged is stored");
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = terminate => {}
+    }
+}

@@ -1,0 +1,623 @@
+//! The HTTP API: routes, request parsing with errors that name the field,
+//! and the handlers, each a thin layer over the hub.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::{Body, Bytes};
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{DefaultBodyLimit, Path, Query, Request, State};
+use axum::http::{HeaderMap, Method, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post, put};
+use axum::{Json, Router};
+use ripcord_core::assign::bucket;
+use ripcord_store::{Sink, VersionRecord};
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
+use serde_json::{Value, json};
+use tokio::sync::Semaphore;
+
+use crate::auth::Tokens;
+use crate::error::ApiError;
+use crate::hub::{Hub, StepView, parse_command, wall_now};
+use crate::ingest::{durable, ingest};
+use crate::{metrics, ofrep, openapi, webhooks};
+
+/// Largest request body, in bytes.
+pub const BODY_LIMIT: usize = 32 * 1024 * 1024;
+/// Ingest requests handled at once; more get 429 (bounded memory).
+pub const INGEST_SLOTS: usize = 16;
+
+pub struct App {
+    pub hub: Hub,
+    pub tokens: Tokens,
+    pub ingest_slots: Semaphore,
+}
+
+pub type Shared = Arc<App>;
+
+pub fn router(app: Shared) -> Router {
+    Router::new()
+        .route("/v1/events", post(post_events))
+        .route("/v1/policies/{service}", put(put_policy).get(get_policy))
+        .route("/v1/policies/{service}/versions", get(policy_versions))
+        .route(
+            "/v1/services/{service}/versions",
+            post(register_version).get(list_versions),
+        )
+        .route(
+            "/v1/services/{service}/versions/{version}",
+            get(get_version),
+        )
+        .route(
+            "/v1/services/{service}/webhooks",
+            put(put_webhooks).get(get_webhooks),
+        )
+        .route("/v1/releases", post(post_release).get(list_releases))
+        .route("/v1/releases/{id}", get(get_release))
+        .route("/v1/releases/{id}/actions", post(post_action))
+        .route("/v1/assign", get(assign))
+        .route("/v1/decisions", get(decisions))
+        .route("/ofrep/v1/evaluate/flags/{key}", post(ofrep::evaluate))
+        .route("/ofrep/v1/evaluate/flags", post(ofrep::bulk))
+        .route("/metrics", get(metrics_text))
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(readyz))
+        .route("/openapi.json", get(|| async { Json(openapi::document()) }))
+        .fallback(|| async { ApiError::not_found("no such endpoint; see /openapi.json") })
+        .layer(middleware::from_fn_with_state(app.clone(), authorize))
+        .layer(middleware::from_fn(count_responses))
+        .layer(DefaultBodyLimit::max(BODY_LIMIT))
+        .with_state(app)
+}
+
+/// Every mutating request needs the admin token. OFREP evaluations only
+/// read, as do the GET endpoints.
+async fn authorize(State(app): State<Shared>, request: Request, next: Next) -> Response {
+    let reads = matches!(*request.method(), Method::GET | Method::HEAD)
+        || request.uri().path().starts_with("/ofrep/");
+    if !reads {
+        let header = request
+            .headers()
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok());
+        if !app.tokens.allows(header) {
+            return ApiError::unauthorized(
+                "Authorization: a bearer token is required (see <data-dir>/admin.token)",
+            )
+            .into_response();
+        }
+    }
+    next.run(request).await
+}
+
+async fn count_responses(request: Request, next: Next) -> Response {
+    let response = next.run(request).await;
+    metrics::http_request(response.status().as_u16());
+    response
+}
+
+/// Reads a body, turning "too large" into 413 with our error shape.
+fn body(bytes: Result<Bytes, BytesRejection>) -> Result<Bytes, ApiError> {
+    bytes.map_err(|e| {
+        let status = e.status();
+        let mut err = ApiError::bad_request(format!("body: {}", e.body_text()));
+        if status == StatusCode::PAYLOAD_TOO_LARGE {
+            err.status = status;
+            err.code = "too_large";
+            err.message = format!("body: larger than the limit of {BODY_LIMIT} bytes");
+        }
+        err
+    })
+}
+
+/// Parses a JSON body; errors name the field (`steps[1].share: …`).
+pub fn json_body<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    let mut de = serde_json::Deserializer::from_slice(bytes);
+    serde_path_to_error::deserialize(&mut de).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        if path == "." || path.is_empty() {
+            ApiError::bad_request(format!("body: {inner}"))
+        } else {
+            ApiError::bad_request(format!("{path}: {inner}"))
+        }
+    })
+}
+
+/// Service and version names: what fits in a URL path segment and a label.
+fn check_name(field: &str, name: &str) -> Result<(), ApiError> {
+    let ok = !name.is_empty()
+        && name.len() <= 128
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+    if ok {
+        Ok(())
+    } else {
+        Err(ApiError::bad_request(format!(
+            "{field}: \"{name}\" must be 1–128 characters of letters, digits, '-', '_' or '.'"
+        )))
+    }
+}
+
+async fn post_events(
+    State(app): State<Shared>,
+    headers: HeaderMap,
+    bytes: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let Ok(_slot) = app.ingest_slots.try_acquire() else {
+        return Err(ApiError::overloaded(1));
+    };
+    let bytes = body(bytes)?;
+    let ndjson = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|t| {
+            t.starts_with("application/x-ndjson") || t.starts_with("application/jsonl")
+        });
+    let outcome = ingest(&app.hub, &bytes, ndjson).await?;
+    Ok((StatusCode::ACCEPTED, Json(outcome)).into_response())
+}
+
+async fn put_policy(
+    State(app): State<Shared>,
+    Path(service): Path<String>,
+    bytes: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    check_name("service", &service)?;
+    let bytes = body(bytes)?;
+    let yaml = std::str::from_utf8(&bytes)
+        .map_err(|e| ApiError::bad_request(format!("body: the policy is not UTF-8: {e}")))?;
+    let result = app.hub.put_policy(&service, yaml).await?;
+    let status = if result["changed"] == json!(true) {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    Ok((status, Json(result)).into_response())
+}
+
+async fn get_policy(
+    State(app): State<Shared>,
+    Path(service): Path<String>,
+) -> Result<Response, ApiError> {
+    let record = app
+        .hub
+        .store
+        .policy(&service)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("service \"{service}\" has no policy")))?;
+    Ok((
+        [
+            (header::CONTENT_TYPE, "application/yaml".to_string()),
+            (
+                header::HeaderName::from_static("ripcord-policy-version"),
+                record.version.to_string(),
+            ),
+        ],
+        record.yaml,
+    )
+        .into_response())
+}
+
+async fn policy_versions(
+    State(app): State<Shared>,
+    Path(service): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let history = app.hub.store.policy_history(&service).await?;
+    if history.is_empty() {
+        return Err(ApiError::not_found(format!(
+            "service \"{service}\" has no policy"
+        )));
+    }
+    let versions: Vec<Value> = history
+        .iter()
+        .map(|p| json!({"version": p.version, "created_at": p.created_at, "yaml": p.yaml}))
+        .collect();
+    Ok(Json(json!({"service": service, "versions": versions})))
+}
+
+/// A version's provenance, as registered.
+#[derive(Deserialize, serde::Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+struct Provenance {
+    version: String,
+    model_id: String,
+    #[serde(default)]
+    weights_digest: Option<String>,
+    #[serde(default)]
+    prompt_template_version: Option<String>,
+    #[serde(default)]
+    decoding: Option<serde_json::Map<String, Value>>,
+    #[serde(default)]
+    training_datasets: Vec<String>,
+    #[serde(default)]
+    evaluation_reports: Vec<String>,
+}
+
+fn version_json(r: &VersionRecord) -> Value {
+    let mut v = r.provenance.clone();
+    v["service"] = json!(r.service);
+    v["registered_at"] = json!(r.registered_at);
+    v
+}
+
+async fn register_version(
+    State(app): State<Shared>,
+    Path(service): Path<String>,
+    bytes: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    check_name("service", &service)?;
+    let provenance: Provenance = json_body(&body(bytes)?)?;
+    check_name("version", &provenance.version)?;
+    let record = VersionRecord {
+        service: service.clone(),
+        version: provenance.version.clone(),
+        provenance: serde_json::to_value(&provenance).unwrap_or_default(),
+        registered_at: wall_now().to_rfc3339(),
+    };
+    if app.hub.store.register_version(&record).await? {
+        return Ok((StatusCode::CREATED, Json(version_json(&record))).into_response());
+    }
+    let existing = app
+        .hub
+        .store
+        .version(&service, &provenance.version)
+        .await?
+        .ok_or_else(|| ApiError::unavailable("version vanished while registering"))?;
+    if existing.provenance == record.provenance {
+        return Ok((StatusCode::OK, Json(version_json(&existing))).into_response());
+    }
+    Err(ApiError::conflict(format!(
+        "version: {} of \"{service}\" is registered already with other provenance; versions are immutable, register a new one",
+        provenance.version
+    )))
+}
+
+async fn list_versions(
+    State(app): State<Shared>,
+    Path(service): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let versions = app.hub.store.versions(&service).await?;
+    Ok(Json(json!({
+        "service": service,
+        "versions": versions.iter().map(version_json).collect::<Vec<_>>(),
+    })))
+}
+
+async fn get_version(
+    State(app): State<Shared>,
+    Path((service, version)): Path<(String, String)>,
+) -> Result<Json<Value>, ApiError> {
+    let record = app
+        .hub
+        .store
+        .version(&service, &version)
+        .await?
+        .ok_or_else(|| {
+            ApiError::not_found(format!(
+                "version \"{version}\" of \"{service}\" is not registered"
+            ))
+        })?;
+    Ok(Json(version_json(&record)))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SinksBody {
+    sinks: Vec<SinkBody>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SinkBody {
+    url: String,
+    #[serde(default)]
+    secret: Option<String>,
+}
+
+async fn put_webhooks(
+    State(app): State<Shared>,
+    Path(service): Path<String>,
+    bytes: Result<Bytes, BytesRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let service_ref = app.hub.known(&service)?;
+    let parsed: SinksBody = json_body(&body(bytes)?)?;
+    let mut sinks = Vec::new();
+    for (i, s) in parsed.sinks.into_iter().enumerate() {
+        if !(s.url.starts_with("http://") || s.url.starts_with("https://")) {
+            return Err(ApiError::bad_request(format!(
+                "sinks[{i}].url: must start with http:// or https://"
+            )));
+        }
+        let secret = s.secret.unwrap_or_else(webhooks::new_secret);
+        if webhooks::sign(&secret, "check", 0, "").is_none() {
+            return Err(ApiError::bad_request(format!(
+                "sinks[{i}].secret: must be whsec_ followed by base64"
+            )));
+        }
+        sinks.push(Sink { url: s.url, secret });
+    }
+    let mut state = service_ref.state.lock().await;
+    app.hub.store.set_sinks(&service, &sinks).await?;
+    state.sinks = sinks.clone();
+    let shown: Vec<Value> = sinks
+        .iter()
+        .map(|s| json!({"url": s.url, "secret": s.secret}))
+        .collect();
+    Ok(Json(json!({"service": service, "sinks": shown})))
+}
+
+async fn get_webhooks(
+    State(app): State<Shared>,
+    Path(service): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    app.hub.known(&service)?;
+    let sinks = app.hub.store.sinks(&service).await?;
+    let shown: Vec<Value> = sinks.iter().map(|s| json!({"url": s.url})).collect();
+    Ok(Json(json!({"service": service, "sinks": shown})))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ReleaseBody {
+    service: String,
+    baseline: String,
+    candidate: String,
+    #[serde(default)]
+    steps: Option<Vec<StepView>>,
+}
+
+async fn post_release(
+    State(app): State<Shared>,
+    bytes: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let req: ReleaseBody = json_body(&body(bytes)?)?;
+    let service = app.hub.known(&req.service)?;
+    if req.baseline == req.candidate {
+        return Err(ApiError::bad_request(
+            "candidate: must differ from the baseline",
+        ));
+    }
+    for (field, version) in [("baseline", &req.baseline), ("candidate", &req.candidate)] {
+        if app
+            .hub
+            .store
+            .version(&req.service, version)
+            .await?
+            .is_none()
+        {
+            return Err(ApiError::unprocessable(
+                format!(
+                    "{field}: version \"{version}\" of \"{}\" is not registered; POST /v1/services/{}/versions first",
+                    req.service, req.service
+                ),
+                json!([{"path": field, "message": "not registered"}]),
+            ));
+        }
+    }
+    let (view, applied) = app
+        .hub
+        .start_release(&service, &req.baseline, &req.candidate, req.steps)
+        .await?;
+    durable(&app.hub, &req.service, applied.durable).await?;
+    Ok((StatusCode::CREATED, Json(view)).into_response())
+}
+
+async fn get_release(
+    State(app): State<Shared>,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let record = app
+        .hub
+        .store
+        .release(&id)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("release \"{id}\" does not exist")))?;
+    Ok(Json(record.body))
+}
+
+#[derive(Deserialize)]
+struct ReleaseQuery {
+    service: Option<String>,
+}
+
+async fn list_releases(
+    State(app): State<Shared>,
+    Query(q): Query<ReleaseQuery>,
+) -> Result<Json<Value>, ApiError> {
+    let records = app.hub.store.releases(q.service.as_deref()).await?;
+    let releases: Vec<Value> = records.into_iter().map(|r| r.body).collect();
+    Ok(Json(json!({"releases": releases})))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ActionBody {
+    action: String,
+    #[serde(default)]
+    reason: Option<String>,
+    #[serde(default)]
+    idempotency_key: Option<String>,
+}
+
+async fn post_action(
+    State(app): State<Shared>,
+    Path(id): Path<String>,
+    bytes: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let req: ActionBody = json_body(&body(bytes)?)?;
+    let command = parse_command(&req.action).ok_or_else(|| {
+        ApiError::bad_request(format!(
+            "action: \"{}\" is not one of promote, pause, resume, rollback, re_release, approve, reject",
+            req.action
+        ))
+    })?;
+    let key = req
+        .idempotency_key
+        .as_ref()
+        .map(|k| format!("action:{id}:{k}"));
+    if let Some(key) = &key
+        && let Some(first) = app.hub.store.answer(key).await?
+    {
+        let value: Value = serde_json::from_str(&first).unwrap_or_default();
+        return Ok((StatusCode::OK, Json(value)).into_response());
+    }
+    let record = app
+        .hub
+        .store
+        .release(&id)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("release \"{id}\" does not exist")))?;
+    let service = app.hub.known(&record.service)?;
+    let current = service.state.lock().await.current.clone();
+    let Some(current) = current.filter(|c| c.id == id) else {
+        return Err(ApiError::conflict(format!(
+            "release \"{id}\" is superseded; act on the service's latest release"
+        )));
+    };
+    // Rolling back what is already rolling back or rolled back is the same
+    // as doing it once.
+    let settled = matches!(
+        (req.action.as_str(), current.state.as_str()),
+        ("rollback", "rolling_back" | "rolled_back") | ("pause", "paused")
+    );
+    if settled {
+        let answer = json!({"release": current, "changed": false, "reason": req.reason});
+        return Ok((StatusCode::OK, Json(answer)).into_response());
+    }
+    let (answer, pending) = app.hub.command(&service, command, key, req.reason).await?;
+    if let Some(pending) = pending {
+        durable(&app.hub, &record.service, pending).await?;
+    }
+    Ok((StatusCode::OK, Json(answer)).into_response())
+}
+
+#[derive(Deserialize)]
+struct AssignQuery {
+    service: Option<String>,
+    unit: Option<String>,
+}
+
+/// The assignment of one unit, shared by `/v1/assign` and OFREP.
+pub struct Assigned {
+    pub version: String,
+    pub release: String,
+    pub candidate: bool,
+    pub share: f64,
+    pub bucket: u64,
+}
+
+pub fn assign_unit(hub: &Hub, service: &str, unit: &str) -> Result<Assigned, ApiError> {
+    let svc = hub.known(service)?;
+    let a = svc.assignment().ok_or_else(|| {
+        ApiError::not_found(format!(
+            "service \"{service}\" has no release; POST /v1/releases first"
+        ))
+    })?;
+    let bucket = bucket(service, unit);
+    let candidate = (bucket as f64) < a.share * 10_000.0;
+    Ok(Assigned {
+        version: if candidate { a.candidate } else { a.baseline },
+        release: a.release,
+        candidate,
+        share: a.share,
+        bucket,
+    })
+}
+
+async fn assign(
+    State(app): State<Shared>,
+    Query(q): Query<AssignQuery>,
+) -> Result<Json<Value>, ApiError> {
+    let service = q
+        .service
+        .ok_or_else(|| ApiError::bad_request("service: query parameter is required"))?;
+    let unit = q
+        .unit
+        .filter(|u| !u.is_empty())
+        .ok_or_else(|| ApiError::bad_request("unit: query parameter is required"))?;
+    let a = assign_unit(&app.hub, &service, &unit)?;
+    Ok(Json(json!({
+        "service": service,
+        "version": a.version,
+        "release": a.release,
+        "variant": if a.candidate { "candidate" } else { "baseline" },
+        "share": a.share,
+        "bucket": a.bucket,
+    })))
+}
+
+#[derive(Deserialize)]
+struct DecisionQuery {
+    service: Option<String>,
+    since: Option<String>,
+    after: Option<i64>,
+    limit: Option<i64>,
+}
+
+/// The decision log as NDJSON, each line in exactly the replay shape. The
+/// `ripcord-next-after` header carries the cursor for the next page.
+async fn decisions(
+    State(app): State<Shared>,
+    Query(q): Query<DecisionQuery>,
+) -> Result<Response, ApiError> {
+    let service = q
+        .service
+        .ok_or_else(|| ApiError::bad_request("service: query parameter is required"))?;
+    app.hub.known(&service)?;
+    let since = match q.since {
+        Some(text) => {
+            ripcord_core::Time::parse_rfc3339(&text)
+                .ok_or_else(|| {
+                    ApiError::bad_request(format!("since: \"{text}\" is not an RFC 3339 instant"))
+                })?
+                .0
+        }
+        None => i64::MIN,
+    };
+    let limit = q.limit.unwrap_or(10_000).clamp(1, 100_000);
+    let rows = app
+        .hub
+        .store
+        .decisions(&service, since, q.after.unwrap_or(0), limit)
+        .await?;
+    let next = rows.last().map_or(q.after.unwrap_or(0), |r| r.seq);
+    let mut text = String::new();
+    for r in &rows {
+        text.push_str(&r.line);
+        text.push('\n');
+    }
+    Ok((
+        [
+            (header::CONTENT_TYPE, "application/x-ndjson".to_string()),
+            (
+                header::HeaderName::from_static("ripcord-next-after"),
+                next.to_string(),
+            ),
+        ],
+        Body::from(text),
+    )
+        .into_response())
+}
+
+async fn metrics_text(State(app): State<Shared>) -> Response {
+    if let Ok(counts) = app.hub.store.outbox_counts().await {
+        ::metrics::gauge!("ripcord_webhook_outbox_pending").set(counts.pending as f64);
+    }
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        metrics::render(),
+    )
+        .into_response()
+}
+
+async fn readyz(State(app): State<Shared>) -> Result<&'static str, ApiError> {
+    tokio::time::timeout(Duration::from_secs(2), app.hub.store.last_seqs())
+        .await
+        .map_err(|_| ApiError::unavailable("store: not answering"))??;
+    Ok("ready\n")
+}

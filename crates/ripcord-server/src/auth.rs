@@ -1,0 +1,68 @@
+//! The admin token: made on first start, kept in `<data-dir>/admin.token`
+//! (mode 0600), held in memory only as its SHA-256 and compared in constant
+//! time. Roles come with governance; today one token may do everything.
+
+use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+
+pub struct Tokens {
+    admin: [u8; 32],
+}
+
+/// Where the token lives, and whether this start created it.
+pub struct Issued {
+    pub tokens: Tokens,
+    pub path: PathBuf,
+    pub created: bool,
+}
+
+fn digest(token: &str) -> [u8; 32] {
+    Sha256::digest(token.trim().as_bytes()).into()
+}
+
+impl Tokens {
+    /// Reads the admin token from the data dir, creating it if missing.
+    pub fn load_or_create(data_dir: &Path) -> std::io::Result<Issued> {
+        let path = data_dir.join("admin.token");
+        if let Ok(text) = std::fs::read_to_string(&path) {
+            return Ok(Issued {
+                tokens: Tokens {
+                    admin: digest(&text),
+                },
+                path,
+                created: false,
+            });
+        }
+        let mut bytes = [0u8; 32];
+        getrandom::fill(&mut bytes).map_err(std::io::Error::other)?;
+        let token: String = std::iter::once("rc_".to_string())
+            .chain(bytes.iter().map(|b| format!("{b:02x}")))
+            .collect();
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&path)?;
+        writeln!(file, "{token}")?;
+        file.sync_all()?;
+        Ok(Issued {
+            tokens: Tokens {
+                admin: digest(&token),
+            },
+            path,
+            created: true,
+        })
+    }
+
+    /// Whether an `Authorization` header value carries a valid token.
+    pub fn allows(&self, authorization: Option<&str>) -> bool {
+        let Some(token) = authorization.and_then(|h| h.strip_prefix("Bearer ")) else {
+            return false;
+        };
+        digest(token).ct_eq(&self.admin).into()
+    }
+}

@@ -1,0 +1,796 @@
+//! The hub: one engine per service, driven by the API, the clock and
+//! recovery — always through the same few functions, so live serving and a
+//! restart replaying the journal take exactly the same path.
+//!
+//! Every engine input is handled under the service's lock: feed the engine,
+//! turn what it decided into a [`Batch`] (journal entry, decisions, outbox
+//! deliveries, release record), queue the batch to the writer, let go of the
+//! lock, then wait until the batch is durable before answering.
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+
+use ripcord_core::engine::{
+    Command, Engine, EngineOptions, ReleaseState, ReleaseStatus, state_name,
+};
+use ripcord_core::policy::{Policy, RolloutStep, load_policy};
+use ripcord_core::record::decision_to_line;
+use ripcord_core::{Decision, Release, Time};
+use ripcord_store::{Batch, DecisionEntry, JournalEntry, OutboxEntry, ReleaseRecord, Sink, Store};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+use crate::error::ApiError;
+use crate::metrics;
+use crate::writer::{Durable, Writer};
+
+/// Journal entries are read back this many at a time during recovery.
+const PAGE: i64 = 512;
+
+pub fn wall_now() -> Time {
+    let ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64);
+    Time(ms)
+}
+
+pub struct Hub {
+    pub store: Arc<dyn Store>,
+    pub writer: Writer,
+    pub options: EngineOptions,
+    services: RwLock<HashMap<String, Arc<Service>>>,
+}
+
+/// One service: its policy, engine and current release.
+pub struct Service {
+    pub name: String,
+    pub state: tokio::sync::Mutex<State>,
+    /// What `/v1/assign` and OFREP read, without waiting for the engine.
+    assignment: RwLock<Option<Assignment>>,
+}
+
+pub struct State {
+    pub policy: Policy,
+    pub policy_version: i64,
+    /// Built when a release starts, from the policy in force then.
+    pub engine: Option<Engine>,
+    /// The service's latest release.
+    pub current: Option<ReleaseView>,
+    pub releases_started: usize,
+    pub sinks: Vec<Sink>,
+    /// Answers to commands with idempotency keys, given since start.
+    pub answers: HashMap<String, Value>,
+}
+
+/// Who gets which version, as of the engine's last decision.
+#[derive(Clone, Debug)]
+pub struct Assignment {
+    pub release: String,
+    pub baseline: String,
+    pub candidate: String,
+    pub share: f64,
+}
+
+/// A release as the API shows it.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct ReleaseView {
+    pub id: String,
+    pub service: String,
+    pub baseline: String,
+    pub candidate: String,
+    pub state: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub step: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stage: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// The candidate's share of units now.
+    pub share: f64,
+    pub generation: u32,
+    /// The release as decisions name it (`service:baseline->candidate#n`).
+    pub engine_release: String,
+    pub policy_version: i64,
+    pub steps: Vec<StepView>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub previous: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next: Option<String>,
+    pub created_at: String,
+    pub updated_at: String,
+    /// Events accepted for each side while this release ran.
+    pub events: Counts,
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+pub struct Counts {
+    pub baseline: u64,
+    pub candidate: u64,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct StepView {
+    pub share: f64,
+    /// Like `30m`.
+    pub hold: String,
+}
+
+/// The body of a `start` journal entry.
+#[derive(Serialize, Deserialize)]
+struct Start {
+    release: String,
+    baseline: String,
+    candidate: String,
+    policy_version: i64,
+    steps: Option<Vec<StepView>>,
+    at_ms: i64,
+}
+
+/// The body of a `command` journal entry.
+#[derive(Serialize, Deserialize)]
+struct CommandEntry {
+    command: String,
+    at_ms: i64,
+}
+
+/// What one engine input produced, before it is durable.
+pub struct Applied {
+    pub decisions: Vec<Decision>,
+    pub durable: Durable,
+}
+
+pub fn parse_command(name: &str) -> Option<Command> {
+    Some(match name {
+        "promote" => Command::Promote,
+        "pause" => Command::Pause,
+        "resume" => Command::Resume,
+        "rollback" => Command::Rollback,
+        "re_release" => Command::ReRelease,
+        "approve" => Command::Approve,
+        "reject" => Command::Reject,
+        _ => return None,
+    })
+}
+
+pub fn command_name(c: &Command) -> &'static str {
+    match c {
+        Command::Promote => "promote",
+        Command::Pause => "pause",
+        Command::Resume => "resume",
+        Command::Rollback => "rollback",
+        Command::ReRelease => "re_release",
+        Command::Approve => "approve",
+        Command::Reject => "reject",
+    }
+}
+
+fn steps_view(steps: &[RolloutStep]) -> Vec<StepView> {
+    steps
+        .iter()
+        .map(|s| StepView {
+            share: s.share,
+            hold: s.hold.to_string(),
+        })
+        .collect()
+}
+
+/// Lowers overridden steps with the policy language's own duration parser.
+pub fn lower_steps(steps: &[StepView]) -> Result<Vec<RolloutStep>, ApiError> {
+    if steps.is_empty() {
+        return Err(ApiError::bad_request("steps: at least one step is needed"));
+    }
+    let mut last = 0.0;
+    steps
+        .iter()
+        .enumerate()
+        .map(|(i, s)| {
+            if !(s.share > last && s.share <= 1.0) {
+                return Err(ApiError::bad_request(format!(
+                    "steps[{i}].share: must rise above the previous step and be at most 1, got {}",
+                    s.share
+                )));
+            }
+            last = s.share;
+            let hold = ripcord_core::policy::units::parse_duration(&s.hold)
+                .map_err(|e| ApiError::bad_request(format!("steps[{i}].hold: {e}")))?;
+            Ok(RolloutStep {
+                share: s.share,
+                hold,
+            })
+        })
+        .collect()
+}
+
+impl Service {
+    pub fn assignment(&self) -> Option<Assignment> {
+        self.assignment.read().ok().and_then(|a| a.clone())
+    }
+
+    fn set_assignment(&self, a: Option<Assignment>) {
+        if let Ok(mut slot) = self.assignment.write() {
+            *slot = a;
+        }
+    }
+}
+
+impl Hub {
+    /// Opens the hub on a store, rebuilding every service's engine from
+    /// its journal.
+    pub async fn load(store: Arc<dyn Store>, options: EngineOptions) -> anyhow::Result<Hub> {
+        let (journal, decisions) = store.last_seqs().await?;
+        let writer = Writer::spawn(store.clone(), journal, decisions);
+        let hub = Hub {
+            store,
+            writer,
+            options,
+            services: RwLock::new(HashMap::new()),
+        };
+        for name in hub.store.services().await? {
+            hub.recover(&name).await?;
+        }
+        Ok(hub)
+    }
+
+    pub fn service(&self, name: &str) -> Option<Arc<Service>> {
+        self.services.read().ok()?.get(name).cloned()
+    }
+
+    pub fn service_names(&self) -> Vec<String> {
+        let mut names: Vec<String> = self
+            .services
+            .read()
+            .map(|s| s.keys().cloned().collect())
+            .unwrap_or_default();
+        names.sort();
+        names
+    }
+
+    pub fn known(&self, name: &str) -> Result<Arc<Service>, ApiError> {
+        self.service(name).ok_or_else(|| {
+            ApiError::not_found(format!(
+                "service \"{name}\" has no policy; PUT /v1/policies/{name} first"
+            ))
+        })
+    }
+
+    /// Rebuilds one service from the store: its newest policy, its sinks,
+    /// its latest release record and — by replaying the journal from the
+    /// latest release start through a fresh engine — the engine itself.
+    async fn recover(&self, name: &str) -> anyhow::Result<()> {
+        let Some(record) = self.store.policy(name).await? else {
+            return Ok(());
+        };
+        let policy = load_policy(&record.yaml, &format!("policy {name} v{}", record.version))
+            .map_err(|d| anyhow::anyhow!("stored policy no longer loads:\n{d}"))?;
+        let releases = self.store.releases(Some(name)).await?;
+        let current = match releases.last() {
+            Some(r) => Some(serde_json::from_value::<ReleaseView>(r.body.clone())?),
+            None => None,
+        };
+        let mut state = State {
+            policy,
+            policy_version: record.version,
+            engine: None,
+            current,
+            releases_started: releases.len(),
+            sinks: self.store.sinks(name).await?,
+            answers: HashMap::new(),
+        };
+        if let Some(start) = self.store.last_start(name).await? {
+            self.replay(name, start, &mut state).await?;
+        }
+        let service = Arc::new(Service {
+            name: name.to_string(),
+            state: tokio::sync::Mutex::new(state),
+            assignment: RwLock::new(None),
+        });
+        {
+            let state = service.state.lock().await;
+            service.set_assignment(assignment_of(&state));
+            metrics::release_state(name, state.current.as_ref());
+        }
+        if let Ok(mut map) = self.services.write() {
+            map.insert(name.to_string(), service);
+        }
+        Ok(())
+    }
+
+    /// Feeds the journal from `start` on through a fresh engine. Decisions
+    /// it makes again are already stored (they were written with the entry
+    /// that caused them), so they are dropped.
+    async fn replay(&self, name: &str, start: i64, state: &mut State) -> anyhow::Result<()> {
+        let mut from = start;
+        let mut scratch = Vec::new();
+        loop {
+            let page = self.store.journal(name, from, PAGE).await?;
+            let Some(last) = page.last() else { break };
+            from = last.seq + 1;
+            for entry in &page {
+                scratch.clear();
+                if entry.kind == "start" {
+                    let start: Start = serde_json::from_str(&entry.body)?;
+                    let newest = (state.policy_version, &state.policy);
+                    let policy = self.policy_at(name, start.policy_version, newest).await?;
+                    state.engine = Some(self.new_engine(policy, &start, &mut scratch)?);
+                } else {
+                    replay_entry(entry, state, &mut scratch)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The policy a release started with.
+    async fn policy_at(
+        &self,
+        name: &str,
+        version: i64,
+        newest: (i64, &Policy),
+    ) -> anyhow::Result<Policy> {
+        if version == newest.0 {
+            return Ok(newest.1.clone());
+        }
+        let record = self
+            .store
+            .policy_version(name, version)
+            .await?
+            .ok_or_else(|| anyhow::anyhow!("policy {name} v{version} is missing from the store"))?;
+        load_policy(&record.yaml, &format!("policy {name} v{version}"))
+            .map_err(|d| anyhow::anyhow!("stored policy no longer loads:\n{d}"))
+    }
+
+    fn new_engine(
+        &self,
+        mut policy: Policy,
+        start: &Start,
+        out: &mut Vec<Decision>,
+    ) -> anyhow::Result<Engine> {
+        if let Some(steps) = &start.steps {
+            policy.rollout.steps = lower_steps(steps).map_err(|e| anyhow::anyhow!(e.message))?;
+        }
+        let first = policy.rollout.steps.first().map_or(1.0, |s| s.share);
+        let service = policy.service.clone();
+        let mut engine = Engine::new(policy, self.options.clone());
+        engine.declare(
+            &Release {
+                ts: Time(start.at_ms),
+                service,
+                baseline: start.baseline.clone(),
+                candidate: start.candidate.clone(),
+                share: first,
+            },
+            out,
+        );
+        Ok(engine)
+    }
+
+    /// Validates and stores a new policy version. It applies from the next
+    /// release; a release in progress keeps the policy it started with.
+    pub async fn put_policy(&self, service: &str, yaml: &str) -> Result<Value, ApiError> {
+        let policy = load_policy(yaml, &format!("{service}.yaml")).map_err(diagnostics_error)?;
+        if policy.service != service {
+            return Err(ApiError::unprocessable(
+                format!(
+                    "service: the policy is for \"{}\" but was sent to /v1/policies/{service}",
+                    policy.service
+                ),
+                json!([{"path": "service", "message": "does not match the URL"}]),
+            ));
+        }
+        let existing = self.service(service);
+        if let Some(s) = &existing {
+            let state = s.state.lock().await;
+            if let Some(current) = self.store.policy(service).await?
+                && current.yaml == yaml
+            {
+                return Ok(
+                    json!({"service": service, "version": state.policy_version, "changed": false}),
+                );
+            }
+        }
+        let version = self
+            .store
+            .put_policy(service, yaml, &wall_now().to_rfc3339())
+            .await?;
+        match existing {
+            Some(s) => {
+                let mut state = s.state.lock().await;
+                state.policy = policy;
+                state.policy_version = version;
+            }
+            None => self
+                .recover(service)
+                .await
+                .map_err(|e| ApiError::unavailable(e.to_string()))?,
+        }
+        Ok(json!({"service": service, "version": version, "changed": true}))
+    }
+
+    /// Starts a release of `candidate` against `baseline`.
+    pub async fn start_release(
+        &self,
+        service: &Service,
+        baseline: &str,
+        candidate: &str,
+        steps: Option<Vec<StepView>>,
+    ) -> Result<(ReleaseView, Applied), ApiError> {
+        if let Some(steps) = &steps {
+            lower_steps(steps)?;
+        }
+        let mut state = service.state.lock().await;
+        if let Some(current) = &state.current
+            && !matches!(current.state.as_str(), "rolled_back" | "promoted")
+        {
+            return Err(ApiError::conflict(format!(
+                "service \"{}\" already has release {} in state {}; roll it back or promote it first",
+                service.name, current.id, current.state
+            )));
+        }
+        let id = format!("{}-{}", service.name, state.releases_started + 1);
+        let now = wall_now();
+        let start = Start {
+            release: id.clone(),
+            baseline: baseline.to_string(),
+            candidate: candidate.to_string(),
+            policy_version: state.policy_version,
+            steps,
+            at_ms: now.0,
+        };
+        let mut decisions = Vec::new();
+        let engine = self
+            .new_engine(state.policy.clone(), &start, &mut decisions)
+            .map_err(|e| ApiError::bad_request(e.to_string()))?;
+        let status = engine.status();
+        state.engine = Some(engine);
+        state.releases_started += 1;
+        let batch = Batch::default();
+        let mut view = ReleaseView {
+            id,
+            service: service.name.clone(),
+            baseline: baseline.to_string(),
+            candidate: candidate.to_string(),
+            state: String::new(),
+            step: None,
+            stage: None,
+            reason: None,
+            share: 0.0,
+            generation: 1,
+            engine_release: String::new(),
+            policy_version: state.policy_version,
+            steps: steps_view(
+                &state
+                    .engine
+                    .as_ref()
+                    .map(|e| e.policy().rollout.steps.clone())
+                    .unwrap_or_default(),
+            ),
+            previous: None,
+            next: None,
+            created_at: now.to_rfc3339(),
+            updated_at: now.to_rfc3339(),
+            events: Counts::default(),
+        };
+        if let Some(status) = &status {
+            refresh(&mut view, status);
+        }
+        state.current = Some(view.clone());
+        let body = serde_json::to_string(&start).unwrap_or_default();
+        let applied = self
+            .finish(service, &mut state, "start", body, decisions, batch)
+            .await;
+        Ok((view, applied))
+    }
+
+    /// Applies a command to the service's engine. With an idempotency key,
+    /// the answer is stored with the command, and a repeat gets it back.
+    pub async fn command(
+        &self,
+        service: &Service,
+        command: Command,
+        key: Option<String>,
+        reason: Option<String>,
+    ) -> Result<(Value, Option<Durable>), ApiError> {
+        let mut state = service.state.lock().await;
+        if let Some(first) = key.as_ref().and_then(|k| state.answers.get(k)) {
+            return Ok((first.clone(), None));
+        }
+        let Some(engine) = state.engine.as_mut() else {
+            return Err(ApiError::conflict(format!(
+                "service \"{}\" has no release to {}",
+                service.name,
+                command_name(&command)
+            )));
+        };
+        let now = wall_now();
+        let mut decisions = Vec::new();
+        engine
+            .command(now, command.clone(), &mut decisions)
+            .map_err(|e| ApiError::conflict(e.to_string()))?;
+        let body = serde_json::to_string(&CommandEntry {
+            command: command_name(&command).to_string(),
+            at_ms: now.0,
+        })
+        .unwrap_or_default();
+        let records: Vec<Value> = decisions
+            .iter()
+            .map(|d| serde_json::from_str(&decision_to_line(d)).unwrap_or_default())
+            .collect();
+        let mut batch = self.prepare(
+            service,
+            &mut state,
+            "command",
+            body,
+            &decisions,
+            Batch::default(),
+        );
+        let answer = json!({
+            "release": state.current,
+            "changed": true,
+            "reason": reason,
+            "decisions": records,
+        });
+        if let Some(key) = key {
+            // In the command's own batch: the answer is durable exactly when
+            // the command is.
+            batch.answers.push((key.clone(), answer.to_string()));
+            state.answers.insert(key, answer.clone());
+        }
+        let durable = self.writer.submit(batch).await;
+        Ok((answer, Some(durable)))
+    }
+
+    /// Advances every service's engine to the wall clock.
+    pub async fn tick_all(&self) {
+        let services: Vec<Arc<Service>> = self
+            .services
+            .read()
+            .map(|s| s.values().cloned().collect())
+            .unwrap_or_default();
+        let now = wall_now();
+        for service in services {
+            let mut state = service.state.lock().await;
+            let Some(engine) = state.engine.as_mut() else {
+                continue;
+            };
+            // Only ticks that move time forward change anything.
+            if now.0 / 1000 <= engine.now().0 / 1000 {
+                continue;
+            }
+            let mut decisions = Vec::new();
+            engine.tick(now, &mut decisions);
+            let applied = self
+                .finish(
+                    &service,
+                    &mut state,
+                    "tick",
+                    now.0.to_string(),
+                    decisions,
+                    Batch::default(),
+                )
+                .await;
+            drop(state);
+            let _ = applied.durable.await;
+        }
+    }
+
+    /// Turns one engine input and what it decided into a batch and queues
+    /// it.
+    pub async fn finish(
+        &self,
+        service: &Service,
+        state: &mut State,
+        kind: &str,
+        body: String,
+        decisions: Vec<Decision>,
+        batch: Batch,
+    ) -> Applied {
+        let batch = self.prepare(service, state, kind, body, &decisions, batch);
+        let durable = self.writer.submit(batch).await;
+        Applied { decisions, durable }
+    }
+
+    /// The batch for one engine input: its journal entry, its decisions and
+    /// their deliveries, the refreshed release record. Also refreshes the
+    /// assignment that `/v1/assign` reads.
+    fn prepare(
+        &self,
+        service: &Service,
+        state: &mut State,
+        kind: &str,
+        body: String,
+        decisions: &[Decision],
+        mut batch: Batch,
+    ) -> Batch {
+        let now = wall_now();
+        batch.journal.push(JournalEntry {
+            seq: self.writer.next_journal_seq(),
+            service: service.name.clone(),
+            kind: kind.to_string(),
+            body,
+        });
+        for d in decisions {
+            metrics::decision(d);
+            let line = decision_to_line(d);
+            let seq = self.writer.next_decision_seq();
+            for (i, sink) in state.sinks.iter().enumerate() {
+                batch
+                    .outbox
+                    .push(delivery(&service.name, seq, i, sink, d, &line, now));
+            }
+            batch.decisions.push(DecisionEntry {
+                seq,
+                service: service.name.clone(),
+                at_ms: d.at.0,
+                line,
+            });
+        }
+        self.refresh_release(state, &mut batch, now);
+        service.set_assignment(assignment_of(state));
+        metrics::release_state(&service.name, state.current.as_ref());
+        batch
+    }
+
+    /// Brings the current release record up to date with the engine; a
+    /// re-release (a new generation) becomes a new, linked record.
+    fn refresh_release(&self, state: &mut State, batch: &mut Batch, now: Time) {
+        let Some(status) = state.engine.as_ref().and_then(Engine::status) else {
+            return;
+        };
+        let Some(view) = state.current.as_mut() else {
+            return;
+        };
+        if status.generation != view.generation {
+            let id = format!("{}-{}", view.service, state.releases_started + 1);
+            state.releases_started += 1;
+            view.next = Some(id.clone());
+            view.updated_at = now.to_rfc3339();
+            batch.releases.push(record(view));
+            let mut next = view.clone();
+            next.id = id;
+            next.previous = Some(view.id.clone());
+            next.next = None;
+            next.created_at = now.to_rfc3339();
+            next.events = Counts::default();
+            refresh(&mut next, &status);
+            batch.releases.push(record(&next));
+            state.current = Some(next);
+            return;
+        }
+        let before = view.clone();
+        refresh(view, &status);
+        if *view != before || batch.journal.iter().any(|j| j.kind == "start") {
+            view.updated_at = now.to_rfc3339();
+            batch.releases.push(record(view));
+        }
+    }
+}
+
+/// Feeds one non-start journal entry to the engine.
+fn replay_entry(
+    entry: &JournalEntry,
+    state: &mut State,
+    out: &mut Vec<Decision>,
+) -> anyhow::Result<()> {
+    match entry.kind.as_str() {
+        "events" => {
+            if let Some(engine) = &mut state.engine {
+                for line in entry.body.lines() {
+                    if let Ok(ripcord_core::ndjson::Line::Event(ev)) =
+                        ripcord_core::ndjson::parse_line(line.as_bytes())
+                    {
+                        let _ = engine.observe(&ev, out);
+                    }
+                }
+            }
+        }
+        "tick" => {
+            if let (Some(engine), Ok(ms)) = (&mut state.engine, entry.body.parse::<i64>()) {
+                engine.tick(Time(ms), out);
+            }
+        }
+        "command" => {
+            let c: CommandEntry = serde_json::from_str(&entry.body)?;
+            if let (Some(engine), Some(command)) = (&mut state.engine, parse_command(&c.command)) {
+                let _ = engine.command(Time(c.at_ms), command, out);
+            }
+        }
+        other => return Err(anyhow::anyhow!("unknown journal entry kind {other:?}")),
+    }
+    Ok(())
+}
+
+/// Copies the engine's view of the release into the record.
+fn refresh(view: &mut ReleaseView, status: &ReleaseStatus) {
+    view.state = state_name(&status.state).to_string();
+    view.share = status.share;
+    view.generation = status.generation;
+    view.engine_release = status.id.clone();
+    view.step = None;
+    view.stage = None;
+    view.reason = None;
+    match &status.state {
+        ReleaseState::Ramping { step } => view.step = Some(*step),
+        ReleaseState::RollingBack { stage } => view.stage = Some(*stage),
+        ReleaseState::Paused { reason } => view.reason = Some(reason.clone()),
+        ReleaseState::AwaitingApproval { trigger } => {
+            view.reason = Some(format!("trigger {trigger} awaits approval"))
+        }
+        _ => {}
+    }
+}
+
+pub fn record(view: &ReleaseView) -> ReleaseRecord {
+    ReleaseRecord {
+        id: view.id.clone(),
+        service: view.service.clone(),
+        body: serde_json::to_value(view).unwrap_or(Value::Null),
+    }
+}
+
+fn assignment_of(state: &State) -> Option<Assignment> {
+    let view = state.current.as_ref()?;
+    Some(Assignment {
+        release: view.id.clone(),
+        baseline: view.baseline.clone(),
+        candidate: view.candidate.clone(),
+        share: view.share,
+    })
+}
+
+/// One decision for one sink, as a Standard Webhooks message.
+fn delivery(
+    service: &str,
+    seq: i64,
+    sink_index: usize,
+    sink: &Sink,
+    d: &Decision,
+    line: &str,
+    now: Time,
+) -> OutboxEntry {
+    let id = format!("msg_{seq}_{sink_index}");
+    let data: Value = serde_json::from_str(line).unwrap_or(Value::Null);
+    let kind = match d.action {
+        Some(a) => format!("action.{}", a.as_str()),
+        None => format!("decision.{}", d.kind.as_str()),
+    };
+    let key = d.idempotency_key.clone().unwrap_or_else(|| id.clone());
+    let payload = json!({
+        "type": kind,
+        "timestamp": d.at.to_rfc3339(),
+        "idempotency_key": key,
+        "data": data,
+    });
+    OutboxEntry {
+        id,
+        service: service.to_string(),
+        url: sink.url.clone(),
+        secret: sink.secret.clone(),
+        payload: payload.to_string(),
+        attempts: 0,
+        next_at_ms: now.0,
+    }
+}
+
+fn diagnostics_error(d: ripcord_core::policy::Diagnostics) -> ApiError {
+    let items: Vec<Value> = d
+        .items
+        .iter()
+        .map(|i| {
+            json!({
+                "path": i.path,
+                "line": i.line,
+                "column": i.column,
+                "message": i.message,
+                "help": i.help,
+            })
+        })
+        .collect();
+    ApiError::unprocessable(d.to_string(), Value::Array(items))
+}
+
+impl Hub {
+    /// Rebuilds a service from what is durable (after a failed commit).
+    pub async fn rebuild(&self, name: &str) -> anyhow::Result<()> {
+        self.recover(name).await
+    }
+}

@@ -1,0 +1,240 @@
+//! `POST /v1/events`: a JSON array or NDJSON of events in the replay format,
+//! answered only once the accepted ones are durable.
+
+use std::time::Instant;
+
+use ripcord_core::engine::Rejection;
+use ripcord_core::ndjson::{Line, event_to_line, parse_line};
+use ripcord_core::{Dur, Event};
+use ripcord_store::Batch;
+use serde::Serialize;
+use serde_json::value::RawValue;
+
+use crate::error::ApiError;
+use crate::hub::{Hub, wall_now};
+use crate::metrics;
+
+/// Events stamped further ahead of the server clock than this are refused:
+/// one would move the engine's "now" and make every later event too late.
+const MAX_AHEAD: Dur = Dur(5 * 60 * 1000);
+
+#[derive(Debug, Default, Serialize)]
+pub struct Outcome {
+    pub accepted: usize,
+    pub rejected: Vec<Rejected>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Rejected {
+    /// 0-based position in the array, or 0-based line of the NDJSON body.
+    pub index: usize,
+    pub error: String,
+}
+
+/// One well-formed event and the line to journal for it.
+struct Item<'a> {
+    index: usize,
+    event: Event<'a>,
+    line: &'a [u8],
+}
+
+/// Splits the body into (index, bytes) items.
+fn items(body: &[u8], ndjson: bool) -> Result<Vec<(usize, &[u8])>, ApiError> {
+    if ndjson {
+        return Ok(body
+            .split(|b| *b == b'\n')
+            .enumerate()
+            .filter(|(_, l)| !l.iter().all(u8::is_ascii_whitespace))
+            .collect());
+    }
+    let raw: Vec<&RawValue> = serde_json::from_slice(body).map_err(|e| {
+        ApiError::bad_request(format!(
+            "body: expected a JSON array of events (or send application/x-ndjson): {e}"
+        ))
+    })?;
+    Ok(raw
+        .into_iter()
+        .enumerate()
+        .map(|(i, r)| (i, r.get().as_bytes()))
+        .collect())
+}
+
+/// Parses every item; well-formed events are returned, the rest rejected.
+fn parse<'a>(items: &[(usize, &'a [u8])], outcome: &mut Outcome) -> Vec<Item<'a>> {
+    let limit = wall_now() + MAX_AHEAD;
+    let mut good = Vec::with_capacity(items.len());
+    for &(index, bytes) in items {
+        let error = match parse_line(bytes) {
+            Ok(Line::Event(event)) if event.ts > limit => format!(
+                "ts: {} is more than {MAX_AHEAD} ahead of the server clock",
+                event.ts.to_rfc3339()
+            ),
+            Ok(Line::Event(event)) => {
+                good.push(Item {
+                    index,
+                    event,
+                    line: bytes,
+                });
+                continue;
+            }
+            Ok(Line::Release(_)) => {
+                "release: releases are started with POST /v1/releases, not sent as events".into()
+            }
+            Ok(Line::Blank) => "expected an event object, got nothing".into(),
+            Err(e) => e.to_string(),
+        };
+        outcome.rejected.push(Rejected { index, error });
+    }
+    good
+}
+
+pub async fn ingest(hub: &Hub, body: &[u8], ndjson: bool) -> Result<Outcome, ApiError> {
+    let items = items(body, ndjson)?;
+    let mut outcome = Outcome::default();
+    let mut events = parse(&items, &mut outcome);
+    // Group by service, keeping each service's events in body order.
+    events.sort_by(|a, b| {
+        a.event
+            .service
+            .cmp(&b.event.service)
+            .then(a.index.cmp(&b.index))
+    });
+    let mut start = 0;
+    while start < events.len() {
+        let service = events[start].event.service.clone();
+        let end = start
+            + events[start..]
+                .iter()
+                .take_while(|i| i.event.service == service)
+                .count();
+        ingest_service(hub, &service, &events[start..end], &mut outcome).await?;
+        start = end;
+    }
+    outcome.rejected.sort_by_key(|r| r.index);
+    metrics::ingested(outcome.accepted, outcome.rejected.len());
+    if outcome.accepted == 0 && !outcome.rejected.is_empty() {
+        return Err(ApiError {
+            details: Some(serde_json::to_value(&outcome.rejected).unwrap_or_default()),
+            ..ApiError::bad_request(format!(
+                "no event was valid; first problem: item {}: {}",
+                outcome.rejected[0].index, outcome.rejected[0].error
+            ))
+        });
+    }
+    if outcome.accepted == 0 {
+        return Err(ApiError::bad_request("body: no events"));
+    }
+    Ok(outcome)
+}
+
+async fn ingest_service(
+    hub: &Hub,
+    name: &str,
+    items: &[Item<'_>],
+    outcome: &mut Outcome,
+) -> Result<(), ApiError> {
+    let Some(service) = hub.service(name) else {
+        for item in items {
+            outcome.rejected.push(Rejected {
+                index: item.index,
+                error: format!("service: no policy for \"{name}\"; PUT /v1/policies/{name} first"),
+            });
+        }
+        return Ok(());
+    };
+    let mut state = service.state.lock().await;
+    let began = Instant::now();
+    let mut decisions = Vec::new();
+    let mut body = String::with_capacity(items.iter().map(|i| i.line.len() + 1).sum());
+    let mut accepted = 0;
+    let mut counts = (0, 0);
+    let lateness = hub.options.lateness;
+    let sides = state
+        .current
+        .as_ref()
+        .map(|c| (c.baseline.clone(), c.candidate.clone()));
+    for item in items {
+        let result = match state.engine.as_mut() {
+            Some(engine) => engine.observe(&item.event, &mut decisions),
+            None => Err(Rejection::NoRelease),
+        };
+        if result == Err(Rejection::TooLate) {
+            outcome.rejected.push(Rejected {
+                index: item.index,
+                error: format!(
+                    "ts: {} is more than {lateness} older than the newest event this service has seen",
+                    item.event.ts.to_rfc3339()
+                ),
+            });
+            continue;
+        }
+        if let Err(why) = result {
+            metrics::ignored(why);
+        }
+        accepted += 1;
+        if let Some((baseline, candidate)) = &sides {
+            if item.event.version == baseline.as_str() {
+                counts.0 += 1;
+            } else if item.event.version == candidate.as_str() {
+                counts.1 += 1;
+            }
+        }
+        push_line(&mut body, item);
+    }
+    metrics::evaluation(began.elapsed());
+    if accepted == 0 {
+        return Ok(());
+    }
+    if let Some(current) = state.current.as_mut() {
+        current.events.baseline += counts.0;
+        current.events.candidate += counts.1;
+    }
+    let applied = hub
+        .finish(
+            &service,
+            &mut state,
+            "events",
+            body,
+            decisions,
+            Batch::default(),
+        )
+        .await;
+    drop(state);
+    durable(hub, name, applied.durable).await?;
+    outcome.accepted += accepted;
+    Ok(())
+}
+
+/// Appends the event's journal line: the client's own line when it is one
+/// line already, else the canonical rendering.
+fn push_line(body: &mut String, item: &Item<'_>) {
+    let raw = std::str::from_utf8(item.line).ok().map(str::trim);
+    match raw {
+        Some(line) if !line.contains('\n') => body.push_str(line),
+        _ => body.push_str(&event_to_line(&item.event)),
+    }
+    body.push('\n');
+}
+
+/// Waits for the writer. If the commit failed, the engine has run ahead of
+/// the store: it is rebuilt from what is durable, and the client told to
+/// retry (nothing of this request was acknowledged).
+pub async fn durable(
+    hub: &Hub,
+    service: &str,
+    durable: crate::writer::Durable,
+) -> Result<(), ApiError> {
+    let result = match durable.await {
+        Ok(r) => r,
+        Err(_) => Err("the writer has stopped".to_string()),
+    };
+    if let Err(e) = result {
+        if let Err(again) = hub.rebuild(service).await {
+            tracing::error!("rebuilding {service} after a failed commit: {again}");
+        }
+        return Err(ApiError::unavailable(format!(
+            "events were not stored: {e}"
+        )));
+    }
+    Ok(())
+}

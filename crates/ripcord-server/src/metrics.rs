@@ -1,0 +1,94 @@
+//! Prometheus metrics, served on our own `/metrics`.
+
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use metrics::{counter, gauge, histogram};
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use ripcord_core::Decision;
+use ripcord_core::engine::Rejection;
+
+use crate::hub::ReleaseView;
+
+const STATES: &[&str] = &[
+    "ramping",
+    "holding",
+    "paused",
+    "awaiting_approval",
+    "rolling_back",
+    "rolled_back",
+    "watching",
+    "promoted",
+];
+
+static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
+
+/// Installs the recorder once per process and returns its handle.
+pub fn handle() -> Option<&'static PrometheusHandle> {
+    HANDLE
+        .get_or_init(|| {
+            let buckets = [
+                0.000_01, 0.000_05, 0.000_1, 0.000_5, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0,
+            ];
+            PrometheusBuilder::new()
+                .set_buckets_for_metric(
+                    metrics_exporter_prometheus::Matcher::Full("ripcord_evaluation_seconds".into()),
+                    &buckets,
+                )
+                .ok()?
+                .install_recorder()
+                .ok()
+        })
+        .as_ref()
+}
+
+pub fn render() -> String {
+    handle().map(PrometheusHandle::render).unwrap_or_default()
+}
+
+pub fn ingested(accepted: usize, rejected: usize) {
+    counter!("ripcord_events_accepted_total").increment(accepted as u64);
+    counter!("ripcord_events_rejected_total").increment(rejected as u64);
+}
+
+pub fn ignored(why: Rejection) {
+    let reason = match why {
+        Rejection::OtherService => "other_service",
+        Rejection::NoRelease => "no_release",
+        Rejection::UnknownVersion => "unknown_version",
+        Rejection::TooLate => "too_late",
+    };
+    counter!("ripcord_events_ignored_total", "reason" => reason).increment(1);
+}
+
+pub fn evaluation(took: Duration) {
+    histogram!("ripcord_evaluation_seconds").record(took.as_secs_f64());
+}
+
+pub fn decision(d: &Decision) {
+    let action = d.action.map_or("", |a| a.as_str());
+    counter!("ripcord_decisions_total", "kind" => d.kind.as_str(), "action" => action).increment(1);
+}
+
+pub fn release_state(service: &str, view: Option<&ReleaseView>) {
+    let Some(view) = view else { return };
+    for state in STATES {
+        let on = if view.state == *state { 1.0 } else { 0.0 };
+        gauge!("ripcord_release_state", "service" => service.to_string(), "state" => *state)
+            .set(on);
+    }
+    gauge!("ripcord_candidate_share", "service" => service.to_string()).set(view.share);
+}
+
+pub fn webhook(result: &'static str) {
+    counter!("ripcord_webhook_deliveries_total", "result" => result).increment(1);
+}
+
+pub fn http_request(status: u16) {
+    let class = match status {
+        200..=299 => "2xx",
+        400..=499 => "4xx",
+        _ => "5xx",
+    };
+    counter!("ripcord_http_responses_total", "class" => class).increment(1);
+}

@@ -1,0 +1,157 @@
+//! OpenFeature Remote Evaluation Protocol: a flag per service, the unit in
+//! `context.targetingKey`, the version as the value, `baseline` or
+//! `candidate` as the variant. Same assignment as `/v1/assign`.
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+
+use crate::api::{Shared, assign_unit};
+use crate::error::ApiError;
+
+/// An OFREP error, in the protocol's shape.
+fn failure(status: StatusCode, key: Option<&str>, code: &str, details: String) -> Box<Response> {
+    let mut body = json!({"errorCode": code, "errorDetails": details});
+    if let Some(key) = key {
+        body["key"] = json!(key);
+    }
+    Box::new((status, Json(body)).into_response())
+}
+
+/// The targeting key from a request body, or the protocol's error.
+fn targeting_key(
+    bytes: Result<Bytes, BytesRejection>,
+    key: Option<&str>,
+) -> Result<String, Box<Response>> {
+    let bytes =
+        bytes.map_err(|e| failure(StatusCode::BAD_REQUEST, key, "PARSE_ERROR", e.body_text()))?;
+    let body: Value = serde_json::from_slice(&bytes).map_err(|e| {
+        failure(
+            StatusCode::BAD_REQUEST,
+            key,
+            "PARSE_ERROR",
+            format!("body: {e}"),
+        )
+    })?;
+    let context = match body.get("context") {
+        Some(Value::Object(c)) => c,
+        Some(_) => {
+            return Err(failure(
+                StatusCode::BAD_REQUEST,
+                key,
+                "INVALID_CONTEXT",
+                "context: expected an object".into(),
+            ));
+        }
+        None => {
+            return Err(failure(
+                StatusCode::BAD_REQUEST,
+                key,
+                "TARGETING_KEY_MISSING",
+                "context.targetingKey: required (the unit to assign)".into(),
+            ));
+        }
+    };
+    match context.get("targetingKey") {
+        Some(Value::String(k)) if !k.is_empty() => Ok(k.clone()),
+        Some(Value::String(_)) | None => Err(failure(
+            StatusCode::BAD_REQUEST,
+            key,
+            "TARGETING_KEY_MISSING",
+            "context.targetingKey: required (the unit to assign)".into(),
+        )),
+        Some(_) => Err(failure(
+            StatusCode::BAD_REQUEST,
+            key,
+            "INVALID_CONTEXT",
+            "context.targetingKey: expected a string".into(),
+        )),
+    }
+}
+
+/// One flag's evaluation, or why there is none.
+fn evaluation(app: &Shared, flag: &str, unit: &str) -> Result<Value, ApiError> {
+    let a = assign_unit(&app.hub, flag, unit)?;
+    // A split while both versions serve; static once one serves everybody.
+    let reason = if a.share > 0.0 && a.share < 1.0 {
+        "SPLIT"
+    } else {
+        "STATIC"
+    };
+    Ok(json!({
+        "key": flag,
+        "value": a.version,
+        "variant": if a.candidate { "candidate" } else { "baseline" },
+        "reason": reason,
+        "metadata": {"release": a.release, "share": a.share, "bucket": a.bucket},
+    }))
+}
+
+/// `POST /ofrep/v1/evaluate/flags/{key}`.
+pub async fn evaluate(
+    State(app): State<Shared>,
+    Path(flag): Path<String>,
+    bytes: Result<Bytes, BytesRejection>,
+) -> Response {
+    let unit = match targeting_key(bytes, Some(&flag)) {
+        Ok(u) => u,
+        Err(response) => return *response,
+    };
+    match evaluation(&app, &flag, &unit) {
+        Ok(v) => Json(v).into_response(),
+        Err(e) => *failure(
+            StatusCode::NOT_FOUND,
+            Some(&flag),
+            "FLAG_NOT_FOUND",
+            e.message,
+        ),
+    }
+}
+
+/// `POST /ofrep/v1/evaluate/flags`: every service with a release, with an
+/// ETag over the answer so that an unchanged answer costs a 304.
+pub async fn bulk(
+    State(app): State<Shared>,
+    headers: HeaderMap,
+    bytes: Result<Bytes, BytesRejection>,
+) -> Response {
+    let unit = match targeting_key(bytes, None) {
+        Ok(u) => u,
+        Err(response) => return *response,
+    };
+    let flags: Vec<Value> = app
+        .hub
+        .service_names()
+        .iter()
+        .filter_map(|name| evaluation(&app, name, &unit).ok())
+        .collect();
+    let body = json!({"flags": flags}).to_string();
+    let digest = Sha256::digest(body.as_bytes());
+    let etag: String = digest[..12].iter().map(|b| format!("{b:02x}")).collect();
+    let etag = format!("\"{etag}\"");
+    let matches = headers
+        .get(header::IF_NONE_MATCH)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.split(',').any(|t| t.trim() == etag || t.trim() == "*"));
+    let etag_value = HeaderValue::from_str(&etag).unwrap_or(HeaderValue::from_static("\"\""));
+    if matches {
+        return (StatusCode::NOT_MODIFIED, [(header::ETAG, etag_value)]).into_response();
+    }
+    (
+        StatusCode::OK,
+        [
+            (header::ETAG, etag_value),
+            (
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            ),
+        ],
+        body,
+    )
+        .into_response()
+}

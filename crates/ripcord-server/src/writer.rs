@@ -1,0 +1,83 @@
+//! The single writer: commits what the engines decided, in the order they
+//! decided it, several requests per transaction (group commit), and tells
+//! each request when its writes are durable.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
+
+use ripcord_store::{Batch, Store};
+use tokio::sync::{mpsc, oneshot};
+
+/// Requests queued beyond this wait at `submit` (backpressure, bounded
+/// memory).
+const QUEUE: usize = 256;
+/// At most this many requests share one transaction.
+const GROUP: usize = 128;
+
+type Done = oneshot::Sender<Result<(), String>>;
+
+pub struct Writer {
+    queue: mpsc::Sender<(Batch, Done)>,
+    journal_seq: AtomicI64,
+    decision_seq: AtomicI64,
+}
+
+/// Resolves when the batch is durable (or failed to be).
+pub type Durable = oneshot::Receiver<Result<(), String>>;
+
+impl Writer {
+    pub fn spawn(store: Arc<dyn Store>, last_journal: i64, last_decision: i64) -> Writer {
+        let (queue, mut rx) = mpsc::channel::<(Batch, Done)>(QUEUE);
+        tokio::spawn(async move {
+            while let Some(first) = rx.recv().await {
+                let mut jobs = vec![first];
+                while jobs.len() < GROUP {
+                    match rx.try_recv() {
+                        Ok(job) => jobs.push(job),
+                        Err(_) => break,
+                    }
+                }
+                let batches: Vec<Batch> = jobs.iter_mut().map(|(b, _)| std::mem::take(b)).collect();
+                let result = store.commit(&batches).await.map_err(|e| e.to_string());
+                if let Err(e) = &result {
+                    tracing::error!("commit failed: {e}");
+                }
+                for (_, done) in jobs {
+                    let _ = done.send(result.clone());
+                }
+            }
+        });
+        Writer {
+            queue,
+            journal_seq: AtomicI64::new(last_journal),
+            decision_seq: AtomicI64::new(last_decision),
+        }
+    }
+
+    pub fn next_journal_seq(&self) -> i64 {
+        self.journal_seq.fetch_add(1, Ordering::SeqCst) + 1
+    }
+
+    pub fn next_decision_seq(&self) -> i64 {
+        self.decision_seq.fetch_add(1, Ordering::SeqCst) + 1
+    }
+
+    /// Queues a batch. Call it while holding the lock under which the batch
+    /// was decided, so that the commit order is the decision order; await
+    /// the returned receiver after letting go of the lock.
+    pub async fn submit(&self, batch: Batch) -> Durable {
+        let (done, durable) = oneshot::channel();
+        if let Err(mpsc::error::SendError((_, done))) = self.queue.send((batch, done)).await {
+            let _ = done.send(Err("the writer has stopped".into()));
+        }
+        durable
+    }
+
+    /// Waits until everything queued so far is durable.
+    pub async fn flush(&self) -> Result<(), String> {
+        match self.submit(Batch::default()).await.await {
+            Ok(r) => r,
+            Err(_) => Err("the writer has stopped".into()),
+        }
+    }
+}
