@@ -34,6 +34,8 @@ enum Command {
     /// Benchmarks that print markdown: `bench detect` (false rollbacks and
     /// detection delays against peers and the theoretical limit).
     Bench(cmd::bench::BenchArgs),
+    /// A bad release caught and rolled back, through the real API, in under a minute.
+    Demo(cmd::demo::DemoArgs),
     /// Run the live service: ingest, releases, assignment, OFREP, webhooks.
     Serve(cmd::serve::ServeArgs),
 }
@@ -47,6 +49,7 @@ fn main() -> ExitCode {
         Command::Simulate(args) => cmd::simulate::run(args),
         Command::Bench(args) => cmd::bench::run_bench(args),
         Command::Serve(args) => cmd::serve::run(args),
+        Command::Demo(args) => cmd::demo::run(args),
     };
     match result {
         Ok(code) => code,

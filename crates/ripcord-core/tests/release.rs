@@ -3,7 +3,7 @@
 use std::borrow::Cow;
 
 use proptest::prelude::*;
-use ripcord_core::engine::{Command, Rejection, ReleaseState, ShareSource};
+use ripcord_core::engine::{Command, Engine, Rejection, ReleaseState, ShareSource};
 use ripcord_core::policy::*;
 use ripcord_core::{ActionKind, Decision, DecisionKind, Dur, Event, Time};
 
@@ -569,4 +569,126 @@ fn the_rollout_does_not_ramp_while_a_criterion_is_breached() {
         actions(&out)
     );
     assert_eq!(e.status().unwrap().state, ReleaseState::Ramping { step: 0 });
+}
+
+/// Feeds `seconds` of traffic from `from` on with the candidate at `share`
+/// whatever the engine decided, and the baseline flagging at `baseline_p`.
+fn open_loop(
+    e: &mut Engine,
+    traffic: &mut Traffic,
+    from: i64,
+    seconds: i64,
+    share: f64,
+    baseline_p: f64,
+) -> Vec<Decision> {
+    let mut out = Vec::new();
+    for s in from + 1..=from + seconds {
+        let ts = T0 + Dur::from_secs(s);
+        let (c_n, c_x, b_n, _) = traffic.second(share);
+        let b_x = (b_n * baseline_p).round();
+        let _ = e.observe(&bucket(ts, "v13", c_n, "moderation_fail", c_x), &mut out);
+        let _ = e.observe(&bucket(ts, "v12", b_n, "moderation_fail", b_x), &mut out);
+        e.tick(ts, &mut out);
+    }
+    out
+}
+
+/// Runs the regression until the first rollback stage; returns its second.
+fn until_rollback(e: &mut Engine, traffic: &mut Traffic) -> i64 {
+    let mut out = Vec::new();
+    declare(e, T0, 0.05, &mut out);
+    for s in 1..3600 {
+        out.extend(one_second(e, traffic, s));
+        if out
+            .iter()
+            .any(|d| d.action == Some(ActionKind::RollbackStage))
+        {
+            return s;
+        }
+    }
+    panic!("no rollback in an hour: {:?}", kinds(&out));
+}
+
+fn one_second(e: &mut Engine, traffic: &mut Traffic, s: i64) -> Vec<Decision> {
+    let mut out = Vec::new();
+    let ts = T0 + Dur::from_secs(s);
+    let share = e.status().map_or(0.0, |st| st.share_in_force);
+    let (c_n, c_x, b_n, b_x) = traffic.second(share);
+    let _ = e.observe(&bucket(ts, "v13", c_n, "moderation_fail", c_x), &mut out);
+    let _ = e.observe(&bucket(ts, "v12", b_n, "moderation_fail", b_x), &mut out);
+    e.tick(ts, &mut out);
+    out
+}
+
+#[test]
+fn a_rollback_stage_whose_users_do_not_move_holds_for_a_person() {
+    let mut e = engine(relative_policy(1.2), ShareSource::Engine);
+    let mut traffic = Traffic::new(3, 50.0, 0.005, 3.0);
+    let t = until_rollback(&mut e, &mut traffic);
+    assert_eq!(e.status().unwrap().share, 0.025);
+    // Clients keep serving the candidate to 5% of outputs, not 2.5%.
+    let out = open_loop(&mut e, &mut traffic, t, 150, 0.05, 0.005);
+    let held = first(&out, ActionKind::Pause);
+    assert_eq!(at(held), t + 120, "{:?}", kinds(&out));
+    let why = &held.explanation.summary;
+    assert!(
+        why.starts_with("rollback stage 1/2 failed verification: the candidate still served")
+            && why.contains("clients are not following the assignment")
+            && why.ends_with("holding at 2.5% for a person: resume verifies the stage again, rollback moves everyone back now"),
+        "{why}"
+    );
+    assert!(matches!(
+        e.status().unwrap().state,
+        ReleaseState::Paused { .. }
+    ));
+    assert_eq!(e.status().unwrap().share, 0.025);
+    // The person moves everyone back at once.
+    let mut after = Vec::new();
+    let now = T0 + Dur::from_secs(t + 151);
+    e.command(now, Command::Rollback, &mut after).unwrap();
+    e.tick(now + Dur::from_secs(1), &mut after);
+    assert_eq!(e.status().unwrap().state, ReleaseState::RolledBack);
+    assert_eq!(e.status().unwrap().share, 0.0);
+}
+
+#[test]
+fn a_baseline_outside_an_absolute_bound_fails_verification_and_resume_verifies_again() {
+    let mut policy = relative_policy(1.2);
+    let mut ceiling = criterion("moderation_abs", 0, Bound::Absolute(0.01));
+    ceiling.min_samples = 200;
+    policy.criteria.push(ceiling);
+    let mut e = engine(policy, ShareSource::Engine);
+    let mut traffic = Traffic::new(5, 50.0, 0.005, 3.0);
+    let t = until_rollback(&mut e, &mut traffic);
+    // The baseline, now serving more users, fails moderation at 5%.
+    let out = open_loop(&mut e, &mut traffic, t, 121, 0.025, 0.05);
+    let held = first(&out, ActionKind::Pause);
+    let why = &held.explanation.summary;
+    assert!(
+        why.contains("the baseline breaks moderation_abs: ")
+            && why.contains("certainly beyond 0.01 at 95% confidence"),
+        "{why}"
+    );
+    assert!(!why.contains("clients are not following"), "{why}");
+    // Resumed with a healthy baseline, the stage is verified afresh (its
+    // full verify_for again) and the rollback goes on.
+    let resumed_at = t + 122;
+    let mut after = Vec::new();
+    e.command(T0 + Dur::from_secs(resumed_at), Command::Resume, &mut after)
+        .unwrap();
+    assert_eq!(
+        e.status().unwrap().state,
+        ReleaseState::RollingBack { stage: 0 }
+    );
+    after.extend(open_loop(
+        &mut e,
+        &mut traffic,
+        resumed_at,
+        125,
+        0.025,
+        0.005,
+    ));
+    let next = first(&after, ActionKind::RollbackStage);
+    assert_eq!(at(next), resumed_at + 120);
+    assert_eq!(next.share, Some(0.0));
 }

@@ -1,6 +1,7 @@
 //! One module per subcommand; each owns its arguments and returns the exit code.
 
 pub mod bench;
+pub mod demo;
 pub mod policy;
 pub mod replay;
 pub mod serve;

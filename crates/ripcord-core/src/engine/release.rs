@@ -18,9 +18,10 @@ use super::{
 use crate::decision::{ActionKind, Decision, DecisionKind, Evidence, Explanation, Part, Samples};
 use crate::event::{Event, Release};
 use crate::policy::{
-    Action, Approval, Condition, OnTimeout, Policy, Promotion, RollbackStage, Severity, Signal,
-    SignalKind, SrmCount,
+    Action, Approval, Bound, Condition, Direction, OnTimeout, Policy, Promotion, RollbackStage,
+    Severity, Signal, SignalKind, SrmCount,
 };
+use crate::stats::bound::confidence_bound;
 use crate::stats::srm::SrmTest;
 use crate::time::{Dur, Time};
 
@@ -104,7 +105,18 @@ struct Rollback {
     from_share: f64,
     candidate_outputs: f64,
     all_outputs: f64,
+    /// (flagged, total) of the baseline during the stage, per criterion;
+    /// only absolute rate criteria are counted.
+    baseline: Vec<(f64, f64)>,
 }
+
+/// A stage fails verification when the candidate serves more than its
+/// assigned share × this + [`SERVED_SLACK`] (clients not following the
+/// assignment). The slack absorbs late events and briefly cached answers.
+const SERVED_FACTOR: f64 = 1.2;
+const SERVED_SLACK: f64 = 0.01;
+/// ...judged once the stage has seen this many outputs.
+const SERVED_MIN_OUTPUTS: f64 = 100.0;
 
 impl Engine {
     pub fn new(policy: Policy, options: super::EngineOptions) -> Engine {
@@ -271,6 +283,9 @@ impl Engine {
         self.load_values(event);
         let unit = unit_hash(&event.unit);
         self.count_outputs(candidate, unit);
+        if !candidate {
+            self.count_baseline(event);
+        }
         if !self.evaluating() {
             return Ok(());
         }
@@ -679,6 +694,7 @@ impl Engine {
             from_share: run.share,
             candidate_outputs: 0.0,
             all_outputs: 0.0,
+            baseline: vec![(0.0, 0.0); self.policy.criteria.len()],
         });
         self.enter_stage(0, tag, reason, evidence, out);
     }
@@ -715,6 +731,7 @@ impl Engine {
         rb.stage_started = now;
         rb.candidate_outputs = 0.0;
         rb.all_outputs = 0.0;
+        rb.baseline.iter_mut().for_each(|t| *t = (0.0, 0.0));
         run.share = share;
         if engine_drives {
             run.share_in_force = share;
@@ -872,6 +889,82 @@ impl Engine {
         }
     }
 
+    /// During a rollback the baseline, now serving the moved-back users, is
+    /// held to the policy's absolute rate bounds (relative ones need a
+    /// candidate to compare with, and it is leaving).
+    fn count_baseline(&mut self, event: &Event<'_>) {
+        let Some(run) = &mut self.release else {
+            return;
+        };
+        let Some(rb) = &mut run.rollback else {
+            return;
+        };
+        if !matches!(run.state, ReleaseState::RollingBack { .. }) {
+            return;
+        }
+        for (i, c) in self.policy.criteria.iter().enumerate() {
+            let (
+                Binding::Rate {
+                    numerator,
+                    denominator,
+                },
+                Bound::Absolute(_),
+            ) = (self.bindings[i], c.bound)
+            else {
+                continue;
+            };
+            if !in_scope(&c.scope, event) {
+                continue;
+            }
+            if let (Some(f), Some(n)) = (self.scratch[numerator], self.scratch[denominator]) {
+                rb.baseline[i].0 += f;
+                rb.baseline[i].1 += n;
+            }
+        }
+    }
+
+    /// What is wrong at the end of a stage's verification, if anything:
+    /// the candidate still serving more than it was assigned, or the
+    /// baseline certainly outside an absolute bound.
+    fn stage_problems(&self, run: &Run, rb: &Rollback) -> Vec<String> {
+        let mut problems = Vec::new();
+        let engine_drives = self.options.share_source == ShareSource::Engine;
+        if engine_drives && rb.all_outputs >= SERVED_MIN_OUTPUTS {
+            let observed = rb.candidate_outputs / rb.all_outputs;
+            if observed > run.share * SERVED_FACTOR + SERVED_SLACK {
+                problems.push(format!(
+                    "the candidate still served {}% of {} outputs though assigned {}%: clients are not following the assignment",
+                    pct(observed),
+                    rb.all_outputs,
+                    pct(run.share)
+                ));
+            }
+        }
+        for (c, &(flagged, total)) in self.policy.criteria.iter().zip(&rb.baseline) {
+            let Bound::Absolute(limit) = c.bound else {
+                continue;
+            };
+            if total < c.min_samples.max(1) as f64 {
+                continue;
+            }
+            let direction = self.policy.signals[c.signal].direction;
+            let cb = confidence_bound(flagged, total, 1.0 - c.confidence, direction);
+            let outside = match direction {
+                Direction::HigherIsWorse => cb > limit,
+                Direction::LowerIsWorse => cb < limit,
+            };
+            if outside {
+                problems.push(format!(
+                    "the baseline breaks {}: {flagged}/{total} = {:.4}, certainly beyond {limit} at {}% confidence",
+                    c.name,
+                    flagged / total,
+                    pct(c.confidence)
+                ));
+            }
+        }
+        problems
+    }
+
     fn verify_stage(&mut self, stage: usize, out: &mut Vec<Decision>) {
         let engine_drives = self.options.share_source == ShareSource::Engine;
         let Some(run) = &self.release else {
@@ -880,6 +973,18 @@ impl Engine {
         let Some(rb) = &run.rollback else {
             return;
         };
+        let problems = self.stage_problems(run, rb);
+        if !problems.is_empty() {
+            let reason = format!(
+                "rollback stage {}/{} failed verification: {}; holding at {}% for a person: resume verifies the stage again, rollback moves everyone back now",
+                stage + 1,
+                rb.stages.len(),
+                problems.join("; "),
+                pct(run.share)
+            );
+            self.pause(out, ActionKind::Pause, None, reason, Vec::new());
+            return;
+        }
         let observed = if rb.all_outputs > 0.0 {
             rb.candidate_outputs / rb.all_outputs
         } else {
@@ -991,6 +1096,13 @@ impl Engine {
             .unwrap_or(ReleaseState::Ramping { step: run.step });
         if let ReleaseState::Ramping { .. } = to {
             run.step_started = now;
+        }
+        if let (ReleaseState::RollingBack { .. }, Some(rb)) = (&to, &mut run.rollback) {
+            // The person who resumes asks for the stage to be verified again.
+            rb.stage_started = now;
+            rb.candidate_outputs = 0.0;
+            rb.all_outputs = 0.0;
+            rb.baseline.iter_mut().for_each(|t| *t = (0.0, 0.0));
         }
         if run.srm_fired {
             // The person who resumes vouches for the data from here on.
