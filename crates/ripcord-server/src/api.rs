@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use axum::body::{Body, Bytes};
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{DefaultBodyLimit, Path, Query, Request, State};
-use axum::http::{HeaderMap, Method, StatusCode, header};
+use axum::extract::{DefaultBodyLimit, FromRequest, Path, Query, Request, State};
+use axum::http::{Method, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
@@ -143,21 +143,20 @@ fn check_name(field: &str, name: &str) -> Result<(), ApiError> {
     }
 }
 
-async fn post_events(
-    State(app): State<Shared>,
-    headers: HeaderMap,
-    bytes: Result<Bytes, BytesRejection>,
-) -> Result<Response, ApiError> {
+async fn post_events(State(app): State<Shared>, request: Request) -> Result<Response, ApiError> {
+    // The slot is taken before the body is read, so that under overload
+    // bodies wait in the clients, not in our memory.
     let Ok(_slot) = app.ingest_slots.try_acquire() else {
         return Err(ApiError::overloaded(1));
     };
-    let bytes = body(bytes)?;
-    let ndjson = headers
+    let ndjson = request
+        .headers()
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|t| {
             t.starts_with("application/x-ndjson") || t.starts_with("application/jsonl")
         });
+    let bytes = body(Bytes::from_request(request, &()).await)?;
     let outcome = ingest(&app.hub, &bytes, ndjson).await?;
     Ok((StatusCode::ACCEPTED, Json(outcome)).into_response())
 }

@@ -658,7 +658,9 @@ impl Hub {
         }
         let before = view.clone();
         refresh(view, &status);
-        if *view != before || batch.journal.iter().any(|j| j.kind == "start") {
+        // Ticks rewrite the record only when they change it; other inputs
+        // always do (event counts move with every batch).
+        if *view != before || batch.journal.iter().any(|j| j.kind != "tick") {
             view.updated_at = now.to_rfc3339();
             batch.releases.push(record(view));
         }

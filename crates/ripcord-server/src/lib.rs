@@ -46,6 +46,10 @@ pub struct Config {
     pub engine: EngineOptions,
     /// How often the engines are ticked with the wall clock.
     pub tick: Duration,
+    /// Ingest requests handled at once; more are answered 429.
+    pub ingest_slots: usize,
+    /// Requests (including reading their bodies) that take longer get 408.
+    pub request_timeout: Duration,
 }
 
 impl Config {
@@ -56,6 +60,8 @@ impl Config {
             policies: None,
             engine: EngineOptions::default(),
             tick: Duration::from_millis(1000),
+            ingest_slots: api::INGEST_SLOTS,
+            request_timeout: REQUEST_TIMEOUT,
         }
     }
 }
@@ -93,12 +99,12 @@ pub async fn start(config: Config) -> anyhow::Result<Server> {
     let app = Arc::new(App {
         hub,
         tokens: issued.tokens,
-        ingest_slots: Semaphore::new(api::INGEST_SLOTS),
+        ingest_slots: Semaphore::new(config.ingest_slots),
     });
     let router = api::router(app.clone())
         .layer(TimeoutLayer::with_status_code(
             StatusCode::REQUEST_TIMEOUT,
-            REQUEST_TIMEOUT,
+            config.request_timeout,
         ))
         .layer(CatchPanicLayer::new());
     let listener = tokio::net::TcpListener::bind(config.listen)
