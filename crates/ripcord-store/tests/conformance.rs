@@ -1,0 +1,265 @@
+//! What every store must do, written against the trait so that each backend
+//! (SQLite today, PostgreSQL next) runs the same checks.
+
+use ripcord_store::{
+    Batch, DecisionEntry, JournalEntry, OutboxCounts, OutboxEntry, ReleaseRecord, Sink,
+    SqliteStore, Store, VersionRecord,
+};
+use serde_json::json;
+
+fn journal(seq: i64, service: &str, kind: &str, body: &str) -> JournalEntry {
+    JournalEntry {
+        seq,
+        service: service.into(),
+        kind: kind.into(),
+        body: body.into(),
+    }
+}
+
+fn outbox(id: &str, next_at_ms: i64) -> OutboxEntry {
+    OutboxEntry {
+        id: id.into(),
+        service: "svc".into(),
+        url: "http://127.0.0.1:9/hook".into(),
+        secret: "whsec_AAAA".into(),
+        payload: format!("{{\"id\":\"{id}\"}}"),
+        attempts: 0,
+        next_at_ms,
+    }
+}
+
+async fn policies_are_versioned(store: &dyn Store) {
+    assert_eq!(store.policy("svc").await.unwrap(), None);
+    assert_eq!(store.put_policy("svc", "a: 1", "t1").await.unwrap(), 1);
+    assert_eq!(store.put_policy("svc", "a: 2", "t2").await.unwrap(), 2);
+    assert_eq!(store.put_policy("other", "b", "t3").await.unwrap(), 1);
+    let newest = store.policy("svc").await.unwrap().unwrap();
+    assert_eq!((newest.version, newest.yaml.as_str()), (2, "a: 2"));
+    let first = store.policy_version("svc", 1).await.unwrap().unwrap();
+    assert_eq!(first.yaml, "a: 1");
+    let history: Vec<i64> = store
+        .policy_history("svc")
+        .await
+        .unwrap()
+        .iter()
+        .map(|p| p.version)
+        .collect();
+    assert_eq!(history, vec![1, 2]);
+    assert_eq!(store.services().await.unwrap(), vec!["other", "svc"]);
+}
+
+async fn versions_are_immutable(store: &dyn Store) {
+    let v = VersionRecord {
+        service: "svc".into(),
+        version: "v1".into(),
+        provenance: json!({"model_id": "m", "weights_digest": "sha256:aa"}),
+        registered_at: "t".into(),
+    };
+    assert!(store.register_version(&v).await.unwrap());
+    let changed = VersionRecord {
+        provenance: json!({"model_id": "other"}),
+        ..v.clone()
+    };
+    assert!(!store.register_version(&changed).await.unwrap());
+    assert_eq!(store.version("svc", "v1").await.unwrap(), Some(v.clone()));
+    assert_eq!(store.versions("svc").await.unwrap(), vec![v]);
+    assert_eq!(store.version("svc", "v9").await.unwrap(), None);
+}
+
+async fn a_commit_writes_everything_or_nothing(store: &dyn Store) {
+    let release = ReleaseRecord {
+        id: "svc-1".into(),
+        service: "svc".into(),
+        body: json!({"state": "ramping"}),
+    };
+    let batch = Batch {
+        journal: vec![
+            journal(1, "svc", "start", "{}"),
+            journal(2, "svc", "events", "e1\ne2"),
+        ],
+        decisions: vec![DecisionEntry {
+            seq: 1,
+            service: "svc".into(),
+            at_ms: 1_000,
+            line: "{\"kind\":\"action\"}".into(),
+        }],
+        outbox: vec![outbox("msg_1_0", 1_000)],
+        releases: vec![release.clone()],
+        answers: vec![("action:svc-1:k".into(), "{\"changed\":true}".into())],
+    };
+    store.commit(&[batch]).await.unwrap();
+    assert_eq!(store.last_seqs().await.unwrap(), (2, 1));
+    assert_eq!(store.last_start("svc").await.unwrap(), Some(1));
+    assert_eq!(store.journal("svc", 2, 10).await.unwrap()[0].body, "e1\ne2");
+    assert_eq!(store.journal_count("svc", "events").await.unwrap(), 1);
+    assert_eq!(store.release("svc-1").await.unwrap(), Some(release));
+    assert_eq!(
+        store.answer("action:svc-1:k").await.unwrap().as_deref(),
+        Some("{\"changed\":true}")
+    );
+
+    // A batch that breaks a constraint (a journal seq used twice) leaves
+    // no trace of the rest of the transaction.
+    let update = ReleaseRecord {
+        id: "svc-1".into(),
+        service: "svc".into(),
+        body: json!({"state": "paused"}),
+    };
+    let good = Batch {
+        journal: vec![journal(3, "svc", "command", "{}")],
+        releases: vec![update.clone()],
+        ..Batch::default()
+    };
+    let bad = Batch {
+        journal: vec![journal(2, "svc", "tick", "5")],
+        ..Batch::default()
+    };
+    assert!(store.commit(&[good.clone(), bad]).await.is_err());
+    assert_eq!(store.last_seqs().await.unwrap(), (2, 1));
+    assert_eq!(
+        store.release("svc-1").await.unwrap().unwrap().body["state"],
+        "ramping"
+    );
+    // Upserts replace the release body; answers keep the first one.
+    let mut again = good;
+    again.answers = vec![("action:svc-1:k".into(), "{\"changed\":false}".into())];
+    store.commit(&[again]).await.unwrap();
+    assert_eq!(store.release("svc-1").await.unwrap(), Some(update));
+    assert_eq!(
+        store.answer("action:svc-1:k").await.unwrap().as_deref(),
+        Some("{\"changed\":true}")
+    );
+}
+
+async fn the_journal_and_decisions_page_in_order(store: &dyn Store) {
+    let entries: Vec<JournalEntry> = (10..30)
+        .map(|seq| {
+            let service = if seq % 2 == 0 { "a" } else { "b" };
+            journal(seq, service, "tick", &seq.to_string())
+        })
+        .collect();
+    let decisions: Vec<DecisionEntry> = (10..20)
+        .map(|seq| DecisionEntry {
+            seq,
+            service: "a".into(),
+            at_ms: seq * 100,
+            line: seq.to_string(),
+        })
+        .collect();
+    store
+        .commit(&[Batch {
+            journal: entries,
+            decisions,
+            ..Batch::default()
+        }])
+        .await
+        .unwrap();
+    let page: Vec<i64> = store
+        .journal("a", 14, 3)
+        .await
+        .unwrap()
+        .iter()
+        .map(|j| j.seq)
+        .collect();
+    assert_eq!(page, vec![14, 16, 18]);
+    let since: Vec<i64> = store
+        .decisions("a", 1_500, 0, 100)
+        .await
+        .unwrap()
+        .iter()
+        .map(|d| d.seq)
+        .collect();
+    assert_eq!(since, vec![15, 16, 17, 18, 19]);
+    let after: Vec<i64> = store
+        .decisions("a", 0, 17, 2)
+        .await
+        .unwrap()
+        .iter()
+        .map(|d| d.seq)
+        .collect();
+    assert_eq!(after, vec![18, 19]);
+    assert!(store.decisions("b", 0, 0, 10).await.unwrap().is_empty());
+}
+
+async fn the_outbox_delivers_due_entries_and_backs_off(store: &dyn Store) {
+    store
+        .commit(&[Batch {
+            outbox: vec![outbox("m1", 100), outbox("m2", 200), outbox("m3", 5_000)],
+            ..Batch::default()
+        }])
+        .await
+        .unwrap();
+    let due: Vec<String> = store
+        .due(1_000, 10)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|o| o.id)
+        .collect();
+    // Oldest due first; `msg_1_0` is the earlier test's delivery.
+    assert_eq!(due, vec!["m1", "m2", "msg_1_0"]);
+    store.delivered("m1", 1_001).await.unwrap();
+    store.delivered("msg_1_0", 1_001).await.unwrap();
+    store
+        .retry_later("m2", 3_000, "answered 500")
+        .await
+        .unwrap();
+    assert!(store.due(2_000, 10).await.unwrap().is_empty());
+    let retry = store.due(3_000, 10).await.unwrap();
+    assert_eq!((retry[0].id.as_str(), retry[0].attempts), ("m2", 1));
+    assert_eq!(
+        store.outbox_counts().await.unwrap(),
+        OutboxCounts {
+            pending: 2,
+            delivered: 2
+        }
+    );
+}
+
+async fn sinks_are_replaced_as_a_set(store: &dyn Store) {
+    let a = Sink {
+        url: "http://127.0.0.1:1/a".into(),
+        secret: "whsec_a".into(),
+    };
+    let b = Sink {
+        url: "http://127.0.0.1:1/b".into(),
+        secret: "whsec_b".into(),
+    };
+    store
+        .set_sinks("svc", &[a.clone(), b.clone()])
+        .await
+        .unwrap();
+    store
+        .set_sinks("svc", std::slice::from_ref(&b))
+        .await
+        .unwrap();
+    assert_eq!(store.sinks("svc").await.unwrap(), vec![b]);
+    assert!(store.sinks("other").await.unwrap().is_empty());
+}
+
+async fn conformance(store: &dyn Store) {
+    policies_are_versioned(store).await;
+    versions_are_immutable(store).await;
+    a_commit_writes_everything_or_nothing(store).await;
+    the_journal_and_decisions_page_in_order(store).await;
+    the_outbox_delivers_due_entries_and_backs_off(store).await;
+    sinks_are_replaced_as_a_set(store).await;
+}
+
+#[tokio::test]
+async fn sqlite_in_memory_conforms() {
+    conformance(&SqliteStore::in_memory().await.unwrap()).await;
+}
+
+#[tokio::test]
+async fn sqlite_file_conforms_and_keeps_everything_across_reopening() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("ripcord.db");
+    conformance(&SqliteStore::open(&path).await.unwrap()).await;
+    let reopened = SqliteStore::open(&path).await.unwrap();
+    assert_eq!(reopened.last_seqs().await.unwrap(), (29, 19));
+    assert_eq!(reopened.policy("svc").await.unwrap().unwrap().version, 2);
+    assert_eq!(reopened.outbox_counts().await.unwrap().delivered, 2);
+    // The schema is migrated once: opening again changes nothing.
+    assert_eq!(reopened.put_policy("svc", "a: 3", "t").await.unwrap(), 3);
+}
