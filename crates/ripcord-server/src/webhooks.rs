@@ -29,6 +29,30 @@ pub fn new_secret() -> String {
     format!("whsec_{}", STANDARD.encode(key))
 }
 
+/// Key sizes the Standard Webhooks specification recommends for symmetric
+/// secrets, in bytes.
+const SECRET_BYTES: std::ops::RangeInclusive<usize> = 24..=64;
+
+/// Whether `secret` is a usable sink secret: `whsec_` followed by the
+/// base64 of 24 to 64 bytes. An empty key would sign with no secret at all.
+pub fn check_secret(secret: &str) -> Result<(), String> {
+    let encoded = secret
+        .strip_prefix("whsec_")
+        .ok_or("must start with whsec_")?;
+    let key = STANDARD
+        .decode(encoded)
+        .map_err(|e| format!("must be whsec_ followed by base64: {e}"))?;
+    if !SECRET_BYTES.contains(&key.len()) {
+        return Err(format!(
+            "the key must be {} to {} bytes, got {}",
+            SECRET_BYTES.start(),
+            SECRET_BYTES.end(),
+            key.len()
+        ));
+    }
+    Ok(())
+}
+
 /// The `webhook-signature` value for a message.
 pub fn sign(secret: &str, id: &str, timestamp: i64, body: &str) -> Option<String> {
     let key = STANDARD
@@ -147,6 +171,19 @@ mod tests {
             sign(secret, id, 1614265330, body).as_deref(),
             Some("v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE=")
         );
+    }
+
+    #[test]
+    fn secrets_need_the_prefix_and_a_real_key() {
+        assert_eq!(check_secret(&new_secret()), Ok(()));
+        assert_eq!(
+            check_secret("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"),
+            Ok(())
+        );
+        assert!(check_secret("MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw").is_err());
+        assert!(check_secret("whsec_").is_err());
+        assert!(check_secret("whsec_c2hvcnQ=").is_err());
+        assert!(check_secret("whsec_not base64!").is_err());
     }
 
     #[test]
