@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use base64::Engine as _;
-use base64::engine::general_purpose::STANDARD;
+use base64::engine::general_purpose::{STANDARD, STANDARD_PAD_INDIFFERENT};
 use hmac::{Hmac, KeyInit, Mac};
 use ripcord_store::{OutboxEntry, Store};
 use sha2::Sha256;
@@ -39,7 +39,7 @@ pub fn check_secret(secret: &str) -> Result<(), String> {
     let encoded = secret
         .strip_prefix("whsec_")
         .ok_or("must start with whsec_")?;
-    let key = STANDARD
+    let key = STANDARD_PAD_INDIFFERENT
         .decode(encoded)
         .map_err(|e| format!("must be whsec_ followed by base64: {e}"))?;
     if !SECRET_BYTES.contains(&key.len()) {
@@ -54,8 +54,10 @@ pub fn check_secret(secret: &str) -> Result<(), String> {
 }
 
 /// The `webhook-signature` value for a message.
+/// The key may come with or without base64 padding, as the reference
+/// libraries accept it.
 pub fn sign(secret: &str, id: &str, timestamp: i64, body: &str) -> Option<String> {
-    let key = STANDARD
+    let key = STANDARD_PAD_INDIFFERENT
         .decode(secret.strip_prefix("whsec_").unwrap_or(secret))
         .ok()?;
     let mut mac = Hmac::<Sha256>::new_from_slice(&key).ok()?;
@@ -184,6 +186,12 @@ mod tests {
         assert!(check_secret("whsec_").is_err());
         assert!(check_secret("whsec_c2hvcnQ=").is_err());
         assert!(check_secret("whsec_not base64!").is_err());
+        // Unpadded base64, as the reference libraries take it: same key.
+        let padded = format!("whsec_{}", STANDARD.encode([9u8; 32]));
+        let unpadded = padded.trim_end_matches('=');
+        assert_ne!(padded, unpadded);
+        assert_eq!(check_secret(unpadded), Ok(()));
+        assert_eq!(sign(unpadded, "m", 1, "b"), sign(&padded, "m", 1, "b"));
     }
 
     #[test]
