@@ -333,10 +333,8 @@ async fn put_webhooks(
             )));
         }
         let secret = s.secret.unwrap_or_else(webhooks::new_secret);
-        if webhooks::sign(&secret, "check", 0, "").is_none() {
-            return Err(ApiError::bad_request(format!(
-                "sinks[{i}].secret: must be whsec_ followed by base64"
-            )));
+        if let Err(why) = webhooks::check_secret(&secret) {
+            return Err(ApiError::bad_request(format!("sinks[{i}].secret: {why}")));
         }
         sinks.push(Sink { url: s.url, secret });
     }

@@ -30,16 +30,37 @@ fn targeting_key(
 ) -> Result<String, Box<Response>> {
     let bytes =
         bytes.map_err(|e| failure(StatusCode::BAD_REQUEST, key, "PARSE_ERROR", e.body_text()))?;
-    let body: Value = serde_json::from_slice(&bytes).map_err(|e| {
-        failure(
+    // The request body is optional in the protocol: none is no context.
+    let body: Value = if bytes.iter().all(u8::is_ascii_whitespace) {
+        json!({})
+    } else {
+        serde_json::from_slice(&bytes).map_err(|e| {
+            failure(
+                StatusCode::BAD_REQUEST,
+                key,
+                "PARSE_ERROR",
+                format!("body: {e}"),
+            )
+        })?
+    };
+    if !body.is_object() {
+        return Err(failure(
             StatusCode::BAD_REQUEST,
             key,
             "PARSE_ERROR",
-            format!("body: {e}"),
-        )
-    })?;
+            "body: expected a JSON object".into(),
+        ));
+    }
     let context = match body.get("context") {
         Some(Value::Object(c)) => c,
+        None | Some(Value::Null) => {
+            return Err(failure(
+                StatusCode::BAD_REQUEST,
+                key,
+                "TARGETING_KEY_MISSING",
+                "context.targetingKey: required (the unit to assign)".into(),
+            ));
+        }
         Some(_) => {
             return Err(failure(
                 StatusCode::BAD_REQUEST,
@@ -48,18 +69,10 @@ fn targeting_key(
                 "context: expected an object".into(),
             ));
         }
-        None => {
-            return Err(failure(
-                StatusCode::BAD_REQUEST,
-                key,
-                "TARGETING_KEY_MISSING",
-                "context.targetingKey: required (the unit to assign)".into(),
-            ));
-        }
     };
     match context.get("targetingKey") {
         Some(Value::String(k)) if !k.is_empty() => Ok(k.clone()),
-        Some(Value::String(_)) | None => Err(failure(
+        Some(Value::String(_) | Value::Null) | None => Err(failure(
             StatusCode::BAD_REQUEST,
             key,
             "TARGETING_KEY_MISSING",
@@ -134,10 +147,15 @@ pub async fn bulk(
     let digest = Sha256::digest(body.as_bytes());
     let etag: String = digest[..12].iter().map(|b| format!("{b:02x}")).collect();
     let etag = format!("\"{etag}\"");
+    // If-None-Match compares weakly (RFC 9110 §13.1.2): `W/"x"` matches
+    // `"x"`; the header may come more than once, each a list.
     let matches = headers
-        .get(header::IF_NONE_MATCH)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.split(',').any(|t| t.trim() == etag || t.trim() == "*"));
+        .get_all(header::IF_NONE_MATCH)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(|t| t.trim())
+        .any(|t| t == "*" || t.strip_prefix("W/").unwrap_or(t) == etag);
     let etag_value = HeaderValue::from_str(&etag).unwrap_or(HeaderValue::from_static("\"\""));
     if matches {
         return (StatusCode::NOT_MODIFIED, [(header::ETAG, etag_value)]).into_response();

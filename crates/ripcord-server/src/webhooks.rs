@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use base64::Engine as _;
-use base64::engine::general_purpose::STANDARD;
+use base64::engine::general_purpose::{STANDARD, STANDARD_PAD_INDIFFERENT};
 use hmac::{Hmac, KeyInit, Mac};
 use ripcord_store::{OutboxEntry, Store};
 use sha2::Sha256;
@@ -29,9 +29,35 @@ pub fn new_secret() -> String {
     format!("whsec_{}", STANDARD.encode(key))
 }
 
+/// Key sizes the Standard Webhooks specification recommends for symmetric
+/// secrets, in bytes.
+const SECRET_BYTES: std::ops::RangeInclusive<usize> = 24..=64;
+
+/// Whether `secret` is a usable sink secret: `whsec_` followed by the
+/// base64 of 24 to 64 bytes. An empty key would sign with no secret at all.
+pub fn check_secret(secret: &str) -> Result<(), String> {
+    let encoded = secret
+        .strip_prefix("whsec_")
+        .ok_or("must start with whsec_")?;
+    let key = STANDARD_PAD_INDIFFERENT
+        .decode(encoded)
+        .map_err(|e| format!("must be whsec_ followed by base64: {e}"))?;
+    if !SECRET_BYTES.contains(&key.len()) {
+        return Err(format!(
+            "the key must be {} to {} bytes, got {}",
+            SECRET_BYTES.start(),
+            SECRET_BYTES.end(),
+            key.len()
+        ));
+    }
+    Ok(())
+}
+
 /// The `webhook-signature` value for a message.
+/// The key may come with or without base64 padding, as the reference
+/// libraries accept it.
 pub fn sign(secret: &str, id: &str, timestamp: i64, body: &str) -> Option<String> {
-    let key = STANDARD
+    let key = STANDARD_PAD_INDIFFERENT
         .decode(secret.strip_prefix("whsec_").unwrap_or(secret))
         .ok()?;
     let mut mac = Hmac::<Sha256>::new_from_slice(&key).ok()?;
@@ -147,6 +173,25 @@ mod tests {
             sign(secret, id, 1614265330, body).as_deref(),
             Some("v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE=")
         );
+    }
+
+    #[test]
+    fn secrets_need_the_prefix_and_a_real_key() {
+        assert_eq!(check_secret(&new_secret()), Ok(()));
+        assert_eq!(
+            check_secret("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"),
+            Ok(())
+        );
+        assert!(check_secret("MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw").is_err());
+        assert!(check_secret("whsec_").is_err());
+        assert!(check_secret("whsec_c2hvcnQ=").is_err());
+        assert!(check_secret("whsec_not base64!").is_err());
+        // Unpadded base64, as the reference libraries take it: same key.
+        let padded = format!("whsec_{}", STANDARD.encode([9u8; 32]));
+        let unpadded = padded.trim_end_matches('=');
+        assert_ne!(padded, unpadded);
+        assert_eq!(check_secret(unpadded), Ok(()));
+        assert_eq!(sign(unpadded, "m", 1, "b"), sign(&padded, "m", 1, "b"));
     }
 
     #[test]

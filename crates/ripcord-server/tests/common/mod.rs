@@ -1,0 +1,179 @@
+//! Shared set-up for the server's integration tests: a real server on
+//! loopback with the `support-bot` policy, two versions and (optionally) a
+//! release at 30%.
+
+#![allow(dead_code)]
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+pub type Result<T = ()> = std::result::Result<T, Box<dyn std::error::Error + Send + Sync>>;
+
+pub struct Running {
+    pub server: ripcord_server::Server,
+    pub base: String,
+    pub token: String,
+    pub http: reqwest::Client,
+    _dir: tempfile::TempDir,
+}
+
+pub fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+pub fn client() -> Result<reqwest::Client> {
+    Ok(reqwest::Client::builder()
+        .no_proxy()
+        .timeout(Duration::from_secs(20))
+        .build()?)
+}
+
+/// Starts a server with the example policy and versions v1 and v2.
+pub async fn start() -> Result<Running> {
+    let dir = tempfile::tempdir()?;
+    let server = ripcord_server::start(ripcord_server::Config::new(
+        dir.path().to_path_buf(),
+        "127.0.0.1:0".parse()?,
+    ))
+    .await?;
+    let token = std::fs::read_to_string(&server.token_path)?
+        .trim()
+        .to_string();
+    let base = format!("http://{}", server.addr);
+    let running = Running {
+        server,
+        base,
+        token,
+        http: client()?,
+        _dir: dir,
+    };
+    let policy =
+        std::fs::read_to_string(repo_root().join("examples/conversational-agent/policy.yaml"))?;
+    let r = running
+        .http
+        .put(running.url("/v1/policies/support-bot"))
+        .bearer_auth(&running.token)
+        .body(policy)
+        .send()
+        .await?;
+    assert_eq!(r.status(), 201, "PUT policy: {}", r.text().await?);
+    for (version, model) in [("v1", "m-1"), ("v2", "m-2")] {
+        let (status, body) = running
+            .post(
+                "/v1/services/support-bot/versions",
+                &json!({"version": version, "model_id": model}),
+            )
+            .await?;
+        assert_eq!(status, 201, "register {version}: {body}");
+    }
+    Ok(running)
+}
+
+impl Running {
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    /// An authorized JSON POST; the status and the body as JSON.
+    pub async fn post(&self, path: &str, body: &Value) -> Result<(u16, Value)> {
+        let r = self
+            .http
+            .post(self.url(path))
+            .bearer_auth(&self.token)
+            .json(body)
+            .send()
+            .await?;
+        let status = r.status().as_u16();
+        let text = r.text().await?;
+        Ok((
+            status,
+            serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        ))
+    }
+
+    /// An authorized JSON PUT.
+    pub async fn put(&self, path: &str, body: &Value) -> Result<(u16, Value)> {
+        let r = self
+            .http
+            .put(self.url(path))
+            .bearer_auth(&self.token)
+            .json(body)
+            .send()
+            .await?;
+        let status = r.status().as_u16();
+        let text = r.text().await?;
+        Ok((
+            status,
+            serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        ))
+    }
+
+    pub async fn get_json(&self, path: &str) -> Result<Value> {
+        let r = self.http.get(self.url(path)).send().await?;
+        assert_eq!(r.status(), 200, "GET {path}");
+        Ok(r.json().await?)
+    }
+
+    /// Starts v1 → v2 with one step at 30% held for an hour.
+    pub async fn release_at_30(&self) -> Result<String> {
+        let (status, body) = self
+            .post(
+                "/v1/releases",
+                &json!({
+                    "service": "support-bot",
+                    "baseline": "v1",
+                    "candidate": "v2",
+                    "steps": [{"share": 0.3, "hold": "1h"}],
+                }),
+            )
+            .await?;
+        assert_eq!(status, 201, "start release: {body}");
+        assert_eq!(body["share"], json!(0.3), "{body}");
+        Ok(body["id"].as_str().unwrap_or_default().to_string())
+    }
+
+    /// Polls the release until `done` holds, up to `within`.
+    pub async fn wait_release(
+        &self,
+        id: &str,
+        within: Duration,
+        done: impl Fn(&Value) -> bool,
+    ) -> Result<Value> {
+        let deadline = Instant::now() + within;
+        loop {
+            let release = self.get_json(&format!("/v1/releases/{id}")).await?;
+            if done(&release) {
+                return Ok(release);
+            }
+            if Instant::now() > deadline {
+                return Err(
+                    format!("release {id} did not settle within {within:?}: {release}").into(),
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+/// Fails (never skips) when python3 or the named modules are missing: CI
+/// installs them (`.ci/run`).
+pub fn require_python(modules: &str) {
+    let probe = std::process::Command::new("python3")
+        .args(["-c", &format!("import {modules}")])
+        .output();
+    match probe {
+        Err(e) => panic!(
+            "python3 is required for this test and could not be run ({e}); \
+             install Python 3 and `python3 -m pip install openfeature-sdk \
+             openfeature-provider-ofrep standardwebhooks`"
+        ),
+        Ok(out) if !out.status.success() => panic!(
+            "python3 cannot import {modules}: {}\ninstall them with `python3 -m pip install \
+             openfeature-sdk openfeature-provider-ofrep standardwebhooks` (.ci/run does)",
+            String::from_utf8_lossy(&out.stderr).trim()
+        ),
+        Ok(_) => {}
+    }
+}
