@@ -88,7 +88,7 @@ pub async fn run(store: Arc<dyn Store>, mut stop: tokio::sync::watch::Receiver<b
         }
     };
     loop {
-        let delivered = deliver_due(&*store, &client).await;
+        let delivered = deliver_due(&store, &client).await;
         if delivered == 0 {
             tokio::select! {
                 _ = tokio::time::sleep(Duration::from_millis(200)) => {}
@@ -101,8 +101,9 @@ pub async fn run(store: Arc<dyn Store>, mut stop: tokio::sync::watch::Receiver<b
     }
 }
 
-/// One pass over the due entries; returns how many were attempted.
-async fn deliver_due(store: &dyn Store, client: &reqwest::Client) -> usize {
+/// One pass over the due entries, sent side by side so that one slow sink
+/// does not hold up the others; returns how many were attempted.
+async fn deliver_due(store: &Arc<dyn Store>, client: &reqwest::Client) -> usize {
     let due = match store.due(wall_now().0, 64).await {
         Ok(d) => d,
         Err(e) => {
@@ -110,27 +111,36 @@ async fn deliver_due(store: &dyn Store, client: &reqwest::Client) -> usize {
             return 0;
         }
     };
-    for entry in &due {
-        let result = send(client, entry).await;
-        let now = wall_now().0;
-        let stored = match result {
-            Ok(()) => {
-                metrics::webhook("delivered");
-                store.delivered(&entry.id, now).await
-            }
-            Err(e) => {
-                metrics::webhook("failed");
-                tracing::warn!("webhook {} to {}: {e}", entry.id, entry.url);
-                store
-                    .retry_later(&entry.id, now + backoff(entry.attempts), &e)
-                    .await
-            }
-        };
-        if let Err(e) = stored {
-            tracing::warn!("updating the outbox: {e}");
-        }
+    let count = due.len();
+    let mut sending = tokio::task::JoinSet::new();
+    for entry in due {
+        let (store, client) = (store.clone(), client.clone());
+        sending.spawn(async move { attempt(&*store, &client, &entry).await });
     }
-    due.len()
+    while sending.join_next().await.is_some() {}
+    count
+}
+
+/// Sends one entry and records the outcome in the outbox.
+async fn attempt(store: &dyn Store, client: &reqwest::Client, entry: &OutboxEntry) {
+    let result = send(client, entry).await;
+    let now = wall_now().0;
+    let stored = match result {
+        Ok(()) => {
+            metrics::webhook("delivered");
+            store.delivered(&entry.id, now).await
+        }
+        Err(e) => {
+            metrics::webhook("failed");
+            tracing::warn!("webhook {} to {}: {e}", entry.id, entry.url);
+            store
+                .retry_later(&entry.id, now + backoff(entry.attempts), &e)
+                .await
+        }
+    };
+    if let Err(e) = stored {
+        tracing::warn!("updating the outbox: {e}");
+    }
 }
 
 async fn send(client: &reqwest::Client, entry: &OutboxEntry) -> Result<(), String> {
