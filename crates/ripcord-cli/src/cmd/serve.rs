@@ -105,3 +105,47 @@ async fn shutdown_signal() {
         _ = terminate => {}
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args() -> ServeArgs {
+        ServeArgs {
+            data_dir: None,
+            listen: None,
+            policies: None,
+            config: None,
+        }
+    }
+
+    #[test]
+    fn flags_win_over_the_config_file_which_wins_over_defaults() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("ripcord.yaml");
+        std::fs::write(&file, "data_dir: /srv/ripcord\nlisten: 127.0.0.1:9000\n").unwrap();
+        let mut a = args();
+        a.config = Some(file.clone());
+        let c = config(a).unwrap();
+        assert_eq!(c.data_dir, PathBuf::from("/srv/ripcord"));
+        assert_eq!(c.listen.to_string(), "127.0.0.1:9000");
+        let mut a = args();
+        a.config = Some(file);
+        a.listen = Some("127.0.0.1:7171".parse().unwrap());
+        let c = config(a).unwrap();
+        assert_eq!(c.listen.to_string(), "127.0.0.1:7171");
+        assert_eq!(c.data_dir, PathBuf::from("/srv/ripcord"));
+    }
+
+    #[test]
+    fn a_typo_in_the_config_file_is_an_error_that_names_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("ripcord.yaml");
+        std::fs::write(&file, "data_dri: /srv\n").unwrap();
+        let mut a = args();
+        a.config = Some(file);
+        let err = config(a).err().unwrap().to_string();
+        assert!(err.contains("data_dri"), "{err}");
+        assert!(err.contains("ripcord.yaml"), "{err}");
+    }
+}
