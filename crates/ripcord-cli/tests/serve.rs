@@ -37,7 +37,11 @@ fn get(addr: &str, path: &str) -> (String, String) {
     let mut text = String::new();
     stream.read_to_string(&mut text).unwrap();
     let status = text.lines().next().unwrap_or_default().to_string();
-    let body = text.split("\r\n\r\n").nth(1).unwrap_or_default().to_string();
+    let body = text
+        .split("\r\n\r\n")
+        .nth(1)
+        .unwrap_or_default()
+        .to_string();
     (status, body)
 }
 
@@ -81,13 +85,22 @@ fn serve_makes_a_private_token_loads_policies_and_stops_cleanly_on_sigterm() {
         .and_then(|rest| rest.split(' ').next())
         .unwrap_or_else(|| panic!("{second}"))
         .to_string();
-    assert_eq!(get(&addr, "/healthz"), ("HTTP/1.1 200 OK".into(), "ok\n".into()));
+    assert_eq!(
+        get(&addr, "/healthz"),
+        ("HTTP/1.1 200 OK".into(), "ok\n".into())
+    );
     let (status, yaml) = get(&addr, "/v1/policies/support-bot");
     assert_eq!(status, "HTTP/1.1 200 OK");
     assert!(yaml.starts_with("# support-bot"), "{yaml}");
 
     let pid = guard.0.id().to_string();
-    assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
     let status = guard.0.wait().unwrap();
     let mut rest = String::new();
     stderr.read_to_string(&mut rest).unwrap();

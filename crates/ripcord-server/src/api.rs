@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::{Body, Bytes};
-use axum::extract::rejection::BytesRejection;
+use axum::extract::rejection::{BytesRejection, QueryRejection};
 use axum::extract::{DefaultBodyLimit, FromRequest, Path, Query, Request, State};
 use axum::http::{Method, StatusCode, header};
 use axum::middleware::{self, Next};
@@ -111,6 +111,11 @@ fn body(bytes: Result<Bytes, BytesRejection>) -> Result<Bytes, ApiError> {
         }
         err
     })
+}
+
+/// A query string that does not parse, in our error shape.
+fn query_error(e: QueryRejection) -> ApiError {
+    ApiError::bad_request(format!("query: {}", e.body_text()))
 }
 
 /// Parses a JSON body; errors name the field (`steps[1].share: …`).
@@ -326,12 +331,14 @@ async fn put_webhooks(
     let service_ref = app.hub.known(&service)?;
     let parsed: SinksBody = json_body(&body(bytes)?)?;
     let mut sinks = Vec::new();
+    let mut generated = Vec::new();
     for (i, s) in parsed.sinks.into_iter().enumerate() {
         if !(s.url.starts_with("http://") || s.url.starts_with("https://")) {
             return Err(ApiError::bad_request(format!(
                 "sinks[{i}].url: must start with http:// or https://"
             )));
         }
+        generated.push(s.secret.is_none());
         let secret = s.secret.unwrap_or_else(webhooks::new_secret);
         if let Err(why) = webhooks::check_secret(&secret) {
             return Err(ApiError::bad_request(format!("sinks[{i}].secret: {why}")));
@@ -341,9 +348,15 @@ async fn put_webhooks(
     let mut state = service_ref.state.lock().await;
     app.hub.store.set_sinks(&service, &sinks).await?;
     state.sinks = sinks.clone();
+    // A secret is shown once, when ripcord made it; one the caller sent is
+    // not echoed back.
     let shown: Vec<Value> = sinks
         .iter()
-        .map(|s| json!({"url": s.url, "secret": s.secret}))
+        .zip(generated)
+        .map(|(s, made)| match made {
+            true => json!({"url": s.url, "secret": s.secret}),
+            false => json!({"url": s.url}),
+        })
         .collect();
     Ok(Json(json!({"service": service, "sinks": shown})))
 }
@@ -424,8 +437,9 @@ struct ReleaseQuery {
 
 async fn list_releases(
     State(app): State<Shared>,
-    Query(q): Query<ReleaseQuery>,
+    q: Result<Query<ReleaseQuery>, QueryRejection>,
 ) -> Result<Json<Value>, ApiError> {
+    let Query(q) = q.map_err(query_error)?;
     let records = app.hub.store.releases(q.service.as_deref()).await?;
     let releases: Vec<Value> = records.into_iter().map(|r| r.body).collect();
     Ok(Json(json!({"releases": releases})))
@@ -461,6 +475,15 @@ async fn post_action(
         && let Some(first) = app.hub.store.answer(key).await?
     {
         let value: Value = serde_json::from_str(&first).unwrap_or_default();
+        if value["action"] != json!(req.action) {
+            return Err(ApiError::unprocessable(
+                format!(
+                    "idempotency_key: already used for {} on release \"{id}\"; use a new key for a different action",
+                    value["action"]
+                ),
+                json!([{"path": "idempotency_key", "message": "used for another action"}]),
+            ));
+        }
         return Ok((StatusCode::OK, Json(value)).into_response());
     }
     let record = app
@@ -483,7 +506,13 @@ async fn post_action(
         ("rollback", "rolling_back" | "rolled_back") | ("pause", "paused")
     );
     if settled {
-        let answer = json!({"release": current, "changed": false, "reason": req.reason});
+        let answer = json!({
+            "action": req.action,
+            "release": current,
+            "changed": false,
+            "reason": req.reason,
+            "decisions": [],
+        });
         return Ok((StatusCode::OK, Json(answer)).into_response());
     }
     let (answer, pending) = app.hub.command(&service, command, key, req.reason).await?;
@@ -528,8 +557,9 @@ pub fn assign_unit(hub: &Hub, service: &str, unit: &str) -> Result<Assigned, Api
 
 async fn assign(
     State(app): State<Shared>,
-    Query(q): Query<AssignQuery>,
+    q: Result<Query<AssignQuery>, QueryRejection>,
 ) -> Result<Json<Value>, ApiError> {
+    let Query(q) = q.map_err(query_error)?;
     let service = q
         .service
         .ok_or_else(|| ApiError::bad_request("service: query parameter is required"))?;
@@ -560,8 +590,9 @@ struct DecisionQuery {
 /// `ripcord-next-after` header carries the cursor for the next page.
 async fn decisions(
     State(app): State<Shared>,
-    Query(q): Query<DecisionQuery>,
+    q: Result<Query<DecisionQuery>, QueryRejection>,
 ) -> Result<Response, ApiError> {
+    let Query(q) = q.map_err(query_error)?;
     let service = q
         .service
         .ok_or_else(|| ApiError::bad_request("service: query parameter is required"))?;

@@ -82,6 +82,12 @@ impl IntoResponse for ApiError {
             body["details"] = details;
         }
         let mut response = (self.status, Json(body)).into_response();
+        if self.status == StatusCode::UNAUTHORIZED {
+            response.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Bearer realm=\"ripcord\""),
+            );
+        }
         if let Some(secs) = self.retry_after {
             response
                 .headers_mut()

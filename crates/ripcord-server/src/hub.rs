@@ -109,6 +109,7 @@ pub struct Counts {
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
 pub struct StepView {
     pub share: f64,
     /// Like `30m`.
@@ -131,6 +132,9 @@ struct Start {
 struct CommandEntry {
     command: String,
     at_ms: i64,
+    /// Why the person acted, kept with the command.
+    #[serde(default)]
+    reason: Option<String>,
 }
 
 /// What one engine input produced, before it is durable.
@@ -509,6 +513,7 @@ impl Hub {
         let body = serde_json::to_string(&CommandEntry {
             command: command_name(&command).to_string(),
             at_ms: now.0,
+            reason: reason.clone(),
         })
         .unwrap_or_default();
         let records: Vec<Value> = decisions
@@ -524,6 +529,7 @@ impl Hub {
             Batch::default(),
         );
         let answer = json!({
+            "action": command_name(&command),
             "release": state.current,
             "changed": true,
             "reason": reason,

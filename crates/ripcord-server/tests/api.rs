@@ -625,6 +625,21 @@ async fn an_action_repeated_with_its_idempotency_key_returns_the_first_answer_an
     let (status, again) = h.post("/v1/releases/support-bot-1/actions", pause).await;
     assert_eq!((status, &again), (StatusCode::OK, &first));
     assert_eq!(log(&h).await, before);
+    // The same key for another action is a mistake, not a repeat.
+    let (status, body) = h
+        .post(
+            "/v1/releases/support-bot-1/actions",
+            json!({"action": "resume", "idempotency_key": "op-1"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("idempotency_key: already used for \"pause\""),
+        "{body}"
+    );
 
     let (status, resumed) = h
         .post(
