@@ -555,7 +555,14 @@ impl Hub {
         let now = wall_now();
         for service in services {
             let mut state = service.state.lock().await;
-            let Some(engine) = state.engine.as_mut() else {
+            // A settled release has no timers left: its ticks would only
+            // lengthen the journal (recovery replays exactly what was fed,
+            // so skipping them here skips them there too).
+            let settled = state
+                .current
+                .as_ref()
+                .is_some_and(|c| matches!(c.state.as_str(), "rolled_back" | "promoted"));
+            let Some(engine) = state.engine.as_mut().filter(|_| !settled) else {
                 continue;
             };
             // Only ticks that move time forward change anything.
