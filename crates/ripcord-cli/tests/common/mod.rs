@@ -137,7 +137,7 @@ async fn check(response: reqwest::Response, what: &str) -> anyhow::Result<Value>
     if text.trim().is_empty() {
         return Ok(Value::Null);
     }
-    Ok(serde_json::from_str(&text).with_context(|| format!("{what}: {text}"))?)
+    serde_json::from_str(&text).with_context(|| format!("{what}: {text}"))
 }
 
 pub async fn get_json(c: &reqwest::Client, s: &Serve, path: &str) -> anyhow::Result<Value> {
