@@ -75,16 +75,22 @@ fn main() -> anyhow::Result<()> {
 
 /// Batch bodies: `BATCH` events each, half per side, 1% failures, distinct
 /// units.
-/// Leaked so that sending one copies nothing (`&'static str` bodies).
-fn bodies(service: &str, count: usize) -> Vec<&'static str> {
+/// Leaked so that sending one copies nothing (`&'static str` bodies). A
+/// JSON array, or NDJSON.
+fn bodies(service: &str, count: usize, ndjson: bool) -> Vec<&'static str> {
     let ts = rfc3339_now();
+    let (open, sep, close) = if ndjson {
+        ("", "\n", "\n")
+    } else {
+        ("[", ",", "]")
+    };
     (0..count)
         .map(|b| {
             let mut body = String::with_capacity(BATCH * 170 + 2);
-            body.push('[');
+            body.push_str(open);
             for i in 0..BATCH {
                 if i > 0 {
-                    body.push(',');
+                    body.push_str(sep);
                 }
                 let version = if i % 2 == 0 { "v1" } else { "v2" };
                 let unit = format!("u{b}-{i}");
@@ -97,7 +103,7 @@ fn bodies(service: &str, count: usize) -> Vec<&'static str> {
                     i.is_multiple_of(100),
                 );
             }
-            body.push(']');
+            body.push_str(close);
             &*Box::leak(body.into_boxed_str())
         })
         .collect()
@@ -105,6 +111,7 @@ fn bodies(service: &str, count: usize) -> Vec<&'static str> {
 
 struct IngestRow {
     connections: usize,
+    format: &'static str,
     events_per_s: f64,
     requests: usize,
     p50_ms: f64,
@@ -116,14 +123,19 @@ struct IngestRow {
 async fn ingest(quick: bool) -> anyhow::Result<()> {
     let run_for = Duration::from_secs(if quick { 2 } else { 10 });
     let mut rows = Vec::new();
-    for connections in [1usize, 2, 4] {
+    for (connections, ndjson) in [(1usize, false), (2, false), (4, false), (2, true)] {
+        let content_type = if ndjson {
+            "application/x-ndjson"
+        } else {
+            "application/json"
+        };
         let dir = tempfile::tempdir()?;
         let server = Serve::start(Path::new(BIN), dir.path(), false).await?;
         let c = client()?;
         set_up_release(&c, &server, "bench-svc", QUIET_POLICY, None).await?;
-        let bodies = Arc::new(bodies("bench-svc", 16));
         // Warm up (connections, page cache, the engine's first windows).
-        post_json(&c, &server, bodies[0].to_string()).await?;
+        post_json(&c, &server, bodies("bench-svc", 1, false)[0].to_string()).await?;
+        let bodies = Arc::new(bodies("bench-svc", 16, ndjson));
         let started = Instant::now();
         let until = started + run_for;
         let tasks: Vec<_> = (0..connections)
@@ -143,7 +155,7 @@ async fn ingest(quick: bool) -> anyhow::Result<()> {
                         let r = c
                             .post(&url)
                             .header("authorization", &auth)
-                            .header("content-type", "application/json")
+                            .header("content-type", content_type)
                             .body(body)
                             .send()
                             .await?;
@@ -181,6 +193,7 @@ async fn ingest(quick: bool) -> anyhow::Result<()> {
             .sum();
         rows.push(IngestRow {
             connections,
+            format: if ndjson { "NDJSON" } else { "JSON array" },
             events_per_s: accepted as f64 / elapsed.as_secs_f64(),
             requests: latencies.len(),
             p50_ms: pick(0.5),
@@ -194,13 +207,20 @@ async fn ingest(quick: bool) -> anyhow::Result<()> {
         run_for.as_secs()
     );
     println!(
-        "| connections | events/s | requests | p50 ms | p99 ms | server peak RSS (VmHWM) MiB | store MiB |"
+        "| connections | body | events/s | requests | p50 ms | p99 ms | server peak RSS (VmHWM) MiB | store MiB |"
     );
-    println!("|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|");
     for r in &rows {
         println!(
-            "| {} | {:.0} | {} | {:.1} | {:.1} | {:.1} | {:.1} |",
-            r.connections, r.events_per_s, r.requests, r.p50_ms, r.p99_ms, r.peak_mib, r.db_mib
+            "| {} | {} | {:.0} | {} | {:.1} | {:.1} | {:.1} | {:.1} |",
+            r.connections,
+            r.format,
+            r.events_per_s,
+            r.requests,
+            r.p50_ms,
+            r.p99_ms,
+            r.peak_mib,
+            r.db_mib
         );
     }
     Ok(())
@@ -259,7 +279,21 @@ async fn revert(quick: bool) -> anyhow::Result<()> {
         rtts.push(t.elapsed().as_secs_f64() * 1e6);
     }
     let rtt = median(&rtts);
+    // And one /v1/assign round trip with nothing happening (the floor for
+    // the time to revert: the first assign after the 202 is one of these).
+    let mut assign_rtts = Vec::new();
+    for k in 0..300 {
+        let t = Instant::now();
+        c.get(server.url(&format!("/v1/assign?service=revert-svc&unit=warm-{k}")))
+            .send()
+            .await?
+            .bytes()
+            .await?;
+        assign_rtts.push(t.elapsed().as_secs_f64() * 1e6);
+    }
     let mut revert_us = Vec::new();
+    // The same measurement after the 202s that did not revert yet.
+    let mut not_yet_us = Vec::new();
     let mut batches_needed = Vec::new();
     let mut seq = 0u64;
     for n in 0..releases {
@@ -312,6 +346,7 @@ async fn revert(quick: bool) -> anyhow::Result<()> {
                 found = Some((answered, b));
                 break;
             }
+            not_yet_us.push(answered.as_secs_f64() * 1e6);
         }
         let (answered, b) = found.ok_or_else(|| anyhow!("release {n} never reverted"))?;
         revert_us.push(answered.as_secs_f64() * 1e6);
@@ -341,6 +376,17 @@ async fn revert(quick: bool) -> anyhow::Result<()> {
         "| loopback /healthz round trip (µs, 300 samples) | {:.0} | {:.0} |",
         rtt,
         max(&rtts)
+    );
+    println!(
+        "| idle /v1/assign round trip (µs, 300 samples) | {:.0} | {:.0} |",
+        median(&assign_rtts),
+        max(&assign_rtts)
+    );
+    println!(
+        "| /v1/assign right after a 202 that did not revert (µs, {} samples) | {:.0} | {:.0} |",
+        not_yet_us.len(),
+        median(&not_yet_us),
+        max(&not_yet_us)
     );
     println!(
         "| time to revert (µs) | {:.0} | {:.0} |",
