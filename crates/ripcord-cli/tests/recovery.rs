@@ -85,6 +85,32 @@ fn batch(rng: &mut StdRng, service: &str, n: usize, fail: (f64, f64)) -> (String
     (body, sides)
 }
 
+/// A batch of `n` healthy events (1% failures on both sides) from random
+/// units, each on the version the assignment gives it at `share` — a
+/// rollback stage verifies that clients follow the assignment.
+fn following(rng: &mut StdRng, service: &str, n: usize, share: f64) -> String {
+    let ts = rfc3339_now();
+    let mut body = String::from("[");
+    for i in 0..n {
+        if i > 0 {
+            body.push(',');
+        }
+        let unit = format!("u{}", rng.random_range(0..100_000u32));
+        let candidate = ripcord_core::assign::is_candidate(service, &unit, share);
+        let version = if candidate { "v2" } else { "v1" };
+        event(
+            &mut body,
+            &ts,
+            service,
+            version,
+            &unit,
+            rng.random_bool(0.01),
+        );
+    }
+    body.push(']');
+    body
+}
+
 /// What the senders saw: batches acknowledged with 202, and batches whose
 /// request failed (in flight at a kill: stored or not).
 #[derive(Default)]
@@ -352,18 +378,34 @@ async fn kill_9_during_a_staged_rollback_completes_it_exactly_once() {
         assert_eq!(r["state"], "ramping", "{r}");
     }
 
-    // From now on, healthy traffic on both sides, across restarts.
+    // From now on, healthy traffic that follows the assignment, across
+    // restarts.
     let target: Arc<Mutex<(String, String)>> =
         Arc::new(Mutex::new((server.base.clone(), server.token.clone())));
     let stop = Arc::new(AtomicBool::new(false));
     let healthy = {
         let (target, stop) = (target.clone(), stop.clone());
         let mut rng = StdRng::seed_from_u64(rng.random());
+        let release_path = release_path.clone();
         tokio::spawn(async move {
             let c = client().unwrap();
             while !stop.load(Ordering::SeqCst) {
-                let (body, _) = batch(&mut rng, "rb-svc", 100, (0.01, 0.01));
                 let (base, token) = target.lock().unwrap().clone();
+                let share = c
+                    .get(format!("{base}{release_path}"))
+                    .send()
+                    .await
+                    .ok()
+                    .map(|r| r.json::<Value>());
+                let share = match share {
+                    Some(f) => f.await.ok().and_then(|v| v["share"].as_f64()),
+                    None => None,
+                };
+                let Some(share) = share else {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                };
+                let body = following(&mut rng, "rb-svc", 100, share);
                 if !post(&c, &base, &token, body).await {
                     tokio::time::sleep(Duration::from_millis(50)).await;
                 }
