@@ -671,10 +671,15 @@ impl Hub {
         }
         let before = view.clone();
         refresh(view, &status);
-        // Ticks rewrite the record only when they change it; other inputs
-        // always do (event counts move with every batch).
-        if *view != before || batch.journal.iter().any(|j| j.kind != "tick") {
+        let changed = *view != before || batch.journal.iter().any(|j| j.kind == "start");
+        if changed {
             view.updated_at = now.to_rfc3339();
+        }
+        // Ingest bumps the record's event counts before this point, so a
+        // batch of events must store the record even when the engine's
+        // view of the release did not move; otherwise the stored counts
+        // stay at what the last state change saw.
+        if changed || batch.journal.iter().any(|j| j.kind == "events") {
             batch.releases.push(record(view));
         }
     }

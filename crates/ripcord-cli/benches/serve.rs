@@ -1,0 +1,407 @@
+//! `ripcord serve` benchmarks against the real (release) binary on a temp
+//! dir, over loopback HTTP. Prints figures; asserts no timings.
+//!
+//! ```sh
+//! cargo bench -p ripcord-cli --bench serve            # ~10 s per ingest row
+//! cargo bench -p ripcord-cli --bench serve -- --quick # ~2 s per ingest row
+//! ```
+//!
+//! Cargo builds the `ripcord` binary with the bench (release) profile before
+//! running this (it is `target/release/ripcord`).
+//!
+//! - Ingest: events/s with durable acknowledgement (202 only after commit),
+//!   batches of 1,000 events (a JSON array), 1, 2 and 4 concurrent client
+//!   connections, a fresh server for each row; the server's peak memory
+//!   (VmHWM). The client runs on the same 2 cores: bodies are generated
+//!   before the clock starts.
+//! - Time to revert: from the arrival of the 202 for the batch that carries
+//!   the decisive evidence to `/v1/assign` giving the baseline to a unit that
+//!   was on the candidate, as a multiple of one loopback `/healthz` round
+//!   trip measured in the same run.
+
+#[path = "../tests/common/mod.rs"]
+mod common;
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, bail};
+use common::{Serve, assigned, client, event, rfc3339_now, set_up_release};
+
+const BIN: &str = env!("CARGO_BIN_EXE_ripcord");
+
+const QUIET_POLICY: &str = "\
+service: bench-svc
+srm: off
+signals:
+  moderation_fail: {category: safety, kind: rate, denominator: outputs}
+criteria:
+  moderation_rel: {signal: moderation_fail, max_ratio: 100, min_samples: 1000000000, window: 10m}
+triggers:
+  safety: {when: moderation_rel, severity: critical, action: rollback}
+rollout:
+  steps:
+    - {share: 0.5, hold: 1h}
+";
+
+const REVERT_POLICY: &str = "\
+service: revert-svc
+srm: off
+signals:
+  moderation_fail: {category: safety, kind: rate, denominator: outputs}
+criteria:
+  moderation_rel: {signal: moderation_fail, max_ratio: 1.2, min_samples: 50, window: 1m, for: 0s}
+triggers:
+  safety: {when: moderation_rel, severity: critical, action: rollback}
+rollout:
+  steps:
+    - {share: 0.5, hold: 1h}
+";
+
+const BATCH: usize = 1000;
+
+fn main() -> anyhow::Result<()> {
+    let quick = std::env::args().any(|a| a == "--quick");
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    runtime.block_on(async {
+        ingest(quick).await?;
+        revert(quick).await
+    })
+}
+
+/// Batch bodies: `BATCH` events each, half per side, 1% failures, distinct
+/// units.
+/// Leaked so that sending one copies nothing (`&'static str` bodies). A
+/// JSON array, or NDJSON.
+fn bodies(service: &str, count: usize, ndjson: bool) -> Vec<&'static str> {
+    let ts = rfc3339_now();
+    let (open, sep, close) = if ndjson {
+        ("", "\n", "\n")
+    } else {
+        ("[", ",", "]")
+    };
+    (0..count)
+        .map(|b| {
+            let mut body = String::with_capacity(BATCH * 170 + 2);
+            body.push_str(open);
+            for i in 0..BATCH {
+                if i > 0 {
+                    body.push_str(sep);
+                }
+                let version = if i % 2 == 0 { "v1" } else { "v2" };
+                let unit = format!("u{b}-{i}");
+                event(
+                    &mut body,
+                    &ts,
+                    service,
+                    version,
+                    &unit,
+                    i.is_multiple_of(100),
+                );
+            }
+            body.push_str(close);
+            &*Box::leak(body.into_boxed_str())
+        })
+        .collect()
+}
+
+struct IngestRow {
+    connections: usize,
+    format: &'static str,
+    events_per_s: f64,
+    requests: usize,
+    p50_ms: f64,
+    p99_ms: f64,
+    peak_mib: f64,
+    db_mib: f64,
+}
+
+async fn ingest(quick: bool) -> anyhow::Result<()> {
+    let run_for = Duration::from_secs(if quick { 2 } else { 10 });
+    let mut rows = Vec::new();
+    for (connections, ndjson) in [(1usize, false), (2, false), (4, false), (2, true)] {
+        let content_type = if ndjson {
+            "application/x-ndjson"
+        } else {
+            "application/json"
+        };
+        let dir = tempfile::tempdir()?;
+        let server = Serve::start(Path::new(BIN), dir.path(), false).await?;
+        let c = client()?;
+        set_up_release(&c, &server, "bench-svc", QUIET_POLICY, None).await?;
+        // Warm up (connections, page cache, the engine's first windows).
+        post_json(&c, &server, bodies("bench-svc", 1, false)[0].to_string()).await?;
+        let bodies = Arc::new(bodies("bench-svc", 16, ndjson));
+        let started = Instant::now();
+        let until = started + run_for;
+        let tasks: Vec<_> = (0..connections)
+            .map(|k| {
+                let c = c.clone();
+                let url = server.url("/v1/events");
+                let auth = server.auth();
+                let bodies = bodies.clone();
+                tokio::spawn(async move {
+                    let mut latencies = Vec::new();
+                    let mut accepted = 0u64;
+                    let mut i = k;
+                    while Instant::now() < until {
+                        let body = bodies[i % bodies.len()];
+                        i += connections;
+                        let sent = Instant::now();
+                        let r = c
+                            .post(&url)
+                            .header("authorization", &auth)
+                            .header("content-type", content_type)
+                            .body(body)
+                            .send()
+                            .await?;
+                        let status = r.status();
+                        let text = r.text().await?;
+                        if status != reqwest::StatusCode::ACCEPTED {
+                            bail!("POST /v1/events: {status}: {text}");
+                        }
+                        latencies.push(sent.elapsed());
+                        let v: serde_json::Value = serde_json::from_str(&text)?;
+                        accepted += v["accepted"].as_u64().unwrap_or(0);
+                    }
+                    Ok::<_, anyhow::Error>((accepted, latencies))
+                })
+            })
+            .collect();
+        let mut accepted = 0;
+        let mut latencies = Vec::new();
+        for t in tasks {
+            let (a, l) = t.await??;
+            accepted += a;
+            latencies.extend(l);
+        }
+        let elapsed = started.elapsed();
+        latencies.sort();
+        let pick = |q: f64| {
+            latencies
+                .get(((latencies.len() as f64 - 1.0) * q).round() as usize)
+                .map_or(0.0, |d| d.as_secs_f64() * 1e3)
+        };
+        let db: u64 = ["ripcord.db", "ripcord.db-wal"]
+            .iter()
+            .filter_map(|f| std::fs::metadata(dir.path().join(f)).ok())
+            .map(|m| m.len())
+            .sum();
+        rows.push(IngestRow {
+            connections,
+            format: if ndjson { "NDJSON" } else { "JSON array" },
+            events_per_s: accepted as f64 / elapsed.as_secs_f64(),
+            requests: latencies.len(),
+            p50_ms: pick(0.5),
+            p99_ms: pick(0.99),
+            peak_mib: server.peak_rss_kib().unwrap_or(0) as f64 / 1024.0,
+            db_mib: db as f64 / (1024.0 * 1024.0),
+        });
+    }
+    println!(
+        "\n## Ingest: POST /v1/events, {BATCH} events per batch, 202 after commit, {} s per row\n",
+        run_for.as_secs()
+    );
+    println!(
+        "| connections | body | events/s | requests | p50 ms | p99 ms | server peak RSS (VmHWM) MiB | store MiB |"
+    );
+    println!("|---|---|---|---|---|---|---|---|");
+    for r in &rows {
+        println!(
+            "| {} | {} | {:.0} | {} | {:.1} | {:.1} | {:.1} | {:.1} |",
+            r.connections,
+            r.format,
+            r.events_per_s,
+            r.requests,
+            r.p50_ms,
+            r.p99_ms,
+            r.peak_mib,
+            r.db_mib
+        );
+    }
+    Ok(())
+}
+
+async fn post_json(c: &reqwest::Client, s: &Serve, body: String) -> anyhow::Result<()> {
+    let r = c
+        .post(s.url("/v1/events"))
+        .header("authorization", s.auth())
+        .header("content-type", "application/json")
+        .body(body)
+        .send()
+        .await?;
+    let status = r.status();
+    if status != reqwest::StatusCode::ACCEPTED {
+        bail!("POST /v1/events: {status}: {}", r.text().await?);
+    }
+    r.bytes().await?;
+    Ok(())
+}
+
+async fn start_release(c: &reqwest::Client, s: &Serve, service: &str) -> anyhow::Result<()> {
+    let r = c
+        .post(s.url("/v1/releases"))
+        .header("authorization", s.auth())
+        .json(&serde_json::json!({
+            "service": service, "baseline": "v1", "candidate": "v2",
+            "steps": [{"share": 0.5, "hold": "1h"}],
+        }))
+        .send()
+        .await?;
+    if !r.status().is_success() {
+        bail!("POST /v1/releases: {}: {}", r.status(), r.text().await?);
+    }
+    Ok(())
+}
+
+/// Median of a sorted-on-the-fly copy.
+fn median(xs: &[f64]) -> f64 {
+    let mut v = xs.to_vec();
+    v.sort_by(f64::total_cmp);
+    v.get(v.len() / 2).copied().unwrap_or(f64::NAN)
+}
+
+async fn revert(quick: bool) -> anyhow::Result<()> {
+    let releases = if quick { 3 } else { 10 };
+    let dir = tempfile::tempdir()?;
+    let server = Serve::start(Path::new(BIN), dir.path(), false).await?;
+    let c = client()?;
+    set_up_release(&c, &server, "revert-svc", REVERT_POLICY, None).await?;
+    // One plain loopback round trip, on a warm connection.
+    let mut rtts = Vec::new();
+    for _ in 0..300 {
+        let t = Instant::now();
+        c.get(server.url("/healthz")).send().await?.bytes().await?;
+        rtts.push(t.elapsed().as_secs_f64() * 1e6);
+    }
+    let rtt = median(&rtts);
+    // And one /v1/assign round trip with nothing happening (the floor for
+    // the time to revert: the first assign after the 202 is one of these).
+    let mut assign_rtts = Vec::new();
+    for k in 0..300 {
+        let t = Instant::now();
+        c.get(server.url(&format!("/v1/assign?service=revert-svc&unit=warm-{k}")))
+            .send()
+            .await?
+            .bytes()
+            .await?;
+        assign_rtts.push(t.elapsed().as_secs_f64() * 1e6);
+    }
+    let mut revert_us = Vec::new();
+    // The same measurement after the 202s that did not revert yet.
+    let mut not_yet_us = Vec::new();
+    let mut batches_needed = Vec::new();
+    let mut seq = 0u64;
+    for n in 0..releases {
+        if n > 0 {
+            start_release(&c, &server, "revert-svc").await?;
+        }
+        // A unit the candidate serves.
+        let mut unit = None;
+        for k in 0..1000 {
+            let u = format!("probe-{n}-{k}");
+            if assigned(&c, &server, "revert-svc", &u).await? == "v2" {
+                unit = Some(u);
+                break;
+            }
+        }
+        let unit = unit.ok_or_else(|| anyhow!("no unit on the candidate"))?;
+        let assign_url = server.url(&format!("/v1/assign?service=revert-svc&unit={unit}"));
+        // Small batches of a clear regression until one reverts.
+        let mut found = None;
+        for b in 1..=200 {
+            let ts = rfc3339_now();
+            let mut body = String::from("[");
+            for i in 0..20 {
+                if i > 0 {
+                    body.push(',');
+                }
+                seq += 1;
+                let candidate = i % 2 == 1;
+                let fail = if candidate {
+                    seq % 10 < 3
+                } else {
+                    seq.is_multiple_of(100)
+                };
+                let version = if candidate { "v2" } else { "v1" };
+                event(
+                    &mut body,
+                    &ts,
+                    "revert-svc",
+                    version,
+                    &format!("r{seq}"),
+                    fail,
+                );
+            }
+            body.push(']');
+            post_json(&c, &server, body).await?;
+            let acked = Instant::now();
+            let v: serde_json::Value = c.get(&assign_url).send().await?.json().await?;
+            let answered = acked.elapsed();
+            if v["version"] == "v1" {
+                found = Some((answered, b));
+                break;
+            }
+            not_yet_us.push(answered.as_secs_f64() * 1e6);
+        }
+        let (answered, b) = found.ok_or_else(|| anyhow!("release {n} never reverted"))?;
+        revert_us.push(answered.as_secs_f64() * 1e6);
+        batches_needed.push(b as f64);
+        // Wait until the release record says so, then the next release.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let r = common::get_json(&c, &server, &format!("/v1/releases/revert-svc-{}", n + 1))
+                .await?;
+            if r["state"] == "rolled_back" {
+                break;
+            }
+            if Instant::now() > deadline {
+                bail!("release {} is {} after the revert", n + 1, r["state"]);
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+    let ratios: Vec<f64> = revert_us.iter().map(|r| r / rtt).collect();
+    let max = |xs: &[f64]| xs.iter().copied().fold(f64::NAN, f64::max);
+    println!(
+        "\n## Time to revert: 202 for the decisive batch → /v1/assign gives the baseline ({releases} releases)\n"
+    );
+    println!("| what | median | max |");
+    println!("|---|---|---|");
+    println!(
+        "| loopback /healthz round trip (µs, 300 samples) | {:.0} | {:.0} |",
+        rtt,
+        max(&rtts)
+    );
+    println!(
+        "| idle /v1/assign round trip (µs, 300 samples) | {:.0} | {:.0} |",
+        median(&assign_rtts),
+        max(&assign_rtts)
+    );
+    println!(
+        "| /v1/assign right after a 202 that did not revert (µs, {} samples) | {:.0} | {:.0} |",
+        not_yet_us.len(),
+        median(&not_yet_us),
+        max(&not_yet_us)
+    );
+    println!(
+        "| time to revert (µs) | {:.0} | {:.0} |",
+        median(&revert_us),
+        max(&revert_us)
+    );
+    println!(
+        "| time to revert / round trip | {:.2} | {:.2} |",
+        median(&ratios),
+        max(&ratios)
+    );
+    println!(
+        "| batches of 20 events until the revert | {:.0} | {:.0} |",
+        median(&batches_needed),
+        max(&batches_needed)
+    );
+    Ok(())
+}

@@ -1,0 +1,529 @@
+//! kill -9 recovery of the real `ripcord serve` process: during ingest, and
+//! in the middle of a staged rollback's verification.
+
+mod common;
+
+use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use common::{Serve, client, decisions, event, get_json, rfc3339_now, set_up_release};
+use rand::rngs::StdRng;
+use rand::{RngExt, SeedableRng};
+use serde_json::Value;
+
+const BIN: &str = env!("CARGO_BIN_EXE_ripcord");
+
+/// Criteria that cannot breach on any traffic this test sends (a billion
+/// samples needed, a 100× ratio allowed), and no SRM check: the counts stay
+/// clean and the release stays where it is.
+const QUIET_POLICY: &str = "\
+service: ingest-svc
+srm: off
+signals:
+  moderation_fail: {category: safety, kind: rate, denominator: outputs}
+criteria:
+  moderation_rel: {signal: moderation_fail, max_ratio: 100, min_samples: 1000000000, window: 10m}
+triggers:
+  safety: {when: moderation_rel, severity: critical, action: rollback}
+rollout:
+  steps:
+    - {share: 0.5, hold: 1h}
+";
+
+/// Fires quickly on 30% vs 1% moderation failures and rolls back in two
+/// stages, each verified for a few seconds.
+const ROLLBACK_POLICY: &str = "\
+service: rb-svc
+srm: off
+signals:
+  moderation_fail: {category: safety, kind: rate, denominator: outputs}
+criteria:
+  moderation_rel: {signal: moderation_fail, max_ratio: 1.2, min_samples: 50, window: 10s, for: 0s}
+triggers:
+  safety:
+    when: moderation_rel
+    severity: critical
+    action:
+      rollback:
+        stages:
+          - {move_back: 0.5, verify_for: 3s}
+          - {move_back: 1.0, verify_for: 3s}
+rollout:
+  steps:
+    - {share: 0.5, hold: 1h}
+";
+
+/// Per-side event counts of one batch (or a sum of batches).
+type Sides = (u64, u64);
+
+/// A batch of `n` events for `service`, versions picked at random; each
+/// side's events fail moderation with its own probability.
+fn batch(rng: &mut StdRng, service: &str, n: usize, fail: (f64, f64)) -> (String, Sides) {
+    let ts = rfc3339_now();
+    let mut body = String::with_capacity(n * 170 + 2);
+    let mut sides = (0, 0);
+    body.push('[');
+    for i in 0..n {
+        if i > 0 {
+            body.push(',');
+        }
+        let candidate = rng.random_bool(0.5);
+        let (version, p) = if candidate {
+            sides.1 += 1;
+            ("v2", fail.1)
+        } else {
+            sides.0 += 1;
+            ("v1", fail.0)
+        };
+        let unit = format!("u{}", rng.random_range(0..100_000u32));
+        event(&mut body, &ts, service, version, &unit, rng.random_bool(p));
+    }
+    body.push(']');
+    (body, sides)
+}
+
+/// A batch of `n` healthy events (1% failures on both sides) from random
+/// units, each on the version the assignment gives it at `share` — a
+/// rollback stage verifies that clients follow the assignment.
+fn following(rng: &mut StdRng, service: &str, n: usize, share: f64) -> String {
+    let ts = rfc3339_now();
+    let mut body = String::from("[");
+    for i in 0..n {
+        if i > 0 {
+            body.push(',');
+        }
+        let unit = format!("u{}", rng.random_range(0..100_000u32));
+        let candidate = ripcord_core::assign::is_candidate(service, &unit, share);
+        let version = if candidate { "v2" } else { "v1" };
+        event(
+            &mut body,
+            &ts,
+            service,
+            version,
+            &unit,
+            rng.random_bool(0.01),
+        );
+    }
+    body.push(']');
+    body
+}
+
+/// What the senders saw: batches acknowledged with 202, and batches whose
+/// request failed (in flight at a kill: stored or not).
+#[derive(Default)]
+struct Ledger {
+    acked: Sides,
+    in_flight: Vec<Sides>,
+}
+
+/// Sends batches until `stop`, or until a request fails (the server died).
+async fn sender(
+    base: String,
+    token: String,
+    seed: u64,
+    stop: Arc<AtomicBool>,
+    ledger: Arc<Mutex<Ledger>>,
+) {
+    let c = client().unwrap();
+    let mut rng = StdRng::seed_from_u64(seed);
+    while !stop.load(Ordering::SeqCst) {
+        let n = rng.random_range(150..=250);
+        let (body, sides) = batch(&mut rng, "ingest-svc", n, (0.01, 0.01));
+        let result = c
+            .post(format!("{base}/v1/events"))
+            .header("authorization", format!("Bearer {token}"))
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+            .await;
+        match result {
+            Ok(r) if r.status() == reqwest::StatusCode::ACCEPTED => {
+                let v: Value = r.json().await.unwrap_or(Value::Null);
+                // The server answered 202, so everything in it is durable;
+                // every event here is valid, so all of it was accepted.
+                assert_eq!(v["accepted"], n as u64, "{v}");
+                let mut l = ledger.lock().unwrap();
+                l.acked.0 += sides.0;
+                l.acked.1 += sides.1;
+            }
+            Ok(r) => panic!(
+                "POST /v1/events: {} {}",
+                r.status(),
+                r.text().await.unwrap_or_default()
+            ),
+            Err(_) => {
+                ledger.lock().unwrap().in_flight.push(sides);
+                return;
+            }
+        }
+    }
+}
+
+/// Every per-side sum of a subset of `batches`.
+fn subset_sums(batches: &[Sides]) -> BTreeSet<Sides> {
+    let mut sums = BTreeSet::from([(0, 0)]);
+    for b in batches {
+        let more: Vec<Sides> = sums.iter().map(|s| (s.0 + b.0, s.1 + b.1)).collect();
+        sums.extend(more);
+    }
+    sums
+}
+
+fn no_duplicates(lines: &[String]) {
+    let mut seen = HashSet::new();
+    for l in lines {
+        assert!(seen.insert(l), "duplicate decision line: {l}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_during_ingest_keeps_every_acknowledged_event_and_nothing_else() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = client().unwrap();
+    let mut rng = StdRng::seed_from_u64(0x5EED_0001);
+    let mut server = Serve::start(Path::new(BIN), dir.path(), true)
+        .await
+        .unwrap();
+    let release = set_up_release(&c, &server, "ingest-svc", QUIET_POLICY, None)
+        .await
+        .unwrap();
+    let id = release["id"].as_str().unwrap().to_string();
+    let ledger = Arc::new(Mutex::new(Ledger::default()));
+    let cycles = 4;
+    for cycle in 0..cycles {
+        let stop = Arc::new(AtomicBool::new(false));
+        // Two connections, so that group commit puts several requests in
+        // one transaction.
+        let senders: Vec<_> = (0..2)
+            .map(|_| {
+                tokio::spawn(sender(
+                    server.base.clone(),
+                    server.token.clone(),
+                    rng.random(),
+                    stop.clone(),
+                    ledger.clone(),
+                ))
+            })
+            .collect();
+        tokio::time::sleep(Duration::from_millis(rng.random_range(200..900))).await;
+        let before = get_json(&c, &server, &format!("/v1/releases/{id}"))
+            .await
+            .unwrap();
+        let log_before = decisions(&c, &server, "ingest-svc").await.unwrap();
+        server.kill9();
+        stop.store(true, Ordering::SeqCst);
+        for s in senders {
+            s.await.unwrap();
+        }
+        server = Serve::start(Path::new(BIN), dir.path(), true)
+            .await
+            .unwrap();
+
+        let after = get_json(&c, &server, &format!("/v1/releases/{id}"))
+            .await
+            .unwrap();
+        assert_eq!(after["state"], before["state"], "cycle {cycle}: {after}");
+        assert_eq!(after["share"], before["share"], "cycle {cycle}: {after}");
+        let log_after = decisions(&c, &server, "ingest-svc").await.unwrap();
+        no_duplicates(&log_after);
+        assert!(
+            log_after.starts_with(&log_before),
+            "cycle {cycle}: the decision log lost or changed lines\nbefore: {log_before:#?}\nafter: {log_after:#?}"
+        );
+
+        let stored = (
+            after["events"]["baseline"].as_u64().unwrap(),
+            after["events"]["candidate"].as_u64().unwrap(),
+        );
+        let l = ledger.lock().unwrap();
+        assert!(
+            l.acked.0 + l.acked.1 > 0,
+            "cycle {cycle}: nothing was acknowledged"
+        );
+        // Batches are atomic: what is stored beyond the acknowledged is
+        // exactly some of the batches in flight at a kill.
+        let extra = stored
+            .0
+            .checked_sub(l.acked.0)
+            .zip(stored.1.checked_sub(l.acked.1));
+        let Some(extra) = extra else {
+            panic!(
+                "cycle {cycle}: acknowledged events were lost: stored {stored:?}, acknowledged {:?}",
+                l.acked
+            );
+        };
+        assert!(
+            subset_sums(&l.in_flight).contains(&extra),
+            "cycle {cycle}: stored {stored:?} = acknowledged {:?} + {extra:?}, which is no set of the batches in flight {:?}",
+            l.acked,
+            l.in_flight
+        );
+        eprintln!(
+            "cycle {cycle}: acknowledged {:?}, in flight at kills {:?}, stored {stored:?}",
+            l.acked, l.in_flight
+        );
+    }
+
+    // The restarted server keeps counting from where the store left off.
+    let before = get_json(&c, &server, &format!("/v1/releases/{id}"))
+        .await
+        .unwrap();
+    let (body, sides) = batch(&mut rng, "ingest-svc", 200, (0.01, 0.01));
+    let r = c
+        .post(server.url("/v1/events"))
+        .header("authorization", server.auth())
+        .header("content-type", "application/json")
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), reqwest::StatusCode::ACCEPTED);
+    let after = get_json(&c, &server, &format!("/v1/releases/{id}"))
+        .await
+        .unwrap();
+    assert_eq!(
+        after["events"]["baseline"].as_u64().unwrap(),
+        before["events"]["baseline"].as_u64().unwrap() + sides.0
+    );
+    assert_eq!(
+        after["events"]["candidate"].as_u64().unwrap(),
+        before["events"]["candidate"].as_u64().unwrap() + sides.1
+    );
+    assert_eq!(after["state"], "ramping");
+    assert_eq!(after["share"], 0.5);
+}
+
+/// A loopback webhook sink: records every delivery's `webhook-id` and body.
+async fn receiver() -> (String, Arc<Mutex<Vec<(String, Value)>>>) {
+    use axum::http::HeaderMap;
+    let got: Arc<Mutex<Vec<(String, Value)>>> = Arc::default();
+    let store = got.clone();
+    let app = axum::Router::new().route(
+        "/hook",
+        axum::routing::post(move |headers: HeaderMap, body: String| {
+            let store = store.clone();
+            async move {
+                let id = headers
+                    .get("webhook-id")
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or_default()
+                    .to_string();
+                let body: Value = serde_json::from_str(&body).unwrap_or(Value::Null);
+                store.lock().unwrap().push((id, body));
+                "ok"
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    (format!("http://{addr}/hook"), got)
+}
+
+/// Posts one batch; true on 202.
+async fn post(c: &reqwest::Client, base: &str, token: &str, body: String) -> bool {
+    c.post(format!("{base}/v1/events"))
+        .header("authorization", format!("Bearer {token}"))
+        .header("content-type", "application/json")
+        .body(body)
+        .send()
+        .await
+        .is_ok_and(|r| r.status() == reqwest::StatusCode::ACCEPTED)
+}
+
+fn count_actions(log: &[String], action: &str) -> Vec<String> {
+    log.iter()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|d| d["action"] == action)
+        .map(|d| {
+            d["idempotency_key"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string()
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_during_a_staged_rollback_completes_it_exactly_once() {
+    let started = Instant::now();
+    let deadline = started + Duration::from_secs(45);
+    let dir = tempfile::tempdir().unwrap();
+    let c = client().unwrap();
+    let mut rng = StdRng::seed_from_u64(0x5EED_0002);
+    let (sink, deliveries) = receiver().await;
+    let mut server = Serve::start(Path::new(BIN), dir.path(), true)
+        .await
+        .unwrap();
+    let release = set_up_release(&c, &server, "rb-svc", ROLLBACK_POLICY, Some(&sink))
+        .await
+        .unwrap();
+    let id = release["id"].as_str().unwrap().to_string();
+    let release_path = format!("/v1/releases/{id}");
+
+    // A clear regression until the trigger fires.
+    loop {
+        assert!(Instant::now() < deadline, "the trigger never fired");
+        let (body, _) = batch(&mut rng, "rb-svc", 200, (0.01, 0.30));
+        assert!(post(&c, &server.base, &server.token, body).await);
+        let r = get_json(&c, &server, &release_path).await.unwrap();
+        if r["state"] == "rolling_back" {
+            break;
+        }
+        assert_eq!(r["state"], "ramping", "{r}");
+    }
+
+    // From now on, healthy traffic that follows the assignment, across
+    // restarts.
+    let target: Arc<Mutex<(String, String)>> =
+        Arc::new(Mutex::new((server.base.clone(), server.token.clone())));
+    let stop = Arc::new(AtomicBool::new(false));
+    let healthy = {
+        let (target, stop) = (target.clone(), stop.clone());
+        let mut rng = StdRng::seed_from_u64(rng.random());
+        let release_path = release_path.clone();
+        tokio::spawn(async move {
+            let c = client().unwrap();
+            while !stop.load(Ordering::SeqCst) {
+                let (base, token) = target.lock().unwrap().clone();
+                let share = c
+                    .get(format!("{base}{release_path}"))
+                    .send()
+                    .await
+                    .ok()
+                    .map(|r| r.json::<Value>());
+                let share = match share {
+                    Some(f) => f.await.ok().and_then(|v| v["share"].as_f64()),
+                    None => None,
+                };
+                let Some(share) = share else {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                };
+                let body = following(&mut rng, "rb-svc", 100, share);
+                if !post(&c, &base, &token, body).await {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        })
+    };
+
+    // Kill in the middle of each stage's verification (3 s each): 1.2 s in.
+    let mut killed_in = Vec::new();
+    let mut last_stage = None;
+    loop {
+        assert!(Instant::now() < deadline, "the rollback never completed");
+        let r = get_json(&c, &server, &release_path).await.unwrap();
+        if r["state"] == "rolled_back" {
+            break;
+        }
+        assert_eq!(r["state"], "rolling_back", "{r}");
+        let stage = r["stage"].clone();
+        if last_stage.as_ref() != Some(&stage) {
+            last_stage = Some(stage.clone());
+            tokio::time::sleep(Duration::from_millis(1200)).await;
+            let r = get_json(&c, &server, &release_path).await.unwrap();
+            if r["state"] != "rolling_back" || r["stage"] != stage {
+                continue;
+            }
+            let log_before = decisions(&c, &server, "rb-svc").await.unwrap();
+            server.kill9();
+            server = Serve::start(Path::new(BIN), dir.path(), true)
+                .await
+                .unwrap();
+            *target.lock().unwrap() = (server.base.clone(), server.token.clone());
+            let log_after = decisions(&c, &server, "rb-svc").await.unwrap();
+            no_duplicates(&log_after);
+            assert!(
+                log_after.starts_with(&log_before),
+                "the restart lost decisions"
+            );
+            let r = get_json(&c, &server, &release_path).await.unwrap();
+            assert_eq!(r["state"], "rolling_back", "right after the restart: {r}");
+            assert_eq!(r["stage"], stage, "right after the restart: {r}");
+            killed_in.push(stage);
+            continue;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        killed_in.len(),
+        2,
+        "expected a kill in each of the two stages: {killed_in:?}"
+    );
+
+    // Let a couple more ticks pass: nothing may happen again.
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    stop.store(true, Ordering::SeqCst);
+    healthy.await.unwrap();
+
+    let r = get_json(&c, &server, &release_path).await.unwrap();
+    assert_eq!(r["state"], "rolled_back", "{r}");
+    assert_eq!(r["share"], 0.0, "{r}");
+    for unit in ["a", "b", "c", "d", "e", "f", "g", "h"] {
+        assert_eq!(
+            common::assigned(&c, &server, "rb-svc", unit).await.unwrap(),
+            "v1"
+        );
+    }
+    let log = decisions(&c, &server, "rb-svc").await.unwrap();
+    no_duplicates(&log);
+    let stages = count_actions(&log, "rollback_stage");
+    let complete = count_actions(&log, "rollback_complete");
+    let engine_release = r["engine_release"].as_str().unwrap();
+    assert_eq!(
+        stages,
+        vec![
+            format!("{engine_release}/rollback_stage/1"),
+            format!("{engine_release}/rollback_stage/2")
+        ],
+        "{log:#?}"
+    );
+    assert_eq!(complete.len(), 1, "{log:#?}");
+
+    // Every decision is delivered (at least once), under one webhook-id
+    // per decision, and no delivery is for a decision not in the log.
+    let expected: BTreeMap<String, usize> = log.iter().fold(BTreeMap::new(), |mut m, l| {
+        let v: Value = serde_json::from_str(l).unwrap();
+        *m.entry(v.to_string()).or_default() += 1;
+        m
+    });
+    let by_id = loop {
+        let got = deliveries.lock().unwrap().clone();
+        let mut by_id: BTreeMap<String, Value> = BTreeMap::new();
+        for (wid, body) in &got {
+            if let Some(first) = by_id.get(wid) {
+                assert_eq!(first, body, "webhook {wid} was delivered with two bodies");
+            }
+            by_id.insert(wid.clone(), body.clone());
+        }
+        if by_id.len() >= log.len() {
+            break by_id;
+        }
+        assert!(
+            Instant::now() < deadline + Duration::from_secs(10),
+            "only {} of {} decisions were delivered",
+            by_id.len(),
+            log.len()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let delivered: BTreeMap<String, usize> = by_id.values().fold(BTreeMap::new(), |mut m, b| {
+        *m.entry(b["data"].to_string()).or_default() += 1;
+        m
+    });
+    assert_eq!(delivered, expected, "the deliveries are not the decisions");
+    let total = deliveries.lock().unwrap().len();
+    eprintln!(
+        "{} decisions, {} distinct webhook ids, {total} deliveries, kills in stages {killed_in:?}, {:?}",
+        log.len(),
+        by_id.len(),
+        started.elapsed()
+    );
+}
