@@ -205,6 +205,11 @@ async fn run_traffic(api: &Api, args: &DemoArgs, id: &str) -> anyhow::Result<boo
                 println!("the release was promoted: the regression went unnoticed");
                 return Ok(false);
             }
+            (Some("paused"), _) => {
+                let reason = state["reason"].as_str().unwrap_or("no reason given");
+                println!("the release is paused for a person: {reason}");
+                return Ok(false);
+            }
             _ => {}
         }
         tokio::time::sleep(Duration::from_millis(100).saturating_sub(tick.elapsed())).await;

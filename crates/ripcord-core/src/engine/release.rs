@@ -110,6 +110,20 @@ struct Rollback {
     baseline: Vec<(f64, f64)>,
 }
 
+impl Rollback {
+    /// Whether an output generated at `ts` counts in the stage's
+    /// verification. The first part of the stage is a grace period — the
+    /// lateness, at most half the stage — because outputs still arriving
+    /// then were mostly served under the previous stage's share.
+    fn judges(&self, ts: Time, lateness: Dur) -> bool {
+        let Some(stage) = self.stages.get(self.stage) else {
+            return false;
+        };
+        let grace = Dur(lateness.0.min(stage.verify_for.0 / 2));
+        ts >= self.stage_started + grace
+    }
+}
+
 /// A stage fails verification when the candidate serves more than its
 /// assigned share × this + [`SERVED_SLACK`] (clients not following the
 /// assignment). The slack absorbs late events and briefly cached answers.
@@ -282,7 +296,7 @@ impl Engine {
         self.advance(event.ts, out);
         self.load_values(event);
         let unit = unit_hash(&event.unit);
-        self.count_outputs(candidate, unit);
+        self.count_outputs(candidate, unit, event.ts);
         if !candidate {
             self.count_baseline(event);
         }
@@ -401,14 +415,17 @@ impl Engine {
     /// first seen: whether that unit is the candidate's depends only on its
     /// hash, so one busy user cannot tip the split the way counting their
     /// outputs would. Pre-aggregated streams count outputs instead.
-    fn count_outputs(&mut self, candidate: bool, unit: u64) {
+    fn count_outputs(&mut self, candidate: bool, unit: u64, ts: Time) {
+        let lateness = self.options.lateness;
         let by_units = self.policy.srm.count == SrmCount::Units;
         let outputs = self.outputs_field.and_then(|i| self.scratch[i]);
         let Some(run) = &mut self.release else {
             return;
         };
         let n = outputs.unwrap_or(1.0);
-        if let Some(rb) = &mut run.rollback {
+        if let Some(rb) = &mut run.rollback
+            && rb.judges(ts, lateness)
+        {
             rb.all_outputs += n;
             if candidate {
                 rb.candidate_outputs += n;
@@ -899,7 +916,9 @@ impl Engine {
         let Some(rb) = &mut run.rollback else {
             return;
         };
-        if !matches!(run.state, ReleaseState::RollingBack { .. }) {
+        if !matches!(run.state, ReleaseState::RollingBack { .. })
+            || !rb.judges(event.ts, self.options.lateness)
+        {
             return;
         }
         for (i, c) in self.policy.criteria.iter().enumerate() {
