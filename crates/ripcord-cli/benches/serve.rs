@@ -271,18 +271,22 @@ async fn revert(quick: bool) -> anyhow::Result<()> {
     let server = Serve::start(Path::new(BIN), dir.path(), false).await?;
     let c = client()?;
     set_up_release(&c, &server, "revert-svc", REVERT_POLICY, None).await?;
-    // One plain loopback round trip, on a warm connection.
-    let mut rtts = Vec::new();
+    // One plain loopback round trip, on a warm connection, and one
+    // /v1/assign round trip with nothing happening (the floor for the time
+    // to revert: the first assign after the 202 is one of these),
+    // interleaved so that both see the same machine.
+    let mut back_to_back = Vec::new();
     for _ in 0..300 {
         let t = Instant::now();
         c.get(server.url("/healthz")).send().await?.bytes().await?;
-        rtts.push(t.elapsed().as_secs_f64() * 1e6);
+        back_to_back.push(t.elapsed().as_secs_f64() * 1e6);
     }
-    let rtt = median(&rtts);
-    // And one /v1/assign round trip with nothing happening (the floor for
-    // the time to revert: the first assign after the 202 is one of these).
+    let mut rtts = Vec::new();
     let mut assign_rtts = Vec::new();
     for k in 0..300 {
+        let t = Instant::now();
+        c.get(server.url("/healthz")).send().await?.bytes().await?;
+        rtts.push(t.elapsed().as_secs_f64() * 1e6);
         let t = Instant::now();
         c.get(server.url(&format!("/v1/assign?service=revert-svc&unit=warm-{k}")))
             .send()
@@ -291,6 +295,7 @@ async fn revert(quick: bool) -> anyhow::Result<()> {
             .await?;
         assign_rtts.push(t.elapsed().as_secs_f64() * 1e6);
     }
+    let rtt = median(&rtts);
     let mut revert_us = Vec::new();
     // The same measurement after the 202s that did not revert yet.
     let mut not_yet_us = Vec::new();
@@ -365,7 +370,26 @@ async fn revert(quick: bool) -> anyhow::Result<()> {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
+    // The same plain round trip, but right after a 202, as the decisive
+    // assign is: it shows what the moment costs any request (a core that
+    // slept through the commit's fsync wakes up), apart from the revert.
+    let mut after_post = Vec::new();
+    for k in 0..100 {
+        let ts = rfc3339_now();
+        let mut body = String::from("[");
+        event(&mut body, &ts, "revert-svc", "v1", &format!("h{k}"), false);
+        body.push(']');
+        post_json(&c, &server, body).await?;
+        let t = Instant::now();
+        c.get(server.url("/healthz")).send().await?.bytes().await?;
+        after_post.push(t.elapsed().as_secs_f64() * 1e6);
+    }
     let ratios: Vec<f64> = revert_us.iter().map(|r| r / rtt).collect();
+    let tight: Vec<f64> = revert_us
+        .iter()
+        .map(|r| r / median(&back_to_back))
+        .collect();
+    let after_ratios: Vec<f64> = revert_us.iter().map(|r| r / median(&after_post)).collect();
     let max = |xs: &[f64]| xs.iter().copied().fold(f64::NAN, f64::max);
     println!(
         "\n## Time to revert: 202 for the decisive batch → /v1/assign gives the baseline ({releases} releases)\n"
@@ -373,7 +397,12 @@ async fn revert(quick: bool) -> anyhow::Result<()> {
     println!("| what | median | max |");
     println!("|---|---|---|");
     println!(
-        "| loopback /healthz round trip (µs, 300 samples) | {:.0} | {:.0} |",
+        "| loopback /healthz round trip, 300 back to back (µs) | {:.0} | {:.0} |",
+        median(&back_to_back),
+        max(&back_to_back)
+    );
+    println!(
+        "| loopback /healthz round trip, interleaved with assigns (µs, 300 samples) | {:.0} | {:.0} |",
         rtt,
         max(&rtts)
     );
@@ -394,9 +423,25 @@ async fn revert(quick: bool) -> anyhow::Result<()> {
         max(&revert_us)
     );
     println!(
-        "| time to revert / round trip | {:.2} | {:.2} |",
+        "| time to revert / interleaved /healthz round trip | {:.2} | {:.2} |",
         median(&ratios),
         max(&ratios)
+    );
+    println!(
+        "| time to revert / back-to-back /healthz round trip | {:.2} | {:.2} |",
+        median(&tight),
+        max(&tight)
+    );
+    println!(
+        "| /healthz right after a 202 (µs, {} samples) | {:.0} | {:.0} |",
+        after_post.len(),
+        median(&after_post),
+        max(&after_post)
+    );
+    println!(
+        "| time to revert / round trip right after a 202 | {:.2} | {:.2} |",
+        median(&after_ratios),
+        max(&after_ratios)
     );
     println!(
         "| batches of 20 events until the revert | {:.0} | {:.0} |",
