@@ -413,7 +413,7 @@ async fn post_release(
         .hub
         .start_release(&service, &req.baseline, &req.candidate, req.steps)
         .await?;
-    durable(&app.hub, &req.service, applied.durable).await?;
+    durable(applied.durable).await?;
     Ok((StatusCode::CREATED, Json(view)).into_response())
 }
 
@@ -517,7 +517,7 @@ async fn post_action(
     }
     let (answer, pending) = app.hub.command(&service, command, key, req.reason).await?;
     if let Some(pending) = pending {
-        durable(&app.hub, &record.service, pending).await?;
+        durable(pending).await?;
     }
     Ok((StatusCode::OK, Json(answer)).into_response())
 }
@@ -644,6 +644,11 @@ async fn metrics_text(State(app): State<Shared>) -> Response {
 }
 
 async fn readyz(State(app): State<Shared>) -> Result<&'static str, ApiError> {
+    if app.hub.writer.has_failed() {
+        return Err(ApiError::unavailable(
+            "store: a commit failed; restart ripcord to recover from what is stored",
+        ));
+    }
     tokio::time::timeout(Duration::from_secs(2), app.hub.store.last_seqs())
         .await
         .map_err(|_| ApiError::unavailable("store: not answering"))??;

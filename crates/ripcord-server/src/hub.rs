@@ -807,10 +807,3 @@ fn diagnostics_error(d: ripcord_core::policy::Diagnostics) -> ApiError {
         .collect();
     ApiError::unprocessable(d.to_string(), Value::Array(items))
 }
-
-impl Hub {
-    /// Rebuilds a service from what is durable (after a failed commit).
-    pub async fn rebuild(&self, name: &str) -> anyhow::Result<()> {
-        self.recover(name).await
-    }
-}

@@ -200,7 +200,7 @@ async fn ingest_service(
         )
         .await;
     drop(state);
-    durable(hub, name, applied.durable).await?;
+    durable(applied.durable).await?;
     outcome.accepted += accepted;
     Ok(())
 }
@@ -216,25 +216,12 @@ fn push_line(body: &mut String, item: &Item<'_>) {
     body.push('\n');
 }
 
-/// Waits for the writer. If the commit failed, the engine has run ahead of
-/// the store: it is rebuilt from what is durable, and the client told to
-/// retry (nothing of this request was acknowledged).
-pub async fn durable(
-    hub: &Hub,
-    service: &str,
-    durable: crate::writer::Durable,
-) -> Result<(), ApiError> {
+/// Waits for the writer. A failed commit acknowledges nothing of the
+/// request (the writer is fail-stop: see `writer.rs`).
+pub async fn durable(durable: crate::writer::Durable) -> Result<(), ApiError> {
     let result = match durable.await {
         Ok(r) => r,
         Err(_) => Err("the writer has stopped".to_string()),
     };
-    if let Err(e) = result {
-        if let Err(again) = hub.rebuild(service).await {
-            tracing::error!("rebuilding {service} after a failed commit: {again}");
-        }
-        return Err(ApiError::unavailable(format!(
-            "events were not stored: {e}"
-        )));
-    }
-    Ok(())
+    result.map_err(|e| ApiError::unavailable(format!("nothing was stored: {e}")))
 }

@@ -1,9 +1,15 @@
 //! The single writer: commits what the engines decided, in the order they
 //! decided it, several requests per transaction (group commit), and tells
 //! each request when its writes are durable.
+//!
+//! It is fail-stop: after a failed commit the engines in memory are ahead
+//! of the store, so every later batch is refused too (clients get 503 and
+//! `/readyz` fails) until a restart rebuilds the engines from what is
+//! durable. Committing later batches would store decisions whose causes
+//! were lost.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 
 use ripcord_store::{Batch, Store};
 use tokio::sync::{mpsc, oneshot};
@@ -18,6 +24,7 @@ type Done = oneshot::Sender<Result<(), String>>;
 
 pub struct Writer {
     queue: mpsc::Sender<(Batch, Done)>,
+    failed: Arc<AtomicBool>,
     journal_seq: AtomicI64,
     decision_seq: AtomicI64,
 }
@@ -28,6 +35,8 @@ pub type Durable = oneshot::Receiver<Result<(), String>>;
 impl Writer {
     pub fn spawn(store: Arc<dyn Store>, last_journal: i64, last_decision: i64) -> Writer {
         let (queue, mut rx) = mpsc::channel::<(Batch, Done)>(QUEUE);
+        let failed = Arc::new(AtomicBool::new(false));
+        let stopped = failed.clone();
         tokio::spawn(async move {
             while let Some(first) = rx.recv().await {
                 let mut jobs = vec![first];
@@ -38,9 +47,17 @@ impl Writer {
                     }
                 }
                 let batches: Vec<Batch> = jobs.iter_mut().map(|(b, _)| std::mem::take(b)).collect();
-                let result = store.commit(&batches).await.map_err(|e| e.to_string());
+                let result = if stopped.load(Ordering::SeqCst) {
+                    Err(
+                        "an earlier commit failed; restart ripcord to recover from the store"
+                            .into(),
+                    )
+                } else {
+                    store.commit(&batches).await.map_err(|e| e.to_string())
+                };
                 if let Err(e) = &result {
                     tracing::error!("commit failed: {e}");
+                    stopped.store(true, Ordering::SeqCst);
                 }
                 for (_, done) in jobs {
                     let _ = done.send(result.clone());
@@ -49,9 +66,15 @@ impl Writer {
         });
         Writer {
             queue,
+            failed,
             journal_seq: AtomicI64::new(last_journal),
             decision_seq: AtomicI64::new(last_decision),
         }
+    }
+
+    /// Whether a commit has failed (the writer refuses everything since).
+    pub fn has_failed(&self) -> bool {
+        self.failed.load(Ordering::SeqCst)
     }
 
     pub fn next_journal_seq(&self) -> i64 {

@@ -1,0 +1,174 @@
+//! A store whose commits start failing (a full disk, say): the server stops
+//! acknowledging anything and stays stopped until a restart, which recovers
+//! exactly what was stored.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use async_trait::async_trait;
+use ripcord_core::engine::EngineOptions;
+use ripcord_server::hub::{Hub, wall_now};
+use ripcord_server::ingest::ingest;
+use ripcord_store::*;
+
+/// The real SQLite store, with commits that fail while `broken` is set.
+struct Faulty {
+    inner: SqliteStore,
+    broken: AtomicBool,
+}
+
+#[async_trait]
+impl Store for Faulty {
+    async fn commit(&self, batches: &[Batch]) -> Result<()> {
+        if self.broken.load(Ordering::SeqCst) {
+            return Err(StoreError::Corrupt("disk full (injected)".into()));
+        }
+        self.inner.commit(batches).await
+    }
+    async fn last_seqs(&self) -> Result<(i64, i64)> {
+        self.inner.last_seqs().await
+    }
+    async fn put_policy(&self, service: &str, yaml: &str, at: &str) -> Result<i64> {
+        self.inner.put_policy(service, yaml, at).await
+    }
+    async fn policy(&self, service: &str) -> Result<Option<PolicyRecord>> {
+        self.inner.policy(service).await
+    }
+    async fn policy_version(&self, service: &str, version: i64) -> Result<Option<PolicyRecord>> {
+        self.inner.policy_version(service, version).await
+    }
+    async fn policy_history(&self, service: &str) -> Result<Vec<PolicyRecord>> {
+        self.inner.policy_history(service).await
+    }
+    async fn services(&self) -> Result<Vec<String>> {
+        self.inner.services().await
+    }
+    async fn register_version(&self, record: &VersionRecord) -> Result<bool> {
+        self.inner.register_version(record).await
+    }
+    async fn version(&self, service: &str, version: &str) -> Result<Option<VersionRecord>> {
+        self.inner.version(service, version).await
+    }
+    async fn versions(&self, service: &str) -> Result<Vec<VersionRecord>> {
+        self.inner.versions(service).await
+    }
+    async fn release(&self, id: &str) -> Result<Option<ReleaseRecord>> {
+        self.inner.release(id).await
+    }
+    async fn releases(&self, service: Option<&str>) -> Result<Vec<ReleaseRecord>> {
+        self.inner.releases(service).await
+    }
+    async fn last_start(&self, service: &str) -> Result<Option<i64>> {
+        self.inner.last_start(service).await
+    }
+    async fn journal(&self, service: &str, from: i64, limit: i64) -> Result<Vec<JournalEntry>> {
+        self.inner.journal(service, from, limit).await
+    }
+    async fn decisions(
+        &self,
+        service: &str,
+        since_ms: i64,
+        after: i64,
+        limit: i64,
+    ) -> Result<Vec<DecisionEntry>> {
+        self.inner.decisions(service, since_ms, after, limit).await
+    }
+    async fn answer(&self, key: &str) -> Result<Option<String>> {
+        self.inner.answer(key).await
+    }
+    async fn set_sinks(&self, service: &str, sinks: &[Sink]) -> Result<()> {
+        self.inner.set_sinks(service, sinks).await
+    }
+    async fn sinks(&self, service: &str) -> Result<Vec<Sink>> {
+        self.inner.sinks(service).await
+    }
+    async fn due(&self, now_ms: i64, limit: i64) -> Result<Vec<OutboxEntry>> {
+        self.inner.due(now_ms, limit).await
+    }
+    async fn delivered(&self, id: &str, at_ms: i64) -> Result<()> {
+        self.inner.delivered(id, at_ms).await
+    }
+    async fn retry_later(&self, id: &str, next_at_ms: i64, error: &str) -> Result<()> {
+        self.inner.retry_later(id, next_at_ms, error).await
+    }
+    async fn outbox_counts(&self) -> Result<OutboxCounts> {
+        self.inner.outbox_counts().await
+    }
+    async fn journal_count(&self, service: &str, kind: &str) -> Result<i64> {
+        self.inner.journal_count(service, kind).await
+    }
+}
+
+fn batch(units: std::ops::Range<u32>) -> String {
+    units
+        .map(|u| {
+            format!(
+                "{{\"ts\":\"{}\",\"service\":\"support-bot\",\"version\":\"v1\",\"unit\":\"u-{u}\",\"values\":{{\"outputs\":1}}}}\n",
+                wall_now().to_rfc3339()
+            )
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_a_failed_commit_nothing_more_is_acknowledged_until_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("ripcord.db");
+    let store = Arc::new(Faulty {
+        inner: SqliteStore::open(&path).await.unwrap(),
+        broken: AtomicBool::new(false),
+    });
+    let hub = Hub::load(store.clone(), EngineOptions::default())
+        .await
+        .unwrap();
+    let policy = include_str!("../../../examples/conversational-agent/policy.yaml");
+    hub.put_policy("support-bot", policy).await.unwrap();
+    let service = hub.service("support-bot").unwrap();
+    hub.start_release(&service, "v1", "v2", None).await.unwrap();
+    assert_eq!(
+        ingest(&hub, batch(0..10).as_bytes(), true)
+            .await
+            .unwrap()
+            .accepted,
+        10
+    );
+
+    store.broken.store(true, Ordering::SeqCst);
+    let err = ingest(&hub, batch(10..20).as_bytes(), true)
+        .await
+        .unwrap_err();
+    assert_eq!(err.status, 503);
+    assert!(
+        err.message.contains("disk full (injected)"),
+        "{}",
+        err.message
+    );
+    assert!(hub.writer.has_failed());
+    // The disk is fine again, but the engine in memory counted the lost
+    // batch: the server keeps refusing rather than store on top of it.
+    store.broken.store(false, Ordering::SeqCst);
+    let err = ingest(&hub, batch(20..30).as_bytes(), true)
+        .await
+        .unwrap_err();
+    assert_eq!(err.status, 503);
+    assert!(err.message.contains("restart ripcord"), "{}", err.message);
+    drop(hub);
+
+    // A restart rebuilds from what was stored: the first batch only.
+    let reopened = Arc::new(SqliteStore::open(&path).await.unwrap());
+    let hub = Hub::load(reopened.clone(), EngineOptions::default())
+        .await
+        .unwrap();
+    assert!(!hub.writer.has_failed());
+    let release = reopened.release("support-bot-1").await.unwrap().unwrap();
+    assert_eq!(release.body["events"]["baseline"], 10);
+    assert_eq!(
+        ingest(&hub, batch(30..35).as_bytes(), true)
+            .await
+            .unwrap()
+            .accepted,
+        5
+    );
+    let release = reopened.release("support-bot-1").await.unwrap().unwrap();
+    assert_eq!(release.body["events"]["baseline"], 15);
+}
