@@ -86,7 +86,9 @@ pub fn webhook(result: &'static str) {
 
 pub fn http_request(status: u16) {
     let class = match status {
+        100..=199 => "1xx",
         200..=299 => "2xx",
+        300..=399 => "3xx",
         400..=499 => "4xx",
         _ => "5xx",
     };
