@@ -159,11 +159,16 @@ async fn ingest_service(
             None => Err(Rejection::NoRelease),
         };
         if result == Err(Rejection::TooLate) {
+            // The service's clock is its newest event or the server's clock,
+            // whichever is later: a sender whose clock lags by more than the
+            // lateness sees every event refused, and this says why.
+            let clock = state.engine.as_ref().map_or(item.event.ts, |e| e.now());
             outcome.rejected.push(Rejected {
                 index: item.index,
                 error: format!(
-                    "ts: {} is more than {lateness} older than the newest event this service has seen",
-                    item.event.ts.to_rfc3339()
+                    "ts: {} is more than {lateness} behind this service's clock ({}); send events as they happen, from a clock in sync",
+                    item.event.ts.to_rfc3339(),
+                    clock.to_rfc3339()
                 ),
             });
             continue;

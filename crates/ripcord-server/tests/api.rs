@@ -263,9 +263,25 @@ async fn ingest_keeps_every_valid_event_and_names_the_field_of_each_bad_one() {
             .starts_with("body: expected a JSON array of events")
     );
 
+    // An event from a clock five minutes behind is refused, and says why.
+    let mut stale = event("v1", "u-7");
+    stale["ts"] =
+        json!((ripcord_server::hub::wall_now() - ripcord_core::Dur(300_000)).to_rfc3339());
+    let (status, body) = h
+        .post("/v1/events", json!([stale, event("v1", "u-8")]))
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    let error = body["rejected"][0]["error"].as_str().unwrap();
+    assert!(
+        error.contains("is more than 30s behind this service's clock")
+            && error.contains("from a clock in sync"),
+        "{error}"
+    );
+    assert_eq!(body["accepted"], 1);
+
     // Every accepted event is counted on its side of the release.
     let (_, release) = h.get("/v1/releases/support-bot-1").await;
-    assert_eq!(release["events"], json!({"baseline": 2, "candidate": 2}));
+    assert_eq!(release["events"], json!({"baseline": 3, "candidate": 2}));
     h.stop().await;
 }
 
