@@ -66,8 +66,19 @@ pub fn router(app: Shared) -> Router {
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
         .route("/openapi.json", get(|| async { Json(openapi::document()) }))
+        // Only requests for a route are asked for the token; an unknown path
+        // is a 404 either way.
+        .route_layer(middleware::from_fn_with_state(app.clone(), authorize))
         .fallback(|| async { ApiError::not_found("no such endpoint; see /openapi.json") })
-        .layer(middleware::from_fn_with_state(app.clone(), authorize))
+        .method_not_allowed_fallback(|| async {
+            ApiError {
+                status: StatusCode::METHOD_NOT_ALLOWED,
+                code: "method_not_allowed",
+                ..ApiError::bad_request(
+                    "this endpoint does not take that method; see /openapi.json",
+                )
+            }
+        })
         .layer(middleware::from_fn(count_responses))
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .with_state(app)

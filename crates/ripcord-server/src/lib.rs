@@ -106,6 +106,7 @@ pub async fn start(config: Config) -> anyhow::Result<Server> {
             StatusCode::REQUEST_TIMEOUT,
             config.request_timeout,
         ))
+        .layer(axum::middleware::map_response(timeout_body))
         .layer(CatchPanicLayer::new());
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
@@ -133,6 +134,20 @@ pub async fn start(config: Config) -> anyhow::Result<Server> {
         serving,
         workers,
     })
+}
+
+/// The timeout layer answers 408 with an empty body; give it our shape.
+async fn timeout_body(response: axum::response::Response) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    if response.status() != StatusCode::REQUEST_TIMEOUT {
+        return response;
+    }
+    let mut err = error::ApiError::bad_request(
+        "the request took longer than the server allows (30 s unless configured): a body sent too slowly?",
+    );
+    err.status = StatusCode::REQUEST_TIMEOUT;
+    err.code = "timeout";
+    err.into_response()
 }
 
 /// Loads every `*.yaml` / `*.yml` in `dir` through the same path as

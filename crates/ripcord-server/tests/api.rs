@@ -160,6 +160,14 @@ async fn mutating_requests_need_the_admin_token_and_the_token_file_is_private() 
         (r.status(), r.text().await.unwrap())
     };
     assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    // Unknown paths are 404 and wrong methods 405, token or not, in the
+    // error shape.
+    let unknown = h.http.post(h.url("/v1/nothing")).send().await.unwrap();
+    assert_eq!(unknown.status(), StatusCode::NOT_FOUND);
+    let wrong = h.http.delete(h.url("/v1/assign")).send().await.unwrap();
+    assert_eq!(wrong.status(), StatusCode::METHOD_NOT_ALLOWED);
+    let body: Value = wrong.json().await.unwrap();
+    assert_eq!(body["error"], "method_not_allowed");
     let anonymous = h
         .http
         .get(h.url("/v1/policies/support-bot"))
@@ -307,21 +315,25 @@ async fn bodies_over_the_limit_get_413_and_overload_gets_429_with_retry_after() 
     let rest = format!("{}]", event("v1", "u-1"));
     let mut slow = slow_upload(&h, "/v1/events", 1 + rest.len()).await;
     slow.write_all(b"[").await.unwrap();
+    // Wait until the slow request holds the slot (not before: a request of
+    // ours could take it first and the slow one would be the refused one).
+    let app = h.server.as_ref().unwrap().app.clone();
     let deadline = Instant::now() + Duration::from_secs(5);
-    let refused = loop {
-        let r = h
-            .http
-            .post(h.url("/v1/events"))
-            .bearer_auth(&h.token)
-            .json(&json!([event("v1", "u-1")]))
-            .send()
-            .await
-            .unwrap();
-        if r.status() == StatusCode::TOO_MANY_REQUESTS || Instant::now() > deadline {
-            break r;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
+    while app.ingest_slots.available_permits() > 0 {
+        assert!(
+            Instant::now() < deadline,
+            "the slow upload never took the slot"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let refused = h
+        .http
+        .post(h.url("/v1/events"))
+        .bearer_auth(&h.token)
+        .json(&json!([event("v1", "u-1")]))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(refused.status(), StatusCode::TOO_MANY_REQUESTS);
     assert_eq!(refused.headers()["retry-after"], "1");
     slow.write_all(rest.as_bytes()).await.unwrap();
@@ -353,6 +365,7 @@ async fn a_client_that_stalls_mid_body_times_out() {
     let mut answer = String::new();
     slow.read_to_string(&mut answer).await.unwrap();
     assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(answer.contains("\"error\":\"timeout\""), "{answer}");
     assert!(started.elapsed() < Duration::from_secs(5));
     h.stop().await;
 }
