@@ -11,6 +11,7 @@
 //! ingest share it; the engine itself never sees JSON.
 
 pub mod assign;
+pub mod audit;
 pub mod decision;
 pub mod engine;
 pub mod event;
