@@ -36,6 +36,8 @@ enum Command {
     Bench(cmd::bench::BenchArgs),
     /// A bad release caught and rolled back, through the real API, in under a minute.
     Demo(cmd::demo::DemoArgs),
+    /// Export or verify the hash-chained audit log.
+    Audit(cmd::audit::AuditArgs),
     /// Run the live service: ingest, releases, assignment, OFREP, webhooks.
     Serve(cmd::serve::ServeArgs),
 }
@@ -50,6 +52,7 @@ fn main() -> ExitCode {
         Command::Bench(args) => cmd::bench::run_bench(args),
         Command::Serve(args) => cmd::serve::run(args),
         Command::Demo(args) => cmd::demo::run(args),
+        Command::Audit(args) => cmd::audit::run(args),
     };
     match result {
         Ok(code) => code,

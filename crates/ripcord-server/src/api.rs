@@ -19,9 +19,9 @@ use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 use tokio::sync::Semaphore;
 
-use crate::auth::Tokens;
+use crate::auth::{ADMIN, Tokens};
 use crate::error::ApiError;
-use crate::hub::{Hub, StepView, parse_command, wall_now};
+use crate::hub::{self, Hub, StepView, parse_command, wall_now};
 use crate::ingest::{durable, ingest};
 use crate::{metrics, ofrep, openapi, webhooks};
 
@@ -186,7 +186,7 @@ async fn put_policy(
     let bytes = body(bytes)?;
     let yaml = std::str::from_utf8(&bytes)
         .map_err(|e| ApiError::bad_request(format!("body: the policy is not UTF-8: {e}")))?;
-    let result = app.hub.put_policy(&service, yaml).await?;
+    let result = app.hub.put_policy(&service, yaml, ADMIN).await?;
     let status = if result["changed"] == json!(true) {
         StatusCode::CREATED
     } else {
@@ -274,7 +274,14 @@ async fn register_version(
         provenance: serde_json::to_value(&provenance).unwrap_or_default(),
         registered_at: wall_now().to_rfc3339(),
     };
-    if app.hub.store.register_version(&record).await? {
+    let audit = hub::audit(
+        wall_now(),
+        ADMIN,
+        "version.register",
+        &format!("{service}/{}", provenance.version),
+        record.provenance.clone(),
+    );
+    if app.hub.store.register_version(&record, &audit).await? {
         return Ok((StatusCode::CREATED, Json(version_json(&record))).into_response());
     }
     let existing = app
@@ -357,7 +364,15 @@ async fn put_webhooks(
         sinks.push(Sink { url: s.url, secret });
     }
     let mut state = service_ref.state.lock().await;
-    app.hub.store.set_sinks(&service, &sinks).await?;
+    let urls: Vec<&str> = sinks.iter().map(|s| s.url.as_str()).collect();
+    let audit = hub::audit(
+        wall_now(),
+        ADMIN,
+        "webhooks.set",
+        &service,
+        json!({"urls": urls}),
+    );
+    app.hub.store.set_sinks(&service, &sinks, &audit).await?;
     state.sinks = sinks.clone();
     // A secret is shown once, when ripcord made it; one the caller sent is
     // not echoed back.
@@ -422,7 +437,7 @@ async fn post_release(
     }
     let (view, applied) = app
         .hub
-        .start_release(&service, &req.baseline, &req.candidate, req.steps)
+        .start_release(&service, &req.baseline, &req.candidate, req.steps, ADMIN)
         .await?;
     durable(applied.durable).await?;
     Ok((StatusCode::CREATED, Json(view)).into_response())
@@ -526,7 +541,10 @@ async fn post_action(
         });
         return Ok((StatusCode::OK, Json(answer)).into_response());
     }
-    let (answer, pending) = app.hub.command(&service, command, key, req.reason).await?;
+    let (answer, pending) = app
+        .hub
+        .command(&service, command, key, req.reason, ADMIN)
+        .await?;
     if let Some(pending) = pending {
         durable(pending).await?;
     }

@@ -9,6 +9,9 @@ use std::path::{Path, PathBuf};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
+/// The principal of the admin token in the audit log.
+pub const ADMIN: &str = "admin";
+
 pub struct Tokens {
     admin: [u8; 32],
 }

@@ -16,7 +16,9 @@ use ripcord_core::engine::{
 use ripcord_core::policy::{Policy, RolloutStep, load_policy};
 use ripcord_core::record::decision_to_line;
 use ripcord_core::{Decision, Release, Time};
-use ripcord_store::{Batch, DecisionEntry, JournalEntry, OutboxEntry, ReleaseRecord, Sink, Store};
+use ripcord_store::{
+    Batch, DecisionEntry, JournalEntry, OutboxEntry, PendingAudit, ReleaseRecord, Sink, Store,
+};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
@@ -370,7 +372,12 @@ impl Hub {
 
     /// Validates and stores a new policy version. It applies from the next
     /// release; a release in progress keeps the policy it started with.
-    pub async fn put_policy(&self, service: &str, yaml: &str) -> Result<Value, ApiError> {
+    pub async fn put_policy(
+        &self,
+        service: &str,
+        yaml: &str,
+        principal: &str,
+    ) -> Result<Value, ApiError> {
         let policy = load_policy(yaml, &format!("{service}.yaml")).map_err(diagnostics_error)?;
         if policy.service != service {
             return Err(ApiError::unprocessable(
@@ -392,9 +399,11 @@ impl Hub {
                 );
             }
         }
+        let now = wall_now();
+        let audit = audit(now, principal, "policy.put", service, json!({"yaml": yaml}));
         let version = self
             .store
-            .put_policy(service, yaml, &wall_now().to_rfc3339())
+            .put_policy(service, yaml, &now.to_rfc3339(), &audit)
             .await?;
         match existing {
             Some(s) => {
@@ -417,6 +426,7 @@ impl Hub {
         baseline: &str,
         candidate: &str,
         steps: Option<Vec<StepView>>,
+        principal: &str,
     ) -> Result<(ReleaseView, Applied), ApiError> {
         if let Some(steps) = &steps {
             lower_steps(steps)?;
@@ -447,9 +457,18 @@ impl Hub {
         let status = engine.status();
         state.engine = Some(engine);
         state.releases_started += 1;
-        let batch = Batch::default();
+        let batch = Batch {
+            audit: vec![audit(
+                now,
+                principal,
+                "release.start",
+                &id,
+                serde_json::to_value(&start).unwrap_or_default(),
+            )],
+            ..Batch::default()
+        };
         let mut view = ReleaseView {
-            id,
+            id: id.clone(),
             service: service.name.clone(),
             baseline: baseline.to_string(),
             candidate: candidate.to_string(),
@@ -493,6 +512,7 @@ impl Hub {
         command: Command,
         key: Option<String>,
         reason: Option<String>,
+        principal: &str,
     ) -> Result<(Value, Option<Durable>), ApiError> {
         let mut state = service.state.lock().await;
         if let Some(first) = key.as_ref().and_then(|k| state.answers.get(k)) {
@@ -520,14 +540,17 @@ impl Hub {
             .iter()
             .map(|d| serde_json::from_str(&decision_to_line(d)).unwrap_or_default())
             .collect();
-        let mut batch = self.prepare(
-            service,
-            &mut state,
-            "command",
-            body,
-            &decisions,
-            Batch::default(),
-        );
+        let subject = state
+            .current
+            .as_ref()
+            .map_or(String::new(), |c| c.id.clone());
+        let detail = json!({"reason": reason, "idempotency_key": key});
+        let action = format!("command.{}", command_name(&command));
+        let asked = Batch {
+            audit: vec![audit(now, principal, &action, &subject, detail)],
+            ..Batch::default()
+        };
+        let mut batch = self.prepare(service, &mut state, "command", body, &decisions, asked);
         let answer = json!({
             "action": command_name(&command),
             "release": state.current,
@@ -630,6 +653,18 @@ impl Hub {
                     .outbox
                     .push(delivery(&service.name, seq, i, sink, d, &line, now));
             }
+            let subject = state
+                .current
+                .as_ref()
+                .map_or(d.release.clone(), |c| c.id.clone());
+            let detail = serde_json::from_str(&line).unwrap_or(Value::Null);
+            let action = match d.action {
+                Some(a) => format!("decision.action.{}", a.as_str()),
+                None => format!("decision.{}", d.kind.as_str()),
+            };
+            batch
+                .audit
+                .push(audit(now, ENGINE, &action, &subject, detail));
             batch.decisions.push(DecisionEntry {
                 seq,
                 service: service.name.clone(),
@@ -717,6 +752,26 @@ fn replay_entry(
         other => return Err(anyhow::anyhow!("unknown journal entry kind {other:?}")),
     }
     Ok(())
+}
+
+/// The principal of the engine's own decisions in the audit log.
+pub const ENGINE: &str = "engine";
+
+/// An audit record for the store to chain.
+pub fn audit(
+    at: Time,
+    principal: &str,
+    action: &str,
+    subject: &str,
+    detail: Value,
+) -> PendingAudit {
+    PendingAudit {
+        at_ms: at.0,
+        principal: principal.to_string(),
+        action: action.to_string(),
+        subject: subject.to_string(),
+        detail,
+    }
 }
 
 /// Copies the engine's view of the release into the record.

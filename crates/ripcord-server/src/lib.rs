@@ -164,7 +164,7 @@ async fn load_policies(hub: &Hub, dir: &Path) -> anyhow::Result<()> {
             .with_context(|| format!("reading {}", file.display()))?;
         let origin = file.display().to_string();
         let policy = load_policy(&yaml, &origin).map_err(|d| anyhow::anyhow!("{d}"))?;
-        hub.put_policy(&policy.service, &yaml)
+        hub.put_policy(&policy.service, &yaml, "policies-dir")
             .await
             .map_err(|e| anyhow::anyhow!("{origin}: {}", e.message))?;
     }

@@ -28,8 +28,14 @@ impl Store for Faulty {
     async fn last_seqs(&self) -> Result<(i64, i64)> {
         self.inner.last_seqs().await
     }
-    async fn put_policy(&self, service: &str, yaml: &str, at: &str) -> Result<i64> {
-        self.inner.put_policy(service, yaml, at).await
+    async fn put_policy(
+        &self,
+        service: &str,
+        yaml: &str,
+        at: &str,
+        audit: &PendingAudit,
+    ) -> Result<i64> {
+        self.inner.put_policy(service, yaml, at, audit).await
     }
     async fn policy(&self, service: &str) -> Result<Option<PolicyRecord>> {
         self.inner.policy(service).await
@@ -43,8 +49,8 @@ impl Store for Faulty {
     async fn services(&self) -> Result<Vec<String>> {
         self.inner.services().await
     }
-    async fn register_version(&self, record: &VersionRecord) -> Result<bool> {
-        self.inner.register_version(record).await
+    async fn register_version(&self, record: &VersionRecord, audit: &PendingAudit) -> Result<bool> {
+        self.inner.register_version(record, audit).await
     }
     async fn version(&self, service: &str, version: &str) -> Result<Option<VersionRecord>> {
         self.inner.version(service, version).await
@@ -76,8 +82,11 @@ impl Store for Faulty {
     async fn answer(&self, key: &str) -> Result<Option<String>> {
         self.inner.answer(key).await
     }
-    async fn set_sinks(&self, service: &str, sinks: &[Sink]) -> Result<()> {
-        self.inner.set_sinks(service, sinks).await
+    async fn set_sinks(&self, service: &str, sinks: &[Sink], audit: &PendingAudit) -> Result<()> {
+        self.inner.set_sinks(service, sinks, audit).await
+    }
+    async fn audit(&self, from: i64, limit: i64) -> Result<Vec<AuditLine>> {
+        self.inner.audit(from, limit).await
     }
     async fn sinks(&self, service: &str) -> Result<Vec<Sink>> {
         self.inner.sinks(service).await
@@ -122,9 +131,11 @@ async fn after_a_failed_commit_nothing_more_is_acknowledged_until_a_restart() {
         .await
         .unwrap();
     let policy = include_str!("../../../examples/conversational-agent/policy.yaml");
-    hub.put_policy("support-bot", policy).await.unwrap();
+    hub.put_policy("support-bot", policy, "test").await.unwrap();
     let service = hub.service("support-bot").unwrap();
-    hub.start_release(&service, "v1", "v2", None).await.unwrap();
+    hub.start_release(&service, "v1", "v2", None, "test")
+        .await
+        .unwrap();
     assert_eq!(
         ingest(&hub, batch(0..10).as_bytes(), true)
             .await

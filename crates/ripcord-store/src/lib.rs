@@ -101,6 +101,26 @@ pub struct Sink {
     pub secret: String,
 }
 
+/// An audit record to append; the store gives it its sequence number and
+/// links it into the chain (`ripcord_core::audit`) in the same transaction
+/// as the change it records.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PendingAudit {
+    pub at_ms: i64,
+    pub principal: String,
+    pub action: String,
+    pub subject: String,
+    pub detail: serde_json::Value,
+}
+
+/// A stored audit record, as exported: its canonical line with `prev` and
+/// `hash`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct AuditLine {
+    pub seq: i64,
+    pub line: String,
+}
+
 /// Everything one engine input changes, written atomically.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Batch {
@@ -111,6 +131,7 @@ pub struct Batch {
     pub releases: Vec<ReleaseRecord>,
     /// (idempotency key, the answer given the first time).
     pub answers: Vec<(String, String)>,
+    pub audit: Vec<PendingAudit>,
 }
 
 impl Batch {
@@ -120,6 +141,7 @@ impl Batch {
             && self.outbox.is_empty()
             && self.releases.is_empty()
             && self.answers.is_empty()
+            && self.audit.is_empty()
     }
 }
 
@@ -140,7 +162,13 @@ pub trait Store: Send + Sync + 'static {
     async fn last_seqs(&self) -> Result<(i64, i64)>;
 
     /// Stores a new policy version and returns its number.
-    async fn put_policy(&self, service: &str, yaml: &str, at: &str) -> Result<i64>;
+    async fn put_policy(
+        &self,
+        service: &str,
+        yaml: &str,
+        at: &str,
+        audit: &PendingAudit,
+    ) -> Result<i64>;
     /// The newest policy of a service.
     async fn policy(&self, service: &str) -> Result<Option<PolicyRecord>>;
     async fn policy_version(&self, service: &str, version: i64) -> Result<Option<PolicyRecord>>;
@@ -151,7 +179,7 @@ pub trait Store: Send + Sync + 'static {
 
     /// Registers a version; `false` if that version already exists (it is
     /// left unchanged).
-    async fn register_version(&self, record: &VersionRecord) -> Result<bool>;
+    async fn register_version(&self, record: &VersionRecord, audit: &PendingAudit) -> Result<bool>;
     async fn version(&self, service: &str, version: &str) -> Result<Option<VersionRecord>>;
     async fn versions(&self, service: &str) -> Result<Vec<VersionRecord>>;
 
@@ -177,13 +205,15 @@ pub trait Store: Send + Sync + 'static {
     /// The answer first given for an idempotency key.
     async fn answer(&self, key: &str) -> Result<Option<String>>;
 
-    async fn set_sinks(&self, service: &str, sinks: &[Sink]) -> Result<()>;
+    async fn set_sinks(&self, service: &str, sinks: &[Sink], audit: &PendingAudit) -> Result<()>;
     async fn sinks(&self, service: &str) -> Result<Vec<Sink>>;
     /// Undelivered outbox entries due at `now_ms`, oldest first.
     async fn due(&self, now_ms: i64, limit: i64) -> Result<Vec<OutboxEntry>>;
     async fn delivered(&self, id: &str, at_ms: i64) -> Result<()>;
     async fn retry_later(&self, id: &str, next_at_ms: i64, error: &str) -> Result<()>;
     async fn outbox_counts(&self) -> Result<OutboxCounts>;
+    /// Up to `limit` audit records from sequence number `from` on, in order.
+    async fn audit(&self, from: i64, limit: i64) -> Result<Vec<AuditLine>>;
     /// The count of stored events per service, from `events` journal
     /// entries' line counts (for tests and `/metrics`).
     async fn journal_count(&self, service: &str, kind: &str) -> Result<i64>;

@@ -9,13 +9,16 @@ use async_trait::async_trait;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{Row, SqlitePool};
 
+use ripcord_core::audit::{GENESIS, Record, hex, link, to_line};
+
 use crate::{
-    Batch, DecisionEntry, JournalEntry, OutboxCounts, OutboxEntry, PolicyRecord, ReleaseRecord,
-    Result, Sink, Store, StoreError, VersionRecord,
+    AuditLine, Batch, DecisionEntry, JournalEntry, OutboxCounts, OutboxEntry, PendingAudit,
+    PolicyRecord, ReleaseRecord, Result, Sink, Store, StoreError, VersionRecord,
 };
 
 /// Schema migrations, applied in order once each. Portable SQL only.
-const MIGRATIONS: &[&str] = &[r#"
+const MIGRATIONS: &[&str] = &[
+    r#"
 CREATE TABLE policies (
     service TEXT NOT NULL,
     version BIGINT NOT NULL,
@@ -73,10 +76,26 @@ CREATE TABLE sinks (
     secret TEXT NOT NULL,
     PRIMARY KEY (service, url)
 );
-"#];
+"#,
+    r#"
+CREATE TABLE audit (
+    seq BIGINT PRIMARY KEY,
+    at_ms BIGINT NOT NULL,
+    principal TEXT NOT NULL,
+    action TEXT NOT NULL,
+    subject TEXT NOT NULL,
+    line TEXT NOT NULL,
+    hash TEXT NOT NULL
+);
+"#,
+];
 
 pub struct SqliteStore {
     pool: SqlitePool,
+    /// The audit chain's tail (last seq and hash). Appending reads and
+    /// moves it under this lock, so that concurrent transactions cannot
+    /// fork the chain; it moves only when the transaction commits.
+    tail: tokio::sync::Mutex<(i64, [u8; 32])>,
 }
 
 impl SqliteStore {
@@ -106,8 +125,12 @@ impl SqliteStore {
             .max_connections(connections)
             .connect_with(options)
             .await?;
-        let store = SqliteStore { pool };
+        let store = SqliteStore {
+            pool,
+            tail: tokio::sync::Mutex::new((0, GENESIS)),
+        };
         store.migrate().await?;
+        *store.tail.lock().await = store.read_tail().await?;
         Ok(store)
     }
 
@@ -129,6 +152,68 @@ impl SqliteStore {
         }
         Ok(())
     }
+}
+
+impl SqliteStore {
+    async fn read_tail(&self) -> Result<(i64, [u8; 32])> {
+        let row = sqlx::query("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1")
+            .fetch_optional(&self.pool)
+            .await?;
+        let Some(row) = row else {
+            return Ok((0, GENESIS));
+        };
+        let hash: String = row.try_get("hash")?;
+        Ok((row.try_get("seq")?, unhex(&hash)?))
+    }
+}
+
+fn unhex(text: &str) -> Result<[u8; 32]> {
+    let mut out = [0u8; 32];
+    if text.len() != 64 {
+        return Err(StoreError::Corrupt(format!("audit hash {text:?}")));
+    }
+    for (i, byte) in out.iter_mut().enumerate() {
+        *byte = u8::from_str_radix(&text[2 * i..2 * i + 2], 16)
+            .map_err(|_| StoreError::Corrupt(format!("audit hash {text:?}")))?;
+    }
+    Ok(out)
+}
+
+/// Appends audit records inside a transaction, linking them from `tail`;
+/// returns the new tail, to be kept only if the transaction commits.
+async fn append_audit(
+    tx: &mut sqlx::SqliteConnection,
+    tail: (i64, [u8; 32]),
+    pending: &[&PendingAudit],
+) -> Result<(i64, [u8; 32])> {
+    let (mut seq, mut prev) = tail;
+    for p in pending {
+        seq += 1;
+        let record = Record {
+            seq,
+            at: p.at_ms,
+            principal: p.principal.clone(),
+            action: p.action.clone(),
+            subject: p.subject.clone(),
+            detail: p.detail.clone(),
+        };
+        let hash = link(&prev, &record);
+        sqlx::query(
+            "INSERT INTO audit (seq, at_ms, principal, action, subject, line, hash) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        )
+        .bind(seq)
+        .bind(p.at_ms)
+        .bind(&p.principal)
+        .bind(&p.action)
+        .bind(&p.subject)
+        .bind(to_line(&record, &prev, &hash))
+        .bind(hex(&hash))
+        .execute(&mut *tx)
+        .await?;
+        prev = hash;
+    }
+    Ok((seq, prev))
 }
 
 fn json(text: &str) -> Result<serde_json::Value> {
@@ -166,6 +251,7 @@ fn release_row(row: &sqlx::sqlite::SqliteRow) -> Result<ReleaseRecord> {
 #[async_trait]
 impl Store for SqliteStore {
     async fn commit(&self, batches: &[Batch]) -> Result<()> {
+        let mut tail = self.tail.lock().await;
         let mut tx = self.pool.begin().await?;
         for batch in batches {
             for j in &batch.journal {
@@ -228,7 +314,10 @@ impl Store for SqliteStore {
                 .await?;
             }
         }
+        let pending: Vec<&PendingAudit> = batches.iter().flat_map(|b| &b.audit).collect();
+        let new_tail = append_audit(&mut tx, *tail, &pending).await?;
         tx.commit().await?;
+        *tail = new_tail;
         Ok(())
     }
 
@@ -242,7 +331,14 @@ impl Store for SqliteStore {
         Ok((journal.unwrap_or(0), decisions.unwrap_or(0)))
     }
 
-    async fn put_policy(&self, service: &str, yaml: &str, at: &str) -> Result<i64> {
+    async fn put_policy(
+        &self,
+        service: &str,
+        yaml: &str,
+        at: &str,
+        audit: &PendingAudit,
+    ) -> Result<i64> {
+        let mut tail = self.tail.lock().await;
         let mut tx = self.pool.begin().await?;
         let last: Option<i64> =
             sqlx::query_scalar("SELECT MAX(version) FROM policies WHERE service = $1")
@@ -259,7 +355,11 @@ impl Store for SqliteStore {
         .bind(at)
         .execute(&mut *tx)
         .await?;
+        let mut audit = audit.clone();
+        audit.detail["version"] = serde_json::Value::from(version);
+        let new_tail = append_audit(&mut tx, *tail, &[&audit]).await?;
         tx.commit().await?;
+        *tail = new_tail;
         Ok(version)
     }
 
@@ -305,7 +405,9 @@ impl Store for SqliteStore {
         )
     }
 
-    async fn register_version(&self, record: &VersionRecord) -> Result<bool> {
+    async fn register_version(&self, record: &VersionRecord, audit: &PendingAudit) -> Result<bool> {
+        let mut tail = self.tail.lock().await;
+        let mut tx = self.pool.begin().await?;
         let done = sqlx::query(
             "INSERT INTO versions (service, version, provenance, registered_at) \
              VALUES ($1, $2, $3, $4) ON CONFLICT (service, version) DO NOTHING",
@@ -314,9 +416,15 @@ impl Store for SqliteStore {
         .bind(&record.version)
         .bind(record.provenance.to_string())
         .bind(&record.registered_at)
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await?;
-        Ok(done.rows_affected() == 1)
+        if done.rows_affected() != 1 {
+            return Ok(false);
+        }
+        let new_tail = append_audit(&mut tx, *tail, &[audit]).await?;
+        tx.commit().await?;
+        *tail = new_tail;
+        Ok(true)
     }
 
     async fn version(&self, service: &str, version: &str) -> Result<Option<VersionRecord>> {
@@ -441,7 +549,8 @@ impl Store for SqliteStore {
         )
     }
 
-    async fn set_sinks(&self, service: &str, sinks: &[Sink]) -> Result<()> {
+    async fn set_sinks(&self, service: &str, sinks: &[Sink], audit: &PendingAudit) -> Result<()> {
+        let mut tail = self.tail.lock().await;
         let mut tx = self.pool.begin().await?;
         sqlx::query("DELETE FROM sinks WHERE service = $1")
             .bind(service)
@@ -455,7 +564,9 @@ impl Store for SqliteStore {
                 .execute(&mut *tx)
                 .await?;
         }
+        let new_tail = append_audit(&mut tx, *tail, &[audit]).await?;
         tx.commit().await?;
+        *tail = new_tail;
         Ok(())
     }
 
@@ -535,6 +646,22 @@ impl Store for SqliteStore {
             pending: row.try_get("pending")?,
             delivered: row.try_get("delivered")?,
         })
+    }
+
+    async fn audit(&self, from: i64, limit: i64) -> Result<Vec<AuditLine>> {
+        let rows = sqlx::query("SELECT seq, line FROM audit WHERE seq >= $1 ORDER BY seq LIMIT $2")
+            .bind(from)
+            .bind(limit)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(AuditLine {
+                    seq: r.try_get("seq")?,
+                    line: r.try_get("line")?,
+                })
+            })
+            .collect()
     }
 
     async fn journal_count(&self, service: &str, kind: &str) -> Result<i64> {

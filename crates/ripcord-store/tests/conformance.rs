@@ -2,9 +2,19 @@
 //! (SQLite today, PostgreSQL next) runs the same checks.
 
 use ripcord_store::{
-    Batch, DecisionEntry, JournalEntry, OutboxCounts, OutboxEntry, ReleaseRecord, Sink,
-    SqliteStore, Store, VersionRecord,
+    Batch, DecisionEntry, JournalEntry, OutboxCounts, OutboxEntry, PendingAudit, ReleaseRecord,
+    Sink, SqliteStore, Store, VersionRecord,
 };
+
+fn audit(action: &str) -> PendingAudit {
+    PendingAudit {
+        at_ms: 1_000,
+        principal: "tester".into(),
+        action: action.into(),
+        subject: "svc".into(),
+        detail: json!({"n": 1}),
+    }
+}
 use serde_json::json;
 
 fn journal(seq: i64, service: &str, kind: &str, body: &str) -> JournalEntry {
@@ -30,9 +40,27 @@ fn outbox(id: &str, next_at_ms: i64) -> OutboxEntry {
 
 async fn policies_are_versioned(store: &dyn Store) {
     assert_eq!(store.policy("svc").await.unwrap(), None);
-    assert_eq!(store.put_policy("svc", "a: 1", "t1").await.unwrap(), 1);
-    assert_eq!(store.put_policy("svc", "a: 2", "t2").await.unwrap(), 2);
-    assert_eq!(store.put_policy("other", "b", "t3").await.unwrap(), 1);
+    assert_eq!(
+        store
+            .put_policy("svc", "a: 1", "t1", &audit("policy.put"))
+            .await
+            .unwrap(),
+        1
+    );
+    assert_eq!(
+        store
+            .put_policy("svc", "a: 2", "t2", &audit("policy.put"))
+            .await
+            .unwrap(),
+        2
+    );
+    assert_eq!(
+        store
+            .put_policy("other", "b", "t3", &audit("policy.put"))
+            .await
+            .unwrap(),
+        1
+    );
     let newest = store.policy("svc").await.unwrap().unwrap();
     assert_eq!((newest.version, newest.yaml.as_str()), (2, "a: 2"));
     let first = store.policy_version("svc", 1).await.unwrap().unwrap();
@@ -55,12 +83,22 @@ async fn versions_are_immutable(store: &dyn Store) {
         provenance: json!({"model_id": "m", "weights_digest": "sha256:aa"}),
         registered_at: "t".into(),
     };
-    assert!(store.register_version(&v).await.unwrap());
+    assert!(
+        store
+            .register_version(&v, &audit("version.register"))
+            .await
+            .unwrap()
+    );
     let changed = VersionRecord {
         provenance: json!({"model_id": "other"}),
         ..v.clone()
     };
-    assert!(!store.register_version(&changed).await.unwrap());
+    assert!(
+        !store
+            .register_version(&changed, &audit("version.register"))
+            .await
+            .unwrap()
+    );
     assert_eq!(store.version("svc", "v1").await.unwrap(), Some(v.clone()));
     assert_eq!(store.versions("svc").await.unwrap(), vec![v]);
     assert_eq!(store.version("svc", "v9").await.unwrap(), None);
@@ -86,6 +124,7 @@ async fn a_commit_writes_everything_or_nothing(store: &dyn Store) {
         outbox: vec![outbox("msg_1_0", 1_000)],
         releases: vec![release.clone()],
         answers: vec![("action:svc-1:k".into(), "{\"changed\":true}".into())],
+        audit: vec![audit("release.start"), audit("decision.action.ramp")],
     };
     store.commit(&[batch]).await.unwrap();
     assert_eq!(store.last_seqs().await.unwrap(), (2, 1));
@@ -112,6 +151,7 @@ async fn a_commit_writes_everything_or_nothing(store: &dyn Store) {
     };
     let bad = Batch {
         journal: vec![journal(2, "svc", "tick", "5")],
+        audit: vec![audit("lost")],
         ..Batch::default()
     };
     assert!(store.commit(&[good.clone(), bad]).await.is_err());
@@ -226,15 +266,70 @@ async fn sinks_are_replaced_as_a_set(store: &dyn Store) {
         secret: "whsec_b".into(),
     };
     store
-        .set_sinks("svc", &[a.clone(), b.clone()])
+        .set_sinks("svc", &[a.clone(), b.clone()], &audit("webhooks.set"))
         .await
         .unwrap();
     store
-        .set_sinks("svc", std::slice::from_ref(&b))
+        .set_sinks("svc", std::slice::from_ref(&b), &audit("webhooks.set"))
         .await
         .unwrap();
     assert_eq!(store.sinks("svc").await.unwrap(), vec![b]);
     assert!(store.sinks("other").await.unwrap().is_empty());
+}
+
+/// Every change so far left its record, chained, and the chain verifies;
+/// the failed commit's record is not there.
+async fn the_audit_log_is_a_verifiable_chain_of_every_change(store: &dyn Store) {
+    let lines = store.audit(1, 1_000).await.unwrap();
+    let text: String = lines.iter().map(|l| format!("{}\n", l.line)).collect();
+    let verified = ripcord_core::audit::verify(&text).unwrap();
+    assert_eq!(verified.records, lines.len() as i64);
+    let actions: Vec<String> = text
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).unwrap()["action"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
+        .collect();
+    assert_eq!(
+        actions,
+        [
+            "policy.put",
+            "policy.put",
+            "policy.put",
+            "version.register",
+            "release.start",
+            "decision.action.ramp",
+            "webhooks.set",
+            "webhooks.set",
+        ]
+    );
+    // Concurrent writers cannot fork the chain.
+    let put = |i: i32| async move {
+        let yaml = format!("n: {i}");
+        store
+            .put_policy("race", &yaml, "t", &audit("policy.put"))
+            .await
+            .unwrap();
+    };
+    let commit = async {
+        let batch = Batch {
+            audit: vec![audit("decision.x"), audit("decision.y")],
+            ..Batch::default()
+        };
+        store.commit(&[batch]).await.unwrap();
+    };
+    tokio::join!(put(1), put(2), commit, put(3));
+    let text: String = store
+        .audit(1, 1_000)
+        .await
+        .unwrap()
+        .iter()
+        .map(|l| format!("{}\n", l.line))
+        .collect();
+    assert_eq!(ripcord_core::audit::verify(&text).unwrap().records, 13);
 }
 
 async fn conformance(store: &dyn Store) {
@@ -244,6 +339,7 @@ async fn conformance(store: &dyn Store) {
     the_journal_and_decisions_page_in_order(store).await;
     the_outbox_delivers_due_entries_and_backs_off(store).await;
     sinks_are_replaced_as_a_set(store).await;
+    the_audit_log_is_a_verifiable_chain_of_every_change(store).await;
 }
 
 #[tokio::test]
@@ -261,5 +357,11 @@ async fn sqlite_file_conforms_and_keeps_everything_across_reopening() {
     assert_eq!(reopened.policy("svc").await.unwrap().unwrap().version, 2);
     assert_eq!(reopened.outbox_counts().await.unwrap().delivered, 2);
     // The schema is migrated once: opening again changes nothing.
-    assert_eq!(reopened.put_policy("svc", "a: 3", "t").await.unwrap(), 3);
+    assert_eq!(
+        reopened
+            .put_policy("svc", "a: 3", "t", &audit("policy.put"))
+            .await
+            .unwrap(),
+        3
+    );
 }

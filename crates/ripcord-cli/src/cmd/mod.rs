@@ -1,5 +1,6 @@
 //! One module per subcommand; each owns its arguments and returns the exit code.
 
+pub mod audit;
 pub mod bench;
 pub mod demo;
 pub mod policy;

@@ -1,0 +1,128 @@
+//! The audit log as an auditor uses it: export it from a real store and
+//! verify it offline; tampering is found at its first bad record.
+
+use std::process::Command;
+
+use serde_json::{Value, json};
+
+fn ripcord(args: &[&str]) -> (i32, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_ripcord"))
+        .args(args)
+        .output()
+        .unwrap();
+    let text =
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    (out.status.code().unwrap_or(-1), text)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_change_is_audited_and_tampering_is_found() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let server = ripcord_server::start(ripcord_server::Config::new(
+        data.clone(),
+        "127.0.0.1:0".parse().unwrap(),
+    ))
+    .await
+    .unwrap();
+    let token = std::fs::read_to_string(&server.token_path).unwrap();
+    let base = format!("http://{}", server.addr);
+    let http = reqwest::Client::builder().no_proxy().build().unwrap();
+    let send = |req: reqwest::RequestBuilder| {
+        let token = token.trim().to_string();
+        async move {
+            let r = req.bearer_auth(token).send().await.unwrap();
+            assert!(r.status().is_success(), "{}", r.text().await.unwrap());
+        }
+    };
+    let policy = include_str!("../../../examples/conversational-agent/policy.yaml");
+    send(
+        http.put(format!("{base}/v1/policies/support-bot"))
+            .body(policy),
+    )
+    .await;
+    for v in ["v1", "v2"] {
+        send(
+            http.post(format!("{base}/v1/services/support-bot/versions"))
+                .json(&json!({"version": v, "model_id": "m"})),
+        )
+        .await;
+    }
+    send(
+        http.post(format!("{base}/v1/releases"))
+            .json(&json!({"service": "support-bot", "baseline": "v1", "candidate": "v2"})),
+    )
+    .await;
+    send(
+        http.post(format!("{base}/v1/releases/support-bot-1/actions"))
+            .json(
+                &json!({"action": "rollback", "reason": "bad refunds", "idempotency_key": "inc-1"}),
+            ),
+    )
+    .await;
+    server.shutdown().await.unwrap();
+
+    let data_dir = data.to_str().unwrap();
+    let (code, text) = ripcord(&["audit", "verify", "--data-dir", data_dir]);
+    assert_eq!(code, 0, "{text}");
+    let export = dir.path().join("audit.ndjson");
+    let (code, _) = ripcord(&[
+        "audit",
+        "export",
+        "--data-dir",
+        data_dir,
+        "--output",
+        export.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0);
+    let log = std::fs::read_to_string(&export).unwrap();
+    let records: Vec<Value> = log
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(
+        text.trim_start().split(' ').nth(1),
+        Some(records.len().to_string().as_str())
+    );
+    let who_what: Vec<(&str, &str)> = records
+        .iter()
+        .map(|r| {
+            (
+                r["principal"].as_str().unwrap(),
+                r["action"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        &who_what[..6],
+        [
+            ("admin", "policy.put"),
+            ("admin", "version.register"),
+            ("admin", "version.register"),
+            ("admin", "release.start"),
+            ("engine", "decision.action.ramp"),
+            ("admin", "command.rollback"),
+        ]
+    );
+    assert_eq!(who_what[6], ("engine", "decision.action.rollback_stage"));
+    assert_eq!(records[5]["detail"]["reason"], "bad refunds");
+
+    // One changed byte (the rollback's reason), then a deleted record.
+    let tampered = log.replacen("bad refunds", "bad refundz", 1);
+    std::fs::write(&export, &tampered).unwrap();
+    let (code, text) = ripcord(&["audit", "verify", "--file", export.to_str().unwrap()]);
+    assert_eq!(code, 1);
+    assert_eq!(
+        text.trim(),
+        "broken: line 6: record 6: hash does not match the record: it was changed"
+    );
+    let mut lines: Vec<&str> = log.lines().collect();
+    lines.remove(3);
+    std::fs::write(&export, lines.join("\n") + "\n").unwrap();
+    let (code, text) = ripcord(&["audit", "verify", "--file", export.to_str().unwrap()]);
+    assert_eq!(code, 1);
+    assert!(
+        text.starts_with("broken: line 4: record 4: sequence 5 where 4 belongs"),
+        "{text}"
+    );
+}
