@@ -8,6 +8,13 @@
 //! record with `prev` and `hash` in lowercase hex — and verification
 //! insists on exactly that form, so every changed, deleted, inserted or
 //! reordered byte is found, not only the ones that change a value.
+//!
+//! The chain alone cannot stop someone who rewrites the whole log and
+//! recomputes every hash. Checkpoints can: a `checkpoint` record carries an
+//! ed25519 signature, by a key kept in the server's data dir, over the
+//! chain's head at that point. Verifying with the public key pinned
+//! (`ripcord audit verify --public-key`) shows the log up to the last
+//! checkpoint is the one the server wrote.
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -68,6 +75,76 @@ impl std::fmt::Display for Broken {
 pub struct Verified {
     pub records: i64,
     pub last_hash: [u8; 32],
+    /// Signed checkpoints found (all valid).
+    pub checkpoints: i64,
+    /// The last record a checkpoint vouches for (0 if none).
+    pub signed_upto: i64,
+    /// The key of the last checkpoint.
+    pub public_key: Option<[u8; 32]>,
+}
+
+/// The action of checkpoint records.
+pub const CHECKPOINT: &str = "checkpoint";
+
+/// What a checkpoint signs: the head of the chain after record `upto`.
+pub fn checkpoint_message(upto: i64, head: &[u8; 32]) -> String {
+    format!("ripcord audit checkpoint {upto} {}", hex(head))
+}
+
+/// The `detail` of a checkpoint record after record `upto`.
+pub fn checkpoint_detail(key: &ed25519_dalek::SigningKey, upto: i64, head: &[u8; 32]) -> Value {
+    use ed25519_dalek::Signer;
+    let signature = key.sign(checkpoint_message(upto, head).as_bytes());
+    serde_json::json!({
+        "upto": upto,
+        "hash": hex(head),
+        "public_key": hex(key.verifying_key().as_bytes()),
+        "signature": signature.to_bytes().iter().map(|b| format!("{b:02x}")).collect::<String>(),
+    })
+}
+
+fn unhex<const N: usize>(text: &str) -> Option<[u8; N]> {
+    if text.len() != 2 * N || !text.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return None;
+    }
+    let mut out = [0u8; N];
+    for (i, byte) in out.iter_mut().enumerate() {
+        *byte = u8::from_str_radix(text.get(2 * i..2 * i + 2)?, 16).ok()?;
+    }
+    Some(out)
+}
+
+/// Checks a checkpoint record against the chain head before it.
+fn check_checkpoint(
+    r: &Record,
+    head: &[u8; 32],
+    pinned: Option<&[u8; 32]>,
+) -> Result<[u8; 32], String> {
+    let d = &r.detail;
+    if d["upto"].as_i64() != Some(r.seq - 1) || d["hash"].as_str() != Some(hex(head).as_str()) {
+        return Err("checkpoint does not name the chain head before it".into());
+    }
+    let key: [u8; 32] = d["public_key"]
+        .as_str()
+        .and_then(unhex)
+        .ok_or("checkpoint public_key is not 32 bytes of hex")?;
+    if pinned.is_some_and(|p| *p != key) {
+        return Err(format!(
+            "checkpoint signed by key {}, not the pinned key",
+            hex(&key)
+        ));
+    }
+    let signature: [u8; 64] = d["signature"]
+        .as_str()
+        .and_then(unhex)
+        .ok_or("checkpoint signature is not 64 bytes of hex")?;
+    let verifying = ed25519_dalek::VerifyingKey::from_bytes(&key)
+        .map_err(|e| format!("checkpoint public_key: {e}"))?;
+    let signature = ed25519_dalek::Signature::from_bytes(&signature);
+    verifying
+        .verify_strict(checkpoint_message(r.seq - 1, head).as_bytes(), &signature)
+        .map_err(|_| "checkpoint signature does not verify".to_string())?;
+    Ok(key)
 }
 
 /// Writes a JSON value with object keys sorted, without whitespace.
@@ -144,13 +221,25 @@ pub fn to_line(r: &Record, prev: &[u8; 32], hash: &[u8; 32]) -> String {
 
 /// Verifies an export from its first record (seq 1) to its last.
 pub fn verify(text: &str) -> Result<Verified, Broken> {
+    verify_with(text, None)
+}
+
+/// Verifies an export; with `pinned`, every checkpoint must be signed by
+/// that key.
+pub fn verify_with(text: &str, pinned: Option<&[u8; 32]>) -> Result<Verified, Broken> {
     let mut prev = GENESIS;
     let mut expected = 1i64;
+    let mut checkpoints = 0;
+    let mut signed_upto = 0;
+    let mut public_key = None;
     let body = text.strip_suffix('\n').unwrap_or(text);
     if body.is_empty() {
         return Ok(Verified {
             records: 0,
             last_hash: GENESIS,
+            checkpoints,
+            signed_upto,
+            public_key,
         });
     }
     for (i, raw) in body.split('\n').enumerate() {
@@ -191,12 +280,20 @@ pub fn verify(text: &str) -> Result<Verified, Broken> {
                 "not in canonical form: the line was edited without changing its values".into(),
             ));
         }
+        if record.action == CHECKPOINT {
+            public_key = Some(check_checkpoint(&record, &prev, pinned).map_err(broken)?);
+            checkpoints += 1;
+            signed_upto = record.seq - 1;
+        }
         prev = hash;
         expected += 1;
     }
     Ok(Verified {
         records: expected - 1,
         last_hash: prev,
+        checkpoints,
+        signed_upto,
+        public_key,
     })
 }
 
@@ -206,6 +303,11 @@ mod tests {
     use serde_json::json;
 
     fn chain(n: i64) -> String {
+        chain_v(n, 0)
+    }
+
+    /// A chain whose record 2 says `v` (a rewritten history for v ≠ 0).
+    fn chain_v(n: i64, v: i64) -> String {
         let mut prev = GENESIS;
         let mut text = String::new();
         for seq in 1..=n {
@@ -215,7 +317,8 @@ mod tests {
                 principal: if seq % 3 == 0 { "alice" } else { "engine" }.into(),
                 action: "decision.action".into(),
                 subject: "support-bot-1".into(),
-                detail: json!({"share": 0.25, "reason": "moderation ×4", "n": seq, "tiny": 1e-7}),
+                detail: json!({"share": 0.25, "reason": "moderation ×4", "n": seq, "tiny": 1e-7,
+                    "v": if seq == 2 { v } else { 0 }}),
             };
             let hash = link(&prev, &r);
             text.push_str(&to_line(&r, &prev, &hash));
@@ -223,6 +326,55 @@ mod tests {
             prev = hash;
         }
         text
+    }
+
+    /// `base` with a checkpoint appended.
+    fn signed(base: String, key: &ed25519_dalek::SigningKey) -> String {
+        let text = base;
+        let n = verify(&text).unwrap().records + 1;
+        let head = verify(&text).unwrap().last_hash;
+        let r = Record {
+            seq: n,
+            at: 1,
+            principal: "ripcord".into(),
+            action: CHECKPOINT.into(),
+            subject: "audit".into(),
+            detail: checkpoint_detail(key, n - 1, &head),
+        };
+        let hash = link(&head, &r);
+        text + &to_line(&r, &head, &hash) + "\n"
+    }
+
+    #[test]
+    fn a_signed_checkpoint_vouches_for_the_chain_and_a_rewrite_needs_the_key() {
+        let key = ed25519_dalek::SigningKey::from_bytes(&[7u8; 32]);
+        let text = signed(chain(5), &key);
+        let pinned = *key.verifying_key().as_bytes();
+        let v = verify_with(&text, Some(&pinned)).unwrap();
+        assert_eq!((v.records, v.checkpoints, v.signed_upto), (6, 1, 5));
+        // Someone rewrites record 2 and recomputes every hash and the
+        // checkpoint with a key of their own: the pinned key exposes it.
+        let forger = ed25519_dalek::SigningKey::from_bytes(&[9u8; 32]);
+        let forged = signed(chain_v(5, 1), &forger);
+        assert!(verify(&forged).is_ok());
+        let err = verify_with(&forged, Some(&pinned)).unwrap_err();
+        assert_eq!(err.seq, 6);
+        assert!(err.why.contains("not the pinned key"), "{}", err.why);
+        // Reusing the real signature over a different head fails.
+        let real: Value = serde_json::from_str(text.lines().last().unwrap()).unwrap();
+        let mut stolen: Value = serde_json::from_str(forged.lines().last().unwrap()).unwrap();
+        stolen["detail"]["public_key"] = real["detail"]["public_key"].clone();
+        stolen["detail"]["signature"] = real["detail"]["signature"].clone();
+        let r: Record = serde_json::from_value(json!({
+            "seq": 6, "at": 1, "principal": "ripcord", "action": CHECKPOINT,
+            "subject": "audit", "detail": stolen["detail"],
+        }))
+        .unwrap();
+        let head = verify(&chain_v(5, 1)).unwrap().last_hash;
+        let line = to_line(&r, &head, &link(&head, &r));
+        let spliced = chain_v(5, 1) + &line + "\n";
+        let err = verify(&spliced).unwrap_err();
+        assert_eq!(err.why, "checkpoint signature does not verify");
     }
 
     #[test]
