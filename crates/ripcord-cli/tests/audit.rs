@@ -60,11 +60,41 @@ async fn every_change_is_audited_and_tampering_is_found() {
             ),
     )
     .await;
+    let server_key = server.audit_public_key.clone();
     server.shutdown().await.unwrap();
 
+    let key = server_key.clone();
     let data_dir = data.to_str().unwrap();
-    let (code, text) = ripcord(&["audit", "verify", "--data-dir", data_dir]);
+    let (code, text) = ripcord(&[
+        "audit",
+        "verify",
+        "--data-dir",
+        data_dir,
+        "--public-key",
+        &key,
+    ]);
     assert_eq!(code, 0, "{text}");
+    // Shutting down signed the log up to its last record.
+    let lines: Vec<&str> = text.lines().collect();
+    let total: i64 = lines[0].split(' ').nth(1).unwrap().parse().unwrap();
+    assert_eq!(
+        lines[1],
+        format!(
+            "1 signed checkpoints; records 1–{} signed by {key} (the pinned key)",
+            total - 1
+        )
+    );
+    let other = "ab".repeat(32);
+    let (code, text) = ripcord(&[
+        "audit",
+        "verify",
+        "--data-dir",
+        data_dir,
+        "--public-key",
+        &other,
+    ]);
+    assert_eq!(code, 1);
+    assert!(text.contains("not the pinned key"), "{text}");
     let export = dir.path().join("audit.ndjson");
     let (code, _) = ripcord(&[
         "audit",
@@ -80,10 +110,8 @@ async fn every_change_is_audited_and_tampering_is_found() {
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
         .collect();
-    assert_eq!(
-        text.trim_start().split(' ').nth(1),
-        Some(records.len().to_string().as_str())
-    );
+    assert_eq!(records.len() as i64, total);
+    assert_eq!(records.last().unwrap()["action"], "checkpoint");
     let who_what: Vec<(&str, &str)> = records
         .iter()
         .map(|r| {

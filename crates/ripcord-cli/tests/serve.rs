@@ -77,6 +77,12 @@ fn serve_makes_a_private_token_loads_policies_and_stops_cleanly_on_sigterm() {
             data.join("admin.token").display()
         )
     );
+    let mut key_line = String::new();
+    stderr.read_line(&mut key_line).unwrap();
+    assert!(
+        key_line.starts_with("audit checkpoints are signed with key "),
+        "{key_line}"
+    );
     let mut second = String::new();
     stderr.read_line(&mut second).unwrap();
     let addr = second

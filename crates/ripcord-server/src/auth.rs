@@ -69,3 +69,36 @@ impl Tokens {
         digest(token).ct_eq(&self.admin).into()
     }
 }
+
+/// The audit log's signing key: 32 random bytes, hex, in
+/// `<data-dir>/audit.key` (mode 0600), made on first start.
+pub fn audit_key(data_dir: &Path) -> std::io::Result<ed25519_dalek::SigningKey> {
+    let path = data_dir.join("audit.key");
+    if let Ok(text) = std::fs::read_to_string(&path) {
+        let seed = unhex32(text.trim()).ok_or_else(|| {
+            std::io::Error::other(format!("{}: not 64 hex digits", path.display()))
+        })?;
+        return Ok(ed25519_dalek::SigningKey::from_bytes(&seed));
+    }
+    let mut seed = [0u8; 32];
+    getrandom::fill(&mut seed).map_err(std::io::Error::other)?;
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&path)?;
+    writeln!(file, "{}", ripcord_core::audit::hex(&seed))?;
+    file.sync_all()?;
+    Ok(ed25519_dalek::SigningKey::from_bytes(&seed))
+}
+
+fn unhex32(text: &str) -> Option<[u8; 32]> {
+    if text.len() != 64 {
+        return None;
+    }
+    let mut out = [0u8; 32];
+    for (i, byte) in out.iter_mut().enumerate() {
+        *byte = u8::from_str_radix(text.get(2 * i..2 * i + 2)?, 16).ok()?;
+    }
+    Some(out)
+}

@@ -50,6 +50,9 @@ pub struct Config {
     pub ingest_slots: usize,
     /// Requests (including reading their bodies) that take longer get 408.
     pub request_timeout: Duration,
+    /// How often a signed checkpoint is added to the audit log (when it
+    /// has new records).
+    pub checkpoint_every: Duration,
 }
 
 impl Config {
@@ -62,6 +65,7 @@ impl Config {
             tick: Duration::from_millis(1000),
             ingest_slots: api::INGEST_SLOTS,
             request_timeout: REQUEST_TIMEOUT,
+            checkpoint_every: Duration::from_secs(60),
         }
     }
 }
@@ -72,6 +76,8 @@ pub struct Server {
     pub token_path: PathBuf,
     /// Whether this start created the admin token.
     pub token_created: bool,
+    /// The public key of the audit checkpoints (hex).
+    pub audit_public_key: String,
     pub app: Arc<App>,
     stop: watch::Sender<bool>,
     serving: tokio::task::JoinHandle<std::io::Result<()>>,
@@ -83,6 +89,7 @@ pub async fn start(config: Config) -> anyhow::Result<Server> {
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("creating {}", config.data_dir.display()))?;
     let issued = Tokens::load_or_create(&config.data_dir).context("the admin token")?;
+    let signer = Arc::new(auth::audit_key(&config.data_dir).context("the audit key")?);
     let db = config.data_dir.join("ripcord.db");
     let store: Arc<dyn Store> = Arc::new(
         SqliteStore::open(&db)
@@ -121,14 +128,22 @@ pub async fn start(config: Config) -> anyhow::Result<Server> {
             })
             .await
     });
+    let audit_public_key = ripcord_core::audit::hex(signer.verifying_key().as_bytes());
     let workers = vec![
         tokio::spawn(tick(app.clone(), config.tick, stopped.clone())),
+        tokio::spawn(checkpoints(
+            store.clone(),
+            signer,
+            config.checkpoint_every,
+            stopped.clone(),
+        )),
         tokio::spawn(webhooks::run(store, stopped)),
     ];
     Ok(Server {
         addr,
         token_path: issued.path,
         token_created: issued.created,
+        audit_public_key,
         app,
         stop,
         serving,
@@ -178,6 +193,35 @@ async fn tick(app: Arc<App>, every: Duration, mut stop: watch::Receiver<bool>) {
         tokio::select! {
             _ = interval.tick() => app.hub.tick_all().await,
             _ = stop.changed() => return,
+        }
+    }
+}
+
+/// Adds a signed checkpoint to the audit log now and then, and a last one
+/// at shutdown.
+async fn checkpoints(
+    store: Arc<dyn Store>,
+    key: Arc<ed25519_dalek::SigningKey>,
+    every: Duration,
+    mut stop: watch::Receiver<bool>,
+) {
+    let sign =
+        move |upto: i64, head: [u8; 32]| ripcord_core::audit::checkpoint_detail(&key, upto, &head);
+    let mut last = 0;
+    let mut interval = tokio::time::interval(every);
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    loop {
+        let stopping = tokio::select! {
+            _ = interval.tick() => false,
+            _ = stop.changed() => true,
+        };
+        match store.checkpoint(hub::wall_now().0, last, &sign).await {
+            Ok(Some(signed)) => last = signed + 1,
+            Ok(None) => {}
+            Err(e) => tracing::warn!("audit checkpoint: {e}"),
+        }
+        if stopping {
+            return;
         }
     }
 }

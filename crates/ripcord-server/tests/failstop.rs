@@ -85,6 +85,14 @@ impl Store for Faulty {
     async fn set_sinks(&self, service: &str, sinks: &[Sink], audit: &PendingAudit) -> Result<()> {
         self.inner.set_sinks(service, sinks, audit).await
     }
+    async fn checkpoint(
+        &self,
+        at_ms: i64,
+        only_after: i64,
+        sign: &(dyn Fn(i64, [u8; 32]) -> serde_json::Value + Send + Sync),
+    ) -> Result<Option<i64>> {
+        self.inner.checkpoint(at_ms, only_after, sign).await
+    }
     async fn audit(&self, from: i64, limit: i64) -> Result<Vec<AuditLine>> {
         self.inner.audit(from, limit).await
     }

@@ -212,6 +212,16 @@ pub trait Store: Send + Sync + 'static {
     async fn delivered(&self, id: &str, at_ms: i64) -> Result<()>;
     async fn retry_later(&self, id: &str, next_at_ms: i64, error: &str) -> Result<()>;
     async fn outbox_counts(&self) -> Result<OutboxCounts>;
+    /// Appends a signed checkpoint over the chain's head, unless the head
+    /// is at or before `only_after` (nothing new to vouch for). `sign`
+    /// gets the head's sequence number and hash and returns the record's
+    /// detail. Returns the head it signed.
+    async fn checkpoint(
+        &self,
+        at_ms: i64,
+        only_after: i64,
+        sign: &(dyn Fn(i64, [u8; 32]) -> serde_json::Value + Send + Sync),
+    ) -> Result<Option<i64>>;
     /// Up to `limit` audit records from sequence number `from` on, in order.
     async fn audit(&self, from: i64, limit: i64) -> Result<Vec<AuditLine>>;
     /// The count of stored events per service, from `events` journal

@@ -648,6 +648,31 @@ impl Store for SqliteStore {
         })
     }
 
+    async fn checkpoint(
+        &self,
+        at_ms: i64,
+        only_after: i64,
+        sign: &(dyn Fn(i64, [u8; 32]) -> serde_json::Value + Send + Sync),
+    ) -> Result<Option<i64>> {
+        let mut tail = self.tail.lock().await;
+        if tail.0 <= only_after {
+            return Ok(None);
+        }
+        let record = PendingAudit {
+            at_ms,
+            principal: "ripcord".into(),
+            action: ripcord_core::audit::CHECKPOINT.into(),
+            subject: "audit".into(),
+            detail: sign(tail.0, tail.1),
+        };
+        let mut tx = self.pool.begin().await?;
+        let new_tail = append_audit(&mut tx, *tail, &[&record]).await?;
+        tx.commit().await?;
+        let signed = tail.0;
+        *tail = new_tail;
+        Ok(Some(signed))
+    }
+
     async fn audit(&self, from: i64, limit: i64) -> Result<Vec<AuditLine>> {
         let rows = sqlx::query("SELECT seq, line FROM audit WHERE seq >= $1 ORDER BY seq LIMIT $2")
             .bind(from)

@@ -7,7 +7,7 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Args, Subcommand};
-use ripcord_core::audit::{hex, verify};
+use ripcord_core::audit::{hex, verify_with};
 use ripcord_store::{SqliteStore, Store};
 
 #[derive(Args)]
@@ -35,6 +35,10 @@ enum AuditCommand {
         /// An export to verify instead.
         #[arg(long)]
         file: Option<PathBuf>,
+        /// The server's checkpoint key (hex, as `ripcord serve` prints it):
+        /// checkpoints signed by any other key are refused.
+        #[arg(long)]
+        public_key: Option<String>,
     },
 }
 
@@ -52,13 +56,22 @@ pub fn run(args: AuditArgs) -> anyhow::Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
-        AuditCommand::Verify { data_dir, file } => {
+        AuditCommand::Verify {
+            data_dir,
+            file,
+            public_key,
+        } => {
+            let pinned = match public_key.as_deref().map(parse_key) {
+                Some(Some(k)) => Some(k),
+                Some(None) => anyhow::bail!("--public-key: expected 64 hex digits"),
+                None => None,
+            };
             let text = match file {
                 Some(path) => std::fs::read_to_string(&path)
                     .with_context(|| format!("reading {}", path.display()))?,
                 None => runtime.block_on(export(&data_dir))?,
             };
-            Ok(report(&text))
+            Ok(report(&text, pinned.as_ref()))
         }
     }
 }
@@ -84,14 +97,40 @@ async fn export(data_dir: &std::path::Path) -> anyhow::Result<String> {
     Ok(text)
 }
 
-fn report(text: &str) -> ExitCode {
-    match verify(text) {
+fn parse_key(text: &str) -> Option<[u8; 32]> {
+    let text = text.trim();
+    if text.len() != 64 {
+        return None;
+    }
+    let mut out = [0u8; 32];
+    for (i, byte) in out.iter_mut().enumerate() {
+        *byte = u8::from_str_radix(text.get(2 * i..2 * i + 2)?, 16).ok()?;
+    }
+    Some(out)
+}
+
+fn report(text: &str, pinned: Option<&[u8; 32]>) -> ExitCode {
+    match verify_with(text, pinned) {
         Ok(v) => {
             println!(
                 "ok: {} records, chain head {}",
                 v.records,
                 hex(&v.last_hash)
             );
+            match v.public_key {
+                Some(key) => println!(
+                    "{} signed checkpoints; records 1–{} signed by {}{}",
+                    v.checkpoints,
+                    v.signed_upto,
+                    hex(&key),
+                    if pinned.is_some() {
+                        " (the pinned key)"
+                    } else {
+                        ""
+                    }
+                ),
+                None => println!("no signed checkpoint yet"),
+            }
             ExitCode::SUCCESS
         }
         Err(broken) => {

@@ -80,6 +80,10 @@ async fn serve(config: ripcord_server::Config) -> anyhow::Result<()> {
         eprintln!("admin token: {}", server.token_path.display());
     }
     eprintln!(
+        "audit checkpoints are signed with key {} (verify: ripcord audit verify --public-key <key>)",
+        server.audit_public_key
+    );
+    eprintln!(
         "ripcord serving on http://{} (store: {})",
         server.addr,
         config.data_dir.join("ripcord.db").display()
