@@ -103,7 +103,8 @@ pub fn checkpoint_detail(key: &ed25519_dalek::SigningKey, upto: i64, head: &[u8;
     })
 }
 
-fn unhex<const N: usize>(text: &str) -> Option<[u8; N]> {
+/// Bytes from lowercase or uppercase hex of exactly `2N` digits.
+pub fn unhex<const N: usize>(text: &str) -> Option<[u8; N]> {
     if text.len() != 2 * N || !text.bytes().all(|b| b.is_ascii_hexdigit()) {
         return None;
     }

@@ -75,7 +75,7 @@ impl Tokens {
 pub fn audit_key(data_dir: &Path) -> std::io::Result<ed25519_dalek::SigningKey> {
     let path = data_dir.join("audit.key");
     if let Ok(text) = std::fs::read_to_string(&path) {
-        let seed = unhex32(text.trim()).ok_or_else(|| {
+        let seed = ripcord_core::audit::unhex::<32>(text.trim()).ok_or_else(|| {
             std::io::Error::other(format!("{}: not 64 hex digits", path.display()))
         })?;
         return Ok(ed25519_dalek::SigningKey::from_bytes(&seed));
@@ -90,15 +90,4 @@ pub fn audit_key(data_dir: &Path) -> std::io::Result<ed25519_dalek::SigningKey> 
     writeln!(file, "{}", ripcord_core::audit::hex(&seed))?;
     file.sync_all()?;
     Ok(ed25519_dalek::SigningKey::from_bytes(&seed))
-}
-
-fn unhex32(text: &str) -> Option<[u8; 32]> {
-    if text.len() != 64 {
-        return None;
-    }
-    let mut out = [0u8; 32];
-    for (i, byte) in out.iter_mut().enumerate() {
-        *byte = u8::from_str_radix(text.get(2 * i..2 * i + 2)?, 16).ok()?;
-    }
-    Some(out)
 }

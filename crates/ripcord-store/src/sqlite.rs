@@ -168,15 +168,8 @@ impl SqliteStore {
 }
 
 fn unhex(text: &str) -> Result<[u8; 32]> {
-    let mut out = [0u8; 32];
-    if text.len() != 64 {
-        return Err(StoreError::Corrupt(format!("audit hash {text:?}")));
-    }
-    for (i, byte) in out.iter_mut().enumerate() {
-        *byte = u8::from_str_radix(&text[2 * i..2 * i + 2], 16)
-            .map_err(|_| StoreError::Corrupt(format!("audit hash {text:?}")))?;
-    }
-    Ok(out)
+    ripcord_core::audit::unhex(text)
+        .ok_or_else(|| StoreError::Corrupt(format!("audit hash {text:?}")))
 }
 
 /// Appends audit records inside a transaction, linking them from `tail`;

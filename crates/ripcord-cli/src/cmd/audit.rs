@@ -7,7 +7,7 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Args, Subcommand};
-use ripcord_core::audit::{hex, verify_with};
+use ripcord_core::audit::{hex, unhex, verify_with};
 use ripcord_store::{SqliteStore, Store};
 
 #[derive(Args)]
@@ -61,7 +61,7 @@ pub fn run(args: AuditArgs) -> anyhow::Result<ExitCode> {
             file,
             public_key,
         } => {
-            let pinned = match public_key.as_deref().map(parse_key) {
+            let pinned = match public_key.as_deref().map(|k| unhex::<32>(k.trim())) {
                 Some(Some(k)) => Some(k),
                 Some(None) => anyhow::bail!("--public-key: expected 64 hex digits"),
                 None => None,
@@ -95,18 +95,6 @@ async fn export(data_dir: &std::path::Path) -> anyhow::Result<String> {
         }
     }
     Ok(text)
-}
-
-fn parse_key(text: &str) -> Option<[u8; 32]> {
-    let text = text.trim();
-    if text.len() != 64 {
-        return None;
-    }
-    let mut out = [0u8; 32];
-    for (i, byte) in out.iter_mut().enumerate() {
-        *byte = u8::from_str_radix(text.get(2 * i..2 * i + 2)?, 16).ok()?;
-    }
-    Some(out)
 }
 
 fn report(text: &str, pinned: Option<&[u8; 32]>) -> ExitCode {
