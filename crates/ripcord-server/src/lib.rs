@@ -208,7 +208,8 @@ async fn checkpoints(
     let sign =
         move |upto: i64, head: [u8; 32]| ripcord_core::audit::checkpoint_detail(&key, upto, &head);
     let mut last = 0;
-    let mut interval = tokio::time::interval(every);
+    // The first checkpoint comes a period after start, not at once.
+    let mut interval = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     loop {
         let stopping = tokio::select! {
