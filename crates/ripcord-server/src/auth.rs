@@ -40,18 +40,8 @@ impl Tokens {
                 created: false,
             });
         }
-        let mut bytes = [0u8; 32];
-        getrandom::fill(&mut bytes).map_err(std::io::Error::other)?;
-        let token: String = std::iter::once("rc_".to_string())
-            .chain(bytes.iter().map(|b| format!("{b:02x}")))
-            .collect();
-        let mut file = std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(&path)?;
-        writeln!(file, "{token}")?;
-        file.sync_all()?;
+        let token = format!("rc_{}", ripcord_core::audit::hex(&random_32()?));
+        write_private(&path, &token)?;
         Ok(Issued {
             tokens: Tokens {
                 admin: digest(&token),
@@ -80,14 +70,24 @@ pub fn audit_key(data_dir: &Path) -> std::io::Result<ed25519_dalek::SigningKey> 
         })?;
         return Ok(ed25519_dalek::SigningKey::from_bytes(&seed));
     }
-    let mut seed = [0u8; 32];
-    getrandom::fill(&mut seed).map_err(std::io::Error::other)?;
+    let seed = random_32()?;
+    write_private(&path, &ripcord_core::audit::hex(&seed))?;
+    Ok(ed25519_dalek::SigningKey::from_bytes(&seed))
+}
+
+fn random_32() -> std::io::Result<[u8; 32]> {
+    let mut bytes = [0u8; 32];
+    getrandom::fill(&mut bytes).map_err(std::io::Error::other)?;
+    Ok(bytes)
+}
+
+/// Writes a secret to a new file only its owner can read, durably.
+fn write_private(path: &Path, secret: &str) -> std::io::Result<()> {
     let mut file = std::fs::OpenOptions::new()
         .write(true)
         .create_new(true)
         .mode(0o600)
-        .open(&path)?;
-    writeln!(file, "{}", ripcord_core::audit::hex(&seed))?;
-    file.sync_all()?;
-    Ok(ed25519_dalek::SigningKey::from_bytes(&seed))
+        .open(path)?;
+    writeln!(file, "{secret}")?;
+    file.sync_all()
 }

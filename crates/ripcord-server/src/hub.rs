@@ -480,13 +480,10 @@ impl Hub {
             generation: 1,
             engine_release: String::new(),
             policy_version: state.policy_version,
-            steps: steps_view(
-                &state
-                    .engine
-                    .as_ref()
-                    .map(|e| e.policy().rollout.steps.clone())
-                    .unwrap_or_default(),
-            ),
+            steps: state
+                .engine
+                .as_ref()
+                .map_or_else(Vec::new, |e| steps_view(&e.policy().rollout.steps)),
             previous: None,
             next: None,
             created_at: now.to_rfc3339(),
