@@ -114,6 +114,21 @@ impl Store for Faulty {
     async fn journal_count(&self, service: &str, kind: &str) -> Result<i64> {
         self.inner.journal_count(service, kind).await
     }
+    async fn doc(&self, kind: &str, id: &str) -> Result<Option<Doc>> {
+        self.inner.doc(kind, id).await
+    }
+    async fn docs(&self, kind: &str, service: Option<&str>) -> Result<Vec<Doc>> {
+        self.inner.docs(kind, service).await
+    }
+    async fn due_timers(&self, now_ms: i64, limit: i64) -> Result<Vec<Timer>> {
+        self.inner.due_timers(now_ms, limit).await
+    }
+    async fn timers(&self) -> Result<Vec<Timer>> {
+        self.inner.timers().await
+    }
+    async fn integrity(&self) -> Result<Vec<String>> {
+        self.inner.integrity().await
+    }
 }
 
 fn batch(units: std::ops::Range<u32>) -> String {

@@ -121,6 +121,36 @@ pub struct AuditLine {
     pub line: String,
 }
 
+/// A governance document (an incident, an action request) stored whole as
+/// JSON and upserted by `(kind, id)`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Doc {
+    pub kind: String,
+    pub id: String,
+    pub service: String,
+    /// Milliseconds since the Unix epoch; kept from the first write.
+    pub created_ms: i64,
+    pub body: serde_json::Value,
+}
+
+/// A durable timer (an acknowledgement deadline, an escalation, a
+/// playbook step's window). Its due time is absolute, so a restart neither
+/// resets nor loses it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Timer {
+    /// Unique; setting a timer with an existing id moves it.
+    pub id: String,
+    pub service: String,
+    pub due_ms: i64,
+    pub body: serde_json::Value,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum TimerChange {
+    Set(Timer),
+    Cancel(String),
+}
+
 /// Everything one engine input changes, written atomically.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Batch {
@@ -132,6 +162,9 @@ pub struct Batch {
     /// (idempotency key, the answer given the first time).
     pub answers: Vec<(String, String)>,
     pub audit: Vec<PendingAudit>,
+    /// Upserted by (kind, id).
+    pub docs: Vec<Doc>,
+    pub timers: Vec<TimerChange>,
 }
 
 impl Batch {
@@ -142,6 +175,8 @@ impl Batch {
             && self.releases.is_empty()
             && self.answers.is_empty()
             && self.audit.is_empty()
+            && self.docs.is_empty()
+            && self.timers.is_empty()
     }
 }
 
@@ -224,6 +259,16 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<Option<i64>>;
     /// Up to `limit` audit records from sequence number `from` on, in order.
     async fn audit(&self, from: i64, limit: i64) -> Result<Vec<AuditLine>>;
+    /// One governance document.
+    async fn doc(&self, kind: &str, id: &str) -> Result<Option<Doc>>;
+    /// Documents of a kind, oldest first; one service's when `service` is given.
+    async fn docs(&self, kind: &str, service: Option<&str>) -> Result<Vec<Doc>>;
+    /// Timers due at `now_ms`, earliest first.
+    async fn due_timers(&self, now_ms: i64, limit: i64) -> Result<Vec<Timer>>;
+    /// Every timer, earliest first (for listings and tests).
+    async fn timers(&self) -> Result<Vec<Timer>>;
+    /// SQLite's own integrity check; empty when the file is sound.
+    async fn integrity(&self) -> Result<Vec<String>>;
     /// The count of stored events per service, from `events` journal
     /// entries' line counts (for tests and `/metrics`).
     async fn journal_count(&self, service: &str, kind: &str) -> Result<i64>;

@@ -12,8 +12,9 @@ use sqlx::{Row, SqlitePool};
 use ripcord_core::audit::{GENESIS, Record, hex, link, to_line};
 
 use crate::{
-    AuditLine, Batch, DecisionEntry, JournalEntry, OutboxCounts, OutboxEntry, PendingAudit,
-    PolicyRecord, ReleaseRecord, Result, Sink, Store, StoreError, VersionRecord,
+    AuditLine, Batch, DecisionEntry, Doc, JournalEntry, OutboxCounts, OutboxEntry, PendingAudit,
+    PolicyRecord, ReleaseRecord, Result, Sink, Store, StoreError, Timer, TimerChange,
+    VersionRecord,
 };
 
 /// Schema migrations, applied in order once each. Portable SQL only.
@@ -87,6 +88,23 @@ CREATE TABLE audit (
     line TEXT NOT NULL,
     hash TEXT NOT NULL
 );
+"#,
+    r#"
+CREATE TABLE docs (
+    kind TEXT NOT NULL,
+    id TEXT NOT NULL,
+    service TEXT NOT NULL,
+    created_ms BIGINT NOT NULL,
+    body TEXT NOT NULL,
+    PRIMARY KEY (kind, id)
+);
+CREATE TABLE timers (
+    id TEXT PRIMARY KEY,
+    service TEXT NOT NULL,
+    due_ms BIGINT NOT NULL,
+    body TEXT NOT NULL
+);
+CREATE INDEX timers_due ON timers (due_ms);
 "#,
 ];
 
@@ -209,6 +227,68 @@ async fn append_audit(
     Ok((seq, prev))
 }
 
+/// Upserts a batch's documents and applies its timer changes.
+async fn write_governance(
+    tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
+    batch: &Batch,
+) -> Result<()> {
+    for d in &batch.docs {
+        sqlx::query(
+            "INSERT INTO docs (kind, id, service, created_ms, body) VALUES ($1, $2, $3, $4, $5) \
+             ON CONFLICT (kind, id) DO UPDATE SET body = excluded.body",
+        )
+        .bind(&d.kind)
+        .bind(&d.id)
+        .bind(&d.service)
+        .bind(d.created_ms)
+        .bind(d.body.to_string())
+        .execute(&mut **tx)
+        .await?;
+    }
+    for change in &batch.timers {
+        match change {
+            TimerChange::Set(t) => {
+                sqlx::query(
+                    "INSERT INTO timers (id, service, due_ms, body) VALUES ($1, $2, $3, $4) \
+                     ON CONFLICT (id) DO UPDATE SET due_ms = excluded.due_ms, body = excluded.body",
+                )
+                .bind(&t.id)
+                .bind(&t.service)
+                .bind(t.due_ms)
+                .bind(t.body.to_string())
+                .execute(&mut **tx)
+                .await?;
+            }
+            TimerChange::Cancel(id) => {
+                sqlx::query("DELETE FROM timers WHERE id = $1")
+                    .bind(id)
+                    .execute(&mut **tx)
+                    .await?;
+            }
+        }
+    }
+    Ok(())
+}
+
+fn doc_row(row: &sqlx::sqlite::SqliteRow) -> Result<Doc> {
+    Ok(Doc {
+        kind: row.try_get("kind")?,
+        id: row.try_get("id")?,
+        service: row.try_get("service")?,
+        created_ms: row.try_get("created_ms")?,
+        body: json(row.try_get("body")?)?,
+    })
+}
+
+fn timer_row(row: &sqlx::sqlite::SqliteRow) -> Result<Timer> {
+    Ok(Timer {
+        id: row.try_get("id")?,
+        service: row.try_get("service")?,
+        due_ms: row.try_get("due_ms")?,
+        body: json(row.try_get("body")?)?,
+    })
+}
+
 fn json(text: &str) -> Result<serde_json::Value> {
     serde_json::from_str(text).map_err(|e| StoreError::Corrupt(e.to_string()))
 }
@@ -306,6 +386,9 @@ impl Store for SqliteStore {
                 .execute(&mut *tx)
                 .await?;
             }
+        }
+        for batch in batches {
+            write_governance(&mut tx, batch).await?;
         }
         let pending: Vec<&PendingAudit> = batches.iter().flat_map(|b| &b.audit).collect();
         let new_tail = append_audit(&mut tx, *tail, &pending).await?;
@@ -690,5 +773,57 @@ impl Store for SqliteStore {
                 .fetch_one(&self.pool)
                 .await?,
         )
+    }
+
+    async fn doc(&self, kind: &str, id: &str) -> Result<Option<Doc>> {
+        sqlx::query("SELECT * FROM docs WHERE kind = $1 AND id = $2")
+            .bind(kind)
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?
+            .as_ref()
+            .map(doc_row)
+            .transpose()
+    }
+
+    async fn docs(&self, kind: &str, service: Option<&str>) -> Result<Vec<Doc>> {
+        sqlx::query(
+            "SELECT * FROM docs WHERE kind = $1 AND ($2 IS NULL OR service = $2) \
+             ORDER BY created_ms, id",
+        )
+        .bind(kind)
+        .bind(service)
+        .fetch_all(&self.pool)
+        .await?
+        .iter()
+        .map(doc_row)
+        .collect()
+    }
+
+    async fn due_timers(&self, now_ms: i64, limit: i64) -> Result<Vec<Timer>> {
+        sqlx::query("SELECT * FROM timers WHERE due_ms <= $1 ORDER BY due_ms, id LIMIT $2")
+            .bind(now_ms)
+            .bind(limit)
+            .fetch_all(&self.pool)
+            .await?
+            .iter()
+            .map(timer_row)
+            .collect()
+    }
+
+    async fn timers(&self) -> Result<Vec<Timer>> {
+        sqlx::query("SELECT * FROM timers ORDER BY due_ms, id")
+            .fetch_all(&self.pool)
+            .await?
+            .iter()
+            .map(timer_row)
+            .collect()
+    }
+
+    async fn integrity(&self) -> Result<Vec<String>> {
+        let rows: Vec<String> = sqlx::query_scalar("PRAGMA integrity_check")
+            .fetch_all(&self.pool)
+            .await?;
+        Ok(rows.into_iter().filter(|r| r != "ok").collect())
     }
 }

@@ -2,8 +2,8 @@
 //! (SQLite today, PostgreSQL next) runs the same checks.
 
 use ripcord_store::{
-    Batch, DecisionEntry, JournalEntry, OutboxCounts, OutboxEntry, PendingAudit, ReleaseRecord,
-    Sink, SqliteStore, Store, VersionRecord,
+    Batch, DecisionEntry, Doc, JournalEntry, OutboxCounts, OutboxEntry, PendingAudit,
+    ReleaseRecord, Sink, SqliteStore, Store, Timer, TimerChange, VersionRecord,
 };
 
 fn audit(action: &str) -> PendingAudit {
@@ -125,6 +125,7 @@ async fn a_commit_writes_everything_or_nothing(store: &dyn Store) {
         releases: vec![release.clone()],
         answers: vec![("action:svc-1:k".into(), "{\"changed\":true}".into())],
         audit: vec![audit("release.start"), audit("decision.action.ramp")],
+        ..Batch::default()
     };
     store.commit(&[batch]).await.unwrap();
     assert_eq!(store.last_seqs().await.unwrap(), (2, 1));
@@ -152,10 +153,14 @@ async fn a_commit_writes_everything_or_nothing(store: &dyn Store) {
     let bad = Batch {
         journal: vec![journal(2, "svc", "tick", "5")],
         audit: vec![audit("lost")],
+        docs: vec![doc("incident", "lost", "svc", 1, "open")],
+        timers: vec![timer("lost", 1)],
         ..Batch::default()
     };
     assert!(store.commit(&[good.clone(), bad]).await.is_err());
     assert_eq!(store.last_seqs().await.unwrap(), (2, 1));
+    assert_eq!(store.doc("incident", "lost").await.unwrap(), None);
+    assert!(store.timers().await.unwrap().is_empty());
     assert_eq!(
         store.release("svc-1").await.unwrap().unwrap().body["state"],
         "ramping"
@@ -332,6 +337,79 @@ async fn the_audit_log_is_a_verifiable_chain_of_every_change(store: &dyn Store) 
     assert_eq!(ripcord_core::audit::verify(&text).unwrap().records, 13);
 }
 
+fn doc(kind: &str, id: &str, service: &str, created_ms: i64, state: &str) -> Doc {
+    Doc {
+        kind: kind.into(),
+        id: id.into(),
+        service: service.into(),
+        created_ms,
+        body: json!({"state": state}),
+    }
+}
+
+fn timer(id: &str, due_ms: i64) -> TimerChange {
+    TimerChange::Set(Timer {
+        id: id.into(),
+        service: "svc".into(),
+        due_ms,
+        body: json!({"what": id}),
+    })
+}
+
+async fn documents_upsert_and_timers_come_due(store: &dyn Store) {
+    let first = Batch {
+        docs: vec![
+            doc("incident", "inc-2", "svc", 20, "open"),
+            doc("incident", "inc-1", "other", 10, "open"),
+            doc("request", "req-1", "svc", 5, "pending"),
+        ],
+        timers: vec![timer("ack", 100), timer("escalate", 50), timer("gone", 10)],
+        ..Batch::default()
+    };
+    store.commit(&[first]).await.unwrap();
+    // An update keeps the creation time; a cancel removes the timer; a
+    // re-set moves it.
+    let second = Batch {
+        docs: vec![doc("incident", "inc-2", "svc", 999, "mitigated")],
+        timers: vec![TimerChange::Cancel("gone".into()), timer("escalate", 150)],
+        ..Batch::default()
+    };
+    store.commit(&[second]).await.unwrap();
+    let all = store.docs("incident", None).await.unwrap();
+    let ids: Vec<&str> = all.iter().map(|d| d.id.as_str()).collect();
+    assert_eq!(ids, ["inc-1", "inc-2"]);
+    let inc2 = store.doc("incident", "inc-2").await.unwrap().unwrap();
+    assert_eq!(
+        (inc2.created_ms, &inc2.body),
+        (20, &json!({"state": "mitigated"}))
+    );
+    assert_eq!(
+        store.docs("incident", Some("other")).await.unwrap().len(),
+        1
+    );
+    assert_eq!(store.doc("incident", "req-1").await.unwrap(), None);
+    let due: Vec<String> = store
+        .due_timers(120, 10)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|t| t.id)
+        .collect();
+    assert_eq!(due, ["ack"]);
+    let all: Vec<(String, i64)> = store
+        .timers()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|t| (t.id, t.due_ms))
+        .collect();
+    assert_eq!(
+        all,
+        [("ack".to_string(), 100), ("escalate".to_string(), 150)]
+    );
+    assert_eq!(store.integrity().await.unwrap(), Vec::<String>::new());
+}
+
 async fn conformance(store: &dyn Store) {
     policies_are_versioned(store).await;
     versions_are_immutable(store).await;
@@ -340,6 +418,7 @@ async fn conformance(store: &dyn Store) {
     the_outbox_delivers_due_entries_and_backs_off(store).await;
     sinks_are_replaced_as_a_set(store).await;
     the_audit_log_is_a_verifiable_chain_of_every_change(store).await;
+    documents_upsert_and_timers_come_due(store).await;
 }
 
 #[tokio::test]
