@@ -103,7 +103,8 @@ fn the_conversational_agent_example_says_what_it_means() {
         Approval::Role {
             role: "release-manager".into(),
             within: Dur::from_mins(15),
-            on_timeout: OnTimeout::Proceed
+            on_timeout: OnTimeout::Proceed,
+            quorum: 1,
         }
     );
     assert!(matches!(degraded.when, Condition::AtLeast { k: 2, .. }));

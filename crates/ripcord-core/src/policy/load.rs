@@ -7,6 +7,7 @@
 //! so a policy can override or switch off (`name: off`) any default.
 
 use super::diagnostic::{Diagnostic, Diagnostics};
+use super::governance::Governance;
 use super::scenario::Scenario;
 use super::units::{parse_duration, parse_rate};
 use super::yaml::{self, Key, Node, Pos, Source, Value};
@@ -395,6 +396,7 @@ fn lower(cx: &mut Cx, root: Node) -> Option<Policy> {
         triggers,
         rollout: rollout?,
         srm: srm?,
+        governance: Governance::default(),
     })
 }
 
@@ -1200,6 +1202,7 @@ fn lower_approval(cx: &mut Cx, node: &Node, path: &str) -> Option<Approval> {
         role: role?,
         within: within?,
         on_timeout,
+        quorum: 1,
     })
 }
 
