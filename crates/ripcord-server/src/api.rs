@@ -11,7 +11,7 @@ use axum::http::{Method, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
-use axum::{Json, Router};
+use axum::{Extension, Json, Router};
 use ripcord_core::assign::bucket;
 use ripcord_store::{Sink, VersionRecord};
 use serde::Deserialize;
@@ -19,7 +19,7 @@ use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 use tokio::sync::Semaphore;
 
-use crate::auth::{ADMIN, Tokens};
+use crate::auth::{ADMIN, Principal, Tokens};
 use crate::error::ApiError;
 use crate::hub::{self, Hub, StepView, parse_command, wall_now};
 use crate::ingest::{durable, ingest};
@@ -62,6 +62,7 @@ pub fn router(app: Shared) -> Router {
         .route("/v1/decisions", get(decisions))
         .route("/ofrep/v1/evaluate/flags/{key}", post(ofrep::evaluate))
         .route("/ofrep/v1/evaluate/flags", post(ofrep::bulk))
+        .merge(crate::incidents_api::routes())
         .route("/metrics", get(metrics_text))
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
@@ -101,6 +102,8 @@ async fn authorize(State(app): State<Shared>, request: Request, next: Next) -> R
             .into_response();
         }
     }
+    let mut request = request;
+    request.extensions_mut().insert(Principal::admin());
     next.run(request).await
 }
 
@@ -111,7 +114,7 @@ async fn count_responses(request: Request, next: Next) -> Response {
 }
 
 /// Reads a body, turning "too large" into 413 with our error shape.
-fn body(bytes: Result<Bytes, BytesRejection>) -> Result<Bytes, ApiError> {
+pub fn body(bytes: Result<Bytes, BytesRejection>) -> Result<Bytes, ApiError> {
     bytes.map_err(|e| {
         let status = e.status();
         let mut err = ApiError::bad_request(format!("body: {}", e.body_text()));
@@ -125,7 +128,7 @@ fn body(bytes: Result<Bytes, BytesRejection>) -> Result<Bytes, ApiError> {
 }
 
 /// A query string that does not parse, in our error shape.
-fn query_error(e: QueryRejection) -> ApiError {
+pub fn query_error(e: QueryRejection) -> ApiError {
     ApiError::bad_request(format!("query: {}", e.body_text()))
 }
 
@@ -405,6 +408,9 @@ struct ReleaseBody {
     candidate: String,
     #[serde(default)]
     steps: Option<Vec<StepView>>,
+    /// A rehearsal: its incidents are drills.
+    #[serde(default)]
+    drill: bool,
 }
 
 async fn post_release(
@@ -437,7 +443,14 @@ async fn post_release(
     }
     let (view, applied) = app
         .hub
-        .start_release(&service, &req.baseline, &req.candidate, req.steps, ADMIN)
+        .start_release(
+            &service,
+            &req.baseline,
+            &req.candidate,
+            req.steps,
+            req.drill,
+            ADMIN,
+        )
         .await?;
     durable(applied.durable).await?;
     Ok((StatusCode::CREATED, Json(view)).into_response())
@@ -483,6 +496,7 @@ struct ActionBody {
 
 async fn post_action(
     State(app): State<Shared>,
+    Extension(principal): Extension<Principal>,
     Path(id): Path<String>,
     bytes: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
@@ -543,12 +557,18 @@ async fn post_action(
     }
     let (answer, pending) = app
         .hub
-        .command(&service, command, key, req.reason, ADMIN)
+        .command(&service, command, key, req.reason, &principal)
         .await?;
     if let Some(pending) = pending {
         durable(pending).await?;
     }
-    Ok((StatusCode::OK, Json(answer)).into_response())
+    // A request waiting for approvals is accepted, not done.
+    let status = if answer["request"]["state"] == json!("pending") {
+        StatusCode::ACCEPTED
+    } else {
+        StatusCode::OK
+    };
+    Ok((status, Json(answer)).into_response())
 }
 
 #[derive(Deserialize)]

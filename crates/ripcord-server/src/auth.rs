@@ -12,6 +12,22 @@ use subtle::ConstantTimeEq;
 /// The principal of the admin token in the audit log.
 pub const ADMIN: &str = "admin";
 
+/// Who made a request: a token's name and role.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Principal {
+    pub name: String,
+    pub role: String,
+}
+
+impl Principal {
+    pub fn admin() -> Principal {
+        Principal {
+            name: ADMIN.into(),
+            role: "admin".into(),
+        }
+    }
+}
+
 pub struct Tokens {
     admin: [u8; 32],
 }

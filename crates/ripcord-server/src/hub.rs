@@ -22,7 +22,10 @@ use ripcord_store::{
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
+use crate::auth::Principal;
 use crate::error::ApiError;
+use crate::govern;
+use crate::incident::{INCIDENT, Incident, REQUEST, Request};
 use crate::metrics;
 use crate::writer::{Durable, Writer};
 
@@ -40,6 +43,8 @@ pub struct Hub {
     pub store: Arc<dyn Store>,
     pub writer: Writer,
     pub options: EngineOptions,
+    /// `http://host:port`, for links in notifications; set once serving.
+    pub link_base: std::sync::OnceLock<String>,
     services: RwLock<HashMap<String, Arc<Service>>>,
 }
 
@@ -62,6 +67,15 @@ pub struct State {
     pub sinks: Vec<Sink>,
     /// Answers to commands with idempotency keys, given since start.
     pub answers: HashMap<String, Value>,
+    /// Open and mitigated incidents.
+    pub incidents: Vec<Incident>,
+    /// Approval requests still pending.
+    pub requests: Vec<Request>,
+    /// Incidents and requests ever made for this service (for their ids).
+    pub incidents_opened: usize,
+    pub requests_made: usize,
+    /// The current release is a drill: its incidents are drills too.
+    pub drill: bool,
 }
 
 /// Who gets which version, as of the engine's last decision.
@@ -102,6 +116,25 @@ pub struct ReleaseView {
     pub updated_at: String,
     /// Events accepted for each side while this release ran.
     pub events: Counts,
+    /// A rehearsal: its incidents are drills, kept out of the real figures.
+    #[serde(default)]
+    pub drill: bool,
+    /// Every change of the candidate's share: from, to, who, why, under
+    /// which policy version.
+    #[serde(default)]
+    pub moves: Vec<Move>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct Move {
+    pub at: String,
+    pub from: f64,
+    pub to: f64,
+    pub state: String,
+    /// A principal, or `engine`.
+    pub by: String,
+    pub why: String,
+    pub policy_version: i64,
 }
 
 #[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
@@ -229,6 +262,7 @@ impl Hub {
             store,
             writer,
             options,
+            link_base: std::sync::OnceLock::new(),
             services: RwLock::new(HashMap::new()),
         };
         for name in hub.store.services().await? {
@@ -273,14 +307,24 @@ impl Hub {
             Some(r) => Some(serde_json::from_value::<ReleaseView>(r.body.clone())?),
             None => None,
         };
+        let incidents: Vec<Incident> = docs_of(&*self.store, INCIDENT, name).await?;
+        let requests: Vec<Request> = docs_of(&*self.store, REQUEST, name).await?;
         let mut state = State {
             policy,
             policy_version: record.version,
             engine: None,
+            drill: current.as_ref().is_some_and(|c| c.drill),
             current,
             releases_started: releases.len(),
             sinks: self.store.sinks(name).await?,
             answers: HashMap::new(),
+            incidents_opened: incidents.len(),
+            requests_made: requests.len(),
+            incidents: incidents.into_iter().filter(|i| i.is_active()).collect(),
+            requests: requests
+                .into_iter()
+                .filter(|r| r.state == "pending")
+                .collect(),
         };
         if let Some(start) = self.store.last_start(name).await? {
             self.replay(name, start, &mut state).await?;
@@ -426,6 +470,7 @@ impl Hub {
         baseline: &str,
         candidate: &str,
         steps: Option<Vec<StepView>>,
+        drill: bool,
         principal: &str,
     ) -> Result<(ReleaseView, Applied), ApiError> {
         if let Some(steps) = &steps {
@@ -489,32 +534,91 @@ impl Hub {
             created_at: now.to_rfc3339(),
             updated_at: now.to_rfc3339(),
             events: Counts::default(),
+            drill,
+            moves: Vec::new(),
         };
         if let Some(status) = &status {
             refresh(&mut view, status);
         }
+        view.moves.push(Move {
+            at: now.to_rfc3339(),
+            from: 0.0,
+            to: view.share,
+            state: view.state.clone(),
+            by: principal.to_string(),
+            why: "release started".into(),
+            policy_version: view.policy_version,
+        });
         state.current = Some(view.clone());
+        state.drill = drill;
         let body = serde_json::to_string(&start).unwrap_or_default();
         let applied = self
-            .finish(service, &mut state, "start", body, decisions, batch)
+            .finish(
+                service,
+                &mut state,
+                ("start", body),
+                decisions,
+                batch,
+                principal,
+            )
             .await;
         Ok((view, applied))
     }
 
-    /// Applies a command to the service's engine. With an idempotency key,
-    /// the answer is stored with the command, and a repeat gets it back.
+    /// Applies a person's command to the service's release: approve and
+    /// reject vote on the pending approval request; other actions run at
+    /// once, or become a request when the policy's decision rights say
+    /// they need approval. With an idempotency key, the answer is stored
+    /// with the command, and a repeat gets it back.
     pub async fn command(
         &self,
         service: &Service,
         command: Command,
         key: Option<String>,
         reason: Option<String>,
-        principal: &str,
+        principal: &Principal,
     ) -> Result<(Value, Option<Durable>), ApiError> {
         let mut state = service.state.lock().await;
         if let Some(first) = key.as_ref().and_then(|k| state.answers.get(k)) {
             return Ok((first.clone(), None));
         }
+        let (mut answer, mut batch) = match command {
+            Command::Approve | Command::Reject => {
+                let id = pending_request(&state, command_name(&command))?;
+                let approve = command == Command::Approve;
+                self.decide(service, &mut state, &id, principal, approve, reason.clone())?
+            }
+            _ => self.act(
+                service,
+                &mut state,
+                command.clone(),
+                reason.clone(),
+                principal,
+                None,
+            )?,
+        };
+        answer["action"] = json!(command_name(&command));
+        if let Some(key) = key {
+            // In the command's own batch: the answer is durable exactly when
+            // the command is.
+            batch.answers.push((key.clone(), answer.to_string()));
+            state.answers.insert(key, answer.clone());
+        }
+        let durable = self.writer.submit(batch).await;
+        Ok((answer, Some(durable)))
+    }
+
+    /// Feeds a command to the engine and prepares its batch; `extra` holds
+    /// what else the same change writes.
+    pub fn apply_command(
+        &self,
+        service: &Service,
+        state: &mut State,
+        command: Command,
+        reason: Option<String>,
+        actor: &str,
+        mut extra: Batch,
+    ) -> Result<(Value, Batch), ApiError> {
         let Some(engine) = state.engine.as_mut() else {
             return Err(ApiError::conflict(format!(
                 "service \"{}\" has no release to {}",
@@ -541,13 +645,12 @@ impl Hub {
             .current
             .as_ref()
             .map_or(String::new(), |c| c.id.clone());
-        let detail = json!({"reason": reason, "idempotency_key": key});
+        let detail = json!({"reason": reason});
         let action = format!("command.{}", command_name(&command));
-        let asked = Batch {
-            audit: vec![audit(now, principal, &action, &subject, detail)],
-            ..Batch::default()
-        };
-        let mut batch = self.prepare(service, &mut state, "command", body, &decisions, asked);
+        extra
+            .audit
+            .push(audit(now, actor, &action, &subject, detail));
+        let batch = self.prepare(service, state, ("command", body), &decisions, extra, actor);
         let answer = json!({
             "action": command_name(&command),
             "release": state.current,
@@ -555,14 +658,15 @@ impl Hub {
             "reason": reason,
             "decisions": records,
         });
-        if let Some(key) = key {
-            // In the command's own batch: the answer is durable exactly when
-            // the command is.
-            batch.answers.push((key.clone(), answer.to_string()));
-            state.answers.insert(key, answer.clone());
+        Ok((answer, batch))
+    }
+
+    pub fn ctx<'a>(&'a self, service: &'a str, now: Time) -> govern::Ctx<'a> {
+        govern::Ctx {
+            now,
+            service,
+            link_base: self.link_base.get().map_or("", String::as_str),
         }
-        let durable = self.writer.submit(batch).await;
-        Ok((answer, Some(durable)))
     }
 
     /// Advances every service's engine to the wall clock.
@@ -595,10 +699,10 @@ impl Hub {
                 .finish(
                     &service,
                     &mut state,
-                    "tick",
-                    now.0.to_string(),
+                    ("tick", now.0.to_string()),
                     decisions,
                     Batch::default(),
+                    ENGINE,
                 )
                 .await;
             drop(state);
@@ -612,28 +716,30 @@ impl Hub {
         &self,
         service: &Service,
         state: &mut State,
-        kind: &str,
-        body: String,
+        entry: (&str, String),
         decisions: Vec<Decision>,
         batch: Batch,
+        actor: &str,
     ) -> Applied {
-        let batch = self.prepare(service, state, kind, body, &decisions, batch);
+        let batch = self.prepare(service, state, entry, &decisions, batch, actor);
         let durable = self.writer.submit(batch).await;
         Applied { decisions, durable }
     }
 
-    /// The batch for one engine input: its journal entry, its decisions and
-    /// their deliveries, the refreshed release record. Also refreshes the
-    /// assignment that `/v1/assign` reads.
-    fn prepare(
+    /// The batch for one engine input (`entry` is its journal kind and
+    /// body): its decisions and their deliveries, the refreshed release
+    /// record, and what governance makes of the decisions. Also refreshes
+    /// the assignment that `/v1/assign` reads. `actor` is who caused it.
+    pub fn prepare(
         &self,
         service: &Service,
         state: &mut State,
-        kind: &str,
-        body: String,
+        entry: (&str, String),
         decisions: &[Decision],
         mut batch: Batch,
+        actor: &str,
     ) -> Batch {
+        let (kind, body) = entry;
         let now = wall_now();
         batch.journal.push(JournalEntry {
             seq: self.writer.next_journal_seq(),
@@ -669,7 +775,9 @@ impl Hub {
                 line,
             });
         }
-        self.refresh_release(state, &mut batch, now);
+        self.refresh_release(state, &mut batch, now, (actor, decisions));
+        let ctx = self.ctx(&service.name, now);
+        govern::on_decisions(&ctx, state, decisions, actor, &mut batch);
         service.set_assignment(assignment_of(state));
         metrics::release_state(&service.name, state.current.as_ref());
         batch
@@ -677,7 +785,13 @@ impl Hub {
 
     /// Brings the current release record up to date with the engine; a
     /// re-release (a new generation) becomes a new, linked record.
-    fn refresh_release(&self, state: &mut State, batch: &mut Batch, now: Time) {
+    fn refresh_release(
+        &self,
+        state: &mut State,
+        batch: &mut Batch,
+        now: Time,
+        cause: (&str, &[Decision]),
+    ) {
         let Some(status) = state.engine.as_ref().and_then(Engine::status) else {
             return;
         };
@@ -703,6 +817,9 @@ impl Hub {
         }
         let before = view.clone();
         refresh(view, &status);
+        if view.share != before.share {
+            record_move(view, before.share, now, cause);
+        }
         let changed = *view != before || batch.journal.iter().any(|j| j.kind == "start");
         if changed {
             view.updated_at = now.to_rfc3339();
@@ -751,6 +868,37 @@ fn replay_entry(
     Ok(())
 }
 
+/// The approval request waiting on the service's current release.
+fn pending_request(state: &State, verb: &str) -> Result<String, ApiError> {
+    let release = state.current.as_ref().map(|c| c.id.as_str());
+    state
+        .requests
+        .iter()
+        .rev()
+        .find(|r| r.state == "pending" && Some(r.release.as_str()) == release)
+        .map(|r| r.id.clone())
+        .ok_or_else(|| {
+            let now = state.current.as_ref().map_or("absent", |c| c.state.as_str());
+            ApiError::conflict(format!("cannot {verb} a release that is {now}"))
+        })
+}
+
+/// Reads a service's governance documents of one kind.
+async fn docs_of<T: serde::de::DeserializeOwned>(
+    store: &dyn Store,
+    kind: &str,
+    service: &str,
+) -> anyhow::Result<Vec<T>> {
+    store
+        .docs(kind, Some(service))
+        .await?
+        .into_iter()
+        .map(|d| {
+            serde_json::from_value(d.body).map_err(|e| anyhow::anyhow!("{kind} {}: {e}", d.id))
+        })
+        .collect()
+}
+
 /// The principal of the engine's own decisions in the audit log.
 pub const ENGINE: &str = "engine";
 
@@ -769,6 +917,30 @@ pub fn audit(
         subject: subject.to_string(),
         detail,
     }
+}
+
+/// Adds a share change to the release's history: by the engine when a
+/// trigger or the rollout plan moved it, else by the person who acted.
+fn record_move(view: &mut ReleaseView, from: f64, now: Time, cause: (&str, &[Decision])) {
+    let (actor, decisions) = cause;
+    let mover = decisions.iter().rev().find(|d| d.share.is_some());
+    let by = match mover {
+        Some(d) if d.trigger.is_some() || actor == ENGINE => ENGINE,
+        _ => actor,
+    };
+    let why = mover.map_or_else(
+        || "the release changed".to_string(),
+        |d| d.explanation.summary.clone(),
+    );
+    view.moves.push(Move {
+        at: now.to_rfc3339(),
+        from,
+        to: view.share,
+        state: view.state.clone(),
+        by: by.to_string(),
+        why,
+        policy_version: view.policy_version,
+    });
 }
 
 /// Copies the engine's view of the release into the record.

@@ -198,10 +198,10 @@ async fn ingest_service(
         .finish(
             &service,
             &mut state,
-            "events",
-            body,
+            ("events", body),
             decisions,
             Batch::default(),
+            crate::hub::ENGINE,
         )
         .await;
     drop(state);

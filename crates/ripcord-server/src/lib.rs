@@ -5,11 +5,18 @@
 //! the policies directory, and serves until [`Server::shutdown`].
 
 pub mod api;
+pub mod approvals;
 pub mod auth;
+pub mod checks;
 pub mod error;
+pub mod govern;
 pub mod hub;
+pub mod incident;
+pub mod incidents;
+pub mod incidents_api;
 pub mod ingest;
 pub mod metrics;
+pub mod notify_bridge;
 pub mod ofrep;
 pub mod openapi;
 pub mod webhooks;
@@ -119,6 +126,7 @@ pub async fn start(config: Config) -> anyhow::Result<Server> {
         .await
         .with_context(|| format!("listening on {}", config.listen))?;
     let addr = listener.local_addr()?;
+    let _ = app.hub.link_base.set(format!("http://{addr}"));
     let (stop, stopped) = watch::channel(false);
     let mut until = stopped.clone();
     let serving = tokio::spawn(async move {
@@ -191,7 +199,10 @@ async fn tick(app: Arc<App>, every: Duration, mut stop: watch::Receiver<bool>) {
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     loop {
         tokio::select! {
-            _ = interval.tick() => app.hub.tick_all().await,
+            _ = interval.tick() => {
+                app.hub.tick_all().await;
+                app.hub.run_timers().await;
+            }
             _ = stop.changed() => return,
         }
     }

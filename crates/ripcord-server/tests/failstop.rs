@@ -156,7 +156,7 @@ async fn after_a_failed_commit_nothing_more_is_acknowledged_until_a_restart() {
     let policy = include_str!("../../../examples/conversational-agent/policy.yaml");
     hub.put_policy("support-bot", policy, "test").await.unwrap();
     let service = hub.service("support-bot").unwrap();
-    hub.start_release(&service, "v1", "v2", None, "test")
+    hub.start_release(&service, "v1", "v2", None, false, "test")
         .await
         .unwrap();
     assert_eq!(

@@ -1,0 +1,271 @@
+//! Decision rights on the live service: a person's action that the policy
+//! says needs approval becomes a request; votes are counted against the
+//! quorum with separation of duties; an approved request runs its command
+//! through the same engine path as any other.
+
+use ripcord_core::engine::Command;
+use ripcord_core::policy::governance::ActionName;
+use ripcord_store::Batch;
+use serde_json::{Value, json};
+
+use crate::auth::Principal;
+use crate::error::ApiError;
+use crate::govern::{self, Due, NewRequest};
+use crate::hub::{Hub, Service, State, command_name, wall_now};
+use crate::incident::Request;
+
+pub fn action_of(command: &Command) -> Option<ActionName> {
+    Some(match command {
+        Command::Promote => ActionName::Promote,
+        Command::Rollback => ActionName::Rollback,
+        Command::ReRelease => ActionName::ReRelease,
+        Command::Pause => ActionName::Pause,
+        Command::Resume => ActionName::Resume,
+        Command::Approve | Command::Reject => return None,
+    })
+}
+
+impl Hub {
+    /// Runs `command` now, or — when the policy gives the action decision
+    /// rights — opens a request for approval. `step` names the playbook
+    /// step that asked, if any.
+    pub fn act(
+        &self,
+        service: &Service,
+        state: &mut State,
+        command: Command,
+        reason: Option<String>,
+        principal: &Principal,
+        step: Option<(String, String)>,
+    ) -> Result<(Value, Batch), ApiError> {
+        let right = action_of(&command).and_then(|a| state.policy.governance.right(a).cloned());
+        let Some(right) = right else {
+            return self.apply_command(
+                service,
+                state,
+                command,
+                reason,
+                &principal.name,
+                Batch::default(),
+            );
+        };
+        if state.engine.is_none() {
+            return Err(ApiError::conflict(format!(
+                "service \"{}\" has no release to {}",
+                service.name,
+                command_name(&command)
+            )));
+        }
+        let now = wall_now();
+        let ctx = self.ctx(&service.name, now);
+        let incident = step.as_ref().map(|(i, _)| i.clone()).or_else(|| {
+            let release = state.current.as_ref().map(|c| c.id.clone());
+            state
+                .incidents
+                .iter()
+                .find(|i| i.is_active() && i.release == release)
+                .map(|i| i.id.clone())
+        });
+        let mut req = govern::new_request(
+            &ctx,
+            state,
+            NewRequest {
+                action: right.action.as_str().into(),
+                trigger: None,
+                incident,
+                requested_by: principal.name.clone(),
+                reason,
+                roles: right.roles.clone(),
+                quorum: right.quorum,
+                separation: right.separation,
+                within: right.within,
+                on_timeout: right.on_timeout,
+            },
+        );
+        req.step = step.map(|(_, s)| s);
+        let mut batch = Batch::default();
+        let deadline = now + right.within;
+        govern::set_timer(&mut batch, &service.name, &req.id, Due::Request, deadline);
+        govern::log_request(&ctx, state, &req, "approval requested", &mut batch);
+        govern::save_request(&mut batch, &req, now, &principal.name, "request.open");
+        state.requests.push(req.clone());
+        let answer = json!({
+            "action": command_name(&command),
+            "release": state.current,
+            "changed": false,
+            "request": req,
+        });
+        Ok((answer, batch))
+    }
+
+    /// Records `principal`'s vote on request `id`; a decided request runs
+    /// (or drops) its action in the same batch.
+    pub fn decide(
+        &self,
+        service: &Service,
+        state: &mut State,
+        id: &str,
+        principal: &Principal,
+        approve: bool,
+        note: Option<String>,
+    ) -> Result<(Value, Batch), ApiError> {
+        let now = wall_now();
+        let ctx = self.ctx(&service.name, now);
+        let index = state
+            .requests
+            .iter()
+            .position(|r| r.id == id)
+            .ok_or_else(|| ApiError::conflict(format!("request {id} is not pending")))?;
+        let mut req = state.requests[index].clone();
+        let vote = govern::vote(
+            &ctx,
+            &mut req,
+            &principal.name,
+            &principal.role,
+            approve,
+            note,
+        )?;
+        // The request's new state is in place before its command runs, so
+        // the engine's decisions do not settle it a second time.
+        state.requests[index] = req.clone();
+        let mut batch = Batch::default();
+        if let Some(inc) = req
+            .incident
+            .as_ref()
+            .and_then(|i| state.incidents.iter_mut().find(|x| &x.id == i))
+        {
+            inc.approvals.push(vote.clone());
+        }
+        let what = if approve { "approved" } else { "rejected" };
+        govern::log_request(
+            &ctx,
+            state,
+            &req,
+            &format!("{} {what}", principal.name),
+            &mut batch,
+        );
+        let mut answer = json!({"request": req, "vote": vote, "changed": false});
+        if req.state != "pending" {
+            govern::cancel_timer(&mut batch, &req.id, Due::Request);
+            if let Some(command) = outcome_command(&req) {
+                let actor = &principal.name;
+                let reason = req.outcome.clone();
+                let extra = std::mem::take(&mut batch);
+                let (ran, b) = self.apply_command(service, state, command, reason, actor, extra)?;
+                batch = b;
+                answer["changed"] = json!(true);
+                answer["release"] = ran["release"].clone();
+                answer["decisions"] = ran["decisions"].clone();
+                self.finish_step(&ctx, state, &req, actor, &mut batch);
+            }
+        }
+        govern::save_request(&mut batch, &req, now, &principal.name, "request.vote");
+        state.requests.retain(|r| r.state == "pending");
+        answer["release"] = json!(state.current);
+        Ok((answer, batch))
+    }
+
+    /// An action step whose request ran is done.
+    fn finish_step(
+        &self,
+        ctx: &govern::Ctx,
+        state: &mut State,
+        req: &Request,
+        actor: &str,
+        batch: &mut Batch,
+    ) {
+        let (Some(step), Some(incident)) = (&req.step, &req.incident) else {
+            return;
+        };
+        let Some(inc) = state.incidents.iter_mut().find(|i| &i.id == incident) else {
+            return;
+        };
+        if let Some(s) = inc.steps.iter_mut().find(|s| &s.name == step) {
+            s.status = "done".into();
+            s.done_at = Some(ctx.now.to_rfc3339());
+            s.done_by = Some(actor.to_string());
+            s.note = req.outcome.clone();
+        }
+        govern::cancel_timer(batch, &inc.id, Due::Step(step.clone()));
+        inc.note(
+            ctx.now,
+            "playbook",
+            actor,
+            format!("step {step} done: {} ran", req.action),
+            json!({"request": req.id}),
+        );
+        let inc = inc.clone();
+        govern::save_incident(batch, &inc, ctx.now, actor, "incident.step");
+    }
+
+    /// A request whose window closed: `proceed` runs the action, `hold`
+    /// drops it.
+    pub fn expire_request(
+        &self,
+        service: &Service,
+        state: &mut State,
+        id: &str,
+    ) -> Result<Batch, ApiError> {
+        let now = wall_now();
+        let ctx = self.ctx(&service.name, now);
+        let Some(index) = state.requests.iter().position(|r| r.id == id) else {
+            return Ok(Batch::default());
+        };
+        let mut req = state.requests[index].clone();
+        if req.trigger.is_some() {
+            // The engine keeps trigger windows itself.
+            return Ok(Batch::default());
+        }
+        let proceed = req.on_timeout == "proceed";
+        req.state = "expired".into();
+        req.outcome = Some(if proceed {
+            format!(
+                "no quorum by {}; the action proceeds as the policy says",
+                req.deadline
+            )
+        } else {
+            format!(
+                "no quorum by {}; the action is dropped as the policy says",
+                req.deadline
+            )
+        });
+        state.requests[index] = req.clone();
+        let mut batch = Batch::default();
+        govern::log_request(&ctx, state, &req, "expired", &mut batch);
+        if proceed && let Some(command) = parse_action(&req.action) {
+            let reason = req.outcome.clone();
+            let extra = std::mem::take(&mut batch);
+            match self.apply_command(service, state, command, reason, govern_actor(), extra) {
+                Ok((_, b)) => batch = b,
+                Err(e) => {
+                    req.outcome = Some(format!(
+                        "{}; but it could not run: {}",
+                        req.deadline, e.message
+                    ));
+                }
+            }
+            self.finish_step(&ctx, state, &req, govern_actor(), &mut batch);
+        }
+        govern::save_request(&mut batch, &req, now, govern_actor(), "request.expire");
+        state.requests.retain(|r| r.state == "pending");
+        Ok(batch)
+    }
+}
+
+fn govern_actor() -> &'static str {
+    crate::hub::ENGINE
+}
+
+fn parse_action(name: &str) -> Option<Command> {
+    ActionName::parse(name).map(govern::command_of)
+}
+
+/// What a decided request feeds the engine.
+fn outcome_command(req: &Request) -> Option<Command> {
+    match (req.trigger.is_some(), req.state.as_str()) {
+        (true, "approved") => Some(Command::Approve),
+        (true, "rejected") => Some(Command::Reject),
+        (false, "approved") => parse_action(&req.action),
+        _ => None,
+    }
+}

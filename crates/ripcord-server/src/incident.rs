@@ -1,0 +1,353 @@
+//! Incidents and approval requests: the records governance keeps, their
+//! validated state transitions and the facts templates are rendered with.
+//! Pure data; the hub (`govern.rs`) decides when they change.
+
+use ripcord_core::Time;
+use ripcord_core::policy::Severity;
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+/// Store document kinds.
+pub const INCIDENT: &str = "incident";
+pub const REQUEST: &str = "request";
+
+pub const OPEN: &str = "open";
+pub const MITIGATED: &str = "mitigated";
+pub const RESOLVED: &str = "resolved";
+pub const REVIEWED: &str = "reviewed";
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct Incident {
+    pub id: String,
+    /// `real`, or `drill` for rehearsals (kept out of the real figures).
+    pub kind: String,
+    pub service: String,
+    /// The release record's id (`service-n`), when a release is involved.
+    pub release: Option<String>,
+    pub policy_version: i64,
+    pub severity: String,
+    /// `open → mitigated → resolved → reviewed`.
+    pub state: String,
+    pub title: String,
+    pub trigger: Option<TriggerFacts>,
+    /// Every trigger that fired into this incident, in order.
+    pub triggers: Vec<String>,
+    /// Categories of the deciding signals; `safety` and `fairness` make the
+    /// incident a safety lead's to close.
+    pub categories: Vec<String>,
+    /// The evidence of the decision that opened the incident.
+    pub signals: Vec<Value>,
+    pub detected_at: String,
+    pub opened_at: String,
+    pub acknowledged_at: Option<String>,
+    pub acknowledged_by: Option<String>,
+    pub mitigated_at: Option<String>,
+    pub resolved_at: Option<String>,
+    pub reviewed_at: Option<String>,
+    pub escalation_level: u32,
+    pub next_update_by: Option<String>,
+    /// The content address of the evidence bundle frozen at open.
+    pub evidence: Option<String>,
+    pub steps: Vec<StepState>,
+    pub approvals: Vec<Vote>,
+    pub review: Option<Review>,
+    pub timeline: Vec<Entry>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct TriggerFacts {
+    pub name: String,
+    pub severity: String,
+    pub action: String,
+}
+
+/// One line of an incident's timeline.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct Entry {
+    pub at: String,
+    /// `signal`, `decision`, `state`, `acknowledgement`, `approval`,
+    /// `action`, `notification`, `escalation`, `status_update`, `playbook`.
+    pub kind: String,
+    /// A principal's name, or `engine`.
+    pub actor: String,
+    pub summary: String,
+    #[serde(default, skip_serializing_if = "Value::is_null")]
+    pub detail: Value,
+}
+
+/// A playbook step as the incident tracks it.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct StepState {
+    pub playbook: String,
+    pub name: String,
+    pub kind: String,
+    pub owner: String,
+    pub due_at: String,
+    /// `pending`, `overdue`, `done`, `failed` or `requested` (an action
+    /// step waiting for its approvals).
+    pub status: String,
+    pub done_at: Option<String>,
+    pub done_by: Option<String>,
+    pub note: Option<String>,
+    #[serde(default, skip_serializing_if = "Value::is_null")]
+    pub result: Value,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct Vote {
+    pub request: String,
+    pub action: String,
+    pub by: String,
+    pub role: String,
+    pub approve: bool,
+    pub at: String,
+    pub note: Option<String>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct Review {
+    pub signed_off_by: String,
+    pub role: String,
+    pub at: String,
+    pub summary: String,
+    pub action_items: Vec<ActionItem>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ActionItem {
+    pub text: String,
+    pub owner: String,
+    /// RFC 3339 date or time.
+    #[serde(default)]
+    pub due: Option<String>,
+}
+
+/// A release action waiting for approvals: asked for by a trigger (the
+/// engine froze the rollout) or by a person under the policy's decision
+/// rights.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct Request {
+    pub id: String,
+    pub service: String,
+    pub release: String,
+    pub action: String,
+    /// The trigger that asked, for trigger approvals.
+    pub trigger: Option<String>,
+    pub incident: Option<String>,
+    pub requested_by: String,
+    pub requested_at: String,
+    pub reason: Option<String>,
+    /// Roles that may approve.
+    pub roles: Vec<String>,
+    pub quorum: u32,
+    /// The requester may not approve.
+    pub separation: bool,
+    pub deadline: String,
+    /// `proceed` or `hold`.
+    pub on_timeout: String,
+    /// `pending`, `approved`, `rejected`, `expired`, `superseded`.
+    pub state: String,
+    pub outcome: Option<String>,
+    pub votes: Vec<Vote>,
+    /// The playbook step that asked, if any.
+    #[serde(default)]
+    pub step: Option<String>,
+}
+
+impl Incident {
+    pub fn is_active(&self) -> bool {
+        matches!(self.state.as_str(), OPEN | MITIGATED)
+    }
+
+    pub fn severity(&self) -> Severity {
+        parse_severity(&self.severity).unwrap_or(Severity::Major)
+    }
+
+    /// Safety and fairness incidents belong to the safety lead.
+    pub fn needs_safety_lead(&self) -> bool {
+        self.categories
+            .iter()
+            .any(|c| c == "safety" || c == "fairness")
+    }
+
+    pub fn note(&mut self, at: Time, kind: &str, actor: &str, summary: String, detail: Value) {
+        self.timeline.push(Entry {
+            at: at.to_rfc3339(),
+            kind: kind.into(),
+            actor: actor.into(),
+            summary,
+            detail,
+        });
+    }
+
+    /// Moves the incident to `to`, if that is the next state, and stamps
+    /// the transition's time.
+    pub fn transition(&mut self, to: &str, at: Time, actor: &str, why: &str) -> Result<(), String> {
+        let allowed = matches!(
+            (self.state.as_str(), to),
+            (OPEN, MITIGATED) | (MITIGATED, RESOLVED) | (RESOLVED, REVIEWED)
+        );
+        if !allowed {
+            return Err(format!(
+                "incident {} is {}; it can move only to {}",
+                self.id,
+                self.state,
+                next_state(&self.state).unwrap_or("nothing (it is reviewed)")
+            ));
+        }
+        let stamp = Some(at.to_rfc3339());
+        match to {
+            MITIGATED => self.mitigated_at = stamp,
+            RESOLVED => {
+                self.resolved_at = stamp;
+                self.next_update_by = None;
+            }
+            _ => self.reviewed_at = stamp,
+        }
+        let from = std::mem::replace(&mut self.state, to.to_string());
+        self.note(
+            at,
+            "state",
+            actor,
+            format!("{from} → {to}: {why}"),
+            json!({"from": from, "to": to}),
+        );
+        Ok(())
+    }
+
+    /// The facts templates are rendered with (`docs/notifications.md`).
+    pub fn facts(&self, release: Option<Value>, message: Option<&str>, link: &str) -> Value {
+        json!({
+            "incident": {
+                "id": self.id,
+                "kind": self.kind,
+                "severity": self.severity,
+                "state": self.state,
+                "title": self.title,
+                "opened_at": self.opened_at,
+                "acknowledged_at": self.acknowledged_at,
+                "acknowledged_by": self.acknowledged_by,
+                "mitigated_at": self.mitigated_at,
+                "resolved_at": self.resolved_at,
+                "next_update_by": self.next_update_by,
+                "escalation_level": self.escalation_level,
+            },
+            "service": self.service,
+            "release": release.unwrap_or(Value::Null),
+            "trigger": self.trigger,
+            "signals": self.signals,
+            "message": message,
+            "link": link,
+        })
+    }
+}
+
+pub fn next_state(state: &str) -> Option<&'static str> {
+    match state {
+        OPEN => Some(MITIGATED),
+        MITIGATED => Some(RESOLVED),
+        RESOLVED => Some(REVIEWED),
+        _ => None,
+    }
+}
+
+pub fn parse_severity(name: &str) -> Option<Severity> {
+    [Severity::Minor, Severity::Major, Severity::Critical]
+        .into_iter()
+        .find(|s| s.as_str() == name)
+}
+
+impl Request {
+    pub fn approvals(&self) -> usize {
+        self.votes.iter().filter(|v| v.approve).count()
+    }
+
+    /// Why `by` (in `role`) may not vote on this request, if they may not.
+    pub fn refuses(&self, by: &str, role: &str) -> Option<String> {
+        if self.state != "pending" {
+            return Some(format!("request {} is already {}", self.id, self.state));
+        }
+        if !self.roles.iter().any(|r| r == role) {
+            return Some(format!(
+                "approving {} needs role {}; {by} has role {role}",
+                self.action,
+                self.roles.join(" or ")
+            ));
+        }
+        if self.separation && self.requested_by == by {
+            return Some(format!(
+                "separation of duties: {by} requested this {} and cannot approve it",
+                self.action
+            ));
+        }
+        if self.votes.iter().any(|v| v.by == by) {
+            return Some(format!("{by} has already voted on request {}", self.id));
+        }
+        None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn incident() -> Incident {
+        Incident {
+            id: "inc-svc-1".into(),
+            kind: "real".into(),
+            service: "svc".into(),
+            release: Some("svc-1".into()),
+            policy_version: 1,
+            severity: "critical".into(),
+            state: OPEN.into(),
+            title: "t".into(),
+            trigger: None,
+            triggers: vec![],
+            categories: vec!["safety".into()],
+            signals: vec![],
+            detected_at: "2026-11-26T10:00:00Z".into(),
+            opened_at: "2026-11-26T10:00:00Z".into(),
+            acknowledged_at: None,
+            acknowledged_by: None,
+            mitigated_at: None,
+            resolved_at: None,
+            reviewed_at: None,
+            escalation_level: 0,
+            next_update_by: None,
+            evidence: None,
+            steps: vec![],
+            approvals: vec![],
+            review: None,
+            timeline: vec![],
+        }
+    }
+
+    #[test]
+    fn states_move_only_forward_one_at_a_time() {
+        let mut i = incident();
+        let at = Time(1_000);
+        assert_eq!(
+            i.transition(RESOLVED, at, "ann", "x").unwrap_err(),
+            "incident inc-svc-1 is open; it can move only to mitigated"
+        );
+        i.transition(MITIGATED, at, "engine", "rolled back")
+            .unwrap();
+        i.transition(RESOLVED, at, "ann", "fixed").unwrap();
+        i.transition(REVIEWED, at, "bo", "signed off").unwrap();
+        assert_eq!(
+            i.transition(OPEN, at, "ann", "x").unwrap_err(),
+            "incident inc-svc-1 is reviewed; it can move only to nothing (it is reviewed)"
+        );
+        let states: Vec<&str> = i.timeline.iter().map(|e| e.summary.as_str()).collect();
+        assert_eq!(
+            states,
+            [
+                "open → mitigated: rolled back",
+                "mitigated → resolved: fixed",
+                "resolved → reviewed: signed off"
+            ]
+        );
+        assert!(i.needs_safety_lead());
+    }
+}
