@@ -6,11 +6,11 @@ use std::time::Duration;
 
 use axum::body::{Body, Bytes};
 use axum::extract::rejection::{BytesRejection, QueryRejection};
-use axum::extract::{DefaultBodyLimit, FromRequest, Path, Query, Request, State};
-use axum::http::{Method, StatusCode, header};
+use axum::extract::{DefaultBodyLimit, Extension, FromRequest, Path, Query, Request, State};
+use axum::http::{StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post, put};
+use axum::routing::{delete, get, post, put};
 use axum::{Json, Router};
 use ripcord_core::assign::bucket;
 use ripcord_store::{Sink, VersionRecord};
@@ -19,7 +19,7 @@ use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 use tokio::sync::Semaphore;
 
-use crate::auth::{ADMIN, Tokens};
+use crate::auth::{Principal, Tokens, http as auth_http};
 use crate::error::ApiError;
 use crate::hub::{self, Hub, StepView, parse_command, wall_now};
 use crate::ingest::{durable, ingest};
@@ -66,9 +66,18 @@ pub fn router(app: Shared) -> Router {
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
         .route("/openapi.json", get(|| async { Json(openapi::document()) }))
-        // Only requests for a route are asked for the token; an unknown path
-        // is a 404 either way.
-        .route_layer(middleware::from_fn_with_state(app.clone(), authorize))
+        .route(
+            "/v1/tokens",
+            post(auth_http::create_token).get(auth_http::list_tokens),
+        )
+        .route("/v1/tokens/{name}", delete(auth_http::revoke_token))
+        .route("/v1/audit", get(auth_http::audit_log))
+        // Every routed request is checked against the route table
+        // (`auth::routes`); an unknown path is a 404 either way.
+        .route_layer(middleware::from_fn_with_state(
+            app.clone(),
+            auth_http::authorize,
+        ))
         .fallback(|| async { ApiError::not_found("no such endpoint; see /openapi.json") })
         .method_not_allowed_fallback(|| async {
             ApiError {
@@ -84,26 +93,6 @@ pub fn router(app: Shared) -> Router {
         .with_state(app)
 }
 
-/// Every mutating request needs the admin token. OFREP evaluations only
-/// read, as do the GET endpoints.
-async fn authorize(State(app): State<Shared>, request: Request, next: Next) -> Response {
-    let reads = matches!(*request.method(), Method::GET | Method::HEAD)
-        || request.uri().path().starts_with("/ofrep/");
-    if !reads {
-        let header = request
-            .headers()
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok());
-        if !app.tokens.allows(header) {
-            return ApiError::unauthorized(
-                "Authorization: a bearer token is required (see <data-dir>/admin.token)",
-            )
-            .into_response();
-        }
-    }
-    next.run(request).await
-}
-
 async fn count_responses(request: Request, next: Next) -> Response {
     let response = next.run(request).await;
     metrics::http_request(response.status().as_u16());
@@ -111,7 +100,7 @@ async fn count_responses(request: Request, next: Next) -> Response {
 }
 
 /// Reads a body, turning "too large" into 413 with our error shape.
-fn body(bytes: Result<Bytes, BytesRejection>) -> Result<Bytes, ApiError> {
+pub(crate) fn body(bytes: Result<Bytes, BytesRejection>) -> Result<Bytes, ApiError> {
     bytes.map_err(|e| {
         let status = e.status();
         let mut err = ApiError::bad_request(format!("body: {}", e.body_text()));
@@ -125,7 +114,7 @@ fn body(bytes: Result<Bytes, BytesRejection>) -> Result<Bytes, ApiError> {
 }
 
 /// A query string that does not parse, in our error shape.
-fn query_error(e: QueryRejection) -> ApiError {
+pub(crate) fn query_error(e: QueryRejection) -> ApiError {
     ApiError::bad_request(format!("query: {}", e.body_text()))
 }
 
@@ -179,6 +168,7 @@ async fn post_events(State(app): State<Shared>, request: Request) -> Result<Resp
 
 async fn put_policy(
     State(app): State<Shared>,
+    Extension(principal): Extension<Principal>,
     Path(service): Path<String>,
     bytes: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
@@ -186,7 +176,7 @@ async fn put_policy(
     let bytes = body(bytes)?;
     let yaml = std::str::from_utf8(&bytes)
         .map_err(|e| ApiError::bad_request(format!("body: the policy is not UTF-8: {e}")))?;
-    let result = app.hub.put_policy(&service, yaml, ADMIN).await?;
+    let result = app.hub.put_policy(&service, yaml, &principal.name).await?;
     let status = if result["changed"] == json!(true) {
         StatusCode::CREATED
     } else {
@@ -262,6 +252,7 @@ fn version_json(r: &VersionRecord) -> Value {
 
 async fn register_version(
     State(app): State<Shared>,
+    Extension(principal): Extension<Principal>,
     Path(service): Path<String>,
     bytes: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
@@ -276,7 +267,7 @@ async fn register_version(
     };
     let audit = hub::audit(
         wall_now(),
-        ADMIN,
+        &principal.name,
         "version.register",
         &format!("{service}/{}", provenance.version),
         record.provenance.clone(),
@@ -343,6 +334,7 @@ struct SinkBody {
 
 async fn put_webhooks(
     State(app): State<Shared>,
+    Extension(principal): Extension<Principal>,
     Path(service): Path<String>,
     bytes: Result<Bytes, BytesRejection>,
 ) -> Result<Json<Value>, ApiError> {
@@ -367,7 +359,7 @@ async fn put_webhooks(
     let urls: Vec<&str> = sinks.iter().map(|s| s.url.as_str()).collect();
     let audit = hub::audit(
         wall_now(),
-        ADMIN,
+        &principal.name,
         "webhooks.set",
         &service,
         json!({"urls": urls}),
@@ -409,6 +401,7 @@ struct ReleaseBody {
 
 async fn post_release(
     State(app): State<Shared>,
+    Extension(principal): Extension<Principal>,
     bytes: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
     let req: ReleaseBody = json_body(&body(bytes)?)?;
@@ -437,7 +430,13 @@ async fn post_release(
     }
     let (view, applied) = app
         .hub
-        .start_release(&service, &req.baseline, &req.candidate, req.steps, ADMIN)
+        .start_release(
+            &service,
+            &req.baseline,
+            &req.candidate,
+            req.steps,
+            &principal.name,
+        )
         .await?;
     durable(applied.durable).await?;
     Ok((StatusCode::CREATED, Json(view)).into_response())
@@ -483,6 +482,7 @@ struct ActionBody {
 
 async fn post_action(
     State(app): State<Shared>,
+    Extension(principal): Extension<Principal>,
     Path(id): Path<String>,
     bytes: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
@@ -493,6 +493,7 @@ async fn post_action(
             req.action
         ))
     })?;
+    auth_http::require_action(&app, &principal, &req.action)?;
     let key = req
         .idempotency_key
         .as_ref()
@@ -543,7 +544,7 @@ async fn post_action(
     }
     let (answer, pending) = app
         .hub
-        .command(&service, command, key, req.reason, ADMIN)
+        .command(&service, command, key, req.reason, &principal.name)
         .await?;
     if let Some(pending) = pending {
         durable(pending).await?;

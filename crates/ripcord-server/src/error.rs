@@ -48,6 +48,11 @@ impl ApiError {
         ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", message)
     }
 
+    /// Authenticated, but the role may not do this.
+    pub fn forbidden(message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::FORBIDDEN, "forbidden", message)
+    }
+
     pub fn overloaded(retry_after: u64) -> ApiError {
         ApiError {
             retry_after: Some(retry_after),
