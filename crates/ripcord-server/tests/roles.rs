@@ -557,11 +557,21 @@ async fn the_store_holds_no_token_only_its_digest() -> Result {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_audit_log_names_who_changed_the_policy() -> Result {
+async fn the_audit_log_names_who_changed_the_policy_started_and_paused_the_release() -> Result {
     let api = Api::start().await?;
     api.release().await?;
     let alice = api.token("alice", "admin").await?;
     let auditor = api.token("audrey", "auditor").await?;
+    let otto = api.token("otto", "operator").await?;
+    let (status, answer) = api
+        .call(
+            "post",
+            "/v1/releases/support-bot-1/actions",
+            Some(&otto),
+            Some(&json!({"action": "pause", "reason": "checking a report"})),
+        )
+        .await?;
+    assert_eq!(status, StatusCode::OK, "{answer}");
     let policy =
         std::fs::read_to_string(repo_root().join("examples/conversational-agent/policy.yaml"))?;
     let changed = format!("{policy}\n# tightened after review\n");
@@ -607,9 +617,28 @@ async fn the_audit_log_names_who_changed_the_policy() -> Result {
             )
         })
         .collect();
-    assert_eq!(made, [("admin", "alice"), ("admin", "audrey")]);
+    assert_eq!(
+        made,
+        [("admin", "alice"), ("admin", "audrey"), ("admin", "otto")]
+    );
     let started = records.iter().find(|r| r["action"] == "release.start");
     assert_eq!(started.map(|r| &r["principal"]), Some(&json!("admin")));
+    let paused = records
+        .iter()
+        .find(|r| r["action"] == "command.pause")
+        .ok_or("no command.pause record")?;
+    assert_eq!(
+        (
+            &paused["principal"],
+            &paused["subject"],
+            &paused["detail"]["reason"]
+        ),
+        (
+            &json!("otto"),
+            &json!("support-bot-1"),
+            &json!("checking a report")
+        )
+    );
     api.server.shutdown().await?;
     Ok(())
 }
