@@ -97,7 +97,7 @@ impl Tokens {
         authorization: Option<&str>,
         now: Time,
     ) -> Result<Principal, ApiError> {
-        let Some(token) = authorization.and_then(|h| h.strip_prefix("Bearer ")) else {
+        let Some(token) = authorization.and_then(bearer) else {
             return Err(ApiError::unauthorized(
                 "Authorization: a bearer token is required (`ripcord token create`, or the admin \
                  token in <data-dir>/admin.token)",
@@ -167,6 +167,13 @@ impl Tokens {
     }
 }
 
+/// The token of an `Authorization` value; the scheme is case-insensitive
+/// (RFC 9110).
+fn bearer(header: &str) -> Option<&str> {
+    let (scheme, token) = header.split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then_some(token)
+}
+
 /// The audit log's signing key: 32 random bytes, hex, in
 /// `<data-dir>/audit.key` (mode 0600), made on first start.
 pub fn audit_key(data_dir: &Path) -> std::io::Result<ed25519_dalek::SigningKey> {
@@ -197,4 +204,19 @@ fn write_private(path: &Path, secret: &str) -> std::io::Result<()> {
         .open(path)?;
     writeln!(file, "{secret}")?;
     file.sync_all()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_bearer_scheme_is_case_insensitive_and_nothing_else_passes() {
+        assert_eq!(bearer("Bearer rc_1"), Some("rc_1"));
+        assert_eq!(bearer("bearer rc_1"), Some("rc_1"));
+        assert_eq!(bearer("BEARER rc_1"), Some("rc_1"));
+        assert_eq!(bearer("Basic cmM6MQ=="), None);
+        assert_eq!(bearer("Bearerrc_1"), None);
+        assert_eq!(bearer("rc_1"), None);
+    }
 }
