@@ -289,6 +289,7 @@ async fn revert(quick: bool) -> anyhow::Result<()> {
         rtts.push(t.elapsed().as_secs_f64() * 1e6);
         let t = Instant::now();
         c.get(server.url(&format!("/v1/assign?service=revert-svc&unit=warm-{k}")))
+            .header("authorization", server.auth())
             .send()
             .await?
             .bytes()
@@ -345,7 +346,13 @@ async fn revert(quick: bool) -> anyhow::Result<()> {
             body.push(']');
             post_json(&c, &server, body).await?;
             let acked = Instant::now();
-            let v: serde_json::Value = c.get(&assign_url).send().await?.json().await?;
+            let v: serde_json::Value = c
+                .get(&assign_url)
+                .header("authorization", server.auth())
+                .send()
+                .await?
+                .json()
+                .await?;
             let answered = acked.elapsed();
             if v["version"] == "v1" {
                 found = Some((answered, b));

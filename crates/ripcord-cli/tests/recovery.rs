@@ -393,6 +393,7 @@ async fn kill_9_during_a_staged_rollback_completes_it_exactly_once() {
                 let (base, token) = target.lock().unwrap().clone();
                 let share = c
                     .get(format!("{base}{release_path}"))
+                    .bearer_auth(&token)
                     .send()
                     .await
                     .ok()

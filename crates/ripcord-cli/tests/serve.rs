@@ -23,15 +23,17 @@ impl Drop for Guard {
     }
 }
 
-/// A plain HTTP/1.1 GET; returns the status line and the body.
-fn get(addr: &str, path: &str) -> (String, String) {
+/// A plain HTTP/1.1 GET, with a bearer token if given; returns the status
+/// line and the body.
+fn get(addr: &str, path: &str, token: Option<&str>) -> (String, String) {
     let mut stream = TcpStream::connect(addr).unwrap();
     stream
         .set_read_timeout(Some(Duration::from_secs(10)))
         .unwrap();
+    let auth = token.map_or(String::new(), |t| format!("authorization: Bearer {t}\r\n"));
     write!(
         stream,
-        "GET {path} HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n"
+        "GET {path} HTTP/1.1\r\nhost: x\r\n{auth}connection: close\r\n\r\n"
     )
     .unwrap();
     let mut text = String::new();
@@ -92,10 +94,13 @@ fn serve_makes_a_private_token_loads_policies_and_stops_cleanly_on_sigterm() {
         .unwrap_or_else(|| panic!("{second}"))
         .to_string();
     assert_eq!(
-        get(&addr, "/healthz"),
+        get(&addr, "/healthz", None),
         ("HTTP/1.1 200 OK".into(), "ok\n".into())
     );
-    let (status, yaml) = get(&addr, "/v1/policies/support-bot");
+    let (status, _) = get(&addr, "/v1/policies/support-bot", None);
+    assert_eq!(status, "HTTP/1.1 401 Unauthorized");
+    let token = std::fs::read_to_string(data.join("admin.token")).unwrap();
+    let (status, yaml) = get(&addr, "/v1/policies/support-bot", Some(token.trim()));
     assert_eq!(status, "HTTP/1.1 200 OK");
     assert!(yaml.starts_with("# support-bot"), "{yaml}");
 

@@ -6,12 +6,12 @@ use std::time::Duration;
 
 use axum::body::{Body, Bytes};
 use axum::extract::rejection::{BytesRejection, QueryRejection};
-use axum::extract::{DefaultBodyLimit, FromRequest, Path, Query, Request, State};
-use axum::http::{Method, StatusCode, header};
+use axum::extract::{DefaultBodyLimit, Extension, FromRequest, Path, Query, Request, State};
+use axum::http::{StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post, put};
-use axum::{Extension, Json, Router};
+use axum::routing::{delete, get, post, put};
+use axum::{Json, Router};
 use ripcord_core::assign::bucket;
 use ripcord_store::{Sink, VersionRecord};
 use serde::Deserialize;
@@ -19,7 +19,7 @@ use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 use tokio::sync::Semaphore;
 
-use crate::auth::{ADMIN, Principal, Tokens};
+use crate::auth::{Principal, Tokens, http as auth_http};
 use crate::error::ApiError;
 use crate::hub::{self, Hub, StepView, parse_command, wall_now};
 use crate::ingest::{durable, ingest};
@@ -67,9 +67,18 @@ pub fn router(app: Shared) -> Router {
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
         .route("/openapi.json", get(|| async { Json(openapi::document()) }))
-        // Only requests for a route are asked for the token; an unknown path
-        // is a 404 either way.
-        .route_layer(middleware::from_fn_with_state(app.clone(), authorize))
+        .route(
+            "/v1/tokens",
+            post(auth_http::create_token).get(auth_http::list_tokens),
+        )
+        .route("/v1/tokens/{name}", delete(auth_http::revoke_token))
+        .route("/v1/audit", get(auth_http::audit_log))
+        // Every routed request is checked against the route table
+        // (`auth::routes`); an unknown path is a 404 either way.
+        .route_layer(middleware::from_fn_with_state(
+            app.clone(),
+            auth_http::authorize,
+        ))
         .fallback(|| async { ApiError::not_found("no such endpoint; see /openapi.json") })
         .method_not_allowed_fallback(|| async {
             ApiError {
@@ -83,28 +92,6 @@ pub fn router(app: Shared) -> Router {
         .layer(middleware::from_fn(count_responses))
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .with_state(app)
-}
-
-/// Every mutating request needs the admin token. OFREP evaluations only
-/// read, as do the GET endpoints.
-async fn authorize(State(app): State<Shared>, request: Request, next: Next) -> Response {
-    let reads = matches!(*request.method(), Method::GET | Method::HEAD)
-        || request.uri().path().starts_with("/ofrep/");
-    if !reads {
-        let header = request
-            .headers()
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok());
-        if !app.tokens.allows(header) {
-            return ApiError::unauthorized(
-                "Authorization: a bearer token is required (see <data-dir>/admin.token)",
-            )
-            .into_response();
-        }
-    }
-    let mut request = request;
-    request.extensions_mut().insert(Principal::admin());
-    next.run(request).await
 }
 
 async fn count_responses(request: Request, next: Next) -> Response {
@@ -182,6 +169,7 @@ async fn post_events(State(app): State<Shared>, request: Request) -> Result<Resp
 
 async fn put_policy(
     State(app): State<Shared>,
+    Extension(principal): Extension<Principal>,
     Path(service): Path<String>,
     bytes: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
@@ -189,7 +177,7 @@ async fn put_policy(
     let bytes = body(bytes)?;
     let yaml = std::str::from_utf8(&bytes)
         .map_err(|e| ApiError::bad_request(format!("body: the policy is not UTF-8: {e}")))?;
-    let result = app.hub.put_policy(&service, yaml, ADMIN).await?;
+    let result = app.hub.put_policy(&service, yaml, &principal.name).await?;
     let status = if result["changed"] == json!(true) {
         StatusCode::CREATED
     } else {
@@ -265,6 +253,7 @@ fn version_json(r: &VersionRecord) -> Value {
 
 async fn register_version(
     State(app): State<Shared>,
+    Extension(principal): Extension<Principal>,
     Path(service): Path<String>,
     bytes: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
@@ -279,7 +268,7 @@ async fn register_version(
     };
     let audit = hub::audit(
         wall_now(),
-        ADMIN,
+        &principal.name,
         "version.register",
         &format!("{service}/{}", provenance.version),
         record.provenance.clone(),
@@ -346,6 +335,7 @@ struct SinkBody {
 
 async fn put_webhooks(
     State(app): State<Shared>,
+    Extension(principal): Extension<Principal>,
     Path(service): Path<String>,
     bytes: Result<Bytes, BytesRejection>,
 ) -> Result<Json<Value>, ApiError> {
@@ -370,7 +360,7 @@ async fn put_webhooks(
     let urls: Vec<&str> = sinks.iter().map(|s| s.url.as_str()).collect();
     let audit = hub::audit(
         wall_now(),
-        ADMIN,
+        &principal.name,
         "webhooks.set",
         &service,
         json!({"urls": urls}),
@@ -415,6 +405,7 @@ struct ReleaseBody {
 
 async fn post_release(
     State(app): State<Shared>,
+    Extension(principal): Extension<Principal>,
     bytes: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
     let req: ReleaseBody = json_body(&body(bytes)?)?;
@@ -449,7 +440,7 @@ async fn post_release(
             &req.candidate,
             req.steps,
             req.drill,
-            ADMIN,
+            &principal.name,
         )
         .await?;
     durable(applied.durable).await?;
@@ -507,6 +498,7 @@ async fn post_action(
             req.action
         ))
     })?;
+    auth_http::require_action(&app, &principal, &req.action)?;
     let key = req
         .idempotency_key
         .as_ref()

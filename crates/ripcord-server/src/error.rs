@@ -44,6 +44,7 @@ impl ApiError {
         }
     }
 
+    /// Authenticated, but the role may not do this.
     pub fn forbidden(message: impl Into<String>) -> ApiError {
         ApiError::new(StatusCode::FORBIDDEN, "forbidden", message)
     }

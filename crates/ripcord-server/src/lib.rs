@@ -37,7 +37,7 @@ use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::timeout::TimeoutLayer;
 
 use crate::api::App;
-use crate::auth::Tokens;
+use crate::auth::{Roles, Tokens};
 use crate::hub::Hub;
 
 /// Requests (including reading their bodies) that take longer fail with 408.
@@ -60,6 +60,8 @@ pub struct Config {
     /// How often a signed checkpoint is added to the audit log (when it
     /// has new records).
     pub checkpoint_every: Duration,
+    /// The built-in roles and the config's custom ones (`roles:`).
+    pub roles: Roles,
 }
 
 impl Config {
@@ -73,6 +75,7 @@ impl Config {
             ingest_slots: api::INGEST_SLOTS,
             request_timeout: REQUEST_TIMEOUT,
             checkpoint_every: Duration::from_secs(60),
+            roles: Roles::built_in(),
         }
     }
 }
@@ -95,7 +98,8 @@ pub struct Server {
 pub async fn start(config: Config) -> anyhow::Result<Server> {
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("creating {}", config.data_dir.display()))?;
-    let issued = Tokens::load_or_create(&config.data_dir).context("the admin token")?;
+    let issued = Tokens::load_or_create(&config.data_dir, config.roles.clone())
+        .context("the admin token")?;
     let signer = Arc::new(auth::audit_key(&config.data_dir).context("the audit key")?);
     let db = config.data_dir.join("ripcord.db");
     let store: Arc<dyn Store> = Arc::new(

@@ -124,25 +124,33 @@ fn bucket(unit: &str) -> u64 {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn mutating_requests_need_the_admin_token_and_the_token_file_is_private() {
+async fn requests_need_a_token_and_the_admin_token_file_is_private() {
     let h = Harness::start().await;
     let mode = std::fs::metadata(h._dir.path().join("admin.token"))
         .unwrap()
         .permissions();
     use std::os::unix::fs::PermissionsExt;
     assert_eq!(mode.mode() & 0o777, 0o600);
-    for auth in [None, Some("Bearer nope".to_string()), Some(h.token.clone())] {
+    let required = "Authorization: a bearer token is required (`ripcord token create`, or the \
+                    admin token in <data-dir>/admin.token)";
+    let unknown = "Authorization: the bearer token is not one this server issued";
+    for (auth, message) in [
+        (None, required),
+        (Some("Bearer nope".to_string()), unknown),
+        (Some(h.token.clone()), required),
+    ] {
         let mut req = h.http.put(h.url("/v1/policies/support-bot")).body(POLICY);
         if let Some(a) = &auth {
             req = req.header("authorization", a);
         }
         let response = req.send().await.unwrap();
         assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
-        let body: Value = response.json().await.unwrap();
         assert_eq!(
-            body["message"],
-            "Authorization: a bearer token is required (see <data-dir>/admin.token)"
+            response.headers()["www-authenticate"],
+            "Bearer realm=\"ripcord\""
         );
+        let body: Value = response.json().await.unwrap();
+        assert_eq!(body["message"], message);
     }
     assert_eq!(
         h.put_text("/v1/policies/support-bot", POLICY).await.0,
@@ -168,13 +176,15 @@ async fn mutating_requests_need_the_admin_token_and_the_token_file_is_private() 
     assert_eq!(wrong.status(), StatusCode::METHOD_NOT_ALLOWED);
     let body: Value = wrong.json().await.unwrap();
     assert_eq!(body["error"], "method_not_allowed");
+    // Reads need a token too.
     let anonymous = h
         .http
         .get(h.url("/v1/policies/support-bot"))
         .send()
         .await
         .unwrap();
-    assert_eq!(anonymous.status(), StatusCode::OK);
+    assert_eq!(anonymous.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(h.get("/v1/policies/support-bot").await.0, StatusCode::OK);
     h.stop().await;
 }
 
@@ -444,6 +454,7 @@ async fn policies_are_checked_with_every_problem_and_every_change_is_a_version()
     let current = h
         .http
         .get(h.url("/v1/policies/support-bot"))
+        .bearer_auth(&h.token)
         .send()
         .await
         .unwrap();
@@ -648,7 +659,11 @@ async fn an_action_repeated_with_its_idempotency_key_returns_the_first_answer_an
     let log = |h: &Harness| {
         let url = h.url("/v1/decisions?service=support-bot");
         let http = h.http.clone();
-        async move { http.get(url).send().await.unwrap().text().await.unwrap() }
+        let token = h.token.clone();
+        async move {
+            let r = http.get(url).bearer_auth(token).send().await.unwrap();
+            r.text().await.unwrap()
+        }
     };
     let before = log(&h).await;
     let (status, again) = h.post("/v1/releases/support-bot-1/actions", pause).await;
@@ -763,6 +778,7 @@ async fn the_decision_log_is_in_the_replay_shape_with_since_and_a_cursor() {
     let response = h
         .http
         .get(h.url("/v1/decisions?service=support-bot"))
+        .bearer_auth(&h.token)
         .send()
         .await
         .unwrap();
@@ -805,6 +821,7 @@ async fn the_decision_log_is_in_the_replay_shape_with_since_and_a_cursor() {
     let after = h
         .http
         .get(h.url(&format!("/v1/decisions?service=support-bot&after={cursor}")))
+        .bearer_auth(&h.token)
         .send()
         .await
         .unwrap()
@@ -823,6 +840,7 @@ async fn the_decision_log_is_in_the_replay_shape_with_since_and_a_cursor() {
     let later = h
         .http
         .get(h.url("/v1/decisions?service=support-bot&since=2099-01-01T00:00:00Z"))
+        .bearer_auth(&h.token)
         .send()
         .await
         .unwrap()

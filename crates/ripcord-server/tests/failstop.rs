@@ -129,6 +129,18 @@ impl Store for Faulty {
     async fn integrity(&self) -> Result<Vec<String>> {
         self.inner.integrity().await
     }
+    async fn put_token(&self, token: &TokenRecord, audit: &PendingAudit) -> Result<bool> {
+        self.inner.put_token(token, audit).await
+    }
+    async fn token_by_hash(&self, hash: &str) -> Result<Option<TokenRecord>> {
+        self.inner.token_by_hash(hash).await
+    }
+    async fn tokens(&self) -> Result<Vec<TokenRecord>> {
+        self.inner.tokens().await
+    }
+    async fn revoke_token(&self, name: &str, at_ms: i64, audit: &PendingAudit) -> Result<bool> {
+        self.inner.revoke_token(name, at_ms, audit).await
+    }
 }
 
 fn batch(units: std::ops::Range<u32>) -> String {

@@ -20,8 +20,8 @@ const UNITS: usize = 500;
 /// fails; the tolerance only says how far from 30% a sound hash may land.
 const TOLERANCE_PP: f64 = 6.5;
 
-/// POSTs to an OFREP endpoint (no token: evaluations only read); the
-/// status, headers and body.
+/// POSTs to an OFREP endpoint (as the admin; evaluations need the
+/// `assign` permission); the status, headers and body.
 async fn ofrep(
     run: &Running,
     path: &str,
@@ -31,6 +31,7 @@ async fn ofrep(
     let mut request = run
         .http
         .post(run.url(path))
+        .bearer_auth(&run.token)
         .header("content-type", "application/json")
         .body(body.to_string());
     if let Some(tag) = if_none_match {
@@ -71,6 +72,18 @@ fn assert_failure(body: &Value, key: Option<&str>, code: &str) {
     }
 }
 
+/// A new token with the `service` role.
+async fn service_token(run: &Running) -> Result<String> {
+    let (status, body) = run
+        .post(
+            "/v1/tokens",
+            &json!({"name": "ofrep-client", "role": "service"}),
+        )
+        .await?;
+    assert_eq!(status, 201, "{body}");
+    Ok(body["token"].as_str().unwrap_or_default().to_string())
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn python_openfeature_client_agrees_with_assign_on_every_unit() -> Result {
     require_python("openfeature, openfeature.contrib.provider.ofrep");
@@ -84,6 +97,8 @@ async fn python_openfeature_client_agrees_with_assign_on_every_unit() -> Result 
             .arg(&script)
             .arg(&run.base)
             .arg(UNITS.to_string())
+            // A producer's token: the `service` role may evaluate flags.
+            .env("RIPCORD_TOKEN", service_token(&run).await?)
             .env("NO_PROXY", "127.0.0.1")
             .env("no_proxy", "127.0.0.1")
             .kill_on_drop(true)

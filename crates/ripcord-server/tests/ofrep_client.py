@@ -2,12 +2,15 @@
 OpenFeature Python SDK and its OFREP provider, and prints
 {unit: {"value", "variant", "reason"}} as JSON on stdout.
 
-Usage: ofrep_client.py BASE_URL [N]
+Usage: RIPCORD_TOKEN=... ofrep_client.py BASE_URL [N]
+The token (role `service` or any role with the `assign` permission) is sent
+as `Authorization: Bearer`.
 Any evaluation that ends in an error is printed with its error code, so the
 caller sees it rather than a silent default.
 """
 
 import json
+import os
 import sys
 
 from openfeature import api
@@ -18,7 +21,14 @@ from openfeature.evaluation_context import EvaluationContext
 def main() -> int:
     base_url = sys.argv[1]
     n = int(sys.argv[2]) if len(sys.argv) > 2 else 500
-    api.set_provider(OFREPProvider(base_url, timeout=10.0))
+    token = os.environ["RIPCORD_TOKEN"]
+    api.set_provider(
+        OFREPProvider(
+            base_url,
+            headers_factory=lambda: {"Authorization": f"Bearer {token}"},
+            timeout=10.0,
+        )
+    )
     client = api.get_client()
     out = {}
     for i in range(n):

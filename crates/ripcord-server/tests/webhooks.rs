@@ -151,6 +151,7 @@ async fn decisions(run: &Running) -> Result<Vec<Value>> {
     let r = run
         .http
         .get(run.url("/v1/decisions?service=support-bot"))
+        .bearer_auth(&run.token)
         .send()
         .await?;
     assert_eq!(r.status(), 200);

@@ -151,6 +151,21 @@ pub enum TimerChange {
     Cancel(String),
 }
 
+/// An API token. Only the SHA-256 of the token is stored, never the token.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TokenRecord {
+    /// Unique; the principal that requests made with it are attributed to.
+    pub name: String,
+    pub role: String,
+    /// SHA-256 of the token, lowercase hex.
+    pub hash: String,
+    pub created_at_ms: i64,
+    pub expires_at_ms: Option<i64>,
+    pub revoked_at_ms: Option<i64>,
+    /// The principal who made it.
+    pub created_by: String,
+}
+
 /// Everything one engine input changes, written atomically.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Batch {
@@ -272,4 +287,15 @@ pub trait Store: Send + Sync + 'static {
     /// The count of stored events per service, from `events` journal
     /// entries' line counts (for tests and `/metrics`).
     async fn journal_count(&self, service: &str, kind: &str) -> Result<i64>;
+
+    /// Stores a new token; `false` (and nothing written) if its name is
+    /// taken, revoked or not.
+    async fn put_token(&self, token: &TokenRecord, audit: &PendingAudit) -> Result<bool>;
+    /// The token with this SHA-256 (hex), revoked or expired ones included.
+    async fn token_by_hash(&self, hash: &str) -> Result<Option<TokenRecord>>;
+    /// Every token, by name.
+    async fn tokens(&self) -> Result<Vec<TokenRecord>>;
+    /// Marks a token revoked at `at_ms`; `false` if there is no such token
+    /// or it was revoked already (its first revocation time stays).
+    async fn revoke_token(&self, name: &str, at_ms: i64, audit: &PendingAudit) -> Result<bool>;
 }

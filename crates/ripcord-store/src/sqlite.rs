@@ -13,7 +13,7 @@ use ripcord_core::audit::{GENESIS, Record, hex, link, to_line};
 
 use crate::{
     AuditLine, Batch, DecisionEntry, Doc, JournalEntry, OutboxCounts, OutboxEntry, PendingAudit,
-    PolicyRecord, ReleaseRecord, Result, Sink, Store, StoreError, Timer, TimerChange,
+    PolicyRecord, ReleaseRecord, Result, Sink, Store, StoreError, Timer, TimerChange, TokenRecord,
     VersionRecord,
 };
 
@@ -105,6 +105,15 @@ CREATE TABLE timers (
     body TEXT NOT NULL
 );
 CREATE INDEX timers_due ON timers (due_ms);
+CREATE TABLE tokens (
+    name TEXT PRIMARY KEY,
+    role TEXT NOT NULL,
+    hash TEXT NOT NULL UNIQUE,
+    created_at_ms BIGINT NOT NULL,
+    expires_at_ms BIGINT,
+    revoked_at_ms BIGINT,
+    created_by TEXT NOT NULL
+);
 "#,
 ];
 
@@ -190,14 +199,32 @@ fn unhex(text: &str) -> Result<[u8; 32]> {
         .ok_or_else(|| StoreError::Corrupt(format!("audit hash {text:?}")))
 }
 
-/// Appends audit records inside a transaction, linking them from `tail`;
-/// returns the new tail, to be kept only if the transaction commits.
+/// The chain's tail as stored, read inside the transaction that extends it.
+async fn stored_tail(tx: &mut sqlx::SqliteConnection) -> Result<(i64, [u8; 32])> {
+    let row = sqlx::query("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1")
+        .fetch_optional(&mut *tx)
+        .await?;
+    let Some(row) = row else {
+        return Ok((0, GENESIS));
+    };
+    let hash: String = row.try_get("hash")?;
+    Ok((row.try_get("seq")?, unhex(&hash)?))
+}
+
+/// Appends audit records inside a transaction, linking them from the
+/// stored tail; returns the new tail, to be kept only if the transaction
+/// commits. The tail is read from the file, not taken from memory, because
+/// another process (`ripcord token`) may have appended since: the cached
+/// `tail` only serializes this process's writers.
 async fn append_audit(
     tx: &mut sqlx::SqliteConnection,
-    tail: (i64, [u8; 32]),
+    cached: (i64, [u8; 32]),
     pending: &[&PendingAudit],
 ) -> Result<(i64, [u8; 32])> {
-    let (mut seq, mut prev) = tail;
+    if pending.is_empty() {
+        return Ok(cached);
+    }
+    let (mut seq, mut prev) = stored_tail(tx).await?;
     for p in pending {
         seq += 1;
         let record = Record {
@@ -731,7 +758,11 @@ impl Store for SqliteStore {
         sign: &(dyn Fn(i64, [u8; 32]) -> serde_json::Value + Send + Sync),
     ) -> Result<Option<i64>> {
         let mut tail = self.tail.lock().await;
-        if tail.0 <= only_after {
+        // Immediate: the head read is the head signed, even with another
+        // process appending.
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let head = stored_tail(&mut tx).await?;
+        if head.0 <= only_after {
             return Ok(None);
         }
         let record = PendingAudit {
@@ -739,14 +770,12 @@ impl Store for SqliteStore {
             principal: "ripcord".into(),
             action: ripcord_core::audit::CHECKPOINT.into(),
             subject: "audit".into(),
-            detail: sign(tail.0, tail.1),
+            detail: sign(head.0, head.1),
         };
-        let mut tx = self.pool.begin().await?;
-        let new_tail = append_audit(&mut tx, *tail, &[&record]).await?;
+        let new_tail = append_audit(&mut tx, head, &[&record]).await?;
         tx.commit().await?;
-        let signed = tail.0;
         *tail = new_tail;
-        Ok(Some(signed))
+        Ok(Some(head.0))
     }
 
     async fn audit(&self, from: i64, limit: i64) -> Result<Vec<AuditLine>> {
@@ -826,4 +855,80 @@ impl Store for SqliteStore {
             .await?;
         Ok(rows.into_iter().filter(|r| r != "ok").collect())
     }
+    async fn put_token(&self, token: &TokenRecord, audit: &PendingAudit) -> Result<bool> {
+        let mut tail = self.tail.lock().await;
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let done = sqlx::query(
+            "INSERT INTO tokens (name, role, hash, created_at_ms, expires_at_ms, revoked_at_ms, \
+             created_by) VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (name) DO NOTHING",
+        )
+        .bind(&token.name)
+        .bind(&token.role)
+        .bind(&token.hash)
+        .bind(token.created_at_ms)
+        .bind(token.expires_at_ms)
+        .bind(token.revoked_at_ms)
+        .bind(&token.created_by)
+        .execute(&mut *tx)
+        .await?;
+        if done.rows_affected() != 1 {
+            return Ok(false);
+        }
+        let new_tail = append_audit(&mut tx, *tail, &[audit]).await?;
+        tx.commit().await?;
+        *tail = new_tail;
+        Ok(true)
+    }
+
+    async fn token_by_hash(&self, hash: &str) -> Result<Option<TokenRecord>> {
+        let row = sqlx::query(
+            "SELECT name, role, hash, created_at_ms, expires_at_ms, revoked_at_ms, created_by \
+             FROM tokens WHERE hash = $1",
+        )
+        .bind(hash)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(token_row).transpose()
+    }
+
+    async fn tokens(&self) -> Result<Vec<TokenRecord>> {
+        let rows = sqlx::query(
+            "SELECT name, role, hash, created_at_ms, expires_at_ms, revoked_at_ms, created_by \
+             FROM tokens ORDER BY name",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(token_row).collect()
+    }
+
+    async fn revoke_token(&self, name: &str, at_ms: i64, audit: &PendingAudit) -> Result<bool> {
+        let mut tail = self.tail.lock().await;
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let done = sqlx::query(
+            "UPDATE tokens SET revoked_at_ms = $1 WHERE name = $2 AND revoked_at_ms IS NULL",
+        )
+        .bind(at_ms)
+        .bind(name)
+        .execute(&mut *tx)
+        .await?;
+        if done.rows_affected() != 1 {
+            return Ok(false);
+        }
+        let new_tail = append_audit(&mut tx, *tail, &[audit]).await?;
+        tx.commit().await?;
+        *tail = new_tail;
+        Ok(true)
+    }
+}
+
+fn token_row(row: &sqlx::sqlite::SqliteRow) -> Result<TokenRecord> {
+    Ok(TokenRecord {
+        name: row.try_get("name")?,
+        role: row.try_get("role")?,
+        hash: row.try_get("hash")?,
+        created_at_ms: row.try_get("created_at_ms")?,
+        expires_at_ms: row.try_get("expires_at_ms")?,
+        revoked_at_ms: row.try_get("revoked_at_ms")?,
+        created_by: row.try_get("created_by")?,
+    })
 }

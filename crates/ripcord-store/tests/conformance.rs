@@ -3,7 +3,7 @@
 
 use ripcord_store::{
     Batch, DecisionEntry, Doc, JournalEntry, OutboxCounts, OutboxEntry, PendingAudit,
-    ReleaseRecord, Sink, SqliteStore, Store, Timer, TimerChange, VersionRecord,
+    ReleaseRecord, Sink, SqliteStore, Store, Timer, TimerChange, TokenRecord, VersionRecord,
 };
 
 fn audit(action: &str) -> PendingAudit {
@@ -410,6 +410,65 @@ async fn documents_upsert_and_timers_come_due(store: &dyn Store) {
     assert_eq!(store.integrity().await.unwrap(), Vec::<String>::new());
 }
 
+fn token(name: &str, hash: &str) -> TokenRecord {
+    TokenRecord {
+        name: name.into(),
+        role: "operator".into(),
+        hash: hash.into(),
+        created_at_ms: 5_000,
+        expires_at_ms: Some(9_000),
+        revoked_at_ms: None,
+        created_by: "admin".into(),
+    }
+}
+
+/// Tokens: names are unique, lookup is by hash, revocation happens once and
+/// each change is audited (a refused one is not).
+async fn tokens_are_unique_found_by_hash_and_revoked_once(store: &dyn Store) {
+    let before = store.audit(1, 1_000).await.unwrap().len();
+    let ana = token("ana", &"a".repeat(64));
+    assert!(store.put_token(&ana, &audit("token.create")).await.unwrap());
+    let mut other = token("ana", &"b".repeat(64));
+    other.role = "admin".into();
+    assert!(
+        !store
+            .put_token(&other, &audit("token.create"))
+            .await
+            .unwrap()
+    );
+    let mut bo = token("bo", &"c".repeat(64));
+    bo.expires_at_ms = None;
+    assert!(store.put_token(&bo, &audit("token.create")).await.unwrap());
+    assert_eq!(
+        store.token_by_hash(&"a".repeat(64)).await.unwrap(),
+        Some(ana.clone())
+    );
+    assert_eq!(store.token_by_hash(&"b".repeat(64)).await.unwrap(), None);
+    assert_eq!(store.tokens().await.unwrap(), vec![ana.clone(), bo.clone()]);
+    assert!(
+        store
+            .revoke_token("ana", 7_000, &audit("token.revoke"))
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .revoke_token("ana", 8_000, &audit("token.revoke"))
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .revoke_token("nobody", 8_000, &audit("token.revoke"))
+            .await
+            .unwrap()
+    );
+    let revoked = store.token_by_hash(&"a".repeat(64)).await.unwrap().unwrap();
+    assert_eq!(revoked.revoked_at_ms, Some(7_000));
+    let after = store.audit(1, 1_000).await.unwrap().len();
+    assert_eq!(after - before, 3, "two creations and one revocation");
+}
+
 async fn conformance(store: &dyn Store) {
     policies_are_versioned(store).await;
     versions_are_immutable(store).await;
@@ -419,6 +478,8 @@ async fn conformance(store: &dyn Store) {
     sinks_are_replaced_as_a_set(store).await;
     the_audit_log_is_a_verifiable_chain_of_every_change(store).await;
     documents_upsert_and_timers_come_due(store).await;
+    // After the audit check, which counts the records before it.
+    tokens_are_unique_found_by_hash_and_revoked_once(store).await;
 }
 
 #[tokio::test]
@@ -443,4 +504,41 @@ async fn sqlite_file_conforms_and_keeps_everything_across_reopening() {
             .unwrap(),
         3
     );
+}
+
+/// `ripcord token` opens the store file while the server has it open: the
+/// audit chain must continue from what is stored, not from either
+/// process's memory.
+#[tokio::test]
+async fn two_stores_on_one_file_append_to_one_chain() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("ripcord.db");
+    let server = SqliteStore::open(&path).await.unwrap();
+    let cli = SqliteStore::open(&path).await.unwrap();
+    server
+        .put_policy("svc", "a: 1", "t", &audit("policy.put"))
+        .await
+        .unwrap();
+    assert!(
+        cli.put_token(&token("ana", &"a".repeat(64)), &audit("token.create"))
+            .await
+            .unwrap()
+    );
+    let batch = Batch {
+        audit: vec![audit("decision.x")],
+        ..Batch::default()
+    };
+    server.commit(&[batch]).await.unwrap();
+    let key = ed25519_dalek::SigningKey::from_bytes(&[7; 32]);
+    let sign = |upto, head: [u8; 32]| ripcord_core::audit::checkpoint_detail(&key, upto, &head);
+    let signed = server.checkpoint(2_000, 0, &sign).await.unwrap();
+    assert_eq!(signed, Some(3), "the checkpoint covers the CLI's record");
+    let text: String = cli
+        .audit(1, 100)
+        .await
+        .unwrap()
+        .iter()
+        .map(|l| format!("{}\n", l.line))
+        .collect();
+    assert_eq!(ripcord_core::audit::verify(&text).unwrap().records, 4);
 }

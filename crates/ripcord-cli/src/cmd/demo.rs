@@ -230,6 +230,7 @@ async fn narrate(api: &Api, start: Instant, cursor: i64) -> anyhow::Result<i64> 
             "{}/v1/decisions?service={SERVICE}&after={cursor}",
             api.base
         ))
+        .bearer_auth(&api.token)
         .send()
         .await?;
     let next = response

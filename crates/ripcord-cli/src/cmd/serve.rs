@@ -7,8 +7,11 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+use std::collections::BTreeMap;
+
 use anyhow::Context;
 use clap::Args;
+use ripcord_server::auth::{RoleSpec, Roles};
 use serde::Deserialize;
 
 #[derive(Args)]
@@ -30,17 +33,35 @@ pub struct ServeArgs {
 /// `ripcord.yaml`.
 #[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
-struct FileConfig {
-    data_dir: Option<PathBuf>,
+pub struct FileConfig {
+    pub data_dir: Option<PathBuf>,
     listen: Option<SocketAddr>,
     policies: Option<PathBuf>,
+    /// Custom roles: `auditor: {inherits: viewer, permissions: [audit_read]}`.
+    #[serde(default)]
+    roles: BTreeMap<String, RoleSpec>,
 }
 
-fn read_config(explicit: Option<&Path>) -> anyhow::Result<FileConfig> {
-    let path = match explicit {
-        Some(p) => p.to_path_buf(),
-        None if Path::new("ripcord.yaml").exists() => PathBuf::from("ripcord.yaml"),
-        None => return Ok(FileConfig::default()),
+impl FileConfig {
+    /// The built-in roles and the file's own; errors name the key.
+    pub fn roles(&self, origin: &Path) -> anyhow::Result<Roles> {
+        Roles::with_custom(&self.roles).map_err(|e| anyhow::anyhow!("{}: {e}", origin.display()))
+    }
+}
+
+/// The config file in use: the explicit one, else `./ripcord.yaml` if it
+/// exists.
+pub fn config_path(explicit: Option<&Path>) -> Option<PathBuf> {
+    match explicit {
+        Some(p) => Some(p.to_path_buf()),
+        None if Path::new("ripcord.yaml").exists() => Some(PathBuf::from("ripcord.yaml")),
+        None => None,
+    }
+}
+
+pub fn read_config(explicit: Option<&Path>) -> anyhow::Result<FileConfig> {
+    let Some(path) = config_path(explicit) else {
+        return Ok(FileConfig::default());
     };
     let text =
         std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
@@ -49,6 +70,10 @@ fn read_config(explicit: Option<&Path>) -> anyhow::Result<FileConfig> {
 
 pub fn config(args: ServeArgs) -> anyhow::Result<ripcord_server::Config> {
     let file = read_config(args.config.as_deref())?;
+    let roles = match config_path(args.config.as_deref()) {
+        Some(path) => file.roles(&path)?,
+        None => Roles::built_in(),
+    };
     let data_dir = args
         .data_dir
         .or(file.data_dir)
@@ -59,6 +84,7 @@ pub fn config(args: ServeArgs) -> anyhow::Result<ripcord_server::Config> {
         .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 7070)));
     let mut config = ripcord_server::Config::new(data_dir, listen);
     config.policies = args.policies.or(file.policies);
+    config.roles = roles;
     Ok(config)
 }
 
@@ -139,6 +165,30 @@ mod tests {
         let c = config(a).unwrap();
         assert_eq!(c.listen.to_string(), "127.0.0.1:7171");
         assert_eq!(c.data_dir, PathBuf::from("/srv/ripcord"));
+    }
+
+    #[test]
+    fn custom_roles_come_from_the_config_file_and_mistakes_name_the_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("ripcord.yaml");
+        std::fs::write(
+            &file,
+            "roles:\n  auditor: {inherits: viewer, permissions: [audit_read]}\n",
+        )
+        .unwrap();
+        let mut a = args();
+        a.config = Some(file.clone());
+        let c = config(a).unwrap();
+        let auditor = c.roles.permissions("auditor").unwrap();
+        assert_eq!(auditor.len(), 2);
+        std::fs::write(&file, "roles:\n  auditor: {permissions: [audit_raed]}\n").unwrap();
+        let mut a = args();
+        a.config = Some(file);
+        let err = config(a).err().unwrap().to_string();
+        assert!(
+            err.contains("ripcord.yaml: roles.auditor.permissions[0]: unknown permission \"audit_raed\"; did you mean \"audit_read\"?"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -141,7 +141,12 @@ async fn check(response: reqwest::Response, what: &str) -> anyhow::Result<Value>
 }
 
 pub async fn get_json(c: &reqwest::Client, s: &Serve, path: &str) -> anyhow::Result<Value> {
-    check(c.get(s.url(path)).send().await?, path).await
+    let response = c
+        .get(s.url(path))
+        .header("authorization", s.auth())
+        .send()
+        .await?;
+    check(response, path).await
 }
 
 /// Policy, two versions (`v1`, `v2`), optional webhook sink, and a release
@@ -206,6 +211,7 @@ pub async fn decisions(
 ) -> anyhow::Result<Vec<String>> {
     let response = c
         .get(s.url(&format!("/v1/decisions?service={service}")))
+        .header("authorization", s.auth())
         .send()
         .await?;
     if !response.status().is_success() {

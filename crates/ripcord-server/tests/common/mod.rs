@@ -111,7 +111,12 @@ impl Running {
     }
 
     pub async fn get_json(&self, path: &str) -> Result<Value> {
-        let r = self.http.get(self.url(path)).send().await?;
+        let r = self
+            .http
+            .get(self.url(path))
+            .bearer_auth(&self.token)
+            .send()
+            .await?;
         assert_eq!(r.status(), 200, "GET {path}");
         Ok(r.json().await?)
     }

@@ -1,0 +1,222 @@
+//! Who is asking and what they may do.
+//!
+//! A request's bearer token resolves to a [`Principal`] (a name and a
+//! role): either the admin token kept in `<data-dir>/admin.token` (made on
+//! first start, mode 0600; principal `admin`, role `admin`) or a token from
+//! the store's `tokens` table (`ripcord token create`, `POST /v1/tokens`).
+//! Only SHA-256 digests of tokens are kept, and digests are compared in
+//! constant time. The route table ([`routes`]) says which [`Permission`]
+//! each route needs and the role table ([`Roles`]) which permissions each
+//! role has; the middleware ([`http::authorize`]) joins the two.
+
+pub mod http;
+pub mod roles;
+pub mod routes;
+pub mod tokens;
+
+use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+
+use ripcord_core::Time;
+use ripcord_store::Store;
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+
+pub use roles::{Permission, RoleError, RoleSpec, Roles};
+
+use crate::error::ApiError;
+
+/// The principal and role of the admin token file.
+pub const ADMIN: &str = "admin";
+
+/// Who made a request: the token's name and its role. The auth middleware
+/// puts it into the request's extensions; handlers that change anything
+/// take `Extension<Principal>` and record `name` in the audit log.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Principal {
+    pub name: String,
+    pub role: String,
+}
+
+/// The tokens a server accepts and the roles it knows.
+pub struct Tokens {
+    admin: [u8; 32],
+    pub roles: Roles,
+}
+
+/// Where the admin token lives, and whether this start created it.
+pub struct Issued {
+    pub tokens: Tokens,
+    pub path: PathBuf,
+    pub created: bool,
+}
+
+/// SHA-256 of a token as presented (surrounding white space ignored).
+pub fn digest(token: &str) -> [u8; 32] {
+    Sha256::digest(token.trim().as_bytes()).into()
+}
+
+/// A new random token: `rc_` and 64 hex digits.
+pub fn new_token() -> std::io::Result<String> {
+    Ok(format!("rc_{}", ripcord_core::audit::hex(&random_32()?)))
+}
+
+impl Tokens {
+    /// Reads the admin token from the data dir, creating it if missing.
+    pub fn load_or_create(data_dir: &Path, roles: Roles) -> std::io::Result<Issued> {
+        let path = data_dir.join("admin.token");
+        if let Ok(text) = std::fs::read_to_string(&path) {
+            return Ok(Issued {
+                tokens: Tokens {
+                    admin: digest(&text),
+                    roles,
+                },
+                path,
+                created: false,
+            });
+        }
+        let token = new_token()?;
+        write_private(&path, &token)?;
+        Ok(Issued {
+            tokens: Tokens {
+                admin: digest(&token),
+                roles,
+            },
+            path,
+            created: true,
+        })
+    }
+
+    /// The principal an `Authorization` header value stands for, looked
+    /// up on every request so that a revocation counts from the next one.
+    /// 401 when there is no valid token.
+    pub async fn authenticate(
+        &self,
+        store: &dyn Store,
+        authorization: Option<&str>,
+        now: Time,
+    ) -> Result<Principal, ApiError> {
+        let Some(token) = authorization.and_then(bearer) else {
+            return Err(ApiError::unauthorized(
+                "Authorization: a bearer token is required (`ripcord token create`, or the admin \
+                 token in <data-dir>/admin.token)",
+            ));
+        };
+        let presented = digest(token);
+        if bool::from(presented.ct_eq(&self.admin)) {
+            return Ok(Principal {
+                name: ADMIN.into(),
+                role: ADMIN.into(),
+            });
+        }
+        let hash = ripcord_core::audit::hex(&presented);
+        let found = store.token_by_hash(&hash).await?;
+        // The lookup is by digest; the comparison that decides is the
+        // constant-time one.
+        let record = found.filter(|r| {
+            ripcord_core::audit::unhex::<32>(&r.hash)
+                .is_some_and(|stored| bool::from(stored.ct_eq(&presented)))
+        });
+        let Some(record) = record else {
+            return Err(ApiError::unauthorized(
+                "Authorization: the bearer token is not one this server issued",
+            ));
+        };
+        if let Some(at) = record.revoked_at_ms {
+            return Err(ApiError::unauthorized(format!(
+                "Authorization: token revoked at {} (token \"{}\")",
+                Time(at).to_rfc3339(),
+                record.name
+            )));
+        }
+        if let Some(at) = record.expires_at_ms.filter(|at| *at <= now.0) {
+            return Err(ApiError::unauthorized(format!(
+                "Authorization: token expired at {} (token \"{}\")",
+                Time(at).to_rfc3339(),
+                record.name
+            )));
+        }
+        Ok(Principal {
+            name: record.name,
+            role: record.role,
+        })
+    }
+
+    /// 403 unless the principal's role has the permission; `what` names
+    /// what was asked, for the message.
+    pub fn require(
+        &self,
+        principal: &Principal,
+        permission: Permission,
+        what: &str,
+    ) -> Result<(), ApiError> {
+        if self.roles.permissions(&principal.role).is_none() {
+            return Err(ApiError::forbidden(format!(
+                "role \"{}\" of token \"{}\" is not defined in this server's config",
+                principal.role, principal.name
+            )));
+        }
+        if self.roles.allows(&principal.role, permission) {
+            return Ok(());
+        }
+        Err(ApiError::forbidden(format!(
+            "role \"{}\" lacks permission \"{permission}\", which {what} needs",
+            principal.role
+        )))
+    }
+}
+
+/// The token of an `Authorization` value; the scheme is case-insensitive
+/// (RFC 9110).
+fn bearer(header: &str) -> Option<&str> {
+    let (scheme, token) = header.split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then_some(token)
+}
+
+/// The audit log's signing key: 32 random bytes, hex, in
+/// `<data-dir>/audit.key` (mode 0600), made on first start.
+pub fn audit_key(data_dir: &Path) -> std::io::Result<ed25519_dalek::SigningKey> {
+    let path = data_dir.join("audit.key");
+    if let Ok(text) = std::fs::read_to_string(&path) {
+        let seed = ripcord_core::audit::unhex::<32>(text.trim()).ok_or_else(|| {
+            std::io::Error::other(format!("{}: not 64 hex digits", path.display()))
+        })?;
+        return Ok(ed25519_dalek::SigningKey::from_bytes(&seed));
+    }
+    let seed = random_32()?;
+    write_private(&path, &ripcord_core::audit::hex(&seed))?;
+    Ok(ed25519_dalek::SigningKey::from_bytes(&seed))
+}
+
+fn random_32() -> std::io::Result<[u8; 32]> {
+    let mut bytes = [0u8; 32];
+    getrandom::fill(&mut bytes).map_err(std::io::Error::other)?;
+    Ok(bytes)
+}
+
+/// Writes a secret to a new file only its owner can read, durably.
+fn write_private(path: &Path, secret: &str) -> std::io::Result<()> {
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)?;
+    writeln!(file, "{secret}")?;
+    file.sync_all()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_bearer_scheme_is_case_insensitive_and_nothing_else_passes() {
+        assert_eq!(bearer("Bearer rc_1"), Some("rc_1"));
+        assert_eq!(bearer("bearer rc_1"), Some("rc_1"));
+        assert_eq!(bearer("BEARER rc_1"), Some("rc_1"));
+        assert_eq!(bearer("Basic cmM6MQ=="), None);
+        assert_eq!(bearer("Bearerrc_1"), None);
+        assert_eq!(bearer("rc_1"), None);
+    }
+}
