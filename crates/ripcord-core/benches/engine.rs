@@ -101,6 +101,7 @@ fn policy() -> Policy {
             promotion: Promotion::Manual,
         },
         srm: SrmCheck::default(),
+        governance: Governance::default(),
     }
 }
 

@@ -153,6 +153,7 @@ fn approval_policy(on_timeout: OnTimeout) -> Policy {
         role: "safety-lead".into(),
         within: Dur::from_mins(15),
         on_timeout,
+        quorum: 1,
     };
     p
 }
@@ -262,6 +263,7 @@ fn a_critical_trigger_overrides_a_pending_approval() {
         role: "safety-lead".into(),
         within: Dur::from_mins(60),
         on_timeout: OnTimeout::Hold,
+        quorum: 1,
     };
     p.triggers
         .push(rollback_trigger("hallucinations", 1, &[(1.0, 1)]));

@@ -886,6 +886,7 @@ impl Engine {
             role,
             within,
             on_timeout,
+            ..
         } = &trigger.approval
         else {
             return;

@@ -14,6 +14,7 @@
 //! - confidences are in (0, 1); bounds are finite; score ranges have min < max.
 
 pub mod diagnostic;
+pub mod governance;
 pub mod load;
 pub mod raw;
 pub mod scenario;
@@ -24,6 +25,7 @@ pub mod yaml;
 use crate::time::Dur;
 
 pub use diagnostic::{Diagnostic, Diagnostics};
+pub use governance::Governance;
 pub use load::{load_policy, policy_json_schema};
 pub use scenario::Scenario;
 
@@ -37,6 +39,8 @@ pub struct Policy {
     pub triggers: Vec<Trigger>,
     pub rollout: Rollout,
     pub srm: SrmCheck,
+    /// Decision rights, incident rules, playbooks, templates, evidence.
+    pub governance: Governance,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -235,6 +239,8 @@ pub enum Approval {
         role: String,
         within: Dur,
         on_timeout: OnTimeout,
+        /// Distinct approvers needed; at least 1.
+        quorum: u32,
     },
 }
 
