@@ -528,3 +528,30 @@ fn an_unknown_top_level_section_suggests_the_governance_one() {
         ["8:1 : unknown field `playbook` [did you mean `playbooks`?]"]
     );
 }
+
+#[test]
+fn the_governance_blocks_of_the_reference_are_valid() {
+    let path = format!("{}/../../docs/policy.md", env!("CARGO_MANIFEST_DIR"));
+    let text = std::fs::read_to_string(path).unwrap();
+    let sections = [
+        "rights:",
+        "incidents:",
+        "playbooks:",
+        "templates:",
+        "evidence:",
+    ];
+    let blocks: Vec<&str> = text
+        .split("```yaml\n")
+        .skip(1)
+        .filter_map(|b| b.split("```").next())
+        .filter(|b| sections.iter().any(|s| b.starts_with(s)))
+        .collect();
+    assert_eq!(blocks.len(), 5);
+    let src = format!(
+        "service: s\nscenario: conversational-agent\n{}",
+        blocks.concat()
+    );
+    if let Err(d) = load_policy(&src, "docs/policy.md") {
+        panic!("{d}");
+    }
+}
