@@ -101,7 +101,7 @@ fn policy() -> Policy {
             promotion: Promotion::Manual,
         },
         srm: SrmCheck::default(),
-        governance: Default::default(),
+        governance: Governance::default(),
     }
 }
 

@@ -101,7 +101,7 @@ fn the_conversational_agent_example_says_what_it_means() {
     assert_eq!(
         degraded.approval,
         Approval::Role {
-            role: "release-manager".into(),
+            role: "release_manager".into(),
             within: Dur::from_mins(15),
             on_timeout: OnTimeout::Proceed,
             quorum: 1,
@@ -333,6 +333,29 @@ fn the_schema_names_every_field_the_loader_accepts() {
         "hold",
         "promotion",
         "watch_after_promotion",
+        "quorum",
+        "rights",
+        "roles",
+        "separation",
+        "incidents",
+        "ack",
+        "escalation",
+        "after",
+        "channels",
+        "template",
+        "status_every",
+        "playbooks",
+        "owner",
+        "checks",
+        "templates",
+        "audience",
+        "subject",
+        "body",
+        "evidence",
+        "sample",
+        "redact",
+        "drop",
+        "hash",
     ] {
         assert!(schema.contains(field), "schema lacks {field}");
     }
@@ -373,6 +396,12 @@ fn the_schema_refuses_what_the_loader_refuses() {
         "service: x\nrollout: {steps: [{share: 1.5}]}\n",
         "service: x\ntriggers:\n  t: {when: c, action: explode}\n",
         "servise: x\n",
+        "service: x\nrights:\n  rollback: {roles: [rm], quorom: 2, within: 1m, on_timeout: hold}\n",
+        "service: x\nrights:\n  rollback: {roles: [rm], quorum: 0, within: 1m, on_timeout: hold}\n",
+        "service: x\nrights:\n  explode: {roles: [rm], within: 1m, on_timeout: hold}\n",
+        "service: x\nplaybooks:\n  p: {steps: [{name: a, kind: check, owner: op, within: 1m, checks: [vibes]}]}\n",
+        "service: x\ntemplates:\n  t: {audience: everyone, body: hi}\n",
+        "service: x\nevidence: {redact: {drop: [\"a..b\"]}}\n",
     ] {
         assert!(
             validate_against_schema(bad).is_err(),

@@ -85,7 +85,7 @@ pub fn relative_policy(max_ratio: f64) -> Policy {
             count: SrmCount::Outputs,
             ..SrmCheck::default()
         },
-        governance: Default::default(),
+        governance: Governance::default(),
     }
 }
 

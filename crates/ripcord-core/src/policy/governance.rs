@@ -1,21 +1,53 @@
-//! Governance in the policy: who may decide what (decision rights), how an
-//! incident is acknowledged and escalated, its playbooks, communication
-//! templates and what the evidence bundle keeps.
+//! Governance: who may decide what, how incidents are acknowledged and
+//! escalated, the playbooks people follow, the templates they send, and what
+//! evidence is kept.
+//!
+//! These are validated types like the rest of [`super`]: the loader
+//! (`load/governance.rs`) is their constructor. The engine does not read
+//! them; the server does (approvals, incidents, notifications, evidence).
+//! Channel and role names are plain strings here because both are defined in
+//! the server's configuration, which the policy does not see.
 
-use crate::policy::{OnTimeout, Severity};
+use super::{OnTimeout, Severity};
 use crate::time::Dur;
 
+/// The governance sections of a policy; [`Default`] when it has none.
 #[derive(Clone, Debug, PartialEq, Default)]
 pub struct Governance {
     /// Decision rights for person-requested actions.
     pub rights: Vec<Right>,
     pub incidents: IncidentRules,
     pub playbooks: Vec<Playbook>,
-    /// Overrides of, and additions to, the built-in templates.
+    /// Overrides of and additions to the built-in templates.
     pub templates: Vec<TemplateDef>,
     pub evidence: EvidenceRules,
 }
 
+impl Governance {
+    /// The decision right for `action`, if the policy declares one.
+    pub fn right(&self, action: ActionName) -> Option<&Right> {
+        self.rights.iter().find(|r| r.action == action)
+    }
+
+    /// The playbooks that apply when `trigger` fires, in policy order. A
+    /// playbook without `triggers` applies to every trigger.
+    pub fn playbooks_for<'a>(&'a self, trigger: &'a str) -> impl Iterator<Item = &'a Playbook> {
+        self.playbooks
+            .iter()
+            .filter(move |p| p.triggers.is_empty() || p.triggers.iter().any(|t| t == trigger))
+    }
+
+    /// The policy's own template of this name (a built-in one is not here).
+    pub fn template(&self, name: &str) -> Option<&TemplateDef> {
+        self.templates.iter().find(|t| t.name == name)
+    }
+}
+
+/// The templates every server has, which a policy may name without
+/// declaring (and may override under the same name).
+pub const BUILTIN_TEMPLATES: &[&str] = &["oncall", "stakeholders", "status_page"];
+
+/// An action a person requests (and others may have to approve).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum ActionName {
     Promote,
@@ -26,6 +58,14 @@ pub enum ActionName {
 }
 
 impl ActionName {
+    pub const ALL: [ActionName; 5] = [
+        ActionName::Promote,
+        ActionName::Rollback,
+        ActionName::ReRelease,
+        ActionName::Pause,
+        ActionName::Resume,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             ActionName::Promote => "promote",
@@ -37,26 +77,21 @@ impl ActionName {
     }
 
     pub fn parse(name: &str) -> Option<ActionName> {
-        [
-            ActionName::Promote,
-            ActionName::Rollback,
-            ActionName::ReRelease,
-            ActionName::Pause,
-            ActionName::Resume,
-        ]
-        .into_iter()
-        .find(|a| a.as_str() == name)
+        Self::ALL.into_iter().find(|a| a.as_str() == name)
     }
 }
 
-/// Who may approve a person-requested action, and how many of them.
+/// Who may approve an action, how many must, and what a silent window means.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Right {
     pub action: ActionName,
+    /// Roles whose members may approve; any one of them counts.
     pub roles: Vec<String>,
+    /// Distinct approvers needed; at least 1.
     pub quorum: u32,
-    /// The requester cannot approve their own request.
+    /// Separation of duties: the requester's approval does not count.
     pub separation: bool,
+    /// How long the approvals may take, from the request.
     pub within: Dur,
     pub on_timeout: OnTimeout,
 }
@@ -64,15 +99,15 @@ pub struct Right {
 #[derive(Clone, Debug, PartialEq, Default)]
 pub struct IncidentRules {
     pub ack: AckDeadlines,
-    /// Level 0 is notified when the incident opens; level n after its
-    /// `after` without an acknowledgement.
+    /// Level 0 is notified when the incident opens; level n once `after`
+    /// has passed without an acknowledgement. `after` never decreases.
     pub escalation: Vec<EscalationLevel>,
-    /// A status update is due this often while the incident is open; a
-    /// missed one escalates.
+    /// While open, a status update is due this often; a missed one escalates.
     pub status_every: Option<Dur>,
 }
 
-#[derive(Clone, Debug, PartialEq)]
+/// How long an incident of each severity may stay unacknowledged.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct AckDeadlines {
     pub critical: Dur,
     pub major: Dur,
@@ -82,9 +117,9 @@ pub struct AckDeadlines {
 impl Default for AckDeadlines {
     fn default() -> Self {
         AckDeadlines {
-            critical: Dur::from_secs(5 * 60),
-            major: Dur::from_secs(15 * 60),
-            minor: Dur::from_secs(60 * 60),
+            critical: Dur::from_mins(5),
+            major: Dur::from_mins(15),
+            minor: Dur::from_mins(60),
         }
     }
 }
@@ -101,23 +136,27 @@ impl AckDeadlines {
 
 #[derive(Clone, Debug, PartialEq)]
 pub struct EscalationLevel {
+    /// From incident open.
     pub after: Dur,
+    /// Names of channels in the server configuration.
     pub channels: Vec<String>,
+    /// `None`: the server's default for the audience (on-call).
     pub template: Option<String>,
 }
 
 #[derive(Clone, Debug, PartialEq)]
 pub struct Playbook {
     pub name: String,
-    /// Empty: every trigger.
+    /// Names of the policy's triggers; empty means every trigger.
     pub triggers: Vec<String>,
+    /// In order; names are unique within the playbook.
     pub steps: Vec<PlaybookStep>,
 }
 
 #[derive(Clone, Debug, PartialEq)]
 pub struct PlaybookStep {
     pub name: String,
-    /// The role that owns the step.
+    /// The role responsible for the step.
     pub owner: String,
     /// Due this long after the incident opens.
     pub within: Dur,
@@ -126,23 +165,23 @@ pub struct PlaybookStep {
 
 #[derive(Clone, Debug, PartialEq)]
 pub enum StepKind {
+    /// A person marks it done, with a note.
     Manual,
-    Action {
-        action: ActionName,
-    },
+    /// A release action, requested under the action's decision right.
+    Action { action: ActionName },
+    /// Send a template to channels.
     Communicate {
         template: String,
         channels: Vec<String>,
     },
-    Check {
-        checks: Vec<CheckKind>,
-    },
-    Verify {
-        hold: Dur,
-    },
+    /// Data-integrity checks run by the server.
+    Check { checks: Vec<CheckKind> },
+    /// The baseline's criteria must hold for `hold` after the rollback.
+    Verify { hold: Dur },
 }
 
 impl StepKind {
+    /// The name used in the policy (`kind: ...`).
     pub fn as_str(&self) -> &'static str {
         match self {
             StepKind::Manual => "manual",
@@ -154,17 +193,23 @@ impl StepKind {
     }
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum CheckKind {
     /// No acknowledged event was lost across the rollback.
     EventsKept,
     /// Every unit is now assigned the baseline.
     BaselineAssigned,
-    /// The store's file and audit chain are sound.
+    /// The store's own integrity check (and the audit chain) pass.
     StoreIntegrity,
 }
 
 impl CheckKind {
+    pub const ALL: [CheckKind; 3] = [
+        CheckKind::EventsKept,
+        CheckKind::BaselineAssigned,
+        CheckKind::StoreIntegrity,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             CheckKind::EventsKept => "events_kept",
@@ -174,6 +219,8 @@ impl CheckKind {
     }
 }
 
+/// A communication template; `subject` and `body` are Jinja (minijinja)
+/// source, checked for syntax by the loader and rendered by the server.
 #[derive(Clone, Debug, PartialEq)]
 pub struct TemplateDef {
     pub name: String,
@@ -182,20 +229,37 @@ pub struct TemplateDef {
     pub body: String,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Audience {
     Oncall,
     Stakeholders,
     StatusPage,
 }
 
+impl Audience {
+    pub const ALL: [Audience; 3] = [
+        Audience::Oncall,
+        Audience::Stakeholders,
+        Audience::StatusPage,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Audience::Oncall => "oncall",
+            Audience::Stakeholders => "stakeholders",
+            Audience::StatusPage => "status_page",
+        }
+    }
+}
+
+/// What an evidence bundle keeps of the raw events.
 #[derive(Clone, Debug, PartialEq)]
 pub struct EvidenceRules {
-    /// Raw events kept per release in the evidence reservoir.
+    /// Size of the reservoir sample of raw events.
     pub sample: usize,
-    /// Dotted field paths removed from sampled events.
+    /// Dotted field paths in the raw event JSON to remove, e.g. `prompt`.
     pub drop: Vec<String>,
-    /// Dotted field paths replaced by the SHA-256 of their value.
+    /// Dotted field paths to replace by their SHA-256, e.g. `segment.user`.
     pub hash: Vec<String>,
 }
 
@@ -206,22 +270,5 @@ impl Default for EvidenceRules {
             drop: Vec::new(),
             hash: Vec::new(),
         }
-    }
-}
-
-impl Governance {
-    pub fn right(&self, action: ActionName) -> Option<&Right> {
-        self.rights.iter().find(|r| r.action == action)
-    }
-
-    /// Playbooks that apply when `trigger` fires.
-    pub fn playbooks_for<'a>(&'a self, trigger: &'a str) -> impl Iterator<Item = &'a Playbook> {
-        self.playbooks
-            .iter()
-            .filter(move |p| p.triggers.is_empty() || p.triggers.iter().any(|t| t == trigger))
-    }
-
-    pub fn template(&self, name: &str) -> Option<&TemplateDef> {
-        self.templates.iter().find(|t| t.name == name)
     }
 }

@@ -7,15 +7,19 @@
 //! so a policy can override or switch off (`name: off`) any default.
 
 use super::diagnostic::{Diagnostic, Diagnostics};
-use super::governance::Governance;
 use super::scenario::Scenario;
 use super::units::{parse_duration, parse_rate};
 use super::yaml::{self, Key, Node, Pos, Source, Value};
 use super::*;
 
+mod governance;
+
 /// Loads and validates a policy; `origin` names the file in messages.
 pub fn load_policy(source: &str, origin: &str) -> Result<Policy, Diagnostics> {
-    let mut cx = Cx::default();
+    let mut cx = Cx {
+        diags: Vec::new(),
+        source: source.to_string(),
+    };
     let policy = match yaml::parse(source) {
         Ok(root) => lower(&mut cx, root),
         Err(e) => {
@@ -41,9 +45,10 @@ pub fn load_policy(source: &str, origin: &str) -> Result<Policy, Diagnostics> {
     }
 }
 
-#[derive(Default)]
 struct Cx {
     diags: Vec<Diagnostic>,
+    /// The policy text, to place errors inside multi-line strings.
+    source: String,
 }
 
 const TOP: &[&str] = &[
@@ -55,6 +60,11 @@ const TOP: &[&str] = &[
     "triggers",
     "rollout",
     "srm",
+    "rights",
+    "incidents",
+    "playbooks",
+    "templates",
+    "evidence",
 ];
 const SIGNAL: &[&str] = &[
     "category",
@@ -388,6 +398,7 @@ fn lower(cx: &mut Cx, root: Node) -> Option<Policy> {
         Some(n) => lower_srm(cx, n),
         None => Some(SrmCheck::default()),
     };
+    let governance = governance::lower_governance(cx, &top, &names(&triggers_node));
     Some(Policy {
         service: service?,
         scenario,
@@ -396,7 +407,7 @@ fn lower(cx: &mut Cx, root: Node) -> Option<Policy> {
         triggers,
         rollout: rollout?,
         srm: srm?,
-        governance: Governance::default(),
+        governance: governance?,
     })
 }
 
@@ -1170,9 +1181,9 @@ fn lower_approval(cx: &mut Cx, node: &Node, path: &str) -> Option<Approval> {
     if matches!(&node.value, Value::Str(s) if s == "none") {
         return Some(Approval::None);
     }
-    let f = cx.fields(node, path, &["role", "within", "on_timeout"])?;
+    let f = cx.fields(node, path, &["role", "within", "on_timeout", "quorum"])?;
     let role = match f.get("role") {
-        Some(n) => cx.string(n, &format!("{path}.role")),
+        Some(n) => governance::role(cx, n, &format!("{path}.role")),
         None => {
             cx.error(node.pos, path, "missing field `role`", None);
             None
@@ -1185,9 +1196,15 @@ fn lower_approval(cx: &mut Cx, node: &Node, path: &str) -> Option<Approval> {
             None
         }
     };
+    let quorum = opt(
+        cx,
+        f.get("quorum"),
+        &format!("{path}.quorum"),
+        governance::lower_quorum,
+        1,
+    );
     let on_timeout = match f.get("on_timeout") {
-        Some(n) => [OnTimeout::Proceed, OnTimeout::Hold]
-            [cx.choice(n, &format!("{path}.on_timeout"), &["proceed", "hold"])?],
+        Some(n) => governance::timeout_choice(cx, n, &format!("{path}.on_timeout")),
         None => {
             cx.error(
                 node.pos,
@@ -1195,14 +1212,14 @@ fn lower_approval(cx: &mut Cx, node: &Node, path: &str) -> Option<Approval> {
                 "missing field `on_timeout`",
                 Some("proceed or hold".into()),
             );
-            return None;
+            None
         }
     };
     Some(Approval::Role {
         role: role?,
         within: within?,
-        on_timeout,
-        quorum: 1,
+        on_timeout: on_timeout?,
+        quorum: quorum?,
     })
 }
 

@@ -39,6 +39,7 @@ pub struct Policy {
     pub triggers: Vec<Trigger>,
     pub rollout: Rollout,
     pub srm: SrmCheck,
+    /// Decision rights, incident rules, playbooks, templates, evidence.
     pub governance: Governance,
 }
 
@@ -238,7 +239,7 @@ pub enum Approval {
         role: String,
         within: Dur,
         on_timeout: OnTimeout,
-        /// Distinct approvers needed.
+        /// Distinct approvers needed; at least 1.
         quorum: u32,
     },
 }

@@ -5,6 +5,8 @@
 
 use serde_json::{Value, json};
 
+use super::governance::{ActionName, CheckKind};
+
 pub fn schema() -> Value {
     let duration = json!({"type": "string", "pattern": "^([0-9.]+(ms|s|m|h|d))+$|^0$",
         "description": "A duration such as 30s, 10m, 1h30m"});
@@ -16,6 +18,8 @@ pub fn schema() -> Value {
     let share = json!({"type": "number", "exclusiveMinimum": 0, "maximum": 1});
     let off =
         json!({"enum": ["off", false], "description": "Switch off a preset's entry of this name"});
+    let role = json!({"type": "string", "pattern": "^[A-Za-z][A-Za-z0-9_-]*$",
+        "description": "A role of the server's configuration"});
     json!({
         "$schema": "https://json-schema.org/draft/2020-12/schema",
         "title": "ripcord policy",
@@ -85,8 +89,10 @@ pub fn schema() -> Value {
                     "approval": {"anyOf": [{"const": "none"}, {
                         "type": "object", "additionalProperties": false,
                         "required": ["role", "within", "on_timeout"],
-                        "properties": {"role": {"type": "string"}, "within": duration.clone(),
-                            "on_timeout": {"enum": ["proceed", "hold"]}}}]},
+                        "properties": {"role": role.clone(), "within": duration.clone(),
+                            "on_timeout": {"enum": ["proceed", "hold"]},
+                            "quorum": {"type": "integer", "minimum": 1,
+                                "description": "Distinct approvers needed (default 1)"}}}]},
                     "description": {"type": "string"}
                 }}]}},
             "rollout": {"type": "object", "additionalProperties": false, "properties": {
@@ -101,7 +107,12 @@ pub fn schema() -> Value {
                 "type": "object", "additionalProperties": false, "properties": {
                     "confidence": confidence, "min_samples": {"type": "integer", "minimum": 0},
                     "count": {"enum": ["units", "outputs"],
-                        "description": "units (each once, when first seen) or outputs (pre-aggregated streams)"}}}]}
+                        "description": "units (each once, when first seen) or outputs (pre-aggregated streams)"}}}]},
+            "rights": rights(&role, &duration),
+            "incidents": incidents(&duration),
+            "playbooks": playbooks(&role, &duration),
+            "templates": templates(),
+            "evidence": evidence()
         },
         "$defs": {
             "condition": {"anyOf": [
@@ -116,4 +127,84 @@ pub fn schema() -> Value {
             ]}
         }
     })
+}
+
+/// `rights:` decision rights per person-requested action.
+fn rights(role: &Value, duration: &Value) -> Value {
+    let right = json!({"type": "object", "additionalProperties": false,
+        "required": ["roles", "within", "on_timeout"],
+        "properties": {
+            "roles": {"type": "array", "minItems": 1, "items": role},
+            "quorum": {"type": "integer", "minimum": 1, "description": "Distinct approvers needed (default 1)"},
+            "separation": {"type": "boolean", "description": "The requester cannot approve (default true)"},
+            "within": duration, "on_timeout": {"enum": ["proceed", "hold"]}}});
+    let properties: serde_json::Map<String, Value> = ActionName::ALL
+        .iter()
+        .map(|a| (a.as_str().to_string(), right.clone()))
+        .collect();
+    json!({"type": "object", "additionalProperties": false, "properties": properties,
+        "description": "Who may approve each person-requested action"})
+}
+
+fn channels() -> Value {
+    json!({"type": "array", "minItems": 1, "items": {"type": "string", "minLength": 1},
+        "description": "Channel names of the server's configuration"})
+}
+
+/// `incidents:` acknowledgement deadlines, escalation, status updates.
+fn incidents(duration: &Value) -> Value {
+    json!({"type": "object", "additionalProperties": false, "properties": {
+        "ack": {"type": "object", "additionalProperties": false, "properties": {
+            "critical": duration, "major": duration, "minor": duration}},
+        "escalation": {"type": "array", "items": {
+            "type": "object", "additionalProperties": false, "required": ["after", "channels"],
+            "properties": {"after": duration, "channels": channels(),
+                "template": {"type": "string", "minLength": 1}}}},
+        "status_every": duration}})
+}
+
+/// `playbooks:` ordered steps per trigger.
+fn playbooks(role: &Value, duration: &Value) -> Value {
+    let checks: Vec<&str> = CheckKind::ALL.iter().map(|c| c.as_str()).collect();
+    let actions: Vec<&str> = ActionName::ALL.iter().map(|a| a.as_str()).collect();
+    let step = json!({"type": "object", "additionalProperties": false,
+        "required": ["name", "kind", "owner", "within"],
+        "properties": {
+            "name": {"type": "string", "minLength": 1},
+            "kind": {"enum": ["manual", "action", "communicate", "check", "verify"]},
+            "owner": role, "within": duration,
+            "action": {"enum": actions},
+            "template": {"type": "string", "minLength": 1},
+            "channels": channels(),
+            "checks": {"type": "array", "minItems": 1, "items": {"enum": checks}},
+            "hold": duration,
+            "description": {"type": "string"}}});
+    json!({"type": "object", "additionalProperties": {
+        "type": "object", "additionalProperties": false, "required": ["steps"],
+        "properties": {
+            "triggers": {"type": "array", "minItems": 1, "items": {"type": "string"},
+                "description": "Triggers the playbook applies to (default: every trigger)"},
+            "steps": {"type": "array", "minItems": 1, "items": step},
+            "description": {"type": "string"}}}})
+}
+
+/// `templates:` Jinja templates per audience.
+fn templates() -> Value {
+    json!({"type": "object", "additionalProperties": {
+        "type": "object", "additionalProperties": false, "required": ["audience", "body"],
+        "properties": {
+            "audience": {"enum": ["oncall", "stakeholders", "status_page"]},
+            "subject": {"type": "string"},
+            "body": {"type": "string", "minLength": 1, "description": "Jinja (minijinja) source"},
+            "description": {"type": "string"}}}})
+}
+
+/// `evidence:` what an incident's evidence bundle keeps of the raw events.
+fn evidence() -> Value {
+    let paths = json!({"type": "array", "items": {"type": "string", "pattern": "^[^.]+(\\.[^.]+)*$"},
+        "description": "Dotted field paths in the raw event, e.g. segment.user"});
+    json!({"type": "object", "additionalProperties": false, "properties": {
+        "sample": {"type": "integer", "minimum": 0, "maximum": 100000},
+        "redact": {"type": "object", "additionalProperties": false, "properties": {
+            "drop": paths.clone(), "hash": paths}}}})
 }
