@@ -40,6 +40,8 @@ enum Command {
     Audit(cmd::audit::AuditArgs),
     /// Run the live service: ingest, releases, assignment, OFREP, webhooks.
     Serve(cmd::serve::ServeArgs),
+    /// Preview incident communication templates.
+    Template(cmd::template::TemplateArgs),
 }
 
 fn main() -> ExitCode {
@@ -53,6 +55,7 @@ fn main() -> ExitCode {
         Command::Serve(args) => cmd::serve::run(args),
         Command::Demo(args) => cmd::demo::run(args),
         Command::Audit(args) => cmd::audit::run(args),
+        Command::Template(args) => cmd::template::run(args),
     };
     match result {
         Ok(code) => code,

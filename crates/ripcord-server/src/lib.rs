@@ -10,11 +10,13 @@ pub mod error;
 pub mod hub;
 pub mod ingest;
 pub mod metrics;
+pub mod notify;
 pub mod ofrep;
 pub mod openapi;
 pub mod webhooks;
 pub mod writer;
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -53,6 +55,9 @@ pub struct Config {
     /// How often a signed checkpoint is added to the audit log (when it
     /// has new records).
     pub checkpoint_every: Duration,
+    /// Notification channels by name (`ripcord.yaml` `channels:`), named
+    /// by policies' escalation levels and communicate steps.
+    pub channels: BTreeMap<String, notify::ChannelConfig>,
 }
 
 impl Config {
@@ -66,6 +71,7 @@ impl Config {
             ingest_slots: api::INGEST_SLOTS,
             request_timeout: REQUEST_TIMEOUT,
             checkpoint_every: Duration::from_secs(60),
+            channels: BTreeMap::new(),
         }
     }
 }
@@ -86,6 +92,7 @@ pub struct Server {
 
 /// Opens the store, recovers, and starts serving.
 pub async fn start(config: Config) -> anyhow::Result<Server> {
+    notify::check_all(&config.channels)?;
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("creating {}", config.data_dir.display()))?;
     let issued = Tokens::load_or_create(&config.data_dir).context("the admin token")?;

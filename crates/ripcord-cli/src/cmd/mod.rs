@@ -7,4 +7,5 @@ pub mod policy;
 pub mod replay;
 pub mod serve;
 pub mod simulate;
+pub mod template;
 pub mod test;

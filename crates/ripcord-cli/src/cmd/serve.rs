@@ -3,12 +3,14 @@
 //! Settings come from flags, then environment variables (`RIPCORD_*`), then
 //! the config file (`ripcord.yaml` by default, if present), then defaults.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::Args;
+use ripcord_server::notify::{ChannelConfig, check_all};
 use serde::Deserialize;
 
 #[derive(Args)]
@@ -34,6 +36,9 @@ struct FileConfig {
     data_dir: Option<PathBuf>,
     listen: Option<SocketAddr>,
     policies: Option<PathBuf>,
+    /// Notification channels by name.
+    #[serde(default)]
+    channels: BTreeMap<String, ChannelConfig>,
 }
 
 fn read_config(explicit: Option<&Path>) -> anyhow::Result<FileConfig> {
@@ -44,7 +49,10 @@ fn read_config(explicit: Option<&Path>) -> anyhow::Result<FileConfig> {
     };
     let text =
         std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
-    serde_saphyr::from_str(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
+    let file: FileConfig =
+        serde_saphyr::from_str(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+    check_all(&file.channels).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+    Ok(file)
 }
 
 pub fn config(args: ServeArgs) -> anyhow::Result<ripcord_server::Config> {
@@ -59,6 +67,7 @@ pub fn config(args: ServeArgs) -> anyhow::Result<ripcord_server::Config> {
         .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 7070)));
     let mut config = ripcord_server::Config::new(data_dir, listen);
     config.policies = args.policies.or(file.policies);
+    config.channels = file.channels;
     Ok(config)
 }
 
