@@ -161,4 +161,39 @@ mod tests {
         assert!(err.contains("data_dri"), "{err}");
         assert!(err.contains("ripcord.yaml"), "{err}");
     }
+
+    #[test]
+    fn channels_come_from_the_config_file_and_are_checked() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("ripcord.yaml");
+        std::fs::write(
+            &file,
+            "channels:\n  page:\n    kind: pagerduty\n    routing_key: k\n  \
+             chat:\n    kind: slack\n    url: https://hooks.slack.com/services/T\n",
+        )
+        .unwrap();
+        let mut a = args();
+        a.config = Some(file.clone());
+        let c = config(a).unwrap();
+        assert_eq!(c.channels.keys().collect::<Vec<_>>(), ["chat", "page"]);
+        assert_eq!(
+            c.channels["page"],
+            ChannelConfig::Pagerduty {
+                url: ripcord_server::notify::PAGERDUTY_URL.into(),
+                routing_key: "k".into()
+            }
+        );
+        std::fs::write(
+            &file,
+            "channels:\n  chat:\n    kind: slack\n    url: nope\n",
+        )
+        .unwrap();
+        let mut a = args();
+        a.config = Some(file);
+        let err = config(a).err().unwrap().to_string();
+        assert!(
+            err.contains("ripcord.yaml: channels.chat.url: must be an http"),
+            "{err}"
+        );
+    }
 }
