@@ -691,3 +691,23 @@ async fn email_goes_out_over_smtp_and_a_temporary_failure_is_retried() -> Result
     }
     Ok(())
 }
+
+#[test]
+fn the_documented_channels_example_is_valid() {
+    let doc = std::fs::read_to_string(repo_root().join("docs/notifications.md")).unwrap();
+    let yaml = doc
+        .split("```yaml\n")
+        .nth(1)
+        .and_then(|rest| rest.split("```").next())
+        .unwrap();
+    #[derive(serde::Deserialize)]
+    struct File {
+        channels: BTreeMap<String, ChannelConfig>,
+    }
+    let file: File = serde_saphyr::from_str(yaml).unwrap();
+    assert_eq!(
+        file.channels.keys().collect::<Vec<_>>(),
+        ["ops-chat", "ops-hook", "pager", "stakeholders-mail"]
+    );
+    assert_eq!(notify::check_all(&file.channels), Ok(()));
+}
