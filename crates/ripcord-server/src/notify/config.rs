@@ -15,8 +15,9 @@ fn pagerduty_url() -> String {
     PAGERDUTY_URL.to_string()
 }
 
-/// One notification channel.
-#[derive(Clone, Debug, PartialEq, Eq, Deserialize, Serialize)]
+/// One notification channel. `Debug` leaves out the webhook secret and the
+/// routing key, so logging a config does not leak them.
+#[derive(Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
 pub enum ChannelConfig {
     /// A Standard Webhooks signed JSON POST (the same signing as the
@@ -40,6 +41,36 @@ pub enum ChannelConfig {
         #[serde(default)]
         starttls: bool,
     },
+}
+
+impl std::fmt::Debug for ChannelConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ChannelConfig::Webhook { url, .. } => f
+                .debug_struct("Webhook")
+                .field("url", url)
+                .field("secret", &"<redacted>")
+                .finish(),
+            ChannelConfig::Slack { url } => f.debug_struct("Slack").field("url", url).finish(),
+            ChannelConfig::Pagerduty { url, .. } => f
+                .debug_struct("Pagerduty")
+                .field("url", url)
+                .field("routing_key", &"<redacted>")
+                .finish(),
+            ChannelConfig::Email {
+                smtp,
+                from,
+                to,
+                starttls,
+            } => f
+                .debug_struct("Email")
+                .field("smtp", smtp)
+                .field("from", from)
+                .field("to", to)
+                .field("starttls", starttls)
+                .finish(),
+        }
+    }
 }
 
 /// How the outbox worker delivers an entry; also the outbox `kind` column.
@@ -154,4 +185,37 @@ fn check_mailbox(address: &str) -> Result<(), String> {
         .parse::<lettre::message::Mailbox>()
         .map(|_| ())
         .map_err(|e| format!("{address:?} is not a mail address: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_output_leaves_out_secrets() {
+        let hook = ChannelConfig::Webhook {
+            url: "http://h/x".into(),
+            secret: "whsec_SECRET".into(),
+        };
+        let pd = ChannelConfig::Pagerduty {
+            url: PAGERDUTY_URL.into(),
+            routing_key: "ROUTING".into(),
+        };
+        let text = format!("{hook:?} {pd:?}");
+        assert!(
+            !text.contains("SECRET") && !text.contains("ROUTING"),
+            "{text}"
+        );
+        assert!(text.contains("http://h/x"), "{text}");
+    }
+
+    #[test]
+    fn smtp_addresses_need_a_host_and_a_port() {
+        assert_eq!(smtp_address("127.0.0.1:25"), Ok(("127.0.0.1".into(), 25)));
+        assert_eq!(smtp_address("[::1]:2525"), Ok(("::1".into(), 2525)));
+        assert!(smtp_address("mail.example.com").is_err());
+        assert!(smtp_address(":25").is_err());
+        assert!(smtp_address("h:0").is_err());
+        assert!(smtp_address("h:99999").is_err());
+    }
 }
