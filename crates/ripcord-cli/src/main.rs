@@ -42,6 +42,8 @@ enum Command {
     Serve(cmd::serve::ServeArgs),
     /// Make, list and revoke API tokens (each has a role).
     Token(cmd::token::TokenArgs),
+    /// Preview incident communication templates.
+    Template(cmd::template::TemplateArgs),
 }
 
 fn main() -> ExitCode {
@@ -56,6 +58,7 @@ fn main() -> ExitCode {
         Command::Demo(args) => cmd::demo::run(args),
         Command::Audit(args) => cmd::audit::run(args),
         Command::Token(args) => cmd::token::run(args),
+        Command::Template(args) => cmd::template::run(args),
     };
     match result {
         Ok(code) => code,

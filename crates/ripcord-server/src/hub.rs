@@ -1007,6 +1007,7 @@ fn delivery(
     OutboxEntry {
         id,
         service: service.to_string(),
+        kind: "webhook".to_string(),
         url: sink.url.clone(),
         secret: sink.secret.clone(),
         payload: payload.to_string(),

@@ -16,12 +16,14 @@ pub mod incidents;
 pub mod incidents_api;
 pub mod ingest;
 pub mod metrics;
+pub mod notify;
 pub mod notify_bridge;
 pub mod ofrep;
 pub mod openapi;
 pub mod webhooks;
 pub mod writer;
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -62,6 +64,9 @@ pub struct Config {
     pub checkpoint_every: Duration,
     /// The built-in roles and the config's custom ones (`roles:`).
     pub roles: Roles,
+    /// Notification channels by name (`ripcord.yaml` `channels:`), named
+    /// by policies' escalation levels and communicate steps.
+    pub channels: BTreeMap<String, notify::ChannelConfig>,
 }
 
 impl Config {
@@ -76,6 +81,7 @@ impl Config {
             request_timeout: REQUEST_TIMEOUT,
             checkpoint_every: Duration::from_secs(60),
             roles: Roles::built_in(),
+            channels: BTreeMap::new(),
         }
     }
 }
@@ -96,6 +102,7 @@ pub struct Server {
 
 /// Opens the store, recovers, and starts serving.
 pub async fn start(config: Config) -> anyhow::Result<Server> {
+    notify::check_all(&config.channels)?;
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("creating {}", config.data_dir.display()))?;
     let issued = Tokens::load_or_create(&config.data_dir, config.roles.clone())

@@ -3,6 +3,10 @@
 //! v1,<base64 HMAC-SHA256 of "id.timestamp.body">`, keyed by the sink's
 //! `whsec_` secret. At least once: an entry leaves the outbox only after a
 //! 2xx answer; failures are retried with exponential backoff.
+//!
+//! The same worker delivers incident notifications (`notify`): each outbox
+//! entry has a kind, `webhook` (signed), `slack` and `pagerduty` (plain JSON
+//! POST) or `email` (SMTP), with the same retries and error recording.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -15,6 +19,7 @@ use sha2::Sha256;
 
 use crate::hub::wall_now;
 use crate::metrics;
+use crate::notify::ChannelKind;
 
 /// The first retry waits this long; each further one twice as long.
 const FIRST_RETRY_MS: i64 = 1_000;
@@ -132,7 +137,7 @@ async fn attempt(store: &dyn Store, client: &reqwest::Client, entry: &OutboxEntr
         }
         Err(e) => {
             metrics::webhook("failed");
-            tracing::warn!("webhook {} to {}: {e}", entry.id, entry.url);
+            tracing::warn!("{} {} to {}: {e}", entry.kind, entry.id, entry.url);
             store
                 .retry_later(&entry.id, now + backoff(entry.attempts), &e)
                 .await
@@ -143,7 +148,38 @@ async fn attempt(store: &dyn Store, client: &reqwest::Client, entry: &OutboxEntr
     }
 }
 
+/// Delivers by the entry's kind.
 async fn send(client: &reqwest::Client, entry: &OutboxEntry) -> Result<(), String> {
+    match ChannelKind::parse(&entry.kind) {
+        Some(ChannelKind::Webhook) => send_signed(client, entry).await,
+        Some(ChannelKind::Slack | ChannelKind::Pagerduty) => post_json(client, entry).await,
+        Some(ChannelKind::Email) => crate::notify::email::send(entry).await,
+        None => Err(format!("unknown outbox kind {:?}", entry.kind)),
+    }
+}
+
+/// A plain JSON POST, as Slack incoming webhooks and PagerDuty's Events
+/// API take it (both answer 2xx when they accepted the message).
+async fn post_json(client: &reqwest::Client, entry: &OutboxEntry) -> Result<(), String> {
+    let response = client
+        .post(&entry.url)
+        .header("content-type", "application/json")
+        .body(entry.payload.clone())
+        .send()
+        .await
+        .map_err(|e| e.to_string())?;
+    answered(response)
+}
+
+fn answered(response: reqwest::Response) -> Result<(), String> {
+    if response.status().is_success() {
+        Ok(())
+    } else {
+        Err(format!("answered {}", response.status()))
+    }
+}
+
+async fn send_signed(client: &reqwest::Client, entry: &OutboxEntry) -> Result<(), String> {
     let timestamp = wall_now().0 / 1000;
     let signature = sign(&entry.secret, &entry.id, timestamp, &entry.payload)
         .ok_or_else(|| "the sink's secret is not whsec_ + base64".to_string())?;
@@ -162,11 +198,7 @@ async fn send(client: &reqwest::Client, entry: &OutboxEntry) -> Result<(), Strin
         .send()
         .await
         .map_err(|e| e.to_string())?;
-    if response.status().is_success() {
-        Ok(())
-    } else {
-        Err(format!("answered {}", response.status()))
-    }
+    answered(response)
 }
 
 #[cfg(test)]

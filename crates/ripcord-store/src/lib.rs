@@ -80,12 +80,17 @@ pub struct DecisionEntry {
     pub line: String,
 }
 
-/// A webhook delivery waiting in (or done with) the outbox.
+/// A delivery waiting in (or done with) the outbox: a signed webhook, or a
+/// notification on a channel (`kind`).
 #[derive(Clone, Debug, PartialEq)]
 pub struct OutboxEntry {
     /// The `webhook-id`: the same on every attempt.
     pub id: String,
     pub service: String,
+    /// How the worker delivers it: `webhook` (signed POST), `slack` or
+    /// `pagerduty` (plain JSON POST) or `email` (SMTP; `url` is
+    /// `smtp://host:port`, the payload carries the message).
+    pub kind: String,
     pub url: String,
     pub secret: String,
     pub payload: String,

@@ -115,6 +115,10 @@ CREATE TABLE tokens (
     created_by TEXT NOT NULL
 );
 "#,
+    // Notification channels share the outbox: how each entry is delivered.
+    r#"
+ALTER TABLE outbox ADD COLUMN kind TEXT NOT NULL DEFAULT 'webhook';
+"#,
 ];
 
 pub struct SqliteStore {
@@ -378,11 +382,12 @@ impl Store for SqliteStore {
             }
             for o in &batch.outbox {
                 sqlx::query(
-                    "INSERT INTO outbox (id, service, url, secret, payload, attempts, next_at_ms) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (id) DO NOTHING",
+                    "INSERT INTO outbox (id, service, kind, url, secret, payload, attempts, next_at_ms) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (id) DO NOTHING",
                 )
                 .bind(&o.id)
                 .bind(&o.service)
+                .bind(&o.kind)
                 .bind(&o.url)
                 .bind(&o.secret)
                 .bind(&o.payload)
@@ -690,7 +695,7 @@ impl Store for SqliteStore {
 
     async fn due(&self, now_ms: i64, limit: i64) -> Result<Vec<OutboxEntry>> {
         let rows = sqlx::query(
-            "SELECT id, service, url, secret, payload, attempts, next_at_ms FROM outbox \
+            "SELECT id, service, kind, url, secret, payload, attempts, next_at_ms FROM outbox \
              WHERE delivered_at_ms IS NULL AND next_at_ms <= $1 ORDER BY next_at_ms, id LIMIT $2",
         )
         .bind(now_ms)
@@ -702,6 +707,7 @@ impl Store for SqliteStore {
                 Ok(OutboxEntry {
                     id: r.try_get("id")?,
                     service: r.try_get("service")?,
+                    kind: r.try_get("kind")?,
                     url: r.try_get("url")?,
                     secret: r.try_get("secret")?,
                     payload: r.try_get("payload")?,

@@ -30,6 +30,7 @@ fn outbox(id: &str, next_at_ms: i64) -> OutboxEntry {
     OutboxEntry {
         id: id.into(),
         service: "svc".into(),
+        kind: "webhook".into(),
         url: "http://127.0.0.1:9/hook".into(),
         secret: "whsec_AAAA".into(),
         payload: format!("{{\"id\":\"{id}\"}}"),
@@ -261,6 +262,33 @@ async fn the_outbox_delivers_due_entries_and_backs_off(store: &dyn Store) {
     );
 }
 
+async fn outbox_entries_keep_their_channel_kind(store: &dyn Store) {
+    let mut email = outbox("n1", 10);
+    email.kind = "email".into();
+    email.url = "smtp://127.0.0.1:25".into();
+    let mut page = outbox("n2", 20);
+    page.kind = "pagerduty".into();
+    store
+        .commit(&[Batch {
+            outbox: vec![email.clone(), page.clone()],
+            ..Batch::default()
+        }])
+        .await
+        .unwrap();
+    // The same id again is the same delivery: the first one stays.
+    let mut again = email.clone();
+    again.kind = "slack".into();
+    store
+        .commit(&[Batch {
+            outbox: vec![again],
+            ..Batch::default()
+        }])
+        .await
+        .unwrap();
+    let due = store.due(20, 10).await.unwrap();
+    assert_eq!(due, vec![email, page]);
+}
+
 async fn sinks_are_replaced_as_a_set(store: &dyn Store) {
     let a = Sink {
         url: "http://127.0.0.1:1/a".into(),
@@ -475,6 +503,7 @@ async fn conformance(store: &dyn Store) {
     a_commit_writes_everything_or_nothing(store).await;
     the_journal_and_decisions_page_in_order(store).await;
     the_outbox_delivers_due_entries_and_backs_off(store).await;
+    outbox_entries_keep_their_channel_kind(store).await;
     sinks_are_replaced_as_a_set(store).await;
     the_audit_log_is_a_verifiable_chain_of_every_change(store).await;
     documents_upsert_and_timers_come_due(store).await;

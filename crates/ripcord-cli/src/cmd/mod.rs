@@ -7,5 +7,6 @@ pub mod policy;
 pub mod replay;
 pub mod serve;
 pub mod simulate;
+pub mod template;
 pub mod test;
 pub mod token;

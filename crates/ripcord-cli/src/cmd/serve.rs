@@ -3,15 +3,16 @@
 //! Settings come from flags, then environment variables (`RIPCORD_*`), then
 //! the config file (`ripcord.yaml` by default, if present), then defaults.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use std::collections::BTreeMap;
 
 use anyhow::Context;
 use clap::Args;
 use ripcord_server::auth::{RoleSpec, Roles};
+use ripcord_server::notify::{ChannelConfig, check_all};
 use serde::Deserialize;
 
 #[derive(Args)]
@@ -40,6 +41,9 @@ pub struct FileConfig {
     /// Custom roles: `auditor: {inherits: viewer, permissions: [audit_read]}`.
     #[serde(default)]
     roles: BTreeMap<String, RoleSpec>,
+    /// Notification channels by name.
+    #[serde(default)]
+    channels: BTreeMap<String, ChannelConfig>,
 }
 
 impl FileConfig {
@@ -65,7 +69,10 @@ pub fn read_config(explicit: Option<&Path>) -> anyhow::Result<FileConfig> {
     };
     let text =
         std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
-    serde_saphyr::from_str(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
+    let file: FileConfig =
+        serde_saphyr::from_str(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+    check_all(&file.channels).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+    Ok(file)
 }
 
 pub fn config(args: ServeArgs) -> anyhow::Result<ripcord_server::Config> {
@@ -85,6 +92,7 @@ pub fn config(args: ServeArgs) -> anyhow::Result<ripcord_server::Config> {
     let mut config = ripcord_server::Config::new(data_dir, listen);
     config.policies = args.policies.or(file.policies);
     config.roles = roles;
+    config.channels = file.channels;
     Ok(config)
 }
 
@@ -201,5 +209,40 @@ mod tests {
         let err = config(a).err().unwrap().to_string();
         assert!(err.contains("data_dri"), "{err}");
         assert!(err.contains("ripcord.yaml"), "{err}");
+    }
+
+    #[test]
+    fn channels_come_from_the_config_file_and_are_checked() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("ripcord.yaml");
+        std::fs::write(
+            &file,
+            "channels:\n  page:\n    kind: pagerduty\n    routing_key: k\n  \
+             chat:\n    kind: slack\n    url: https://hooks.slack.com/services/T\n",
+        )
+        .unwrap();
+        let mut a = args();
+        a.config = Some(file.clone());
+        let c = config(a).unwrap();
+        assert_eq!(c.channels.keys().collect::<Vec<_>>(), ["chat", "page"]);
+        assert_eq!(
+            c.channels["page"],
+            ChannelConfig::Pagerduty {
+                url: ripcord_server::notify::PAGERDUTY_URL.into(),
+                routing_key: "k".into()
+            }
+        );
+        std::fs::write(
+            &file,
+            "channels:\n  chat:\n    kind: slack\n    url: nope\n",
+        )
+        .unwrap();
+        let mut a = args();
+        a.config = Some(file);
+        let err = config(a).err().unwrap().to_string();
+        assert!(
+            err.contains("ripcord.yaml: channels.chat.url: must be an http"),
+            "{err}"
+        );
     }
 }

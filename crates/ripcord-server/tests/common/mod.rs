@@ -172,11 +172,11 @@ pub fn require_python(modules: &str) {
         Err(e) => panic!(
             "python3 is required for this test and could not be run ({e}); \
              install Python 3 and `python3 -m pip install openfeature-sdk \
-             openfeature-provider-ofrep standardwebhooks`"
+             openfeature-provider-ofrep standardwebhooks aiosmtpd`"
         ),
         Ok(out) if !out.status.success() => panic!(
             "python3 cannot import {modules}: {}\ninstall them with `python3 -m pip install \
-             openfeature-sdk openfeature-provider-ofrep standardwebhooks` (.ci/run does)",
+             openfeature-sdk openfeature-provider-ofrep standardwebhooks aiosmtpd` (.ci/run does)",
             String::from_utf8_lossy(&out.stderr).trim()
         ),
         Ok(_) => {}
