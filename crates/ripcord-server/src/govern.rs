@@ -29,6 +29,7 @@ pub struct Ctx<'a> {
     pub service: &'a str,
     /// `http://host:port`, for links in notifications.
     pub link_base: &'a str,
+    pub channels: &'a std::collections::BTreeMap<String, crate::notify::ChannelConfig>,
 }
 
 /// A timer's purpose, kept in its body.
@@ -250,6 +251,7 @@ fn new_incident(ctx: &Ctx, state: &mut State, d: &Decision, trigger_name: &str) 
         signals,
         detected_at: d.at.to_rfc3339(),
         opened_at: ctx.now.to_rfc3339(),
+        ack_by: None,
         acknowledged_at: None,
         acknowledged_by: None,
         mitigated_at: None,
@@ -281,6 +283,7 @@ pub fn schedule(ctx: &Ctx, state: &State, inc: &mut Incident, batch: &mut Batch)
     let rules = &state.policy.governance.incidents;
     let opened = Time::parse_rfc3339(&inc.opened_at).unwrap_or(ctx.now);
     let ack = rules.ack.for_severity(inc.severity());
+    inc.ack_by = Some((opened + ack).to_rfc3339());
     set_timer(batch, ctx.service, &inc.id, Due::Ack, opened + ack);
     for (level, l) in rules.escalation.iter().enumerate().skip(1) {
         set_timer(
@@ -391,7 +394,7 @@ pub fn notify(
     let facts = inc.facts(release, message, &link);
     for channel in channels {
         let summary = match crate::notify_bridge::queue(
-            state, channel, template, event, &facts, ctx, &inc.id, batch,
+            state, channel, template, event, &facts, ctx, batch,
         ) {
             Ok(()) => format!("{event} notification to {channel} ({template})"),
             Err(e) => format!("{event} notification to {channel} failed: {e}"),

@@ -45,6 +45,8 @@ pub struct Hub {
     pub options: EngineOptions,
     /// `http://host:port`, for links in notifications; set once serving.
     pub link_base: std::sync::OnceLock<String>,
+    /// Notification channels by name, from the server config.
+    pub channels: std::sync::OnceLock<std::collections::BTreeMap<String, crate::notify::ChannelConfig>>,
     services: RwLock<HashMap<String, Arc<Service>>>,
 }
 
@@ -263,6 +265,7 @@ impl Hub {
             writer,
             options,
             link_base: std::sync::OnceLock::new(),
+            channels: std::sync::OnceLock::new(),
             services: RwLock::new(HashMap::new()),
         };
         for name in hub.store.services().await? {
@@ -666,6 +669,7 @@ impl Hub {
             now,
             service,
             link_base: self.link_base.get().map_or("", String::as_str),
+            channels: self.channels.get().unwrap_or(&NO_CHANNELS),
         }
     }
 
@@ -898,6 +902,9 @@ async fn docs_of<T: serde::de::DeserializeOwned>(
         })
         .collect()
 }
+
+static NO_CHANNELS: std::collections::BTreeMap<String, crate::notify::ChannelConfig> =
+    std::collections::BTreeMap::new();
 
 /// The principal of the engine's own decisions in the audit log.
 pub const ENGINE: &str = "engine";

@@ -39,6 +39,9 @@ pub struct Incident {
     pub signals: Vec<Value>,
     pub detected_at: String,
     pub opened_at: String,
+    /// The acknowledgement deadline.
+    #[serde(default)]
+    pub ack_by: Option<String>,
     pub acknowledged_at: Option<String>,
     pub acknowledged_by: Option<String>,
     pub mitigated_at: Option<String>,
@@ -226,6 +229,7 @@ impl Incident {
                 "state": self.state,
                 "title": self.title,
                 "opened_at": self.opened_at,
+                "ack_by": self.ack_by,
                 "acknowledged_at": self.acknowledged_at,
                 "acknowledged_by": self.acknowledged_by,
                 "mitigated_at": self.mitigated_at,
@@ -308,6 +312,7 @@ mod tests {
             signals: vec![],
             detected_at: "2026-11-26T10:00:00Z".into(),
             opened_at: "2026-11-26T10:00:00Z".into(),
+            ack_by: None,
             acknowledged_at: None,
             acknowledged_by: None,
             mitigated_at: None,

@@ -143,6 +143,10 @@ impl Hub {
                 for level in 1..levels {
                     govern::cancel_timer(batch, &inc.id, Due::Escalate(level as u32));
                 }
+                // Paging stops: PagerDuty marks the alert acknowledged.
+                for level in 0..=inc.escalation_level {
+                    govern::notify_level(&ctx, state, inc, level, "acknowledge", batch);
+                }
                 Ok("incident.acknowledge")
             }
             Ask::Status {
@@ -173,7 +177,9 @@ impl Hub {
                 inc.transition(RESOLVED, now, &p.name, &note)
                     .map_err(ApiError::conflict)?;
                 close_timers(state, inc, batch);
-                govern::notify_level(&ctx, state, inc, 0, "resolve", batch);
+                for level in 0..=inc.escalation_level {
+                    govern::notify_level(&ctx, state, inc, level, "resolve", batch);
+                }
                 Ok("incident.resolve")
             }
             Ask::Review {
@@ -297,6 +303,7 @@ impl Hub {
             signals: Vec::new(),
             detected_at: now.to_rfc3339(),
             opened_at: now.to_rfc3339(),
+            ack_by: None,
             acknowledged_at: None,
             acknowledged_by: None,
             mitigated_at: None,

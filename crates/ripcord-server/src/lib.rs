@@ -138,6 +138,7 @@ pub async fn start(config: Config) -> anyhow::Result<Server> {
         .with_context(|| format!("listening on {}", config.listen))?;
     let addr = listener.local_addr()?;
     let _ = app.hub.link_base.set(format!("http://{addr}"));
+    let _ = app.hub.channels.set(config.channels.clone());
     let (stop, stopped) = watch::channel(false);
     let mut until = stopped.clone();
     let serving = tokio::spawn(async move {

@@ -88,13 +88,11 @@ fn preview(args: PreviewArgs) -> anyhow::Result<ExitCode> {
     };
     let mut overrides = Vec::new();
     if let Some(path) = &args.policy {
-        let _policy = match crate::cmd::policy::load(path)? {
+        let policy = match crate::cmd::policy::load(path)? {
             Ok(p) => p,
             Err(code) => return Ok(code),
         };
-        // TODO(governance): once the policy has `governance.templates`
-        // (part A), map each TemplateDef into a TemplateSource here:
-        // overrides.extend(policy.governance.templates.iter().map(...)).
+        overrides.extend(notify::from_policy(&policy.governance.templates));
     }
     let mut body_offset = 0;
     if let Some(path) = &args.template_file {

@@ -54,6 +54,23 @@ pub struct TemplateSource {
     pub body: String,
 }
 
+/// A policy's `templates:` as template sources.
+pub fn from_policy(defs: &[ripcord_core::policy::governance::TemplateDef]) -> Vec<TemplateSource> {
+    use ripcord_core::policy::governance::Audience as A;
+    defs.iter()
+        .map(|d| TemplateSource {
+            name: d.name.clone(),
+            audience: match d.audience {
+                A::Oncall => Audience::Oncall,
+                A::Stakeholders => Audience::Stakeholders,
+                A::StatusPage => Audience::StatusPage,
+            },
+            subject: d.subject.clone(),
+            body: d.body.clone(),
+        })
+        .collect()
+}
+
 /// A rendered template.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Rendered {
