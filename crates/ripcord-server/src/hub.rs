@@ -46,7 +46,8 @@ pub struct Hub {
     /// `http://host:port`, for links in notifications; set once serving.
     pub link_base: std::sync::OnceLock<String>,
     /// Notification channels by name, from the server config.
-    pub channels: std::sync::OnceLock<std::collections::BTreeMap<String, crate::notify::ChannelConfig>>,
+    pub channels:
+        std::sync::OnceLock<std::collections::BTreeMap<String, crate::notify::ChannelConfig>>,
     services: RwLock<HashMap<String, Arc<Service>>>,
 }
 
@@ -882,7 +883,10 @@ fn pending_request(state: &State, verb: &str) -> Result<String, ApiError> {
         .find(|r| r.state == "pending" && Some(r.release.as_str()) == release)
         .map(|r| r.id.clone())
         .ok_or_else(|| {
-            let now = state.current.as_ref().map_or("absent", |c| c.state.as_str());
+            let now = state
+                .current
+                .as_ref()
+                .map_or("absent", |c| c.state.as_str());
             ApiError::conflict(format!("cannot {verb} a release that is {now}"))
         })
 }

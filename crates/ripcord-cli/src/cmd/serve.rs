@@ -8,7 +8,6 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-
 use anyhow::Context;
 use clap::Args;
 use ripcord_server::auth::{RoleSpec, Roles};

@@ -19,7 +19,9 @@ use sha2::{Digest, Sha256};
 pub use config::{ChannelConfig, ChannelKind, PAGERDUTY_URL, check_all, smtp_address};
 pub use payload::{channel_payload, dedup_key};
 pub use templates::{
-    Audience, Part, Rendered, TemplateSource, builtin, builtins, check, render, sample_facts, from_policy};
+    Audience, Part, Rendered, TemplateSource, builtin, builtins, check, from_policy, render,
+    sample_facts,
+};
 
 /// What happened to the incident that the notification announces.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -99,13 +99,13 @@ fn slack_escape(text: &str) -> String {
 }
 
 /// `<release id>/<trigger name>`: one PagerDuty alert per release and
-/// trigger, whatever the incident's later events.
+/// trigger, whatever the incident's later events. An incident people
+/// declared (or a drill) has no trigger: its own id is the key.
 pub fn dedup_key(facts: &Value) -> Result<String, NotifyError> {
-    let key = format!(
-        "{}/{}",
-        fact(facts, "release.id")?,
-        fact(facts, "trigger.name")?
-    );
+    let key = match (fact(facts, "release.id"), fact(facts, "trigger.name")) {
+        (Ok(release), Ok(trigger)) => format!("{release}/{trigger}"),
+        _ => fact(facts, "incident.id")?.to_string(),
+    };
     Ok(truncate(&key, PAGERDUTY_DEDUP_CHARS))
 }
 

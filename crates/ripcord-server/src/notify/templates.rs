@@ -104,7 +104,7 @@ Trigger: {{ trigger.name }} ({{ trigger.severity }}) -> {{ trigger.action }}
 Release: {{ release.id }}, {{ release.baseline }} -> {{ release.candidate }} at {{ release.share|percent }} of traffic
 Signals:
 {% for s in signals %}
-- {{ s.criterion }}: {{ s.signal }} estimate {{ s.estimate }} (window {{ s.window_estimate }}), {{ s.confidence|percent }} interval {{ s.interval|interval }}, bound {{ s.bound }}
+- {{ s.criterion }}: {{ s.signal }}{% if s.estimate is defined and s.estimate is not none %} estimate {{ s.estimate }}{% endif %}{% if s.window_estimate is defined and s.window_estimate is not none %} (window {{ s.window_estimate }}){% endif %}{% if s.interval is defined and s.interval is not none %}, {{ s.confidence|percent }} interval {{ s.interval|interval }}{% endif %}, bound {{ s.bound }}
 {% else %}
 - none
 {% endfor %}

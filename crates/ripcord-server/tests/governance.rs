@@ -1,0 +1,669 @@
+//! Governance on a real server: a fired trigger opens an incident that
+//! pages (Slack, then PagerDuty on escalation), is acknowledged, mitigated
+//! by the rollback, checked and verified by its playbook, resolved by the
+//! safety lead and reviewed; approvals with quorum and separation of
+//! duties; escalation timers that survive a restart; drills.
+
+mod common;
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::routing::post;
+use common::{Result, client};
+use serde_json::{Value, json};
+
+const POLICY: &str = "\
+service: gov-svc
+srm: off
+signals:
+  moderation_fail: {category: safety, kind: rate, denominator: outputs}
+criteria:
+  moderation_rel: {signal: moderation_fail, max_ratio: 1.2, min_samples: 50, window: 30s, for: 0s}
+  moderation_abs: {signal: moderation_fail, absolute: 0.2, min_samples: 1000000000, window: 30s}
+triggers:
+  safety:
+    when: moderation_rel
+    severity: critical
+    action:
+      rollback:
+        stages:
+          - {move_back: 1.0, verify_for: 1s}
+rollout:
+  steps:
+    - {share: 0.5, hold: 1h}
+incidents:
+  ack: {critical: 2s, major: 1h, minor: 1h}
+  escalation:
+    - {after: 0s, channels: [chat], template: oncall}
+    - {after: 1h, channels: [pager]}
+playbooks:
+  moderation:
+    steps:
+      - {name: look, kind: manual, owner: operator, within: 1h}
+      - {name: integrity, kind: check, owner: operator, within: 1h, checks: [events_kept, baseline_assigned, store_integrity]}
+      - {name: verify, kind: verify, owner: safety_lead, within: 1h, hold: 1s}
+";
+
+/// A quiet policy (nothing fires) whose rollback needs two approvers and
+/// whose promotion request expires in a second.
+const RIGHTS_POLICY: &str = "\
+service: gov-svc
+srm: off
+signals:
+  moderation_fail: {category: safety, kind: rate, denominator: outputs}
+criteria:
+  moderation_rel: {signal: moderation_fail, max_ratio: 100, min_samples: 1000000000, window: 10m}
+triggers:
+  safety: {when: moderation_rel, severity: critical, action: rollback}
+rollout:
+  steps:
+    - {share: 0.5, hold: 1h}
+rights:
+  rollback: {roles: [release_manager, safety_lead], quorum: 2, separation: true, within: 1h, on_timeout: hold}
+  promote: {roles: [release_manager], quorum: 1, within: 1s, on_timeout: hold}
+incidents:
+  ack: {critical: 1s, major: 1h, minor: 1h}
+  escalation:
+    - {after: 0s, channels: [chat]}
+    - {after: 1h, channels: [pager]}
+";
+
+#[derive(Default)]
+struct Inbox {
+    got: Mutex<Vec<(String, Value)>>,
+}
+
+async fn receive(State(inbox): State<Arc<Inbox>>, Path(path): Path<String>, body: Bytes) {
+    let value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    if let Ok(mut got) = inbox.got.lock() {
+        got.push((path, value));
+    }
+}
+
+async fn inbox() -> Result<(String, Arc<Inbox>)> {
+    let inbox = Arc::new(Inbox::default());
+    let app = Router::new()
+        .route("/{path}", post(receive))
+        .with_state(inbox.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let base = format!("http://{}", listener.local_addr()?);
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    Ok((base, inbox))
+}
+
+fn received(inbox: &Inbox, path: &str) -> Vec<Value> {
+    inbox
+        .got
+        .lock()
+        .map(|g| {
+            g.iter()
+                .filter(|(p, _)| p == path)
+                .map(|(_, v)| v.clone())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+struct Gov {
+    server: ripcord_server::Server,
+    base: String,
+    admin: String,
+    http: reqwest::Client,
+    dir: tempfile::TempDir,
+}
+
+fn config(dir: &std::path::Path, hooks: &str) -> Result<ripcord_server::Config> {
+    let mut config = ripcord_server::Config::new(dir.to_path_buf(), "127.0.0.1:0".parse()?);
+    config.tick = Duration::from_millis(100);
+    config.channels = serde_saphyr::from_str(&format!(
+        "chat: {{kind: slack, url: \"{hooks}/slack\"}}\n\
+         pager: {{kind: pagerduty, url: \"{hooks}/pagerduty\", routing_key: R0UT1NGKEY0123456789012345678901}}\n"
+    ))?;
+    Ok(config)
+}
+
+impl Gov {
+    async fn start(policy: &str, hooks: &str) -> Result<Gov> {
+        let dir = tempfile::tempdir()?;
+        let server = ripcord_server::start(config(dir.path(), hooks)?).await?;
+        let admin = std::fs::read_to_string(&server.token_path)?
+            .trim()
+            .to_string();
+        let gov = Gov {
+            base: format!("http://{}", server.addr),
+            server,
+            admin,
+            http: client()?,
+            dir,
+        };
+        let r = gov
+            .http
+            .put(format!("{}/v1/policies/gov-svc", gov.base))
+            .bearer_auth(&gov.admin)
+            .body(policy.to_string())
+            .send()
+            .await?;
+        assert_eq!(r.status(), 201, "{}", r.text().await?);
+        for v in ["v1", "v2"] {
+            let body = json!({"version": v, "model_id": "m"});
+            gov.call("post", "/v1/services/gov-svc/versions", None, Some(body))
+                .await?;
+        }
+        Ok(gov)
+    }
+
+    async fn call(
+        &self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+    ) -> Result<(u16, Value)> {
+        let method = reqwest::Method::from_bytes(method.to_uppercase().as_bytes())?;
+        let mut req = self
+            .http
+            .request(method, format!("{}{path}", self.base))
+            .bearer_auth(token.unwrap_or(&self.admin));
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let r = req.send().await?;
+        let status = r.status().as_u16();
+        let text = r.text().await?;
+        Ok((
+            status,
+            serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        ))
+    }
+
+    async fn token(&self, name: &str, role: &str) -> Result<String> {
+        let (status, made) = self
+            .call(
+                "post",
+                "/v1/tokens",
+                None,
+                Some(json!({"name": name, "role": role})),
+            )
+            .await?;
+        assert_eq!(status, 201, "{made}");
+        Ok(made["token"].as_str().unwrap_or_default().to_string())
+    }
+
+    async fn release(&self) -> Result {
+        let start = json!({"service": "gov-svc", "baseline": "v1", "candidate": "v2"});
+        let (status, body) = self.call("post", "/v1/releases", None, Some(start)).await?;
+        assert_eq!(status, 201, "{body}");
+        Ok(())
+    }
+
+    /// Events for both sides: the candidate fails moderation one time in
+    /// three, the baseline never.
+    async fn send(&self, n: usize, candidate_too: bool) -> Result {
+        let ts = ripcord_core::Time(
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)?
+                .as_millis() as i64,
+        )
+        .to_rfc3339();
+        let events: Vec<Value> = (0..n)
+            .map(|i| {
+                let candidate = candidate_too && i % 2 == 1;
+                let fail = candidate && i % 3 == 0;
+                json!({"ts": ts, "service": "gov-svc",
+                       "version": if candidate { "v2" } else { "v1" },
+                       "unit": format!("u-{i}"),
+                       "values": {"outputs": 1, "moderation_fail": if fail { 1 } else { 0 }}})
+            })
+            .collect();
+        let (status, body) = self
+            .call("post", "/v1/events", None, Some(Value::Array(events)))
+            .await?;
+        assert!(status == 200 || status == 202, "{status} {body}");
+        Ok(())
+    }
+
+    async fn incidents(&self) -> Result<Vec<Value>> {
+        let (_, list) = self
+            .call("get", "/v1/incidents?service=gov-svc", None, None)
+            .await?;
+        Ok(list["incidents"].as_array().cloned().unwrap_or_default())
+    }
+}
+
+async fn until<F, Fut>(what: &str, mut check: F) -> Result
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<bool>>,
+{
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while Instant::now() < deadline {
+        if check().await? {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    Err(format!("timed out waiting for {what}").into())
+}
+
+fn kinds(inc: &Value) -> Vec<String> {
+    let mut k: Vec<String> = inc["timeline"]
+        .as_array()
+        .map(|t| {
+            t.iter()
+                .filter_map(|e| e["kind"].as_str().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default();
+    k.sort();
+    k.dedup();
+    k
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fired_trigger_opens_an_incident_that_is_paged_handled_and_reviewed() -> Result {
+    let (hooks, inbox) = inbox().await?;
+    let gov = Gov::start(POLICY, &hooks).await?;
+    let operator = gov.token("olga", "operator").await?;
+    let manager = gov.token("max", "release_manager").await?;
+    let safety = gov.token("sam", "safety_lead").await?;
+    gov.release().await?;
+    until("the rollback", || async {
+        // Clients follow the assignment: once the rollback starts, only
+        // the baseline is served.
+        let opened = !gov.incidents().await?.is_empty();
+        gov.send(200, !opened).await?;
+        let inc = gov.incidents().await?;
+        Ok(inc.first().is_some_and(|i| i["state"] == "mitigated"))
+    })
+    .await?;
+    let inc = gov.incidents().await?.remove(0);
+    let id = inc["id"].as_str().unwrap_or_default().to_string();
+    assert_eq!(id, "inc-gov-svc-1");
+    assert_eq!(
+        (
+            &inc["kind"],
+            &inc["severity"],
+            &inc["categories"],
+            &inc["trigger"]["name"]
+        ),
+        (
+            &json!("real"),
+            &json!("critical"),
+            &json!(["safety"]),
+            &json!("safety")
+        )
+    );
+    assert_eq!(inc["release"], "gov-svc-1");
+    assert!(inc["mitigated_at"].is_string());
+    // Level 0 was paged on Slack when it opened.
+    let slack = received(&inbox, "slack");
+    assert!(!slack.is_empty(), "{}", inc["timeline"]);
+    let section = slack[0]["blocks"][1]["text"]["text"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(
+        section.starts_with("safety (critical) on gov-svc\nIncident inc-gov-svc-1: critical, open"),
+        "{section}"
+    );
+    // Nobody acknowledged within 2 s: escalated to level 1 (PagerDuty).
+    until("the escalation", || async {
+        Ok(!received(&inbox, "pagerduty").is_empty())
+    })
+    .await?;
+    let page = &received(&inbox, "pagerduty")[0];
+    assert_eq!(page["event_action"], "trigger");
+    assert_eq!(page["dedup_key"], "gov-svc-1/safety");
+    let path = format!("/v1/incidents/{id}");
+    let (_, now) = gov.call("get", &path, None, None).await?;
+    assert_eq!(now["escalation_level"], 1);
+    // Acknowledge once; twice is a conflict; the page is acknowledged.
+    let ack = format!("{path}/acknowledge");
+    let (status, acked) = gov
+        .call("post", &ack, Some(&operator), Some(json!({})))
+        .await?;
+    assert_eq!(status, 200, "{acked}");
+    assert_eq!(acked["acknowledged_by"], "olga");
+    let (status, again) = gov.call("post", &ack, Some(&operator), None).await?;
+    assert_eq!(
+        (status, again["message"].as_str()),
+        (
+            409,
+            Some("incident inc-gov-svc-1 was already acknowledged by olga")
+        )
+    );
+    until("the acknowledge event", || async {
+        Ok(received(&inbox, "pagerduty")
+            .iter()
+            .any(|p| p["event_action"] == "acknowledge"))
+    })
+    .await?;
+    // The playbook: a step owned by the operator is refused to others.
+    let step = |name: &str| format!("{path}/steps/{name}");
+    let (status, refused) = gov.call("post", &step("look"), Some(&safety), None).await?;
+    assert_eq!(
+        (status, refused["message"].as_str()),
+        (
+            403,
+            Some("step look is owned by role operator; sam has role safety_lead")
+        )
+    );
+    let (status, done) = gov
+        .call(
+            "post",
+            &step("look"),
+            Some(&operator),
+            Some(json!({"note": "dashboards checked"})),
+        )
+        .await?;
+    assert_eq!(status, 200, "{done}");
+    let (status, checked) = gov
+        .call("post", &step("integrity"), Some(&operator), None)
+        .await?;
+    assert_eq!(status, 200, "{checked}");
+    let integrity = checked["steps"][1].clone();
+    assert_eq!(integrity["status"], "done", "{integrity}");
+    let results: Vec<(&str, bool)> = integrity["result"]
+        .as_array()
+        .map(|r| {
+            r.iter()
+                .map(|c| (c["check"].as_str().unwrap_or(""), c["ok"] == true))
+                .collect()
+        })
+        .unwrap_or_default();
+    assert_eq!(
+        results,
+        [
+            ("events_kept", true),
+            ("baseline_assigned", true),
+            ("store_integrity", true)
+        ]
+    );
+    // Verification needs a second of baseline traffic after the rollback.
+    gov.send(100, false).await?;
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let (status, verified) = gov
+        .call("post", &step("verify"), Some(&safety), None)
+        .await?;
+    assert_eq!(status, 200, "{verified}");
+    let verify = &verified["steps"][2];
+    assert_eq!(
+        (&verify["status"], &verify["result"]["ok"]),
+        (&json!("done"), &json!(true)),
+        "{verify}"
+    );
+    // A safety incident is the safety lead's to resolve.
+    let resolve = format!("{path}/resolve");
+    let note = json!({"note": "v2 withdrawn"});
+    let (status, refused) = gov
+        .call("post", &resolve, Some(&manager), Some(note.clone()))
+        .await?;
+    assert_eq!(status, 403, "{refused}");
+    let (status, resolved) = gov
+        .call("post", &resolve, Some(&safety), Some(note))
+        .await?;
+    assert_eq!(
+        (status, &resolved["state"]),
+        (200, &json!("resolved")),
+        "{resolved}"
+    );
+    until("the resolve event", || async {
+        Ok(received(&inbox, "pagerduty")
+            .iter()
+            .any(|p| p["event_action"] == "resolve"))
+    })
+    .await?;
+    let review = json!({"summary": "ratio bound held", "action_items": [{"text": "add a golden set", "owner": "sam"}]});
+    let (status, reviewed) = gov
+        .call(
+            "post",
+            &format!("{path}/review"),
+            Some(&safety),
+            Some(review),
+        )
+        .await?;
+    assert_eq!(
+        (status, &reviewed["state"]),
+        (200, &json!("reviewed")),
+        "{reviewed}"
+    );
+    assert_eq!(reviewed["review"]["signed_off_by"], "sam");
+    assert_eq!(
+        kinds(&reviewed),
+        [
+            "acknowledgement",
+            "action",
+            "escalation",
+            "notification",
+            "playbook",
+            "signal",
+            "state"
+        ]
+    );
+    // The release's share history names who moved it and why.
+    let (_, release) = gov
+        .call("get", "/v1/releases/gov-svc-1", None, None)
+        .await?;
+    let moves: Vec<(f64, f64, &str)> = release["moves"]
+        .as_array()
+        .map(|m| {
+            m.iter()
+                .map(|x| {
+                    (
+                        x["from"].as_f64().unwrap_or(-1.0),
+                        x["to"].as_f64().unwrap_or(-1.0),
+                        x["by"].as_str().unwrap_or(""),
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    assert_eq!(moves, [(0.0, 0.5, "admin"), (0.5, 0.0, "engine")]);
+    // Every change is in the audit log, chained.
+    let (_, audit) = gov.call("get", "/v1/audit", None, None).await?;
+    let text = audit.as_str().unwrap_or_default().to_string();
+    for action in [
+        "incident.open",
+        "incident.acknowledge",
+        "incident.step",
+        "incident.resolve",
+        "incident.review",
+    ] {
+        assert!(
+            text.contains(&format!("\"action\":\"{action}\"")),
+            "{action} missing"
+        );
+    }
+    assert!(ripcord_core::audit::verify(&text).is_ok());
+    gov.server.shutdown().await?;
+    drop(gov.dir);
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rollback_request_needs_a_quorum_without_its_requester() -> Result {
+    let (hooks, _inbox) = inbox().await?;
+    let gov = Gov::start(RIGHTS_POLICY, &hooks).await?;
+    let ann = gov.token("ann", "release_manager").await?;
+    let bob = gov.token("bob", "release_manager").await?;
+    let sam = gov.token("sam", "safety_lead").await?;
+    let olga = gov.token("olga", "operator").await?;
+    gov.release().await?;
+    let act = "/v1/releases/gov-svc-1/actions";
+    let (status, asked) = gov
+        .call(
+            "post",
+            act,
+            Some(&ann),
+            Some(json!({"action": "rollback", "reason": "bad answers"})),
+        )
+        .await?;
+    assert_eq!(status, 202, "{asked}");
+    let req = asked["request"].clone();
+    assert_eq!(
+        (&req["state"], &req["quorum"], &req["requested_by"]),
+        (&json!("pending"), &json!(2), &json!("ann"))
+    );
+    assert_eq!(asked["release"]["share"], 0.5);
+    let approve = format!(
+        "/v1/requests/{}/approve",
+        req["id"].as_str().unwrap_or_default()
+    );
+    let (status, own) = gov.call("post", &approve, Some(&ann), None).await?;
+    assert_eq!(
+        (status, own["message"].as_str()),
+        (
+            403,
+            Some("separation of duties: ann requested this rollback and cannot approve it")
+        )
+    );
+    // An operator may not approve at all (the route needs `approve`).
+    let (status, _) = gov.call("post", &approve, Some(&olga), None).await?;
+    assert_eq!(status, 403);
+    let (status, one) = gov
+        .call(
+            "post",
+            &approve,
+            Some(&bob),
+            Some(json!({"note": "seen it"})),
+        )
+        .await?;
+    assert_eq!(
+        (status, &one["request"]["state"], &one["changed"]),
+        (200, &json!("pending"), &json!(false)),
+        "{one}"
+    );
+    let (status, twice) = gov.call("post", &approve, Some(&bob), None).await?;
+    assert_eq!(
+        (status, twice["message"].as_str()),
+        (409, Some("bob has already voted on request req-gov-svc-1"))
+    );
+    let (status, two) = gov.call("post", &approve, Some(&sam), None).await?;
+    assert_eq!(status, 200, "{two}");
+    assert_eq!(two["request"]["state"], "approved");
+    assert_eq!(two["request"]["outcome"], "approved by bob, sam");
+    assert_eq!(two["release"]["share"], 0.0, "{two}");
+    let (_, release) = gov
+        .call("get", "/v1/releases/gov-svc-1", None, None)
+        .await?;
+    let last = &release["moves"][1];
+    assert_eq!(
+        (&last["by"], &last["to"], &last["policy_version"]),
+        (&json!("sam"), &json!(0.0), &json!(1))
+    );
+    gov.server.shutdown().await?;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_nobody_approves_expires_as_the_policy_says() -> Result {
+    let (hooks, _inbox) = inbox().await?;
+    let gov = Gov::start(RIGHTS_POLICY, &hooks).await?;
+    let ann = gov.token("ann", "release_manager").await?;
+    gov.release().await?;
+    let (status, asked) = gov
+        .call(
+            "post",
+            "/v1/releases/gov-svc-1/actions",
+            Some(&ann),
+            Some(json!({"action": "promote"})),
+        )
+        .await?;
+    assert_eq!(status, 202, "{asked}");
+    let path = format!(
+        "/v1/requests/{}",
+        asked["request"]["id"].as_str().unwrap_or_default()
+    );
+    until("the expiry", || async {
+        let (_, r) = gov.call("get", &path, None, None).await?;
+        Ok(r["state"] == "expired")
+    })
+    .await?;
+    let (_, r) = gov.call("get", &path, None, None).await?;
+    assert!(
+        r["outcome"]
+            .as_str()
+            .unwrap_or_default()
+            .ends_with("the action is dropped as the policy says"),
+        "{r}"
+    );
+    let (_, release) = gov
+        .call("get", "/v1/releases/gov-svc-1", None, None)
+        .await?;
+    assert_eq!(
+        (&release["state"], &release["share"]),
+        (&json!("ramping"), &json!(0.5)),
+        "{release}"
+    );
+    gov.server.shutdown().await?;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn escalation_timers_survive_a_restart_and_drills_stay_out_of_real_figures() -> Result {
+    let (hooks, inbox) = inbox().await?;
+    let gov = Gov::start(RIGHTS_POLICY, &hooks).await?;
+    let drill = json!({"service": "gov-svc", "kind": "drill", "severity": "critical", "title": "rehearsal"});
+    let (status, inc) = gov.call("post", "/v1/incidents", None, Some(drill)).await?;
+    assert_eq!(status, 201, "{inc}");
+    assert_eq!(
+        (&inc["kind"], &inc["escalation_level"]),
+        (&json!("drill"), &json!(0))
+    );
+    // Stop before the 1 s acknowledgement deadline; start again after it.
+    let Gov { server, dir, .. } = gov;
+    server.shutdown().await?;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let server = ripcord_server::start(config(dir.path(), &hooks)?).await?;
+    let admin = std::fs::read_to_string(&server.token_path)?
+        .trim()
+        .to_string();
+    let gov = Gov {
+        base: format!("http://{}", server.addr),
+        server,
+        admin,
+        http: client()?,
+        dir,
+    };
+    until("the escalation after restart", || async {
+        let (_, i) = gov
+            .call("get", "/v1/incidents/inc-gov-svc-1", None, None)
+            .await?;
+        Ok(i["escalation_level"] == 1)
+    })
+    .await?;
+    let (_, i) = gov
+        .call("get", "/v1/incidents/inc-gov-svc-1", None, None)
+        .await?;
+    let escalations: Vec<&str> = i["timeline"]
+        .as_array()
+        .map(|t| {
+            t.iter()
+                .filter(|e| e["kind"] == "escalation")
+                .filter_map(|e| e["summary"].as_str())
+                .collect()
+        })
+        .unwrap_or_default();
+    assert_eq!(
+        escalations[1],
+        "not acknowledged within the critical deadline; escalated to level 1"
+    );
+    until("the page", || async {
+        Ok(!received(&inbox, "pagerduty").is_empty())
+    })
+    .await?;
+    // Drills stay out of the real figures.
+    let (_, real) = gov
+        .call("get", "/v1/incidents?kind=real", None, None)
+        .await?;
+    assert_eq!(real["incidents"], json!([]));
+    let (_, drills) = gov
+        .call("get", "/v1/incidents?kind=drill", None, None)
+        .await?;
+    assert_eq!(drills["incidents"].as_array().map(Vec::len), Some(1));
+    gov.server.shutdown().await?;
+    Ok(())
+}
