@@ -239,7 +239,13 @@ impl Incident {
             },
             "service": self.service,
             "release": release.unwrap_or(Value::Null),
-            "trigger": self.trigger,
+            // A declared incident (or drill) has no trigger; templates name
+            // it by its title.
+            "trigger": self.trigger.clone().unwrap_or_else(|| TriggerFacts {
+                name: format!("declared: {}", self.title),
+                severity: self.severity.clone(),
+                action: "none".into(),
+            }),
             "signals": self.signals,
             "message": message,
             "link": link,

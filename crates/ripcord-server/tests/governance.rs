@@ -606,6 +606,7 @@ async fn a_request_nobody_approves_expires_as_the_policy_says() -> Result {
 async fn escalation_timers_survive_a_restart_and_drills_stay_out_of_real_figures() -> Result {
     let (hooks, inbox) = inbox().await?;
     let gov = Gov::start(RIGHTS_POLICY, &hooks).await?;
+    gov.release().await?;
     let drill = json!({"service": "gov-svc", "kind": "drill", "severity": "critical", "title": "rehearsal"});
     let (status, inc) = gov.call("post", "/v1/incidents", None, Some(drill)).await?;
     assert_eq!(status, 201, "{inc}");
@@ -654,7 +655,8 @@ async fn escalation_timers_survive_a_restart_and_drills_stay_out_of_real_figures
     until("the page", || async {
         Ok(!received(&inbox, "pagerduty").is_empty())
     })
-    .await?;
+    .await
+    .map_err(|e| format!("{e}: {}", i["timeline"]))?;
     // Drills stay out of the real figures.
     let (_, real) = gov
         .call("get", "/v1/incidents?kind=real", None, None)
