@@ -142,13 +142,20 @@ fn the_document_is_openapi_3_1_and_every_ref_resolves() {
     }
 }
 
-/// `(path, method)` of every `.route(...)` in the router's source.
+/// `(path, method)` of every `.route(...)` in the routers' sources: the
+/// main one and the incidents one it merges.
 fn routes_in_source() -> BTreeSet<(String, String)> {
-    let source = include_str!("../src/api.rs");
-    let start = source.find("Router::new()").expect("the router");
-    let end = start + source[start..].find(".fallback(").expect("the fallback");
+    let main = include_str!("../src/api.rs");
+    let start = main.find("Router::new()").expect("the router");
+    let end = start + main[start..].find(".fallback(").expect("the fallback");
+    let incidents = include_str!("../src/incidents_api.rs");
+    let from = incidents
+        .find("Router::new()")
+        .expect("the incidents router");
+    let to = from + incidents[from..].find("\n}").expect("its end");
+    let source = format!("{}{}", &main[start..end], &incidents[from..to]);
     let mut out = BTreeSet::new();
-    for chunk in source[start..end].split(".route(").skip(1) {
+    for chunk in source.split(".route(").skip(1) {
         let path = chunk.split('"').nth(1).expect("a route path").to_string();
         let calls = chunk.replace(['\n', ' '], "");
         for method in METHODS {
@@ -597,6 +604,7 @@ fn sample(name: &str) -> &'static str {
         "id" => "support-bot-1",
         "unit" => "u-81",
         "name" => "nobody",
+        "step" => "acknowledge",
         other => panic!("no sample value for parameter {other}"),
     }
 }
