@@ -15,6 +15,7 @@ pub mod audit;
 pub mod decision;
 pub mod engine;
 pub mod event;
+pub mod evidence;
 pub mod ndjson;
 pub mod policy;
 pub mod record;

@@ -132,6 +132,9 @@ pub struct Batch {
     /// (idempotency key, the answer given the first time).
     pub answers: Vec<(String, String)>,
     pub audit: Vec<PendingAudit>,
+    /// Content-addressed blobs (address, bytes), e.g. evidence bundles;
+    /// an address already stored is left as it is.
+    pub blobs: Vec<(String, Vec<u8>)>,
 }
 
 impl Batch {
@@ -142,6 +145,7 @@ impl Batch {
             && self.releases.is_empty()
             && self.answers.is_empty()
             && self.audit.is_empty()
+            && self.blobs.is_empty()
     }
 }
 
@@ -224,6 +228,12 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<Option<i64>>;
     /// Up to `limit` audit records from sequence number `from` on, in order.
     async fn audit(&self, from: i64, limit: i64) -> Result<Vec<AuditLine>>;
+    /// Stores a content-addressed blob (an evidence bundle) with the audit
+    /// record that says so; `false`, and nothing written, when the address
+    /// is already stored. The caller computes the address.
+    async fn put_blob(&self, hash: &str, bytes: &[u8], audit: &PendingAudit) -> Result<bool>;
+    /// A stored blob's bytes.
+    async fn blob(&self, hash: &str) -> Result<Option<Vec<u8>>>;
     /// The count of stored events per service, from `events` journal
     /// entries' line counts (for tests and `/metrics`).
     async fn journal_count(&self, service: &str, kind: &str) -> Result<i64>;
