@@ -125,6 +125,7 @@ async fn a_commit_writes_everything_or_nothing(store: &dyn Store) {
         releases: vec![release.clone()],
         answers: vec![("action:svc-1:k".into(), "{\"changed\":true}".into())],
         audit: vec![audit("release.start"), audit("decision.action.ramp")],
+        blobs: Vec::new(),
     };
     store.commit(&[batch]).await.unwrap();
     assert_eq!(store.last_seqs().await.unwrap(), (2, 1));
