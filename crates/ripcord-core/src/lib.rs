@@ -22,6 +22,7 @@ pub mod record;
 mod rfc3339;
 pub mod stats;
 pub mod time;
+pub mod whatif;
 
 pub use decision::{ActionKind, Decision, DecisionKind, Explanation};
 pub use event::{Event, Release};
