@@ -4,6 +4,7 @@
 mod cmd;
 mod input;
 mod output;
+mod report;
 
 use std::process::ExitCode;
 
@@ -40,6 +41,10 @@ enum Command {
     Audit(cmd::audit::AuditArgs),
     /// Run the live service: ingest, releases, assignment, OFREP, webhooks.
     Serve(cmd::serve::ServeArgs),
+    /// Export an incident's evidence bundle as one archive.
+    Evidence(cmd::evidence::EvidenceArgs),
+    /// The post-incident report of an incident, as markdown or HTML.
+    Report(cmd::report::ReportArgs),
 }
 
 fn main() -> ExitCode {
@@ -53,6 +58,8 @@ fn main() -> ExitCode {
         Command::Serve(args) => cmd::serve::run(args),
         Command::Demo(args) => cmd::demo::run(args),
         Command::Audit(args) => cmd::audit::run(args),
+        Command::Evidence(args) => cmd::evidence::run(args),
+        Command::Report(args) => cmd::report::run(args),
     };
     match result {
         Ok(code) => code,

@@ -339,7 +339,7 @@ mod tests {
     #[test]
     fn the_current_values_join_the_grid_once_in_order() {
         assert_eq!(
-            with_current(&[2.0, 1.1, 1.5], 1.2, |a, b| a.total_cmp(b)),
+            with_current(&[2.0, 1.1, 1.5], 1.2, |a: &f64, b: &f64| a.total_cmp(b)),
             [1.1, 1.2, 1.5, 2.0]
         );
         assert_eq!(
