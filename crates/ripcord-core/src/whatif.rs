@@ -9,8 +9,13 @@
 //! a verdict: the other streams are only as representative as the last N
 //! days were.
 //!
-//! Replay is open loop ([`ShareSource::Recorded`]), as in `ripcord replay`:
-//! the recorded traffic is what it was, whatever a variant would have done.
+//! Recorded files replay open loop ([`ShareSource::Recorded`]), as in
+//! `ripcord replay`: the recorded traffic is what it was, whatever a variant
+//! would have done. A server's journal holds no release lines for its ramps,
+//! so its streams replay closed loop ([`ShareSource::Engine`]) from the
+//! release start, with the journal's ticks, as recovery replays them; the
+//! ramps are time-based, so up to a variant's firing they match the live
+//! ones.
 
 use crate::DecisionKind;
 use crate::engine::{Engine, EngineOptions, ShareSource};
@@ -36,14 +41,32 @@ pub enum WhatIfError {
     BadBound { value: f64, why: &'static str },
 }
 
+/// One input of a recorded stream.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Item<'a> {
+    /// An event, a release declaration or a blank line.
+    Line(Line<'a>),
+    /// A clock tick (a server journal's `tick` entry).
+    Tick(Time),
+}
+
 /// One release's recorded stream, parsed once and replayed per variant.
 #[derive(Clone, Debug)]
 pub struct Stream<'a> {
     pub name: String,
-    lines: Vec<Line<'a>>,
+    items: Vec<Item<'a>>,
 }
 
 impl<'a> Stream<'a> {
+    /// A stream of inputs already parsed (e.g. from a server's journal:
+    /// the release declared at its start, then its events and ticks).
+    pub fn new(name: &str, items: Vec<Item<'a>>) -> Stream<'a> {
+        Stream {
+            name: name.into(),
+            items,
+        }
+    }
+
     /// Parses NDJSON lines (events and release declarations); an invalid
     /// line is an error naming the stream and the 1-based line.
     pub fn parse(name: &str, lines: &'a [String]) -> Result<Stream<'a>, WhatIfError> {
@@ -51,25 +74,24 @@ impl<'a> Stream<'a> {
             .iter()
             .enumerate()
             .map(|(i, l)| {
-                parse_line(l.as_bytes()).map_err(|e| WhatIfError::Line {
-                    stream: name.into(),
-                    line: i + 1,
-                    message: e.to_string(),
-                })
+                parse_line(l.as_bytes())
+                    .map(Item::Line)
+                    .map_err(|e| WhatIfError::Line {
+                        stream: name.into(),
+                        line: i + 1,
+                        message: e.to_string(),
+                    })
             })
             .collect::<Result<Vec<_>, _>>()?;
-        Ok(Stream {
-            name: name.into(),
-            lines: parsed,
-        })
+        Ok(Stream::new(name, parsed))
     }
 
     /// When the release started: its first declaration, else its first event.
     pub fn start(&self) -> Option<Time> {
-        self.lines.iter().find_map(|l| match l {
-            Line::Release(r) => Some(r.ts),
-            Line::Event(e) => Some(e.ts),
-            Line::Blank => None,
+        self.items.iter().find_map(|l| match l {
+            Item::Line(Line::Release(r)) => Some(r.ts),
+            Item::Line(Line::Event(e)) => Some(e.ts),
+            Item::Line(Line::Blank) | Item::Tick(_) => None,
         })
     }
 }
@@ -94,8 +116,11 @@ pub struct Question<'q, 'a> {
     pub detected_at: Option<Time>,
     /// Recent releases without a real incident.
     pub others: &'q [Stream<'a>],
-    /// As `ripcord replay --lateness`.
+    /// As `ripcord replay --lateness` (or the server's option).
     pub lateness: Dur,
+    /// `Recorded` for recorded files with release lines, `Engine` for a
+    /// server's journal.
+    pub share_source: ShareSource,
 }
 
 /// One variant's outcome.
@@ -159,11 +184,15 @@ pub fn what_if(q: &Question<'_, '_>) -> Result<Table, WhatIfError> {
             let mut policy = q.policy.clone();
             policy.criteria[index].bound = with_value(current.bound, bound);
             policy.criteria[index].sustain = sustain;
-            let fired = first_firing(&policy, q.incident, q.trigger, q.lateness);
+            let options = EngineOptions {
+                lateness: q.lateness,
+                share_source: q.share_source,
+            };
+            let fired = first_firing(&policy, &options, q.incident, q.trigger);
             let false_alarms = q
                 .others
                 .iter()
-                .filter(|s| first_firing(&policy, s, q.trigger, q.lateness).is_some())
+                .filter(|s| first_firing(&policy, &options, s, q.trigger).is_some())
                 .count();
             rows.push(Row {
                 bound,
@@ -260,30 +289,25 @@ fn bound_kind(b: Bound) -> &'static str {
 /// When the trigger first fires replaying the stream, if it does.
 fn first_firing(
     policy: &Policy,
+    options: &EngineOptions,
     stream: &Stream<'_>,
     trigger: &str,
-    lateness: Dur,
 ) -> Option<Time> {
-    let mut engine = Engine::new(
-        policy.clone(),
-        EngineOptions {
-            lateness,
-            share_source: ShareSource::Recorded,
-        },
-    );
+    let mut engine = Engine::new(policy.clone(), options.clone());
     let mut out = Vec::new();
     let fired = |out: &[crate::Decision]| {
         out.iter()
             .find(|d| d.kind == DecisionKind::TriggerFired && d.trigger.as_deref() == Some(trigger))
             .map(|d| d.at)
     };
-    for line in &stream.lines {
-        match line {
-            Line::Release(r) => engine.declare(r, &mut out),
+    for item in &stream.items {
+        match item {
+            Item::Line(Line::Release(r)) => engine.declare(r, &mut out),
             // Rejected events (another service, too late) are not counted,
             // exactly as in replay.
-            Line::Event(e) => _ = engine.observe(e, &mut out),
-            Line::Blank => {}
+            Item::Line(Line::Event(e)) => _ = engine.observe(e, &mut out),
+            Item::Line(Line::Blank) => {}
+            Item::Tick(t) => engine.tick(*t, &mut out),
         }
         if let Some(at) = fired(&out) {
             return Some(at);

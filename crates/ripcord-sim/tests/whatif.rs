@@ -5,8 +5,10 @@
 //! figures are pinned for these seeds.
 
 use ripcord_core::Dur;
+use ripcord_core::engine::ShareSource;
+use ripcord_core::ndjson::{Line, parse_line};
 use ripcord_core::policy::{Scenario, load_policy};
-use ripcord_core::whatif::{Question, Stream, WhatIfError, what_if};
+use ripcord_core::whatif::{Item, Question, Stream, WhatIfError, what_if};
 use ripcord_sim::generate_to;
 use ripcord_sim::spec::Regression;
 use ripcord_sim::traffic::TrafficSpec;
@@ -78,6 +80,7 @@ fn tighter_bounds_detect_sooner_and_alarm_more_often() {
         detected_at: Some(start + Dur::from_mins(25)),
         others: &others,
         lateness: Dur::from_secs(30),
+        share_source: ShareSource::Recorded,
     };
     let table = what_if(&question).unwrap();
     println!("{}", table.to_markdown());
@@ -153,6 +156,7 @@ fn questions_the_policy_cannot_answer_are_refused() {
             detected_at: None,
             others: &[],
             lateness: Dur::from_secs(30),
+            share_source: ShareSource::Recorded,
         })
     };
     assert_eq!(
@@ -179,4 +183,52 @@ fn questions_the_policy_cannot_answer_are_refused() {
             .to_markdown()
             .contains("| 1.2 | 1m | never | — | 0 | ← current policy |")
     );
+}
+
+/// A server journal has no ramp lines: its stream replays closed loop, the
+/// release declared at the start, with the journal's ticks between events.
+#[test]
+fn journal_streams_replay_closed_loop_with_their_ticks() {
+    let policy = load_policy(POLICY, "policy.yaml").unwrap();
+    let lines = stream(11, Some("moderation_fail x3 from 20m"));
+    let mut items = Vec::new();
+    let mut next_tick = None;
+    for l in &lines {
+        let line = parse_line(l.as_bytes()).unwrap();
+        let ts = match &line {
+            Line::Event(e) => Some(e.ts),
+            _ => None,
+        };
+        if let (Some(ts), Some(tick)) = (ts, next_tick)
+            && ts >= tick
+        {
+            items.push(Item::Tick(tick));
+            next_tick = Some(tick + Dur::from_secs(1));
+        }
+        if next_tick.is_none() {
+            next_tick = ts.map(|t| t + Dur::from_secs(1));
+        }
+        items.push(Item::Line(line));
+    }
+    let incident = Stream::new("incident", items);
+    let table = what_if(&Question {
+        policy: &policy,
+        criterion: "moderation_rel",
+        trigger: "safety_regression",
+        bounds: vec![],
+        sustains: vec![],
+        incident: &incident,
+        detected_at: None,
+        others: &[],
+        lateness: Dur::from_secs(30),
+        share_source: ShareSource::Engine,
+    })
+    .unwrap();
+    assert_eq!(table.rows.len(), 1);
+    // The same instant as the open-loop replay of the same lines: with one
+    // 25% step the engine's share is the recorded one, and at 40 events/s
+    // the ticks between events end no `for` sooner.
+    assert_eq!(table.rows[0].detection, Some(Dur(1_861_568)));
+    // Without a real detection, the current policy's own is the reference.
+    assert_eq!(table.rows[0].vs_actual_ms, Some(0));
 }
