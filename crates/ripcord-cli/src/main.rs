@@ -4,6 +4,7 @@
 mod cmd;
 mod input;
 mod output;
+mod report;
 
 use std::process::ExitCode;
 
@@ -44,6 +45,10 @@ enum Command {
     Token(cmd::token::TokenArgs),
     /// Preview incident communication templates.
     Template(cmd::template::TemplateArgs),
+    /// Export an incident's evidence bundle as one archive.
+    Evidence(cmd::evidence::EvidenceArgs),
+    /// The post-incident report of an incident, as markdown or HTML.
+    Report(cmd::report::ReportArgs),
 }
 
 fn main() -> ExitCode {
@@ -59,6 +64,8 @@ fn main() -> ExitCode {
         Command::Audit(args) => cmd::audit::run(args),
         Command::Token(args) => cmd::token::run(args),
         Command::Template(args) => cmd::template::run(args),
+        Command::Evidence(args) => cmd::evidence::run(args),
+        Command::Report(args) => cmd::report::run(args),
     };
     match result {
         Ok(code) => code,

@@ -148,6 +148,15 @@ fn check_checkpoint(
     Ok(key)
 }
 
+/// A JSON value as canonical text: object keys sorted, no whitespace.
+/// The audit chain hashes records in this form; evidence bundles are
+/// content-addressed by it.
+pub fn canonical_json(value: &Value) -> String {
+    let mut out = String::new();
+    write_canonical(value, &mut out);
+    out
+}
+
 /// Writes a JSON value with object keys sorted, without whitespace.
 fn write_canonical(value: &Value, out: &mut String) {
     match value {

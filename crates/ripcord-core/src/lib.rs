@@ -15,12 +15,14 @@ pub mod audit;
 pub mod decision;
 pub mod engine;
 pub mod event;
+pub mod evidence;
 pub mod ndjson;
 pub mod policy;
 pub mod record;
 mod rfc3339;
 pub mod stats;
 pub mod time;
+pub mod whatif;
 
 pub use decision::{ActionKind, Decision, DecisionKind, Explanation};
 pub use event::{Event, Release};

@@ -111,6 +111,12 @@ impl Store for Faulty {
     async fn outbox_counts(&self) -> Result<OutboxCounts> {
         self.inner.outbox_counts().await
     }
+    async fn put_blob(&self, hash: &str, bytes: &[u8], audit: &PendingAudit) -> Result<bool> {
+        self.inner.put_blob(hash, bytes, audit).await
+    }
+    async fn blob(&self, hash: &str) -> Result<Option<Vec<u8>>> {
+        self.inner.blob(hash).await
+    }
     async fn journal_count(&self, service: &str, kind: &str) -> Result<i64> {
         self.inner.journal_count(service, kind).await
     }

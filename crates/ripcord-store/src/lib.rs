@@ -185,6 +185,9 @@ pub struct Batch {
     /// Upserted by (kind, id).
     pub docs: Vec<Doc>,
     pub timers: Vec<TimerChange>,
+    /// Content-addressed blobs (address, bytes), e.g. evidence bundles;
+    /// an address already stored is left as it is.
+    pub blobs: Vec<(String, Vec<u8>)>,
 }
 
 impl Batch {
@@ -197,6 +200,7 @@ impl Batch {
             && self.audit.is_empty()
             && self.docs.is_empty()
             && self.timers.is_empty()
+            && self.blobs.is_empty()
     }
 }
 
@@ -289,6 +293,12 @@ pub trait Store: Send + Sync + 'static {
     async fn timers(&self) -> Result<Vec<Timer>>;
     /// SQLite's own integrity check; empty when the file is sound.
     async fn integrity(&self) -> Result<Vec<String>>;
+    /// Stores a content-addressed blob (an evidence bundle) with the audit
+    /// record that says so; `false`, and nothing written, when the address
+    /// is already stored. The caller computes the address.
+    async fn put_blob(&self, hash: &str, bytes: &[u8], audit: &PendingAudit) -> Result<bool>;
+    /// A stored blob's bytes.
+    async fn blob(&self, hash: &str) -> Result<Option<Vec<u8>>>;
     /// The count of stored events per service, from `events` journal
     /// entries' line counts (for tests and `/metrics`).
     async fn journal_count(&self, service: &str, kind: &str) -> Result<i64>;

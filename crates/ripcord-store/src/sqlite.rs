@@ -119,6 +119,13 @@ CREATE TABLE tokens (
     r#"
 ALTER TABLE outbox ADD COLUMN kind TEXT NOT NULL DEFAULT 'webhook';
 "#,
+    r#"
+CREATE TABLE blobs (
+    hash TEXT PRIMARY KEY,
+    bytes BLOB NOT NULL,
+    created_at TEXT NOT NULL DEFAULT CURRENT_TIMESTAMP
+);
+"#,
 ];
 
 pub struct SqliteStore {
@@ -320,6 +327,18 @@ fn timer_row(row: &sqlx::sqlite::SqliteRow) -> Result<Timer> {
     })
 }
 
+/// Inserts a blob unless its address is stored; `true` if inserted.
+async fn insert_blob(tx: &mut sqlx::SqliteConnection, hash: &str, bytes: &[u8]) -> Result<bool> {
+    let done = sqlx::query(
+        "INSERT INTO blobs (hash, bytes) VALUES ($1, $2) ON CONFLICT (hash) DO NOTHING",
+    )
+    .bind(hash)
+    .bind(bytes)
+    .execute(&mut *tx)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
 fn json(text: &str) -> Result<serde_json::Value> {
     serde_json::from_str(text).map_err(|e| StoreError::Corrupt(e.to_string()))
 }
@@ -421,6 +440,9 @@ impl Store for SqliteStore {
         }
         for batch in batches {
             write_governance(&mut tx, batch).await?;
+        }
+        for (hash, bytes) in batches.iter().flat_map(|b| &b.blobs) {
+            insert_blob(&mut tx, hash, bytes).await?;
         }
         let pending: Vec<&PendingAudit> = batches.iter().flat_map(|b| &b.audit).collect();
         let new_tail = append_audit(&mut tx, *tail, &pending).await?;
@@ -798,6 +820,27 @@ impl Store for SqliteStore {
                 })
             })
             .collect()
+    }
+
+    async fn put_blob(&self, hash: &str, bytes: &[u8], audit: &PendingAudit) -> Result<bool> {
+        let mut tail = self.tail.lock().await;
+        let mut tx = self.pool.begin().await?;
+        if !insert_blob(&mut tx, hash, bytes).await? {
+            return Ok(false);
+        }
+        let new_tail = append_audit(&mut tx, *tail, &[audit]).await?;
+        tx.commit().await?;
+        *tail = new_tail;
+        Ok(true)
+    }
+
+    async fn blob(&self, hash: &str) -> Result<Option<Vec<u8>>> {
+        Ok(
+            sqlx::query_scalar("SELECT bytes FROM blobs WHERE hash = $1")
+                .bind(hash)
+                .fetch_optional(&self.pool)
+                .await?,
+        )
     }
 
     async fn journal_count(&self, service: &str, kind: &str) -> Result<i64> {

@@ -497,6 +497,55 @@ async fn tokens_are_unique_found_by_hash_and_revoked_once(store: &dyn Store) {
     assert_eq!(after - before, 3, "two creations and one revocation");
 }
 
+async fn audit_count(store: &dyn Store) -> usize {
+    store.audit(1, 1_000_000).await.unwrap().len()
+}
+
+async fn blobs_are_stored_once_by_address(store: &dyn Store) {
+    let before = audit_count(store).await;
+    assert_eq!(store.blob("aa").await.unwrap(), None);
+    assert!(
+        store
+            .put_blob("aa", b"first\x00bytes", &audit("evidence.frozen"))
+            .await
+            .unwrap()
+    );
+    // The same address again changes nothing, not even the audit log.
+    assert!(
+        !store
+            .put_blob("aa", b"other", &audit("evidence.frozen"))
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        store.blob("aa").await.unwrap().as_deref(),
+        Some(&b"first\x00bytes"[..])
+    );
+    assert_eq!(audit_count(store).await, before + 1);
+
+    // In a batch: written with everything else, or not at all.
+    let batch = Batch {
+        blobs: vec![("bb".into(), vec![0, 255, 7]), ("aa".into(), b"x".to_vec())],
+        audit: vec![audit("evidence.frozen")],
+        ..Batch::default()
+    };
+    assert!(!batch.is_empty());
+    store.commit(&[batch]).await.unwrap();
+    assert_eq!(store.blob("bb").await.unwrap(), Some(vec![0, 255, 7]));
+    assert_eq!(
+        store.blob("aa").await.unwrap().as_deref(),
+        Some(&b"first\x00bytes"[..])
+    );
+    let failing = Batch {
+        journal: vec![journal(1, "svc", "tick", "5")],
+        blobs: vec![("cc".into(), vec![1])],
+        ..Batch::default()
+    };
+    assert!(store.commit(&[failing]).await.is_err());
+    assert_eq!(store.blob("cc").await.unwrap(), None);
+    assert_eq!(audit_count(store).await, before + 2);
+}
+
 async fn conformance(store: &dyn Store) {
     policies_are_versioned(store).await;
     versions_are_immutable(store).await;
@@ -509,6 +558,7 @@ async fn conformance(store: &dyn Store) {
     documents_upsert_and_timers_come_due(store).await;
     // After the audit check, which counts the records before it.
     tokens_are_unique_found_by_hash_and_revoked_once(store).await;
+    blobs_are_stored_once_by_address(store).await;
 }
 
 #[tokio::test]
@@ -525,6 +575,7 @@ async fn sqlite_file_conforms_and_keeps_everything_across_reopening() {
     assert_eq!(reopened.last_seqs().await.unwrap(), (29, 19));
     assert_eq!(reopened.policy("svc").await.unwrap().unwrap().version, 2);
     assert_eq!(reopened.outbox_counts().await.unwrap().delivered, 2);
+    assert_eq!(reopened.blob("bb").await.unwrap(), Some(vec![0, 255, 7]));
     // The schema is migrated once: opening again changes nothing.
     assert_eq!(
         reopened

@@ -3,8 +3,10 @@
 pub mod audit;
 pub mod bench;
 pub mod demo;
+pub mod evidence;
 pub mod policy;
 pub mod replay;
+pub mod report;
 pub mod serve;
 pub mod simulate;
 pub mod template;

@@ -1,0 +1,242 @@
+//! `ripcord evidence export`: an incident's evidence bundle, out of the
+//! store as one reproducible `.tar.gz`, after checking that the bundle's
+//! bytes still hash to its address and that the stored policy is the one
+//! the bundle names.
+//!
+//! Exit codes: 0 written, 1 the evidence does not verify (changed bytes,
+//! a policy whose hash differs), 2 other errors (no such bundle, I/O).
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{Context, bail};
+use clap::{Args, Subcommand};
+use flate2::Compression;
+use flate2::write::GzEncoder;
+use ripcord_core::Time;
+use ripcord_core::evidence::{self, Bundle};
+use ripcord_store::{SqliteStore, Store};
+use serde_json::json;
+
+#[derive(Args)]
+pub struct EvidenceArgs {
+    #[command(subcommand)]
+    command: EvidenceCommand,
+}
+
+#[derive(Subcommand)]
+enum EvidenceCommand {
+    /// Write an incident's evidence bundle as one .tar.gz archive.
+    Export {
+        /// An incident id, or a bundle address (64 hex digits).
+        target: String,
+        /// The server's data dir.
+        #[arg(long, default_value = "ripcord-data")]
+        data_dir: PathBuf,
+        /// The archive [default: evidence-<first 12 digits of the address>.tar.gz].
+        #[arg(short, long)]
+        output: Option<PathBuf>,
+    },
+}
+
+/// Why an export stopped: evidence that does not verify (exit 1) or
+/// anything else (exit 2).
+enum Failure {
+    Unverified(String),
+    Other(anyhow::Error),
+}
+
+impl<E: Into<anyhow::Error>> From<E> for Failure {
+    fn from(e: E) -> Failure {
+        Failure::Other(e.into())
+    }
+}
+
+pub fn run(args: EvidenceArgs) -> anyhow::Result<ExitCode> {
+    let EvidenceCommand::Export {
+        target,
+        data_dir,
+        output,
+    } = args.command;
+    let runtime = tokio::runtime::Runtime::new()?;
+    match runtime.block_on(export(&target, &data_dir)) {
+        Ok((address, archive)) => {
+            let path = output
+                .unwrap_or_else(|| PathBuf::from(format!("evidence-{}.tar.gz", &address[..12])));
+            std::fs::write(&path, &archive)
+                .with_context(|| format!("writing {}", path.display()))?;
+            println!("wrote {} (bundle {address})", path.display());
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(Failure::Unverified(why)) => {
+            eprintln!("error: {why}");
+            Ok(ExitCode::from(1))
+        }
+        Err(Failure::Other(e)) => Err(e),
+    }
+}
+
+pub async fn open_store(data_dir: &Path) -> anyhow::Result<SqliteStore> {
+    let db = data_dir.join("ripcord.db");
+    if !db.exists() {
+        bail!("{}: no store here (is --data-dir right?)", db.display());
+    }
+    Ok(SqliteStore::open(&db).await?)
+}
+
+/// Whether `text` is a bundle address rather than an incident id.
+fn is_address(text: &str) -> bool {
+    text.len() == 64
+        && text
+            .bytes()
+            .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
+}
+
+/// TO BE FILLED IN BY THE LEAD (incidents): the address of the evidence
+/// bundle frozen when `incident` opened — read the incident document from
+/// the store and return its `evidence` field.
+pub async fn resolve_incident_bundle(_store: &dyn Store, incident: &str) -> anyhow::Result<String> {
+    bail!(
+        "{incident:?} is not a bundle address (64 lowercase hex digits), and incidents cannot be looked up yet"
+    )
+}
+
+async fn export(target: &str, data_dir: &Path) -> Result<(String, Vec<u8>), Failure> {
+    let store = open_store(data_dir).await?;
+    let address = if is_address(target) {
+        target.to_string()
+    } else {
+        resolve_incident_bundle(&store, target).await?
+    };
+    let Some(bytes) = store.blob(&address).await? else {
+        return Err(Failure::Other(anyhow::anyhow!(
+            "no evidence bundle {address} in the store"
+        )));
+    };
+    let bundle =
+        evidence::open(&address, &bytes).map_err(|e| Failure::Unverified(e.to_string()))?;
+    let policy = store
+        .policy_version(&bundle.service, bundle.policy.version)
+        .await?
+        .ok_or_else(|| {
+            Failure::Unverified(format!(
+                "bundle {address}: policy {} version {} is not in the store",
+                bundle.service, bundle.policy.version
+            ))
+        })?;
+    let actual = evidence::address(policy.yaml.as_bytes());
+    if actual != bundle.policy.sha256 {
+        return Err(Failure::Unverified(format!(
+            "bundle {address}: policy {} version {} hashes to {actual}, the bundle says {}",
+            bundle.service, bundle.policy.version, bundle.policy.sha256
+        )));
+    }
+    Ok((
+        address.clone(),
+        archive(&address, &bytes, &bundle, &policy.yaml)?,
+    ))
+}
+
+/// The archive's files, in order, before the manifest.
+fn files(
+    bundle_bytes: &[u8],
+    bundle: &Bundle,
+    policy_yaml: &str,
+) -> anyhow::Result<Vec<(String, Vec<u8>)>> {
+    let ndjson = |lines: &[String]| {
+        lines
+            .iter()
+            .flat_map(|l| [l.as_bytes(), b"\n"])
+            .flatten()
+            .copied()
+            .collect::<Vec<u8>>()
+    };
+    let mut out = vec![
+        ("bundle.json".to_string(), bundle_bytes.to_vec()),
+        ("events.ndjson".to_string(), ndjson(&bundle.events)),
+        ("decisions.ndjson".to_string(), ndjson(&bundle.decisions)),
+        ("policy.yaml".to_string(), policy_yaml.as_bytes().to_vec()),
+    ];
+    for p in &bundle.provenance {
+        let mut text = serde_json::to_vec_pretty(&p.document)?;
+        text.push(b'\n');
+        out.push((format!("provenance/{}.json", file_name(&p.version)), text));
+    }
+    Ok(out)
+}
+
+/// A version name made safe as one path component.
+fn file_name(version: &str) -> String {
+    let name: String = version
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || "._-".contains(c) {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    if name.is_empty() || name.chars().all(|c| c == '.') {
+        "_".repeat(name.len().max(1))
+    } else {
+        name
+    }
+}
+
+/// The archive: MANIFEST.json (every other file's size and SHA-256), then
+/// the files. Every header has the bundle's freeze time and mode 0644, and
+/// gzip carries no timestamp, so the same bundle gives the same bytes.
+fn archive(
+    address: &str,
+    bundle_bytes: &[u8],
+    bundle: &Bundle,
+    policy_yaml: &str,
+) -> anyhow::Result<Vec<u8>> {
+    let files = files(bundle_bytes, bundle, policy_yaml)?;
+    let manifest = json!({
+        "format": evidence::FORMAT,
+        "bundle": address,
+        "frozen_at": bundle.frozen_at,
+        "files": files.iter().map(|(path, bytes)| json!({
+            "path": path, "bytes": bytes.len(), "sha256": evidence::address(bytes),
+        })).collect::<Vec<_>>(),
+    });
+    let mut manifest = serde_json::to_vec_pretty(&manifest)?;
+    manifest.push(b'\n');
+    let mtime = Time::parse_rfc3339(&bundle.frozen_at).map_or(0, |t| t.0.max(0) / 1000) as u64;
+    let mut tar = tar::Builder::new(GzEncoder::new(Vec::new(), Compression::default()));
+    for (path, bytes) in std::iter::once(("MANIFEST.json".to_string(), manifest)).chain(files) {
+        let mut header = tar::Header::new_gnu();
+        header.set_size(bytes.len() as u64);
+        header.set_mode(0o644);
+        header.set_mtime(mtime);
+        header.set_entry_type(tar::EntryType::Regular);
+        tar.append_data(&mut header, &path, bytes.as_slice())
+            .with_context(|| format!("archiving {path}"))?;
+    }
+    let mut gz = tar.into_inner()?;
+    gz.flush()?;
+    Ok(gz.finish()?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn version_names_become_one_safe_path_component() {
+        assert_eq!(file_name("v13"), "v13");
+        assert_eq!(file_name("model/v1.2 beta"), "model_v1.2_beta");
+        assert_eq!(file_name(".."), "__");
+        assert_eq!(file_name(""), "_");
+    }
+
+    #[test]
+    fn addresses_are_lowercase_hex_of_sha256_length() {
+        assert!(is_address(&"ab".repeat(32)));
+        assert!(!is_address(&"AB".repeat(32)));
+        assert!(!is_address("inc-1"));
+    }
+}

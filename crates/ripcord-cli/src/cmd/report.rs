@@ -1,0 +1,181 @@
+//! `ripcord report INCIDENT`: the post-incident report as markdown or HTML.
+//!
+//! The incident document comes from the store (or `--incident-file`), the
+//! release's decision lines from the store (or `--decisions`). Markdown
+//! charts are written as SVG files beside the report (beside the current
+//! directory when the report goes to standard output); HTML inlines them.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{Context, bail};
+use clap::Args;
+use ripcord_core::Time;
+use ripcord_core::whatif::Table;
+use ripcord_store::Store;
+use serde_json::Value;
+
+use crate::cmd::evidence::open_store;
+use crate::report::{Format, IncidentDoc, Input, render};
+
+#[derive(Args)]
+pub struct ReportArgs {
+    /// The incident id.
+    incident: String,
+    #[arg(long, value_enum, default_value_t = ReportFormat::Md)]
+    format: ReportFormat,
+    /// The server's data dir.
+    #[arg(long, default_value = "ripcord-data")]
+    data_dir: PathBuf,
+    /// Where to write [default: standard output].
+    #[arg(short, long)]
+    output: Option<PathBuf>,
+    /// Read the incident document from this JSON file instead of the store.
+    #[arg(long)]
+    incident_file: Option<PathBuf>,
+    /// Read the release's decisions from this NDJSON file instead of the store.
+    #[arg(long)]
+    decisions: Option<PathBuf>,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum ReportFormat {
+    Md,
+    Html,
+}
+
+pub fn run(args: ReportArgs) -> anyhow::Result<ExitCode> {
+    let runtime = tokio::runtime::Runtime::new()?;
+    let (doc, decisions, whatif) = runtime.block_on(gather(&args))?;
+    let format = match args.format {
+        ReportFormat::Md => Format::Markdown,
+        ReportFormat::Html => Format::Html,
+    };
+    let prefix = args
+        .output
+        .as_deref()
+        .and_then(Path::file_stem)
+        .map_or_else(
+            || args.incident.clone(),
+            |s| s.to_string_lossy().to_string(),
+        );
+    let input = Input {
+        doc: &doc,
+        decisions: &decisions,
+        whatif: whatif.as_ref(),
+    };
+    let rendered = render(&input, format, &prefix)?;
+    let dir = args
+        .output
+        .as_deref()
+        .and_then(Path::parent)
+        .unwrap_or(Path::new(""))
+        .to_path_buf();
+    if format == Format::Markdown {
+        for chart in &rendered.charts {
+            let path = dir.join(&chart.file);
+            std::fs::write(&path, &chart.svg)
+                .with_context(|| format!("writing {}", path.display()))?;
+        }
+    }
+    match &args.output {
+        Some(path) => std::fs::write(path, &rendered.text)
+            .with_context(|| format!("writing {}", path.display()))?,
+        None => std::io::stdout().write_all(rendered.text.as_bytes())?,
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn gather(args: &ReportArgs) -> anyhow::Result<(IncidentDoc, Vec<String>, Option<Table>)> {
+    let store = if args.incident_file.is_none() || args.decisions.is_none() {
+        Some(open_store(&args.data_dir).await?)
+    } else {
+        None
+    };
+    let doc: Value = match (&args.incident_file, &store) {
+        (Some(path), _) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("reading {}", path.display()))?;
+            serde_json::from_str(&text).with_context(|| format!("{}: not JSON", path.display()))?
+        }
+        (None, Some(store)) => load_incident(store, &args.incident).await?,
+        (None, None) => bail!("no incident document"),
+    };
+    let doc: IncidentDoc = serde_path_to_error::deserialize(doc)
+        .map_err(|e| anyhow::anyhow!("incident document: {}: {}", e.path(), e.inner()))?;
+    let decisions = match (&args.decisions, &store) {
+        (Some(path), _) => std::fs::read_to_string(path)
+            .with_context(|| format!("reading {}", path.display()))?
+            .lines()
+            .filter(|l| of_release(l, &doc))
+            .map(str::to_string)
+            .collect(),
+        (None, Some(store)) => release_decisions(store, &doc).await?,
+        (None, None) => Vec::new(),
+    };
+    let whatif = match &store {
+        Some(store) => load_whatif(store, &doc).await?,
+        None => None,
+    };
+    Ok((doc, decisions, whatif))
+}
+
+/// TO BE FILLED IN BY THE LEAD (incidents): the incident document (the
+/// facts, `timeline`, `approvals`, `acknowledged_by`, `review`,
+/// `evidence`) as stored.
+pub async fn load_incident(_store: &dyn Store, incident: &str) -> anyhow::Result<Value> {
+    bail!(
+        "incident {incident:?}: incidents cannot be read from the store yet (use --incident-file)"
+    )
+}
+
+/// TO BE FILLED IN BY THE LEAD (incidents): the what-if table for the
+/// incident — its release's journal and the last N days' releases without
+/// an incident as `whatif::Stream`s, the policy version named by the
+/// evidence bundle, the grid from the review settings — or `None`.
+pub async fn load_whatif(_store: &dyn Store, _doc: &IncidentDoc) -> anyhow::Result<Option<Table>> {
+    Ok(None)
+}
+
+/// The decisions of the incident's release: the service's decisions from a
+/// day before the incident opened whose release is `baseline->candidate`.
+async fn release_decisions(store: &dyn Store, doc: &IncidentDoc) -> anyhow::Result<Vec<String>> {
+    const DAY_MS: i64 = 86_400_000;
+    const PAGE: i64 = 10_000;
+    let opened = Time::parse_rfc3339(&doc.incident.opened_at).with_context(|| {
+        format!(
+            "incident.opened_at {:?} is not RFC 3339",
+            doc.incident.opened_at
+        )
+    })?;
+    let mut out = Vec::new();
+    let mut after = 0;
+    loop {
+        let page = store
+            .decisions(&doc.service, opened.0 - DAY_MS, after, PAGE)
+            .await?;
+        let Some(last) = page.last() else { break };
+        after = last.seq;
+        out.extend(
+            page.into_iter()
+                .map(|d| d.line)
+                .filter(|l| of_release(l, doc)),
+        );
+    }
+    Ok(out)
+}
+
+/// Whether a decision line belongs to the incident's release (the engine
+/// names releases `service:baseline->candidate#generation`).
+fn of_release(line: &str, doc: &IncidentDoc) -> bool {
+    let release = format!(
+        "{}:{}->{}#",
+        doc.service, doc.release.baseline, doc.release.candidate
+    );
+    serde_json::from_str::<Value>(line).is_ok_and(|v| {
+        v["explanation"]["release"]
+            .as_str()
+            .is_some_and(|r| r.starts_with(&release))
+    })
+}

@@ -1,0 +1,112 @@
+//! `ripcord report` end to end on the hand-made incident fixture: markdown
+//! with its charts written beside it, HTML with the charts inline.
+
+use std::process::Command;
+
+const INCIDENT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/incident.json");
+const DECISIONS: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/tests/fixtures/decisions.ndjson"
+);
+
+fn ripcord(args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_ripcord"))
+        .args(args)
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).to_string(),
+        String::from_utf8_lossy(&out.stderr).to_string(),
+    )
+}
+
+#[test]
+fn markdown_links_charts_written_beside_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("review.md");
+    let (code, _, err) = ripcord(&[
+        "report",
+        "inc-20261120-1",
+        "--incident-file",
+        INCIDENT,
+        "--decisions",
+        DECISIONS,
+        "--format",
+        "md",
+        "-o",
+        out.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let text = std::fs::read_to_string(&out).unwrap();
+    assert!(
+        text.contains("![moderation_rel](review-moderation_rel.svg)"),
+        "{text}"
+    );
+    // The other release's decision (09:00) is not this incident's: the
+    // release start is the 10:00 ramp.
+    assert!(
+        text.contains("| Time to detect | 2026-11-20T10:00:00.000Z |"),
+        "{text}"
+    );
+    let mut files: Vec<String> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().to_string())
+        .collect();
+    files.sort();
+    assert_eq!(
+        files,
+        [
+            "review-hallucination_rel.svg",
+            "review-moderation_rel.svg",
+            "review.md"
+        ]
+    );
+    let svg = std::fs::read_to_string(dir.path().join("review-moderation_rel.svg")).unwrap();
+    assert!(roxmltree::Document::parse(&svg).is_ok());
+}
+
+#[test]
+fn html_goes_to_stdout_with_the_charts_inline() {
+    let (code, out, err) = ripcord(&[
+        "report",
+        "inc-20261120-1",
+        "--incident-file",
+        INCIDENT,
+        "--decisions",
+        DECISIONS,
+        "--format",
+        "html",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.starts_with("<!doctype html>"));
+    assert_eq!(out.matches("<svg ").count(), 2);
+}
+
+#[test]
+fn a_missing_incident_or_store_is_an_error_that_says_so() {
+    let dir = tempfile::tempdir().unwrap();
+    let (code, _, err) = ripcord(&[
+        "report",
+        "inc-1",
+        "--data-dir",
+        dir.path().to_str().unwrap(),
+    ]);
+    assert_eq!(code, 2);
+    assert!(err.contains("no store here"), "{err}");
+    let bad = dir.path().join("bad.json");
+    std::fs::write(&bad, r#"{"incident": {"id": "x"}}"#).unwrap();
+    let (code, _, err) = ripcord(&[
+        "report",
+        "x",
+        "--incident-file",
+        bad.to_str().unwrap(),
+        "--decisions",
+        DECISIONS,
+    ]);
+    assert_eq!(code, 2);
+    assert!(
+        err.contains("incident document: incident: missing field `kind`"),
+        "{err}"
+    );
+}
