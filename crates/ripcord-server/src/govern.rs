@@ -9,6 +9,7 @@
 //! it: incidents, requests and timers are read back from the store.
 
 use ripcord_core::engine::{Command, ReleaseState};
+use ripcord_core::evidence::{FreezeInput, Redaction, freeze};
 use ripcord_core::policy::governance::{ActionName, EscalationLevel, StepKind};
 use ripcord_core::policy::{Action, Approval, Category, OnTimeout, Policy};
 use ripcord_core::record::decision_to_line;
@@ -208,8 +209,8 @@ fn open_or_join(ctx: &Ctx, state: &mut State, d: &Decision, batch: &mut Batch) {
         save_incident(batch, &inc, ctx.now, ENGINE, "incident.join");
         return;
     }
-    let inc = new_incident(ctx, state, d, &trigger_name);
-    let mut inc = inc;
+    let mut inc = new_incident(ctx, state, d, &trigger_name);
+    freeze_evidence(ctx, state, &mut inc, batch);
     schedule(ctx, state, &mut inc, batch);
     notify_level(ctx, state, &mut inc, 0, "open", batch);
     state.incidents.push(inc.clone());
@@ -275,6 +276,48 @@ fn new_incident(ctx: &Ctx, state: &mut State, d: &Decision, trigger_name: &str) 
         Value::Null,
     );
     inc
+}
+
+/// Freezes the incident's evidence bundle — policy, release, provenance,
+/// decisions, window statistics and the redacted event sample — as a
+/// content-addressed blob in the same batch, and records its address.
+pub fn freeze_evidence(ctx: &Ctx, state: &State, inc: &mut Incident, batch: &mut Batch) {
+    let Some(sample) = state.evidence.sample.as_ref() else {
+        return;
+    };
+    let rules = &state.policy.governance.evidence;
+    let redaction = Redaction {
+        drop: rules.drop.clone(),
+        hash: rules.hash.clone(),
+    };
+    let frozen = freeze(FreezeInput {
+        service: ctx.service,
+        policy_version: inc.policy_version,
+        policy_yaml: &state.evidence.policy_yaml,
+        release: serde_json::to_value(&state.current).unwrap_or(Value::Null),
+        provenance: state.evidence.provenance.clone(),
+        decisions: state.evidence.decisions.clone(),
+        sample,
+        redaction: &redaction,
+        frozen_at: ctx.now,
+    });
+    let detail = json!({
+        "address": frozen.address,
+        "events": frozen.bundle.events.len(),
+        "decisions": state.evidence.decisions.len(),
+    });
+    inc.note(
+        ctx.now,
+        "evidence",
+        ENGINE,
+        format!("evidence bundle frozen: sha256:{}", frozen.address),
+        detail.clone(),
+    );
+    inc.evidence = Some(frozen.address.clone());
+    batch
+        .audit
+        .push(audit(ctx.now, ENGINE, "evidence.freeze", &inc.id, detail));
+    batch.blobs.push((frozen.address, frozen.bytes));
 }
 
 /// The acknowledgement deadline, the escalation levels, the status-update

@@ -13,6 +13,7 @@ use std::sync::{Arc, RwLock};
 use ripcord_core::engine::{
     Command, Engine, EngineOptions, ReleaseState, ReleaseStatus, state_name,
 };
+use ripcord_core::evidence::{Provenance, Reservoir, seed_for};
 use ripcord_core::policy::{Policy, RolloutStep, load_policy};
 use ripcord_core::record::decision_to_line;
 use ripcord_core::{Decision, Release, Time};
@@ -79,6 +80,38 @@ pub struct State {
     pub requests_made: usize,
     /// The current release is a drill: its incidents are drills too.
     pub drill: bool,
+    /// What an incident's evidence bundle is frozen from.
+    pub evidence: EvidenceInputs,
+}
+
+/// The current release's raw material for evidence bundles: a seeded
+/// reservoir of raw event lines (rebuilt identically by recovery), the
+/// policy text, both versions' provenance and the decision lines.
+#[derive(Default)]
+pub struct EvidenceInputs {
+    pub sample: Option<Reservoir>,
+    pub policy_yaml: String,
+    pub provenance: Vec<Provenance>,
+    pub decisions: Vec<String>,
+}
+
+/// Decision lines kept per release for its evidence.
+const KEPT_DECISIONS: usize = 1000;
+
+impl EvidenceInputs {
+    /// Notes one engine input: its raw event lines and its decisions.
+    fn remember(&mut self, kind: &str, body: &str, decisions: &[Decision]) {
+        if let (Some(sample), "events") = (self.sample.as_mut(), kind) {
+            for line in body.lines() {
+                sample.offer(line);
+            }
+        }
+        for d in decisions {
+            if self.decisions.len() < KEPT_DECISIONS {
+                self.decisions.push(decision_to_line(d));
+            }
+        }
+    }
 }
 
 /// Who gets which version, as of the engine's last decision.
@@ -329,7 +362,11 @@ impl Hub {
                 .into_iter()
                 .filter(|r| r.state == "pending")
                 .collect(),
+            evidence: EvidenceInputs::default(),
         };
+        if let Some(first) = first_of_chain(&*self.store, state.current.as_ref()).await? {
+            state.evidence = self.evidence_inputs(name, &first, &state.policy).await?;
+        }
         if let Some(start) = self.store.last_start(name).await? {
             self.replay(name, start, &mut state).await?;
         }
@@ -369,6 +406,7 @@ impl Hub {
                 } else {
                     replay_entry(entry, state, &mut scratch)?;
                 }
+                state.evidence.remember(&entry.kind, &entry.body, &scratch);
             }
         }
         Ok(())
@@ -555,6 +593,10 @@ impl Hub {
         });
         state.current = Some(view.clone());
         state.drill = drill;
+        state.evidence = self
+            .evidence_inputs(&service.name, &view, &state.policy)
+            .await
+            .map_err(|e| ApiError::unavailable(e.to_string()))?;
         let body = serde_json::to_string(&start).unwrap_or_default();
         let applied = self
             .finish(
@@ -665,6 +707,39 @@ impl Hub {
         Ok((answer, batch))
     }
 
+    /// The evidence inputs of a release, from its first record (`first`,
+    /// where the journal's start is): the policy it started under and both
+    /// versions' provenance.
+    async fn evidence_inputs(
+        &self,
+        service: &str,
+        first: &ReleaseView,
+        policy: &Policy,
+    ) -> anyhow::Result<EvidenceInputs> {
+        let yaml = self
+            .store
+            .policy_version(service, first.policy_version)
+            .await?
+            .map(|p| p.yaml)
+            .unwrap_or_default();
+        let mut provenance = Vec::new();
+        for version in [&first.baseline, &first.candidate] {
+            if let Some(v) = self.store.version(service, version).await? {
+                provenance.push(Provenance {
+                    version: version.clone(),
+                    document: v.provenance,
+                });
+            }
+        }
+        let sample = policy.governance.evidence.sample;
+        Ok(EvidenceInputs {
+            sample: Some(Reservoir::new(sample, seed_for(&first.id))),
+            policy_yaml: yaml,
+            provenance,
+            decisions: Vec::new(),
+        })
+    }
+
     pub fn ctx<'a>(&'a self, service: &'a str, now: Time) -> govern::Ctx<'a> {
         govern::Ctx {
             now,
@@ -746,6 +821,7 @@ impl Hub {
     ) -> Batch {
         let (kind, body) = entry;
         let now = wall_now();
+        state.evidence.remember(kind, &body, decisions);
         batch.journal.push(JournalEntry {
             seq: self.writer.next_journal_seq(),
             service: service.name.clone(),
@@ -871,6 +947,24 @@ fn replay_entry(
         other => return Err(anyhow::anyhow!("unknown journal entry kind {other:?}")),
     }
     Ok(())
+}
+
+/// The first release record of the current release's chain (re-releases
+/// link back to it): the one the journal's last start began.
+async fn first_of_chain(
+    store: &dyn Store,
+    current: Option<&ReleaseView>,
+) -> anyhow::Result<Option<ReleaseView>> {
+    let Some(mut view) = current.cloned() else {
+        return Ok(None);
+    };
+    while let Some(previous) = view.previous.clone() {
+        match store.release(&previous).await? {
+            Some(r) => view = serde_json::from_value(r.body)?,
+            None => break,
+        }
+    }
+    Ok(Some(view))
 }
 
 /// The approval request waiting on the service's current release.

@@ -325,6 +325,7 @@ impl Hub {
             Value::Null,
         );
         let mut batch = Batch::default();
+        govern::freeze_evidence(&ctx, &state, &mut inc, &mut batch);
         govern::schedule(&ctx, &state, &mut inc, &mut batch);
         govern::notify_level(&ctx, &state, &mut inc, 0, "open", &mut batch);
         state.incidents.push(inc.clone());

@@ -93,13 +93,17 @@ fn is_address(text: &str) -> bool {
             .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
 }
 
-/// TO BE FILLED IN BY THE LEAD (incidents): the address of the evidence
-/// bundle frozen when `incident` opened — read the incident document from
-/// the store and return its `evidence` field.
-pub async fn resolve_incident_bundle(_store: &dyn Store, incident: &str) -> anyhow::Result<String> {
-    bail!(
-        "{incident:?} is not a bundle address (64 lowercase hex digits), and incidents cannot be looked up yet"
-    )
+/// The address of the evidence bundle frozen when the incident opened.
+pub async fn resolve_incident_bundle(store: &dyn Store, incident: &str) -> anyhow::Result<String> {
+    let Some(doc) = store.doc("incident", incident).await? else {
+        bail!(
+            "{incident:?} is neither a bundle address (64 lowercase hex digits) nor an incident in the store"
+        );
+    };
+    match doc.body["evidence"].as_str() {
+        Some(address) => Ok(address.to_string()),
+        None => bail!("incident {incident} has no evidence bundle"),
+    }
 }
 
 async fn export(target: &str, data_dir: &Path) -> Result<(String, Vec<u8>), Failure> {

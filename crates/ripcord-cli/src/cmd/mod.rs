@@ -12,3 +12,4 @@ pub mod simulate;
 pub mod template;
 pub mod test;
 pub mod token;
+pub mod whatif_source;

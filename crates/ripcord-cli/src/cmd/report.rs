@@ -121,21 +121,44 @@ async fn gather(args: &ReportArgs) -> anyhow::Result<(IncidentDoc, Vec<String>, 
     Ok((doc, decisions, whatif))
 }
 
-/// TO BE FILLED IN BY THE LEAD (incidents): the incident document (the
-/// facts, `timeline`, `approvals`, `acknowledged_by`, `review`,
-/// `evidence`) as stored.
-pub async fn load_incident(_store: &dyn Store, incident: &str) -> anyhow::Result<Value> {
-    bail!(
-        "incident {incident:?}: incidents cannot be read from the store yet (use --incident-file)"
-    )
+/// The incident document as the report reads it: the stored incident's
+/// facts with its timeline, approvals, review and evidence address.
+pub async fn load_incident(store: &dyn Store, incident: &str) -> anyhow::Result<Value> {
+    let Some(doc) = store.doc("incident", incident).await? else {
+        bail!("incident {incident:?} is not in the store");
+    };
+    let inc: ripcord_server::incident::Incident = serde_json::from_value(doc.body)
+        .with_context(|| format!("incident {incident} as stored"))?;
+    let release = match &inc.release {
+        Some(id) => store.release(id).await?.map(|r| {
+            let b = r.body;
+            serde_json::json!({"id": b["id"], "baseline": b["baseline"],
+                               "candidate": b["candidate"], "share": b["share"]})
+        }),
+        None => None,
+    };
+    let mut facts = inc.facts(release, None, "");
+    facts["timeline"] = serde_json::json!(inc.timeline);
+    facts["approvals"] = serde_json::json!(inc.approvals);
+    facts["acknowledged_by"] = serde_json::json!(inc.acknowledged_by);
+    facts["evidence"] = serde_json::json!(inc.evidence);
+    if let Some(review) = &inc.review {
+        let items: Vec<Value> = review
+            .action_items
+            .iter()
+            .map(|a| serde_json::json!({"text": a.text, "owner": a.owner, "due": a.due.clone().unwrap_or_default()}))
+            .collect();
+        facts["review"] = serde_json::json!({"signed_off_by": review.signed_off_by,
+                                             "at": review.at, "action_items": items});
+    }
+    Ok(facts)
 }
 
-/// TO BE FILLED IN BY THE LEAD (incidents): the what-if table for the
-/// incident — its release's journal and the last N days' releases without
-/// an incident as `whatif::Stream`s, the policy version named by the
-/// evidence bundle, the grid from the review settings — or `None`.
-pub async fn load_whatif(_store: &dyn Store, _doc: &IncidentDoc) -> anyhow::Result<Option<Table>> {
-    Ok(None)
+/// The what-if table for the incident: its release and the service's
+/// other releases of the week before, replayed under a grid of bounds and
+/// `for` durations (`whatif_source`).
+pub async fn load_whatif(store: &dyn Store, doc: &IncidentDoc) -> anyhow::Result<Option<Table>> {
+    crate::cmd::whatif_source::load(store, doc).await
 }
 
 /// The decisions of the incident's release: the service's decisions from a

@@ -21,6 +21,7 @@ pub struct Series {
 pub fn deciding_series(decisions: &[String], criterion: &str, opened: Time) -> Vec<Series> {
     let mut estimate = Vec::new();
     let mut window = Vec::new();
+    let mut strength = Vec::new();
     for line in decisions {
         let Ok(d) = serde_json::from_str::<Value>(line) else {
             continue;
@@ -40,16 +41,31 @@ pub fn deciding_series(decisions: &[String], criterion: &str, opened: Time) -> V
             if let Some(y) = e["window_estimate"].as_f64() {
                 window.push((x, y));
             }
+            if let (Some(stat), Some(limit)) = (e["statistic"].as_f64(), e["threshold"].as_f64())
+                && limit > 0.0
+            {
+                strength.push((x, stat / limit));
+            }
         }
     }
-    [("estimate", estimate), ("window estimate", window)]
-        .into_iter()
-        .map(|(name, points)| Series {
-            name: name.into(),
-            points: one_per_instant(points),
-        })
-        .filter(|s| !s.points.is_empty())
-        .collect()
+    // Tests without a point estimate (the flagged-event likelihood ratio)
+    // are charted by their evidence: the e-value over the threshold it
+    // must reach, which crosses 1 when the test decides.
+    if !estimate.is_empty() || !window.is_empty() {
+        strength.clear();
+    }
+    [
+        ("estimate", estimate),
+        ("window estimate", window),
+        ("e-value / threshold", strength),
+    ]
+    .into_iter()
+    .map(|(name, points)| Series {
+        name: name.into(),
+        points: one_per_instant(points),
+    })
+    .filter(|s| !s.points.is_empty())
+    .collect()
 }
 
 /// Sorted by time, keeping the first point of each instant: a breach and

@@ -1,0 +1,217 @@
+//! The report's what-if: the incident's release and the service's other
+//! recent releases (those without a real incident), read back from the
+//! server's journal and replayed through the same engine under a grid of
+//! alternative bounds and `for` durations.
+
+use std::collections::BTreeSet;
+
+use anyhow::Context;
+use ripcord_core::Time;
+use ripcord_core::engine::EngineOptions;
+use ripcord_core::engine::ShareSource;
+use ripcord_core::event::Release;
+use ripcord_core::ndjson::{Line, parse_line};
+use ripcord_core::policy::{Bound, Policy, load_policy};
+use ripcord_core::time::Dur;
+use ripcord_core::whatif::{Item, Question, Stream, Table, what_if};
+use ripcord_store::Store;
+use serde::Deserialize;
+
+use crate::report::IncidentDoc;
+
+/// Other releases replayed for false alarms: those started this long
+/// before the incident.
+const LOOKBACK: Dur = Dur::from_secs(7 * 24 * 3600);
+const PAGE: i64 = 2048;
+
+/// A journal `start` entry, as the server writes it.
+#[derive(Deserialize)]
+struct Start {
+    release: String,
+    baseline: String,
+    candidate: String,
+    policy_version: i64,
+    at_ms: i64,
+    #[serde(default)]
+    steps: Option<Vec<StepShare>>,
+}
+
+#[derive(Deserialize)]
+struct StepShare {
+    share: f64,
+}
+
+/// One release's journal: its start and the inputs fed after it.
+struct Segment {
+    start: Start,
+    /// `(kind, body)` of the entries after the start.
+    entries: Vec<(String, String)>,
+}
+
+async fn segments(store: &dyn Store, service: &str) -> anyhow::Result<Vec<Segment>> {
+    let mut out: Vec<Segment> = Vec::new();
+    let mut from = 0;
+    loop {
+        let page = store.journal(service, from, PAGE).await?;
+        let Some(last) = page.last() else { break };
+        from = last.seq + 1;
+        for e in page {
+            if e.kind == "start" {
+                let start: Start = serde_json::from_str(&e.body)
+                    .with_context(|| format!("journal entry {}", e.seq))?;
+                out.push(Segment {
+                    start,
+                    entries: Vec::new(),
+                });
+            } else if let Some(s) = out.last_mut() {
+                s.entries.push((e.kind, e.body));
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// A segment's replayable inputs, owned (a stream borrows them): a tick's
+/// time, or a line.
+type Owned = Vec<(Option<Time>, String)>;
+
+/// The replayable lines of a segment.
+fn lines(seg: &Segment, service: &str, first_share: f64) -> Owned {
+    let declare = Release {
+        ts: Time(seg.start.at_ms),
+        service: service.to_string(),
+        baseline: seg.start.baseline.clone(),
+        candidate: seg.start.candidate.clone(),
+        share: first_share,
+    };
+    let mut out = vec![(None, ripcord_core::ndjson::release_to_line(&declare))];
+    for (kind, body) in &seg.entries {
+        match kind.as_str() {
+            "events" => out.extend(body.lines().map(|l| (None, l.to_string()))),
+            "tick" => {
+                if let Ok(ms) = body.parse::<i64>() {
+                    out.push((Some(Time(ms)), String::new()));
+                }
+            }
+            // People's commands are not replayed: the what-if asks what
+            // the policy alone would have done.
+            _ => {}
+        }
+    }
+    out
+}
+
+fn stream<'a>(name: &str, owned: &'a [(Option<Time>, String)]) -> Stream<'a> {
+    let items = owned
+        .iter()
+        .filter_map(|(tick, line)| match tick {
+            Some(t) => Some(Item::Tick(*t)),
+            None => parse_line(line.as_bytes()).ok().map(Item::Line),
+        })
+        .filter(|i| !matches!(i, Item::Line(Line::Blank)))
+        .collect();
+    Stream::new(name, items)
+}
+
+/// The grid around the current bound: tighter and looser, never past what
+/// the loader accepts (ratios stay above 1).
+fn bound_grid(bound: Bound) -> Vec<f64> {
+    let b = bound.value();
+    let mut grid: Vec<f64> = [0.9, 1.1, 1.25, 1.5]
+        .iter()
+        .map(|f| (b * f * 1000.0).round() / 1000.0)
+        .collect();
+    if let Bound::MaxRatio(r) = bound {
+        grid.retain(|x| *x > 1.0 && (*x - r).abs() > 1e-9);
+        // Around a ratio, vary the excess over 1.
+        grid.extend([1.0 + (r - 1.0) * 0.5, 1.0 + (r - 1.0) * 2.0]);
+    }
+    grid.sort_by(f64::total_cmp);
+    grid.dedup();
+    grid
+}
+
+fn first_share(seg: &Segment, policy: &Policy) -> f64 {
+    match &seg.start.steps {
+        Some(steps) => steps.first().map_or(1.0, |s| s.share),
+        None => policy.rollout.steps.first().map_or(1.0, |s| s.share),
+    }
+}
+
+/// The what-if table for the incident, or `None` when the incident has no
+/// trigger or release to replay.
+pub async fn load(store: &dyn Store, doc: &IncidentDoc) -> anyhow::Result<Option<Table>> {
+    let all = segments(store, &doc.service).await?;
+    let Some(seg) = all.iter().find(|s| s.start.release == doc.release.id) else {
+        return Ok(None);
+    };
+    let Some(record) = store
+        .policy_version(&doc.service, seg.start.policy_version)
+        .await?
+    else {
+        return Ok(None);
+    };
+    let policy = load_policy(&record.yaml, "policy")
+        .map_err(|d| anyhow::anyhow!("stored policy no longer loads:\n{d}"))?;
+    let Some(trigger) = policy.triggers.iter().find(|t| t.name == doc.trigger.name) else {
+        return Ok(None);
+    };
+    let Some(criterion) = doc
+        .signals
+        .first()
+        .map(|s| s.criterion.clone())
+        .filter(|c| policy.criterion_index(c).is_some())
+    else {
+        return Ok(None);
+    };
+    let c = &policy.criteria[policy.criterion_index(&criterion).unwrap_or(0)];
+    let incidents_real = real_incident_releases(store, &doc.service).await?;
+    let opened = Time::parse_rfc3339(&doc.incident.opened_at).unwrap_or(Time(0));
+    let own = lines(seg, &doc.service, first_share(seg, &policy));
+    let others_owned: Vec<(String, Owned)> = all
+        .iter()
+        .filter(|s| s.start.release != doc.release.id)
+        .filter(|s| !incidents_real.contains(&s.start.release))
+        .filter(|s| s.start.at_ms >= opened.0 - LOOKBACK.0 && s.start.at_ms <= opened.0)
+        .map(|s| {
+            (
+                s.start.release.clone(),
+                lines(s, &doc.service, first_share(s, &policy)),
+            )
+        })
+        .collect();
+    let incident = stream(&doc.release.id, &own);
+    let others: Vec<Stream> = others_owned.iter().map(|(n, l)| stream(n, l)).collect();
+    let detected = doc
+        .timeline
+        .iter()
+        .find(|e| e.kind == "signal")
+        .and_then(|e| Time::parse_rfc3339(&e.at));
+    let question = Question {
+        policy: &policy,
+        criterion: &criterion,
+        trigger: &trigger.name,
+        bounds: bound_grid(c.bound),
+        sustains: vec![Dur::from_secs(0), Dur::from_secs(60), Dur::from_secs(300)],
+        incident: &incident,
+        detected_at: detected,
+        others: &others,
+        lateness: EngineOptions::default().lateness,
+        share_source: ShareSource::Engine,
+    };
+    Ok(Some(what_if(&question)?))
+}
+
+/// Releases that had a real incident: they are not "normal" traffic.
+async fn real_incident_releases(
+    store: &dyn Store,
+    service: &str,
+) -> anyhow::Result<BTreeSet<String>> {
+    Ok(store
+        .docs("incident", Some(service))
+        .await?
+        .into_iter()
+        .filter(|d| d.body["kind"] == "real")
+        .filter_map(|d| d.body["release"].as_str().map(str::to_string))
+        .collect())
+}
