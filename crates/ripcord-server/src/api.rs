@@ -167,17 +167,36 @@ async fn post_events(State(app): State<Shared>, request: Request) -> Result<Resp
     Ok((StatusCode::ACCEPTED, Json(outcome)).into_response())
 }
 
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PolicyQuery {
+    /// The incident this policy version answers.
+    answers: Option<String>,
+}
+
 async fn put_policy(
     State(app): State<Shared>,
     Extension(principal): Extension<Principal>,
     Path(service): Path<String>,
+    q: Result<Query<PolicyQuery>, QueryRejection>,
     bytes: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
     check_name("service", &service)?;
+    let Query(q) = q.map_err(query_error)?;
     let bytes = body(bytes)?;
     let yaml = std::str::from_utf8(&bytes)
         .map_err(|e| ApiError::bad_request(format!("body: the policy is not UTF-8: {e}")))?;
-    let result = app.hub.put_policy(&service, yaml, &principal.name).await?;
+    if let Some(id) = &q.answers {
+        app.hub.citable(id, &service).await?;
+    }
+    let mut result = app.hub.put_policy(&service, yaml, &principal.name).await?;
+    if let (Some(id), Some(version)) = (&q.answers, result["version"].as_i64())
+        && result["changed"] == json!(true)
+    {
+        let pending = app.hub.cite(id, version, &principal).await?;
+        durable(pending).await?;
+        result["answers"] = json!(id);
+    }
     let status = if result["changed"] == json!(true) {
         StatusCode::CREATED
     } else {

@@ -264,6 +264,7 @@ fn new_incident(ctx: &Ctx, state: &mut State, d: &Decision, trigger_name: &str) 
         steps: Vec::new(),
         approvals: Vec::new(),
         review: None,
+        policy_changes: Vec::new(),
         timeline: Vec::new(),
     };
     let line: Value = serde_json::from_str(&decision_to_line(d)).unwrap_or(Value::Null);

@@ -54,6 +54,9 @@ pub struct Incident {
     pub steps: Vec<StepState>,
     pub approvals: Vec<Vote>,
     pub review: Option<Review>,
+    /// Policy versions that cite this incident as the one they answer.
+    #[serde(default)]
+    pub policy_changes: Vec<i64>,
     pub timeline: Vec<Entry>,
 }
 
@@ -330,6 +333,7 @@ mod tests {
             steps: vec![],
             approvals: vec![],
             review: None,
+            policy_changes: vec![],
             timeline: vec![],
         }
     }

@@ -315,6 +315,7 @@ impl Hub {
             steps: Vec::new(),
             approvals: Vec::new(),
             review: None,
+            policy_changes: Vec::new(),
             timeline: Vec::new(),
         };
         inc.note(
@@ -513,6 +514,50 @@ impl Hub {
         let detail = json!({"step": name, "status": status, "due_at": step.due_at});
         inc.note(ctx.now, "playbook", &p.name, summary, detail);
         Ok(())
+    }
+
+    /// Refuses a citation of an incident that does not exist or belongs to
+    /// another service, before the policy is stored.
+    pub async fn citable(&self, id: &str, service: &str) -> Result<(), ApiError> {
+        let inc = self.incident(id).await.map_err(|_| {
+            ApiError::unprocessable(
+                format!("answers: incident \"{id}\" does not exist"),
+                json!([{"path": "answers", "message": "no such incident"}]),
+            )
+        })?;
+        if inc.service != service {
+            return Err(ApiError::unprocessable(
+                format!(
+                    "answers: incident {id} is about \"{}\", not \"{service}\"",
+                    inc.service
+                ),
+                json!([{"path": "answers", "message": "another service's incident"}]),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Records that policy `version` answers incident `id`.
+    pub async fn cite(&self, id: &str, version: i64, p: &Principal) -> Result<Durable, ApiError> {
+        let service = self.incident_service(id).await?;
+        let mut state = service.state.lock().await;
+        let mut inc = match state.incidents.iter().find(|i| i.id == id) {
+            Some(i) => i.clone(),
+            None => self.incident(id).await?,
+        };
+        let now = wall_now();
+        inc.policy_changes.push(version);
+        inc.note(
+            now,
+            "policy",
+            &p.name,
+            format!("policy version {version} answers this incident"),
+            json!({"policy_version": version}),
+        );
+        store_active(&mut state, &inc);
+        let mut batch = Batch::default();
+        govern::save_incident(&mut batch, &inc, now, &p.name, "incident.policy_change");
+        Ok(self.writer.submit(batch).await)
     }
 
     /// Incidents, oldest first, filtered.

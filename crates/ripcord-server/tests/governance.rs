@@ -437,12 +437,28 @@ async fn a_fired_trigger_opens_an_incident_that_is_paged_handled_and_reviewed() 
             "acknowledgement",
             "action",
             "escalation",
+            "evidence",
             "notification",
             "playbook",
             "signal",
             "state"
         ]
     );
+    // The next policy version cites the incident it answers.
+    let stricter = POLICY.replace("max_ratio: 1.2", "max_ratio: 1.1");
+    let put = |query: &'static str| {
+        gov.http
+            .put(format!("{}/v1/policies/gov-svc{query}", gov.base))
+            .bearer_auth(&gov.admin)
+            .body(stricter.clone())
+            .send()
+    };
+    let typo = put("?answers=inc-gov-svc-9").await?;
+    assert_eq!(typo.status(), 422);
+    let cited = put("?answers=inc-gov-svc-1").await?;
+    assert_eq!(cited.status(), 201);
+    let (_, reviewed) = gov.call("get", &path, None, None).await?;
+    assert_eq!(reviewed["policy_changes"], json!([2]));
     // The release's share history names who moved it and why.
     let (_, release) = gov
         .call("get", "/v1/releases/gov-svc-1", None, None)
@@ -666,6 +682,87 @@ async fn escalation_timers_survive_a_restart_and_drills_stay_out_of_real_figures
         .call("get", "/v1/incidents?kind=drill", None, None)
         .await?;
     assert_eq!(drills["incidents"].as_array().map(Vec::len), Some(1));
+    gov.server.shutdown().await?;
+    Ok(())
+}
+
+/// Status updates are due every second and a playbook step within one:
+/// missing both escalates, each with its reason; an update resets the clock.
+const LATE_POLICY: &str = "\
+service: gov-svc
+srm: off
+signals:
+  moderation_fail: {category: quality, kind: rate, denominator: outputs}
+criteria:
+  moderation_rel: {signal: moderation_fail, max_ratio: 100, min_samples: 1000000000, window: 10m}
+triggers:
+  quality: {when: moderation_rel, severity: major, action: pause}
+rollout:
+  steps:
+    - {share: 0.5, hold: 1h}
+incidents:
+  ack: {critical: 1h, major: 1h, minor: 1h}
+  status_every: 1s
+  escalation:
+    - {after: 0s, channels: [chat]}
+    - {after: 1h, channels: [pager]}
+playbooks:
+  any:
+    steps:
+      - {name: page-owner, kind: manual, owner: operator, within: 1s}
+";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn missed_status_updates_and_overdue_steps_escalate() -> Result {
+    let (hooks, _inbox) = inbox().await?;
+    let gov = Gov::start(LATE_POLICY, &hooks).await?;
+    gov.release().await?;
+    let declare = json!({"service": "gov-svc", "kind": "real", "severity": "major", "title": "users report loops"});
+    let (status, inc) = gov
+        .call("post", "/v1/incidents", None, Some(declare))
+        .await?;
+    assert_eq!(status, 201, "{inc}");
+    let path = "/v1/incidents/inc-gov-svc-1";
+    let summaries = |inc: &Value| -> Vec<String> {
+        inc["timeline"]
+            .as_array()
+            .map(|t| {
+                t.iter()
+                    .filter(|e| e["kind"] == "escalation")
+                    .filter_map(|e| e["summary"].as_str().map(str::to_string))
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    until("both escalations", || async {
+        let (_, i) = gov.call("get", path, None, None).await?;
+        let s = summaries(&i);
+        Ok(s.iter().any(|x| x.starts_with("status update missed"))
+            && s.iter()
+                .any(|x| x.starts_with("playbook step page-owner is overdue")))
+    })
+    .await?;
+    let (_, i) = gov.call("get", path, None, None).await?;
+    assert_eq!(i["steps"][0]["status"], "overdue");
+    assert_eq!(i["escalation_level"], 1);
+    // A status update sets the next one's time an hour ahead.
+    let update = json!({"message": "looking into it", "next_update_in": "1h"});
+    let (status, after) = gov
+        .call("post", &format!("{path}/status"), None, Some(update))
+        .await?;
+    assert_eq!(status, 200, "{after}");
+    let next = after["next_update_by"]
+        .as_str()
+        .and_then(ripcord_core::Time::parse_rfc3339);
+    let now = ripcord_core::Time(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)?
+            .as_millis() as i64,
+    );
+    assert!(
+        next.is_some_and(|n| (n.0 - now.0 - 3_600_000).abs() < 60_000),
+        "{after}"
+    );
     gov.server.shutdown().await?;
     Ok(())
 }
