@@ -766,3 +766,100 @@ async fn missed_status_updates_and_overdue_steps_escalate() -> Result {
     gov.server.shutdown().await?;
     Ok(())
 }
+
+/// A major trigger waits for two approvers; a critical one fires while it
+/// waits and rolls back at once.
+const OVERRIDE_POLICY: &str = "\
+service: gov-svc
+srm: off
+signals:
+  moderation_fail: {category: safety, kind: rate, denominator: outputs}
+criteria:
+  early: {signal: moderation_fail, max_ratio: 1.1, min_samples: 50, window: 30s, for: 0s}
+  late: {signal: moderation_fail, max_ratio: 1.5, min_samples: 600, window: 30s, for: 0s}
+triggers:
+  looks_bad:
+    when: early
+    severity: major
+    action: rollback
+    approval: {role: release_manager, within: 1h, on_timeout: hold, quorum: 2}
+  is_bad:
+    when: late
+    severity: critical
+    action: rollback
+rollout:
+  steps:
+    - {share: 0.5, hold: 1h}
+";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_critical_breach_overrides_a_pending_approval_and_the_record_says_so() -> Result {
+    let (hooks, _inbox) = inbox().await?;
+    let gov = Gov::start(OVERRIDE_POLICY, &hooks).await?;
+    let bob = gov.token("bob", "release_manager").await?;
+    gov.release().await?;
+    until("the approval request", || async {
+        gov.send(60, true).await?;
+        let (_, r) = gov
+            .call("get", "/v1/requests?service=gov-svc", None, None)
+            .await?;
+        Ok(r["requests"].as_array().is_some_and(|l| !l.is_empty()))
+    })
+    .await?;
+    let (_, r) = gov
+        .call("get", "/v1/requests/req-gov-svc-1", None, None)
+        .await?;
+    assert_eq!(
+        (&r["state"], &r["trigger"], &r["requested_by"], &r["quorum"]),
+        (
+            &json!("pending"),
+            &json!("looks_bad"),
+            &json!("engine"),
+            &json!(2)
+        )
+    );
+    // One approval of two: still waiting, still at 50%.
+    let approve = "/v1/requests/req-gov-svc-1/approve";
+    let (status, one) = gov.call("post", approve, Some(&bob), None).await?;
+    assert_eq!(
+        (status, &one["request"]["state"]),
+        (200, &json!("pending")),
+        "{one}"
+    );
+    let (_, release) = gov
+        .call("get", "/v1/releases/gov-svc-1", None, None)
+        .await?;
+    assert_eq!(
+        (&release["state"], &release["share"]),
+        (&json!("awaiting_approval"), &json!(0.5))
+    );
+    until("the critical override", || async {
+        gov.send(200, true).await?;
+        let (_, r) = gov
+            .call("get", "/v1/requests/req-gov-svc-1", None, None)
+            .await?;
+        Ok(r["state"] == "superseded")
+    })
+    .await?;
+    let (_, r) = gov
+        .call("get", "/v1/requests/req-gov-svc-1", None, None)
+        .await?;
+    let outcome = r["outcome"].as_str().unwrap_or_default();
+    assert!(
+        outcome.contains("critical trigger is_bad overrides the pending approval"),
+        "{outcome}"
+    );
+    let (_, release) = gov
+        .call("get", "/v1/releases/gov-svc-1", None, None)
+        .await?;
+    assert_eq!(release["share"], 0.0, "{release}");
+    // Both triggers are in the one incident of the release, raised to critical.
+    let inc = gov.incidents().await?;
+    assert_eq!(inc.len(), 1);
+    assert_eq!(
+        (&inc[0]["triggers"], &inc[0]["severity"]),
+        (&json!(["looks_bad", "is_bad"]), &json!("critical"))
+    );
+    gov.server.shutdown().await?;
+    Ok(())
+}
