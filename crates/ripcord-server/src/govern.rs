@@ -214,6 +214,7 @@ fn open_or_join(ctx: &Ctx, state: &mut State, d: &Decision, batch: &mut Batch) {
     schedule(ctx, state, &mut inc, batch);
     notify_level(ctx, state, &mut inc, 0, "open", batch);
     state.incidents.push(inc.clone());
+    crate::metrics::incident_opened(&inc.kind, &inc.severity);
     save_incident(batch, &inc, ctx.now, ENGINE, "incident.open");
 }
 
@@ -478,6 +479,7 @@ pub fn escalate(ctx: &Ctx, state: &State, inc: &mut Incident, why: &str, batch: 
         format!("{why}; escalated to level {next}")
     };
     inc.escalation_level = next;
+    crate::metrics::incident_escalated(&inc.kind);
     inc.note(
         ctx.now,
         "escalation",

@@ -330,6 +330,7 @@ impl Hub {
         govern::schedule(&ctx, &state, &mut inc, &mut batch);
         govern::notify_level(&ctx, &state, &mut inc, 0, "open", &mut batch);
         state.incidents.push(inc.clone());
+        crate::metrics::incident_opened(&inc.kind, &inc.severity);
         govern::save_incident(&mut batch, &inc, now, &principal.name, "incident.declare");
         let durable = self.writer.submit(batch).await;
         Ok((inc, durable))

@@ -61,6 +61,18 @@ pub fn ignored(why: Rejection) {
     counter!("ripcord_events_ignored_total", "reason" => reason).increment(1);
 }
 
+/// An incident opened, by kind: dashboards and alerts on real incidents
+/// filter `kind="real"`, so drills stay out of the real figures.
+pub fn incident_opened(kind: &str, severity: &str) {
+    counter!("ripcord_incidents_opened_total", "kind" => kind.to_string(), "severity" => severity.to_string())
+        .increment(1);
+}
+
+/// An incident escalated one level (or re-paged the last level).
+pub fn incident_escalated(kind: &str) {
+    counter!("ripcord_incident_escalations_total", "kind" => kind.to_string()).increment(1);
+}
+
 pub fn evaluation(took: Duration) {
     histogram!("ripcord_evaluation_seconds").record(took.as_secs_f64());
 }

@@ -682,6 +682,17 @@ async fn escalation_timers_survive_a_restart_and_drills_stay_out_of_real_figures
         .call("get", "/v1/incidents?kind=drill", None, None)
         .await?;
     assert_eq!(drills["incidents"].as_array().map(Vec::len), Some(1));
+    let metrics = gov
+        .http
+        .get(format!("{}/metrics", gov.base))
+        .send()
+        .await?
+        .text()
+        .await?;
+    assert!(
+        metrics.contains("ripcord_incidents_opened_total{kind=\"drill\",severity=\"critical\"} 1"),
+        "{metrics}"
+    );
     gov.server.shutdown().await?;
     Ok(())
 }
