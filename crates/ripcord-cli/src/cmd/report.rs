@@ -37,6 +37,10 @@ pub struct ReportArgs {
     /// Read the release's decisions from this NDJSON file instead of the store.
     #[arg(long)]
     decisions: Option<PathBuf>,
+    /// The what-if counts false alarms on the service's releases of this
+    /// many days before the incident.
+    #[arg(long, default_value_t = 7)]
+    days: u32,
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -115,7 +119,7 @@ async fn gather(args: &ReportArgs) -> anyhow::Result<(IncidentDoc, Vec<String>, 
         (None, None) => Vec::new(),
     };
     let whatif = match &store {
-        Some(store) => load_whatif(store, &doc).await?,
+        Some(store) => load_whatif(store, &doc, args.days).await?,
         None => None,
     };
     Ok((doc, decisions, whatif))
@@ -157,8 +161,12 @@ pub async fn load_incident(store: &dyn Store, incident: &str) -> anyhow::Result<
 /// The what-if table for the incident: its release and the service's
 /// other releases of the week before, replayed under a grid of bounds and
 /// `for` durations (`whatif_source`).
-pub async fn load_whatif(store: &dyn Store, doc: &IncidentDoc) -> anyhow::Result<Option<Table>> {
-    crate::cmd::whatif_source::load(store, doc).await
+pub async fn load_whatif(
+    store: &dyn Store,
+    doc: &IncidentDoc,
+    days: u32,
+) -> anyhow::Result<Option<Table>> {
+    crate::cmd::whatif_source::load(store, doc, days).await
 }
 
 /// The decisions of the incident's release: the service's decisions from a

@@ -19,9 +19,6 @@ use serde::Deserialize;
 
 use crate::report::IncidentDoc;
 
-/// Other releases replayed for false alarms: those started this long
-/// before the incident.
-const LOOKBACK: Dur = Dur::from_secs(7 * 24 * 3600);
 const PAGE: i64 = 2048;
 
 /// A journal `start` entry, as the server writes it.
@@ -140,7 +137,14 @@ fn first_share(seg: &Segment, policy: &Policy) -> f64 {
 
 /// The what-if table for the incident, or `None` when the incident has no
 /// trigger or release to replay.
-pub async fn load(store: &dyn Store, doc: &IncidentDoc) -> anyhow::Result<Option<Table>> {
+/// Other releases replayed for false alarms are those started in the
+/// `days` before the incident.
+pub async fn load(
+    store: &dyn Store,
+    doc: &IncidentDoc,
+    days: u32,
+) -> anyhow::Result<Option<Table>> {
+    let lookback = Dur::from_secs(i64::from(days) * 24 * 3600);
     let all = segments(store, &doc.service).await?;
     let Some(seg) = all.iter().find(|s| s.start.release == doc.release.id) else {
         return Ok(None);
@@ -172,7 +176,7 @@ pub async fn load(store: &dyn Store, doc: &IncidentDoc) -> anyhow::Result<Option
         .iter()
         .filter(|s| s.start.release != doc.release.id)
         .filter(|s| !incidents_real.contains(&s.start.release))
-        .filter(|s| s.start.at_ms >= opened.0 - LOOKBACK.0 && s.start.at_ms <= opened.0)
+        .filter(|s| s.start.at_ms >= opened.0 - lookback.0 && s.start.at_ms <= opened.0)
         .map(|s| {
             (
                 s.start.release.clone(),
