@@ -291,14 +291,16 @@ fn the_conversational_agent_example_declares_governance() {
     let text = std::fs::read_to_string(path).unwrap();
     let g = load_policy(&text, "policy.yaml").unwrap().governance;
     assert_eq!(
-        g.right(ActionName::Rollback),
+        g.right(ActionName::Promote),
         Some(&right(
-            ActionName::Rollback,
+            ActionName::Promote,
             &["release_manager", "safety_lead"],
-            1,
-            15
+            2,
+            60
         ))
     );
+    // Rolling back stays unrestricted: it is the safe direction.
+    assert_eq!(g.right(ActionName::Rollback), None);
     assert_eq!(g.incidents.escalation.len(), 3);
     let steps: Vec<&str> = g
         .playbooks_for("safety_regression")
