@@ -130,10 +130,10 @@ CREATE TABLE blobs (
 
 pub struct SqliteStore {
     pool: SqlitePool,
-    /// The audit chain's tail (last seq and hash). Appending reads and
-    /// moves it under this lock, so that concurrent transactions cannot
-    /// fork the chain; it moves only when the transaction commits.
-    tail: tokio::sync::Mutex<(i64, [u8; 32])>,
+    /// Held by every transaction that appends to the audit chain, so that
+    /// this process's writers cannot fork it (the tail itself is read from
+    /// the file inside each transaction).
+    appending: tokio::sync::Mutex<()>,
 }
 
 impl SqliteStore {
@@ -165,10 +165,9 @@ impl SqliteStore {
             .await?;
         let store = SqliteStore {
             pool,
-            tail: tokio::sync::Mutex::new((0, GENESIS)),
+            appending: tokio::sync::Mutex::new(()),
         };
         store.migrate().await?;
-        *store.tail.lock().await = store.read_tail().await?;
         Ok(store)
     }
 
@@ -192,19 +191,6 @@ impl SqliteStore {
     }
 }
 
-impl SqliteStore {
-    async fn read_tail(&self) -> Result<(i64, [u8; 32])> {
-        let row = sqlx::query("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1")
-            .fetch_optional(&self.pool)
-            .await?;
-        let Some(row) = row else {
-            return Ok((0, GENESIS));
-        };
-        let hash: String = row.try_get("hash")?;
-        Ok((row.try_get("seq")?, unhex(&hash)?))
-    }
-}
-
 fn unhex(text: &str) -> Result<[u8; 32]> {
     ripcord_core::audit::unhex(text)
         .ok_or_else(|| StoreError::Corrupt(format!("audit hash {text:?}")))
@@ -223,17 +209,11 @@ async fn stored_tail(tx: &mut sqlx::SqliteConnection) -> Result<(i64, [u8; 32])>
 }
 
 /// Appends audit records inside a transaction, linking them from the
-/// stored tail; returns the new tail, to be kept only if the transaction
-/// commits. The tail is read from the file, not taken from memory, because
-/// another process (`ripcord token`) may have appended since: the cached
-/// `tail` only serializes this process's writers.
-async fn append_audit(
-    tx: &mut sqlx::SqliteConnection,
-    cached: (i64, [u8; 32]),
-    pending: &[&PendingAudit],
-) -> Result<(i64, [u8; 32])> {
+/// stored tail. The tail is read from the file, not kept in memory, because
+/// another process (`ripcord token`) may have appended since.
+async fn append_audit(tx: &mut sqlx::SqliteConnection, pending: &[&PendingAudit]) -> Result<()> {
     if pending.is_empty() {
-        return Ok(cached);
+        return Ok(());
     }
     let (mut seq, mut prev) = stored_tail(tx).await?;
     for p in pending {
@@ -262,7 +242,7 @@ async fn append_audit(
         .await?;
         prev = hash;
     }
-    Ok((seq, prev))
+    Ok(())
 }
 
 /// Upserts a batch's documents and applies its timer changes.
@@ -374,7 +354,7 @@ fn release_row(row: &sqlx::sqlite::SqliteRow) -> Result<ReleaseRecord> {
 #[async_trait]
 impl Store for SqliteStore {
     async fn commit(&self, batches: &[Batch]) -> Result<()> {
-        let mut tail = self.tail.lock().await;
+        let _appending = self.appending.lock().await;
         let mut tx = self.pool.begin().await?;
         for batch in batches {
             for j in &batch.journal {
@@ -445,9 +425,8 @@ impl Store for SqliteStore {
             insert_blob(&mut tx, hash, bytes).await?;
         }
         let pending: Vec<&PendingAudit> = batches.iter().flat_map(|b| &b.audit).collect();
-        let new_tail = append_audit(&mut tx, *tail, &pending).await?;
+        append_audit(&mut tx, &pending).await?;
         tx.commit().await?;
-        *tail = new_tail;
         Ok(())
     }
 
@@ -468,7 +447,7 @@ impl Store for SqliteStore {
         at: &str,
         audit: &PendingAudit,
     ) -> Result<i64> {
-        let mut tail = self.tail.lock().await;
+        let _appending = self.appending.lock().await;
         let mut tx = self.pool.begin().await?;
         let last: Option<i64> =
             sqlx::query_scalar("SELECT MAX(version) FROM policies WHERE service = $1")
@@ -487,9 +466,8 @@ impl Store for SqliteStore {
         .await?;
         let mut audit = audit.clone();
         audit.detail["version"] = serde_json::Value::from(version);
-        let new_tail = append_audit(&mut tx, *tail, &[&audit]).await?;
+        append_audit(&mut tx, &[&audit]).await?;
         tx.commit().await?;
-        *tail = new_tail;
         Ok(version)
     }
 
@@ -536,7 +514,7 @@ impl Store for SqliteStore {
     }
 
     async fn register_version(&self, record: &VersionRecord, audit: &PendingAudit) -> Result<bool> {
-        let mut tail = self.tail.lock().await;
+        let _appending = self.appending.lock().await;
         let mut tx = self.pool.begin().await?;
         let done = sqlx::query(
             "INSERT INTO versions (service, version, provenance, registered_at) \
@@ -551,9 +529,8 @@ impl Store for SqliteStore {
         if done.rows_affected() != 1 {
             return Ok(false);
         }
-        let new_tail = append_audit(&mut tx, *tail, &[audit]).await?;
+        append_audit(&mut tx, &[audit]).await?;
         tx.commit().await?;
-        *tail = new_tail;
         Ok(true)
     }
 
@@ -680,7 +657,7 @@ impl Store for SqliteStore {
     }
 
     async fn set_sinks(&self, service: &str, sinks: &[Sink], audit: &PendingAudit) -> Result<()> {
-        let mut tail = self.tail.lock().await;
+        let _appending = self.appending.lock().await;
         let mut tx = self.pool.begin().await?;
         sqlx::query("DELETE FROM sinks WHERE service = $1")
             .bind(service)
@@ -694,9 +671,8 @@ impl Store for SqliteStore {
                 .execute(&mut *tx)
                 .await?;
         }
-        let new_tail = append_audit(&mut tx, *tail, &[audit]).await?;
+        append_audit(&mut tx, &[audit]).await?;
         tx.commit().await?;
-        *tail = new_tail;
         Ok(())
     }
 
@@ -785,7 +761,7 @@ impl Store for SqliteStore {
         only_after: i64,
         sign: &(dyn Fn(i64, [u8; 32]) -> serde_json::Value + Send + Sync),
     ) -> Result<Option<i64>> {
-        let mut tail = self.tail.lock().await;
+        let _appending = self.appending.lock().await;
         // Immediate: the head read is the head signed, even with another
         // process appending.
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
@@ -800,9 +776,8 @@ impl Store for SqliteStore {
             subject: "audit".into(),
             detail: sign(head.0, head.1),
         };
-        let new_tail = append_audit(&mut tx, head, &[&record]).await?;
+        append_audit(&mut tx, &[&record]).await?;
         tx.commit().await?;
-        *tail = new_tail;
         Ok(Some(head.0))
     }
 
@@ -823,14 +798,13 @@ impl Store for SqliteStore {
     }
 
     async fn put_blob(&self, hash: &str, bytes: &[u8], audit: &PendingAudit) -> Result<bool> {
-        let mut tail = self.tail.lock().await;
+        let _appending = self.appending.lock().await;
         let mut tx = self.pool.begin().await?;
         if !insert_blob(&mut tx, hash, bytes).await? {
             return Ok(false);
         }
-        let new_tail = append_audit(&mut tx, *tail, &[audit]).await?;
+        append_audit(&mut tx, &[audit]).await?;
         tx.commit().await?;
-        *tail = new_tail;
         Ok(true)
     }
 
@@ -905,7 +879,7 @@ impl Store for SqliteStore {
         Ok(rows.into_iter().filter(|r| r != "ok").collect())
     }
     async fn put_token(&self, token: &TokenRecord, audit: &PendingAudit) -> Result<bool> {
-        let mut tail = self.tail.lock().await;
+        let _appending = self.appending.lock().await;
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         let done = sqlx::query(
             "INSERT INTO tokens (name, role, hash, created_at_ms, expires_at_ms, revoked_at_ms, \
@@ -923,9 +897,8 @@ impl Store for SqliteStore {
         if done.rows_affected() != 1 {
             return Ok(false);
         }
-        let new_tail = append_audit(&mut tx, *tail, &[audit]).await?;
+        append_audit(&mut tx, &[audit]).await?;
         tx.commit().await?;
-        *tail = new_tail;
         Ok(true)
     }
 
@@ -951,7 +924,7 @@ impl Store for SqliteStore {
     }
 
     async fn revoke_token(&self, name: &str, at_ms: i64, audit: &PendingAudit) -> Result<bool> {
-        let mut tail = self.tail.lock().await;
+        let _appending = self.appending.lock().await;
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         let done = sqlx::query(
             "UPDATE tokens SET revoked_at_ms = $1 WHERE name = $2 AND revoked_at_ms IS NULL",
@@ -963,9 +936,8 @@ impl Store for SqliteStore {
         if done.rows_affected() != 1 {
             return Ok(false);
         }
-        let new_tail = append_audit(&mut tx, *tail, &[audit]).await?;
+        append_audit(&mut tx, &[audit]).await?;
         tx.commit().await?;
-        *tail = new_tail;
         Ok(true)
     }
 }
