@@ -218,9 +218,14 @@ fn open_or_join(ctx: &Ctx, state: &mut State, d: &Decision, batch: &mut Batch) {
     save_incident(batch, &inc, ctx.now, ENGINE, "incident.open");
 }
 
-fn new_incident(ctx: &Ctx, state: &mut State, d: &Decision, trigger_name: &str) -> Incident {
+/// The id of the service's next incident (`inc-<service>-<n>`).
+pub fn next_incident_id(state: &mut State, service: &str) -> String {
     state.incidents_opened += 1;
-    let id = format!("inc-{}-{}", ctx.service, state.incidents_opened);
+    format!("inc-{service}-{}", state.incidents_opened)
+}
+
+fn new_incident(ctx: &Ctx, state: &mut State, d: &Decision, trigger_name: &str) -> Incident {
+    let id = next_incident_id(state, ctx.service);
     let policy = &state.policy;
     let trigger = policy.triggers.iter().find(|t| t.name == trigger_name);
     let signals = evidence_of(d);
@@ -235,13 +240,10 @@ fn new_incident(ctx: &Ctx, state: &mut State, d: &Decision, trigger_name: &str) 
     let severity = d.severity.map_or("major", |s| s.as_str()).to_string();
     let release = state.current.as_ref();
     let mut inc = Incident {
-        id,
         kind: if state.drill { "drill" } else { "real" }.into(),
-        service: ctx.service.to_string(),
         release: release.map(|r| r.id.clone()),
         policy_version: release.map_or(state.policy_version, |r| r.policy_version),
         severity: severity.clone(),
-        state: OPEN.into(),
         title: format!("{trigger_name} ({severity}) on {}", ctx.service),
         trigger: trigger.map(|t| TriggerFacts {
             name: t.name.clone(),
@@ -252,21 +254,7 @@ fn new_incident(ctx: &Ctx, state: &mut State, d: &Decision, trigger_name: &str) 
         categories,
         signals,
         detected_at: d.at.to_rfc3339(),
-        opened_at: ctx.now.to_rfc3339(),
-        ack_by: None,
-        acknowledged_at: None,
-        acknowledged_by: None,
-        mitigated_at: None,
-        resolved_at: None,
-        reviewed_at: None,
-        escalation_level: 0,
-        next_update_by: None,
-        evidence: None,
-        steps: Vec::new(),
-        approvals: Vec::new(),
-        review: None,
-        policy_changes: Vec::new(),
-        timeline: Vec::new(),
+        ..Incident::opened(id, ctx.service, ctx.now)
     };
     let line: Value = serde_json::from_str(&decision_to_line(d)).unwrap_or(Value::Null);
     inc.note(d.at, "signal", ENGINE, d.explanation.summary.clone(), line);

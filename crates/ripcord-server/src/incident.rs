@@ -162,6 +162,42 @@ pub struct Request {
 }
 
 impl Incident {
+    /// A new open incident of `service`, detected and opened at `at`, with
+    /// nothing acknowledged, scheduled or recorded yet. Callers fill in
+    /// what they know (kind, severity, title, trigger, release, signals).
+    pub fn opened(id: String, service: &str, at: Time) -> Incident {
+        Incident {
+            id,
+            kind: "real".into(),
+            service: service.to_string(),
+            release: None,
+            policy_version: 0,
+            severity: "major".into(),
+            state: OPEN.into(),
+            title: String::new(),
+            trigger: None,
+            triggers: Vec::new(),
+            categories: Vec::new(),
+            signals: Vec::new(),
+            detected_at: at.to_rfc3339(),
+            opened_at: at.to_rfc3339(),
+            ack_by: None,
+            acknowledged_at: None,
+            acknowledged_by: None,
+            mitigated_at: None,
+            resolved_at: None,
+            reviewed_at: None,
+            escalation_level: 0,
+            next_update_by: None,
+            evidence: None,
+            steps: Vec::new(),
+            approvals: Vec::new(),
+            review: None,
+            policy_changes: Vec::new(),
+            timeline: Vec::new(),
+        }
+    }
+
     pub fn is_active(&self) -> bool {
         matches!(self.state.as_str(), OPEN | MITIGATED)
     }
@@ -307,34 +343,9 @@ mod tests {
 
     fn incident() -> Incident {
         Incident {
-            id: "inc-svc-1".into(),
-            kind: "real".into(),
-            service: "svc".into(),
-            release: Some("svc-1".into()),
-            policy_version: 1,
             severity: "critical".into(),
-            state: OPEN.into(),
-            title: "t".into(),
-            trigger: None,
-            triggers: vec![],
             categories: vec!["safety".into()],
-            signals: vec![],
-            detected_at: "2026-11-26T10:00:00Z".into(),
-            opened_at: "2026-11-26T10:00:00Z".into(),
-            ack_by: None,
-            acknowledged_at: None,
-            acknowledged_by: None,
-            mitigated_at: None,
-            resolved_at: None,
-            reviewed_at: None,
-            escalation_level: 0,
-            next_update_by: None,
-            evidence: None,
-            steps: vec![],
-            approvals: vec![],
-            review: None,
-            policy_changes: vec![],
-            timeline: vec![],
+            ..Incident::opened("inc-svc-1".into(), "svc", Time(1_000))
         }
     }
 

@@ -16,7 +16,7 @@ use crate::error::ApiError;
 use crate::govern::{self, Due};
 use crate::hub::{ENGINE, Hub, Service, State, wall_now};
 use crate::incident::{
-    ActionItem, INCIDENT, Incident, MITIGATED, OPEN, RESOLVED, REVIEWED, Review, parse_severity,
+    ActionItem, INCIDENT, Incident, MITIGATED, RESOLVED, REVIEWED, Review, parse_severity,
 };
 use crate::writer::Durable;
 
@@ -286,37 +286,14 @@ impl Hub {
         let mut state = service.state.lock().await;
         let now = wall_now();
         let ctx = self.ctx(&service.name, now);
-        state.incidents_opened += 1;
-        let current = state.current.clone();
+        let id = govern::next_incident_id(&mut state, &service.name);
         let mut inc = Incident {
-            id: format!("inc-{}-{}", service.name, state.incidents_opened),
             kind: kind.into(),
-            service: service.name.clone(),
-            release: current.as_ref().map(|c| c.id.clone()),
+            release: state.current.as_ref().map(|c| c.id.clone()),
             policy_version: state.policy_version,
             severity: sev.as_str().into(),
-            state: OPEN.into(),
             title,
-            trigger: None,
-            triggers: Vec::new(),
-            categories: Vec::new(),
-            signals: Vec::new(),
-            detected_at: now.to_rfc3339(),
-            opened_at: now.to_rfc3339(),
-            ack_by: None,
-            acknowledged_at: None,
-            acknowledged_by: None,
-            mitigated_at: None,
-            resolved_at: None,
-            reviewed_at: None,
-            escalation_level: 0,
-            next_update_by: None,
-            evidence: None,
-            steps: Vec::new(),
-            approvals: Vec::new(),
-            review: None,
-            policy_changes: Vec::new(),
-            timeline: Vec::new(),
+            ..Incident::opened(id, &service.name, now)
         };
         inc.note(
             now,
