@@ -12,7 +12,6 @@ use ripcord_core::engine::{Command, ReleaseState};
 use ripcord_core::evidence::{FreezeInput, Redaction, freeze};
 use ripcord_core::policy::governance::{ActionName, EscalationLevel, StepKind};
 use ripcord_core::policy::{Action, Approval, Category, OnTimeout, Policy};
-use ripcord_core::record::decision_to_line;
 use ripcord_core::time::Dur;
 use ripcord_core::{ActionKind, Decision, DecisionKind, Time};
 use ripcord_store::{Batch, Doc, Timer, TimerChange};
@@ -143,30 +142,32 @@ fn action_word(action: &Action) -> &'static str {
     }
 }
 
-/// The evidence records of a decision, as stored in its line.
-fn evidence_of(d: &Decision) -> Vec<Value> {
-    serde_json::from_str::<Value>(&decision_to_line(d))
-        .ok()
-        .and_then(|v| v["explanation"]["evidence"].as_array().cloned())
+/// The evidence records of a decision's record (its stored line, parsed).
+fn evidence_of(record: &Value) -> Vec<Value> {
+    record["explanation"]["evidence"]
+        .as_array()
+        .cloned()
         .unwrap_or_default()
 }
 
 /// Reacts to the engine's decisions for one live input.
+/// `decisions` comes with each decision's record (its stored line,
+/// parsed), which the timeline keeps.
 pub fn on_decisions(
     ctx: &Ctx,
     state: &mut State,
-    decisions: &[Decision],
+    (decisions, records): (&[Decision], &[Value]),
     actor: &str,
     batch: &mut Batch,
 ) {
-    for d in decisions {
+    for (d, record) in decisions.iter().zip(records) {
         match d.kind {
-            DecisionKind::TriggerFired => open_or_join(ctx, state, d, batch),
+            DecisionKind::TriggerFired => open_or_join(ctx, state, d, record, batch),
             DecisionKind::ApprovalRequested => trigger_request(ctx, state, d, batch),
             DecisionKind::CriterionBreached | DecisionKind::CriterionCleared => {
-                log_decision(ctx, state, d, "signal", batch)
+                log_decision(ctx, state, d, record, batch)
             }
-            DecisionKind::Action => on_action(ctx, state, d, actor, batch),
+            DecisionKind::Action => on_action(ctx, state, (d, record), actor, batch),
         }
     }
     settle_trigger_requests(ctx, state, decisions, batch);
@@ -181,17 +182,17 @@ fn current_incident(state: &mut State) -> Option<&mut Incident> {
         .find(|i| i.is_active() && i.kind == "real" && i.release.as_deref() == Some(&release))
 }
 
-fn log_decision(ctx: &Ctx, state: &mut State, d: &Decision, kind: &str, batch: &mut Batch) {
+fn log_decision(ctx: &Ctx, state: &mut State, d: &Decision, record: &Value, batch: &mut Batch) {
     let Some(inc) = current_incident(state) else {
         return;
     };
-    let line: Value = serde_json::from_str(&decision_to_line(d)).unwrap_or(Value::Null);
-    inc.note(d.at, kind, ENGINE, d.explanation.summary.clone(), line);
+    let summary = d.explanation.summary.clone();
+    inc.note(d.at, "signal", ENGINE, summary, record.clone());
     let inc = inc.clone();
     save_incident(batch, &inc, ctx.now, ENGINE, "incident.timeline");
 }
 
-fn open_or_join(ctx: &Ctx, state: &mut State, d: &Decision, batch: &mut Batch) {
+fn open_or_join(ctx: &Ctx, state: &mut State, d: &Decision, record: &Value, batch: &mut Batch) {
     let trigger_name = d.trigger.clone().unwrap_or_default();
     if let Some(inc) = current_incident(state) {
         if !inc.triggers.contains(&trigger_name) {
@@ -203,13 +204,18 @@ fn open_or_join(ctx: &Ctx, state: &mut State, d: &Decision, batch: &mut Batch) {
         {
             inc.severity = s.as_str().to_string();
         }
-        let line: Value = serde_json::from_str(&decision_to_line(d)).unwrap_or(Value::Null);
-        inc.note(d.at, "signal", ENGINE, d.explanation.summary.clone(), line);
+        inc.note(
+            d.at,
+            "signal",
+            ENGINE,
+            d.explanation.summary.clone(),
+            record.clone(),
+        );
         let inc = inc.clone();
         save_incident(batch, &inc, ctx.now, ENGINE, "incident.join");
         return;
     }
-    let mut inc = new_incident(ctx, state, d, &trigger_name);
+    let mut inc = new_incident(ctx, state, (d, record), &trigger_name);
     freeze_evidence(ctx, state, &mut inc, batch);
     schedule(ctx, state, &mut inc, batch);
     notify_level(ctx, state, &mut inc, 0, "open", batch);
@@ -224,11 +230,16 @@ pub fn next_incident_id(state: &mut State, service: &str) -> String {
     format!("inc-{service}-{}", state.incidents_opened)
 }
 
-fn new_incident(ctx: &Ctx, state: &mut State, d: &Decision, trigger_name: &str) -> Incident {
+fn new_incident(
+    ctx: &Ctx,
+    state: &mut State,
+    (d, record): (&Decision, &Value),
+    trigger_name: &str,
+) -> Incident {
     let id = next_incident_id(state, ctx.service);
     let policy = &state.policy;
     let trigger = policy.triggers.iter().find(|t| t.name == trigger_name);
-    let signals = evidence_of(d);
+    let signals = evidence_of(record);
     let mut categories: Vec<String> = signals
         .iter()
         .filter_map(|e| e["signal"].as_str())
@@ -256,8 +267,13 @@ fn new_incident(ctx: &Ctx, state: &mut State, d: &Decision, trigger_name: &str) 
         detected_at: d.at.to_rfc3339(),
         ..Incident::opened(id, ctx.service, ctx.now)
     };
-    let line: Value = serde_json::from_str(&decision_to_line(d)).unwrap_or(Value::Null);
-    inc.note(d.at, "signal", ENGINE, d.explanation.summary.clone(), line);
+    inc.note(
+        d.at,
+        "signal",
+        ENGINE,
+        d.explanation.summary.clone(),
+        record.clone(),
+    );
     inc.note(
         ctx.now,
         "state",
@@ -478,7 +494,13 @@ pub fn escalate(ctx: &Ctx, state: &State, inc: &mut Incident, why: &str, batch: 
     notify_level(ctx, state, inc, next, "escalate", batch);
 }
 
-fn on_action(ctx: &Ctx, state: &mut State, d: &Decision, actor: &str, batch: &mut Batch) {
+fn on_action(
+    ctx: &Ctx,
+    state: &mut State,
+    (d, record): (&Decision, &Value),
+    actor: &str,
+    batch: &mut Batch,
+) {
     let summary = d.explanation.summary.clone();
     let complete = d.action == Some(ActionKind::RollbackComplete);
     let rolled_back = matches!(
@@ -491,9 +513,8 @@ fn on_action(ctx: &Ctx, state: &mut State, d: &Decision, actor: &str, batch: &mu
     let Some(inc) = current_incident(state) else {
         return;
     };
-    let line: Value = serde_json::from_str(&decision_to_line(d)).unwrap_or(Value::Null);
     let who = if d.trigger.is_some() { ENGINE } else { actor };
-    inc.note(d.at, "action", who, summary, line);
+    inc.note(d.at, "action", who, summary, record.clone());
     if complete && inc.state == OPEN {
         let _ = inc.transition(MITIGATED, d.at, who, "the rollback is complete");
     }

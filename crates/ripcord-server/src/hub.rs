@@ -99,18 +99,15 @@ pub struct EvidenceInputs {
 const KEPT_DECISIONS: usize = 1000;
 
 impl EvidenceInputs {
-    /// Notes one engine input: its raw event lines and its decisions.
-    fn remember(&mut self, kind: &str, body: &str, decisions: &[Decision]) {
+    /// Notes one engine input: its raw event lines and its decision lines.
+    fn remember(&mut self, kind: &str, body: &str, decisions: &[String]) {
         if let (Some(sample), "events") = (self.sample.as_mut(), kind) {
             for line in body.lines() {
                 sample.offer(line);
             }
         }
-        for d in decisions {
-            if self.decisions.len() < KEPT_DECISIONS {
-                self.decisions.push(decision_to_line(d));
-            }
-        }
+        let room = KEPT_DECISIONS.saturating_sub(self.decisions.len());
+        self.decisions.extend(decisions.iter().take(room).cloned());
     }
 }
 
@@ -406,7 +403,8 @@ impl Hub {
                 } else {
                     replay_entry(entry, state, &mut scratch)?;
                 }
-                state.evidence.remember(&entry.kind, &entry.body, &scratch);
+                let lines: Vec<String> = scratch.iter().map(decision_to_line).collect();
+                state.evidence.remember(&entry.kind, &entry.body, &lines);
             }
         }
         Ok(())
@@ -821,27 +819,34 @@ impl Hub {
     ) -> Batch {
         let (kind, body) = entry;
         let now = wall_now();
-        state.evidence.remember(kind, &body, decisions);
+        // Each decision is serialised once: its line is stored, delivered
+        // and kept for evidence; its parsed record goes to the audit log
+        // and to governance.
+        let lines: Vec<String> = decisions.iter().map(decision_to_line).collect();
+        let records: Vec<Value> = lines
+            .iter()
+            .map(|l| serde_json::from_str(l).unwrap_or(Value::Null))
+            .collect();
+        state.evidence.remember(kind, &body, &lines);
         batch.journal.push(JournalEntry {
             seq: self.writer.next_journal_seq(),
             service: service.name.clone(),
             kind: kind.to_string(),
             body,
         });
-        for d in decisions {
+        for ((d, line), record) in decisions.iter().zip(&lines).zip(&records) {
             metrics::decision(d);
-            let line = decision_to_line(d);
             let seq = self.writer.next_decision_seq();
             for (i, sink) in state.sinks.iter().enumerate() {
                 batch
                     .outbox
-                    .push(delivery(&service.name, seq, i, sink, d, &line, now));
+                    .push(delivery(&service.name, seq, i, sink, d, record, now));
             }
             let subject = state
                 .current
                 .as_ref()
                 .map_or(d.release.clone(), |c| c.id.clone());
-            let detail = serde_json::from_str(&line).unwrap_or(Value::Null);
+            let detail = record.clone();
             let action = match d.action {
                 Some(a) => format!("decision.action.{}", a.as_str()),
                 None => format!("decision.{}", d.kind.as_str()),
@@ -853,12 +858,12 @@ impl Hub {
                 seq,
                 service: service.name.clone(),
                 at_ms: d.at.0,
-                line,
+                line: line.clone(),
             });
         }
         self.refresh_release(state, &mut batch, now, (actor, decisions));
         let ctx = self.ctx(&service.name, now);
-        govern::on_decisions(&ctx, state, decisions, actor, &mut batch);
+        govern::on_decisions(&ctx, state, (decisions, &records), actor, &mut batch);
         service.set_assignment(assignment_of(state));
         metrics::release_state(&service.name, state.current.as_ref());
         batch
@@ -1093,11 +1098,10 @@ fn delivery(
     sink_index: usize,
     sink: &Sink,
     d: &Decision,
-    line: &str,
+    data: &Value,
     now: Time,
 ) -> OutboxEntry {
     let id = format!("msg_{seq}_{sink_index}");
-    let data: Value = serde_json::from_str(line).unwrap_or(Value::Null);
     let kind = match d.action {
         Some(a) => format!("action.{}", a.as_str()),
         None => format!("decision.{}", d.kind.as_str()),
