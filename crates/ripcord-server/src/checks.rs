@@ -59,11 +59,17 @@ pub async fn run(
     view: Option<&ReleaseView>,
     checks: &[CheckKind],
 ) -> Result<Vec<Value>, ApiError> {
+    // The journal is read once for every check that needs it.
+    let needs_events = checks.iter().any(|c| *c != CheckKind::StoreIntegrity);
+    let seen = match view {
+        Some(v) if needs_events => events_since_start(hub, &v.service).await?,
+        _ => Vec::new(),
+    };
     let mut out = Vec::new();
     for check in checks {
         let (ok, detail) = match check {
-            CheckKind::EventsKept => events_kept(hub, view).await?,
-            CheckKind::BaselineAssigned => baseline_assigned(hub, view).await?,
+            CheckKind::EventsKept => events_kept(hub, view, &seen).await?,
+            CheckKind::BaselineAssigned => baseline_assigned(view, &seen),
             CheckKind::StoreIntegrity => store_integrity(hub).await?,
         };
         out.push(json!({"check": check.as_str(), "ok": ok, "detail": detail}));
@@ -73,11 +79,14 @@ pub async fn run(
 
 /// Every event acknowledged for the release (its counters) is in the
 /// durable journal, and nothing more.
-async fn events_kept(hub: &Hub, view: Option<&ReleaseView>) -> Result<(bool, Value), ApiError> {
+async fn events_kept(
+    hub: &Hub,
+    view: Option<&ReleaseView>,
+    seen: &[Seen],
+) -> Result<(bool, Value), ApiError> {
     let Some(view) = view else {
         return Ok((false, json!("the service has no release")));
     };
-    let seen = events_since_start(hub, &view.service).await?;
     let journaled = seen
         .iter()
         .filter(|e| e.version == view.baseline || e.version == view.candidate)
@@ -99,14 +108,10 @@ async fn events_kept(hub: &Hub, view: Option<&ReleaseView>) -> Result<(bool, Val
 
 /// The release is rolled back and every unit seen during it is now served
 /// the baseline by the same function `/v1/assign` uses.
-async fn baseline_assigned(
-    hub: &Hub,
-    view: Option<&ReleaseView>,
-) -> Result<(bool, Value), ApiError> {
+fn baseline_assigned(view: Option<&ReleaseView>, seen: &[Seen]) -> (bool, Value) {
     let Some(view) = view else {
-        return Ok((false, json!("the service has no release")));
+        return (false, json!("the service has no release"));
     };
-    let seen = events_since_start(hub, &view.service).await?;
     let units: BTreeSet<&str> = seen.iter().map(|e| e.unit.as_str()).collect();
     let on_candidate = units
         .iter()
@@ -119,7 +124,7 @@ async fn baseline_assigned(
         "units_checked": units.len(),
         "units_on_candidate": on_candidate,
     });
-    Ok((ok, detail))
+    (ok, detail)
 }
 
 /// SQLite's integrity check and the audit chain recomputed end to end.
