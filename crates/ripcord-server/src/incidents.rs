@@ -51,14 +51,10 @@ pub enum Ask {
 }
 
 impl Hub {
-    /// The incident's service, from the store.
-    pub async fn incident_service(&self, id: &str) -> Result<Arc<Service>, ApiError> {
-        let doc = self
-            .store
-            .doc(INCIDENT, id)
-            .await?
-            .ok_or_else(|| ApiError::not_found(format!("incident \"{id}\" does not exist")))?;
-        self.known(&doc.service)
+    /// The incident as stored, with its service.
+    async fn stored_incident(&self, id: &str) -> Result<(Arc<Service>, Incident), ApiError> {
+        let inc = self.incident(id).await?;
+        Ok((self.known(&inc.service)?, inc))
     }
 
     pub async fn incident(&self, id: &str) -> Result<Incident, ApiError> {
@@ -78,12 +74,9 @@ impl Hub {
         ask: Ask,
         principal: &Principal,
     ) -> Result<(Incident, Durable), ApiError> {
-        let service = self.incident_service(id).await?;
+        let (service, stored) = self.stored_incident(id).await?;
         let mut state = service.state.lock().await;
-        let mut inc = match state.incidents.iter().find(|i| i.id == id) {
-            Some(i) => i.clone(),
-            None => self.incident(id).await?,
-        };
+        let mut inc = active_or(&state, stored);
         let now = wall_now();
         let mut batch = Batch::default();
         let base = inc.timeline.len();
@@ -517,12 +510,9 @@ impl Hub {
 
     /// Records that policy `version` answers incident `id`.
     pub async fn cite(&self, id: &str, version: i64, p: &Principal) -> Result<Durable, ApiError> {
-        let service = self.incident_service(id).await?;
+        let (service, stored) = self.stored_incident(id).await?;
         let mut state = service.state.lock().await;
-        let mut inc = match state.incidents.iter().find(|i| i.id == id) {
-            Some(i) => i.clone(),
-            None => self.incident(id).await?,
-        };
+        let mut inc = active_or(&state, stored);
         let now = wall_now();
         inc.policy_changes.push(version);
         inc.note(
@@ -567,6 +557,15 @@ fn owner_check(inc: &Incident, p: &Principal, what: &str) -> Result<(), ApiError
         )));
     }
     Ok(())
+}
+
+/// The state's copy of an active incident (it may be newer than the
+/// store's), else the stored one.
+fn active_or(state: &State, stored: Incident) -> Incident {
+    match state.incidents.iter().find(|i| i.id == stored.id) {
+        Some(active) => active.clone(),
+        None => stored,
+    }
 }
 
 /// Keeps the state's list of active incidents in step with `inc`.
