@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 use crate::auth::Principal;
 use crate::error::ApiError;
 use crate::govern::{self, Due, NewRequest};
-use crate::hub::{Hub, Service, State, command_name, wall_now};
+use crate::hub::{ENGINE, Hub, Service, State, command_name, wall_now};
 use crate::incident::Request;
 
 pub fn action_of(command: &Command) -> Option<ActionName> {
@@ -235,7 +235,7 @@ impl Hub {
         if proceed && let Some(command) = parse_action(&req.action) {
             let reason = req.outcome.clone();
             let extra = std::mem::take(&mut batch);
-            match self.apply_command(service, state, command, reason, govern_actor(), extra) {
+            match self.apply_command(service, state, command, reason, ENGINE, extra) {
                 Ok((_, b)) => batch = b,
                 Err(e) => {
                     req.outcome = Some(format!(
@@ -244,16 +244,12 @@ impl Hub {
                     ));
                 }
             }
-            self.finish_step(&ctx, state, &req, govern_actor(), &mut batch);
+            self.finish_step(&ctx, state, &req, ENGINE, &mut batch);
         }
-        govern::save_request(&mut batch, &req, now, govern_actor(), "request.expire");
+        govern::save_request(&mut batch, &req, now, ENGINE, "request.expire");
         state.requests.retain(|r| r.state == "pending");
         Ok(batch)
     }
-}
-
-fn govern_actor() -> &'static str {
-    crate::hub::ENGINE
 }
 
 fn parse_action(name: &str) -> Option<Command> {

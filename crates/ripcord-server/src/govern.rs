@@ -477,21 +477,44 @@ pub fn escalate(ctx: &Ctx, state: &State, inc: &mut Incident, why: &str, batch: 
         return;
     }
     let next = (inc.escalation_level + 1).min(levels - 1);
-    let summary = if next == inc.escalation_level {
-        format!("{why}; already at the last level {next}, notified again")
+    escalate_to(ctx, state, inc, next, why, batch);
+}
+
+/// Pages escalation `level` (again, when the incident is already there)
+/// and says why on the timeline.
+pub fn escalate_to(
+    ctx: &Ctx,
+    state: &State,
+    inc: &mut Incident,
+    level: u32,
+    why: &str,
+    batch: &mut Batch,
+) {
+    let summary = if level == inc.escalation_level {
+        format!("{why}; already at the last level {level}, notified again")
     } else {
-        format!("{why}; escalated to level {next}")
+        format!("{why}; escalated to level {level}")
     };
-    inc.escalation_level = next;
+    inc.escalation_level = level;
     crate::metrics::incident_escalated(&inc.kind);
     inc.note(
         ctx.now,
         "escalation",
         ENGINE,
         summary,
-        json!({"level": next}),
+        json!({"level": level}),
     );
-    notify_level(ctx, state, inc, next, "escalate", batch);
+    notify_level(ctx, state, inc, level, "escalate", batch);
+}
+
+/// Stops the paging of an incident: its acknowledgement deadline and the
+/// escalation levels still to come.
+pub fn cancel_paging(state: &State, inc: &Incident, batch: &mut Batch) {
+    cancel_timer(batch, &inc.id, Due::Ack);
+    let levels = escalation_levels(state).len();
+    for level in 1..levels {
+        cancel_timer(batch, &inc.id, Due::Escalate(level as u32));
+    }
 }
 
 fn on_action(

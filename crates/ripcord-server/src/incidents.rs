@@ -131,11 +131,7 @@ impl Hub {
                     format!("acknowledged by {} ({})", p.name, p.role),
                     json!({"note": note}),
                 );
-                govern::cancel_timer(batch, &inc.id, Due::Ack);
-                let levels = state.policy.governance.incidents.escalation.len();
-                for level in 1..levels {
-                    govern::cancel_timer(batch, &inc.id, Due::Escalate(level as u32));
-                }
+                govern::cancel_paging(state, inc, batch);
                 // Paging stops: PagerDuty marks the alert acknowledged.
                 for level in 0..=inc.escalation_level {
                     govern::notify_level(&ctx, state, inc, level, "acknowledge", batch);
@@ -360,15 +356,7 @@ impl Hub {
                 govern::escalate(&ctx, state, &mut inc, &why, batch);
             }
             Due::Escalate(level) if !acked && level > inc.escalation_level => {
-                inc.escalation_level = level;
-                inc.note(
-                    ctx.now,
-                    "escalation",
-                    ENGINE,
-                    format!("not acknowledged; escalated to level {level}"),
-                    json!({"level": level}),
-                );
-                govern::notify_level(&ctx, state, &mut inc, level, "escalate", batch);
+                govern::escalate_to(&ctx, state, &mut inc, level, "not acknowledged", batch);
             }
             Due::Status if inc.is_active() => {
                 let why = format!(
@@ -578,12 +566,8 @@ fn store_active(state: &mut State, inc: &Incident) {
 
 /// A resolved incident has no timers left.
 fn close_timers(state: &State, inc: &Incident, batch: &mut Batch) {
-    govern::cancel_timer(batch, &inc.id, Due::Ack);
+    govern::cancel_paging(state, inc, batch);
     govern::cancel_timer(batch, &inc.id, Due::Status);
-    let levels = state.policy.governance.incidents.escalation.len();
-    for level in 1..levels {
-        govern::cancel_timer(batch, &inc.id, Due::Escalate(level as u32));
-    }
     for s in &inc.steps {
         govern::cancel_timer(batch, &inc.id, Due::Step(s.name.clone()));
     }
