@@ -386,11 +386,13 @@ fn counting_per_unit_ignores_one_unit_that_fails_over_and_over() {
         declare(&mut e, T0, 0.5, &mut out);
         for i in 0..4000i64 {
             let ts = T0 + Dur(i * 250);
-            // 1% of units are flagged on both versions; one candidate unit
+            // 400 units per version, each seen 5 times; 1% of them are
+            // flagged on every request, on both versions. One candidate unit
             // (a scraper, say) is flagged on every one of its 100 requests.
-            let unit = format!("u{}", i / 2);
-            let flagged = if (i / 2) % 100 == 7 { 1.0 } else { 0.0 };
             let version = if i % 2 == 0 { "v13" } else { "v12" };
+            let index = (i / 2) % 400;
+            let unit = format!("{version}-u{index}");
+            let flagged = if index % 100 == 7 { 1.0 } else { 0.0 };
             let _ = e.observe(&event(ts, version, unit, flagged), &mut out);
             if i % 40 == 0 {
                 let _ = e.observe(&event(ts, "v13", "scraper".into(), 1.0), &mut out);

@@ -36,10 +36,11 @@ use crate::decision::{Evidence, Part, Samples};
 use crate::policy::{Bound, Criterion, Direction, OnNoData, Per, Signal, SignalKind};
 use crate::stats::bound::{BoundTest, confidence_bound};
 use crate::stats::cusum::Cusum;
-use crate::stats::drift::{self, DriftTest, UNLISTED_SHARE};
+use crate::stats::drift::{self, DriftModel, DriftTest, UNLISTED_SHARE};
 use crate::stats::fairness::{self, Disparity, Gap};
-use crate::stats::ratio::RatioTest;
+use crate::stats::ratio::{RatioModel, RatioTest};
 use crate::stats::score::MeanSequence;
+use crate::stats::strata::{Categories, Counts, Strata};
 use crate::time::{Dur, Time};
 
 /// One observation as a criterion counts it: `n` towards the denominator,
@@ -106,6 +107,20 @@ struct Latency {
     threshold: f64,
 }
 
+/// A comparison with the baseline, conditioned stratum by stratum on what
+/// each version really served (see [`crate::stats::strata`]).
+#[derive(Clone, Debug)]
+enum Comparison {
+    Rates {
+        model: RatioModel,
+        strata: Strata<Counts>,
+    },
+    Categories {
+        model: DriftModel,
+        strata: Strata<Categories>,
+    },
+}
+
 /// Relative criteria after promotion: CUSUM against the level at promotion.
 #[derive(Clone, Debug)]
 struct AfterPromotion {
@@ -120,9 +135,9 @@ pub struct CriterionState {
     pub direction: Direction,
     score_range: Option<(f64, f64)>,
     latency: Option<Latency>,
-    /// Whether the ratio test may use the assigned share (outputs or units)
-    /// or must use the observed split of its own denominator.
-    denominator_follows_share: bool,
+    /// Comparisons with the baseline: the realised counts of both versions
+    /// by stratum of generation time, and what every epoch's test shares.
+    comparison: Option<Comparison>,
     alpha: f64,
     /// The part of `alpha` the epochs share (half of it for relative
     /// latency, whose other half covers the baseline's quantile bound).
@@ -214,10 +229,7 @@ impl CriterionState {
             ),
             (_, Bound::Absolute(p0)) => (Test::Bound(BoundTest::new(p0, direction)), None),
             // The loader only lets rates take absolute or max_ratio bounds.
-            (_, b) => (
-                Test::Ratio(RatioTest::new(b.value().max(1.0), direction)),
-                None,
-            ),
+            (_, _) => (Test::Ratio(RatioTest::default()), None),
         };
         // A relative latency test spends half its budget on the baseline's
         // quantile bound and half on the candidate's exceedances.
@@ -226,15 +238,14 @@ impl CriterionState {
         } else {
             alpha
         };
-        let denominator_follows_share = spec.per == Per::Unit
-            || matches!(&signal.kind, SignalKind::Rate { denominator, .. } if denominator == "outputs");
+        let comparison = comparison_of(&test, spec, direction);
         CriterionState {
             spec: spec.clone(),
             signal: signal.name.clone(),
             direction,
             score_range,
             latency,
-            denominator_follows_share,
+            comparison,
             alpha,
             test_alpha,
             epochs: vec![Epoch {
@@ -312,25 +323,29 @@ impl CriterionState {
         }
     }
 
-    /// Per-unit counting: a unit counts once in the denominator and once in
-    /// the numerator, the first time it is seen and the first time flagged.
+    /// Per-unit counting: a unit counts once in the numerator, at its first
+    /// flag, and its outputs count in the denominator until then, so the
+    /// rate is "first flags per output of units not yet flagged". A busy or
+    /// hostile unit weighs one flag, however many it causes; its activity
+    /// is in the denominator, so the test stays exact whoever is busy.
     pub fn unit_sample(&mut self, unit: u64, sample: Sample) -> Option<Sample> {
-        let n = if self.units_seen.insert(unit) {
+        if self.units_flagged.contains(&unit) {
+            return None;
+        }
+        self.units_seen.insert(unit);
+        let x = if sample.x > 0.0 {
+            self.units_flagged.insert(unit);
             1.0
         } else {
             0.0
         };
-        let x = if sample.x > 0.0 && self.units_flagged.insert(unit) {
-            1.0
-        } else {
-            0.0
-        };
-        (n > 0.0 || x > 0.0).then_some(Sample { n, x, ..sample })
+        Some(Sample { x, ..sample })
     }
 
-    /// Counts one sample of one version at the assigned share `share`.
-    /// Returns whether it was flagged (new evidence that could breach).
-    pub fn observe(&mut self, ts: Time, candidate: bool, share: f64, s: Sample) -> bool {
+    /// Counts one sample of one version, generated at `ts` and seen when
+    /// the engine's clock reads `now`. Returns whether it was flagged (new
+    /// evidence that could breach).
+    pub fn observe(&mut self, ts: Time, now: Time, candidate: bool, s: Sample) -> bool {
         let s = self.latency_exceedance(ts, candidate, s);
         self.window.add(ts, candidate, s.n, s.x);
         let tally = if candidate {
@@ -348,18 +363,47 @@ impl CriterionState {
         {
             after.cusum.add(s.n, s.x);
         }
-        self.restart_if_due(ts);
-        let pi = match self.template {
-            Test::Ratio(_) if s.x > 0.0 && !self.denominator_follows_share => {
-                observed_share(&self.window, ts, share)
+        self.restart_if_due(now);
+        self.close_strata(now);
+        match &mut self.comparison {
+            Some(Comparison::Rates { strata, .. }) => {
+                strata.add(ts, candidate, |c| c.add(s.n, s.x));
             }
-            Test::Drift(_) => observed_share(&self.window, ts, share),
-            _ => share,
-        };
-        for epoch in &mut self.epochs {
-            epoch.test.add(candidate, pi, s);
+            Some(Comparison::Categories { strata, .. }) => {
+                strata.add(ts, candidate, |c| c.add(s.key, s.n));
+            }
+            None => {
+                for epoch in &mut self.epochs {
+                    epoch.test.add(candidate, s);
+                }
+            }
         }
         s.x > 0.0
+    }
+
+    /// Feeds every epoch the strata that closed by `now`.
+    fn close_strata(&mut self, now: Time) {
+        let epochs = &mut self.epochs;
+        match &mut self.comparison {
+            Some(Comparison::Rates { model, strata }) => strata.close_due(now, |st| {
+                if let Some(inc) = model.increment(&st) {
+                    for e in epochs.iter_mut() {
+                        if let Test::Ratio(t) = &mut e.test {
+                            t.add(&inc);
+                        }
+                    }
+                }
+            }),
+            Some(Comparison::Categories { model, strata }) => strata.close_due(now, |st| {
+                let inc = model.increment(&st);
+                for e in epochs.iter_mut() {
+                    if let Test::Drift(t) = &mut e.test {
+                        t.add_stratum(inc);
+                    }
+                }
+            }),
+            None => {}
+        }
     }
 
     /// Latency values go into the sketches and become exceedance samples.
@@ -481,6 +525,7 @@ impl CriterionState {
     /// becomes breached or cleared.
     pub fn evaluate(&mut self, now: Time) -> Option<Transition> {
         self.restart_if_due(now);
+        self.close_strata(now);
         self.update_latency_threshold();
         let breaching = self.breaching_now(now);
         if breaching {
@@ -640,12 +685,20 @@ impl CriterionState {
         Some(match (&self.template, self.spec.bound) {
             _ if self.latency.is_some() => estimate > self.bound_value(),
             (Test::Bound(t), _) => worse(estimate, t.bound()),
-            (Test::Ratio(t), _) => worse(estimate, t.tolerated()),
+            (Test::Ratio(_), _) => worse(estimate, self.tolerated_ratio()),
             (Test::ScoreAbsolute { .. }, Bound::Absolute(bound)) => worse(estimate, bound),
             (_, Bound::MaxIncrease(d)) => estimate > d,
             (_, Bound::MaxDecrease(d)) => -estimate > d,
             (_, b) => estimate > b.value(),
         })
+    }
+
+    /// The rate ratio a comparison tolerates (`1/max_ratio` when lower is worse).
+    fn tolerated_ratio(&self) -> f64 {
+        match &self.comparison {
+            Some(Comparison::Rates { model, .. }) => model.tolerated(),
+            _ => self.bound_value(),
+        }
     }
 
     fn bound_value(&self) -> f64 {
@@ -882,7 +935,7 @@ impl CriterionState {
                 (t.log_e_value().exp() * scale, self.threshold(), interval)
             }
             Test::Ratio(t) => {
-                let cb = t.confidence_bound(epoch.alpha);
+                let cb = t.confidence_bound(epoch.alpha, self.direction);
                 let interval = match self.direction {
                     Direction::HigherIsWorse => (cb, f64::INFINITY),
                     Direction::LowerIsWorse => (0.0, cb),
@@ -1058,18 +1111,15 @@ fn restart_every(window: Dur) -> Dur {
 }
 
 impl Test {
-    fn add(&mut self, candidate: bool, share: f64, s: Sample) {
+    fn add(&mut self, candidate: bool, s: Sample) {
         match self {
             Test::Bound(t) => {
                 if candidate {
                     t.add(s.x, s.n);
                 }
             }
-            Test::Ratio(t) => {
-                if s.x > 0.0 {
-                    t.add_flagged(share, candidate, s.x);
-                }
-            }
+            // Fed by strata.
+            Test::Ratio(_) => {}
             Test::ScoreAbsolute { candidate: c } => {
                 if candidate {
                     c.add(s.x);
@@ -1085,7 +1135,7 @@ impl Test {
                     b.add(s.x)
                 }
             }
-            Test::Drift(t) => t.add(s.key, candidate, share, s.n),
+            Test::Drift(t) => t.add(s.key, candidate, s.n),
             Test::Fairness(d) => {
                 if candidate {
                     d.add(s.key, s.n, s.x);
@@ -1143,15 +1193,27 @@ impl Test {
     }
 }
 
-/// The candidate's observed share of this criterion's denominator in the
-/// window, when both versions have enough of it; else the assigned share.
-fn observed_share(window: &Window, now: Time, assigned: f64) -> f64 {
-    let (c, b) = window.totals(now);
-    if c.n >= 20.0 && b.n >= 20.0 {
-        c.n / (c.n + b.n)
-    } else {
-        assigned
+/// The stratified comparison a test against the baseline reads.
+fn comparison_of(test: &Test, spec: &Criterion, direction: Direction) -> Option<Comparison> {
+    let width = stratum_width(spec.window);
+    match test {
+        Test::Ratio(_) => Some(Comparison::Rates {
+            model: RatioModel::new(spec.bound.value().max(1.0), direction),
+            strata: Strata::new(width),
+        }),
+        Test::Drift(DriftTest::VsBaseline { .. }) => Some(Comparison::Categories {
+            model: DriftModel::new(spec.window.0 as f64 / width.0 as f64),
+            strata: Strata::new(width),
+        }),
+        _ => None,
     }
+}
+
+/// Strata are a sixtieth of the window, between 1 and 30 seconds: short
+/// enough that rates and shares barely move within one, long enough that
+/// both versions usually appear in it.
+fn stratum_width(window: Dur) -> Dur {
+    Dur((window.0 / 60).clamp(1_000, 30_000))
 }
 
 fn samples(t: Tally) -> Samples {

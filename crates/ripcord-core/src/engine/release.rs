@@ -308,7 +308,6 @@ impl Engine {
         let Some(run) = &mut self.release else {
             return Ok(());
         };
-        let share = run.share_in_force;
         run.samples_seen += 1;
         for (i, state) in run.criteria.iter_mut().enumerate() {
             if !in_scope(&state.spec.scope, event) {
@@ -329,7 +328,7 @@ impl Engine {
             } else {
                 sample
             };
-            let flagged = state.observe(event.ts, candidate, share, sample);
+            let flagged = state.observe(event.ts, now, candidate, sample);
             // Evidence only grows on flags; other samples matter for clearing
             // (active criteria) and for criteria that read every event, which
             // the per-second pass also covers.

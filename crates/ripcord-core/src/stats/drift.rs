@@ -10,18 +10,22 @@
 //! chance, so a criterion also needs one of the anytime-valid tests below to
 //! reject "same distribution".
 //!
-//! - Against the baseline: given an event's category, it is the
-//!   candidate's with probability `π` (the candidate's share of all outputs)
-//!   when both versions see the same distribution. Each category runs the
-//!   odds-multiplier mixture of [`super::srm`]; their product is an
-//!   e-process because each event moves only its own category's factor.
+//! - Against the baseline: stratum by stratum ([`super::strata`]), given
+//!   how many events each version had and how many fell in each category,
+//!   the candidate's events are a draw without replacement from the
+//!   stratum's events when both versions see the same distribution (a
+//!   multivariate hypergeometric), whatever the share and the split. The
+//!   test draws them one at a time in an order fixed by the stratum's
+//!   bucket alone, and bets on each draw with odds learnt from earlier
+//!   strata (which categories the candidate over-uses); the product of
+//!   `Q(draw)/P0(draw)` is an e-process, see [`DriftModel`].
 //! - Against a stored profile `q`: each candidate event's category is
 //!   scored by the predictable plug-in `p̂(c)/q(c)`, with `p̂` the
 //!   Krichevsky–Trofimov-style estimate from the earlier events (a prior of
 //!   `q` with weight `PRIOR`); the product is the Dirichlet-multinomial
 //!   mixture likelihood ratio, an e-process under `q`.
 
-use super::srm::SrmTest;
+use super::strata::{Categories, Stratum};
 
 /// Pseudo-count added to every category when computing PSI and JS.
 const SMOOTHING: f64 = 0.5;
@@ -76,7 +80,7 @@ fn smoothed(counts: &[f64], other_len: usize) -> Vec<f64> {
 #[derive(Clone, Debug)]
 pub enum DriftTest {
     VsBaseline {
-        per_category: Vec<SrmTest>,
+        log_lr: f64,
     },
     VsProfile {
         /// Reference shares by category index.
@@ -89,9 +93,7 @@ pub enum DriftTest {
 
 impl DriftTest {
     pub fn vs_baseline() -> DriftTest {
-        DriftTest::VsBaseline {
-            per_category: Vec::new(),
-        }
+        DriftTest::VsBaseline { log_lr: 0.0 }
     }
 
     /// `reference` holds the profile's share for each known category index.
@@ -104,16 +106,18 @@ impl DriftTest {
         }
     }
 
-    /// `count` events of `category` from one version; `share` is the
-    /// candidate's share of outputs when they happened.
-    pub fn add(&mut self, category: usize, candidate: bool, share: f64, count: f64) {
+    /// A closed stratum's log likelihood ratio (tests against the baseline).
+    pub fn add_stratum(&mut self, increment: f64) {
+        if let DriftTest::VsBaseline { log_lr } = self {
+            *log_lr += increment;
+        }
+    }
+
+    /// `count` events of `category` from one version (tests against a
+    /// profile; the baseline's are counted by stratum).
+    pub fn add(&mut self, category: usize, candidate: bool, count: f64) {
         match self {
-            DriftTest::VsBaseline { per_category } => {
-                if per_category.len() <= category {
-                    per_category.resize_with(category + 1, SrmTest::default);
-                }
-                per_category[category].add(share, candidate, count);
-            }
+            DriftTest::VsBaseline { .. } => {}
             DriftTest::VsProfile {
                 reference,
                 counts,
@@ -143,11 +147,162 @@ impl DriftTest {
 
     pub fn log_e_value(&self) -> f64 {
         match self {
-            DriftTest::VsBaseline { per_category } => {
-                per_category.iter().map(SrmTest::log_e_value).sum()
-            }
+            DriftTest::VsBaseline { log_lr } => *log_lr,
             DriftTest::VsProfile { log_lr, .. } => *log_lr,
         }
+    }
+}
+
+/// Most draws one stratum bets on; stopping a product of fair bets at a
+/// fixed point keeps it fair.
+const MAX_DRAWS: usize = 256;
+/// Odds the bets may give a category, either way.
+const MAX_ODDS: f64 = 20.0;
+
+/// The side of the baseline comparison that every epoch shares: what the
+/// earlier strata say about which categories the candidate over-uses.
+///
+/// For one stratum with `t_k` events in category `k`, of which the
+/// candidate's are `n_c`, draw the candidate's events one at a time from the
+/// urn of the stratum's events. Under "same distribution" each draw is
+/// uniform over what is left in the urn: category `k` with probability
+/// `r_k / R`. The bet gives it `ω_k r_k / Σ ω_j r_j` instead, with odds
+/// `ω` fixed before the stratum closed, and multiplies the ratio of the two.
+/// Drawn in an order that does not depend on the data (shuffled by the
+/// stratum's bucket number), the sequence of draws is exactly the uniform
+/// one under the null, so each factor has expectation 1 and the product is
+/// a martingale. When the baseline has fewer events, its side is drawn with
+/// odds `1/ω`.
+#[derive(Clone, Debug, Default)]
+pub struct DriftModel {
+    /// Candidate and baseline counts by category, fading with a time
+    /// constant of the criterion's window so that a late shift is learnt.
+    candidate: Vec<f64>,
+    baseline: Vec<f64>,
+    last_bucket: Option<i64>,
+    /// Buckets per window: the fading's time constant.
+    memory: f64,
+}
+
+impl DriftModel {
+    pub fn new(buckets_per_window: f64) -> DriftModel {
+        DriftModel {
+            memory: buckets_per_window.max(1.0),
+            ..DriftModel::default()
+        }
+    }
+
+    /// The stratum's log likelihood ratio; then learns from it.
+    pub fn increment(&mut self, s: &Stratum<Categories>) -> f64 {
+        let k = s.candidate.0.len().max(s.baseline.0.len());
+        let odds = self.odds(k);
+        let c: Vec<f64> = (0..k).map(|i| whole(s.candidate.0.get(i))).collect();
+        let b: Vec<f64> = (0..k).map(|i| whole(s.baseline.0.get(i))).collect();
+        let (nc, nb): (f64, f64) = (c.iter().sum(), b.iter().sum());
+        let log_lr = if nc <= nb {
+            bet_on_draws(&c, &b, &odds, s.bucket)
+        } else {
+            let inverse: Vec<f64> = odds.iter().map(|o| 1.0 / o).collect();
+            bet_on_draws(&b, &c, &inverse, s.bucket)
+        };
+        self.learn(s.bucket, &c, &b);
+        log_lr
+    }
+
+    /// `ω_k`: the candidate's share of category `k` over the baseline's,
+    /// each with a pseudo-count of one per category.
+    fn odds(&self, k: usize) -> Vec<f64> {
+        let k_all = k.max(self.candidate.len());
+        let ct: f64 = self.candidate.iter().sum::<f64>() + k_all as f64;
+        let bt: f64 = self.baseline.iter().sum::<f64>() + k_all as f64;
+        (0..k)
+            .map(|i| {
+                let p = (self.candidate.get(i).copied().unwrap_or(0.0) + 1.0) / ct;
+                let q = (self.baseline.get(i).copied().unwrap_or(0.0) + 1.0) / bt;
+                (p / q).clamp(1.0 / MAX_ODDS, MAX_ODDS)
+            })
+            .collect()
+    }
+
+    fn learn(&mut self, bucket: i64, c: &[f64], b: &[f64]) {
+        let elapsed = self.last_bucket.map_or(0, |last| (bucket - last).max(0));
+        let fade = (-(elapsed as f64) / self.memory).exp();
+        self.last_bucket = Some(bucket);
+        for (all, new) in [(&mut self.candidate, c), (&mut self.baseline, b)] {
+            if all.len() < new.len() {
+                all.resize(new.len(), 0.0);
+            }
+            for (a, n) in all
+                .iter_mut()
+                .zip(new.iter().chain(std::iter::repeat(&0.0)))
+            {
+                *a = *a * fade + n;
+            }
+        }
+    }
+}
+
+/// `ln Π Q(draw)/P0(draw)` for drawing the `drawn` side's events out of the
+/// urn of both sides' events, in a random order seeded by `bucket`.
+fn bet_on_draws(drawn: &[f64], other: &[f64], odds: &[f64], bucket: i64) -> f64 {
+    let mut unseen = drawn.to_vec();
+    let mut unseen_total: f64 = unseen.iter().sum();
+    let mut total: f64 = drawn.iter().sum::<f64>() + other.iter().sum::<f64>();
+    let mut weighted: f64 = drawn
+        .iter()
+        .zip(other)
+        .zip(odds)
+        .map(|((a, b), w)| (a + b) * w)
+        .sum();
+    let mut rng = SplitMix(bucket as u64 ^ 0x5EED_D81F_7C3A_2B19);
+    let mut log_lr = 0.0;
+    for _ in 0..MAX_DRAWS {
+        if unseen_total < 1.0 || weighted <= 0.0 {
+            break;
+        }
+        let k = rng.pick(&unseen, unseen_total);
+        log_lr += (odds[k] * total / weighted).ln();
+        unseen[k] -= 1.0;
+        unseen_total -= 1.0;
+        total -= 1.0;
+        weighted -= odds[k];
+    }
+    log_lr
+}
+
+/// SplitMix64: a small, fixed pseudo-random sequence. The same stratum
+/// always draws in the same order, and the order owes nothing to the data.
+struct SplitMix(u64);
+
+impl SplitMix {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    /// An index drawn with probability `weights[i] / total`: one uniform
+    /// draw from a multiset given by its counts.
+    fn pick(&mut self, weights: &[f64], total: f64) -> usize {
+        let u = (self.next() >> 11) as f64 / (1u64 << 53) as f64 * total;
+        let mut acc = 0.0;
+        for (i, w) in weights.iter().enumerate() {
+            acc += w;
+            if u < acc {
+                return i;
+            }
+        }
+        weights.iter().rposition(|w| *w >= 1.0).unwrap_or(0)
+    }
+}
+
+/// A category count as a whole number of events.
+fn whole(v: Option<&f64>) -> f64 {
+    match v {
+        Some(v) if v.is_finite() => v.round().clamp(0.0, 1e12),
+        _ => 0.0,
     }
 }
 
@@ -194,9 +349,9 @@ mod tests {
     fn a_bucket_counts_like_its_events_one_by_one() {
         let mut bucket = DriftTest::vs_profile(vec![0.7, 0.3]);
         let mut single = bucket.clone();
-        bucket.add(1, true, 1.0, 40.0);
+        bucket.add(1, true, 40.0);
         for _ in 0..40 {
-            single.add(1, true, 1.0, 1.0);
+            single.add(1, true, 1.0);
         }
         assert!((bucket.log_e_value() - single.log_e_value()).abs() < 1e-9);
     }
@@ -222,18 +377,27 @@ mod tests {
         assert!((d - 1.0).abs() < 1e-3, "{d}");
     }
 
+    fn stratum(bucket: i64, c: &[f64], b: &[f64]) -> Stratum<Categories> {
+        Stratum {
+            bucket,
+            candidate: Categories(c.to_vec()),
+            baseline: Categories(b.to_vec()),
+        }
+    }
+
     #[test]
     fn a_shifted_topic_mix_is_rejected_against_the_baseline() {
+        let mut model = DriftModel::new(60.0);
         let mut t = DriftTest::vs_baseline();
-        // Candidate (half the traffic) asks about topic 1 three times as often.
-        for i in 0..4_000 {
-            let candidate = i % 2 == 0;
-            let category = if candidate {
-                usize::from(i % 8 < 6)
+        // The candidate asks about topic 1 three times as often, at 10% of
+        // the traffic one stratum and 40% the next.
+        for i in 0..200 {
+            let s = if i % 2 == 0 {
+                stratum(i, &[1.0, 3.0], &[27.0, 9.0])
             } else {
-                usize::from(i % 8 < 2)
+                stratum(i, &[4.0, 12.0], &[18.0, 6.0])
             };
-            t.add(category, candidate, 0.5, 1.0);
+            t.add_stratum(model.increment(&s));
         }
         assert!(
             t.log_e_value() > (1.0f64 / 0.001).ln(),
@@ -243,12 +407,38 @@ mod tests {
     }
 
     #[test]
+    fn the_same_mix_at_any_split_is_no_evidence() {
+        let mut model = DriftModel::new(60.0);
+        let mut t = DriftTest::vs_baseline();
+        for i in 0..200 {
+            let s = if i % 2 == 0 {
+                stratum(i, &[3.0, 1.0], &[27.0, 9.0])
+            } else {
+                stratum(i, &[12.0, 4.0], &[18.0, 6.0])
+            };
+            t.add_stratum(model.increment(&s));
+        }
+        assert!(t.log_e_value() < 1.0, "{}", t.log_e_value());
+    }
+
+    #[test]
+    fn draws_follow_the_counts() {
+        let mut rng = SplitMix(7);
+        let mut hits = [0u32; 3];
+        for _ in 0..30_000 {
+            hits[rng.pick(&[1.0, 0.0, 2.0], 3.0)] += 1;
+        }
+        assert_eq!(hits[1], 0);
+        assert!((9_500..10_500).contains(&hits[0]), "{hits:?}");
+    }
+
+    #[test]
     fn the_profile_test_stays_low_on_the_profile_and_rejects_a_shift() {
         let mut same = DriftTest::vs_profile(vec![0.5, 0.5]);
         let mut moved = DriftTest::vs_profile(vec![0.5, 0.5]);
         for i in 0..2_000 {
-            same.add(i % 2, true, 1.0, 1.0);
-            moved.add(usize::from(i % 10 < 8), true, 1.0, 1.0);
+            same.add(i % 2, true, 1.0);
+            moved.add(usize::from(i % 10 < 8), true, 1.0);
         }
         assert!(same.log_e_value() < 0.0, "{}", same.log_e_value());
         assert!(moved.log_e_value() > 20.0, "{}", moved.log_e_value());

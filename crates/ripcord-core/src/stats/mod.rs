@@ -13,6 +13,7 @@ pub mod fairness;
 pub mod ratio;
 pub mod score;
 pub mod srm;
+pub mod strata;
 
 /// Multipliers of the tolerated effect that the mixtures average over: a
 /// regression between 1.25× and 10× the tolerated level is detected close to
