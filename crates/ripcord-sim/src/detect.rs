@@ -194,7 +194,11 @@ impl Condition {
             return;
         }
         case.users = Some(Users {
-            propensity_sigma: if self == Condition::Propensity { 0.5 } else { 0.0 },
+            propensity_sigma: if self == Condition::Propensity {
+                0.5
+            } else {
+                0.0
+            },
             ..Users::HEAVY
         });
         case.share = 0.05;
@@ -359,7 +363,8 @@ pub fn policy_text(case: &Case) -> String {
 
 fn criterion_text(case: &Case) -> (&'static str, String) {
     const FAIL: &str = "fail: {category: safety, kind: rate}";
-    const THUMBS: &str = "thumbs_down: {category: user_experience, kind: rate, denominator: feedback}";
+    const THUMBS: &str =
+        "thumbs_down: {category: user_experience, kind: rate, denominator: feedback}";
     let c = case.confidence;
     let rate = |signal: &str, rest: &str| {
         format!("{{signal: {signal}, {rest}, window: 30m, confidence: {c}}}")

@@ -521,8 +521,7 @@ fn rate_cell(
     let with_peers = share == 0.5 && base == 1e-2 && onset == Dur::ZERO;
     let oracle = |c: &Case| -> Vec<Box<dyn Detector + Send>> {
         let p1 = (c.base_rate * ratio).min(1.0);
-        let mut v: Vec<Box<dyn Detector + Send>> =
-            vec![Box::new(Sprt::new(c.base_rate, p1, 0.05))];
+        let mut v: Vec<Box<dyn Detector + Send>> = vec![Box::new(Sprt::new(c.base_rate, p1, 0.05))];
         if with_peers {
             v.extend(rate_peers(c));
         }

@@ -184,8 +184,8 @@ mod tests {
     use super::*;
 
     #[test]
-    fn binomial_p99_matches_the_tests_table() {
-        // Stated in crates/ripcord-sim/tests/detection.rs.
-        assert_eq!(binomial_p99(30, 0.2), 12);
+    fn binomial_p99_matches_a_hand_computed_case() {
+        // P(X ≤ 10) = 0.9744 and P(X ≤ 11) = 0.9905 for Binomial(30, 0.2).
+        assert_eq!(binomial_p99(30, 0.2), 11);
     }
 }
