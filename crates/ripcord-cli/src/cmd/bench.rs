@@ -17,6 +17,8 @@ use ripcord_sim::peers::{
 };
 use ripcord_sim::traffic::Shape;
 
+mod realistic;
+
 #[derive(clap::Args)]
 pub struct BenchArgs {
     #[command(subcommand)]
@@ -45,7 +47,7 @@ struct DetectArgs {
     #[arg(long)]
     runs: Option<usize>,
     /// Run one section only.
-    #[arg(long, value_parser = ["false-rollbacks", "rates", "others", "change"])]
+    #[arg(long, value_parser = ["false-rollbacks", "rates", "others", "change", "realistic"])]
     only: Option<String>,
 }
 
@@ -120,6 +122,13 @@ fn detect(args: DetectArgs) -> anyhow::Result<ExitCode> {
     }
     if wanted("change") {
         change_delays(&plan)?;
+    }
+    if wanted("realistic") {
+        realistic::false_rollbacks(&realistic::Plan {
+            runs: args.runs.unwrap_or(if args.quick { 100 } else { 1000 }),
+            threads: plan.threads,
+            shapes: &plan.shapes,
+        })?;
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -206,7 +215,7 @@ fn rate_peers(case: &Case) -> Vec<Box<dyn Detector + Send>> {
         Box::new(Flagger::with_max_rate(2.0 * p0)),
         Box::new(Kayenta::with_ratio(1.0)),
         Box::new(BurnRate::new(p0)),
-        Box::new(GrowthBookGuardrail::with_ratio(1.0)),
+        Box::new(GrowthBookGuardrail::one_sided(1.0)),
         Box::new(NaiveZ::new(0.05, 1.0)),
     ]
 }
@@ -446,67 +455,34 @@ fn peer_delay(cases: &[Case], outcomes: &[Outcome], j: usize) -> (f64, f64, f64)
 const GRID_RATE: f64 = 200.0;
 const GRID_HORIZON_HOURS: i64 = 72;
 
+/// Late-onset rows: the regression starts this far into the release.
+const LATE_ONSET: Dur = Dur::from_mins(180);
+
 fn rate_delays(plan: &Plan) -> anyhow::Result<()> {
     println!("## Detection delay: rates against the baseline\n");
     println!(
         "`max_ratio: 1` (any increase), confidence 0.95, window 30m, diurnal traffic at {GRID_RATE} outputs/s \
-         mean, the regression present from the start, {} runs per cell, horizon {GRID_HORIZON_HOURS} h. \
-         Delays count from the start of the release; \"outputs\" are both versions'. Wald's bound is the \
-         least expected number of outputs any test with α = 0.05 and the observed miss rate β (at least \
-         0.001) needs; the SPRT knows the true rates.\n",
-        plan.delay_runs
+         mean, {} runs per cell, horizon {GRID_HORIZON_HOURS} h. The regression is present from the start \
+         (onset 0) or starts {} h in (late-onset rows, share 50% and 10%, base rate 1%); delays and outputs \
+         count from the onset, and a run that fired before it is a false alarm, not a detection. \"outputs\" \
+         are both versions'. Wald's bound is the least expected number of outputs any test with α = 0.05 \
+         and the observed miss rate β (at least 0.001) needs. The SPRT is the level-α oracle that knows the \
+         true odds ratio (threshold ln(1/α), no lower boundary, so it never stops to accept); its mean is \
+         given ± its standard error. Without a lower boundary the SPRT carries the evidence for H0 it \
+         gathered before a late onset, which is why it is slow there.\n",
+        plan.delay_runs,
+        LATE_ONSET.0 / 3_600_000
     );
     println!(
-        "| ratio | base rate | share | detected | mean candidate outputs | p90 candidate outputs | mean min | p90 min | Wald bound (outputs) | ripcord / bound | SPRT mean min | SPRT / bound |"
+        "| ratio | base rate | share | onset | detected | fired before onset | mean candidate outputs | p90 candidate outputs | mean min | p90 min | Wald bound (outputs) | ripcord / bound | SPRT mean min ± SE | SPRT / bound ± SE |"
     );
-    println!("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    println!("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     let mut peer_rows = Vec::new();
     for &share in &plan.shares {
         for &base in &plan.bases {
             for &ratio in &plan.ratios {
-                let cases: Vec<Case> = (0..plan.delay_runs)
-                    .map(|i| grid_case(base, share, ratio, i))
-                    .collect();
-                let oracle = |c: &Case| -> Vec<Box<dyn Detector + Send>> {
-                    let p1 = (c.base_rate * ratio).min(1.0);
-                    let mut v: Vec<Box<dyn Detector + Send>> =
-                        vec![Box::new(Sprt::new(c.base_rate, p1, c.share, 0.05, 0.05))];
-                    if share == 0.5 && base == 1e-2 {
-                        v.extend(rate_peers(c));
-                    }
-                    v
-                };
-                let outcomes = run_all(&cases, plan.threads, oracle)?;
-                let d = delays(&cases, &outcomes);
-                let beta = (1.0 - d.detected).max(0.001);
-                let bound = wald_expected_outputs(base * ratio, base, share, 0.05, beta);
-                let (sprt_share, sprt_minutes, sprt_outputs) = peer_delay(&cases, &outcomes, 0);
-                // A mean over the detected runs only says little when many
-                // ran out of time.
-                let ratio_to_bound = |share: f64, outputs: f64| {
-                    if share >= 0.95 {
-                        fmt(outputs / bound)
-                    } else {
-                        "— (horizon)".to_string()
-                    }
-                };
-                println!(
-                    "| {ratio}× | {base} | {share} | {:.0}% | {} | {} | {} | {} | {} | {} | {}{} | {} |",
-                    d.detected * 100.0,
-                    fmt(d.mean_candidate),
-                    fmt(d.p90_candidate),
-                    fmt(d.mean_minutes),
-                    fmt(d.p90_minutes),
-                    fmt(bound),
-                    ratio_to_bound(d.detected, d.mean_outputs),
-                    fmt(sprt_minutes),
-                    if sprt_share < 1.0 {
-                        format!(" ({:.0}% found)", sprt_share * 100.0)
-                    } else {
-                        String::new()
-                    },
-                    ratio_to_bound(sprt_share, sprt_outputs),
-                );
+                let (cases, outcomes) = rate_cell(plan, base, share, ratio, Dur::ZERO)?;
+                print_rate_row(&cases, &outcomes, ratio);
                 if share == 0.5 && base == 1e-2 {
                     peer_rows.push((ratio, cases, outcomes));
                 }
@@ -514,9 +490,125 @@ fn rate_delays(plan: &Plan) -> anyhow::Result<()> {
             }
         }
     }
+    for share in [0.5, 0.1] {
+        for &ratio in &plan.ratios {
+            let (cases, outcomes) = rate_cell(plan, 1e-2, share, ratio, LATE_ONSET)?;
+            print_rate_row(&cases, &outcomes, ratio);
+            eprintln!("late onset {ratio}× {share} done");
+        }
+    }
     print_peer_delays(&peer_rows);
     real_traffic_delays(plan)?;
     Ok(())
+}
+
+/// The runs of one cell of the rate grid, with the oracle SPRT (and the
+/// peers in the cell they are compared in) on the same streams.
+fn rate_cell(
+    plan: &Plan,
+    base: f64,
+    share: f64,
+    ratio: f64,
+    onset: Dur,
+) -> anyhow::Result<(Vec<Case>, Vec<Outcome>)> {
+    let cases: Vec<Case> = (0..plan.delay_runs)
+        .map(|i| {
+            let mut c = grid_case(base, share, ratio, i);
+            c.change_at = onset;
+            c
+        })
+        .collect();
+    let with_peers = share == 0.5 && base == 1e-2 && onset == Dur::ZERO;
+    let oracle = |c: &Case| -> Vec<Box<dyn Detector + Send>> {
+        let p1 = (c.base_rate * ratio).min(1.0);
+        let mut v: Vec<Box<dyn Detector + Send>> = vec![Box::new(Sprt::new(c.base_rate, p1, 0.05))];
+        if with_peers {
+            v.extend(rate_peers(c));
+        }
+        v
+    };
+    let outcomes = run_all(&cases, plan.threads, oracle)?;
+    Ok((cases, outcomes))
+}
+
+fn print_rate_row(cases: &[Case], outcomes: &[Outcome], ratio: f64) {
+    let Some(c) = cases.first() else {
+        return;
+    };
+    let (base, share) = (c.base_rate, c.share);
+    let d = delays(cases, outcomes);
+    let early = outcomes
+        .iter()
+        .zip(cases)
+        .filter(|(o, c)| o.fired_at.is_some_and(|f| f < c.change_at))
+        .count();
+    let beta = (1.0 - d.detected).max(0.001);
+    let bound = wald_expected_outputs(base * ratio, base, share, 0.05, beta);
+    let sprt = sprt_delays(cases, outcomes);
+    // A mean over the detected runs only says little when many ran out of time.
+    let ratio_to_bound = |found: f64, outputs: f64| {
+        if found >= 0.95 {
+            fmt(outputs / bound)
+        } else {
+            "— (horizon)".to_string()
+        }
+    };
+    let sprt_found = if sprt.found < 1.0 {
+        format!(" ({:.0}% found)", sprt.found * 100.0)
+    } else {
+        String::new()
+    };
+    println!(
+        "| {ratio}× | {base} | {share} | {} | {:.0}% | {early} | {} | {} | {} | {} | {} | {} | {} ± {}{sprt_found} | {} ± {} |",
+        c.change_at,
+        d.detected * 100.0,
+        fmt(d.mean_candidate),
+        fmt(d.p90_candidate),
+        fmt(d.mean_minutes),
+        fmt(d.p90_minutes),
+        fmt(bound),
+        ratio_to_bound(d.detected, d.mean_outputs),
+        fmt(sprt.minutes.0),
+        fmt(sprt.minutes.1),
+        ratio_to_bound(sprt.found, sprt.outputs.0),
+        fmt(sprt.outputs.1 / bound),
+    );
+}
+
+/// The oracle's share of runs detected, and its mean minutes and outputs
+/// since the onset, each with its standard error.
+struct SprtDelays {
+    found: f64,
+    minutes: (f64, f64),
+    outputs: (f64, f64),
+}
+
+fn sprt_delays(cases: &[Case], outcomes: &[Outcome]) -> SprtDelays {
+    let mut minutes = Vec::new();
+    let mut outputs = Vec::new();
+    for (c, o) in cases.iter().zip(outcomes) {
+        if let Some(p) = o.peers.first()
+            && let Some(at) = p.fired_at
+            && at >= c.change_at
+        {
+            minutes.push((at.0 - c.change_at.0) as f64 / 60_000.0);
+            outputs.push(p.outputs);
+        }
+    }
+    SprtDelays {
+        found: minutes.len() as f64 / cases.len().max(1) as f64,
+        minutes: (mean(&minutes), standard_error(&minutes)),
+        outputs: (mean(&outputs), standard_error(&outputs)),
+    }
+}
+
+fn standard_error(v: &[f64]) -> f64 {
+    if v.len() < 2 {
+        return f64::NAN;
+    }
+    let m = mean(v);
+    let var = v.iter().map(|x| (x - m).powi(2)).sum::<f64>() / (v.len() - 1) as f64;
+    (var / v.len() as f64).sqrt()
 }
 
 /// One cell of the grid under each traffic shape: the delay should not
