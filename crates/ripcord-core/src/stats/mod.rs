@@ -10,6 +10,7 @@ pub mod bound;
 pub mod cusum;
 pub mod drift;
 pub mod fairness;
+pub mod paired;
 pub mod ratio;
 pub mod score;
 pub mod srm;
