@@ -11,6 +11,7 @@ pub mod cusum;
 pub mod drift;
 pub mod fairness;
 pub mod paired;
+pub mod quantile;
 pub mod ratio;
 pub mod score;
 pub mod srm;
