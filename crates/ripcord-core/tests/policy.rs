@@ -47,6 +47,65 @@ fn every_preset_loads_on_its_own() {
     }
 }
 
+/// Whether `criterion` is baseline-relative for its signal: a ratio for
+/// rates and latency quantiles, a difference on the worse side for scores;
+/// on the whole traffic (no `where`, not `across` segments).
+fn compares_with_the_baseline(signal: &Signal, c: &Criterion) -> bool {
+    let whole = c.scope.is_empty() && c.across.is_none();
+    let relative = match (&signal.kind, c.bound) {
+        (SignalKind::Rate { .. }, Bound::MaxRatio(_)) => true,
+        (SignalKind::Latency { .. }, Bound::MaxRatio(_)) => c.quantile.is_some(),
+        (SignalKind::Score { .. }, Bound::MaxDecrease(_)) => {
+            signal.direction == Direction::LowerIsWorse
+        }
+        (SignalKind::Score { .. }, Bound::MaxIncrease(_)) => {
+            signal.direction == Direction::HigherIsWorse
+        }
+        _ => false,
+    };
+    whole && relative
+}
+
+fn uses(condition: &Condition, criterion: usize) -> bool {
+    match condition {
+        Condition::Criterion(i) => *i == criterion,
+        Condition::All(cs) | Condition::Any(cs) | Condition::AtLeast { of: cs, .. } => {
+            cs.iter().any(|c| uses(c, criterion))
+        }
+    }
+}
+
+/// Panics unless, for each rate, score and latency signal of `p`, a
+/// trigger acts on a baseline-relative criterion about it.
+fn assert_acts_on_baseline_comparisons(name: &str, p: &Policy) {
+    for (i, signal) in p.signals.iter().enumerate() {
+        if matches!(signal.kind, SignalKind::Category { .. }) {
+            continue;
+        }
+        let acted_on = p.criteria.iter().enumerate().any(|(k, c)| {
+            c.signal == i
+                && compares_with_the_baseline(signal, c)
+                && p.triggers.iter().any(|t| uses(&t.when, k))
+        });
+        assert!(
+            acted_on,
+            "{name}: no trigger acts on a baseline-relative criterion for `{}`",
+            signal.name
+        );
+    }
+}
+
+#[test]
+fn every_preset_and_example_compares_each_rate_score_and_latency_with_the_baseline() {
+    for s in Scenario::ALL {
+        let text = format!("service: x\nscenario: {}\n", s.name());
+        let p = load_policy(&text, "p.yaml").unwrap_or_else(|d| panic!("{d}"));
+        assert_acts_on_baseline_comparisons(s.name(), &p);
+        let p = load_policy(&example(s.name()), s.name()).unwrap_or_else(|d| panic!("{d}"));
+        assert_acts_on_baseline_comparisons(&format!("examples/{}", s.name()), &p);
+    }
+}
+
 #[test]
 fn the_conversational_agent_example_says_what_it_means() {
     let p = load_policy(&example("conversational-agent"), "policy.yaml").unwrap();

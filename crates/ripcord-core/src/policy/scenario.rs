@@ -2,6 +2,13 @@
 //! triggers, written in the policy language itself and merged under the
 //! policy's own entries (which replace a default of the same name, or switch
 //! it off with `name: off`).
+//!
+//! Every preset compares the candidate with its baseline on each rate,
+//! score and latency signal it declares (`max_ratio`, `max_decrease` /
+//! `max_increase`, `quantile` with `max_ratio`), and a trigger acts on that
+//! comparison, so a candidate clearly worse than the baseline on any of
+//! them is caught without the policy adding anything; absolute floors and
+//! ceilings come on top. `tests/policy.rs` checks it.
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Scenario {
@@ -52,8 +59,11 @@ criteria:
   moderation_rel: {signal: moderation_fail, max_ratio: 1.2, window: 10m, for: 1m}
   thumbs_down_rel: {signal: thumbs_down, max_ratio: 1.3, per: unit, window: 30m, for: 5m}
   utility_floor: {signal: utility, absolute: 0.6, window: 10m, for: 5m}
+  utility_drop: {signal: utility, max_decrease: 0.03, window: 30m, for: 5m}
   latency_p95: {signal: latency_ms, quantile: 0.95, absolute: 2500, window: 5m, for: 2m}
+  latency_p95_rel: {signal: latency_ms, quantile: 0.95, max_ratio: 1.2, window: 10m, for: 5m}
   error_rate: {signal: error, absolute: 2%, window: 5m, for: 1m}
+  error_rel: {signal: error, max_ratio: 1.5, window: 10m, for: 2m}
 triggers:
   safety_regression:
     when: {any: [moderation_rel, hallucination_rel]}
@@ -61,6 +71,10 @@ triggers:
     action: {rollback: {stages: [{move_back: 0.5, verify_for: 2m}, {move_back: 1.0, verify_for: 2m}]}}
   quality_regression:
     when: {at_least: 2, of: [thumbs_down_rel, utility_floor, error_rate, latency_p95]}
+    severity: major
+    action: pause
+  worse_than_baseline:
+    when: {any: [utility_drop, latency_p95_rel, error_rel]}
     severity: major
     action: pause
 "#;
@@ -77,6 +91,7 @@ criteria:
   prompt_adherence_drop: {signal: prompt_adherence, max_decrease: 0.05, window: 10m, for: 5m}
   regenerate_rel: {signal: regenerate, max_ratio: 1.25, per: unit, window: 15m, for: 5m}
   generation_latency_p95: {signal: generation_latency_ms, quantile: 0.95, absolute: 12000, window: 5m, for: 2m}
+  generation_latency_rel: {signal: generation_latency_ms, quantile: 0.95, max_ratio: 1.2, window: 10m, for: 5m}
 triggers:
   unsafe_images:
     when: {any: [unsafe_image_rel, unsafe_image_abs]}
@@ -90,6 +105,10 @@ triggers:
     when: generation_latency_p95
     severity: minor
     action: notify
+  slower_than_baseline:
+    when: generation_latency_rel
+    severity: major
+    action: pause
 "#;
 
 const DATA_AUGMENTATION: &str = r#"
@@ -101,11 +120,13 @@ signals:
 criteria:
   schema_invalid_rel: {signal: schema_invalid, max_ratio: 1.5, window: 10m, for: 2m}
   duplicate_abs: {signal: duplicate, absolute: 5%, window: 10m, for: 5m}
+  duplicate_rel: {signal: duplicate, max_ratio: 1.5, window: 10m, for: 5m}
   label_accuracy_drop: {signal: label_accuracy, max_decrease: 0.03, window: 30m, for: 5m}
   pii_leak_abs: {signal: pii_leak, absolute: 1/100k, window: 1h, for: 0s}
+  pii_leak_rel: {signal: pii_leak, max_ratio: 1.2, window: 1h, for: 0s}
 triggers:
   pii_leak:
-    when: pii_leak_abs
+    when: {any: [pii_leak_abs, pii_leak_rel]}
     severity: critical
     action: rollback
   bad_data:
@@ -116,4 +137,8 @@ triggers:
     when: duplicate_abs
     severity: minor
     action: notify
+  more_duplicates:
+    when: duplicate_rel
+    severity: major
+    action: pause
 "#;

@@ -1,4 +1,4 @@
-//! Anytime-valid statistics, written here on top of statrs.
+//! Anytime-valid statistics, written here (no statistics crate).
 //!
 //! Every test in this module is a nonnegative supermartingale under its null
 //! hypothesis (an *e-process*), so by Ville's inequality the probability that
@@ -10,6 +10,8 @@ pub mod bound;
 pub mod cusum;
 pub mod drift;
 pub mod fairness;
+pub mod paired;
+pub mod quantile;
 pub mod ratio;
 pub mod score;
 pub mod srm;
