@@ -9,6 +9,9 @@ use crate::time::{Dur, Time};
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum DecisionKind {
     CriterionBreached,
+    /// A criterion with `on_no_data: breach` found no data in its window:
+    /// it counts for triggers, but it is not evidence of a regression.
+    CriterionNoData,
     CriterionCleared,
     TriggerFired,
     ApprovalRequested,
@@ -19,6 +22,7 @@ impl DecisionKind {
     pub fn as_str(self) -> &'static str {
         match self {
             DecisionKind::CriterionBreached => "criterion_breached",
+            DecisionKind::CriterionNoData => "criterion_no_data",
             DecisionKind::CriterionCleared => "criterion_cleared",
             DecisionKind::TriggerFired => "trigger_fired",
             DecisionKind::ApprovalRequested => "approval_requested",

@@ -31,7 +31,12 @@ fn event(
 fn breaches(out: &[Decision]) -> Vec<(String, i64)> {
     out.iter()
         .filter(|d| {
-            d.kind == DecisionKind::CriterionBreached || d.kind == DecisionKind::CriterionCleared
+            matches!(
+                d.kind,
+                DecisionKind::CriterionBreached
+                    | DecisionKind::CriterionNoData
+                    | DecisionKind::CriterionCleared
+            )
         })
         .map(|d| (d.kind.as_str().to_string(), (d.at - T0).0 / 1000))
         .collect()
@@ -154,14 +159,22 @@ fn missing_data_holds_by_default_and_can_be_inconclusive() {
 }
 
 #[test]
-fn silence_can_itself_be_a_breach() {
+fn silence_is_its_own_verdict_never_a_statistical_breach() {
     let mut p = absolute_policy(OnNoData::Breach);
     p.criteria[0].min_samples = 0;
     let mut e = engine(p, ShareSource::Engine);
     let mut out = Vec::new();
     declare(&mut e, T0, 0.5, &mut out);
     e.tick(T0 + Dur::from_secs(5), &mut out);
-    assert_eq!(breaches(&out), vec![("criterion_breached".to_string(), 5)]);
+    assert_eq!(breaches(&out), vec![("criterion_no_data".to_string(), 5)]);
+    let no_data = out
+        .iter()
+        .find(|d| d.kind == DecisionKind::CriterionNoData)
+        .expect("a no-data verdict");
+    let summary = &no_data.explanation.summary;
+    assert!(summary.contains("has no data in its window"), "{summary}");
+    // The trigger still acts on it: the user asked for silence to count.
+    assert!(out.iter().any(|d| d.kind == DecisionKind::TriggerFired));
 }
 
 fn score_policy(bound: Bound) -> Policy {

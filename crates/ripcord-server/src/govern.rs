@@ -164,9 +164,9 @@ pub fn on_decisions(
         match d.kind {
             DecisionKind::TriggerFired => open_or_join(ctx, state, d, record, batch),
             DecisionKind::ApprovalRequested => trigger_request(ctx, state, d, batch),
-            DecisionKind::CriterionBreached | DecisionKind::CriterionCleared => {
-                log_decision(ctx, state, d, record, batch)
-            }
+            DecisionKind::CriterionBreached
+            | DecisionKind::CriterionNoData
+            | DecisionKind::CriterionCleared => log_decision(ctx, state, d, record, batch),
             DecisionKind::Action => on_action(ctx, state, (d, record), actor, batch),
         }
     }

@@ -38,6 +38,8 @@ use crate::stats::bound::{BoundTest, confidence_bound};
 use crate::stats::cusum::Cusum;
 use crate::stats::drift::{self, DriftModel, DriftTest, UNLISTED_SHARE};
 use crate::stats::fairness::{self, Disparity, Gap};
+use crate::stats::paired::PairedTest;
+use crate::stats::quantile::upper_level;
 use crate::stats::ratio::{RatioModel, RatioTest};
 use crate::stats::score::MeanSequence;
 use crate::stats::strata::{Categories, Counts, Strata};
@@ -68,8 +70,10 @@ enum Test {
     Ratio(RatioTest),
     /// Mean score against an absolute bound.
     ScoreAbsolute { candidate: MeanSequence },
-    /// Mean score difference against the baseline.
+    /// Mean score difference against the baseline: decided by the paired
+    /// betting e-process; the two sequences give the interval shown.
     ScoreRelative {
+        paired: PairedTest,
         candidate: MeanSequence,
         baseline: MeanSequence,
     },
@@ -82,8 +86,20 @@ enum Test {
 /// What changed when a criterion was evaluated.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Transition {
+    /// The test rejected and the window agrees, for `for`.
     Breached,
+    /// `on_no_data: breach` and no data in the window, for `for`: a verdict
+    /// of its own, never reported as statistical evidence.
+    NoData,
     Cleared,
+}
+
+/// Why a criterion is breaching at an instant, if it is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Breaching {
+    No,
+    Evidence,
+    NoData,
 }
 
 /// Most categories or segments a criterion tells apart; later ones are
@@ -220,8 +236,9 @@ impl CriterionState {
                 },
                 None,
             ),
-            (SignalKind::Score { min, max, .. }, _) => (
+            (SignalKind::Score { min, max, .. }, bound) => (
                 Test::ScoreRelative {
+                    paired: PairedTest::new(*min, *max, bound.value(), score_worse(bound)),
                     candidate: MeanSequence::new(*min, *max),
                     baseline: MeanSequence::new(*min, *max),
                 },
@@ -528,12 +545,15 @@ impl CriterionState {
         self.close_strata(now);
         self.update_latency_threshold();
         let breaching = self.breaching_now(now);
-        if breaching {
+        if breaching != Breaching::No {
             let since = *self.breaching_since.get_or_insert(now);
             self.clear_since = None;
             if !self.breached && now - since >= self.spec.sustain {
                 self.breached = true;
-                return Some(Transition::Breached);
+                return Some(match breaching {
+                    Breaching::NoData => Transition::NoData,
+                    _ => Transition::Breached,
+                });
             }
         } else {
             self.breaching_since = None;
@@ -566,7 +586,7 @@ impl CriterionState {
             return;
         }
         let n = l.baseline.count() as f64;
-        let level = l.quantile + bernoulli_radius(n, alpha);
+        let level = upper_level(n, l.quantile, alpha);
         l.threshold = if n == 0.0 || level >= 1.0 {
             f64::INFINITY
         } else {
@@ -582,12 +602,19 @@ impl CriterionState {
         self.breached || self.breaching_since.is_some()
     }
 
-    fn breaching_now(&mut self, now: Time) -> bool {
+    fn breaching_now(&mut self, now: Time) -> Breaching {
+        let verdict = |evidence: bool| {
+            if evidence {
+                Breaching::Evidence
+            } else {
+                Breaching::No
+            }
+        };
         // A CUSUM forgets by itself (it falls back to zero once the signal
         // is back at its level), so it needs no window to clear; waiting
         // for the window would only delay it.
         if let Some(after) = &self.after_promotion {
-            return self.has_min_samples() && after.cusum.alarmed();
+            return verdict(self.has_min_samples() && after.cusum.alarmed());
         }
         // Fairness intervals are bisections, and in a healthy release the
         // segments' spread rarely passes the bound: read the window first.
@@ -596,18 +623,18 @@ impl CriterionState {
         // read, and `hold` keeps its answer from when it last was.
         if matches!(self.template, Test::Fairness(_)) {
             let Some(recent) = self.read_window(now) else {
-                return true;
+                return Breaching::NoData;
             };
-            return recent && self.has_min_samples() && self.significant(now);
+            return verdict(recent && self.has_min_samples() && self.significant(now));
         }
         let evidence = self.has_min_samples() && self.significant(now);
         if !evidence && self.spec.on_no_data != OnNoData::Breach {
-            return false;
+            return Breaching::No;
         }
         let Some(recent) = self.read_window(now) else {
-            return true;
+            return Breaching::NoData;
         };
-        recent && evidence
+        verdict(recent && evidence)
     }
 
     /// Whether the window is still beyond the bound; with no data in it,
@@ -646,6 +673,23 @@ impl CriterionState {
         ) || self.latency.as_ref().is_some_and(|l| l.ratio.is_some())
     }
 
+    /// The epochs' e-values combined: `Σ_k (α_k/α)·E_k`. The weights sum to
+    /// at most 1 (epochs not yet started or dropped count 0, which only
+    /// lowers the sum), so the sum is itself an e-process and reaching `1/α`
+    /// is a level-α test. It is never below any epoch's `(α_k/α)·E_k`, so
+    /// it rejects whenever "any epoch over its own threshold" would, and
+    /// earlier when several epochs each hold part of the evidence.
+    fn combined_e_value(&self) -> f64 {
+        self.epochs
+            .iter()
+            .map(|e| (e.alpha / self.alpha) * e.test.log_e_value().unwrap_or(0.0).exp())
+            .sum()
+    }
+
+    fn threshold_exact(&self) -> f64 {
+        1.0 / self.alpha
+    }
+
     /// `1/α`, rounded to six decimals so that 3 criteria at 95% read 60,
     /// not 59.99999999999999.
     fn threshold(&self) -> f64 {
@@ -666,10 +710,13 @@ impl CriterionState {
         if costly && at == second {
             return cached;
         }
-        let significant = self
-            .epochs
-            .iter()
-            .any(|e| e.test.rejects(e.alpha, self.direction, self.spec.bound));
+        let significant = if self.template.log_e_value().is_some() {
+            self.combined_e_value() >= self.threshold_exact()
+        } else {
+            self.epochs
+                .iter()
+                .any(|e| e.test.rejects(e.alpha, self.direction, self.spec.bound))
+        };
         self.significance_cache.set((second, significant));
         significant
     }
@@ -923,7 +970,6 @@ impl CriterionState {
             return (after.cusum.statistic(), after.cusum.threshold(), None);
         }
         let epoch = self.best_epoch();
-        let scale = epoch.alpha / self.alpha;
         match &epoch.test {
             Test::Bound(t) => {
                 let cb = confidence_bound(t.flagged(), t.total(), epoch.alpha, self.direction);
@@ -932,7 +978,7 @@ impl CriterionState {
                     Direction::LowerIsWorse => (0.0, cb),
                 };
                 let interval = (t.total() > 0.0 && self.latency.is_none()).then_some(interval);
-                (t.log_e_value().exp() * scale, self.threshold(), interval)
+                (self.combined_e_value(), self.threshold(), interval)
             }
             Test::Ratio(t) => {
                 let cb = t.confidence_bound(epoch.alpha, self.direction);
@@ -942,12 +988,12 @@ impl CriterionState {
                 };
                 let any_flags = self.candidate.sum + self.baseline.sum > 0.0;
                 (
-                    t.log_e_value().exp() * scale,
+                    self.combined_e_value(),
                     self.threshold(),
                     any_flags.then_some(interval),
                 )
             }
-            Test::Drift(t) => (t.log_e_value().exp() * scale, self.threshold(), None),
+            Test::Drift(_) => (self.combined_e_value(), self.threshold(), None),
             Test::Fairness(d) => {
                 let separation = d
                     .separation(epoch.alpha, gap_of(self.spec.bound))
@@ -964,11 +1010,7 @@ impl CriterionState {
             }
             Test::ScoreRelative { .. } => {
                 let interval = epoch.test.difference_interval(epoch.alpha);
-                let edge = interval.map_or(f64::NAN, |(lo, hi)| match self.spec.bound {
-                    Bound::MaxDecrease(_) => -hi,
-                    _ => lo,
-                });
-                (edge, self.bound_value(), interval)
+                (self.combined_e_value(), self.threshold(), interval)
             }
         }
     }
@@ -988,7 +1030,7 @@ impl CriterionState {
             Test::Ratio(_) => "flagged-event mixture likelihood ratio (anytime-valid)",
             Test::ScoreAbsolute { .. } => "betting confidence sequence (empirical Bernstein)",
             Test::ScoreRelative { .. } => {
-                "difference of betting confidence sequences (empirical Bernstein)"
+                "one-sided paired betting e-process (aGRAPA) on candidate − baseline"
             }
             Test::Drift(DriftTest::VsBaseline { .. }) => {
                 "per-category split mixture likelihood ratio against the baseline (anytime-valid)"
@@ -1063,6 +1105,14 @@ fn latency_estimate(l: &Latency, c: &Sketch, b: &Sketch) -> Option<f64> {
     }
 }
 
+/// Which way a score bound against the baseline looks.
+fn score_worse(bound: Bound) -> Direction {
+    match bound {
+        Bound::MaxIncrease(_) => Direction::HigherIsWorse,
+        _ => Direction::LowerIsWorse,
+    }
+}
+
 /// A fairness bound as the gap two segments may not exceed.
 fn gap_of(bound: Bound) -> Gap {
     match bound {
@@ -1079,17 +1129,6 @@ fn segment_means(c: &Keyed, min: f64) -> Vec<f64> {
         .collect()
 }
 
-/// Radius of Robbins' normal-mixture confidence sequence for a Bernoulli
-/// mean (σ² ≤ 1/4), tuned at 500 samples: valid at every `n` at once.
-fn bernoulli_radius(n: f64, alpha: f64) -> f64 {
-    if n <= 0.0 {
-        return f64::INFINITY;
-    }
-    let rho = 0.25 * 500.0;
-    let v = n * 0.25 + rho;
-    (v * (v / (rho * alpha * alpha)).ln()).sqrt() / n
-}
-
 /// How many epochs are kept: the first, and the latest ones.
 const KEPT_EPOCHS: usize = 7;
 
@@ -1100,9 +1139,18 @@ struct Epoch {
     test: Test,
 }
 
-/// The k-th epoch's budget (k from 1): `α·6/(π²k²)`, which sums to α.
+/// The first epoch's share of the budget: it has seen everything, so a
+/// regression present from the start is decided by it alone.
+const FIRST_EPOCH: f64 = 0.8;
+
+/// The k-th epoch's budget (k from 1): `FIRST_EPOCH·α` for the first, and
+/// `(1 − FIRST_EPOCH)·α·6/(π²(k−1)²)` for the later ones; they sum to α.
 fn epoch_alpha(alpha: f64, k: u32) -> f64 {
-    alpha * 6.0 / (std::f64::consts::PI.powi(2) * f64::from(k).powi(2))
+    if k <= 1 {
+        return alpha * FIRST_EPOCH;
+    }
+    let later = f64::from(k - 1);
+    alpha * (1.0 - FIRST_EPOCH) * 6.0 / (std::f64::consts::PI.powi(2) * later.powi(2))
 }
 
 /// Epochs start every window, but not more often than once a minute.
@@ -1126,14 +1174,12 @@ impl Test {
                 }
             }
             Test::ScoreRelative {
+                paired,
                 candidate: c,
                 baseline: b,
             } => {
-                if candidate {
-                    c.add(s.x)
-                } else {
-                    b.add(s.x)
-                }
+                paired.add(candidate, s.x);
+                if candidate { c.add(s.x) } else { b.add(s.x) }
             }
             Test::Drift(t) => t.add(s.key, candidate, s.n),
             Test::Fairness(d) => {
@@ -1150,6 +1196,7 @@ impl Test {
             Test::Bound(t) => Some(t.log_e_value()),
             Test::Ratio(t) => Some(t.log_e_value()),
             Test::Drift(t) => Some(t.log_e_value()),
+            Test::ScoreRelative { paired, .. } => Some(paired.log_e_value()),
             _ => None,
         }
     }
@@ -1157,7 +1204,7 @@ impl Test {
     /// Whether this test, at error budget `alpha`, rejects "within `bound`".
     fn rejects(&self, alpha: f64, direction: Direction, bound: Bound) -> bool {
         match (self, bound) {
-            (Test::Bound(_) | Test::Ratio(_) | Test::Drift(_), _) => {
+            (Test::Bound(_) | Test::Ratio(_) | Test::Drift(_) | Test::ScoreRelative { .. }, _) => {
                 self.log_e_value().unwrap_or(0.0) >= (1.0 / alpha).ln()
             }
             (Test::Fairness(d), b) => d.significant(alpha, gap_of(b)),
@@ -1168,12 +1215,6 @@ impl Test {
                     (None, _) => false,
                 }
             }
-            (Test::ScoreRelative { .. }, Bound::MaxIncrease(d)) => self
-                .difference_interval(alpha)
-                .is_some_and(|(lo, _)| lo > d),
-            (Test::ScoreRelative { .. }, Bound::MaxDecrease(d)) => self
-                .difference_interval(alpha)
-                .is_some_and(|(_, hi)| -hi > d),
             _ => false,
         }
     }
@@ -1183,6 +1224,7 @@ impl Test {
         let Test::ScoreRelative {
             candidate,
             baseline,
+            ..
         } = self
         else {
             return None;

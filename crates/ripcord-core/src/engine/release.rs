@@ -509,6 +509,10 @@ impl Engine {
             let evidence = run.criteria[*i].evidence(now);
             let (kind, verb) = match t {
                 Transition::Breached => (DecisionKind::CriterionBreached, "breached"),
+                Transition::NoData => (
+                    DecisionKind::CriterionNoData,
+                    "has no data in its window (on_no_data: breach; not statistical evidence)",
+                ),
                 Transition::Cleared => (DecisionKind::CriterionCleared, "cleared"),
             };
             let summary = format!("{} {verb}: {}", evidence.criterion, describe(&evidence));
