@@ -1141,7 +1141,7 @@ struct Epoch {
 
 /// The first epoch's share of the budget: it has seen everything, so a
 /// regression present from the start is decided by it alone.
-const FIRST_EPOCH: f64 = 0.8;
+const FIRST_EPOCH: f64 = 0.7;
 
 /// The k-th epoch's budget (k from 1): `FIRST_EPOCH·α` for the first, and
 /// `(1 − FIRST_EPOCH)·α·6/(π²(k−1)²)` for the later ones; they sum to α.
@@ -1251,11 +1251,11 @@ fn comparison_of(test: &Test, spec: &Criterion, direction: Direction) -> Option<
     }
 }
 
-/// Strata are a sixtieth of the window, between 1 and 30 seconds: short
+/// Strata are a sixtieth of the window, between 1 and 10 seconds: short
 /// enough that rates and shares barely move within one, long enough that
 /// both versions usually appear in it.
 fn stratum_width(window: Dur) -> Dur {
-    Dur((window.0 / 60).clamp(1_000, 30_000))
+    Dur((window.0 / 60).clamp(1_000, 10_000))
 }
 
 fn samples(t: Tally) -> Samples {
