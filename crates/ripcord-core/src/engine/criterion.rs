@@ -479,12 +479,7 @@ impl CriterionState {
         let c = self.candidate;
         let after = match (&self.template, self.spec.bound) {
             (Test::Ratio(_), Bound::MaxRatio(r)) => {
-                // Half a flag of prior keeps a clean history from meaning
-                // "0"; one standard error up keeps an estimate that came
-                // out low from turning noise into alarms.
-                let estimate = (c.sum + 0.5) / (c.n + 1.0);
-                let level =
-                    (estimate + (estimate * (1.0 - estimate) / (c.n + 1.0)).sqrt()).min(1.0);
+                let level = promoted_level(c, self.baseline, self.direction);
                 let shift = r.max(1.25);
                 let ratio = match self.direction {
                     Direction::HigherIsWorse => shift,
@@ -1102,6 +1097,31 @@ fn latency_estimate(l: &Latency, c: &Sketch, b: &Sketch) -> Option<f64> {
             let bq = b.quantile(l.quantile)?;
             (bq > 0.0).then(|| cq / bq)
         }
+    }
+}
+
+/// The rate a relative criterion watches after promotion: the candidate's
+/// over the ramp or both versions' together, whichever is worse (after
+/// promotion the candidate serves every user, and the baseline's users may
+/// fail more often than the candidate's happened to), moved two standard
+/// errors further to the bad side so that an estimate that came out lucky
+/// does not turn noise into alarms. Half a flag of prior keeps a clean
+/// history from meaning "0".
+fn promoted_level(candidate: Tally, baseline: Tally, direction: Direction) -> f64 {
+    let estimate = |t: Tally| {
+        let p = (t.sum + 0.5) / (t.n + 1.0);
+        let se = (p * (1.0 - p) / (t.n + 1.0)).sqrt();
+        match direction {
+            Direction::HigherIsWorse => (p + 2.0 * se).min(1.0),
+            Direction::LowerIsWorse => (p - 2.0 * se).max(p / 10.0),
+        }
+    };
+    let mut pooled = candidate;
+    pooled.add(baseline.n, baseline.sum);
+    let (c, all) = (estimate(candidate), estimate(pooled));
+    match direction {
+        Direction::HigherIsWorse => c.max(all),
+        Direction::LowerIsWorse => c.min(all),
     }
 }
 
