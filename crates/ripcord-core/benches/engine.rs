@@ -98,6 +98,7 @@ fn policy() -> Policy {
             }],
             watch_after_promotion: Dur::ZERO,
             false_alarm_every: Dur::from_mins(30 * 24 * 60),
+            holdback: 0.0,
             promotion: Promotion::Manual,
         },
         srm: SrmCheck::default(),

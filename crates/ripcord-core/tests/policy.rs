@@ -520,3 +520,23 @@ fn the_policies_in_the_readme_and_the_reference_are_valid() {
     }
     assert_eq!(checked, 3);
 }
+
+#[test]
+fn a_holdback_is_a_small_share_of_units_named_with_its_place_when_wrong() {
+    let ok = "service: s\nscenario: conversational-agent\nrollout: {holdback: 0.02}\n";
+    assert_eq!(load_policy(ok, "p.yaml").unwrap().rollout.holdback, 0.02);
+    let default = "service: s\nscenario: conversational-agent\n";
+    assert_eq!(
+        load_policy(default, "p.yaml").unwrap().rollout.holdback,
+        0.0
+    );
+    let wrong = "service: s\nscenario: conversational-agent\nrollout: {holdback: 0.7}\n";
+    assert_eq!(
+        problems(wrong),
+        vec![(
+            3,
+            21,
+            "must be a share of units in [0, 0.5] (e.g. 0.02), got 0.7".to_string()
+        )]
+    );
+}

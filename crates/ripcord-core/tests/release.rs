@@ -105,6 +105,7 @@ fn ramp_policy() -> Policy {
             .collect(),
         watch_after_promotion: Dur::from_mins(60),
         false_alarm_every: Dur::from_mins(30 * 24 * 60),
+        holdback: 0.0,
         promotion: Promotion::Automatic,
     };
     p
@@ -128,6 +129,75 @@ fn a_healthy_release_ramps_step_by_step_then_promotes_and_is_watched() {
         ]
     );
     assert_eq!(e.status().unwrap().state, ReleaseState::Promoted);
+}
+
+/// Runs `seconds` of traffic whose candidate ratio becomes `after` from
+/// second `from` on.
+fn run_changing(e: &mut Engine, seconds: i64, from: i64, after: f64) -> Vec<Decision> {
+    let mut out = Vec::new();
+    let mut traffic = Traffic::new(5, 50.0, 0.01, 1.0);
+    for s in 1..=seconds {
+        if s == from {
+            traffic.ratio = after;
+        }
+        let ts = T0 + Dur::from_secs(s);
+        let share = e.status().map_or(0.0, |st| st.share_in_force);
+        let (c_n, c_x, b_n, b_x) = traffic.second(share);
+        if c_n > 0.0 {
+            let _ = e.observe(&bucket(ts, "v13", c_n, "moderation_fail", c_x), &mut out);
+        }
+        if b_n > 0.0 {
+            let _ = e.observe(&bucket(ts, "v12", b_n, "moderation_fail", b_x), &mut out);
+        }
+        e.tick(ts, &mut out);
+    }
+    out
+}
+
+#[test]
+fn a_holdback_keeps_some_units_on_the_baseline_until_the_watch_ends() {
+    let mut p = ramp_policy();
+    p.rollout.holdback = 0.02;
+    let mut e = engine(p, ShareSource::Engine);
+    let mut out = Vec::new();
+    declare(&mut e, T0, 0.05, &mut out);
+    out.extend(run_changing(&mut e, 3 * 3600, i64::MAX, 1.0));
+    assert_eq!(
+        actions(&out),
+        vec![
+            ("ramp".to_string(), 0.05, 0),
+            ("ramp".to_string(), 0.25, 1800),
+            ("ramp".to_string(), 0.5, 3600),
+            ("promote".to_string(), 0.98, 5400),
+            ("watch_complete".to_string(), 1.0, 9000),
+        ]
+    );
+    assert_eq!(e.status().unwrap().share, 1.0);
+}
+
+#[test]
+fn with_a_holdback_a_regression_after_promotion_is_judged_against_the_baseline() {
+    let mut p = ramp_policy();
+    p.rollout.holdback = 0.1;
+    p.rollout.watch_after_promotion = Dur::from_mins(120);
+    let mut e = engine(p, ShareSource::Engine);
+    let mut out = Vec::new();
+    declare(&mut e, T0, 0.05, &mut out);
+    // Three times the baseline's failures from ten minutes after promotion.
+    out.extend(run_changing(&mut e, 4 * 3600, 6000, 3.0));
+    let breach = out
+        .iter()
+        .find(|d| d.kind == DecisionKind::CriterionBreached)
+        .expect("the regression is caught");
+    assert!(breach.at >= T0 + Dur::from_secs(6000), "{:?}", breach.at);
+    let test = breach.explanation.evidence[0].test;
+    assert!(test.contains("noncentral hypergeometric"), "{test}");
+    assert!(
+        out.iter()
+            .any(|d| d.action == Some(ActionKind::RollbackStage)),
+        "{:?}",
+        kinds(&out)
+    );
 }
 
 #[test]

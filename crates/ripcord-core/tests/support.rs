@@ -78,6 +78,7 @@ pub fn relative_policy(max_ratio: f64) -> Policy {
             }],
             watch_after_promotion: Dur::from_mins(60),
             false_alarm_every: Dur::from_mins(30 * 24 * 60),
+            holdback: 0.0,
             promotion: Promotion::Automatic,
         },
         // These tests send per-second buckets, not single outputs.

@@ -24,7 +24,7 @@ use std::collections::BTreeMap;
 use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
 use rand_distr::{Beta, Binomial, Distribution, LogNormal, Poisson};
-use ripcord_core::engine::{Engine, EngineOptions, ShareSource};
+use ripcord_core::engine::{Engine, EngineOptions, ReleaseState, ShareSource};
 use ripcord_core::policy::load_policy;
 use ripcord_core::{Decision, DecisionKind, Dur, Event, Release, Time};
 
@@ -163,16 +163,21 @@ pub enum Condition {
     /// The ramp with base rate, latency, score and topic mix moving over
     /// the day for both versions.
     NonStationary,
+    /// The moving baselines, with 5% of units held back on the baseline
+    /// after the promotion (`rollout.holdback`), so that the relative tests
+    /// keep comparing the versions instead of switching to CUSUM.
+    NonStationaryHoldback,
 }
 
 impl Condition {
-    pub const REALISTIC: [Condition; 6] = [
+    pub const REALISTIC: [Condition; 7] = [
         Condition::HeavyUsers,
         Condition::Propensity,
         Condition::Ramp,
         Condition::RiseAndFall,
         Condition::LateLabels,
         Condition::NonStationary,
+        Condition::NonStationaryHoldback,
     ];
 
     pub fn name(self) -> &'static str {
@@ -184,6 +189,9 @@ impl Condition {
             Condition::RiseAndFall => "ramp with the share falling",
             Condition::LateLabels => "share rising and falling, 33% late ≤ 10 min",
             Condition::NonStationary => "ramp, baselines moving over the day",
+            Condition::NonStationaryHoldback => {
+                "ramp, baselines moving over the day, 5% held back after promotion"
+            }
         }
     }
 
@@ -216,7 +224,13 @@ impl Condition {
             case.late_share = 0.33;
             case.max_late = Dur::from_mins(10);
         }
-        case.drifting = self == Condition::NonStationary;
+        case.drifting = matches!(
+            self,
+            Condition::NonStationary | Condition::NonStationaryHoldback
+        );
+        if self == Condition::NonStationaryHoldback {
+            case.holdback = 0.05;
+        }
     }
 }
 
@@ -257,6 +271,8 @@ pub struct Case {
     pub declared: Vec<(Dur, f64)>,
     /// Base rate, latency, score and topic mix move over the day.
     pub drifting: bool,
+    /// Share of units kept on the baseline after the promotion.
+    pub holdback: f64,
 }
 
 impl Case {
@@ -285,6 +301,7 @@ impl Case {
             steps: Vec::new(),
             declared: Vec::new(),
             drifting: false,
+            holdback: 0.0,
         }
     }
 
@@ -418,8 +435,8 @@ pub fn absolute_ceiling(case: &Case) -> f64 {
 
 fn rollout_text(case: &Case) -> String {
     let watch = format!(
-        "watch_after_promotion: 1000d, false_alarm_every: {}",
-        case.false_alarm_every
+        "watch_after_promotion: 1000d, false_alarm_every: {}, holdback: {}",
+        case.false_alarm_every, case.holdback
     );
     if !case.steps.is_empty() {
         let steps: Vec<String> = case
@@ -597,11 +614,11 @@ impl Sim<'_> {
     /// policy's plan, not a rollback: peers still watching must see the
     /// stream unchanged. Closed-loop cases follow the engine.
     fn share(&self) -> f64 {
-        if self.outcome.promoted_at.is_some() {
-            return 1.0;
-        }
         if !self.case.closed_loop() {
-            return self.case.share;
+            return match self.outcome.promoted_at {
+                Some(_) => 1.0,
+                None => self.case.share,
+            };
         }
         self.engine.status().map_or(self.case.share, |s| s.share)
     }
@@ -648,7 +665,10 @@ impl Sim<'_> {
     fn note_promotion(&mut self, offset: Dur) {
         if self.outcome.promoted_at.is_none()
             && self.outcome.fired_at.is_none()
-            && self.engine.status().is_some_and(|s| s.share >= 1.0)
+            && self
+                .engine
+                .status()
+                .is_some_and(|s| matches!(s.state, ReleaseState::Watching | ReleaseState::Promoted))
         {
             self.outcome.promoted_at = Some(offset);
         }

@@ -73,7 +73,7 @@ enum Test {
     /// Mean score difference against the baseline: decided by the paired
     /// betting e-process; the two sequences give the interval shown.
     ScoreRelative {
-        paired: PairedTest,
+        paired: Box<PairedTest>,
         candidate: MeanSequence,
         baseline: MeanSequence,
     },
@@ -238,7 +238,12 @@ impl CriterionState {
             ),
             (SignalKind::Score { min, max, .. }, bound) => (
                 Test::ScoreRelative {
-                    paired: PairedTest::new(*min, *max, bound.value(), score_worse(bound)),
+                    paired: Box::new(PairedTest::new(
+                        *min,
+                        *max,
+                        bound.value(),
+                        score_worse(bound),
+                    )),
                     candidate: MeanSequence::new(*min, *max),
                     baseline: MeanSequence::new(*min, *max),
                 },
@@ -1022,13 +1027,15 @@ impl CriterionState {
                 "exceedance share vs 1 − quantile, binomial mixture likelihood ratio"
             }
             Test::Bound(_) => "binomial mixture likelihood ratio (anytime-valid)",
-            Test::Ratio(_) => "flagged-event mixture likelihood ratio (anytime-valid)",
+            Test::Ratio(_) => {
+                "flags split per stratum of realised counts, noncentral hypergeometric mixture likelihood ratio (anytime-valid)"
+            }
             Test::ScoreAbsolute { .. } => "betting confidence sequence (empirical Bernstein)",
             Test::ScoreRelative { .. } => {
                 "one-sided paired betting e-process (aGRAPA) on candidate − baseline"
             }
             Test::Drift(DriftTest::VsBaseline { .. }) => {
-                "per-category split mixture likelihood ratio against the baseline (anytime-valid)"
+                "per-stratum draws of the candidate's categories, betting against the baseline's (anytime-valid)"
             }
             Test::Drift(DriftTest::VsProfile { .. }) => {
                 "Dirichlet-multinomial mixture likelihood ratio against the reference profile (anytime-valid)"

@@ -803,14 +803,23 @@ impl Engine {
                 }
             }
             ReleaseState::Watching if now >= run.watch_until => {
+                let held_back = run.share < 1.0;
+                self.set_share(1.0);
                 self.set_state(ReleaseState::Promoted);
-                let summary = "post-promotion watch ended with no trigger fired".to_string();
+                let (share, summary) = if held_back {
+                    (
+                        Some(1.0),
+                        "post-promotion watch ended with no trigger fired; the holdback joins the candidate (100%)",
+                    )
+                } else {
+                    (None, "post-promotion watch ended with no trigger fired")
+                };
                 self.emit_action(
                     out,
                     ActionKind::WatchComplete,
+                    share,
                     None,
-                    None,
-                    summary,
+                    summary.to_string(),
                     Vec::new(),
                 );
             }
@@ -857,20 +866,34 @@ impl Engine {
     fn promote(&mut self, out: &mut Vec<Decision>, why: &str) {
         let watch = self.policy.rollout.watch_after_promotion;
         let every = self.policy.rollout.false_alarm_every;
+        let holdback = self.policy.rollout.holdback;
         let now = self.now;
-        self.set_share(1.0);
+        let share = 1.0 - holdback;
+        self.set_share(share);
         if let Some(run) = &mut self.release {
             run.watch_until = now + watch;
-            for c in &mut run.criteria {
-                c.promote(now, every);
+            // With a holdback the versions are still compared; without one
+            // the relative criteria switch to watching for a change.
+            if holdback == 0.0 {
+                for c in &mut run.criteria {
+                    c.promote(now, every);
+                }
             }
         }
         self.set_state(ReleaseState::Watching);
-        let summary = format!("{why}; promoting to 100%, criteria still apply for {watch}");
+        let summary = if holdback > 0.0 {
+            format!(
+                "{why}; promoting to {}%, {}% of units held back on the baseline and the versions still compared for {watch}",
+                pct(share),
+                pct(holdback)
+            )
+        } else {
+            format!("{why}; promoting to 100%, criteria still apply for {watch}")
+        };
         self.emit_action(
             out,
             ActionKind::Promote,
-            Some(1.0),
+            Some(share),
             None,
             summary,
             Vec::new(),

@@ -1234,6 +1234,7 @@ fn default_rollout() -> Rollout {
             .collect(),
         watch_after_promotion: Dur::from_mins(60),
         false_alarm_every: FALSE_ALARM_EVERY,
+        holdback: 0.0,
         promotion: Promotion::Automatic,
     }
 }
@@ -1251,6 +1252,7 @@ fn lower_rollout(cx: &mut Cx, node: &Node) -> Option<Rollout> {
             "promotion",
             "watch_after_promotion",
             "false_alarm_every",
+            "holdback",
         ],
     )?;
     let steps = match f.get("steps") {
@@ -1276,12 +1278,33 @@ fn lower_rollout(cx: &mut Cx, node: &Node) -> Option<Rollout> {
         Cx::duration,
         FALSE_ALARM_EVERY,
     );
+    let holdback = match f.get("holdback") {
+        Some(n) => lower_holdback(cx, n)?,
+        None => 0.0,
+    };
     Some(Rollout {
         steps: steps?,
         watch_after_promotion: watch?,
         false_alarm_every: false_alarm_every?,
+        holdback,
         promotion,
     })
+}
+
+/// A holdback is a small share of units: at most half, or the "promoted"
+/// version would not be the one most users get.
+fn lower_holdback(cx: &mut Cx, node: &Node) -> Option<f64> {
+    let v = cx.number(node, "rollout.holdback")?;
+    if !(0.0..=0.5).contains(&v) {
+        cx.error(
+            node.pos,
+            "rollout.holdback",
+            format!("must be a share of units in [0, 0.5] (e.g. 0.02), got {v}"),
+            None,
+        );
+        return None;
+    }
+    Some(v)
 }
 
 fn lower_steps(cx: &mut Cx, node: &Node) -> Option<Vec<RolloutStep>> {

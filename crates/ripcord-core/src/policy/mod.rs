@@ -269,6 +269,12 @@ pub struct Rollout {
     /// After promotion, relative criteria watch for a change from the level
     /// at promotion, with this mean time between false alarms.
     pub false_alarm_every: Dur,
+    /// Share of units kept on the baseline while watching after promotion
+    /// (0: none). With a holdback the relative criteria keep comparing the
+    /// versions, which stays valid when the rates move by themselves over
+    /// the day; without one they switch to CUSUM, which cannot tell such a
+    /// move from a regression.
+    pub holdback: f64,
     pub promotion: Promotion,
 }
 

@@ -101,7 +101,9 @@ pub fn schema() -> Value {
                     "properties": {"share": share, "hold": duration.clone()}}},
                 "promotion": {"enum": ["automatic", "manual"]},
                 "watch_after_promotion": duration.clone(),
-                "false_alarm_every": duration
+                "false_alarm_every": duration,
+                "holdback": {"type": "number", "minimum": 0, "maximum": 0.5,
+                    "description": "Share of units kept on the baseline while watching after promotion"}
             }},
             "srm": {"anyOf": [{"enum": ["off", false]}, {
                 "type": "object", "additionalProperties": false, "properties": {

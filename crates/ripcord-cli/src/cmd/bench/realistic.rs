@@ -86,6 +86,10 @@ fn push_kinds<'a>(
         if kind == Kind::RateAbsolute && condition == Condition::Propensity {
             continue;
         }
+        // A holdback only changes what happens after the promotion.
+        if condition == Condition::NonStationaryHoldback && !kind.is_change() {
+            continue;
+        }
         // 0.5 and 2 feedback/s at a tenth of outputs carrying feedback.
         let volumes: &[f64] = match kind {
             Kind::RateFeedback | Kind::ChangeFeedback => &[5.0, 20.0],
