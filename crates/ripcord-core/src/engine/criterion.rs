@@ -175,7 +175,7 @@ pub struct CriterionState {
     keyed_baseline: Keyed,
     after_promotion: Option<AfterPromotion>,
     /// The last window estimate and the second it was computed in.
-    window_cache: Cell<(i64, Option<f64>)>,
+    window_cache: Cell<(i64, i64, Option<f64>)>,
     significance_cache: Cell<(i64, bool)>,
     units_seen: HashSet<u64>,
     units_flagged: HashSet<u64>,
@@ -271,6 +271,7 @@ impl CriterionState {
             alpha,
             test_alpha,
             epochs: vec![Epoch {
+                start,
                 alpha: epoch_alpha(test_alpha, 1),
                 test: test.clone(),
             }],
@@ -287,7 +288,7 @@ impl CriterionState {
             keyed_candidate: Keyed::default(),
             keyed_baseline: Keyed::default(),
             after_promotion: None,
-            window_cache: Cell::new((i64::MIN, None)),
+            window_cache: Cell::new((i64::MIN, i64::MIN, None)),
             significance_cache: Cell::new((i64::MIN, false)),
             units_seen: HashSet::new(),
             units_flagged: HashSet::new(),
@@ -530,6 +531,7 @@ impl CriterionState {
         self.restarts += 1 + missed as u32;
         self.next_restart = self.next_restart + Dur(every.0 * (missed + 1));
         self.epochs.push(Epoch {
+            start: now,
             alpha: epoch_alpha(self.test_alpha, self.restarts),
             test: self.template.clone(),
         });
@@ -752,36 +754,57 @@ impl CriterionState {
         self.spec.bound.value()
     }
 
-    /// The window's statistic in the bound's own terms. Sketch and keyed
-    /// windows cost a merge of every bucket, so their figure is computed at
-    /// most once per bucket width (a sixtieth of the window, at least a
-    /// second): within a bucket only its newest values change.
+    /// The window's statistic in the bound's own terms, over the part of
+    /// the window since the epoch that holds most of the evidence started:
+    /// a regression that began after the window's start is judged on its
+    /// own data, not diluted by the healthy minutes before it (it still
+    /// clears once the window slides past it). With no data there, the
+    /// whole window. Sketch and keyed windows cost a merge of every bucket,
+    /// so their figure is computed at most once per bucket width (a
+    /// sixtieth of the window, at least a second): within a bucket only its
+    /// newest values change.
     fn window_estimate(&self, now: Time) -> Option<f64> {
         let costly =
             self.latency.is_some() || matches!(self.template, Test::Drift(_) | Test::Fairness(_));
         let width = (self.spec.window.0 / 60).max(1000);
         let slot = now.0.div_euclid(width);
-        let (at, cached) = self.window_cache.get();
-        if costly && at == slot {
+        let since = self.evidence_start();
+        let (at, cached_since, cached) = self.window_cache.get();
+        if costly && at == slot && cached_since == since.0 {
             return cached;
         }
-        let estimate = self.compute_window_estimate(now);
-        self.window_cache.set((slot, estimate));
+        let estimate = self
+            .compute_window_estimate(now, since)
+            .or_else(|| self.compute_window_estimate(now, Time(i64::MIN)));
+        self.window_cache.set((slot, since.0, estimate));
         estimate
     }
 
-    fn compute_window_estimate(&self, now: Time) -> Option<f64> {
+    /// When the epoch with the largest share of the combined e-value
+    /// started; the beginning of time for tests without e-values.
+    fn evidence_start(&self) -> Time {
+        if self.after_promotion.is_some() || self.template.log_e_value().is_none() {
+            return Time(i64::MIN);
+        }
+        let weighted = |e: &Epoch| e.test.log_e_value().unwrap_or(0.0) + e.alpha.ln();
+        self.epochs
+            .iter()
+            .max_by(|a, b| weighted(a).total_cmp(&weighted(b)))
+            .map_or(Time(i64::MIN), |e| e.start)
+    }
+
+    fn compute_window_estimate(&self, now: Time, since: Time) -> Option<f64> {
         match (&self.template, &self.latency) {
             (_, Some(l)) => {
-                let (c, b) = l.window.totals(now);
+                let (c, b) = l.window.totals_since(now, since);
                 latency_estimate(l, &c, &b)
             }
             (Test::Drift(_) | Test::Fairness(_), _) => {
-                let (c, b) = self.keyed_window.totals(now);
+                let (c, b) = self.keyed_window.totals_since(now, since);
                 self.keyed_estimate(&c, &b)
             }
             _ => {
-                let (c, b) = self.window.totals(now);
+                let (c, b) = self.window.totals_since(now, since);
                 self.point_estimate(c, b)
             }
         }
@@ -1162,6 +1185,7 @@ const KEPT_EPOCHS: usize = 7;
 /// One test of a criterion, started at a restart, with its error budget.
 #[derive(Clone, Debug)]
 struct Epoch {
+    start: Time,
     alpha: f64,
     test: Test,
 }

@@ -138,8 +138,14 @@ impl<T: Bucket> Ring<T> {
 
     /// Totals (candidate, baseline) of the buckets within the window ending at `now`.
     pub fn totals(&self, now: Time) -> (T, T) {
+        self.totals_since(now, Time(i64::MIN))
+    }
+
+    /// Totals of the buckets within the window ending at `now` that start
+    /// no earlier than the bucket of `since`.
+    pub fn totals_since(&self, now: Time, since: Time) -> (T, T) {
         let newest = now.0.div_euclid(self.width);
-        let oldest = newest - SLOTS as i64 + 1;
+        let oldest = (newest - SLOTS as i64 + 1).max(since.0.div_euclid(self.width));
         let mut c = T::default();
         let mut b = T::default();
         for slot in 0..SLOTS {
