@@ -366,3 +366,44 @@ fn a_holdback_keeps_the_guarantee_when_rates_move_after_promotion() {
         AA_LIMIT,
     );
 }
+
+/// The shipped conversational-agent policy, as `ripcord test` runs it:
+/// healthy releases of 2 h 30 m at 50 outputs/s ramp, promote and are
+/// watched without any criterion breaching, with the example's 2% holdback
+/// (relative criteria keep comparing the versions) and without it (they
+/// switch to CUSUM). Before per-unit counting followed a unit's exposure,
+/// 39–40 of 40 such releases breached `thumbs_down_rel` within half an hour
+/// of the promotion; 40 of 40 stayed clean after the fix (seeds 1–40), 8
+/// of them are checked here each way.
+#[test]
+fn healthy_releases_of_the_example_policy_stay_clean_after_promotion() {
+    use ripcord_core::DecisionKind;
+    use ripcord_core::policy::load_policy;
+    use ripcord_sim::policytest::{parse_test_file, run_test};
+
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../examples/conversational-agent");
+    let source = std::fs::read_to_string(dir.join("policy.yaml")).expect("the example is there");
+    let shipped = load_policy(&source, "policy.yaml").expect("the example policy loads");
+    assert!(shipped.rollout.holdback > 0.0);
+    let mut without = shipped.clone();
+    without.rollout.holdback = 0.0;
+    let mut breached = Vec::new();
+    for (policy, how) in [(&shipped, "holdback"), (&without, "CUSUM")] {
+        for seed in 1..=8 {
+            let text = format!(
+                "policy: policy.yaml\ntests:\n  - {{name: healthy {seed}, seed: {seed}, duration: 2h30m, rate: 50/s}}\n"
+            );
+            let file = parse_test_file(&text, "healthy.test.yaml").expect("the test file parses");
+            let outcome = run_test(policy, &file.tests[0], &dir);
+            breached.extend(
+                outcome
+                    .decisions
+                    .iter()
+                    .filter(|d| d.kind == DecisionKind::CriterionBreached)
+                    .map(|d| format!("{how}, seed {seed}: {}", d.explanation.summary)),
+            );
+        }
+    }
+    assert!(breached.is_empty(), "{breached:#?}");
+}
