@@ -20,6 +20,7 @@ pub mod ndjson;
 pub mod policy;
 pub mod record;
 mod rfc3339;
+mod splitmix;
 pub mod stats;
 pub mod time;
 pub mod whatif;

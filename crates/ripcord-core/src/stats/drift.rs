@@ -26,6 +26,7 @@
 //!   mixture likelihood ratio, an e-process under `q`.
 
 use super::strata::{Categories, Stratum};
+use crate::splitmix::SplitMix64;
 
 /// Pseudo-count added to every category when computing PSI and JS.
 const SMOOTHING: f64 = 0.5;
@@ -254,7 +255,7 @@ fn bet_on_draws(drawn: &[f64], other: &[f64], odds: &[f64], bucket: i64) -> f64 
         .zip(odds)
         .map(|((a, b), w)| (a + b) * w)
         .sum();
-    let mut rng = SplitMix(bucket as u64 ^ 0x5EED_D81F_7C3A_2B19);
+    let mut rng = Draws(SplitMix64(bucket as u64 ^ 0x5EED_D81F_7C3A_2B19));
     let mut log_lr = 0.0;
     for _ in 0..MAX_DRAWS {
         if unseen_total < 1.0 || weighted <= 0.0 {
@@ -270,23 +271,16 @@ fn bet_on_draws(drawn: &[f64], other: &[f64], odds: &[f64], bucket: i64) -> f64 
     log_lr
 }
 
-/// SplitMix64: a small, fixed pseudo-random sequence. The same stratum
-/// always draws in the same order, and the order owes nothing to the data.
-struct SplitMix(u64);
+/// Draws from a multiset given by its counts, in a fixed pseudo-random
+/// order: the same stratum always draws alike, and the order owes nothing
+/// to the data.
+struct Draws(SplitMix64);
 
-impl SplitMix {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
+impl Draws {
     /// An index drawn with probability `weights[i] / total`: one uniform
     /// draw from a multiset given by its counts.
     fn pick(&mut self, weights: &[f64], total: f64) -> usize {
-        let u = (self.next() >> 11) as f64 / (1u64 << 53) as f64 * total;
+        let u = (self.0.next() >> 11) as f64 / (1u64 << 53) as f64 * total;
         let mut acc = 0.0;
         for (i, w) in weights.iter().enumerate() {
             acc += w;
@@ -423,7 +417,7 @@ mod tests {
 
     #[test]
     fn draws_follow_the_counts() {
-        let mut rng = SplitMix(7);
+        let mut rng = Draws(SplitMix64(7));
         let mut hits = [0u32; 3];
         for _ in 0..30_000 {
             hits[rng.pick(&[1.0, 0.0, 2.0], 3.0)] += 1;

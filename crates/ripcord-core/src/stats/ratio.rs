@@ -83,10 +83,6 @@ impl RatioModel {
         self.r0
     }
 
-    pub fn direction(&self) -> Direction {
-        self.direction
-    }
-
     /// The stratum's log likelihood ratios; `None` when it holds no flags
     /// (such a stratum says nothing about the odds ratio).
     pub fn increment(&mut self, s: &Stratum<Counts>) -> Option<Increment> {
@@ -156,10 +152,6 @@ impl RatioTest {
     /// `ln` of the e-value.
     pub fn log_e_value(&self) -> f64 {
         log_mean_exp(&self.log_lr)
-    }
-
-    pub fn flags(&self) -> f64 {
-        self.by_share.iter().map(|(_, c, b)| c + b).sum()
     }
 
     /// The confidence bound of the rate ratio on the bad side (lower bound

@@ -133,10 +133,6 @@ impl<T: Part> Strata<T> {
         }
     }
 
-    pub fn width(&self) -> Dur {
-        Dur(self.width)
-    }
-
     /// Adds to the stratum of `ts`'s bucket for one version. Ignored when
     /// the bucket is older than [`MAX_CARRY`] buckets or too many strata are
     /// open already.
