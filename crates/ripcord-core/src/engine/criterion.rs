@@ -177,7 +177,6 @@ pub struct CriterionState {
     /// The last window estimate and the second it was computed in.
     window_cache: Cell<(i64, i64, Option<f64>)>,
     significance_cache: Cell<(i64, bool)>,
-    units_seen: HashSet<u64>,
     units_flagged: HashSet<u64>,
     /// The window condition's last value, for `on_no_data: hold`.
     recent: bool,
@@ -290,7 +289,6 @@ impl CriterionState {
             after_promotion: None,
             window_cache: Cell::new((i64::MIN, i64::MIN, None)),
             significance_cache: Cell::new((i64::MIN, false)),
-            units_seen: HashSet::new(),
             units_flagged: HashSet::new(),
             recent: false,
             breaching_since: None,
@@ -355,7 +353,6 @@ impl CriterionState {
         if self.units_flagged.contains(&unit) {
             return None;
         }
-        self.units_seen.insert(unit);
         let x = if sample.x > 0.0 {
             self.units_flagged.insert(unit);
             1.0
@@ -682,10 +679,16 @@ impl CriterionState {
     /// it rejects whenever "any epoch over its own threshold" would, and
     /// earlier when several epochs each hold part of the evidence.
     fn combined_e_value(&self) -> f64 {
-        self.epochs
+        let logs: Vec<f64> = self
+            .epochs
             .iter()
-            .map(|e| (e.alpha / self.alpha) * e.test.log_e_value().unwrap_or(0.0).exp())
-            .sum()
+            .map(|e| (e.alpha / self.alpha).ln() + e.test.log_e_value().unwrap_or(0.0))
+            .collect();
+        // Summed in log space; shown capped, so an overwhelming e-value reads
+        // as a very large number rather than infinity.
+        let max = logs.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+        let sum: f64 = logs.iter().map(|l| (l - max).exp()).sum();
+        (max + sum.ln()).exp().min(f64::MAX)
     }
 
     fn threshold_exact(&self) -> f64 {
