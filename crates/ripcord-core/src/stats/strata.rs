@@ -10,11 +10,9 @@
 //! depends on the versions' rates, whatever the share did and however the
 //! users fell.
 //!
-//! A stratum is the data generated in one bucket of `width`. It closes as
-//! soon as both versions have [`FULL_MASS`] of the denominator (what follows
-//! in the bucket starts a new one), so evidence counts within a few events;
-//! otherwise, when the engine's clock passes the bucket's end, it closes if
-//! it holds both versions; one that lacks a version says nothing about a comparison
+//! A stratum is the data generated in one bucket of `width`. When the
+//! engine's clock passes the bucket's end, the stratum closes if it holds
+//! both versions; one that lacks a version says nothing about a comparison
 //! and its counts join the next bucket's (at most [`MAX_CARRY`] times).
 //! Late events land in the bucket of their own timestamp: one that is
 //! already closed collects them in a new stratum, which closes as soon as
