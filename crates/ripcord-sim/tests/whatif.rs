@@ -1,8 +1,8 @@
 //! The what-if table on simulated streams with a fixed seed: an incident
 //! (moderation failures ×3 from 20 minutes) and four releases without an
 //! incident, two of them carrying a ×1.7 drift that nobody opened an
-//! incident for (the current bound, 1.2, catches both within the hour
-//! without `for`; 1.5 and 2.0 tolerate both). A tighter bound or
+//! incident for (the current bound, 1.2, catches one of them within the
+//! hour with `for: 1m`; 1.5 and 2.0 tolerate both). A tighter bound or
 //! a shorter `for` detects no later and alarms no less often; the exact
 //! figures are pinned for these seeds.
 
@@ -121,20 +121,20 @@ fn tighter_bounds_detect_sooner_and_alarm_more_often() {
     let alarms: Vec<usize> = table.rows.iter().map(|r| r.false_alarms).collect();
     #[rustfmt::skip]
     let expected = [
-        1_474_021, 1_534_058, 2_004_177, // 1.1: 0s, 1m, 5m
-        1_490_010, 1_796_035, 2_036_041, // 1.2
-        1_939_013, 1_999_027, 2_239_025, // 1.5
-        2_408_008, 2_522_060, 3_048_020, // 2.0
+        1_475_011, 1_535_022, 1_990_027, // 1.1: 0s, 1m, 5m
+        1_490_010, 1_820_015, 2_060_028, // 1.2
+        1_950_073, 2_035_028, 2_275_013, // 1.5
+        2_410_001, 2_470_007, 2_710_015, // 2.0
     ];
     assert_eq!(vs_start, expected.map(Some));
-    assert_eq!(alarms, [2, 2, 2, 2, 0, 0, 0, 0, 0, 0, 0, 0]);
+    assert_eq!(alarms, [2, 2, 2, 2, 1, 0, 0, 0, 0, 0, 0, 0]);
     // Against the live detection at 25m: only 1.1 without `for` is sooner.
-    assert_eq!(at(0, 0).vs_actual_ms, Some(1_474_021 - 1_500_000));
-    assert_eq!(at(1, 1).vs_actual_ms, Some(1_796_035 - 1_500_000));
+    assert_eq!(at(0, 0).vs_actual_ms, Some(1_475_011 - 1_500_000));
+    assert_eq!(at(1, 1).vs_actual_ms, Some(1_820_015 - 1_500_000));
     let markdown = table.to_markdown();
     assert!(markdown.starts_with("| max_ratio | for | detects after release start |"));
-    assert!(markdown.contains("| 1.2 | 1m | 29m56.035s | +4m56.035s | 0 | ← current policy |\n"));
-    assert!(markdown.contains("| 1.1 | 0s | 24m34.021s | −25.979s | 2 |  |\n"));
+    assert!(markdown.contains("| 1.2 | 1m | 30m20.015s | +5m20.015s | 1 | ← current policy |\n"));
+    assert!(markdown.contains("| 1.1 | 0s | 24m35.011s | −24.989s | 2 |  |\n"));
 }
 
 #[test]
@@ -230,7 +230,7 @@ fn journal_streams_replay_closed_loop_with_their_ticks() {
     // The same instant as the open-loop replay of the same lines: with one
     // 25% step the engine's share is the recorded one, and at 40 events/s
     // the ticks between events end no `for` sooner.
-    assert_eq!(table.rows[0].detection, Some(Dur(1_796_035)));
+    assert_eq!(table.rows[0].detection, Some(Dur(1_820_015)));
     // Without a real detection, the current policy's own is the reference.
     assert_eq!(table.rows[0].vs_actual_ms, Some(0));
 }

@@ -398,8 +398,6 @@ impl CriterionState {
                 }
             }
         }
-        // The sample may have filled its stratum.
-        self.close_strata(now);
         s.x > 0.0
     }
 

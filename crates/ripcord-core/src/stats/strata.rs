@@ -32,11 +32,6 @@ use crate::time::{Dur, Time};
 /// dropped (dropping data a test has not used can only lower its e-value's
 /// chance to grow, never break it).
 pub const MAX_CARRY: u32 = 60;
-/// A stratum closes early, before its bucket ends, once each version has
-/// this much of the denominator: evidence then counts within an event or
-/// two of arriving instead of at the bucket's end. The rule reads only
-/// denominators, never flags, so the tests stay exact.
-const FULL_MASS: f64 = 3.0;
 /// Most open strata kept; late events for older buckets start no stratum.
 const MAX_OPEN: usize = 1024;
 
@@ -151,13 +146,13 @@ impl<T: Part> Strata<T> {
             return;
         }
         let open = self.open.entry(id).or_default();
-        let was_ready = is_ready(open, late);
+        let was_ready = open.both();
         add(if candidate {
             &mut open.candidate
         } else {
             &mut open.baseline
         });
-        if !was_ready && is_ready(open, late) {
+        if late && !was_ready && open.both() {
             self.ready.push(id);
         }
     }
@@ -213,18 +208,6 @@ impl<T: Part> Strata<T> {
     }
 }
 
-/// Whether a stratum may close before its bucket ends: a late one as soon
-/// as it holds both versions, an on-time one once both have
-/// [`FULL_MASS`].
-fn is_ready<T: Part>(open: &Open<T>, late: bool) -> bool {
-    let (c, b) = (open.candidate.mass(), open.baseline.mass());
-    if late {
-        c > 0.0 && b > 0.0
-    } else {
-        c >= FULL_MASS && b >= FULL_MASS
-    }
-}
-
 fn stratum<T>(bucket: i64, open: Open<T>) -> Stratum<T> {
     Stratum {
         bucket,
@@ -259,26 +242,11 @@ mod tests {
     fn a_bucket_closes_when_time_passes_its_end() {
         let mut s = Strata::<Counts>::new(Dur::from_secs(10));
         assert!(closed(&mut s, 0).is_empty());
-        add(&mut s, 1_000, true, 1.0, 1.0);
-        add(&mut s, 9_000, false, 2.0, 0.0);
+        add(&mut s, 1_000, true, 3.0, 1.0);
+        add(&mut s, 9_000, false, 5.0, 0.0);
         assert!(closed(&mut s, 9_999).is_empty());
-        assert_eq!(closed(&mut s, 10_000), vec![(0, 1.0, 1.0, 2.0, 0.0)]);
+        assert_eq!(closed(&mut s, 10_000), vec![(0, 3.0, 1.0, 5.0, 0.0)]);
         assert!(s.is_empty());
-    }
-
-    #[test]
-    fn a_stratum_closes_early_once_both_versions_have_enough() {
-        let mut s = Strata::<Counts>::new(Dur::from_secs(10));
-        assert!(closed(&mut s, 0).is_empty());
-        add(&mut s, 1_000, true, 1.0, 1.0);
-        add(&mut s, 1_100, false, 5.0, 0.0);
-        assert!(closed(&mut s, 1_100).is_empty());
-        add(&mut s, 1_200, true, 2.0, 0.0);
-        assert_eq!(closed(&mut s, 1_200), vec![(0, 3.0, 1.0, 5.0, 0.0)]);
-        // What comes next in the same bucket starts a stratum of its own.
-        add(&mut s, 1_300, true, 1.0, 0.0);
-        add(&mut s, 1_400, false, 1.0, 1.0);
-        assert_eq!(closed(&mut s, 10_000), vec![(0, 1.0, 0.0, 1.0, 1.0)]);
     }
 
     #[test]
