@@ -208,15 +208,26 @@ async fn an_incident_leaves_a_redacted_evidence_archive_and_a_report() {
         files.keys()
     );
 
-    let (code, md) = ripcord(&[
+    // Into the temporary folder: a markdown report writes its SVG charts
+    // beside itself, and the test must leave nothing in the source tree.
+    let report = dir.path().join("report.md");
+    let report_path = report.to_str().expect("utf-8 path");
+    let (code, out) = ripcord(&[
         "report",
         "inc-art-svc-1",
         "--format",
         "md",
         "--data-dir",
         data,
+        "--output",
+        report_path,
     ]);
-    assert_eq!(code, 0, "{md}");
+    assert_eq!(code, 0, "{out}");
+    let md = std::fs::read_to_string(&report).expect("the report was written");
+    assert!(
+        dir.path().join("report-moderation_rel.svg").exists(),
+        "its chart beside it"
+    );
     for section in ["## Summary", "## Timeline", "## What-if", "## Review"] {
         assert!(md.contains(section), "{section} missing:\n{md}");
     }
