@@ -38,6 +38,7 @@ use crate::stats::bound::{BoundTest, confidence_bound};
 use crate::stats::cusum::Cusum;
 use crate::stats::drift::{self, DriftModel, DriftTest, UNLISTED_SHARE};
 use crate::stats::fairness::{self, Disparity, Gap};
+use crate::stats::log_mean_exp;
 use crate::stats::paired::PairedTest;
 use crate::stats::quantile::upper_level;
 use crate::stats::ratio::{RatioModel, RatioTest};
@@ -686,9 +687,8 @@ impl CriterionState {
             .collect();
         // Summed in log space; shown capped, so an overwhelming e-value reads
         // as a very large number rather than infinity.
-        let max = logs.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-        let sum: f64 = logs.iter().map(|l| (l - max).exp()).sum();
-        (max + sum.ln()).exp().min(f64::MAX)
+        let log_sum = log_mean_exp(&logs) + (logs.len() as f64).ln();
+        log_sum.exp().min(f64::MAX)
     }
 
     fn threshold_exact(&self) -> f64 {
@@ -789,11 +789,7 @@ impl CriterionState {
         if self.after_promotion.is_some() || self.template.log_e_value().is_none() {
             return Time(i64::MIN);
         }
-        let weighted = |e: &Epoch| e.test.log_e_value().unwrap_or(0.0) + e.alpha.ln();
-        self.epochs
-            .iter()
-            .max_by(|a, b| weighted(a).total_cmp(&weighted(b)))
-            .map_or(Time(i64::MIN), |e| e.start)
+        self.best_epoch().start
     }
 
     fn compute_window_estimate(&self, now: Time, since: Time) -> Option<f64> {

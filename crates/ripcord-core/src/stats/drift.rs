@@ -25,7 +25,7 @@
 //!   `q` with weight `PRIOR`); the product is the Dirichlet-multinomial
 //!   mixture likelihood ratio, an e-process under `q`.
 
-use super::strata::{Categories, Stratum};
+use super::strata::{Categories, Stratum, whole};
 use crate::splitmix::SplitMix64;
 
 /// Pseudo-count added to every category when computing PSI and JS.
@@ -197,8 +197,8 @@ impl DriftModel {
     pub fn increment(&mut self, s: &Stratum<Categories>) -> f64 {
         let k = s.candidate.0.len().max(s.baseline.0.len());
         let odds = self.odds(k);
-        let c: Vec<f64> = (0..k).map(|i| whole(s.candidate.0.get(i))).collect();
-        let b: Vec<f64> = (0..k).map(|i| whole(s.baseline.0.get(i))).collect();
+        let c: Vec<f64> = (0..k).map(|i| category(&s.candidate, i)).collect();
+        let b: Vec<f64> = (0..k).map(|i| category(&s.baseline, i)).collect();
         let (nc, nb): (f64, f64) = (c.iter().sum(), b.iter().sum());
         let log_lr = if nc <= nb {
             bet_on_draws(&c, &b, &odds, s.bucket)
@@ -292,12 +292,9 @@ impl Draws {
     }
 }
 
-/// A category count as a whole number of events.
-fn whole(v: Option<&f64>) -> f64 {
-    match v {
-        Some(v) if v.is_finite() => v.round().clamp(0.0, 1e12),
-        _ => 0.0,
-    }
+/// A category's count as a whole number of events.
+fn category(counts: &Categories, i: usize) -> f64 {
+    counts.0.get(i).copied().map_or(0.0, whole)
 }
 
 /// `ln Γ(x)` for `x > 0` (Lanczos, g = 7, n = 9; relative error < 1e-13).

@@ -26,7 +26,7 @@
 //! the strata already closed (predictable). At `max_ratio: 1` this is exactly
 //! `ψ0 = 1`; for rare flags `ψ0 ≈ r0`.
 
-use super::strata::{Counts, Stratum};
+use super::strata::{Counts, Stratum, whole};
 use super::{EFFECT_GRID, log_mean_exp};
 use crate::policy::Direction;
 
@@ -36,9 +36,6 @@ const G: usize = EFFECT_GRID.len();
 /// stratum (tens of thousands of flags in one bucket) is scaled down to this
 /// size, which can only lose evidence.
 const MAX_SUPPORT: f64 = 20_000.0;
-/// Counts are whole numbers of outputs and flags; anything larger is a
-/// sender's mistake, capped before it reaches a sum.
-const MAX_COUNT: f64 = 1e12;
 
 /// What a rate comparison tests, shared by a criterion's epochs: the
 /// tolerated rate ratio, the alternatives, and the baseline's rate so far
@@ -87,9 +84,9 @@ impl RatioModel {
     /// (such a stratum says nothing about the odds ratio).
     pub fn increment(&mut self, s: &Stratum<Counts>) -> Option<Increment> {
         let psi0 = odds_ratio(self.r0, self.baseline_rate());
-        self.baseline.merge_counts(s.baseline);
         let (nc, nb) = (whole(s.candidate.n), whole(s.baseline.n));
         let (xc, xb) = (whole(s.candidate.x).min(nc), whole(s.baseline.x).min(nb));
+        self.baseline.add(nb, xb);
         if xc + xb == 0.0 || nc == 0.0 || nb == 0.0 {
             return None;
         }
@@ -114,12 +111,6 @@ impl RatioModel {
 
     fn baseline_rate(&self) -> f64 {
         (self.baseline.x + 0.5) / (self.baseline.n + 1.0)
-    }
-}
-
-impl Counts {
-    fn merge_counts(&mut self, other: Counts) {
-        self.add(other.n.min(MAX_COUNT), other.x.min(MAX_COUNT));
     }
 }
 
@@ -213,15 +204,6 @@ fn q(share: f64, ratio: f64) -> f64 {
     share * ratio / (share * ratio + 1.0 - share)
 }
 
-/// A count as a whole number in `[0, MAX_COUNT]`.
-fn whole(v: f64) -> f64 {
-    if v.is_finite() {
-        v.round().clamp(0.0, MAX_COUNT)
-    } else {
-        0.0
-    }
-}
-
 /// The stratum `(n_c, n_b, t, x_c)`, scaled down when its support would be
 /// larger than [`MAX_SUPPORT`].
 fn scaled(nc: f64, nb: f64, t: f64, xc: f64) -> (f64, f64, f64, f64) {
@@ -237,7 +219,8 @@ fn scaled(nc: f64, nb: f64, t: f64, xc: f64) -> (f64, f64, f64, f64) {
 }
 
 /// `ln Σ_y C(n_c, y) C(n_b, t − y) ψ^y` for each `ln ψ` in `log_psis`, up
-/// to a constant shared by all of them (only differences are used). The
+/// to a constant shared by all of them (only differences are used): the
+/// first term is taken as 1 and the terms are averaged, not summed. The
 /// terms follow from each other by a ratio, so no factorial is computed.
 fn log_norms(nc: f64, nb: f64, t: f64, log_psis: &[f64]) -> Vec<f64> {
     let lo = (t - nb).max(0.0);
@@ -250,15 +233,13 @@ fn log_norms(nc: f64, nb: f64, t: f64, log_psis: &[f64]) -> Vec<f64> {
         a += ((nc - y) / (y + 1.0)).ln() + ((t - y) / (nb - t + y + 1.0)).ln();
         y += 1.0;
     }
+    // A mean instead of a sum shifts every norm by the same ln(terms),
+    // which the differences cancel.
     log_psis
         .iter()
         .map(|lp| {
-            let max = terms
-                .iter()
-                .map(|(y, a)| a + y * lp)
-                .fold(f64::NEG_INFINITY, f64::max);
-            let sum: f64 = terms.iter().map(|(y, a)| (a + y * lp - max).exp()).sum();
-            max + sum.ln()
+            let logs: Vec<f64> = terms.iter().map(|(y, a)| a + y * lp).collect();
+            log_mean_exp(&logs)
         })
         .collect()
 }
@@ -294,7 +275,8 @@ mod tests {
             .sum();
         let base = 4.0; // the y = 0 term, which the recurrence sets to 1
         let norms = log_norms(3.0, 4.0, 3.0, &[2f64.ln()]);
-        assert!((norms[0] - (direct / base).ln()).abs() < 1e-12);
+        // A mean over the four terms of the support, not their sum.
+        assert!((norms[0] - (direct / base / 4.0).ln()).abs() < 1e-12);
     }
 
     #[test]

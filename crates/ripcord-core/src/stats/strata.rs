@@ -32,6 +32,9 @@ use crate::time::{Dur, Time};
 /// dropped (dropping data a test has not used can only lower its e-value's
 /// chance to grow, never break it).
 pub const MAX_CARRY: u32 = 60;
+/// Counts are whole numbers of outputs and flags; anything larger is a
+/// sender's mistake, capped before it reaches a sum.
+const MAX_COUNT: f64 = 1e12;
 /// Most open strata kept; late events for older buckets start no stratum.
 const MAX_OPEN: usize = 1024;
 
@@ -205,6 +208,16 @@ impl<T: Part> Strata<T> {
 
     pub fn is_empty(&self) -> bool {
         self.open.is_empty()
+    }
+}
+
+/// A count as a whole number in `[0, 1e12]`; anything else (NaN, infinite,
+/// negative) counts as nothing.
+pub fn whole(v: f64) -> f64 {
+    if v.is_finite() {
+        v.round().clamp(0.0, MAX_COUNT)
+    } else {
+        0.0
     }
 }
 
