@@ -523,13 +523,21 @@ fn the_policies_in_the_readme_and_the_reference_are_valid() {
 
 #[test]
 fn a_holdback_is_a_small_share_of_units_named_with_its_place_when_wrong() {
-    let ok = "service: s\nscenario: conversational-agent\nrollout: {holdback: 0.02}\n";
-    assert_eq!(load_policy(ok, "p.yaml").unwrap().rollout.holdback, 0.02);
+    let holdback = |text: &str| load_policy(text, "p.yaml").unwrap().rollout.holdback;
+    let ok = "service: s\nscenario: conversational-agent\nrollout: {holdback: 0.05}\n";
+    assert_eq!(holdback(ok), 0.05);
+    // The preset compares with the baseline: 2% stay on it after promotion.
     let default = "service: s\nscenario: conversational-agent\n";
-    assert_eq!(
-        load_policy(default, "p.yaml").unwrap().rollout.holdback,
-        0.0
-    );
+    assert_eq!(holdback(default), 0.02);
+    let opt_out = "service: s\nscenario: conversational-agent\nrollout: {holdback: 0}\n";
+    assert_eq!(holdback(opt_out), 0.0);
+    let unwatched =
+        "service: s\nscenario: conversational-agent\nrollout: {watch_after_promotion: 0s}\n";
+    assert_eq!(holdback(unwatched), 0.0);
+    // Absolute bounds only: nothing to compare with, nothing held back.
+    let absolute = "service: s\nsignals:\n  fail: {category: safety, kind: rate}\n\
+        criteria:\n  c: {signal: fail, absolute: 0.01}\n";
+    assert_eq!(holdback(absolute), 0.0);
     let wrong = "service: s\nscenario: conversational-agent\nrollout: {holdback: 0.7}\n";
     assert_eq!(
         problems(wrong),

@@ -35,6 +35,7 @@ use super::window::{Keyed, Ring, Sketch, Tally, Window};
 use crate::decision::{Evidence, Part, Samples};
 use crate::policy::{Bound, Criterion, Direction, OnNoData, Per, Signal, SignalKind};
 use crate::stats::bound::{BoundTest, confidence_bound};
+use crate::stats::cluster::{Cells, Dispersion};
 use crate::stats::cusum::Cusum;
 use crate::stats::drift::{self, DriftModel, DriftTest, UNLISTED_SHARE};
 use crate::stats::fairness::{self, Disparity, Gap};
@@ -43,7 +44,7 @@ use crate::stats::paired::PairedTest;
 use crate::stats::quantile::upper_level;
 use crate::stats::ratio::{RatioModel, RatioTest};
 use crate::stats::score::MeanSequence;
-use crate::stats::strata::{Categories, Counts, Strata};
+use crate::stats::strata::{Categories, Strata, Stratum};
 use crate::time::{Dur, Time};
 
 /// One observation as a criterion counts it: `n` towards the denominator,
@@ -130,7 +131,10 @@ struct Latency {
 enum Comparison {
     Rates {
         model: RatioModel,
-        strata: Strata<Counts>,
+        strata: Strata<Cells>,
+        /// How much persistent users make the score vary beyond what
+        /// independent outputs would (see [`crate::stats::cluster`]).
+        dispersion: Dispersion,
     },
     Categories {
         model: DriftModel,
@@ -364,9 +368,17 @@ impl CriterionState {
     }
 
     /// Counts one sample of one version, generated at `ts` and seen when
-    /// the engine's clock reads `now`. Returns whether it was flagged (new
+    /// the engine's clock reads `now`, from a unit in `cluster` if it has one (see
+    /// [`crate::stats::cluster`]). Returns whether it was flagged (new
     /// evidence that could breach).
-    pub fn observe(&mut self, ts: Time, now: Time, candidate: bool, s: Sample) -> bool {
+    pub fn observe(
+        &mut self,
+        ts: Time,
+        now: Time,
+        candidate: bool,
+        cluster: Option<u16>,
+        s: Sample,
+    ) -> bool {
         let s = self.latency_exceedance(ts, candidate, s);
         self.window.add(ts, candidate, s.n, s.x);
         let tally = if candidate {
@@ -388,7 +400,7 @@ impl CriterionState {
         self.close_strata(now);
         match &mut self.comparison {
             Some(Comparison::Rates { strata, .. }) => {
-                strata.add(ts, candidate, |c| c.add(s.n, s.x));
+                strata.add(ts, candidate, |c| c.add(cluster, s.n, s.x));
             }
             Some(Comparison::Categories { strata, .. }) => {
                 strata.add(ts, candidate, |c| c.add(s.key, s.n));
@@ -406,8 +418,18 @@ impl CriterionState {
     fn close_strata(&mut self, now: Time) {
         let epochs = &mut self.epochs;
         match &mut self.comparison {
-            Some(Comparison::Rates { model, strata }) => strata.close_due(now, |st| {
-                if let Some(inc) = model.increment(&st) {
+            Some(Comparison::Rates {
+                model,
+                strata,
+                dispersion,
+            }) => strata.close_due(now, |st| {
+                let counts = Stratum {
+                    bucket: st.bucket,
+                    candidate: st.candidate.total,
+                    baseline: st.baseline.total,
+                };
+                dispersion.add(&st.candidate, &st.baseline);
+                if let Some(inc) = model.increment(&counts) {
                     for e in epochs.iter_mut() {
                         if let Test::Ratio(t) = &mut e.test {
                             t.add(&inc);
@@ -673,7 +695,8 @@ impl CriterionState {
         ) || self.latency.as_ref().is_some_and(|l| l.ratio.is_some())
     }
 
-    /// The epochs' e-values combined: `Σ_k (α_k/α)·E_k`. The weights sum to
+    /// The epochs' e-values combined: `Σ_k (α_k/α)·E_k`, for rates
+    /// discounted by the design effect. The weights sum to
     /// at most 1 (epochs not yet started or dropped count 0, which only
     /// lowers the sum), so the sum is itself an e-process and reaching `1/α`
     /// is a level-α test. It is never below any epoch's `(α_k/α)·E_k`, so
@@ -688,7 +711,22 @@ impl CriterionState {
         // Summed in log space; shown capped, so an overwhelming e-value reads
         // as a very large number rather than infinity.
         let log_sum = log_mean_exp(&logs) + (logs.len() as f64).ln();
+        let log_sum = if log_sum > 0.0 {
+            log_sum / self.design_effect()
+        } else {
+            log_sum
+        };
         log_sum.exp().min(f64::MAX)
+    }
+
+    /// For rates against the baseline, by how much persistent users make the
+    /// evidence vary beyond what independent outputs would; 1 otherwise.
+    /// Evidence in nats is divided by it.
+    fn design_effect(&self) -> f64 {
+        match &self.comparison {
+            Some(Comparison::Rates { dispersion, .. }) => dispersion.factor(),
+            _ => 1.0,
+        }
     }
 
     fn threshold_exact(&self) -> f64 {
@@ -1290,6 +1328,7 @@ fn comparison_of(test: &Test, spec: &Criterion, direction: Direction) -> Option<
         Test::Ratio(_) => Some(Comparison::Rates {
             model: RatioModel::new(spec.bound.value().max(1.0), direction),
             strata: Strata::new(width),
+            dispersion: Dispersion::default(),
         }),
         Test::Drift(DriftTest::VsBaseline { .. }) => Some(Comparison::Categories {
             model: DriftModel::new(spec.window.0 as f64 / width.0 as f64),

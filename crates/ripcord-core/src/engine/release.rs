@@ -22,6 +22,7 @@ use crate::policy::{
     Severity, Signal, SignalKind, SrmCount,
 };
 use crate::stats::bound::confidence_bound;
+use crate::stats::cluster::cluster_of;
 use crate::stats::srm::SrmTest;
 use crate::time::{Dur, Time};
 
@@ -297,6 +298,11 @@ impl Engine {
         self.load_values(event);
         let unit = unit_hash(&event.unit);
         self.count_outputs(candidate, unit, event.ts);
+        // Units are what the rollout assigns, so they are the clusters of
+        // the design effect; the outputs of an event without one (or of a
+        // pre-aggregated stream, `srm.count: outputs`) count as independent.
+        let by_unit = self.policy.srm.count == SrmCount::Units && !event.unit.is_empty();
+        let cluster = by_unit.then(|| cluster_of(unit));
         if !candidate {
             self.count_baseline(event);
         }
@@ -328,7 +334,7 @@ impl Engine {
             } else {
                 sample
             };
-            let flagged = state.observe(event.ts, now, candidate, sample);
+            let flagged = state.observe(event.ts, now, candidate, cluster, sample);
             // Evidence only grows on flags; other samples matter for clearing
             // (active criteria) and for criteria that read every event, which
             // the per-second pass also covers.

@@ -393,7 +393,8 @@ fn lower(cx: &mut Cx, root: Node) -> Option<Policy> {
     let rollout = match top.get("rollout") {
         Some(n) => lower_rollout(cx, n),
         None => Some(default_rollout()),
-    };
+    }
+    .map(|r| with_default_holdback(r, top.get("rollout"), &criteria));
     let srm = match top.get("srm") {
         Some(n) => lower_srm(cx, n),
         None => Some(SrmCheck::default()),
@@ -1289,6 +1290,23 @@ fn lower_rollout(cx: &mut Cx, node: &Node) -> Option<Rollout> {
         holdback,
         promotion,
     })
+}
+
+/// Unless the policy says otherwise, a promoted release whose criteria
+/// compare it with the baseline keeps [`DEFAULT_HOLDBACK`] of units on the
+/// baseline while it is watched: without a baseline those criteria can only
+/// watch for a change from the level at promotion, which rates that move
+/// over the day set off on healthy releases.
+fn with_default_holdback(mut r: Rollout, node: Option<&Node>, criteria: &[Criterion]) -> Rollout {
+    let explicit = node.is_some_and(|n| match &n.value {
+        Value::Map(entries) => entries.iter().any(|(k, _)| k.name == "holdback"),
+        _ => false,
+    });
+    let watched = r.watch_after_promotion > Dur::ZERO;
+    if !explicit && watched && criteria.iter().any(Criterion::compares_with_baseline) {
+        r.holdback = DEFAULT_HOLDBACK;
+    }
+    r
 }
 
 /// A holdback is a small share of units: at most half, or the "promoted"

@@ -179,6 +179,22 @@ pub struct Criterion {
     pub reference: Option<Vec<(String, f64)>>,
 }
 
+impl Criterion {
+    /// Whether the criterion compares the candidate with the baseline (and
+    /// so needs baseline traffic to say anything): ratios, increases and
+    /// decreases of one signal, and drift without a stored profile.
+    pub fn compares_with_baseline(&self) -> bool {
+        if self.across.is_some() {
+            return false;
+        }
+        match self.bound {
+            Bound::MaxRatio(_) | Bound::MaxIncrease(_) | Bound::MaxDecrease(_) => true,
+            Bound::MaxJs(_) | Bound::MaxPsi(_) => self.reference.is_none(),
+            Bound::Absolute(_) | Bound::MaxDifference(_) => false,
+        }
+    }
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Severity {
     Minor,
@@ -261,6 +277,11 @@ pub struct RolloutStep {
     pub hold: Dur,
 }
 
+/// The holdback when the policy does not say: enough units to keep every
+/// comparison with the baseline valid while the promoted release is
+/// watched, few enough that the promotion is one in all but name.
+pub const DEFAULT_HOLDBACK: f64 = 0.02;
+
 #[derive(Clone, Debug, PartialEq)]
 pub struct Rollout {
     pub steps: Vec<RolloutStep>,
@@ -270,7 +291,8 @@ pub struct Rollout {
     /// at promotion, with this mean time between false alarms.
     pub false_alarm_every: Dur,
     /// Share of units kept on the baseline while watching after promotion
-    /// (0: none). With a holdback the relative criteria keep comparing the
+    /// (default [`DEFAULT_HOLDBACK`] when a criterion compares with the
+    /// baseline, else 0). With a holdback the relative criteria keep comparing the
     /// versions, which stays valid when the rates move by themselves over
     /// the day; without one they switch to CUSUM, which cannot tell such a
     /// move from a regression.

@@ -103,7 +103,7 @@ pub fn schema() -> Value {
                 "watch_after_promotion": duration.clone(),
                 "false_alarm_every": duration,
                 "holdback": {"type": "number", "minimum": 0, "maximum": 0.5,
-                    "description": "Share of units kept on the baseline while watching after promotion"}
+                    "description": "Share of units kept on the baseline while watching after promotion (default 0.02 when a criterion compares with the baseline; 0 switches those criteria to CUSUM)"}
             }},
             "srm": {"anyOf": [{"enum": ["off", false]}, {
                 "type": "object", "additionalProperties": false, "properties": {

@@ -7,6 +7,7 @@
 //! false alarms. See `docs/statistics.md` for the formulas and references.
 
 pub mod bound;
+pub mod cluster;
 pub mod cusum;
 pub mod drift;
 pub mod fairness;
