@@ -38,7 +38,7 @@ fn replaying_the_example_regression_rolls_back_and_fails_the_pipeline() {
         .assert()
         .code(3)
         .stdout(predicate::str::contains(
-            "+27m25s   2026-11-20T10:27:25.076Z  criterion_breached moderation_rel",
+            "+28m      2026-11-20T10:28:00.114Z  criterion_breached moderation_rel",
         ))
         .stdout(predicate::str::contains("rollback_complete → 0%"))
         .stdout(predicate::str::contains(
@@ -105,7 +105,7 @@ fn ndjson_decisions_have_exactly_the_documented_fields() {
             "trigger"
         ]
     );
-    assert_eq!(stage["at"], "2026-11-20T10:27:25.076Z");
+    assert_eq!(stage["at"], "2026-11-20T10:28:00.114Z");
     assert_eq!(stage["share"], 0.1);
     assert_eq!(stage["severity"], "critical");
     assert_eq!(

@@ -426,9 +426,11 @@ criteria:
   fail_rel: {signal: fail, max_ratio: 1.25}
 triggers:
   revert: {when: fail_rel, severity: critical, action: rollback}
-rollout: {steps: [{share: 0.5, hold: 1h}], watch_after_promotion: 7d, false_alarm_every: 30d}
+rollout: {steps: [{share: 0.5, hold: 1h}], watch_after_promotion: 7d, false_alarm_every: 30d, holdback: 0}
 srm: off
 ";
+    // `holdback: 0` opts out of the default holdback, so the promoted
+    // candidate is watched against its own level (CUSUM).
     let policy = load_policy(text, "test.yaml").unwrap_or_else(|d| panic!("{d}"));
     let mut e = engine(policy, ShareSource::Engine);
     let mut out = Vec::new();
