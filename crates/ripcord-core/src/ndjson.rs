@@ -499,7 +499,7 @@ fn quote(s: &str) -> String {
 
 /// Whole numbers print without a fraction (`"outputs":1`), others in the
 /// shortest form that reads back to the same value.
-fn number(v: f64) -> String {
+pub(crate) fn number(v: f64) -> String {
     if v.fract() == 0.0 && v.abs() < 9e15 {
         format!("{}", v as i64)
     } else {
