@@ -20,12 +20,10 @@ use std::time::Instant;
 
 use axum::http::StatusCode;
 use ripcord_core::engine::Rejection;
-use ripcord_core::ndjson::{Line, event_to_line, parse_line};
+use ripcord_core::ndjson::{BodyError, BodyFormat, Line, each_item, event_to_line, parse_line};
 use ripcord_core::{Dur, Event};
 use ripcord_store::Batch;
-use serde::de::{self, SeqAccess, Visitor};
 use serde::{Deserialize, Serialize};
-use serde_json::value::RawValue;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
@@ -121,9 +119,10 @@ impl Key {
                 "Idempotency-Key: must be 1–{KEY_MAX_LEN} printable ASCII characters"
             )));
         }
+        let digest: [u8; 32] = Sha256::digest(body).into();
         Ok(Key {
             scope: format!("{KEY_PREFIX}{principal}:{key}"),
-            body_sha256: ripcord_core::audit::hex(&Sha256::digest(body)),
+            body_sha256: ripcord_core::audit::hex(&digest),
         })
     }
 
@@ -180,63 +179,6 @@ impl<'a> Parser<'a, '_> {
         }
         Ok(())
     }
-
-    fn ndjson(&mut self, body: &'a [u8]) -> Result<(), ApiError> {
-        for (index, line) in body.split(|b| *b == b'\n').enumerate() {
-            if !line.iter().all(u8::is_ascii_whitespace) {
-                self.take(index, line)?;
-            }
-        }
-        Ok(())
-    }
-
-    fn array(&mut self, body: &'a [u8]) -> Result<(), ApiError> {
-        let mut stopped = None;
-        let mut de = serde_json::Deserializer::from_slice(body);
-        let walked = de::Deserializer::deserialize_seq(
-            &mut de,
-            EachItem {
-                parser: self,
-                stopped: &mut stopped,
-            },
-        )
-        .and_then(|()| de.end());
-        if let Some(err) = stopped {
-            return Err(err);
-        }
-        walked.map_err(|e| {
-            ApiError::bad_request(format!(
-                "body: expected a JSON array of events (or send application/x-ndjson): {e}"
-            ))
-        })
-    }
-}
-
-/// Feeds each element of a JSON array to the parser without collecting
-/// them.
-struct EachItem<'p, 'a, 'o> {
-    parser: &'p mut Parser<'a, 'o>,
-    stopped: &'p mut Option<ApiError>,
-}
-
-impl<'de> Visitor<'de> for EachItem<'_, 'de, '_> {
-    type Value = ();
-
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("a JSON array of events")
-    }
-
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
-        let mut index = 0;
-        while let Some(raw) = seq.next_element::<&'de RawValue>()? {
-            if let Err(e) = self.parser.take(index, raw.get().as_bytes()) {
-                *self.stopped = Some(e);
-                return Err(de::Error::custom("stopped"));
-            }
-            index += 1;
-        }
-        Ok(())
-    }
 }
 
 /// Ingests a body: the status and answer to send.
@@ -251,11 +193,17 @@ pub async fn ingest(
         good: Vec::new(),
         outcome: &mut outcome,
     };
-    if ndjson {
-        parser.ndjson(body)?;
+    let format = if ndjson {
+        BodyFormat::Ndjson
     } else {
-        parser.array(body)?;
-    }
+        BodyFormat::JsonArray
+    };
+    each_item(body, format, |index, bytes| parser.take(index, bytes)).map_err(|e| match e {
+        BodyError::Stopped(e) => e,
+        BodyError::Malformed(e) => ApiError::bad_request(format!(
+            "body: expected a JSON array of events (or send application/x-ndjson): {e}"
+        )),
+    })?;
     let mut events = parser.good;
     if key.is_some() {
         forget_expired_keys(hub).await;
@@ -328,7 +276,7 @@ async fn ingest_service(
     let mut state = service.state.lock().await;
     let stored_key = key.map(|k| k.for_service(name));
     if let (Some(key), Some(stored)) = (key, &stored_key)
-        && let Some(prior) = remembered(hub, &state, stored, key).await?
+        && let Some(prior) = remembered(hub, in_memory(&state, stored), stored, key).await?
     {
         outcome.merge(prior);
         return Ok(());
@@ -379,7 +327,7 @@ fn observe(
     state: &mut State,
     items: &[Item<'_>],
     part: &mut Outcome,
-) -> (String, Vec<ripcord_core::Decision>, (usize, usize)) {
+) -> (String, Vec<ripcord_core::Decision>, (u64, u64)) {
     let mut decisions = Vec::new();
     let mut body = String::with_capacity(items.iter().map(|i| i.line.len() + 1).sum());
     let mut counts = (0, 0);
@@ -446,12 +394,12 @@ fn observe(
 /// its batch may not be durable yet, else from the store.
 async fn remembered(
     hub: &Hub,
-    state: &State,
+    in_memory: Option<String>,
     stored: &str,
     key: &Key,
 ) -> Result<Option<Outcome>, ApiError> {
-    let text = match state.ingest_keys.iter().find(|(k, _)| k == stored) {
-        Some((_, text)) => Some(text.clone()),
+    let text = match in_memory {
+        Some(text) => Some(text),
         None => hub.store.answer(stored).await?,
     };
     let Some(text) = text else {
@@ -466,6 +414,14 @@ async fn remembered(
         ));
     }
     Ok(Some(prior.outcome))
+}
+
+fn in_memory(state: &State, stored: &str) -> Option<String> {
+    state
+        .ingest_keys
+        .iter()
+        .find(|(k, _)| k == stored)
+        .map(|(_, text)| text.clone())
 }
 
 fn remember(keys: &mut VecDeque<(String, String)>, key: String, text: String) {
