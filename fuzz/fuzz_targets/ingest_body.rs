@@ -32,7 +32,10 @@ fuzz_target!(|data: &[u8]| {
     let limits = EventLimits::default();
     let mut last = None;
     let _ = each_item(body, format, |index, item| {
-        assert!(last.is_none_or(|l| index > l), "index {index} after {last:?}");
+        assert!(
+            last.is_none_or(|l| index > l),
+            "index {index} after {last:?}"
+        );
         last = Some(index);
         if let Ok(Line::Event(event)) = parse_line(item) {
             if limits.check(policy(), &event).is_ok() {

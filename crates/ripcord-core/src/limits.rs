@@ -96,10 +96,7 @@ impl EventLimits {
                     {
                         return Err(refuse(
                             field,
-                            format!(
-                                "{} is outside the score's range [{min}, {max}]",
-                                number(v)
-                            ),
+                            format!("{} is outside the score's range [{min}, {max}]", number(v)),
                         ));
                     }
                 }
@@ -107,10 +104,7 @@ impl EventLimits {
                     if let Some(v) = event.value(field)
                         && v < 0.0
                     {
-                        return Err(refuse(
-                            field,
-                            format!("{} must not be negative", number(v)),
-                        ));
+                        return Err(refuse(field, format!("{} must not be negative", number(v))));
                     }
                 }
                 SignalKind::Category { .. } => {}
@@ -137,10 +131,7 @@ impl EventLimits {
             return Ok(None);
         };
         if v < 0.0 {
-            return Err(refuse(
-                field,
-                format!("{} must not be negative", number(v)),
-            ));
+            return Err(refuse(field, format!("{} must not be negative", number(v))));
         }
         if v > self.max_outputs {
             return Err(refuse(

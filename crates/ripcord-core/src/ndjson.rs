@@ -723,10 +723,22 @@ mod tests {
         let (r, seen) = walk(" [ {\"a\": [1]} , 7 ] ", BodyFormat::JsonArray);
         assert_eq!(r, Ok(()));
         assert_eq!(seen, vec![(0, "{\"a\": [1]}".into()), (1, "7".into())]);
-        assert_eq!(walk("[1, 9, 3]", BodyFormat::JsonArray).0, Err(BodyError::Stopped("nine")));
-        assert!(matches!(walk("{}", BodyFormat::JsonArray).0, Err(BodyError::Malformed(_))));
-        assert!(matches!(walk("[1,", BodyFormat::JsonArray).0, Err(BodyError::Malformed(_))));
-        assert!(matches!(walk("[1] x", BodyFormat::JsonArray).0, Err(BodyError::Malformed(_))));
+        assert_eq!(
+            walk("[1, 9, 3]", BodyFormat::JsonArray).0,
+            Err(BodyError::Stopped("nine"))
+        );
+        assert!(matches!(
+            walk("{}", BodyFormat::JsonArray).0,
+            Err(BodyError::Malformed(_))
+        ));
+        assert!(matches!(
+            walk("[1,", BodyFormat::JsonArray).0,
+            Err(BodyError::Malformed(_))
+        ));
+        assert!(matches!(
+            walk("[1] x", BodyFormat::JsonArray).0,
+            Err(BodyError::Malformed(_))
+        ));
     }
 
     #[test]

@@ -799,6 +799,9 @@ fn negative_or_excess_flag_counts_cannot_make_a_failing_stage_verified() {
     );
     let held = first(&out, ActionKind::Pause);
     let why = &held.explanation.summary;
-    assert!(why.contains("the baseline breaks moderation_abs: "), "{why}");
+    assert!(
+        why.contains("the baseline breaks moderation_abs: "),
+        "{why}"
+    );
     assert!(!why.contains("inf") && !why.contains("NaN"), "{why}");
 }

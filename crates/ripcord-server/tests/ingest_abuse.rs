@@ -60,8 +60,7 @@ fn rejected(body: &Value) -> Vec<(u64, String)> {
         .unwrap_or_default()
 }
 
-const TOO_MANY_OUTPUTS: &str =
-    "values.outputs: 1000000000000000 is more than the per-event limit of 10000 \
+const TOO_MANY_OUTPUTS: &str = "values.outputs: 1000000000000000 is more than the per-event limit of 10000 \
      (send a larger bucket as several events)";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -78,7 +77,12 @@ async fn inflated_buckets_are_refused_by_field_and_a_real_regression_still_breac
         // The attack of the issue, repeated every batch: a baseline bucket
         // of 1e15 outputs at a 10% failure rate and a candidate one without.
         let mut batch = vec![
-            event(now, "v1", "attacker", json!({"outputs": 1e15, "moderation_fail": 1e14})),
+            event(
+                now,
+                "v1",
+                "attacker",
+                json!({"outputs": 1e15, "moderation_fail": 1e14}),
+            ),
             event(now, "v2", "attacker", json!({"outputs": 1e15})),
         ];
         // The real regression: the candidate fails 10% of outputs, the
@@ -128,10 +132,25 @@ async fn overflowing_negative_and_excess_counts_are_refused_per_item() -> Result
     assert_eq!(h.release_at_30().await?, "support-bot-1");
     let now = clock.now();
     let batch = json!([
-        event(now, "v1", "u-1", json!({"outputs": 1, "moderation_fail": 0})),
+        event(
+            now,
+            "v1",
+            "u-1",
+            json!({"outputs": 1, "moderation_fail": 0})
+        ),
         event(now, "v1", "u-2", json!({"outputs": 1e308})),
-        event(now, "v1", "u-3", json!({"outputs": 10, "moderation_fail": -1})),
-        event(now, "v1", "u-4", json!({"outputs": 10, "moderation_fail": 11})),
+        event(
+            now,
+            "v1",
+            "u-3",
+            json!({"outputs": 10, "moderation_fail": -1})
+        ),
+        event(
+            now,
+            "v1",
+            "u-4",
+            json!({"outputs": 10, "moderation_fail": 11})
+        ),
         event(now, "v1", "u-5", json!({"outputs": 1, "latency_ms": -5})),
         event(now, "v1", "u-6", json!({"outputs": 1, "utility": 1e300})),
     ]);
@@ -149,7 +168,10 @@ async fn overflowing_negative_and_excess_counts_are_refused_per_item() -> Result
     assert_eq!(rejected(&body), expected);
     // Only the good one counts.
     let id = "support-bot-1";
-    assert_eq!(events(&h, id).await?, json!({"baseline": 1, "candidate": 0}));
+    assert_eq!(
+        events(&h, id).await?,
+        json!({"baseline": 1, "candidate": 0})
+    );
     h.server.shutdown().await?;
     Ok(())
 }
@@ -208,7 +230,12 @@ async fn an_event_from_the_future_cannot_make_honest_events_late() -> Result {
     let honest: Vec<Value> = (0..10)
         .map(|i| {
             let version = if i < 7 { "v1" } else { "v2" };
-            event(clock.now(), version, &format!("u-{i}"), json!({"outputs": 1}))
+            event(
+                clock.now(),
+                version,
+                &format!("u-{i}"),
+                json!({"outputs": 1}),
+            )
         })
         .collect();
     let (status, body) = h.post("/v1/events", &json!(honest)).await?;
@@ -264,7 +291,10 @@ async fn a_batch_retried_with_its_idempotency_key_is_counted_once() -> Result {
     // Without a key, the same batch is new events.
     let (status, _) = post_raw(&h, batch, "application/json", None).await?;
     assert_eq!(status, 202);
-    assert_eq!(events(&h, &id).await?, json!({"baseline": 4, "candidate": 2}));
+    assert_eq!(
+        events(&h, &id).await?,
+        json!({"baseline": 4, "candidate": 2})
+    );
     h.server.shutdown().await?;
     Ok(())
 }

@@ -664,13 +664,12 @@ impl Store for SqliteStore {
 
     async fn forget_answers(&self, prefix: &str, before_ms: i64) -> Result<u64> {
         // substr rather than LIKE: a prefix may hold `%` or `_`.
-        let done = sqlx::query(
-            "DELETE FROM answers WHERE at_ms < $1 AND substr(key, 1, length($2)) = $2",
-        )
-        .bind(before_ms)
-        .bind(prefix)
-        .execute(&self.pool)
-        .await?;
+        let done =
+            sqlx::query("DELETE FROM answers WHERE at_ms < $1 AND substr(key, 1, length($2)) = $2")
+                .bind(before_ms)
+                .bind(prefix)
+                .execute(&self.pool)
+                .await?;
         Ok(done.rows_affected())
     }
 

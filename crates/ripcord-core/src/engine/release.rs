@@ -319,7 +319,8 @@ impl Engine {
             if !in_scope(&state.spec.scope, event) {
                 continue;
             }
-            let Some(sample) = sample_of(self.bindings[i], &self.scratch, &self.options.limits) else {
+            let Some(sample) = sample_of(self.bindings[i], &self.scratch, &self.options.limits)
+            else {
                 continue;
             };
             let signal = &self.policy.signals[state.spec.signal];
