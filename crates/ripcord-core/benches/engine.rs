@@ -141,6 +141,7 @@ fn main() {
         EngineOptions {
             lateness: Dur::from_secs(30),
             share_source: ShareSource::Recorded,
+            ..EngineOptions::default()
         },
     );
     let mut out = Vec::new();

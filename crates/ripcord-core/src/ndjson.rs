@@ -453,6 +453,92 @@ impl Expect<'_> {
     }
 }
 
+/// How an ingest body holds its items.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BodyFormat {
+    /// A JSON array of objects.
+    JsonArray,
+    /// One object per line.
+    Ndjson,
+}
+
+/// Why walking a body stopped.
+#[derive(Debug, PartialEq)]
+pub enum BodyError<E> {
+    /// The body is not a JSON array (NDJSON bodies are never malformed as a
+    /// whole: each line is judged on its own).
+    Malformed(String),
+    /// The callback refused to go on.
+    Stopped(E),
+}
+
+/// Calls `item(index, bytes)` for each item of an ingest body in order —
+/// each non-blank line of NDJSON (indexed by line), or each element of a
+/// JSON array — without collecting them first, so that memory does not
+/// grow with the number of items. Stops at the first error of `item`.
+pub fn each_item<'a, E>(
+    body: &'a [u8],
+    format: BodyFormat,
+    mut item: impl FnMut(usize, &'a [u8]) -> Result<(), E>,
+) -> Result<(), BodyError<E>> {
+    match format {
+        BodyFormat::Ndjson => {
+            for (index, line) in body.split(|b| *b == b'\n').enumerate() {
+                if !line.iter().all(u8::is_ascii_whitespace) {
+                    item(index, line).map_err(BodyError::Stopped)?;
+                }
+            }
+            Ok(())
+        }
+        BodyFormat::JsonArray => {
+            let mut stopped = None;
+            let mut de = serde_json::Deserializer::from_slice(body);
+            let walked = de::Deserializer::deserialize_seq(
+                &mut de,
+                EachItem {
+                    item: &mut item,
+                    stopped: &mut stopped,
+                },
+            )
+            .and_then(|()| de.end());
+            match (stopped, walked) {
+                (Some(e), _) => Err(BodyError::Stopped(e)),
+                (None, Err(e)) => Err(BodyError::Malformed(e.to_string())),
+                (None, Ok(())) => Ok(()),
+            }
+        }
+    }
+}
+
+/// Feeds each element of a JSON array to a callback as its raw bytes.
+struct EachItem<'p, F, E> {
+    item: &'p mut F,
+    stopped: &'p mut Option<E>,
+}
+
+impl<'de, F, E> Visitor<'de> for EachItem<'_, F, E>
+where
+    F: FnMut(usize, &'de [u8]) -> Result<(), E>,
+{
+    type Value = ();
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a JSON array of events")
+    }
+
+    fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        let mut index = 0;
+        while let Some(raw) = seq.next_element::<&'de serde_json::value::RawValue>()? {
+            if let Err(e) = (self.item)(index, raw.get().as_bytes()) {
+                *self.stopped = Some(e);
+                return Err(de::Error::custom("stopped"));
+            }
+            index += 1;
+        }
+        Ok(())
+    }
+}
+
 /// Writes an event as one NDJSON line (no trailing newline), keeping the
 /// order of segment and value fields.
 pub fn event_to_line(ev: &Event<'_>) -> String {
@@ -499,7 +585,7 @@ fn quote(s: &str) -> String {
 
 /// Whole numbers print without a fraction (`"outputs":1`), others in the
 /// shortest form that reads back to the same value.
-fn number(v: f64) -> String {
+pub(crate) fn number(v: f64) -> String {
     if v.fract() == 0.0 && v.abs() < 9e15 {
         format!("{}", v as i64)
     } else {
@@ -619,6 +705,40 @@ mod tests {
             panic!("not a release")
         };
         assert_eq!(release_to_line(&r), line);
+    }
+
+    #[test]
+    fn bodies_are_walked_item_by_item() {
+        let walk = |body: &str, format| {
+            let mut seen = Vec::new();
+            let r = each_item(body.as_bytes(), format, |i, b| {
+                seen.push((i, String::from_utf8_lossy(b).to_string()));
+                if b == b"9" { Err("nine") } else { Ok(()) }
+            });
+            (r, seen)
+        };
+        let (r, seen) = walk("{\"a\":1}\n\n  \n[2]\n", BodyFormat::Ndjson);
+        assert_eq!(r, Ok(()));
+        assert_eq!(seen, vec![(0, "{\"a\":1}".into()), (3, "[2]".into())]);
+        let (r, seen) = walk(" [ {\"a\": [1]} , 7 ] ", BodyFormat::JsonArray);
+        assert_eq!(r, Ok(()));
+        assert_eq!(seen, vec![(0, "{\"a\": [1]}".into()), (1, "7".into())]);
+        assert_eq!(
+            walk("[1, 9, 3]", BodyFormat::JsonArray).0,
+            Err(BodyError::Stopped("nine"))
+        );
+        assert!(matches!(
+            walk("{}", BodyFormat::JsonArray).0,
+            Err(BodyError::Malformed(_))
+        ));
+        assert!(matches!(
+            walk("[1,", BodyFormat::JsonArray).0,
+            Err(BodyError::Malformed(_))
+        ));
+        assert!(matches!(
+            walk("[1] x", BodyFormat::JsonArray).0,
+            Err(BodyError::Malformed(_))
+        ));
     }
 
     #[test]

@@ -187,6 +187,7 @@ pub fn what_if(q: &Question<'_, '_>) -> Result<Table, WhatIfError> {
             let options = EngineOptions {
                 lateness: q.lateness,
                 share_source: q.share_source,
+                ..EngineOptions::default()
             };
             let fired = first_firing(&policy, &options, q.incident, q.trigger);
             let false_alarms = q

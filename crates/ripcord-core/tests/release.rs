@@ -767,3 +767,41 @@ fn a_baseline_outside_an_absolute_bound_fails_verification_and_resume_verifies_a
     assert_eq!(at(next), resumed_at + 120);
     assert_eq!(next.share, Some(0.0));
 }
+
+#[test]
+fn negative_or_excess_flag_counts_cannot_make_a_failing_stage_verified() {
+    let mut policy = relative_policy(1.2);
+    let mut ceiling = criterion("moderation_abs", 0, Bound::Absolute(0.01));
+    ceiling.min_samples = 200;
+    policy.criteria.push(ceiling);
+    let mut e = engine(policy, ShareSource::Engine);
+    let mut traffic = Traffic::new(5, 50.0, 0.005, 3.0);
+    let t = until_rollback(&mut e, &mut traffic);
+    // The baseline fails moderation at 5% while a sender adds buckets
+    // whose negative flags would cancel the failures out of the stage's
+    // sums, and buckets with more flags than outputs.
+    let mut out = Vec::new();
+    for s in t + 1..=t + 121 {
+        let ts = T0 + Dur::from_secs(s);
+        let (c_n, c_x, b_n, _) = traffic.second(0.025);
+        let b_x = (b_n * 0.05).round();
+        let _ = e.observe(&bucket(ts, "v13", c_n, "moderation_fail", c_x), &mut out);
+        let _ = e.observe(&bucket(ts, "v12", b_n, "moderation_fail", b_x), &mut out);
+        let cancel = bucket(ts, "v12", 50.0, "moderation_fail", -1000.0);
+        let _ = e.observe(&cancel, &mut out);
+        e.tick(ts, &mut out);
+    }
+    assert!(
+        !out.iter()
+            .any(|d| d.action == Some(ActionKind::RollbackStage)),
+        "a failing stage was verified: {:?}",
+        kinds(&out)
+    );
+    let held = first(&out, ActionKind::Pause);
+    let why = &held.explanation.summary;
+    assert!(
+        why.contains("the baseline breaks moderation_abs: "),
+        "{why}"
+    );
+    assert!(!why.contains("inf") && !why.contains("NaN"), "{why}");
+}

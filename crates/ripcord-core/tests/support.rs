@@ -161,6 +161,7 @@ pub fn engine(policy: Policy, source: ShareSource) -> Engine {
         EngineOptions {
             lateness: Dur::from_secs(30),
             share_source: source,
+            ..EngineOptions::default()
         },
     )
 }

@@ -21,8 +21,8 @@ use tokio::sync::Semaphore;
 
 use crate::auth::{Principal, Tokens, http as auth_http};
 use crate::error::ApiError;
-use crate::hub::{self, Hub, StepView, parse_command, wall_now};
-use crate::ingest::{durable, ingest};
+use crate::hub::{self, Hub, StepView, parse_command};
+use crate::ingest::{self, durable, ingest};
 use crate::{metrics, ofrep, openapi, webhooks};
 
 /// Largest request body, in bytes.
@@ -149,22 +149,39 @@ fn check_name(field: &str, name: &str) -> Result<(), ApiError> {
     }
 }
 
-async fn post_events(State(app): State<Shared>, request: Request) -> Result<Response, ApiError> {
+async fn post_events(
+    State(app): State<Shared>,
+    Extension(principal): Extension<Principal>,
+    request: Request,
+) -> Result<Response, ApiError> {
     // The slot is taken before the body is read, so that under overload
     // bodies wait in the clients, not in our memory.
     let Ok(_slot) = app.ingest_slots.try_acquire() else {
         return Err(ApiError::overloaded(1));
     };
-    let ndjson = request
-        .headers()
+    let headers = request.headers();
+    let ndjson = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|t| {
             t.starts_with("application/x-ndjson") || t.starts_with("application/jsonl")
         });
+    let key = match headers.get("idempotency-key") {
+        None => None,
+        Some(v) => Some(
+            v.to_str()
+                .map_err(|_| {
+                    ApiError::bad_request("Idempotency-Key: must be printable ASCII characters")
+                })?
+                .to_string(),
+        ),
+    };
     let bytes = body(Bytes::from_request(request, &()).await)?;
-    let outcome = ingest(&app.hub, &bytes, ndjson).await?;
-    Ok((StatusCode::ACCEPTED, Json(outcome)).into_response())
+    let key = key
+        .map(|k| ingest::Key::new(&principal.name, &k, &bytes))
+        .transpose()?;
+    let (status, answer) = ingest(&app.hub, &bytes, ndjson, key.as_ref()).await?;
+    Ok((status, Json(answer)).into_response())
 }
 
 #[derive(Deserialize)]
@@ -283,10 +300,10 @@ async fn register_version(
         service: service.clone(),
         version: provenance.version.clone(),
         provenance: serde_json::to_value(&provenance).unwrap_or_default(),
-        registered_at: wall_now().to_rfc3339(),
+        registered_at: app.hub.now().to_rfc3339(),
     };
     let audit = hub::audit(
-        wall_now(),
+        app.hub.now(),
         &principal.name,
         "version.register",
         &format!("{service}/{}", provenance.version),
@@ -378,7 +395,7 @@ async fn put_webhooks(
     let mut state = service_ref.state.lock().await;
     let urls: Vec<&str> = sinks.iter().map(|s| s.url.as_str()).collect();
     let audit = hub::audit(
-        wall_now(),
+        app.hub.now(),
         &principal.name,
         "webhooks.set",
         &service,

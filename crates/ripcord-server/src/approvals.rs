@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 use crate::auth::Principal;
 use crate::error::ApiError;
 use crate::govern::{self, Due, NewRequest};
-use crate::hub::{ENGINE, Hub, Service, State, command_name, wall_now};
+use crate::hub::{ENGINE, Hub, Service, State, command_name};
 use crate::incident::Request;
 
 pub fn action_of(command: &Command) -> Option<ActionName> {
@@ -56,7 +56,7 @@ impl Hub {
                 command_name(&command)
             )));
         }
-        let now = wall_now();
+        let now = self.now();
         let ctx = self.ctx(&service.name, now);
         let incident = step.as_ref().map(|(i, _)| i.clone()).or_else(|| {
             let release = state.current.as_ref().map(|c| c.id.clone());
@@ -109,7 +109,7 @@ impl Hub {
         approve: bool,
         note: Option<String>,
     ) -> Result<(Value, Batch), ApiError> {
-        let now = wall_now();
+        let now = self.now();
         let ctx = self.ctx(&service.name, now);
         let index = state
             .requests
@@ -206,7 +206,7 @@ impl Hub {
         state: &mut State,
         id: &str,
     ) -> Result<Batch, ApiError> {
-        let now = wall_now();
+        let now = self.now();
         let ctx = self.ctx(&service.name, now);
         let Some(index) = state.requests.iter().position(|r| r.id == id) else {
             return Ok(Batch::default());

@@ -6,6 +6,7 @@ use std::collections::BTreeSet;
 
 use ripcord_core::Time;
 use ripcord_core::assign::is_candidate;
+use ripcord_core::limits::EventLimits;
 use ripcord_core::ndjson::{Line, parse_line};
 use ripcord_core::policy::governance::CheckKind;
 use ripcord_core::policy::{Bound, Criterion, Direction, Policy, SignalKind};
@@ -185,7 +186,7 @@ pub async fn verify(
         .iter()
         .filter(|c| c.across.is_none())
         .filter_map(|c| match c.bound {
-            Bound::Absolute(b) => Some(judge(policy, c, b, &window)),
+            Bound::Absolute(b) => Some(judge(policy, c, b, &window, &hub.options.limits)),
             _ => None,
         })
         .collect();
@@ -199,8 +200,17 @@ pub async fn verify(
     }))
 }
 
-/// One absolute criterion on the baseline's events in the window.
-fn judge(policy: &Policy, c: &Criterion, bound: f64, window: &[&Seen]) -> Value {
+/// One absolute criterion on the baseline's events in the window. Counts
+/// are clamped as the engine clamps them (the journal may predate today's
+/// limits): a negative or oversized flag count cannot verify a failing
+/// stage, nor a rate exceed 1.
+fn judge(
+    policy: &Policy,
+    c: &Criterion,
+    bound: f64,
+    window: &[&Seen],
+    limits: &EventLimits,
+) -> Value {
     let signal = &policy.signals[c.signal];
     let value = |e: &Seen, f: &str| e.values.iter().find(|(k, _)| k == f).map(|(_, v)| *v);
     let (observed, samples) = match &signal.kind {
@@ -208,17 +218,29 @@ fn judge(policy: &Policy, c: &Criterion, bound: f64, window: &[&Seen]) -> Value 
             numerator,
             denominator,
         } => {
-            let num: f64 = window.iter().filter_map(|e| value(e, numerator)).sum();
-            let den: f64 = window.iter().filter_map(|e| value(e, denominator)).sum();
+            let (num, den) = window
+                .iter()
+                .filter_map(|e| Some((value(e, numerator).unwrap_or(0.0), value(e, denominator)?)))
+                .map(|(x, n)| {
+                    let n = limits.count(n);
+                    (limits.count(x).min(n), n)
+                })
+                .fold((0.0, 0.0), |(a, b), (x, n)| (a + x, b + n));
             ((den > 0.0).then(|| num / den), den as u64)
         }
         SignalKind::Score { field, .. } => {
-            let xs: Vec<f64> = window.iter().filter_map(|e| value(e, field)).collect();
+            let xs: Vec<f64> = window
+                .iter()
+                .filter_map(|e| value(e, field).map(|v| limits.value(v)))
+                .collect();
             let mean = (!xs.is_empty()).then(|| xs.iter().sum::<f64>() / xs.len() as f64);
             (mean, xs.len() as u64)
         }
         SignalKind::Latency { field } => {
-            let mut xs: Vec<f64> = window.iter().filter_map(|e| value(e, field)).collect();
+            let mut xs: Vec<f64> = window
+                .iter()
+                .filter_map(|e| value(e, field).map(|v| limits.value(v)))
+                .collect();
             xs.sort_by(f64::total_cmp);
             let q = c.quantile.unwrap_or(0.5);
             let at = ((xs.len() as f64 * q).ceil() as usize).saturating_sub(1);

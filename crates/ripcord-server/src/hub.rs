@@ -24,6 +24,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use crate::auth::Principal;
+use crate::clock::Clock;
 use crate::error::ApiError;
 use crate::govern;
 use crate::incident::{INCIDENT, Incident, REQUEST, Request};
@@ -50,6 +51,10 @@ pub struct Hub {
     pub channels:
         std::sync::OnceLock<std::collections::BTreeMap<String, crate::notify::ChannelConfig>>,
     services: RwLock<HashMap<String, Arc<Service>>>,
+    /// The one clock the server reads ([`Hub::now`]).
+    pub clock: Clock,
+    /// When expired ingest idempotency keys were last forgotten (ms).
+    pub keys_pruned_ms: std::sync::atomic::AtomicI64,
 }
 
 /// One service: its policy, engine and current release.
@@ -71,6 +76,9 @@ pub struct State {
     pub sinks: Vec<Sink>,
     /// Answers to commands with idempotency keys, given since start.
     pub answers: HashMap<String, Value>,
+    /// Ingest idempotency answers queued lately, newest last (bounded:
+    /// `ingest::KEYS_IN_MEMORY`); older ones are read from the store.
+    pub ingest_keys: std::collections::VecDeque<(String, String)>,
     /// Open and mitigated incidents.
     pub incidents: Vec<Incident>,
     /// Approval requests still pending.
@@ -298,11 +306,24 @@ impl Hub {
             link_base: std::sync::OnceLock::new(),
             channels: std::sync::OnceLock::new(),
             services: RwLock::new(HashMap::new()),
+            clock: Clock::Wall,
+            keys_pruned_ms: std::sync::atomic::AtomicI64::new(0),
         };
         for name in hub.store.services().await? {
             hub.recover(&name).await?;
         }
         Ok(hub)
+    }
+
+    /// The same hub reading `clock` instead of the wall clock.
+    pub fn with_clock(mut self, clock: Clock) -> Hub {
+        self.clock = clock;
+        self
+    }
+
+    /// "Now" for everything the server decides.
+    pub fn now(&self) -> Time {
+        self.clock.now()
     }
 
     pub fn service(&self, name: &str) -> Option<Arc<Service>> {
@@ -352,6 +373,7 @@ impl Hub {
             releases_started: releases.len(),
             sinks: self.store.sinks(name).await?,
             answers: HashMap::new(),
+            ingest_keys: Default::default(),
             incidents_opened: incidents.len(),
             requests_made: requests.len(),
             incidents: incidents.into_iter().filter(|i| i.is_active()).collect(),
@@ -483,7 +505,7 @@ impl Hub {
                 );
             }
         }
-        let now = wall_now();
+        let now = self.now();
         let audit = audit(now, principal, "policy.put", service, json!({"yaml": yaml}));
         let version = self
             .store
@@ -526,7 +548,7 @@ impl Hub {
             )));
         }
         let id = format!("{}-{}", service.name, state.releases_started + 1);
-        let now = wall_now();
+        let now = self.now();
         let start = Start {
             release: id.clone(),
             baseline: baseline.to_string(),
@@ -670,7 +692,7 @@ impl Hub {
                 command_name(&command)
             )));
         };
-        let now = wall_now();
+        let now = self.now();
         let mut decisions = Vec::new();
         engine
             .command(now, command.clone(), &mut decisions)
@@ -754,7 +776,7 @@ impl Hub {
             .read()
             .map(|s| s.values().cloned().collect())
             .unwrap_or_default();
-        let now = wall_now();
+        let now = self.now();
         for service in services {
             let mut state = service.state.lock().await;
             // A settled release has no timers left: its ticks would only
@@ -818,7 +840,10 @@ impl Hub {
         actor: &str,
     ) -> Batch {
         let (kind, body) = entry;
-        let now = wall_now();
+        let now = self.now();
+        if batch.answered_at_ms == 0 {
+            batch.answered_at_ms = now.0;
+        }
         // Each decision is serialised once: its line is stored, delivered
         // and kept for evidence; its parsed record goes to the audit log
         // and to governance.

@@ -14,7 +14,7 @@ use crate::auth::Principal;
 use crate::checks;
 use crate::error::ApiError;
 use crate::govern::{self, Due};
-use crate::hub::{ENGINE, Hub, Service, State, wall_now};
+use crate::hub::{ENGINE, Hub, Service, State};
 use crate::incident::{
     ActionItem, INCIDENT, Incident, MITIGATED, RESOLVED, REVIEWED, Review, parse_severity,
 };
@@ -77,7 +77,7 @@ impl Hub {
         let (service, stored) = self.stored_incident(id).await?;
         let mut state = service.state.lock().await;
         let mut inc = active_or(&state, stored);
-        let now = wall_now();
+        let now = self.now();
         let mut batch = Batch::default();
         let base = inc.timeline.len();
         let action = self
@@ -111,7 +111,7 @@ impl Hub {
         p: &Principal,
         batch: &mut Batch,
     ) -> Result<&'static str, ApiError> {
-        let ctx = self.ctx(&service.name, wall_now());
+        let ctx = self.ctx(&service.name, self.now());
         let now = ctx.now;
         match ask {
             Ask::Acknowledge { note } => {
@@ -273,7 +273,7 @@ impl Hub {
             )));
         }
         let mut state = service.state.lock().await;
-        let now = wall_now();
+        let now = self.now();
         let ctx = self.ctx(&service.name, now);
         let id = govern::next_incident_id(&mut state, &service.name);
         let mut inc = Incident {
@@ -304,7 +304,7 @@ impl Hub {
 
     /// Fires every timer that is due.
     pub async fn run_timers(&self) {
-        let now = wall_now();
+        let now = self.now();
         let due = match self.store.due_timers(now.0, 100).await {
             Ok(d) => d,
             Err(e) => {
@@ -348,7 +348,7 @@ impl Hub {
         let Some(mut inc) = state.incidents.iter().find(|i| i.id == subject).cloned() else {
             return;
         };
-        let ctx = self.ctx(&service.name, wall_now());
+        let ctx = self.ctx(&service.name, self.now());
         let acked = inc.acknowledged_at.is_some();
         match due {
             Due::Ack if !acked => {
@@ -419,7 +419,7 @@ impl Hub {
         let kind = govern::step_kind(&state.policy, inc, name).ok_or_else(|| {
             ApiError::conflict(format!("step {name} is no longer in the policy's playbook"))
         })?;
-        let ctx = self.ctx(&service.name, wall_now());
+        let ctx = self.ctx(&service.name, self.now());
         let (status, result) = match kind {
             StepKind::Manual => ("done", Value::Null),
             StepKind::Action { action } => {
@@ -501,7 +501,7 @@ impl Hub {
         let (service, stored) = self.stored_incident(id).await?;
         let mut state = service.state.lock().await;
         let mut inc = active_or(&state, stored);
-        let now = wall_now();
+        let now = self.now();
         inc.policy_changes.push(version);
         inc.note(
             now,

@@ -8,6 +8,7 @@ pub mod api;
 pub mod approvals;
 pub mod auth;
 pub mod checks;
+pub mod clock;
 pub mod error;
 pub mod govern;
 pub mod hub;
@@ -67,6 +68,9 @@ pub struct Config {
     /// Notification channels by name (`ripcord.yaml` `channels:`), named
     /// by policies' escalation levels and communicate steps.
     pub channels: BTreeMap<String, notify::ChannelConfig>,
+    /// The clock the server reads: the wall clock unless a test sets a
+    /// manual one.
+    pub clock: clock::Clock,
 }
 
 impl Config {
@@ -82,6 +86,7 @@ impl Config {
             checkpoint_every: Duration::from_secs(60),
             roles: Roles::built_in(),
             channels: BTreeMap::new(),
+            clock: clock::Clock::Wall,
         }
     }
 }
@@ -116,7 +121,8 @@ pub async fn start(config: Config) -> anyhow::Result<Server> {
     );
     let hub = Hub::load(store.clone(), config.engine.clone())
         .await
-        .context("recovering from the store")?;
+        .context("recovering from the store")?
+        .with_clock(config.clock.clone());
     if let Some(dir) = &config.policies {
         load_policies(&hub, dir).await?;
     }

@@ -483,6 +483,7 @@ pub fn run(case: &Case, peers: &mut [Box<dyn Detector + Send>]) -> Result<Outcom
     let options = EngineOptions {
         lateness: case.max_late + case.bucket + Dur::from_secs(1),
         share_source: ShareSource::Engine,
+        ..EngineOptions::default()
     };
     let mut rng = StdRng::seed_from_u64(case.seed);
     // Per-unit criteria need unit ids, so they always have a population.

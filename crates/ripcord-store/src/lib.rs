@@ -181,6 +181,8 @@ pub struct Batch {
     pub releases: Vec<ReleaseRecord>,
     /// (idempotency key, the answer given the first time).
     pub answers: Vec<(String, String)>,
+    /// When the answers were given, in ms (for their expiry).
+    pub answered_at_ms: i64,
     pub audit: Vec<PendingAudit>,
     /// Upserted by (kind, id).
     pub docs: Vec<Doc>,
@@ -263,6 +265,10 @@ pub trait Store: Send + Sync + 'static {
 
     /// The answer first given for an idempotency key.
     async fn answer(&self, key: &str) -> Result<Option<String>>;
+
+    /// Forgets the answers of keys starting with `prefix` given before
+    /// `before_ms` (so that keys kept for retries stay bounded); how many.
+    async fn forget_answers(&self, prefix: &str, before_ms: i64) -> Result<u64>;
 
     async fn set_sinks(&self, service: &str, sinks: &[Sink], audit: &PendingAudit) -> Result<()>;
     async fn sinks(&self, service: &str) -> Result<Vec<Sink>>;

@@ -126,6 +126,11 @@ CREATE TABLE blobs (
     created_at TEXT NOT NULL DEFAULT CURRENT_TIMESTAMP
 );
 "#,
+    // Idempotency answers expire (ingest keys): when each was given.
+    r#"
+ALTER TABLE answers ADD COLUMN at_ms BIGINT NOT NULL DEFAULT 0;
+CREATE INDEX answers_at ON answers (at_ms);
+"#,
 ];
 
 pub struct SqliteStore {
@@ -410,10 +415,11 @@ impl Store for SqliteStore {
             }
             for (key, answer) in &batch.answers {
                 sqlx::query(
-                    "INSERT INTO answers (key, answer) VALUES ($1, $2) ON CONFLICT (key) DO NOTHING",
+                    "INSERT INTO answers (key, answer, at_ms) VALUES ($1, $2, $3) ON CONFLICT (key) DO NOTHING",
                 )
                 .bind(key)
                 .bind(answer)
+                .bind(batch.answered_at_ms)
                 .execute(&mut *tx)
                 .await?;
             }
@@ -654,6 +660,17 @@ impl Store for SqliteStore {
                 .fetch_optional(&self.pool)
                 .await?,
         )
+    }
+
+    async fn forget_answers(&self, prefix: &str, before_ms: i64) -> Result<u64> {
+        // substr rather than LIKE: a prefix may hold `%` or `_`.
+        let done =
+            sqlx::query("DELETE FROM answers WHERE at_ms < $1 AND substr(key, 1, length($2)) = $2")
+                .bind(before_ms)
+                .bind(prefix)
+                .execute(&self.pool)
+                .await?;
+        Ok(done.rows_affected())
     }
 
     async fn set_sinks(&self, service: &str, sinks: &[Sink], audit: &PendingAudit) -> Result<()> {

@@ -546,6 +546,28 @@ async fn blobs_are_stored_once_by_address(store: &dyn Store) {
     assert_eq!(audit_count(store).await, before + 2);
 }
 
+async fn expired_answers_are_forgotten_by_prefix(store: &dyn Store) {
+    let answered = |key: &str, at_ms: i64| Batch {
+        answers: vec![(key.into(), format!("{{\"at\":{at_ms}}}"))],
+        answered_at_ms: at_ms,
+        ..Batch::default()
+    };
+    for batch in [
+        answered("ingest:a:old:svc", 1_000),
+        answered("ingest:a:new:svc", 9_000),
+        answered("action:svc-9:old", 1_000),
+    ] {
+        store.commit(&[batch]).await.unwrap();
+    }
+    assert_eq!(store.forget_answers("ingest:", 5_000).await.unwrap(), 1);
+    assert_eq!(store.answer("ingest:a:old:svc").await.unwrap(), None);
+    assert!(store.answer("ingest:a:new:svc").await.unwrap().is_some());
+    // Another prefix is kept, however old.
+    assert!(store.answer("action:svc-9:old").await.unwrap().is_some());
+    // `%` in a prefix is literal, not a wildcard.
+    assert_eq!(store.forget_answers("%", i64::MAX).await.unwrap(), 0);
+}
+
 async fn conformance(store: &dyn Store) {
     policies_are_versioned(store).await;
     versions_are_immutable(store).await;
@@ -559,6 +581,7 @@ async fn conformance(store: &dyn Store) {
     // After the audit check, which counts the records before it.
     tokens_are_unique_found_by_hash_and_revoked_once(store).await;
     blobs_are_stored_once_by_address(store).await;
+    expired_answers_are_forgotten_by_prefix(store).await;
 }
 
 #[tokio::test]

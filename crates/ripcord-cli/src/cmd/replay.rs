@@ -114,6 +114,7 @@ pub fn run(args: ReplayArgs) -> anyhow::Result<ExitCode> {
         EngineOptions {
             lateness,
             share_source: ShareSource::Recorded,
+            ..EngineOptions::default()
         },
     );
     let input = open_events(&args.events)?;

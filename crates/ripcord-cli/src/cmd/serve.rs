@@ -10,6 +10,7 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::Args;
+use ripcord_core::engine::EventLimits;
 use ripcord_server::auth::{RoleSpec, Roles};
 use ripcord_server::notify::{ChannelConfig, check_all};
 use serde::Deserialize;
@@ -43,6 +44,34 @@ pub struct FileConfig {
     /// Notification channels by name.
     #[serde(default)]
     channels: BTreeMap<String, ChannelConfig>,
+    /// What one event may claim (`limits: {max_outputs: 10000}`).
+    #[serde(default)]
+    limits: Limits,
+}
+
+/// `limits:` — per-event bounds; each defaults to `EventLimits::default()`.
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct Limits {
+    max_outputs: Option<f64>,
+    max_value: Option<f64>,
+}
+
+impl Limits {
+    fn lower(&self, origin: &str) -> anyhow::Result<EventLimits> {
+        let defaults = EventLimits::default();
+        let positive = |name: &str, v: Option<f64>, default: f64| match v {
+            None => Ok(default),
+            Some(v) if v.is_finite() && v >= 1.0 && v <= 1e15 => Ok(v),
+            Some(v) => Err(anyhow::anyhow!(
+                "{origin}: limits.{name}: must be a number from 1 to 1e15, got {v}"
+            )),
+        };
+        Ok(EventLimits {
+            max_outputs: positive("max_outputs", self.max_outputs, defaults.max_outputs)?,
+            max_value: positive("max_value", self.max_value, defaults.max_value)?,
+        })
+    }
 }
 
 impl FileConfig {
@@ -92,6 +121,9 @@ pub fn config(args: ServeArgs) -> anyhow::Result<ripcord_server::Config> {
     config.policies = args.policies.or(file.policies);
     config.roles = roles;
     config.channels = file.channels;
+    let origin = config_path(args.config.as_deref())
+        .map_or_else(|| "ripcord.yaml".to_string(), |p| p.display().to_string());
+    config.engine.limits = file.limits.lower(&origin)?;
     Ok(config)
 }
 

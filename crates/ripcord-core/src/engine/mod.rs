@@ -12,6 +12,7 @@ mod window;
 
 pub use release::{Engine, pct, state_name};
 
+pub use crate::limits::EventLimits;
 use crate::time::Dur;
 
 /// Where the candidate's share in force comes from.
@@ -32,6 +33,9 @@ pub struct EngineOptions {
     /// Events may arrive this much older than the newest one seen.
     pub lateness: Dur,
     pub share_source: ShareSource,
+    /// What one event may claim; every number the engine adds is clamped
+    /// to these (the server also refuses events outside them).
+    pub limits: EventLimits,
 }
 
 impl Default for EngineOptions {
@@ -39,6 +43,7 @@ impl Default for EngineOptions {
         EngineOptions {
             lateness: Dur::from_secs(30),
             share_source: ShareSource::Engine,
+            limits: EventLimits::default(),
         }
     }
 }

@@ -17,6 +17,7 @@ use super::{
 };
 use crate::decision::{ActionKind, Decision, DecisionKind, Evidence, Explanation, Part, Samples};
 use crate::event::{Event, Release};
+use crate::limits::{EventLimits, OUTPUTS};
 use crate::policy::{
     Action, Approval, Bound, Condition, Direction, OnTimeout, Policy, Promotion, RollbackStage,
     Severity, Signal, SignalKind, SrmCount,
@@ -27,7 +28,6 @@ use crate::stats::srm::SrmTest;
 use crate::time::{Dur, Time};
 
 /// The field every output carries: its count is the SRM check's unit.
-const OUTPUTS: &str = "outputs";
 
 /// Where a criterion reads its sample from an event.
 #[derive(Clone, Copy, Debug)]
@@ -319,7 +319,8 @@ impl Engine {
             if !in_scope(&state.spec.scope, event) {
                 continue;
             }
-            let Some(sample) = sample_of(self.bindings[i], &self.scratch) else {
+            let Some(sample) = sample_of(self.bindings[i], &self.scratch, &self.options.limits)
+            else {
                 continue;
             };
             let signal = &self.policy.signals[state.spec.signal];
@@ -427,7 +428,7 @@ impl Engine {
         let Some(run) = &mut self.release else {
             return;
         };
-        let n = outputs.unwrap_or(1.0);
+        let n = self.options.limits.count(outputs.unwrap_or(1.0));
         if let Some(rb) = &mut run.rollback
             && rb.judges(ts, lateness)
         {
@@ -969,7 +970,10 @@ impl Engine {
                 continue;
             }
             if let (Some(f), Some(n)) = (self.scratch[numerator], self.scratch[denominator]) {
-                rb.baseline[i].0 += f;
+                // Clamped like every count: a negative or oversized flag
+                // count must not make a failing stage look verified.
+                let n = self.options.limits.count(n);
+                rb.baseline[i].0 += self.options.limits.count(f).min(n);
                 rb.baseline[i].1 += n;
             }
         }
@@ -1349,7 +1353,7 @@ fn in_scope(scope: &[(String, String)], event: &Event<'_>) -> bool {
         .all(|(k, v)| event.segment_value(k) == Some(v.as_str()))
 }
 
-fn sample_of(binding: Binding, values: &[Option<f64>]) -> Option<Sample> {
+fn sample_of(binding: Binding, values: &[Option<f64>], limits: &EventLimits) -> Option<Sample> {
     match binding {
         Binding::Rate {
             numerator,
@@ -1357,14 +1361,15 @@ fn sample_of(binding: Binding, values: &[Option<f64>]) -> Option<Sample> {
         } => {
             // An event counts towards a rate when it carries the denominator;
             // a missing numerator means "not flagged". A count cannot be
-            // negative or exceed its denominator, whatever a sender claims.
-            let n = values[denominator]?;
-            let x = values[numerator].unwrap_or(0.0).clamp(0.0, n.max(0.0));
+            // negative, exceed its denominator or the per-event limit,
+            // whatever a sender claims: sums stay finite.
+            let n = limits.count(values[denominator]?);
+            let x = limits.count(values[numerator].unwrap_or(0.0)).min(n);
             (n > 0.0).then_some(Sample::new(n, x))
         }
-        Binding::Value { field } => Some(Sample::new(1.0, values[field]?)),
+        Binding::Value { field } => Some(Sample::new(1.0, limits.value(values[field]?))),
         Binding::Category { outputs } => {
-            let n = values[outputs].unwrap_or(1.0);
+            let n = limits.count(values[outputs].unwrap_or(1.0));
             (n > 0.0).then_some(Sample::new(n, 0.0))
         }
     }

@@ -16,6 +16,8 @@ pub struct Running {
     pub base: String,
     pub token: String,
     pub http: reqwest::Client,
+    /// What the server was started with (for [`Running::restart`]).
+    pub config: ripcord_server::Config,
     _dir: tempfile::TempDir,
 }
 
@@ -32,12 +34,15 @@ pub fn client() -> Result<reqwest::Client> {
 
 /// Starts a server with the example policy and versions v1 and v2.
 pub async fn start() -> Result<Running> {
+    start_with(|_| {}).await
+}
+
+/// Like [`start`], with the config adjusted first (a manual clock, limits).
+pub async fn start_with(adjust: impl FnOnce(&mut ripcord_server::Config)) -> Result<Running> {
     let dir = tempfile::tempdir()?;
-    let server = ripcord_server::start(ripcord_server::Config::new(
-        dir.path().to_path_buf(),
-        "127.0.0.1:0".parse()?,
-    ))
-    .await?;
+    let mut config = ripcord_server::Config::new(dir.path().to_path_buf(), "127.0.0.1:0".parse()?);
+    adjust(&mut config);
+    let server = ripcord_server::start(config.clone()).await?;
     let token = std::fs::read_to_string(&server.token_path)?
         .trim()
         .to_string();
@@ -47,6 +52,7 @@ pub async fn start() -> Result<Running> {
         base,
         token,
         http: client()?,
+        config,
         _dir: dir,
     };
     let policy =
@@ -72,6 +78,30 @@ pub async fn start() -> Result<Running> {
 }
 
 impl Running {
+    /// Stops the server and starts it again on the same data directory
+    /// (and the same clock).
+    pub async fn restart(self) -> Result<Running> {
+        let Running {
+            server,
+            token,
+            http,
+            config,
+            _dir,
+            ..
+        } = self;
+        server.shutdown().await?;
+        let server = ripcord_server::start(config.clone()).await?;
+        let base = format!("http://{}", server.addr);
+        Ok(Running {
+            server,
+            base,
+            token,
+            http,
+            config,
+            _dir,
+        })
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base)
     }

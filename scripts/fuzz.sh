@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# Runs each cargo-fuzz target (fuzz/fuzz_targets/<name>.rs) for a number of
+# executions and reports libFuzzer's figures.
+#
+#   scripts/fuzz.sh [RUNS] [TARGET...]    RUNS defaults to 10000000; no
+#                                         TARGET means every target.
+#
+# Needs the nightly toolchain and cargo-fuzz (`cargo install cargo-fuzz`).
+# Crashes are written to fuzz/artifacts/<target>/ and fail the script.
+set -euo pipefail
+cd "$(dirname "$0")/../fuzz"
+runs="${1:-10000000}"
+shift || true
+if [ "$#" -gt 0 ]; then
+    targets=("$@")
+else
+    mapfile -t targets < <(cargo +nightly fuzz list)
+fi
+status=0
+for target in "${targets[@]}"; do
+    mkdir -p "corpus/$target"
+    echo "== $target: $runs runs"
+    start=$(date +%s)
+    if ! cargo +nightly fuzz run "$target" "corpus/$target" -- \
+        -runs="$runs" -max_len=4096 -print_final_stats=1 2>"$target.log"; then
+        status=1
+        echo "   CRASH: see fuzz/$target.log and fuzz/artifacts/$target/"
+    fi
+    end=$(date +%s)
+    grep -E "stat::number_of_executed_units|stat::peak_rss_mb|Done [0-9]+ runs" "$target.log" | sed 's/^/   /' || true
+    echo "   wall time: $((end - start)) s"
+done
+exit "$status"
