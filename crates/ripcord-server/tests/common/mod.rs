@@ -33,11 +33,11 @@ pub fn client() -> Result<reqwest::Client> {
 /// Starts a server with the example policy and versions v1 and v2.
 pub async fn start() -> Result<Running> {
     let dir = tempfile::tempdir()?;
-    let server = ripcord_server::start(ripcord_server::Config::new(
-        dir.path().to_path_buf(),
-        "127.0.0.1:0".parse()?,
-    ))
-    .await?;
+    let mut config = ripcord_server::Config::new(dir.path().to_path_buf(), "127.0.0.1:0".parse()?);
+    // Test sinks listen on loopback, which the server refuses by default.
+    config.webhooks.allowed =
+        ripcord_server::sinks::Allowed::with(&[ripcord_server::sinks::Range::Loopback]);
+    let server = ripcord_server::start(config).await?;
     let token = std::fs::read_to_string(&server.token_path)?
         .trim()
         .to_string();
