@@ -11,10 +11,13 @@
 //!
 //! The chain alone cannot stop someone who rewrites the whole log and
 //! recomputes every hash. Checkpoints can: a `checkpoint` record carries an
-//! ed25519 signature, by a key kept in the server's data dir, over the
+//! ed25519 signature, by a key kept outside the server's data dir, over the
 //! chain's head at that point. Verifying with the public key pinned
 //! (`ripcord audit verify --public-key`) shows the log up to the last
-//! checkpoint is the one the server wrote.
+//! checkpoint is the one the server wrote; [`verify_signed`] also holds it
+//! to the checkpoints published outside the database (which find a log cut
+//! short or rewritten even by someone holding the key) and to the
+//! checkpoint period (no long unsigned spans).
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -335,11 +338,16 @@ pub struct Published {
 /// signed by `key`. Errors name the line.
 pub fn parse_published(text: &str, key: &[u8; 32]) -> Result<Vec<Published>, String> {
     let mut out: Vec<Published> = Vec::new();
-    for (i, raw) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
+    for (i, raw) in text
+        .lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty())
+    {
         let at = |why: String| format!("line {}: {why}", i + 1);
-        let line: Line = serde_json::from_str(raw)
-            .map_err(|e| at(format!("not an audit checkpoint: {e}")))?;
-        let prev: [u8; 32] = unhex(&line.prev).ok_or_else(|| at("prev: not 32 bytes of hex".into()))?;
+        let line: Line =
+            serde_json::from_str(raw).map_err(|e| at(format!("not an audit checkpoint: {e}")))?;
+        let prev: [u8; 32] =
+            unhex(&line.prev).ok_or_else(|| at("prev: not 32 bytes of hex".into()))?;
         let record = Record {
             seq: line.seq,
             at: line.at,
@@ -349,7 +357,10 @@ pub fn parse_published(text: &str, key: &[u8; 32]) -> Result<Vec<Published>, Str
             detail: line.detail,
         };
         if record.action != CHECKPOINT {
-            return Err(at(format!("action: \"{}\" is not a checkpoint", record.action)));
+            return Err(at(format!(
+                "action: \"{}\" is not a checkpoint",
+                record.action
+            )));
         }
         let hash = link(&prev, &record);
         if line.hash != hex(&hash) {
@@ -357,7 +368,10 @@ pub fn parse_published(text: &str, key: &[u8; 32]) -> Result<Vec<Published>, Str
         }
         check_checkpoint(&record, &prev, Some(key)).map_err(at)?;
         if out.last().is_some_and(|p| p.seq >= record.seq) {
-            return Err(at(format!("seq: {} does not follow the line before", record.seq)));
+            return Err(at(format!(
+                "seq: {} does not follow the line before",
+                record.seq
+            )));
         }
         out.push(Published {
             line: i + 1,
@@ -437,7 +451,12 @@ pub fn verify_signed(text: &str, expect: &Expect) -> Result<Verified, Broken> {
         seq: verified.records + 1,
         why: String::new(),
     };
-    if let Some(p) = expect.published.iter().rev().find(|p| p.seq > verified.records) {
+    if let Some(p) = expect
+        .published
+        .iter()
+        .rev()
+        .find(|p| p.seq > verified.records)
+    {
         return Err(Broken {
             why: format!(
                 "the log ends at record {}, but checkpoint record {} was published \
@@ -555,7 +574,11 @@ mod tests {
         assert_eq!(err.why, "checkpoint signature does not verify");
     }
 
-    fn expect(key: &ed25519_dalek::SigningKey, published: &[Published], period_s: i64) -> Expect<'static> {
+    fn expect(
+        key: &ed25519_dalek::SigningKey,
+        published: &[Published],
+        period_s: i64,
+    ) -> Expect<'static> {
         Expect {
             key: *key.verifying_key().as_bytes(),
             published: Vec::leak(published.to_vec()),
@@ -571,10 +594,19 @@ mod tests {
         let key = ed25519_dalek::SigningKey::from_bytes(&[7u8; 32]);
         let err = verify_signed("", &expect(&key, &[], 60)).unwrap_err();
         assert_eq!((err.line, err.seq), (0, 1));
-        assert!(err.why.starts_with("the log is empty, but a key was given"), "{}", err.why);
+        assert!(
+            err.why.starts_with("the log is empty, but a key was given"),
+            "{}",
+            err.why
+        );
         // Records a second apart, signed at the end: fine for a 60 s period.
         let text = signed(chain(5), &key);
-        assert_eq!(verify_signed(&text, &expect(&key, &[], 60)).unwrap().records, 6);
+        assert_eq!(
+            verify_signed(&text, &expect(&key, &[], 60))
+                .unwrap()
+                .records,
+            6
+        );
         // A 2 s period: records 1–4 already span 3 s without a checkpoint.
         let err = verify_signed(&text, &expect(&key, &[], 2)).unwrap_err();
         assert_eq!(err.seq, 4);
@@ -588,7 +620,12 @@ mod tests {
         late.now_ms += 3_600_000;
         let err = verify_signed(&chain(5), &late).unwrap_err();
         assert_eq!((err.line, err.seq), (6, 6));
-        assert!(err.why.starts_with("records 1–5 are unsigned and the oldest is 3605s old"), "{}", err.why);
+        assert!(
+            err.why
+                .starts_with("records 1–5 are unsigned and the oldest is 3605s old"),
+            "{}",
+            err.why
+        );
         // Unsigned but younger than a period: the server signs them soon.
         assert!(verify_signed(&chain(5), &expect(&key, &[], 60)).is_ok());
     }

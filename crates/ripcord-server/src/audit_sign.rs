@@ -37,7 +37,10 @@ pub fn audit_key(path: &Path, data_dir: &Path) -> std::io::Result<ed25519_dalek:
     let seed = random_32()?;
     // Written aside and linked into place, so that two servers starting at
     // once agree on one key and none reads a half-written file.
-    let aside = path.with_extension(format!("new-{}", &ripcord_core::audit::hex(&random_32()?)[..16]));
+    let aside = path.with_extension(format!(
+        "new-{}",
+        &ripcord_core::audit::hex(&random_32()?)[..16]
+    ));
     write_private(&aside, &ripcord_core::audit::hex(&seed))?;
     let linked = std::fs::hard_link(&aside, path);
     let _ = std::fs::remove_file(&aside);

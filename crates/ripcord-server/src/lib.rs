@@ -20,9 +20,9 @@ pub mod metrics;
 pub mod notify;
 pub mod notify_bridge;
 pub mod ofrep;
+pub mod openapi;
 pub mod paging;
 pub mod sinks;
-pub mod openapi;
 pub mod webhooks;
 pub mod writer;
 

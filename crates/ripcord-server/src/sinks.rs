@@ -176,9 +176,8 @@ impl Resolve for Guarded {
         let allowed = self.allowed.clone();
         let host = name.as_str().to_string();
         Box::pin(async move {
-            let found: Vec<SocketAddr> = tokio::net::lookup_host((host.as_str(), 0))
-                .await?
-                .collect();
+            let found: Vec<SocketAddr> =
+                tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
             let kept: Vec<SocketAddr> = found
                 .iter()
                 .copied()
@@ -207,7 +206,10 @@ mod tests {
         let bad = [
             ("http:///etc/passwd", "must name a host"),
             ("http://a.example/x\r\nHost: evil", "control characters"),
-            ("http://169.254.169.254/latest/meta-data", "169.254.169.254 is a link_local address"),
+            (
+                "http://169.254.169.254/latest/meta-data",
+                "169.254.169.254 is a link_local address",
+            ),
             ("http://user:pw@a.example/", "user name or password"),
             ("ftp://a.example/", "http:// or https://"),
             ("http://127.0.0.1:9/", "loopback"),

@@ -41,10 +41,16 @@ impl Worker {
         let (stop, stopped) = tokio::sync::watch::channel(false);
         // The receivers here listen on loopback.
         let delivery = ripcord_server::webhooks::Delivery {
-            allowed: ripcord_server::sinks::Allowed::with(&[ripcord_server::sinks::Range::Loopback]),
+            allowed: ripcord_server::sinks::Allowed::with(&[
+                ripcord_server::sinks::Range::Loopback,
+            ]),
             ..Default::default()
         };
-        tokio::spawn(ripcord_server::webhooks::run(store.clone(), delivery, stopped));
+        tokio::spawn(ripcord_server::webhooks::run(
+            store.clone(),
+            delivery,
+            stopped,
+        ));
         Ok(Worker { store, stop })
     }
 

@@ -65,9 +65,7 @@ async fn a_steps_override_needs_the_right_to_change_the_policy() -> Result {
     assert_eq!(asked["release"]["state"], "ramping");
 
     // An admin may change the policy, so it may change the plan too.
-    let released = app
-        .post(&path, &json!({"action": "rollback"}))
-        .await?;
+    let released = app.post(&path, &json!({"action": "rollback"})).await?;
     assert_eq!(released.0, 200, "{}", released.1);
     app.wait_release(&id, std::time::Duration::from_secs(10), |r| {
         r["state"] == "rolled_back"
@@ -90,7 +88,10 @@ async fn repeated_requests_join_the_pending_one() -> Result {
     let plain = json!({"service": "support-bot", "baseline": "v1", "candidate": "v2"});
     let (status, started) = post_as(&app, &rm, "/v1/releases", &plain).await?;
     assert_eq!(status, 201, "{started}");
-    let path = format!("/v1/releases/{}/actions", started["id"].as_str().unwrap_or(""));
+    let path = format!(
+        "/v1/releases/{}/actions",
+        started["id"].as_str().unwrap_or("")
+    );
     let promote = json!({"action": "promote", "reason": "looks fine"});
     let (status, first) = post_as(&app, &rm, &path, &promote).await?;
     assert_eq!(status, 202, "{first}");
@@ -122,13 +123,19 @@ async fn lists_are_paged() -> Result {
         let (status, body) = app.post("/v1/incidents", &drill).await?;
         assert_eq!(status, 201, "{body}");
     }
-    let first = app.get_json("/v1/incidents?service=support-bot&limit=2").await?;
+    let first = app
+        .get_json("/v1/incidents?service=support-bot&limit=2")
+        .await?;
     assert_eq!(first["total"], 5);
     assert_eq!(first["next_offset"], 2);
     let titles = |page: &Value| -> Vec<String> {
         page["incidents"]
             .as_array()
-            .map(|a| a.iter().map(|i| i["title"].as_str().unwrap_or("").to_string()).collect())
+            .map(|a| {
+                a.iter()
+                    .map(|i| i["title"].as_str().unwrap_or("").to_string())
+                    .collect()
+            })
             .unwrap_or_default()
     };
     assert_eq!(titles(&first), ["drill 0", "drill 1"]);

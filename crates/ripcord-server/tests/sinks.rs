@@ -143,7 +143,11 @@ async fn a_silent_sink_does_not_delay_another_sinks_deliveries() -> Result {
         waited < Duration::from_secs(1),
         "the fast sink waited {waited:?} behind the silent one"
     );
-    assert_eq!(silent.count(), 1, "the silent sink is still on its first attempt");
+    assert_eq!(
+        silent.count(),
+        1,
+        "the silent sink is still on its first attempt"
+    );
     Ok(())
 }
 

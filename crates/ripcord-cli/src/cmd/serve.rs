@@ -10,8 +10,8 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::Args;
-use ripcord_server::auth::{RoleSpec, Roles};
 use ripcord_core::policy::units::parse_duration;
+use ripcord_server::auth::{RoleSpec, Roles};
 use ripcord_server::notify::{ChannelConfig, check_all};
 use ripcord_server::sinks::{Allowed, Range};
 use serde::Deserialize;
@@ -253,6 +253,39 @@ mod tests {
             err.contains("ripcord.yaml: roles.auditor.permissions[0]: unknown permission \"audit_raed\"; did you mean \"audit_read\"?"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn the_audit_key_checkpoints_and_webhook_ranges_come_from_the_file_or_flags() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("ripcord.yaml");
+        std::fs::write(
+            &file,
+            "audit_key: /etc/ripcord/audit.key\naudit_checkpoints: /var/log/ck.jsonl\n\
+             webhooks: {allow: [loopback, private], timeout: 2s}\n",
+        )
+        .unwrap();
+        let mut a = args();
+        a.config = Some(file.clone());
+        let c = config(a).unwrap();
+        assert_eq!(c.audit_key, Some(PathBuf::from("/etc/ripcord/audit.key")));
+        assert_eq!(
+            c.audit_checkpoints,
+            Some(PathBuf::from("/var/log/ck.jsonl"))
+        );
+        assert_eq!(
+            c.webhooks.allowed,
+            Allowed::with(&[Range::Loopback, Range::Private])
+        );
+        assert_eq!(c.webhooks.timeout, std::time::Duration::from_secs(2));
+        let mut a = args();
+        a.config = Some(file.clone());
+        a.webhooks_allow = Some(vec![]);
+        assert_eq!(config(a).unwrap().webhooks.allowed, Allowed::default());
+        std::fs::write(&file, "webhooks: {allow: [metadata]}\n").unwrap();
+        let mut a = args();
+        a.config = Some(file);
+        assert!(config(a).is_err());
     }
 
     #[test]
