@@ -154,3 +154,145 @@ async fn every_change_is_audited_and_tampering_is_found() {
         "{text}"
     );
 }
+
+/// The log as an attacker with the database (and perhaps the key) leaves
+/// it: emptied, cut short, or rewritten and re-hashed without its
+/// checkpoints. With the key and the published checkpoints, `verify` finds
+/// each; the key itself lives outside the data dir.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_and_published_checkpoints_hold_the_log_to_what_was_signed() {
+    use ripcord_core::audit::{GENESIS, Record, link, to_line};
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let key_file = dir.path().join("keys/audit.key");
+    let published = dir.path().join("published/checkpoints.jsonl");
+    let config = |key: &std::path::Path| {
+        let mut c = ripcord_server::Config::new(data.clone(), "127.0.0.1:0".parse().unwrap());
+        c.audit_key = Some(key.to_path_buf());
+        c.audit_checkpoints = Some(published.clone());
+        c
+    };
+    // A key inside the data dir is refused.
+    std::fs::create_dir_all(&data).unwrap();
+    let inside = data.join("audit.key");
+    let err = match ripcord_server::start(config(&inside)).await {
+        Ok(_) => panic!("a key inside the data dir was accepted"),
+        Err(e) => format!("{e:#}"),
+    };
+    assert!(
+        err.contains("the signing key must live outside the data dir"),
+        "{err}"
+    );
+    let server = ripcord_server::start(config(&key_file)).await.unwrap();
+    let token = std::fs::read_to_string(&server.token_path).unwrap();
+    let http = reqwest::Client::builder().no_proxy().build().unwrap();
+    let r = http
+        .post(format!("http://{}/v1/tokens", server.addr))
+        .bearer_auth(token.trim())
+        .json(&json!({"name": "viewer-1", "role": "viewer"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let key = server.audit_public_key.clone();
+    server.shutdown().await.unwrap();
+    assert!(key_file.exists() && !data.join("audit.key").exists());
+
+    let export = dir.path().join("audit.ndjson");
+    let (code, _) = ripcord(&[
+        "audit",
+        "export",
+        "--data-dir",
+        data.to_str().unwrap(),
+        "--output",
+        export.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0);
+    let log = std::fs::read_to_string(&export).unwrap();
+    let lines: Vec<&str> = log.lines().collect();
+    // The shutdown's checkpoint is the log's last record, and it was
+    // published byte for byte.
+    let published_text = std::fs::read_to_string(&published).unwrap();
+    assert_eq!(published_text, format!("{}\n", lines[lines.len() - 1]));
+    let verify = |file: &std::path::Path| {
+        ripcord(&[
+            "audit",
+            "verify",
+            "--file",
+            file.to_str().unwrap(),
+            "--public-key",
+            &key,
+            "--checkpoints",
+            published.to_str().unwrap(),
+        ])
+    };
+    let (code, text) = verify(&export);
+    assert_eq!(code, 0, "{text}");
+
+    // Emptied.
+    let empty = dir.path().join("empty.ndjson");
+    std::fs::write(&empty, "").unwrap();
+    let (code, text) = verify(&empty);
+    assert_eq!(code, 1, "{text}");
+    assert_eq!(
+        text.trim(),
+        "broken: line 0: record 1: the log is empty, but a key was given: a server that signs \
+         has records (were they deleted, or is --data-dir wrong?)"
+    );
+
+    // Cut short: the last record (the published checkpoint) removed.
+    let n = lines.len();
+    let cut = dir.path().join("cut.ndjson");
+    std::fs::write(&cut, lines[..n - 1].join("\n") + "\n").unwrap();
+    let (code, text) = verify(&cut);
+    assert_eq!(code, 1, "{text}");
+    assert_eq!(
+        text.trim(),
+        format!(
+            "broken: line {n}: record {n}: the log ends at record {}, but checkpoint record {n} \
+             was published (line 1 of the checkpoints file): records were cut off",
+            n - 1
+        )
+    );
+
+    // Rewritten: the checkpoint dropped, a record changed, every hash
+    // recomputed, and a record added so that the length matches.
+    let mut records: Vec<Record> = lines
+        .iter()
+        .map(|l| {
+            let mut v: Value = serde_json::from_str(l).unwrap();
+            let o = v.as_object_mut().unwrap();
+            o.remove("prev");
+            o.remove("hash");
+            serde_json::from_value(v).unwrap()
+        })
+        .filter(|r: &Record| r.action != "checkpoint")
+        .collect();
+    records[0].principal = "nobody".into();
+    let mut padding = records[records.len() - 1].clone();
+    padding.action = "token.revoke".into();
+    records.push(padding);
+    let mut prev = GENESIS;
+    let mut rewritten = String::new();
+    for (i, r) in records.iter_mut().enumerate() {
+        r.seq = i as i64 + 1;
+        let hash = link(&prev, r);
+        rewritten.push_str(&to_line(r, &prev, &hash));
+        rewritten.push('\n');
+        prev = hash;
+    }
+    assert_eq!(records.len(), n);
+    let forged = dir.path().join("forged.ndjson");
+    std::fs::write(&forged, &rewritten).unwrap();
+    let (code, text) = ripcord(&["audit", "verify", "--file", forged.to_str().unwrap()]);
+    assert_eq!(code, 0, "the chain alone cannot tell: {text}");
+    let (code, text) = verify(&forged);
+    assert_eq!(code, 1, "{text}");
+    assert_eq!(
+        text.trim(),
+        format!(
+            "broken: line {n}: record {n}: not the checkpoint published on line 1 of the \
+             checkpoints file: the log was rewritten"
+        )
+    );
+}

@@ -11,10 +11,13 @@
 //!
 //! The chain alone cannot stop someone who rewrites the whole log and
 //! recomputes every hash. Checkpoints can: a `checkpoint` record carries an
-//! ed25519 signature, by a key kept in the server's data dir, over the
+//! ed25519 signature, by a key kept outside the server's data dir, over the
 //! chain's head at that point. Verifying with the public key pinned
 //! (`ripcord audit verify --public-key`) shows the log up to the last
-//! checkpoint is the one the server wrote.
+//! checkpoint is the one the server wrote; [`verify_signed`] also holds it
+//! to the checkpoints published outside the database (which find a log cut
+//! short or rewritten even by someone holding the key) and to the
+//! checkpoint period (no long unsigned spans).
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -237,6 +240,16 @@ pub fn verify(text: &str) -> Result<Verified, Broken> {
 /// Verifies an export; with `pinned`, every checkpoint must be signed by
 /// that key.
 pub fn verify_with(text: &str, pinned: Option<&[u8; 32]>) -> Result<Verified, Broken> {
+    walk(text, pinned, &mut |_, _| Ok(()))
+}
+
+/// Checks the chain line by line; `each` sees every linked record and its
+/// hash and may refuse it (the line's error says why).
+fn walk(
+    text: &str,
+    pinned: Option<&[u8; 32]>,
+    each: &mut dyn FnMut(&Record, &[u8; 32]) -> Result<(), String>,
+) -> Result<Verified, Broken> {
     let mut prev = GENESIS;
     let mut expected = 1i64;
     let mut checkpoints = 0;
@@ -295,6 +308,7 @@ pub fn verify_with(text: &str, pinned: Option<&[u8; 32]>) -> Result<Verified, Br
             checkpoints += 1;
             signed_upto = record.seq - 1;
         }
+        each(&record, &hash).map_err(broken)?;
         prev = hash;
         expected += 1;
     }
@@ -305,6 +319,179 @@ pub fn verify_with(text: &str, pinned: Option<&[u8; 32]>) -> Result<Verified, Br
         signed_upto,
         public_key,
     })
+}
+
+/// A checkpoint published outside the store (`--audit-checkpoints`): the
+/// checkpoint record's export line, by which the log can be held to what
+/// the server signed even when its database was rewritten.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Published {
+    /// 1-based line of the checkpoints file.
+    pub line: usize,
+    /// The checkpoint record's sequence number.
+    pub seq: i64,
+    /// The record's chain hash: it covers the record and every one before.
+    pub hash: [u8; 32],
+}
+
+/// Reads a checkpoints file: one checkpoint export line per line, each
+/// signed by `key`. Errors name the line.
+pub fn parse_published(text: &str, key: &[u8; 32]) -> Result<Vec<Published>, String> {
+    let mut out: Vec<Published> = Vec::new();
+    for (i, raw) in text
+        .lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty())
+    {
+        let at = |why: String| format!("line {}: {why}", i + 1);
+        let line: Line =
+            serde_json::from_str(raw).map_err(|e| at(format!("not an audit checkpoint: {e}")))?;
+        let prev: [u8; 32] =
+            unhex(&line.prev).ok_or_else(|| at("prev: not 32 bytes of hex".into()))?;
+        let record = Record {
+            seq: line.seq,
+            at: line.at,
+            principal: line.principal,
+            action: line.action,
+            subject: line.subject,
+            detail: line.detail,
+        };
+        if record.action != CHECKPOINT {
+            return Err(at(format!(
+                "action: \"{}\" is not a checkpoint",
+                record.action
+            )));
+        }
+        let hash = link(&prev, &record);
+        if line.hash != hex(&hash) {
+            return Err(at("hash does not match the record".into()));
+        }
+        check_checkpoint(&record, &prev, Some(key)).map_err(at)?;
+        if out.last().is_some_and(|p| p.seq >= record.seq) {
+            return Err(at(format!(
+                "seq: {} does not follow the line before",
+                record.seq
+            )));
+        }
+        out.push(Published {
+            line: i + 1,
+            seq: record.seq,
+            hash,
+        });
+    }
+    Ok(out)
+}
+
+/// What a verification with the server's key holds the log to, beyond an
+/// unbroken chain.
+#[derive(Clone, Debug)]
+pub struct Expect<'a> {
+    /// The checkpoint key: every checkpoint must be signed by it.
+    pub key: [u8; 32],
+    /// Checkpoints published outside the store, in order.
+    pub published: &'a [Published],
+    /// The server's checkpoint period (ms): no record may wait longer than
+    /// this (plus `grace_ms`) for a checkpoint.
+    pub period_ms: i64,
+    /// Slack for a checkpoint that came late (a busy store, a record
+    /// stamped just before the tick but committed after it).
+    pub grace_ms: i64,
+    /// Now, in ms since the epoch: the unsigned tail may be at most a
+    /// period old.
+    pub now_ms: i64,
+}
+
+/// Verifies an export against the server's key and what it published: the
+/// log must not be empty, must hold every published checkpoint exactly, and
+/// no record may have gone unsigned for longer than a period.
+pub fn verify_signed(text: &str, expect: &Expect) -> Result<Verified, Broken> {
+    if text.trim().is_empty() {
+        return Err(Broken {
+            line: 0,
+            seq: 1,
+            why: "the log is empty, but a key was given: a server that signs has records \
+                  (were they deleted, or is --data-dir wrong?)"
+                .into(),
+        });
+    }
+    let limit = expect.period_ms.saturating_add(expect.grace_ms);
+    let mut next = expect.published.iter().peekable();
+    // The first record not yet covered by a checkpoint: (seq, at).
+    let mut unsigned: Option<(i64, i64)> = None;
+    let mut each = |r: &Record, hash: &[u8; 32]| -> Result<(), String> {
+        if let Some(p) = next.next_if(|p| p.seq == r.seq)
+            && p.hash != *hash
+        {
+            return Err(format!(
+                "not the checkpoint published on line {} of the checkpoints file: \
+                 the log was rewritten",
+                p.line
+            ));
+        }
+        if r.action == CHECKPOINT {
+            unsigned = None;
+            return Ok(());
+        }
+        let (first, since) = *unsigned.get_or_insert((r.seq, r.at));
+        let span = r.at.saturating_sub(since);
+        if span > limit {
+            return Err(format!(
+                "records {first}–{} span {} with no checkpoint, more than the period ({}) \
+                 allows: checkpoints were dropped",
+                r.seq,
+                ms(span),
+                ms(expect.period_ms)
+            ));
+        }
+        Ok(())
+    };
+    let verified = walk(text, Some(&expect.key), &mut each)?;
+    let end = Broken {
+        line: verified.records as usize + 1,
+        seq: verified.records + 1,
+        why: String::new(),
+    };
+    if let Some(p) = expect
+        .published
+        .iter()
+        .rev()
+        .find(|p| p.seq > verified.records)
+    {
+        return Err(Broken {
+            why: format!(
+                "the log ends at record {}, but checkpoint record {} was published \
+                 (line {} of the checkpoints file): records were cut off",
+                verified.records, p.seq, p.line
+            ),
+            ..end
+        });
+    }
+    if let Some((first, since)) = unsigned {
+        let age = expect.now_ms.saturating_sub(since);
+        if age > limit {
+            return Err(Broken {
+                why: format!(
+                    "records {first}–{} are unsigned and the oldest is {} old, more than the \
+                     period ({}) allows: the server stopped without signing them, or the \
+                     checkpoints after them were cut off",
+                    verified.records,
+                    ms(age),
+                    ms(expect.period_ms)
+                ),
+                ..end
+            });
+        }
+    }
+    Ok(verified)
+}
+
+/// A span in ms as people read it: `90s`, `1500ms`.
+fn ms(span: i64) -> String {
+    if span % 1000 == 0 {
+        format!("{}s", span / 1000)
+    } else {
+        format!("{span}ms")
+    }
 }
 
 #[cfg(test)]
@@ -385,6 +572,88 @@ mod tests {
         let spliced = chain_v(5, 1) + &line + "\n";
         let err = verify(&spliced).unwrap_err();
         assert_eq!(err.why, "checkpoint signature does not verify");
+    }
+
+    fn expect(
+        key: &ed25519_dalek::SigningKey,
+        published: &[Published],
+        period_s: i64,
+    ) -> Expect<'static> {
+        Expect {
+            key: *key.verifying_key().as_bytes(),
+            published: Vec::leak(published.to_vec()),
+            period_ms: period_s * 1000,
+            grace_ms: 0,
+            // A second after chain()'s fifth record.
+            now_ms: 1_795_168_806_000,
+        }
+    }
+
+    #[test]
+    fn with_a_key_an_empty_log_or_a_long_unsigned_span_is_refused() {
+        let key = ed25519_dalek::SigningKey::from_bytes(&[7u8; 32]);
+        let err = verify_signed("", &expect(&key, &[], 60)).unwrap_err();
+        assert_eq!((err.line, err.seq), (0, 1));
+        assert!(
+            err.why.starts_with("the log is empty, but a key was given"),
+            "{}",
+            err.why
+        );
+        // Records a second apart, signed at the end: fine for a 60 s period.
+        let text = signed(chain(5), &key);
+        assert_eq!(
+            verify_signed(&text, &expect(&key, &[], 60))
+                .unwrap()
+                .records,
+            6
+        );
+        // A 2 s period: records 1–4 already span 3 s without a checkpoint.
+        let err = verify_signed(&text, &expect(&key, &[], 2)).unwrap_err();
+        assert_eq!(err.seq, 4);
+        assert_eq!(
+            err.why,
+            "records 1–4 span 3s with no checkpoint, more than the period (2s) allows: \
+             checkpoints were dropped"
+        );
+        // The same records unsigned, checked an hour later.
+        let mut late = expect(&key, &[], 60);
+        late.now_ms += 3_600_000;
+        let err = verify_signed(&chain(5), &late).unwrap_err();
+        assert_eq!((err.line, err.seq), (6, 6));
+        assert!(
+            err.why
+                .starts_with("records 1–5 are unsigned and the oldest is 3605s old"),
+            "{}",
+            err.why
+        );
+        // Unsigned but younger than a period: the server signs them soon.
+        assert!(verify_signed(&chain(5), &expect(&key, &[], 60)).is_ok());
+    }
+
+    #[test]
+    fn published_checkpoints_find_a_cut_or_a_re_signed_log() {
+        let key = ed25519_dalek::SigningKey::from_bytes(&[7u8; 32]);
+        let text = signed(chain(5), &key);
+        let file = text.lines().last().unwrap().to_string() + "\n";
+        let published = parse_published(&file, key.verifying_key().as_bytes()).unwrap();
+        assert_eq!(published[0].seq, 6);
+        assert!(verify_signed(&text, &expect(&key, &published, 60)).is_ok());
+        let err = verify_signed(&chain(4), &expect(&key, &published, 60)).unwrap_err();
+        assert_eq!(
+            err.why,
+            "the log ends at record 4, but checkpoint record 6 was published \
+             (line 1 of the checkpoints file): records were cut off"
+        );
+        // Whoever holds the key rewrites record 2 and signs again: the
+        // published checkpoint still tells.
+        let resigned = signed(chain_v(5, 1), &key);
+        let err = verify_signed(&resigned, &expect(&key, &published, 60)).unwrap_err();
+        assert_eq!(err.seq, 6);
+        assert!(err.why.contains("published on line 1"), "{}", err.why);
+        // A published line signed by another key is refused, naming its line.
+        let other = ed25519_dalek::SigningKey::from_bytes(&[8u8; 32]);
+        let err = parse_published(&file, other.verifying_key().as_bytes()).unwrap_err();
+        assert!(err.starts_with("line 1: checkpoint signed by key"), "{err}");
     }
 
     #[test]

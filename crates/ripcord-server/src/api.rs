@@ -19,7 +19,7 @@ use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 use tokio::sync::Semaphore;
 
-use crate::auth::{Principal, Tokens, http as auth_http};
+use crate::auth::{Permission, Principal, Tokens, http as auth_http};
 use crate::error::ApiError;
 use crate::hub::{self, Hub, StepView, parse_command};
 use crate::ingest::{self, durable, ingest};
@@ -34,6 +34,8 @@ pub struct App {
     pub hub: Hub,
     pub tokens: Tokens,
     pub ingest_slots: Semaphore,
+    /// Address ranges webhook sinks may name beyond the public internet.
+    pub sinks_allowed: crate::sinks::Allowed,
 }
 
 pub type Shared = Arc<App>;
@@ -377,13 +379,18 @@ async fn put_webhooks(
 ) -> Result<Json<Value>, ApiError> {
     let service_ref = app.hub.known(&service)?;
     let parsed: SinksBody = json_body(&body(bytes)?)?;
+    if parsed.sinks.len() > crate::sinks::MAX_SINKS {
+        return Err(ApiError::bad_request(format!(
+            "sinks: at most {} per service, got {}",
+            crate::sinks::MAX_SINKS,
+            parsed.sinks.len()
+        )));
+    }
     let mut sinks = Vec::new();
     let mut generated = Vec::new();
     for (i, s) in parsed.sinks.into_iter().enumerate() {
-        if !(s.url.starts_with("http://") || s.url.starts_with("https://")) {
-            return Err(ApiError::bad_request(format!(
-                "sinks[{i}].url: must start with http:// or https://"
-            )));
+        if let Err(why) = crate::sinks::check_url(&s.url, &app.sinks_allowed) {
+            return Err(ApiError::bad_request(format!("sinks[{i}].url: {why}")));
         }
         generated.push(s.secret.is_none());
         let secret = s.secret.unwrap_or_else(webhooks::new_secret);
@@ -426,6 +433,9 @@ async fn get_webhooks(
     Ok(Json(json!({"service": service, "sinks": shown})))
 }
 
+/// What a `steps` override is called in the 403 that refuses it.
+const STEPS_OVERRIDE: &str = "a \"steps\" override of the policy's rollout plan";
+
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct ReleaseBody {
@@ -446,6 +456,13 @@ async fn post_release(
 ) -> Result<Response, ApiError> {
     let req: ReleaseBody = json_body(&body(bytes)?)?;
     let service = app.hub.known(&req.service)?;
+    if req.steps.is_some() {
+        // The rollout plan is part of the policy, and the policy's decision
+        // rights are only as strong as its plan: a one-step plan at 100%
+        // would promote without the approvals `rights.promote` asks for.
+        app.tokens
+            .require(&principal, Permission::PolicyWrite, STEPS_OVERRIDE)?;
+    }
     if req.baseline == req.candidate {
         return Err(ApiError::bad_request(
             "candidate: must differ from the baseline",
@@ -499,6 +516,8 @@ async fn get_release(
 #[derive(Deserialize)]
 struct ReleaseQuery {
     service: Option<String>,
+    limit: Option<i64>,
+    offset: Option<i64>,
 }
 
 async fn list_releases(
@@ -508,7 +527,11 @@ async fn list_releases(
     let Query(q) = q.map_err(query_error)?;
     let records = app.hub.store.releases(q.service.as_deref()).await?;
     let releases: Vec<Value> = records.into_iter().map(|r| r.body).collect();
-    Ok(Json(json!({"releases": releases})))
+    let page = crate::paging::PageQuery {
+        limit: q.limit,
+        offset: q.offset,
+    };
+    Ok(Json(crate::paging::page("releases", releases, page)?))
 }
 
 #[derive(Deserialize)]

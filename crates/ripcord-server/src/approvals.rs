@@ -14,6 +14,31 @@ use crate::govern::{self, Due, NewRequest};
 use crate::hub::{ENGINE, Hub, Service, State, command_name};
 use crate::incident::Request;
 
+/// Pending requests one principal may have on one service.
+pub const MAX_PENDING_PER_PRINCIPAL: usize = 16;
+
+/// The pending request for the same action on the current release from
+/// the same playbook step (or none), if there is one.
+fn pending_same(
+    state: &State,
+    action: ActionName,
+    step: Option<&(String, String)>,
+) -> Option<Request> {
+    let release = state.current.as_ref().map(|c| c.id.as_str())?;
+    let step = step.map(|(_, s)| s.as_str());
+    state
+        .requests
+        .iter()
+        .find(|r| {
+            r.state == "pending"
+                && r.trigger.is_none()
+                && r.release == release
+                && r.action == action.as_str()
+                && r.step.as_deref() == step
+        })
+        .cloned()
+}
+
 pub fn action_of(command: &Command) -> Option<ActionName> {
     Some(match command {
         Command::Promote => ActionName::Promote,
@@ -54,6 +79,30 @@ impl Hub {
                 "service \"{}\" has no release to {}",
                 service.name,
                 command_name(&command)
+            )));
+        }
+        if let Some(same) = pending_same(state, right.action, step.as_ref()) {
+            // Asking again is not a new request: one pending request per
+            // release, action and step, whoever asks.
+            let answer = json!({
+                "action": command_name(&command),
+                "release": state.current,
+                "changed": false,
+                "request": same,
+                "existing": true,
+            });
+            return Ok((answer, Batch::default()));
+        }
+        let mine = state
+            .requests
+            .iter()
+            .filter(|r| r.state == "pending" && r.requested_by == principal.name)
+            .count();
+        if mine >= MAX_PENDING_PER_PRINCIPAL {
+            return Err(ApiError::conflict(format!(
+                "\"{}\" already has {mine} pending requests on \"{}\" (at most \
+                 {MAX_PENDING_PER_PRINCIPAL}); wait until they are decided or expire",
+                principal.name, service.name
             )));
         }
         let now = self.now();

@@ -16,6 +16,7 @@ use crate::error::ApiError;
 use crate::incident::{ActionItem, REQUEST, Request};
 use crate::incidents::Ask;
 use crate::ingest::durable;
+use crate::paging::{self, PageQuery};
 
 pub fn routes() -> Router<Shared> {
     Router::new()
@@ -39,6 +40,8 @@ struct ListQuery {
     service: Option<String>,
     state: Option<String>,
     kind: Option<String>,
+    limit: Option<i64>,
+    offset: Option<i64>,
 }
 
 async fn list(
@@ -50,7 +53,11 @@ async fn list(
         .hub
         .incidents(q.service.as_deref(), q.state.as_deref(), q.kind.as_deref())
         .await?;
-    Ok(Json(json!({"incidents": found})))
+    let page = PageQuery {
+        limit: q.limit,
+        offset: q.offset,
+    };
+    Ok(Json(paging::page("incidents", found, page)?))
 }
 
 async fn one(State(app): State<Shared>, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
@@ -203,6 +210,8 @@ async fn step(
 struct RequestQuery {
     service: Option<String>,
     state: Option<String>,
+    limit: Option<i64>,
+    offset: Option<i64>,
 }
 
 async fn requests(
@@ -216,7 +225,11 @@ async fn requests(
         .filter_map(|d| serde_json::from_value::<Request>(d.body).ok())
         .filter(|r| q.state.as_deref().is_none_or(|s| r.state == s))
         .collect();
-    Ok(Json(json!({"requests": found})))
+    let page = PageQuery {
+        limit: q.limit,
+        offset: q.offset,
+    };
+    Ok(Json(paging::page("requests", found, page)?))
 }
 
 async fn load_request(app: &Shared, id: &str) -> Result<Request, ApiError> {

@@ -6,6 +6,7 @@
 
 pub mod api;
 pub mod approvals;
+pub mod audit_sign;
 pub mod auth;
 pub mod checks;
 pub mod clock;
@@ -21,6 +22,8 @@ pub mod notify;
 pub mod notify_bridge;
 pub mod ofrep;
 pub mod openapi;
+pub mod paging;
+pub mod sinks;
 pub mod webhooks;
 pub mod writer;
 
@@ -63,6 +66,14 @@ pub struct Config {
     /// How often a signed checkpoint is added to the audit log (when it
     /// has new records).
     pub checkpoint_every: Duration,
+    /// The audit signing key's file (`--audit-key`); `None`: the default
+    /// place outside the data dir ([`audit_sign::default_audit_key`]).
+    pub audit_key: Option<PathBuf>,
+    /// A file each signed checkpoint is appended to (`--audit-checkpoints`).
+    pub audit_checkpoints: Option<PathBuf>,
+    /// Webhook deliveries: the per-attempt timeout and the address ranges
+    /// sinks may reach (`webhooks:` in `ripcord.yaml`).
+    pub webhooks: webhooks::Delivery,
     /// The built-in roles and the config's custom ones (`roles:`).
     pub roles: Roles,
     /// Notification channels by name (`ripcord.yaml` `channels:`), named
@@ -84,6 +95,9 @@ impl Config {
             ingest_slots: api::INGEST_SLOTS,
             request_timeout: REQUEST_TIMEOUT,
             checkpoint_every: Duration::from_secs(60),
+            audit_key: None,
+            audit_checkpoints: None,
+            webhooks: webhooks::Delivery::default(),
             roles: Roles::built_in(),
             channels: BTreeMap::new(),
             clock: clock::Clock::Wall,
@@ -112,13 +126,39 @@ pub async fn start(config: Config) -> anyhow::Result<Server> {
         .with_context(|| format!("creating {}", config.data_dir.display()))?;
     let issued = Tokens::load_or_create(&config.data_dir, config.roles.clone())
         .context("the admin token")?;
-    let signer = Arc::new(auth::audit_key(&config.data_dir).context("the audit key")?);
+    let key_path = match &config.audit_key {
+        Some(p) => p.clone(),
+        None => audit_sign::default_audit_key()
+            .context("the audit key: neither XDG_CONFIG_HOME nor HOME is set; pass --audit-key")?,
+    };
+    let signer = Arc::new(
+        audit_sign::audit_key(&key_path, &config.data_dir)
+            .with_context(|| format!("the audit key {}", key_path.display()))?,
+    );
+    let publisher = match &config.audit_checkpoints {
+        Some(p) => Some(
+            audit_sign::Publisher::open(p, &config.data_dir)
+                .with_context(|| format!("--audit-checkpoints {}", p.display()))?,
+        ),
+        None => None,
+    };
     let db = config.data_dir.join("ripcord.db");
     let store: Arc<dyn Store> = Arc::new(
         SqliteStore::open(&db)
             .await
             .with_context(|| format!("opening {}", db.display()))?,
     );
+    // What an earlier run left unsigned (it crashed, or another process
+    // appended) is signed before anything new is added.
+    let sign_tail =
+        |upto: i64, head: [u8; 32]| ripcord_core::audit::checkpoint_detail(&signer, upto, &head);
+    if let Some(signed) = store
+        .checkpoint(hub::wall_now().0, 0, &sign_tail)
+        .await
+        .context("signing the audit log's unsigned tail")?
+    {
+        publish(&*store, publisher.as_ref(), signed + 1).await;
+    }
     let hub = Hub::load(store.clone(), config.engine.clone())
         .await
         .context("recovering from the store")?
@@ -131,6 +171,7 @@ pub async fn start(config: Config) -> anyhow::Result<Server> {
         hub,
         tokens: issued.tokens,
         ingest_slots: Semaphore::new(config.ingest_slots),
+        sinks_allowed: config.webhooks.allowed.clone(),
     });
     let router = api::router(app.clone())
         .layer(TimeoutLayer::with_status_code(
@@ -159,11 +200,14 @@ pub async fn start(config: Config) -> anyhow::Result<Server> {
         tokio::spawn(tick(app.clone(), config.tick, stopped.clone())),
         tokio::spawn(checkpoints(
             store.clone(),
-            signer,
-            config.checkpoint_every,
+            Signing {
+                key: signer,
+                every: config.checkpoint_every,
+                publisher,
+            },
             stopped.clone(),
         )),
-        tokio::spawn(webhooks::run(store, stopped)),
+        tokio::spawn(webhooks::run(store, delivery(&config), stopped)),
     ];
     Ok(Server {
         addr,
@@ -226,19 +270,34 @@ async fn tick(app: Arc<App>, every: Duration, mut stop: watch::Receiver<bool>) {
     }
 }
 
-/// Adds a signed checkpoint to the audit log now and then, and a last one
-/// at shutdown.
-async fn checkpoints(
-    store: Arc<dyn Store>,
+/// The webhook worker's settings, with the config's webhook channels
+/// trusted as the operator's own.
+fn delivery(config: &Config) -> webhooks::Delivery {
+    let mut delivery = config.webhooks.clone();
+    for channel in config.channels.values() {
+        if let notify::ChannelConfig::Webhook { url, .. } = channel {
+            delivery.trusted.insert(url.clone());
+        }
+    }
+    delivery
+}
+
+/// How checkpoints are made and where they are published.
+struct Signing {
     key: Arc<ed25519_dalek::SigningKey>,
     every: Duration,
-    mut stop: watch::Receiver<bool>,
-) {
+    publisher: Option<audit_sign::Publisher>,
+}
+
+/// Adds a signed checkpoint to the audit log every period and a last one
+/// at shutdown; each is published.
+async fn checkpoints(store: Arc<dyn Store>, signing: Signing, mut stop: watch::Receiver<bool>) {
+    let key = signing.key.clone();
     let sign =
         move |upto: i64, head: [u8; 32]| ripcord_core::audit::checkpoint_detail(&key, upto, &head);
     let mut last = 0;
-    // The first checkpoint comes a period after start, not at once.
-    let mut interval = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+    let start = tokio::time::Instant::now() + signing.every;
+    let mut interval = tokio::time::interval_at(start, signing.every);
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     loop {
         let stopping = tokio::select! {
@@ -246,13 +305,35 @@ async fn checkpoints(
             _ = stop.changed() => true,
         };
         match store.checkpoint(hub::wall_now().0, last, &sign).await {
-            Ok(Some(signed)) => last = signed + 1,
+            Ok(Some(signed)) => {
+                last = signed + 1;
+                publish(&*store, signing.publisher.as_ref(), last).await;
+            }
             Ok(None) => {}
             Err(e) => tracing::warn!("audit checkpoint: {e}"),
         }
         if stopping {
             return;
         }
+    }
+}
+
+/// Appends checkpoint record `seq` to the published file.
+async fn publish(store: &dyn Store, publisher: Option<&audit_sign::Publisher>, seq: i64) {
+    let Some(publisher) = publisher else { return };
+    let line = match store.audit(seq, 1).await {
+        Ok(lines) => lines.into_iter().next().filter(|l| l.seq == seq),
+        Err(e) => {
+            tracing::error!("reading checkpoint {seq} to publish it: {e}");
+            return;
+        }
+    };
+    let Some(line) = line else {
+        tracing::error!("checkpoint {seq} is not in the audit log; not published");
+        return;
+    };
+    if let Err(e) = publisher.append(&line.line) {
+        tracing::error!("publishing checkpoint {seq}: {e}");
     }
 }
 

@@ -8,6 +8,7 @@
 //! entry has a kind, `webhook` (signed), `slack` and `pagerduty` (plain JSON
 //! POST) or `email` (SMTP), with the same retries and error recording.
 
+use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -16,10 +17,12 @@ use base64::engine::general_purpose::{STANDARD, STANDARD_PAD_INDIFFERENT};
 use hmac::{Hmac, KeyInit, Mac};
 use ripcord_store::{OutboxEntry, Store};
 use sha2::Sha256;
+use tokio::task::JoinSet;
 
 use crate::hub::wall_now;
 use crate::metrics;
 use crate::notify::ChannelKind;
+use crate::sinks::{Allowed, Guarded, check_url};
 
 /// The first retry waits this long; each further one twice as long.
 const FIRST_RETRY_MS: i64 = 1_000;
@@ -79,56 +82,152 @@ pub fn backoff(attempts: i64) -> i64 {
     (FIRST_RETRY_MS << shift).min(MAX_RETRY_MS)
 }
 
-/// Delivers due outbox entries until `stop` says so.
-pub async fn run(store: Arc<dyn Store>, mut stop: tokio::sync::watch::Receiver<bool>) {
-    let client = match reqwest::Client::builder()
-        .no_proxy()
-        .timeout(Duration::from_secs(10))
-        .build()
-    {
-        Ok(c) => c,
+/// How deliveries are made.
+#[derive(Clone, Debug)]
+pub struct Delivery {
+    /// One attempt (connect, send, answer) that takes longer fails.
+    pub timeout: Duration,
+    /// Ranges beyond the public internet that sinks may reach.
+    pub allowed: Allowed,
+    /// URLs of the config's own webhook channels: the operator wrote them,
+    /// so they are not held to `allowed` (sinks set through the API are).
+    pub trusted: BTreeSet<String>,
+}
+
+impl Default for Delivery {
+    fn default() -> Delivery {
+        Delivery {
+            timeout: Duration::from_secs(10),
+            allowed: Allowed::default(),
+            trusted: BTreeSet::new(),
+        }
+    }
+}
+
+/// Sinks delivered to at once; the others wait for a free place.
+const SINKS_AT_ONCE: usize = 64;
+
+/// The two clients: sinks (set through the API) resolve names through the
+/// address guard; notification channels come from the operator's config.
+/// Neither follows redirects: a 3xx would re-POST a signed body to
+/// wherever it points.
+struct Clients {
+    sinks: reqwest::Client,
+    channels: reqwest::Client,
+    allowed: Allowed,
+    trusted: BTreeSet<String>,
+}
+
+fn clients(delivery: &Delivery) -> reqwest::Result<Clients> {
+    let base = || {
+        reqwest::Client::builder()
+            .no_proxy()
+            .redirect(reqwest::redirect::Policy::none())
+            .timeout(delivery.timeout)
+    };
+    Ok(Clients {
+        sinks: base()
+            .dns_resolver(Guarded {
+                allowed: delivery.allowed.clone(),
+            })
+            .build()?,
+        channels: base().build()?,
+        allowed: delivery.allowed.clone(),
+        trusted: delivery.trusted.clone(),
+    })
+}
+
+/// The deliveries under way, one per sink at most.
+#[derive(Default)]
+struct InFlight {
+    tasks: JoinSet<()>,
+    urls: HashMap<tokio::task::Id, String>,
+}
+
+impl InFlight {
+    fn busy(&self, url: &str) -> bool {
+        self.urls.values().any(|u| u == url)
+    }
+
+    /// Frees the sink of a finished (or failed) task.
+    fn done(&mut self, result: Result<(tokio::task::Id, ()), tokio::task::JoinError>) {
+        let id = match result {
+            Ok((id, ())) => id,
+            Err(e) => e.id(),
+        };
+        self.urls.remove(&id);
+    }
+}
+
+/// Delivers due outbox entries until `stop` says so. Each sink (URL) has
+/// at most one delivery in flight and no pass waits for one, so a slow or
+/// silent sink delays only its own entries.
+pub async fn run(
+    store: Arc<dyn Store>,
+    delivery: Delivery,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    let clients = match clients(&delivery) {
+        Ok(c) => Arc::new(c),
         Err(e) => {
             tracing::error!("webhooks disabled: {e}");
             return;
         }
     };
+    let mut flight = InFlight::default();
     loop {
-        let delivered = deliver_due(&store, &client).await;
-        if delivered == 0 {
+        while let Some(done) = flight.tasks.try_join_next_with_id() {
+            flight.done(done);
+        }
+        let started = dispatch(&store, &clients, &mut flight).await;
+        if started == 0 {
             tokio::select! {
                 _ = tokio::time::sleep(Duration::from_millis(200)) => {}
-                _ = stop.changed() => return,
+                Some(done) = flight.tasks.join_next_with_id() => flight.done(done),
+                _ = stop.changed() => break,
             }
         }
         if *stop.borrow() {
-            return;
+            break;
         }
     }
+    // What is under way stays in the outbox and is sent again after the
+    // restart (at least once), rather than holding up the shutdown.
+    flight.tasks.abort_all();
 }
 
-/// One pass over the due entries, sent side by side so that one slow sink
-/// does not hold up the others; returns how many were attempted.
-async fn deliver_due(store: &Arc<dyn Store>, client: &reqwest::Client) -> usize {
-    let due = match store.due(wall_now().0, 64).await {
+/// Starts the oldest due entry of every sink that has nothing in flight;
+/// returns how many started.
+async fn dispatch(store: &Arc<dyn Store>, clients: &Arc<Clients>, flight: &mut InFlight) -> usize {
+    let due = match store
+        .due_per_sink(wall_now().0, SINKS_AT_ONCE as i64 * 2)
+        .await
+    {
         Ok(d) => d,
         Err(e) => {
             tracing::warn!("reading the outbox: {e}");
             return 0;
         }
     };
-    let count = due.len();
-    let mut sending = tokio::task::JoinSet::new();
+    let mut started = 0;
     for entry in due {
-        let (store, client) = (store.clone(), client.clone());
-        sending.spawn(async move { attempt(&*store, &client, &entry).await });
+        if flight.urls.len() >= SINKS_AT_ONCE || flight.busy(&entry.url) {
+            continue;
+        }
+        let url = entry.url.clone();
+        let (store, clients) = (store.clone(), clients.clone());
+        let handle = flight
+            .tasks
+            .spawn(async move { attempt(&*store, &clients, &entry).await });
+        flight.urls.insert(handle.id(), url);
+        started += 1;
     }
-    while sending.join_next().await.is_some() {}
-    count
+    started
 }
 
 /// Sends one entry and records the outcome in the outbox.
-async fn attempt(store: &dyn Store, client: &reqwest::Client, entry: &OutboxEntry) {
-    let result = send(client, entry).await;
+async fn attempt(store: &dyn Store, clients: &Clients, entry: &OutboxEntry) {
+    let result = send(clients, entry).await;
     let now = wall_now().0;
     let stored = match result {
         Ok(()) => {
@@ -149,10 +248,20 @@ async fn attempt(store: &dyn Store, client: &reqwest::Client, entry: &OutboxEntr
 }
 
 /// Delivers by the entry's kind.
-async fn send(client: &reqwest::Client, entry: &OutboxEntry) -> Result<(), String> {
+async fn send(clients: &Clients, entry: &OutboxEntry) -> Result<(), String> {
     match ChannelKind::parse(&entry.kind) {
-        Some(ChannelKind::Webhook) => send_signed(client, entry).await,
-        Some(ChannelKind::Slack | ChannelKind::Pagerduty) => post_json(client, entry).await,
+        Some(ChannelKind::Webhook) if clients.trusted.contains(&entry.url) => {
+            send_signed(&clients.channels, entry).await
+        }
+        Some(ChannelKind::Webhook) => {
+            // Checked again at delivery: the URL may predate the check, or
+            // the config may have changed since.
+            check_url(&entry.url, &clients.allowed).map_err(|e| format!("url: {e}"))?;
+            send_signed(&clients.sinks, entry).await
+        }
+        Some(ChannelKind::Slack | ChannelKind::Pagerduty) => {
+            post_json(&clients.channels, entry).await
+        }
         Some(ChannelKind::Email) => crate::notify::email::send(entry).await,
         None => Err(format!("unknown outbox kind {:?}", entry.kind)),
     }
@@ -172,10 +281,21 @@ async fn post_json(client: &reqwest::Client, entry: &OutboxEntry) -> Result<(), 
 }
 
 fn answered(response: reqwest::Response) -> Result<(), String> {
-    if response.status().is_success() {
+    let status = response.status();
+    if status.is_success() {
         Ok(())
+    } else if status.is_redirection() {
+        let to = response
+            .headers()
+            .get("location")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("nowhere");
+        Err(format!(
+            "answered {status} to {to}; redirects are not followed (set the sink's URL to \
+             where it should deliver)"
+        ))
     } else {
-        Err(format!("answered {}", response.status()))
+        Err(format!("answered {status}"))
     }
 }
 

@@ -39,7 +39,18 @@ impl Worker {
     async fn start() -> Result<Worker> {
         let store: Arc<dyn Store> = Arc::new(SqliteStore::in_memory().await?);
         let (stop, stopped) = tokio::sync::watch::channel(false);
-        tokio::spawn(ripcord_server::webhooks::run(store.clone(), stopped));
+        // The receivers here listen on loopback.
+        let delivery = ripcord_server::webhooks::Delivery {
+            allowed: ripcord_server::sinks::Allowed::with(&[
+                ripcord_server::sinks::Range::Loopback,
+            ]),
+            ..Default::default()
+        };
+        tokio::spawn(ripcord_server::webhooks::run(
+            store.clone(),
+            delivery,
+            stopped,
+        ));
         Ok(Worker { store, stop })
     }
 

@@ -344,14 +344,14 @@ async fn answers_validate(api: &Api, doc: &Value) -> Result {
         &body,
     );
 
-    // Webhooks (the sink is on loopback and refuses; delivery just retries).
+    // Webhooks (the sink's name does not resolve; delivery just retries).
     let path = "/v1/services/{service}/webhooks";
     let url = "/v1/services/support-bot/webhooks";
     let (status, body) = api
         .json(
             Method::PUT,
             url,
-            Some(json!({"sinks": [{"url": "http://127.0.0.1:9/hook"}]})),
+            Some(json!({"sinks": [{"url": "http://hooks.invalid/hook"}]})),
         )
         .await?;
     assert_eq!(status, StatusCode::OK, "{body}");

@@ -274,6 +274,15 @@ pub trait Store: Send + Sync + 'static {
     async fn sinks(&self, service: &str) -> Result<Vec<Sink>>;
     /// Undelivered outbox entries due at `now_ms`, oldest first.
     async fn due(&self, now_ms: i64, limit: i64) -> Result<Vec<OutboxEntry>>;
+    /// The oldest due entry of each sink (URL), for up to `sinks` sinks,
+    /// oldest first: a sink with a long backlog cannot hide the others'.
+    async fn due_per_sink(&self, now_ms: i64, sinks: i64) -> Result<Vec<OutboxEntry>> {
+        let mut seen = std::collections::HashSet::new();
+        let mut due = self.due(now_ms, sinks.saturating_mul(16)).await?;
+        due.retain(|e| seen.insert(e.url.clone()));
+        due.truncate(usize::try_from(sinks).unwrap_or(0));
+        Ok(due)
+    }
     async fn delivered(&self, id: &str, at_ms: i64) -> Result<()>;
     async fn retry_later(&self, id: &str, next_at_ms: i64, error: &str) -> Result<()>;
     async fn outbox_counts(&self) -> Result<OutboxCounts>;

@@ -213,6 +213,19 @@ async fn stored_tail(tx: &mut sqlx::SqliteConnection) -> Result<(i64, [u8; 32])>
     Ok((row.try_get("seq")?, unhex(&hash)?))
 }
 
+/// Whether record `seq` is a checkpoint (a checkpoint over a checkpoint
+/// would vouch for nothing new).
+async fn is_checkpoint(tx: &mut sqlx::SqliteConnection, seq: i64) -> Result<bool> {
+    let line: Option<String> = sqlx::query_scalar("SELECT line FROM audit WHERE seq = $1")
+        .bind(seq)
+        .fetch_optional(&mut *tx)
+        .await?;
+    let action = line
+        .and_then(|l| serde_json::from_str::<serde_json::Value>(&l).ok())
+        .and_then(|v| v["action"].as_str().map(str::to_string));
+    Ok(action.as_deref() == Some(ripcord_core::audit::CHECKPOINT))
+}
+
 /// Appends audit records inside a transaction, linking them from the
 /// stored tail. The tail is read from the file, not kept in memory, because
 /// another process (`ripcord token`) may have appended since.
@@ -733,6 +746,33 @@ impl Store for SqliteStore {
             .collect()
     }
 
+    async fn due_per_sink(&self, now_ms: i64, sinks: i64) -> Result<Vec<OutboxEntry>> {
+        let rows = sqlx::query(
+            "SELECT id, service, kind, url, secret, payload, attempts, next_at_ms FROM ( \
+               SELECT *, ROW_NUMBER() OVER (PARTITION BY url ORDER BY next_at_ms, id) AS nth \
+               FROM outbox WHERE delivered_at_ms IS NULL AND next_at_ms <= $1 \
+             ) WHERE nth = 1 ORDER BY next_at_ms, id LIMIT $2",
+        )
+        .bind(now_ms)
+        .bind(sinks)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(OutboxEntry {
+                    id: r.try_get("id")?,
+                    service: r.try_get("service")?,
+                    kind: r.try_get("kind")?,
+                    url: r.try_get("url")?,
+                    secret: r.try_get("secret")?,
+                    payload: r.try_get("payload")?,
+                    attempts: r.try_get("attempts")?,
+                    next_at_ms: r.try_get("next_at_ms")?,
+                })
+            })
+            .collect()
+    }
+
     async fn delivered(&self, id: &str, at_ms: i64) -> Result<()> {
         sqlx::query(
             "UPDATE outbox SET delivered_at_ms = $1, attempts = attempts + 1, last_error = NULL \
@@ -783,7 +823,7 @@ impl Store for SqliteStore {
         // process appending.
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         let head = stored_tail(&mut tx).await?;
-        if head.0 <= only_after {
+        if head.0 <= only_after || is_checkpoint(&mut tx, head.0).await? {
             return Ok(None);
         }
         let record = PendingAudit {

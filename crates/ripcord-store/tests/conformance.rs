@@ -289,6 +289,47 @@ async fn outbox_entries_keep_their_channel_kind(store: &dyn Store) {
     assert_eq!(due, vec![email, page]);
 }
 
+/// A sink with a backlog gives one entry, its oldest due, so that it
+/// cannot hide the other sinks' entries from the delivery worker.
+async fn each_sink_gives_its_oldest_due_entry(store: &dyn Store) {
+    let at = |id: &str, url: &str, next_at_ms| OutboxEntry {
+        url: url.into(),
+        ..outbox(id, next_at_ms)
+    };
+    let slow = "http://slow.test/hook";
+    let fast = "http://fast.test/hook";
+    store
+        .commit(&[Batch {
+            outbox: vec![
+                at("p1", slow, 30),
+                at("p2", slow, 31),
+                at("p3", slow, 32),
+                at("q1", fast, 33),
+            ],
+            ..Batch::default()
+        }])
+        .await
+        .unwrap();
+    let ids = |due: Vec<OutboxEntry>| -> Vec<String> {
+        due.into_iter()
+            .filter(|e| e.url.ends_with(".test/hook"))
+            .map(|e| e.id)
+            .collect()
+    };
+    assert_eq!(
+        ids(store.due_per_sink(100, 1_000).await.unwrap()),
+        ["p1", "q1"]
+    );
+    store.delivered("p1", 101).await.unwrap();
+    assert_eq!(
+        ids(store.due_per_sink(102, 1_000).await.unwrap()),
+        ["p2", "q1"]
+    );
+    for id in ["p2", "p3", "q1"] {
+        store.delivered(id, 103).await.unwrap();
+    }
+}
+
 async fn sinks_are_replaced_as_a_set(store: &dyn Store) {
     let a = Sink {
         url: "http://127.0.0.1:1/a".into(),
@@ -575,6 +616,7 @@ async fn conformance(store: &dyn Store) {
     the_journal_and_decisions_page_in_order(store).await;
     the_outbox_delivers_due_entries_and_backs_off(store).await;
     outbox_entries_keep_their_channel_kind(store).await;
+    each_sink_gives_its_oldest_due_entry(store).await;
     sinks_are_replaced_as_a_set(store).await;
     the_audit_log_is_a_verifiable_chain_of_every_change(store).await;
     documents_upsert_and_timers_come_due(store).await;

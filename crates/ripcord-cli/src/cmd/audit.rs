@@ -7,7 +7,8 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Args, Subcommand};
-use ripcord_core::audit::{hex, unhex, verify_with};
+use ripcord_core::audit::{Expect, hex, parse_published, unhex, verify_signed, verify_with};
+use ripcord_core::policy::units::parse_duration;
 use ripcord_store::{SqliteStore, Store};
 
 #[derive(Args)]
@@ -36,9 +37,21 @@ enum AuditCommand {
         #[arg(long)]
         file: Option<PathBuf>,
         /// The server's checkpoint key (hex, as `ripcord serve` prints it):
-        /// checkpoints signed by any other key are refused.
+        /// checkpoints signed by any other key are refused, and so are an
+        /// empty log, a span longer than `--period` without a checkpoint
+        /// and unsigned records older than `--period`.
         #[arg(long)]
         public_key: Option<String>,
+        /// The checkpoints the server published (`ripcord serve
+        /// --audit-checkpoints`): the log must hold every one of them.
+        #[arg(long, requires = "public_key")]
+        checkpoints: Option<PathBuf>,
+        /// The server's checkpoint period.
+        #[arg(long, default_value = "1m", value_parser = duration_ms)]
+        period: i64,
+        /// Slack for a checkpoint that came late.
+        #[arg(long, default_value = "10s", value_parser = duration_ms)]
+        grace: i64,
     },
 }
 
@@ -60,18 +73,37 @@ pub fn run(args: AuditArgs) -> anyhow::Result<ExitCode> {
             data_dir,
             file,
             public_key,
+            checkpoints,
+            period,
+            grace,
         } => {
             let pinned = match public_key.as_deref().map(|k| unhex::<32>(k.trim())) {
                 Some(Some(k)) => Some(k),
                 Some(None) => anyhow::bail!("--public-key: expected 64 hex digits"),
                 None => None,
             };
+            let published = match (&checkpoints, &pinned) {
+                (Some(path), Some(key)) => {
+                    let text = std::fs::read_to_string(path)
+                        .with_context(|| format!("reading {}", path.display()))?;
+                    parse_published(&text, key)
+                        .map_err(|e| anyhow::anyhow!("--checkpoints {}: {e}", path.display()))?
+                }
+                _ => Vec::new(),
+            };
             let text = match file {
                 Some(path) => std::fs::read_to_string(&path)
                     .with_context(|| format!("reading {}", path.display()))?,
                 None => runtime.block_on(export(&data_dir))?,
             };
-            Ok(report(&text, pinned.as_ref()))
+            let expect = pinned.map(|key| Expect {
+                key,
+                published: &published,
+                period_ms: period,
+                grace_ms: grace,
+                now_ms: now_ms(),
+            });
+            Ok(report(&text, expect.as_ref()))
         }
     }
 }
@@ -97,8 +129,29 @@ async fn export(data_dir: &std::path::Path) -> anyhow::Result<String> {
     Ok(text)
 }
 
-fn report(text: &str, pinned: Option<&[u8; 32]>) -> ExitCode {
-    match verify_with(text, pinned) {
+/// A duration flag (`1m`, `10s`) in milliseconds.
+fn duration_ms(text: &str) -> Result<i64, String> {
+    let d = parse_duration(text)?;
+    if d.0 <= 0 {
+        return Err("must be more than 0".into());
+    }
+    Ok(d.0)
+}
+
+/// The wall clock, read once here at the edge: how old the unsigned tail is.
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+fn report(text: &str, expect: Option<&Expect>) -> ExitCode {
+    let pinned = expect.map(|e| &e.key);
+    let verified = match expect {
+        Some(e) => verify_signed(text, e),
+        None => verify_with(text, None),
+    };
+    match verified {
         Ok(v) => {
             println!(
                 "ok: {} records, chain head {}",
@@ -118,6 +171,12 @@ fn report(text: &str, pinned: Option<&[u8; 32]>) -> ExitCode {
                     }
                 ),
                 None => println!("no signed checkpoint yet"),
+            }
+            if let Some(e) = expect.filter(|e| !e.published.is_empty()) {
+                println!(
+                    "{} published checkpoints found in the log",
+                    e.published.len()
+                );
             }
             ExitCode::SUCCESS
         }

@@ -11,8 +11,10 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::Args;
 use ripcord_core::engine::EventLimits;
+use ripcord_core::policy::units::parse_duration;
 use ripcord_server::auth::{RoleSpec, Roles};
 use ripcord_server::notify::{ChannelConfig, check_all};
+use ripcord_server::sinks::{Allowed, Range};
 use serde::Deserialize;
 
 #[derive(Args)]
@@ -26,6 +28,18 @@ pub struct ServeArgs {
     /// A directory of policy files to load at start.
     #[arg(long, env = "RIPCORD_POLICIES")]
     policies: Option<PathBuf>,
+    /// The audit log's signing key, outside the data dir [default:
+    /// ~/.config/ripcord/audit.key, or under $XDG_CONFIG_HOME].
+    #[arg(long, env = "RIPCORD_AUDIT_KEY")]
+    audit_key: Option<PathBuf>,
+    /// A file every signed audit checkpoint is appended to, one JSON line
+    /// each (`ripcord audit verify --checkpoints`).
+    #[arg(long, env = "RIPCORD_AUDIT_CHECKPOINTS")]
+    audit_checkpoints: Option<PathBuf>,
+    /// Address ranges webhook sinks may reach besides public addresses,
+    /// comma-separated: loopback, private, link_local [default: none].
+    #[arg(long, env = "RIPCORD_WEBHOOKS_ALLOW", value_delimiter = ',', value_parser = range)]
+    webhooks_allow: Option<Vec<Range>>,
     /// Config file [default: ./ripcord.yaml when it exists].
     #[arg(long, env = "RIPCORD_CONFIG")]
     config: Option<PathBuf>,
@@ -38,6 +52,12 @@ pub struct FileConfig {
     pub data_dir: Option<PathBuf>,
     listen: Option<SocketAddr>,
     policies: Option<PathBuf>,
+    audit_key: Option<PathBuf>,
+    audit_checkpoints: Option<PathBuf>,
+    /// Webhook deliveries: `{allow: [loopback, private, link_local],
+    /// timeout: 10s}`.
+    #[serde(default)]
+    webhooks: WebhooksConfig,
     /// Custom roles: `auditor: {inherits: viewer, permissions: [audit_read]}`.
     #[serde(default)]
     roles: BTreeMap<String, RoleSpec>,
@@ -71,6 +91,29 @@ impl Limits {
             max_outputs: positive("max_outputs", self.max_outputs, defaults.max_outputs)?,
             max_value: positive("max_value", self.max_value, defaults.max_value)?,
         })
+    }
+}
+
+/// `webhooks:` in `ripcord.yaml`.
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct WebhooksConfig {
+    /// Ranges sinks may reach beyond the public internet.
+    #[serde(default)]
+    allow: Vec<Range>,
+    /// One delivery attempt that takes longer fails (`10s`).
+    timeout: Option<String>,
+}
+
+/// A `--webhooks-allow` item.
+fn range(text: &str) -> Result<Range, String> {
+    match text.trim() {
+        "loopback" => Ok(Range::Loopback),
+        "private" => Ok(Range::Private),
+        "link_local" => Ok(Range::LinkLocal),
+        other => Err(format!(
+            "\"{other}\" is not one of loopback, private, link_local"
+        )),
     }
 }
 
@@ -119,6 +162,17 @@ pub fn config(args: ServeArgs) -> anyhow::Result<ripcord_server::Config> {
         .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 7070)));
     let mut config = ripcord_server::Config::new(data_dir, listen);
     config.policies = args.policies.or(file.policies);
+    config.audit_key = args.audit_key.or(file.audit_key);
+    config.audit_checkpoints = args.audit_checkpoints.or(file.audit_checkpoints);
+    let allow = args.webhooks_allow.unwrap_or(file.webhooks.allow);
+    config.webhooks.allowed = Allowed::with(&allow);
+    if let Some(text) = &file.webhooks.timeout {
+        let d = parse_duration(text).map_err(|e| anyhow::anyhow!("webhooks.timeout: {e}"))?;
+        if !(1..=300_000).contains(&d.0) {
+            anyhow::bail!("webhooks.timeout: must be between 1ms and 5m, got {text}");
+        }
+        config.webhooks.timeout = std::time::Duration::from_millis(d.0.unsigned_abs());
+    }
     config.roles = roles;
     config.channels = file.channels;
     let origin = config_path(args.config.as_deref())
@@ -184,6 +238,9 @@ mod tests {
             data_dir: None,
             listen: None,
             policies: None,
+            audit_key: None,
+            audit_checkpoints: None,
+            webhooks_allow: None,
             config: None,
         }
     }
@@ -228,6 +285,39 @@ mod tests {
             err.contains("ripcord.yaml: roles.auditor.permissions[0]: unknown permission \"audit_raed\"; did you mean \"audit_read\"?"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn the_audit_key_checkpoints_and_webhook_ranges_come_from_the_file_or_flags() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("ripcord.yaml");
+        std::fs::write(
+            &file,
+            "audit_key: /etc/ripcord/audit.key\naudit_checkpoints: /var/log/ck.jsonl\n\
+             webhooks: {allow: [loopback, private], timeout: 2s}\n",
+        )
+        .unwrap();
+        let mut a = args();
+        a.config = Some(file.clone());
+        let c = config(a).unwrap();
+        assert_eq!(c.audit_key, Some(PathBuf::from("/etc/ripcord/audit.key")));
+        assert_eq!(
+            c.audit_checkpoints,
+            Some(PathBuf::from("/var/log/ck.jsonl"))
+        );
+        assert_eq!(
+            c.webhooks.allowed,
+            Allowed::with(&[Range::Loopback, Range::Private])
+        );
+        assert_eq!(c.webhooks.timeout, std::time::Duration::from_secs(2));
+        let mut a = args();
+        a.config = Some(file.clone());
+        a.webhooks_allow = Some(vec![]);
+        assert_eq!(config(a).unwrap().webhooks.allowed, Allowed::default());
+        std::fs::write(&file, "webhooks: {allow: [metadata]}\n").unwrap();
+        let mut a = args();
+        a.config = Some(file);
+        assert!(config(a).is_err());
     }
 
     #[test]

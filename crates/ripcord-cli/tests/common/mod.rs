@@ -32,6 +32,9 @@ impl Serve {
             .arg(dir)
             .arg("--listen")
             .arg("127.0.0.1:0")
+            // Test sinks listen on loopback.
+            .arg("--webhooks-allow")
+            .arg("loopback")
             // No stray ripcord.yaml from the working directory.
             .current_dir(dir)
             .env_remove("RIPCORD_CONFIG")

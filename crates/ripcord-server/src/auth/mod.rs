@@ -174,29 +174,14 @@ fn bearer(header: &str) -> Option<&str> {
     scheme.eq_ignore_ascii_case("bearer").then_some(token)
 }
 
-/// The audit log's signing key: 32 random bytes, hex, in
-/// `<data-dir>/audit.key` (mode 0600), made on first start.
-pub fn audit_key(data_dir: &Path) -> std::io::Result<ed25519_dalek::SigningKey> {
-    let path = data_dir.join("audit.key");
-    if let Ok(text) = std::fs::read_to_string(&path) {
-        let seed = ripcord_core::audit::unhex::<32>(text.trim()).ok_or_else(|| {
-            std::io::Error::other(format!("{}: not 64 hex digits", path.display()))
-        })?;
-        return Ok(ed25519_dalek::SigningKey::from_bytes(&seed));
-    }
-    let seed = random_32()?;
-    write_private(&path, &ripcord_core::audit::hex(&seed))?;
-    Ok(ed25519_dalek::SigningKey::from_bytes(&seed))
-}
-
-fn random_32() -> std::io::Result<[u8; 32]> {
+pub(crate) fn random_32() -> std::io::Result<[u8; 32]> {
     let mut bytes = [0u8; 32];
     getrandom::fill(&mut bytes).map_err(std::io::Error::other)?;
     Ok(bytes)
 }
 
 /// Writes a secret to a new file only its owner can read, durably.
-fn write_private(path: &Path, secret: &str) -> std::io::Result<()> {
+pub(crate) fn write_private(path: &Path, secret: &str) -> std::io::Result<()> {
     let mut file = std::fs::OpenOptions::new()
         .write(true)
         .create_new(true)

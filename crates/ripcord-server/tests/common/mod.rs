@@ -41,6 +41,9 @@ pub async fn start() -> Result<Running> {
 pub async fn start_with(adjust: impl FnOnce(&mut ripcord_server::Config)) -> Result<Running> {
     let dir = tempfile::tempdir()?;
     let mut config = ripcord_server::Config::new(dir.path().to_path_buf(), "127.0.0.1:0".parse()?);
+    // Test sinks listen on loopback, which the server refuses by default.
+    config.webhooks.allowed =
+        ripcord_server::sinks::Allowed::with(&[ripcord_server::sinks::Range::Loopback]);
     adjust(&mut config);
     let server = ripcord_server::start(config.clone()).await?;
     let token = std::fs::read_to_string(&server.token_path)?
