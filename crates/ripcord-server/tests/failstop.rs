@@ -82,6 +82,9 @@ impl Store for Faulty {
     async fn answer(&self, key: &str) -> Result<Option<String>> {
         self.inner.answer(key).await
     }
+    async fn forget_answers(&self, prefix: &str, before_ms: i64) -> Result<u64> {
+        self.inner.forget_answers(prefix, before_ms).await
+    }
     async fn set_sinks(&self, service: &str, sinks: &[Sink], audit: &PendingAudit) -> Result<()> {
         self.inner.set_sinks(service, sinks, audit).await
     }
@@ -178,15 +181,15 @@ async fn after_a_failed_commit_nothing_more_is_acknowledged_until_a_restart() {
         .await
         .unwrap();
     assert_eq!(
-        ingest(&hub, batch(0..10).as_bytes(), true)
+        ingest(&hub, batch(0..10).as_bytes(), true, None)
             .await
             .unwrap()
-            .accepted,
+            .1["accepted"],
         10
     );
 
     store.broken.store(true, Ordering::SeqCst);
-    let err = ingest(&hub, batch(10..20).as_bytes(), true)
+    let err = ingest(&hub, batch(10..20).as_bytes(), true, None)
         .await
         .unwrap_err();
     assert_eq!(err.status, 503);
@@ -199,7 +202,7 @@ async fn after_a_failed_commit_nothing_more_is_acknowledged_until_a_restart() {
     // The disk is fine again, but the engine in memory counted the lost
     // batch: the server keeps refusing rather than store on top of it.
     store.broken.store(false, Ordering::SeqCst);
-    let err = ingest(&hub, batch(20..30).as_bytes(), true)
+    let err = ingest(&hub, batch(20..30).as_bytes(), true, None)
         .await
         .unwrap_err();
     assert_eq!(err.status, 503);
@@ -215,10 +218,10 @@ async fn after_a_failed_commit_nothing_more_is_acknowledged_until_a_restart() {
     let release = reopened.release("support-bot-1").await.unwrap().unwrap();
     assert_eq!(release.body["events"]["baseline"], 10);
     assert_eq!(
-        ingest(&hub, batch(30..35).as_bytes(), true)
+        ingest(&hub, batch(30..35).as_bytes(), true, None)
             .await
             .unwrap()
-            .accepted,
+            .1["accepted"],
         5
     );
     let release = reopened.release("support-bot-1").await.unwrap().unwrap();
