@@ -174,6 +174,7 @@ async fn a_key_and_published_checkpoints_hold_the_log_to_what_was_signed() {
     };
     // A key inside the data dir is refused.
     std::fs::create_dir_all(&data).unwrap();
+    std::fs::create_dir_all(published.parent().unwrap()).unwrap();
     let inside = data.join("audit.key");
     let err = match ripcord_server::start(config(&inside)).await {
         Ok(_) => panic!("a key inside the data dir was accepted"),

@@ -243,12 +243,16 @@ pub fn verify_with(text: &str, pinned: Option<&[u8; 32]>) -> Result<Verified, Br
     walk(text, pinned, &mut |_, _| Ok(()))
 }
 
+/// What [`walk`] calls with each linked record and its hash; an error
+/// refuses the record.
+type EachRecord<'a> = dyn FnMut(&Record, &[u8; 32]) -> Result<(), String> + 'a;
+
 /// Checks the chain line by line; `each` sees every linked record and its
 /// hash and may refuse it (the line's error says why).
 fn walk(
     text: &str,
     pinned: Option<&[u8; 32]>,
-    each: &mut dyn FnMut(&Record, &[u8; 32]) -> Result<(), String>,
+    each: &mut EachRecord<'_>,
 ) -> Result<Verified, Broken> {
     let mut prev = GENESIS;
     let mut expected = 1i64;
