@@ -10,6 +10,7 @@ use ripcord_store::Batch;
 use serde::Serialize;
 use serde_json::value::RawValue;
 
+use crate::auth::Principal;
 use crate::error::ApiError;
 use crate::hub::{Hub, wall_now};
 use crate::metrics;
@@ -88,7 +89,19 @@ fn parse<'a>(items: &[(usize, &'a [u8])], outcome: &mut Outcome) -> Vec<Item<'a>
     good
 }
 
+/// Ingest with no token scope (every service).
 pub async fn ingest(hub: &Hub, body: &[u8], ndjson: bool) -> Result<Outcome, ApiError> {
+    ingest_for(hub, body, ndjson, None).await
+}
+
+/// Ingest for a token: events of services outside its scope are refused
+/// per item, and the request is 403 when that was every item.
+pub async fn ingest_for(
+    hub: &Hub,
+    body: &[u8],
+    ndjson: bool,
+    principal: Option<&Principal>,
+) -> Result<Outcome, ApiError> {
     let items = items(body, ndjson)?;
     let mut outcome = Outcome::default();
     let mut events = parse(&items, &mut outcome);
@@ -107,10 +120,16 @@ pub async fn ingest(hub: &Hub, body: &[u8], ndjson: bool) -> Result<Outcome, Api
                 .iter()
                 .take_while(|i| i.event.service == service)
                 .count();
-        ingest_service(hub, &service, &events[start..end], &mut outcome).await?;
+        match principal.filter(|p| !p.scope.allows(&service)) {
+            Some(p) => out_of_scope(p, &service, &events[start..end], &mut outcome),
+            None => ingest_service(hub, &service, &events[start..end], &mut outcome).await?,
+        }
         start = end;
     }
     outcome.rejected.sort_by_key(|r| r.index);
+    if let Some(p) = principal {
+        forbidden_if_all_out_of_scope(p, &outcome)?;
+    }
     metrics::ingested(outcome.accepted, outcome.rejected.len());
     if outcome.accepted == 0 && !outcome.rejected.is_empty() {
         return Err(ApiError {
@@ -125,6 +144,34 @@ pub async fn ingest(hub: &Hub, body: &[u8], ndjson: bool) -> Result<Outcome, Api
         return Err(ApiError::bad_request("body: no events"));
     }
     Ok(outcome)
+}
+
+/// A scoped token's events for another service are refused per item.
+fn out_of_scope(principal: &Principal, service: &str, items: &[Item<'_>], outcome: &mut Outcome) {
+    let error = principal.out_of_scope(service);
+    for item in items {
+        outcome.rejected.push(Rejected {
+            index: item.index,
+            error: error.clone(),
+        });
+    }
+}
+
+/// 403 (not 400) when nothing was accepted and every item was refused
+/// for its service being outside the token's scope.
+fn forbidden_if_all_out_of_scope(principal: &Principal, outcome: &Outcome) -> Result<(), ApiError> {
+    let refused = |r: &Rejected| {
+        r.error
+            .starts_with(&format!("service: token \"{}\" is scoped", principal.name))
+    };
+    if outcome.accepted > 0 || outcome.rejected.is_empty() || !outcome.rejected.iter().all(refused)
+    {
+        return Ok(());
+    }
+    Err(ApiError {
+        details: Some(serde_json::to_value(&outcome.rejected).unwrap_or_default()),
+        ..ApiError::forbidden(outcome.rejected[0].error.clone())
+    })
 }
 
 async fn ingest_service(

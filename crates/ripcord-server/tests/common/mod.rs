@@ -16,7 +16,7 @@ pub struct Running {
     pub base: String,
     pub token: String,
     pub http: reqwest::Client,
-    _dir: tempfile::TempDir,
+    pub dir: tempfile::TempDir,
 }
 
 pub fn repo_root() -> PathBuf {
@@ -32,12 +32,15 @@ pub fn client() -> Result<reqwest::Client> {
 
 /// Starts a server with the example policy and versions v1 and v2.
 pub async fn start() -> Result<Running> {
+    start_with(|_| {}).await
+}
+
+/// [`start`], with the config changed by `adjust` first.
+pub async fn start_with(adjust: impl FnOnce(&mut ripcord_server::Config)) -> Result<Running> {
     let dir = tempfile::tempdir()?;
-    let server = ripcord_server::start(ripcord_server::Config::new(
-        dir.path().to_path_buf(),
-        "127.0.0.1:0".parse()?,
-    ))
-    .await?;
+    let mut config = ripcord_server::Config::new(dir.path().to_path_buf(), "127.0.0.1:0".parse()?);
+    adjust(&mut config);
+    let server = ripcord_server::start(config).await?;
     let token = std::fs::read_to_string(&server.token_path)?
         .trim()
         .to_string();
@@ -47,7 +50,7 @@ pub async fn start() -> Result<Running> {
         base,
         token,
         http: client()?,
-        _dir: dir,
+        dir,
     };
     let policy =
         std::fs::read_to_string(repo_root().join("examples/conversational-agent/policy.yaml"))?;
