@@ -119,6 +119,21 @@ pub fn body(bytes: Result<Bytes, BytesRejection>) -> Result<Bytes, ApiError> {
     })
 }
 
+/// Most lines one page of a log may hold.
+pub const PAGE_LIMIT: i64 = 100_000;
+
+/// A page's `limit`: 10 000 when absent; outside 1–100 000 it is refused,
+/// as the API document says, rather than quietly clamped.
+pub fn page_limit(limit: Option<i64>) -> Result<i64, ApiError> {
+    match limit {
+        None => Ok(10_000),
+        Some(n) if (1..=PAGE_LIMIT).contains(&n) => Ok(n),
+        Some(n) => Err(ApiError::bad_request(format!(
+            "limit: {n} is outside 1–{PAGE_LIMIT}"
+        ))),
+    }
+}
+
 /// A query string that does not parse, in our error shape.
 pub fn query_error(e: QueryRejection) -> ApiError {
     ApiError::bad_request(format!("query: {}", e.body_text()))
@@ -665,12 +680,14 @@ struct DecisionQuery {
 /// `ripcord-next-after` header carries the cursor for the next page.
 async fn decisions(
     State(app): State<Shared>,
+    Extension(principal): Extension<Principal>,
     q: Result<Query<DecisionQuery>, QueryRejection>,
 ) -> Result<Response, ApiError> {
     let Query(q) = q.map_err(query_error)?;
     let service = q
         .service
         .ok_or_else(|| ApiError::bad_request("service: query parameter is required"))?;
+    principal.require_service(&service)?;
     app.hub.known(&service)?;
     let since = match q.since {
         Some(text) => {
@@ -682,7 +699,7 @@ async fn decisions(
         }
         None => i64::MIN,
     };
-    let limit = q.limit.unwrap_or(10_000).clamp(1, 100_000);
+    let limit = page_limit(q.limit)?;
     let rows = app
         .hub
         .store

@@ -216,7 +216,7 @@ pub async fn audit_log(
 ) -> Result<Response, ApiError> {
     let Query(q) = q.map_err(query_error)?;
     let after = q.after.unwrap_or(0).max(0);
-    let limit = q.limit.unwrap_or(10_000).clamp(1, 100_000);
+    let limit = crate::api::page_limit(q.limit)?;
     let lines = app.hub.store.audit(after + 1, limit).await?;
     let next = lines.last().map_or(after, |l| l.seq);
     let mut text = String::new();
