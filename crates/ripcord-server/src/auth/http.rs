@@ -217,7 +217,7 @@ pub async fn audit_log(
     let Query(q) = q.map_err(query_error)?;
     let after = q.after.unwrap_or(0).max(0);
     let limit = crate::api::page_limit(q.limit)?;
-    let lines = app.hub.store.audit(after + 1, limit).await?;
+    let lines = app.hub.store.audit(after.saturating_add(1), limit).await?;
     let next = lines.last().map_or(after, |l| l.seq);
     let mut text = String::new();
     for l in &lines {
