@@ -113,7 +113,10 @@ async fn a_token_made_by_the_cli_works_against_the_running_server_until_revoked(
     );
     assert_eq!(code, 0, "{err}");
     let audrey = out.trim().to_string();
-    assert!(err.contains("(role auditor) is valid until 20"), "{err}");
+    assert!(
+        err.contains("(role auditor, person audrey, for every service) is valid until 20"),
+        "{err}"
+    );
     let (code, audit) = status(&server, "GET", "/v1/audit", &audrey).await;
     assert_eq!(code, 200, "{audit}");
     let created: Vec<serde_json::Value> = audit
