@@ -58,7 +58,22 @@ async fn a_token_made_by_the_cli_works_against_the_running_server_until_revoked(
         .await
         .unwrap();
 
-    let (code, out, err) = token(dir.path(), &["create", "--name", "ci", "--role", "service"]);
+    let (code, out, err) = token(
+        dir.path(),
+        &[
+            "create",
+            "--name",
+            "ci",
+            "--role",
+            "service",
+            "--person",
+            "ana",
+            "--service",
+            "support-bot",
+            "--service",
+            "search",
+        ],
+    );
     assert_eq!(code, 0, "{err}");
     let lines: Vec<&str> = out.lines().collect();
     assert_eq!(lines.len(), 1, "stdout is the token alone: {out:?}");
@@ -66,13 +81,16 @@ async fn a_token_made_by_the_cli_works_against_the_running_server_until_revoked(
     assert!(ci.starts_with("rc_") && ci.len() == 67, "{ci}");
     assert_eq!(
         err,
-        "token \"ci\" (role service) is valid until revoked; it is shown only now (the store \
-         keeps its SHA-256): send it as `Authorization: Bearer <token>`\n"
+        "token \"ci\" (role service, person ana, for support-bot, search) is valid until \
+         revoked; it is shown only now (the store keeps its SHA-256): send it as \
+         `Authorization: Bearer <token>`\n"
     );
-    // The service role may ask for assignments (404: no such service yet),
-    // not read releases.
-    let (code, body) = status(&server, "GET", "/v1/assign?service=nobody&unit=u", &ci).await;
+    // The service role may ask for assignments of its services (404: no
+    // such service yet), not of others (403), and may not read releases.
+    let (code, body) = status(&server, "GET", "/v1/assign?service=search&unit=u", &ci).await;
     assert_eq!(code, 404, "{body}");
+    let (code, body) = status(&server, "GET", "/v1/assign?service=nobody&unit=u", &ci).await;
+    assert_eq!(code, 403, "{body}");
     let (code, body) = status(&server, "GET", "/v1/releases", &ci).await;
     assert_eq!(code, 403, "{body}");
     assert!(
@@ -95,7 +113,10 @@ async fn a_token_made_by_the_cli_works_against_the_running_server_until_revoked(
     );
     assert_eq!(code, 0, "{err}");
     let audrey = out.trim().to_string();
-    assert!(err.contains("(role auditor) is valid until 20"), "{err}");
+    assert!(
+        err.contains("(role auditor, person audrey, for every service) is valid until 20"),
+        "{err}"
+    );
     let (code, audit) = status(&server, "GET", "/v1/audit", &audrey).await;
     assert_eq!(code, 200, "{audit}");
     let created: Vec<serde_json::Value> = audit
@@ -152,11 +173,13 @@ async fn a_token_made_by_the_cli_works_against_the_running_server_until_revoked(
     assert_eq!(
         rows[0],
         [
-            "NAME", "ROLE", "STATE", "CREATED", "EXPIRES", "REVOKED", "CREATED", "BY"
+            "NAME", "ROLE", "STATE", "CREATED", "EXPIRES", "REVOKED", "CREATED", "BY", "PERSON",
+            "SERVICES"
         ]
     );
     assert_eq!(rows[1][..3], ["audrey", "auditor", "active"]);
     assert_eq!(rows[2][..3], ["ci", "service", "active"]);
+    assert_eq!(rows[2][rows[2].len() - 2..], ["ana", "support-bot,search"]);
     assert_eq!(rows.len(), 3);
     assert!(
         !out.contains(&ci[3..]) && !out.contains(&audrey[3..]),

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use axum::body::{Body, Bytes};
 use axum::extract::rejection::{BytesRejection, QueryRejection};
-use axum::extract::{DefaultBodyLimit, Extension, FromRequest, Path, Query, Request, State};
+use axum::extract::{DefaultBodyLimit, Extension, Path, Query, Request, State};
 use axum::http::{StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -17,23 +17,28 @@ use ripcord_store::{Sink, VersionRecord};
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
-use tokio::sync::Semaphore;
 
 use crate::auth::{Permission, Principal, Tokens, http as auth_http};
 use crate::error::ApiError;
 use crate::hub::{self, Hub, StepView, parse_command};
-use crate::ingest::{self, durable, ingest};
+use crate::ingest::{self, durable, ingest_for};
+use crate::slow::{BodyRate, IngestSlots, check_length, read_body};
 use crate::{metrics, ofrep, openapi, webhooks};
 
 /// Largest request body, in bytes.
 pub const BODY_LIMIT: usize = 32 * 1024 * 1024;
 /// Ingest requests handled at once; more get 429 (bounded memory).
 pub const INGEST_SLOTS: usize = 16;
+/// Of those, how many one token may hold: one sender's slow uploads leave
+/// the other slots to the others.
+pub const INGEST_SLOTS_PER_TOKEN: usize = 4;
 
 pub struct App {
     pub hub: Hub,
     pub tokens: Tokens,
-    pub ingest_slots: Semaphore,
+    pub ingest_slots: IngestSlots,
+    /// The slowest ingest body a slot is held for.
+    pub body_rate: BodyRate,
     /// Address ranges webhook sinks may name beyond the public internet.
     pub sinks_allowed: crate::sinks::Allowed,
 }
@@ -116,6 +121,21 @@ pub fn body(bytes: Result<Bytes, BytesRejection>) -> Result<Bytes, ApiError> {
     })
 }
 
+/// Most lines one page of a log may hold.
+pub const PAGE_LIMIT: i64 = 100_000;
+
+/// A page's `limit`: 10 000 when absent; outside 1–100 000 it is refused,
+/// as the API document says, rather than quietly clamped.
+pub fn page_limit(limit: Option<i64>) -> Result<i64, ApiError> {
+    match limit {
+        None => Ok(10_000),
+        Some(n) if (1..=PAGE_LIMIT).contains(&n) => Ok(n),
+        Some(n) => Err(ApiError::bad_request(format!(
+            "limit: {n} is outside 1–{PAGE_LIMIT}"
+        ))),
+    }
+}
+
 /// A query string that does not parse, in our error shape.
 pub fn query_error(e: QueryRejection) -> ApiError {
     ApiError::bad_request(format!("query: {}", e.body_text()))
@@ -136,17 +156,21 @@ pub fn json_body<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
 }
 
 /// Service and version names: what fits in a URL path segment and a label.
-fn check_name(field: &str, name: &str) -> Result<(), ApiError> {
+/// Names made only of dots are refused: `.` and `..` are path segments
+/// with a meaning of their own.
+pub fn check_name(field: &str, name: &str) -> Result<(), ApiError> {
     let ok = !name.is_empty()
         && name.len() <= 128
         && name
             .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+        && !name.chars().all(|c| c == '.');
     if ok {
         Ok(())
     } else {
         Err(ApiError::bad_request(format!(
-            "{field}: \"{name}\" must be 1–128 characters of letters, digits, '-', '_' or '.'"
+            "{field}: \"{name}\" must be 1–128 characters of letters, digits, '-', '_' or '.', \
+             and not only dots"
         )))
     }
 }
@@ -157,10 +181,10 @@ async fn post_events(
     request: Request,
 ) -> Result<Response, ApiError> {
     // The slot is taken before the body is read, so that under overload
-    // bodies wait in the clients, not in our memory.
-    let Ok(_slot) = app.ingest_slots.try_acquire() else {
-        return Err(ApiError::overloaded(1));
-    };
+    // bodies wait in the clients, not in our memory; a body slower than
+    // the minimum rate gives its slot back with a 408.
+    check_length(request.headers(), BODY_LIMIT)?;
+    let _slot = app.ingest_slots.acquire(&principal.name)?;
     let headers = request.headers();
     let ndjson = headers
         .get(header::CONTENT_TYPE)
@@ -178,11 +202,12 @@ async fn post_events(
                 .to_string(),
         ),
     };
-    let bytes = body(Bytes::from_request(request, &()).await)?;
+    let bytes = read_body(request.into_body(), app.body_rate, BODY_LIMIT).await?;
     let key = key
         .map(|k| ingest::Key::new(&principal.name, &k, &bytes))
         .transpose()?;
-    let (status, answer) = ingest(&app.hub, &bytes, ndjson, key.as_ref()).await?;
+    let (status, answer) =
+        ingest_for(&app.hub, &bytes, ndjson, key.as_ref(), Some(&principal)).await?;
     Ok((status, Json(answer)).into_response())
 }
 
@@ -657,12 +682,14 @@ pub fn assign_unit(hub: &Hub, service: &str, unit: &str) -> Result<Assigned, Api
 
 async fn assign(
     State(app): State<Shared>,
+    Extension(principal): Extension<Principal>,
     q: Result<Query<AssignQuery>, QueryRejection>,
 ) -> Result<Json<Value>, ApiError> {
     let Query(q) = q.map_err(query_error)?;
     let service = q
         .service
         .ok_or_else(|| ApiError::bad_request("service: query parameter is required"))?;
+    principal.require_service(&service)?;
     let unit = q
         .unit
         .filter(|u| !u.is_empty())
@@ -690,12 +717,14 @@ struct DecisionQuery {
 /// `ripcord-next-after` header carries the cursor for the next page.
 async fn decisions(
     State(app): State<Shared>,
+    Extension(principal): Extension<Principal>,
     q: Result<Query<DecisionQuery>, QueryRejection>,
 ) -> Result<Response, ApiError> {
     let Query(q) = q.map_err(query_error)?;
     let service = q
         .service
         .ok_or_else(|| ApiError::bad_request("service: query parameter is required"))?;
+    principal.require_service(&service)?;
     app.hub.known(&service)?;
     let since = match q.since {
         Some(text) => {
@@ -707,7 +736,7 @@ async fn decisions(
         }
         None => i64::MIN,
     };
-    let limit = q.limit.unwrap_or(10_000).clamp(1, 100_000);
+    let limit = page_limit(q.limit)?;
     let rows = app
         .hub
         .store

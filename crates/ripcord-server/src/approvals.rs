@@ -132,6 +132,7 @@ impl Hub {
             },
         );
         req.step = step.map(|(_, s)| s);
+        req.requested_by_person = Some(principal.person.clone());
         let mut batch = Batch::default();
         let deadline = now + right.within;
         govern::set_timer(&mut batch, &service.name, &req.id, Due::Request, deadline);
@@ -166,14 +167,7 @@ impl Hub {
             .position(|r| r.id == id)
             .ok_or_else(|| ApiError::conflict(format!("request {id} is not pending")))?;
         let mut req = state.requests[index].clone();
-        let vote = govern::vote(
-            &ctx,
-            &mut req,
-            &principal.name,
-            &principal.role,
-            approve,
-            note,
-        )?;
+        let vote = govern::vote(&ctx, &mut req, principal, approve, note)?;
         // The request's new state is in place before its command runs, so
         // the engine's decisions do not settle it a second time.
         state.requests[index] = req.clone();

@@ -17,6 +17,7 @@ use ripcord_core::{ActionKind, Decision, DecisionKind, Time};
 use ripcord_store::{Batch, Doc, Timer, TimerChange};
 use serde_json::{Value, json};
 
+use crate::auth::Principal;
 use crate::error::ApiError;
 use crate::hub::{ENGINE, State, audit};
 use crate::incident::{
@@ -615,6 +616,7 @@ pub fn new_request(ctx: &Ctx, state: &mut State, n: NewRequest) -> Request {
         trigger: n.trigger,
         incident: n.incident,
         requested_by: n.requested_by,
+        requested_by_person: None,
         requested_at: ctx.now.to_rfc3339(),
         reason: n.reason,
         roles: n.roles,
@@ -746,12 +748,13 @@ pub fn command_of(action: ActionName) -> Command {
 pub fn vote(
     ctx: &Ctx,
     req: &mut Request,
-    by: &str,
-    role: &str,
+    by: &Principal,
     approve: bool,
     note: Option<String>,
 ) -> Result<Vote, ApiError> {
-    if let Some(why) = req.refuses(by, role) {
+    let (role, person) = (by.role.as_str(), by.person.as_str());
+    let by = by.name.as_str();
+    if let Some(why) = req.refuses(by, person, role) {
         return Err(if why.contains("already") {
             ApiError::conflict(why)
         } else {
@@ -762,6 +765,7 @@ pub fn vote(
         request: req.id.clone(),
         action: req.action.clone(),
         by: by.into(),
+        person: Some(person.into()),
         role: role.into(),
         approve,
         at: ctx.now.to_rfc3339(),

@@ -104,6 +104,10 @@ pub struct Vote {
     pub request: String,
     pub action: String,
     pub by: String,
+    /// The person whose token voted (votes stored before persons existed
+    /// count the token's name).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub person: Option<String>,
     pub role: String,
     pub approve: bool,
     pub at: String,
@@ -142,6 +146,10 @@ pub struct Request {
     pub trigger: Option<String>,
     pub incident: Option<String>,
     pub requested_by: String,
+    /// The person whose token asked, for separation of duties; `None` for
+    /// the engine's requests and requests stored before persons existed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub requested_by_person: Option<String>,
     pub requested_at: String,
     pub reason: Option<String>,
     /// Roles that may approve.
@@ -312,8 +320,10 @@ impl Request {
         self.votes.iter().filter(|v| v.approve).count()
     }
 
-    /// Why `by` (in `role`) may not vote on this request, if they may not.
-    pub fn refuses(&self, by: &str, role: &str) -> Option<String> {
+    /// Why `by` (the token of `person`, in `role`) may not vote on this
+    /// request, if they may not. Separation of duties and "one vote each"
+    /// count persons: one person's second token is the same approver.
+    pub fn refuses(&self, by: &str, person: &str, role: &str) -> Option<String> {
         if self.state != "pending" {
             return Some(format!("request {} is already {}", self.id, self.state));
         }
@@ -324,14 +334,28 @@ impl Request {
                 self.roles.join(" or ")
             ));
         }
-        if self.separation && self.requested_by == by {
+        let requester = self
+            .requested_by_person
+            .as_deref()
+            .unwrap_or(&self.requested_by);
+        // Named by token, and by person where the two differ.
+        let who = if by == person {
+            by.to_string()
+        } else {
+            format!("{person} (token {by})")
+        };
+        if self.separation && requester == person {
             return Some(format!(
-                "separation of duties: {by} requested this {} and cannot approve it",
+                "separation of duties: {who} requested this {} and cannot approve it",
                 self.action
             ));
         }
-        if self.votes.iter().any(|v| v.by == by) {
-            return Some(format!("{by} has already voted on request {}", self.id));
+        if self
+            .votes
+            .iter()
+            .any(|v| v.person.as_deref().unwrap_or(&v.by) == person)
+        {
+            return Some(format!("{who} has already voted on request {}", self.id));
         }
         None
     }

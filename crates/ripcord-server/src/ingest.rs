@@ -27,6 +27,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
+use crate::auth::Principal;
 use crate::error::ApiError;
 use crate::hub::{Hub, State};
 use crate::metrics;
@@ -181,12 +182,25 @@ impl<'a> Parser<'a, '_> {
     }
 }
 
-/// Ingests a body: the status and answer to send.
+/// Ingests a body for no token scope (every service): the status and
+/// answer to send.
 pub async fn ingest(
     hub: &Hub,
     body: &[u8],
     ndjson: bool,
     key: Option<&Key>,
+) -> Result<(StatusCode, Value), ApiError> {
+    ingest_for(hub, body, ndjson, key, None).await
+}
+
+/// Ingests a body for a token: events of services outside its scope are
+/// refused per item, and the request is 403 when that was every item.
+pub async fn ingest_for(
+    hub: &Hub,
+    body: &[u8],
+    ndjson: bool,
+    key: Option<&Key>,
+    principal: Option<&Principal>,
 ) -> Result<(StatusCode, Value), ApiError> {
     let mut outcome = Outcome::default();
     let mut parser = Parser {
@@ -216,6 +230,7 @@ pub async fn ingest(
             .then(a.index.cmp(&b.index))
     });
     let mut start = 0;
+    let mut out_of_scope = 0;
     while start < events.len() {
         let service = events[start].event.service.clone();
         let end = start
@@ -223,11 +238,20 @@ pub async fn ingest(
                 .iter()
                 .take_while(|i| i.event.service == service)
                 .count();
-        ingest_service(hub, &service, &events[start..end], key, &mut outcome).await?;
+        match principal.filter(|p| !p.scope.allows(&service)) {
+            Some(p) => out_of_scope += out_of_scope_items(p, &events[start..end], &mut outcome),
+            None => ingest_service(hub, &service, &events[start..end], key, &mut outcome).await?,
+        }
         start = end;
     }
     outcome.trim();
     metrics::ingested(outcome.accepted, outcome.rejected_count);
+    if outcome.accepted == 0 && out_of_scope > 0 && out_of_scope == outcome.rejected_count {
+        return Err(ApiError {
+            details: Some(json!(outcome.rejected)),
+            ..ApiError::forbidden(outcome.rejected[0].error.clone())
+        });
+    }
     answer(outcome)
 }
 
@@ -255,6 +279,16 @@ fn answer(outcome: Outcome) -> Result<(StatusCode, Value), ApiError> {
             "rejected_count": outcome.rejected_count,
         }),
     ))
+}
+
+/// A scoped token's events for another service are refused per item; how
+/// many.
+fn out_of_scope_items(principal: &Principal, items: &[Item<'_>], outcome: &mut Outcome) -> usize {
+    for item in items {
+        let service = &item.event.service;
+        outcome.reject(item.index, principal.out_of_scope(service));
+    }
+    items.len()
 }
 
 async fn ingest_service(

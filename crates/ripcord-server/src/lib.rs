@@ -24,6 +24,7 @@ pub mod ofrep;
 pub mod openapi;
 pub mod paging;
 pub mod sinks;
+pub mod slow;
 pub mod webhooks;
 pub mod writer;
 
@@ -38,7 +39,7 @@ use axum::http::StatusCode;
 use ripcord_core::engine::EngineOptions;
 use ripcord_core::policy::load_policy;
 use ripcord_store::{SqliteStore, Store};
-use tokio::sync::{Semaphore, watch};
+use tokio::sync::watch;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::timeout::TimeoutLayer;
 
@@ -61,6 +62,12 @@ pub struct Config {
     pub tick: Duration,
     /// Ingest requests handled at once; more are answered 429.
     pub ingest_slots: usize,
+    /// Of those, how many one token may hold.
+    pub ingest_slots_per_token: usize,
+    /// The slowest ingest body a slot is held for.
+    pub ingest_body_rate: slow::BodyRate,
+    /// A connection whose request line and headers take longer is closed.
+    pub header_read_timeout: Duration,
     /// Requests (including reading their bodies) that take longer get 408.
     pub request_timeout: Duration,
     /// How often a signed checkpoint is added to the audit log (when it
@@ -82,6 +89,9 @@ pub struct Config {
     /// The clock the server reads: the wall clock unless a test sets a
     /// manual one.
     pub clock: clock::Clock,
+    /// The key that seals webhook secrets in the store; `None`:
+    /// `<data-dir>/secrets.key`.
+    pub secrets_key: Option<PathBuf>,
 }
 
 impl Config {
@@ -93,6 +103,9 @@ impl Config {
             engine: EngineOptions::default(),
             tick: Duration::from_millis(1000),
             ingest_slots: api::INGEST_SLOTS,
+            ingest_slots_per_token: api::INGEST_SLOTS_PER_TOKEN,
+            ingest_body_rate: slow::BodyRate::default(),
+            header_read_timeout: slow::HEADER_READ_TIMEOUT,
             request_timeout: REQUEST_TIMEOUT,
             checkpoint_every: Duration::from_secs(60),
             audit_key: None,
@@ -101,6 +114,7 @@ impl Config {
             roles: Roles::built_in(),
             channels: BTreeMap::new(),
             clock: clock::Clock::Wall,
+            secrets_key: None,
         }
     }
 }
@@ -122,8 +136,7 @@ pub struct Server {
 /// Opens the store, recovers, and starts serving.
 pub async fn start(config: Config) -> anyhow::Result<Server> {
     notify::check_all(&config.channels)?;
-    std::fs::create_dir_all(&config.data_dir)
-        .with_context(|| format!("creating {}", config.data_dir.display()))?;
+    private_data_dir(&config.data_dir)?;
     let issued = Tokens::load_or_create(&config.data_dir, config.roles.clone())
         .context("the admin token")?;
     let key_path = match &config.audit_key {
@@ -142,11 +155,18 @@ pub async fn start(config: Config) -> anyhow::Result<Server> {
         ),
         None => None,
     };
+    let secrets_path = config
+        .secrets_key
+        .clone()
+        .unwrap_or_else(|| config.data_dir.join("secrets.key"));
+    let secrets = auth::secrets_key(&secrets_path)
+        .with_context(|| format!("the secrets key {}", secrets_path.display()))?;
     let db = config.data_dir.join("ripcord.db");
     let store: Arc<dyn Store> = Arc::new(
         SqliteStore::open(&db)
             .await
-            .with_context(|| format!("opening {}", db.display()))?,
+            .with_context(|| format!("opening {}", db.display()))?
+            .sealing_secrets(&secrets)?,
     );
     // What an earlier run left unsigned (it crashed, or another process
     // appended) is signed before anything new is added.
@@ -170,7 +190,8 @@ pub async fn start(config: Config) -> anyhow::Result<Server> {
     let app = Arc::new(App {
         hub,
         tokens: issued.tokens,
-        ingest_slots: Semaphore::new(config.ingest_slots),
+        ingest_slots: slow::IngestSlots::new(config.ingest_slots, config.ingest_slots_per_token),
+        body_rate: config.ingest_body_rate,
         sinks_allowed: config.webhooks.allowed.clone(),
     });
     let router = api::router(app.clone())
@@ -187,14 +208,12 @@ pub async fn start(config: Config) -> anyhow::Result<Server> {
     let _ = app.hub.link_base.set(format!("http://{addr}"));
     let _ = app.hub.channels.set(config.channels.clone());
     let (stop, stopped) = watch::channel(false);
-    let mut until = stopped.clone();
-    let serving = tokio::spawn(async move {
-        axum::serve(listener, router)
-            .with_graceful_shutdown(async move {
-                let _ = until.wait_for(|s| *s).await;
-            })
-            .await
-    });
+    let serving = tokio::spawn(slow::serve(
+        listener,
+        router,
+        config.header_read_timeout,
+        stopped.clone(),
+    ));
     let audit_public_key = ripcord_core::audit::hex(signer.verifying_key().as_bytes());
     let workers = vec![
         tokio::spawn(tick(app.clone(), config.tick, stopped.clone())),
@@ -221,10 +240,55 @@ pub async fn start(config: Config) -> anyhow::Result<Server> {
     })
 }
 
+/// The files of the data dir hold the store (webhook secrets, the audit
+/// log) and the admin token: the dir is made (or set) 0700, and the store
+/// file 0600 before SQLite opens it — SQLite gives its `-wal` and `-shm`
+/// files the store file's mode. Files left by older versions are set
+/// 0600 too.
+pub fn private_data_dir(dir: &Path) -> anyhow::Result<()> {
+    use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .with_context(|| format!("creating {}", dir.display()))?;
+    let private = |path: &Path, mode: u32| {
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
+            .with_context(|| format!("setting the mode of {} to {mode:o}", path.display()))
+    };
+    private(dir, 0o700)?;
+    let db = dir.join("ripcord.db");
+    std::fs::OpenOptions::new()
+        .append(true)
+        .create(true)
+        .mode(0o600)
+        .open(&db)
+        .with_context(|| format!("creating {}", db.display()))?;
+    for name in [
+        "ripcord.db",
+        "ripcord.db-wal",
+        "ripcord.db-shm",
+        "admin.token",
+        "audit.key",
+        "secrets.key",
+    ] {
+        let path = dir.join(name);
+        if path.exists() {
+            private(&path, 0o600)?;
+        }
+    }
+    Ok(())
+}
+
 /// The timeout layer answers 408 with an empty body; give it our shape.
 async fn timeout_body(response: axum::response::Response) -> axum::response::Response {
     use axum::response::IntoResponse;
-    if response.status() != StatusCode::REQUEST_TIMEOUT {
+    // Our own 408s (a body below the minimum rate) have their body.
+    if response.status() != StatusCode::REQUEST_TIMEOUT
+        || response
+            .headers()
+            .contains_key(axum::http::header::CONTENT_TYPE)
+    {
         return response;
     }
     let mut err = error::ApiError::bad_request(

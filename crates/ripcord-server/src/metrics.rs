@@ -3,7 +3,9 @@
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use metrics::{counter, gauge, histogram};
+use metrics::{
+    Unit, counter, describe_counter, describe_gauge, describe_histogram, gauge, histogram,
+};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use ripcord_core::Decision;
 use ripcord_core::engine::Rejection;
@@ -38,8 +40,64 @@ pub fn handle() -> Option<&'static PrometheusHandle> {
                 .ok()?
                 .install_recorder()
                 .ok()
+                .inspect(|_| describe())
         })
         .as_ref()
+}
+
+/// HELP text for every metric (`promtool check metrics` wants one per
+/// family); a metric added without a line here fails the test that runs
+/// promtool on `/metrics`.
+fn describe() {
+    describe_counter!(
+        "ripcord_events_accepted_total",
+        "Events accepted by POST /v1/events (durable when answered)."
+    );
+    describe_counter!(
+        "ripcord_events_rejected_total",
+        "Events refused by POST /v1/events, listed per item in the answer."
+    );
+    describe_counter!(
+        "ripcord_events_ignored_total",
+        "Accepted events the engine did not count, by reason."
+    );
+    describe_counter!(
+        "ripcord_incidents_opened_total",
+        "Incidents opened, by kind (real or drill) and severity."
+    );
+    describe_counter!(
+        "ripcord_incident_escalations_total",
+        "Incident escalations (a level paged because nobody acknowledged), by kind."
+    );
+    describe_histogram!(
+        "ripcord_evaluation_seconds",
+        Unit::Seconds,
+        "Time the engine took to evaluate one service's part of an ingest request."
+    );
+    describe_counter!(
+        "ripcord_decisions_total",
+        "Engine decisions, by kind and action."
+    );
+    describe_gauge!(
+        "ripcord_release_state",
+        "1 for the state a service's current release is in, 0 for the others."
+    );
+    describe_gauge!(
+        "ripcord_candidate_share",
+        "Share of units assigned to the candidate of a service's current release."
+    );
+    describe_counter!(
+        "ripcord_webhook_deliveries_total",
+        "Outbox delivery attempts, by result."
+    );
+    describe_gauge!(
+        "ripcord_webhook_outbox_pending",
+        "Outbox entries not yet delivered, as of the last scrape."
+    );
+    describe_counter!(
+        "ripcord_http_responses_total",
+        "HTTP responses, by status class."
+    );
 }
 
 pub fn render() -> String {

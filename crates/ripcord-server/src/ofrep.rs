@@ -5,13 +5,14 @@
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{Path, State};
+use axum::extract::{Extension, Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
 use crate::api::{Shared, assign_unit};
+use crate::auth::Principal;
 use crate::error::ApiError;
 
 /// An OFREP error, in the protocol's shape.
@@ -108,6 +109,7 @@ fn evaluation(app: &Shared, flag: &str, unit: &str) -> Result<Value, ApiError> {
 /// `POST /ofrep/v1/evaluate/flags/{key}`.
 pub async fn evaluate(
     State(app): State<Shared>,
+    Extension(principal): Extension<Principal>,
     Path(flag): Path<String>,
     bytes: Result<Bytes, BytesRejection>,
 ) -> Response {
@@ -115,6 +117,11 @@ pub async fn evaluate(
         Ok(u) => u,
         Err(response) => return *response,
     };
+    // Outside the token's scope: 403, like any route the token may not
+    // use (the protocol allows 403 for a flag the client may not read).
+    if let Err(e) = principal.require_service(&flag) {
+        return e.into_response();
+    }
     match evaluation(&app, &flag, &unit) {
         Ok(v) => Json(v).into_response(),
         Err(e) => *failure(
@@ -126,10 +133,12 @@ pub async fn evaluate(
     }
 }
 
-/// `POST /ofrep/v1/evaluate/flags`: every service with a release, with an
+/// `POST /ofrep/v1/evaluate/flags`: every service with a release (of the
+/// token's scope), with an
 /// ETag over the answer so that an unchanged answer costs a 304.
 pub async fn bulk(
     State(app): State<Shared>,
+    Extension(principal): Extension<Principal>,
     headers: HeaderMap,
     bytes: Result<Bytes, BytesRejection>,
 ) -> Response {
@@ -141,6 +150,7 @@ pub async fn bulk(
         .hub
         .service_names()
         .iter()
+        .filter(|name| principal.scope.allows(name))
         .filter_map(|name| evaluation(&app, name, &unit).ok())
         .collect();
     let body = json!({"flags": flags}).to_string();

@@ -874,3 +874,75 @@ async fn a_critical_breach_overrides_a_pending_approval_and_the_record_says_so()
     gov.server.shutdown().await?;
     Ok(())
 }
+
+/// Separation of duties counts persons: ann's second token (another
+/// name, the same person) neither approves ann's request nor gives bob a
+/// second vote through his.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn separation_of_duties_counts_persons_not_token_names() -> Result {
+    let (hooks, _inbox) = inbox().await?;
+    let gov = Gov::start(RIGHTS_POLICY, &hooks).await?;
+    let mut tokens = Vec::new();
+    for (name, role, person) in [
+        ("ann-laptop", "release_manager", "ann"),
+        ("ann-ci", "release_manager", "ann"),
+        ("bob-1", "release_manager", "bob"),
+        ("bob-2", "safety_lead", "bob"),
+    ] {
+        let body = json!({"name": name, "role": role, "person": person});
+        let (status, made) = gov.call("post", "/v1/tokens", None, Some(body)).await?;
+        assert_eq!(status, 201, "{made}");
+        tokens.push(made["token"].as_str().unwrap_or_default().to_string());
+    }
+    let [ann_laptop, ann_ci, bob_1, bob_2] = &tokens[..] else {
+        unreachable!()
+    };
+    gov.release().await?;
+    let (status, asked) = gov
+        .call(
+            "post",
+            "/v1/releases/gov-svc-1/actions",
+            Some(ann_laptop.as_str()),
+            Some(json!({"action": "rollback", "reason": "bad answers"})),
+        )
+        .await?;
+    assert_eq!(status, 202, "{asked}");
+    assert_eq!(
+        (
+            &asked["request"]["requested_by"],
+            &asked["request"]["requested_by_person"]
+        ),
+        (&json!("ann-laptop"), &json!("ann"))
+    );
+    let approve = "/v1/requests/req-gov-svc-1/approve";
+    let (status, own) = gov
+        .call("post", approve, Some(ann_ci.as_str()), None)
+        .await?;
+    assert_eq!(
+        (status, own["message"].as_str()),
+        (
+            403,
+            Some(
+                "separation of duties: ann (token ann-ci) requested this rollback and cannot \
+                 approve it"
+            )
+        )
+    );
+    let (status, one) = gov
+        .call("post", approve, Some(bob_1.as_str()), None)
+        .await?;
+    assert_eq!((status, &one["request"]["state"]), (200, &json!("pending")));
+    assert_eq!(one["vote"]["person"], "bob");
+    let (status, again) = gov
+        .call("post", approve, Some(bob_2.as_str()), None)
+        .await?;
+    assert_eq!(
+        (status, again["message"].as_str()),
+        (
+            409,
+            Some("bob (token bob-2) has already voted on request req-gov-svc-1")
+        )
+    );
+    gov.server.shutdown().await?;
+    Ok(())
+}

@@ -547,6 +547,60 @@ async fn answers_validate(api: &Api, doc: &Value) -> Result {
         .await?;
     assert_eq!((status, text.as_str()), (StatusCode::OK, ""));
     assert_eq!(headers["ripcord-next-after"], next.to_string().as_str());
+    // A limit outside the documented range is refused, in the documented
+    // shape (it used to be clamped while the schema said minimum 1).
+    for limit in ["0", "100001", "-3"] {
+        let (status, body) = api
+            .json(
+                Method::GET,
+                &format!("/v1/decisions?service=support-bot&limit={limit}"),
+                None,
+            )
+            .await?;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+        assert_eq!(
+            body["message"],
+            format!("limit: {limit} is outside 1–100000")
+        );
+        check(doc, "/v1/decisions", "get", status, &body);
+        let (status, body) = api
+            .json(Method::GET, &format!("/v1/audit?limit={limit}"), None)
+            .await?;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    }
+    // The largest cursor is the end of the log, not an overflow (found
+    // by scripts/schemathesis.sh: it was a 500).
+    let (status, _, text) = api
+        .send(
+            Method::GET,
+            "/v1/audit?after=9223372036854775807",
+            true,
+            None,
+        )
+        .await?;
+    assert_eq!((status, text.as_str()), (StatusCode::OK, ""));
+    // A 403's code, `forbidden`, is one the Error schema lists.
+    let (status, made) = api
+        .json(
+            Method::POST,
+            "/v1/tokens",
+            Some(json!({"name": "look", "role": "viewer"})),
+        )
+        .await?;
+    assert_eq!(status, StatusCode::CREATED, "{made}");
+    let viewer = Api {
+        base: api.base.clone(),
+        token: made["token"].as_str().unwrap_or_default().to_string(),
+        client: client(),
+    };
+    let (status, body) = viewer
+        .json(Method::POST, "/v1/releases", Some(json!({})))
+        .await?;
+    assert_eq!(
+        (status, &body["error"]),
+        (StatusCode::FORBIDDEN, &json!("forbidden"))
+    );
+    check(doc, "/v1/releases", "post", status, &body);
 
     // Error bodies: 404, 401, the fallback.
     let (status, body) = api

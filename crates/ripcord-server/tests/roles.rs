@@ -569,6 +569,8 @@ async fn a_revoked_token_fails_on_the_very_next_call_and_an_expired_one_fails() 
         expires_at_ms: Some(now - 3_600_000),
         revoked_at_ms: None,
         created_by: "admin".into(),
+        person: "old".into(),
+        services: Vec::new(),
     };
     let audit = ripcord_server::hub::audit(
         ripcord_core::Time(now),

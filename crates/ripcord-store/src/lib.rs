@@ -14,6 +14,7 @@
 //! `ON CONFLICT` upserts) so that a PostgreSQL backend can implement the same
 //! trait and pass the same conformance tests (`tests/conformance.rs`).
 
+pub mod seal;
 mod sqlite;
 
 use async_trait::async_trait;
@@ -169,6 +170,13 @@ pub struct TokenRecord {
     pub revoked_at_ms: Option<i64>,
     /// The principal who made it.
     pub created_by: String,
+    /// The person the token belongs to; separation of duties counts
+    /// persons, so one person's two tokens are one approver. The token's
+    /// name when none was given.
+    pub person: String,
+    /// The services the token may act on (ingest, assignment, OFREP, the
+    /// routes that name a service); empty: every service.
+    pub services: Vec<String>,
 }
 
 /// Everything one engine input changes, written atomically.

@@ -131,6 +131,12 @@ CREATE TABLE blobs (
 ALTER TABLE answers ADD COLUMN at_ms BIGINT NOT NULL DEFAULT 0;
 CREATE INDEX answers_at ON answers (at_ms);
 "#,
+    // Tokens belong to a person and may be scoped to services (a JSON
+    // array of names; empty: every service).
+    r#"
+ALTER TABLE tokens ADD COLUMN person TEXT;
+ALTER TABLE tokens ADD COLUMN services TEXT NOT NULL DEFAULT '[]';
+"#,
 ];
 
 pub struct SqliteStore {
@@ -139,6 +145,9 @@ pub struct SqliteStore {
     /// this process's writers cannot fork it (the tail itself is read from
     /// the file inside each transaction).
     appending: tokio::sync::Mutex<()>,
+    /// Seals webhook secrets before they are written; `None`: stored as
+    /// given (a store opened without a key, such as `ripcord token`'s).
+    sealer: Option<crate::seal::Sealer>,
 }
 
 impl SqliteStore {
@@ -171,9 +180,31 @@ impl SqliteStore {
         let store = SqliteStore {
             pool,
             appending: tokio::sync::Mutex::new(()),
+            sealer: None,
         };
         store.migrate().await?;
         Ok(store)
+    }
+
+    /// Seals the webhook secrets it writes with `key` (kept outside the
+    /// database) and opens those it reads ([`crate::seal`]).
+    pub fn sealing_secrets(mut self, key: &[u8; 32]) -> Result<SqliteStore> {
+        self.sealer = Some(crate::seal::Sealer::new(key)?);
+        Ok(self)
+    }
+
+    fn seal(&self, secret: &str, url: &str) -> Result<String> {
+        match &self.sealer {
+            Some(s) if !secret.is_empty() => s.seal(secret, url),
+            _ => Ok(secret.to_string()),
+        }
+    }
+
+    fn unseal(&self, stored: String, url: &str) -> Result<String> {
+        match &self.sealer {
+            Some(s) => s.open(&stored, url),
+            None => Ok(stored),
+        }
     }
 
     async fn migrate(&self) -> Result<()> {
@@ -398,6 +429,7 @@ impl Store for SqliteStore {
                 .await?;
             }
             for o in &batch.outbox {
+                let secret = self.seal(&o.secret, &o.url)?;
                 sqlx::query(
                     "INSERT INTO outbox (id, service, kind, url, secret, payload, attempts, next_at_ms) \
                      VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (id) DO NOTHING",
@@ -406,7 +438,7 @@ impl Store for SqliteStore {
                 .bind(&o.service)
                 .bind(&o.kind)
                 .bind(&o.url)
-                .bind(&o.secret)
+                .bind(&secret)
                 .bind(&o.payload)
                 .bind(o.attempts)
                 .bind(o.next_at_ms)
@@ -694,10 +726,11 @@ impl Store for SqliteStore {
             .execute(&mut *tx)
             .await?;
         for sink in sinks {
+            let secret = self.seal(&sink.secret, &sink.url)?;
             sqlx::query("INSERT INTO sinks (service, url, secret) VALUES ($1, $2, $3)")
                 .bind(service)
                 .bind(&sink.url)
-                .bind(&sink.secret)
+                .bind(&secret)
                 .execute(&mut *tx)
                 .await?;
         }
@@ -713,9 +746,10 @@ impl Store for SqliteStore {
             .await?;
         rows.iter()
             .map(|r| {
+                let url: String = r.try_get("url")?;
                 Ok(Sink {
-                    url: r.try_get("url")?,
-                    secret: r.try_get("secret")?,
+                    secret: self.unseal(r.try_get("secret")?, &url)?,
+                    url,
                 })
             })
             .collect()
@@ -732,12 +766,13 @@ impl Store for SqliteStore {
         .await?;
         rows.iter()
             .map(|r| {
+                let url: String = r.try_get("url")?;
                 Ok(OutboxEntry {
                     id: r.try_get("id")?,
                     service: r.try_get("service")?,
                     kind: r.try_get("kind")?,
-                    url: r.try_get("url")?,
-                    secret: r.try_get("secret")?,
+                    secret: self.unseal(r.try_get("secret")?, &url)?,
+                    url,
                     payload: r.try_get("payload")?,
                     attempts: r.try_get("attempts")?,
                     next_at_ms: r.try_get("next_at_ms")?,
@@ -940,7 +975,8 @@ impl Store for SqliteStore {
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         let done = sqlx::query(
             "INSERT INTO tokens (name, role, hash, created_at_ms, expires_at_ms, revoked_at_ms, \
-             created_by) VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (name) DO NOTHING",
+             created_by, person, services) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) \
+             ON CONFLICT (name) DO NOTHING",
         )
         .bind(&token.name)
         .bind(&token.role)
@@ -949,6 +985,8 @@ impl Store for SqliteStore {
         .bind(token.expires_at_ms)
         .bind(token.revoked_at_ms)
         .bind(&token.created_by)
+        .bind(&token.person)
+        .bind(serde_json::to_string(&token.services).unwrap_or_else(|_| "[]".into()))
         .execute(&mut *tx)
         .await?;
         if done.rows_affected() != 1 {
@@ -961,8 +999,8 @@ impl Store for SqliteStore {
 
     async fn token_by_hash(&self, hash: &str) -> Result<Option<TokenRecord>> {
         let row = sqlx::query(
-            "SELECT name, role, hash, created_at_ms, expires_at_ms, revoked_at_ms, created_by \
-             FROM tokens WHERE hash = $1",
+            "SELECT name, role, hash, created_at_ms, expires_at_ms, revoked_at_ms, created_by, \
+             person, services FROM tokens WHERE hash = $1",
         )
         .bind(hash)
         .fetch_optional(&self.pool)
@@ -972,8 +1010,8 @@ impl Store for SqliteStore {
 
     async fn tokens(&self) -> Result<Vec<TokenRecord>> {
         let rows = sqlx::query(
-            "SELECT name, role, hash, created_at_ms, expires_at_ms, revoked_at_ms, created_by \
-             FROM tokens ORDER BY name",
+            "SELECT name, role, hash, created_at_ms, expires_at_ms, revoked_at_ms, created_by, \
+             person, services FROM tokens ORDER BY name",
         )
         .fetch_all(&self.pool)
         .await?;
@@ -1000,8 +1038,15 @@ impl Store for SqliteStore {
 }
 
 fn token_row(row: &sqlx::sqlite::SqliteRow) -> Result<TokenRecord> {
+    let name: String = row.try_get("name")?;
+    let person: Option<String> = row.try_get("person")?;
+    let services: String = row.try_get("services")?;
+    let services = serde_json::from_str(&services)
+        .map_err(|e| StoreError::Corrupt(format!("token {name:?}: services: {e}")))?;
     Ok(TokenRecord {
-        name: row.try_get("name")?,
+        person: person.unwrap_or_else(|| name.clone()),
+        services,
+        name,
         role: row.try_get("role")?,
         hash: row.try_get("hash")?,
         created_at_ms: row.try_get("created_at_ms")?,

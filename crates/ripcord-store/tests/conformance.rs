@@ -485,6 +485,8 @@ fn token(name: &str, hash: &str) -> TokenRecord {
         expires_at_ms: Some(9_000),
         revoked_at_ms: None,
         created_by: "admin".into(),
+        person: format!("{name}-person"),
+        services: vec!["svc-a".into()],
     }
 }
 

@@ -52,11 +52,19 @@ enum TokenCommand {
         /// How long it is valid (`30d`, `12h`, …) [default: until revoked].
         #[arg(long)]
         expires: Option<String>,
+        /// The person the token belongs to; separation of duties counts
+        /// persons, so one person's tokens approve once [default: the name].
+        #[arg(long)]
+        person: Option<String>,
+        /// A service the token may act on (repeatable); ingest, assignment
+        /// and OFREP answer only for these [default: every service].
+        #[arg(long = "service")]
+        services: Vec<String>,
         #[command(flatten)]
         place: Place,
     },
-    /// List tokens: name, role, state, created, expires, revoked (never a
-    /// token or its hash).
+    /// List tokens: name, role, state, created, expires, revoked, person,
+    /// services (never a token or its hash).
     List {
         #[command(flatten)]
         place: Place,
@@ -77,8 +85,19 @@ pub fn run(args: TokenArgs) -> anyhow::Result<ExitCode> {
                 name,
                 role,
                 expires,
+                person,
+                services,
                 place,
-            } => create(name, role, expires, &place).await,
+            } => {
+                let request = NewToken {
+                    name,
+                    role,
+                    expires: None,
+                    person,
+                    services,
+                };
+                create(request, expires, &place).await
+            }
             TokenCommand::List { place } => list(&place).await,
             TokenCommand::Revoke { name, place } => revoke(&name, &place).await,
         }
@@ -103,8 +122,7 @@ fn resolve(place: &Place) -> anyhow::Result<(PathBuf, Roles)> {
 async fn open(data_dir: &Path, create: bool) -> anyhow::Result<SqliteStore> {
     let db = data_dir.join("ripcord.db");
     if create {
-        std::fs::create_dir_all(data_dir)
-            .with_context(|| format!("creating {}", data_dir.display()))?;
+        ripcord_server::private_data_dir(data_dir)?;
     } else if !db.exists() {
         bail!(
             "{}: no store here; pass the server's --data-dir",
@@ -131,22 +149,16 @@ fn now() -> Time {
 }
 
 async fn create(
-    name: String,
-    role: String,
+    mut request: NewToken,
     expires: Option<String>,
     place: &Place,
 ) -> anyhow::Result<ExitCode> {
     let (data_dir, roles) = resolve(place)?;
-    let expires = match expires.as_deref() {
+    request.expires = match expires.as_deref() {
         Some(text) => tokens::parse_expires(text).map_err(flag_error)?,
         None => None,
     };
     let store = open(&data_dir, true).await?;
-    let request = NewToken {
-        name,
-        role,
-        expires,
-    };
     let made = tokens::issue(&store, &roles, &request, &local_principal(), now())
         .await
         .map_err(flag_error)?;
@@ -157,9 +169,14 @@ async fn create(
         .map_or("until revoked".to_string(), |t| {
             format!("until {}", Time(t).to_rfc3339())
         });
+    let scope = if made.record.services.is_empty() {
+        "every service".to_string()
+    } else {
+        made.record.services.join(", ")
+    };
     eprintln!(
-        "token \"{}\" (role {}) is valid {until}; it is shown only now (the store keeps its SHA-256): send it as `Authorization: Bearer <token>`",
-        made.record.name, made.record.role
+        "token \"{}\" (role {}, person {}, for {scope}) is valid {until}; it is shown only now (the store keeps its SHA-256): send it as `Authorization: Bearer <token>`",
+        made.record.name, made.record.role, made.record.person
     );
     Ok(ExitCode::SUCCESS)
 }
@@ -192,6 +209,8 @@ fn table(all: &[TokenRecord], now: Time) -> String {
         "EXPIRES".to_string(),
         "REVOKED".to_string(),
         "CREATED BY".to_string(),
+        "PERSON".to_string(),
+        "SERVICES".to_string(),
     ]];
     for t in all {
         rows.push([
@@ -202,9 +221,15 @@ fn table(all: &[TokenRecord], now: Time) -> String {
             at(t.expires_at_ms),
             at(t.revoked_at_ms),
             t.created_by.clone(),
+            t.person.clone(),
+            if t.services.is_empty() {
+                "*".to_string()
+            } else {
+                t.services.join(",")
+            },
         ]);
     }
-    let widths: Vec<usize> = (0..7)
+    let widths: Vec<usize> = (0..9)
         .map(|c| rows.iter().map(|r| r[c].chars().count()).max().unwrap_or(0))
         .collect();
     let mut out = String::new();
@@ -247,12 +272,14 @@ mod tests {
             expires_at_ms: Some(86_400_000),
             revoked_at_ms: None,
             created_by: "local:ana".into(),
+            person: "ana".into(),
+            services: vec!["support-bot".into(), "search".into()],
         };
         let text = table(&[record], Time(1_000));
         assert_eq!(
             text,
-            "NAME  ROLE     STATE   CREATED                   EXPIRES                   REVOKED  CREATED BY\n\
-             ci    service  active  1970-01-01T00:00:00.000Z  1970-01-02T00:00:00.000Z  -        local:ana\n"
+            "NAME  ROLE     STATE   CREATED                   EXPIRES                   REVOKED  CREATED BY  PERSON  SERVICES\n\
+             ci    service  active  1970-01-01T00:00:00.000Z  1970-01-02T00:00:00.000Z  -        local:ana   ana     support-bot,search\n"
         );
     }
 }

@@ -564,8 +564,17 @@ fn review(doc: &IncidentDoc) -> Section {
     }
 }
 
+/// Text in markdown: raw HTML passes through markdown renderers, so
+/// `&`, `<` and `>` from incident titles, notes and summaries are written
+/// as entities (they render as the same characters).
+fn md_text(text: &str) -> String {
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+}
+
 fn md_cell(text: &str) -> String {
-    text.replace('|', "\\|").replace('\n', " ")
+    md_text(text).replace('|', "\\|").replace('\n', " ")
 }
 
 fn markdown(title: &str, sections: &[Section], charts: &[Chart]) -> String {
@@ -575,7 +584,7 @@ fn markdown(title: &str, sections: &[Section], charts: &[Chart]) -> String {
         for b in &s.blocks {
             out.push('\n');
             match b {
-                Block::Para(p) => out.push_str(&format!("{p}\n")),
+                Block::Para(p) => out.push_str(&format!("{}\n", md_text(p))),
                 Block::Table { head, rows } => {
                     let line = |cells: &[String]| {
                         format!(
@@ -878,6 +887,29 @@ mod tests {
         let single = polylines(&r.charts[1].svg, "#1F77B4");
         assert_eq!(single.iter().map(Vec::len).collect::<Vec<_>>(), [1]);
         assert!(polylines(&r.charts[1].svg, "#D62728").is_empty());
+    }
+
+    #[test]
+    fn markdown_escapes_raw_html_from_the_incident() {
+        let mut d = doc();
+        d.incident.title = "<img src=x onerror=alert(1)> & <b>".into();
+        let r = render(
+            &Input {
+                doc: &d,
+                decisions: &decisions(),
+                whatif: Some(&table()),
+            },
+            Format::Markdown,
+            "inc",
+        )
+        .unwrap();
+        let first = r.text.lines().next().unwrap();
+        assert_eq!(
+            first,
+            "# Incident inc-20261120-1: &lt;img src=x onerror=alert(1)&gt; &amp; &lt;b&gt;"
+        );
+        assert!(!r.text.contains("<img"), "{}", r.text);
+        assert!(!r.text.contains("<b>"), "{}", r.text);
     }
 
     #[test]

@@ -3,7 +3,9 @@
 use axum::Json;
 use axum::body::{Body, Bytes};
 use axum::extract::rejection::{BytesRejection, QueryRejection};
-use axum::extract::{Extension, MatchedPath, Path, Query, Request, State};
+use axum::extract::{
+    Extension, FromRequestParts, MatchedPath, Path, Query, RawPathParams, Request, State,
+};
 use axum::http::{StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
@@ -12,7 +14,7 @@ use serde_json::{Value, json};
 
 use super::routes::{self, Need};
 use super::tokens::{self, NewToken, TokenError};
-use super::{Permission, Principal};
+use super::{Permission, Principal, Scope};
 use crate::api::{Shared, body, json_body, query_error};
 use crate::error::ApiError;
 use crate::hub::wall_now;
@@ -21,7 +23,7 @@ use crate::hub::wall_now;
 /// route needs (from [`routes::ROUTES`]) and hands the principal to the
 /// handler. 401: no valid token; 403: the role may not, or the route is
 /// not in the table.
-pub async fn authorize(State(app): State<Shared>, mut request: Request, next: Next) -> Response {
+pub async fn authorize(State(app): State<Shared>, request: Request, next: Next) -> Response {
     let route = request
         .extensions()
         .get::<MatchedPath>()
@@ -59,8 +61,32 @@ pub async fn authorize(State(app): State<Shared>, mut request: Request, next: Ne
     if let Err(e) = allowed {
         return e.into_response();
     }
+    let (mut parts, body) = request.into_parts();
+    if let Err(e) = in_scope(&principal, &mut parts).await {
+        return e.into_response();
+    }
+    let mut request = Request::from_parts(parts, body);
     request.extensions_mut().insert(principal);
     next.run(request).await
+}
+
+/// 403 when the route names a service (`{service}` in its path) that the
+/// token is not scoped to. Ingest, assignment and OFREP name theirs in
+/// the body or query and check there.
+async fn in_scope(
+    principal: &Principal,
+    parts: &mut axum::http::request::Parts,
+) -> Result<(), ApiError> {
+    if principal.scope == Scope::All {
+        return Ok(());
+    }
+    let Ok(params) = RawPathParams::from_request_parts(parts, &()).await else {
+        return Ok(());
+    };
+    match params.iter().find(|(k, _)| *k == "service") {
+        Some((_, service)) => principal.require_service(service),
+        None => Ok(()),
+    }
 }
 
 fn any_action(app: &Shared, principal: &Principal, what: &str) -> Result<(), ApiError> {
@@ -115,6 +141,12 @@ struct TokenBody {
     /// `30d`, `12h`, …, or `never` (the default).
     #[serde(default)]
     expires: Option<String>,
+    /// Whose token it is (the token's name when absent).
+    #[serde(default)]
+    person: Option<String>,
+    /// The services it may act on; absent or empty: every service.
+    #[serde(default)]
+    services: Vec<String>,
 }
 
 /// `POST /v1/tokens`: the token is in this answer and nowhere else.
@@ -133,6 +165,8 @@ pub async fn create_token(
         name: req.name,
         role: req.role,
         expires,
+        person: req.person,
+        services: req.services,
     };
     let made = tokens::issue(
         app.hub.store.as_ref(),
@@ -182,8 +216,8 @@ pub async fn audit_log(
 ) -> Result<Response, ApiError> {
     let Query(q) = q.map_err(query_error)?;
     let after = q.after.unwrap_or(0).max(0);
-    let limit = q.limit.unwrap_or(10_000).clamp(1, 100_000);
-    let lines = app.hub.store.audit(after + 1, limit).await?;
+    let limit = crate::api::page_limit(q.limit)?;
+    let lines = app.hub.store.audit(after.saturating_add(1), limit).await?;
     let next = lines.last().map_or(after, |l| l.seq);
     let mut text = String::new();
     for l in &lines {

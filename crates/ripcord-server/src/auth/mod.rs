@@ -30,13 +30,70 @@ use crate::error::ApiError;
 /// The principal and role of the admin token file.
 pub const ADMIN: &str = "admin";
 
-/// Who made a request: the token's name and its role. The auth middleware
-/// puts it into the request's extensions; handlers that change anything
-/// take `Extension<Principal>` and record `name` in the audit log.
+/// Names that stand for the server itself in the audit log (`engine`
+/// acts on triggers and timers, `policies-dir` loads the policies
+/// directory, `admin` is the admin token file); no token may take one, in
+/// any case.
+pub const RESERVED: &[&str] = &[ADMIN, "ripcord", crate::hub::ENGINE, "policies-dir"];
+
+/// Who made a request: the token's name, its role, the person it belongs
+/// to and the services it may act on. The auth middleware puts it into
+/// the request's extensions; handlers that change anything take
+/// `Extension<Principal>` and record `name` in the audit log.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Principal {
     pub name: String,
     pub role: String,
+    /// Separation of duties compares persons, not token names.
+    pub person: String,
+    pub scope: Scope,
+}
+
+/// The services a token may act on.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Scope {
+    All,
+    Services(std::collections::BTreeSet<String>),
+}
+
+impl Scope {
+    /// A stored list: empty means every service.
+    pub fn from_list(services: &[String]) -> Scope {
+        if services.is_empty() {
+            Scope::All
+        } else {
+            Scope::Services(services.iter().cloned().collect())
+        }
+    }
+
+    pub fn allows(&self, service: &str) -> bool {
+        match self {
+            Scope::All => true,
+            Scope::Services(set) => set.contains(service),
+        }
+    }
+}
+
+impl Principal {
+    /// 403 unless the token may act on `service`.
+    pub fn require_service(&self, service: &str) -> Result<(), ApiError> {
+        if self.scope.allows(service) {
+            return Ok(());
+        }
+        Err(ApiError::forbidden(self.out_of_scope(service)))
+    }
+
+    /// Why this token may not act on `service`.
+    pub fn out_of_scope(&self, service: &str) -> String {
+        let allowed = match &self.scope {
+            Scope::All => String::new(),
+            Scope::Services(set) => set.iter().cloned().collect::<Vec<_>>().join(", "),
+        };
+        format!(
+            "service: token \"{}\" is scoped to {allowed}; it may not act on \"{service}\"",
+            self.name
+        )
+    }
 }
 
 /// The tokens a server accepts and the roles it knows.
@@ -108,6 +165,8 @@ impl Tokens {
             return Ok(Principal {
                 name: ADMIN.into(),
                 role: ADMIN.into(),
+                person: ADMIN.into(),
+                scope: Scope::All,
             });
         }
         let hash = ripcord_core::audit::hex(&presented);
@@ -138,8 +197,10 @@ impl Tokens {
             )));
         }
         Ok(Principal {
+            scope: Scope::from_list(&record.services),
             name: record.name,
             role: record.role,
+            person: record.person,
         })
     }
 
@@ -172,6 +233,21 @@ impl Tokens {
 fn bearer(header: &str) -> Option<&str> {
     let (scheme, token) = header.split_once(' ')?;
     scheme.eq_ignore_ascii_case("bearer").then_some(token)
+}
+
+/// The key that seals webhook secrets in the store (32 random bytes, hex,
+/// mode 0600), made on first start at `path` — by default
+/// `<data-dir>/secrets.key`, beside the database but not in it, so that a
+/// copy of the database alone does not reveal the secrets.
+pub fn secrets_key(path: &Path) -> std::io::Result<[u8; 32]> {
+    if let Ok(text) = std::fs::read_to_string(path) {
+        return ripcord_core::audit::unhex::<32>(text.trim()).ok_or_else(|| {
+            std::io::Error::other(format!("{}: not 64 hex digits", path.display()))
+        });
+    }
+    let key = random_32()?;
+    write_private(path, &ripcord_core::audit::hex(&key))?;
+    Ok(key)
 }
 
 pub(crate) fn random_32() -> std::io::Result<[u8; 32]> {

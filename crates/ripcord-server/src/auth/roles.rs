@@ -290,6 +290,45 @@ mod tests {
         serde_saphyr::from_str(yaml).unwrap()
     }
 
+    /// docs/api.md's role table says what the code does: each built-in
+    /// role's permissions, with "what `operator` has" expanded.
+    #[test]
+    fn the_role_table_in_docs_api_matches_the_code() {
+        let doc = include_str!("../../../../docs/api.md");
+        let roles = Roles::built_in();
+        let mut seen = Vec::new();
+        for line in doc.lines() {
+            let cells: Vec<&str> = line.split('|').map(str::trim).collect();
+            let [_, role, permissions, _] = cells[..] else {
+                continue;
+            };
+            let role = role.trim_matches('`');
+            if !BUILT_IN.contains(&role) {
+                continue;
+            }
+            let mut documented = BTreeSet::new();
+            if permissions == "every permission" {
+                documented.extend(Permission::ALL.iter().copied());
+            }
+            for word in permissions.split('`').skip(1).step_by(2) {
+                match roles.permissions(word) {
+                    Some(inherited) => documented.extend(inherited.iter().copied()),
+                    None => {
+                        let p = Permission::ALL.iter().find(|p| p.as_str() == word);
+                        documented.insert(*p.unwrap_or_else(|| panic!("{role}: {word}?")));
+                    }
+                }
+            }
+            assert_eq!(
+                Some(&documented),
+                roles.permissions(role),
+                "docs/api.md, role {role}"
+            );
+            seen.push(role);
+        }
+        assert_eq!(seen, BUILT_IN, "every built-in role is in the table once");
+    }
+
     #[test]
     fn built_in_roles_have_the_plans_permissions() {
         use Permission::*;

@@ -7,7 +7,10 @@ use ripcord_core::{Dur, Time};
 use ripcord_store::{PendingAudit, Store, StoreError, TokenRecord};
 use serde_json::{Value, json};
 
-use super::{ADMIN, Roles};
+use super::{RESERVED, Roles};
+
+/// Services one token may be scoped to.
+pub const MAX_SERVICES: usize = 64;
 
 /// What to issue, as asked.
 #[derive(Clone, Debug)]
@@ -16,6 +19,10 @@ pub struct NewToken {
     pub role: String,
     /// How long it is valid; `None`: until revoked.
     pub expires: Option<Dur>,
+    /// Whose token it is; `None`: the token's name.
+    pub person: Option<String>,
+    /// The services it may act on; empty: every service.
+    pub services: Vec<String>,
 }
 
 /// A token just made: the secret (to show once) and what was stored.
@@ -40,22 +47,46 @@ pub enum TokenError {
     Store(#[from] StoreError),
 }
 
-/// Token names become principals in the audit log: keep them plain.
-fn check_name(name: &str) -> Result<(), TokenError> {
+/// Token and person names become principals in the audit log: keep them
+/// plain, and keep the server's own names (in any case) for the server.
+fn check_name(field: &str, name: &str) -> Result<(), TokenError> {
     let ok = !name.is_empty()
         && name.len() <= 64
         && name
             .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | '@'));
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | '@'))
+        && !name.chars().all(|c| c == '.');
     if !ok {
         return Err(TokenError::Invalid(format!(
-            "name: \"{name}\" must be 1–64 characters of letters, digits, '-', '_', '.' or '@'"
+            "{field}: \"{name}\" must be 1–64 characters of letters, digits, '-', '_', '.' or \
+             '@', and not only dots"
         )));
     }
-    if name == ADMIN || name == "ripcord" {
+    if RESERVED.iter().any(|r| r.eq_ignore_ascii_case(name)) {
         return Err(TokenError::Invalid(format!(
-            "name: \"{name}\" is reserved (the admin token file, the server itself); pick another"
+            "{field}: \"{name}\" is reserved for the server's own principals ({}); pick another",
+            RESERVED.join(", ")
         )));
+    }
+    Ok(())
+}
+
+/// The services a token is scoped to: valid service names, no repeats.
+fn check_services(services: &[String]) -> Result<(), TokenError> {
+    if services.len() > MAX_SERVICES {
+        return Err(TokenError::Invalid(format!(
+            "services: {} given; at most {MAX_SERVICES}",
+            services.len()
+        )));
+    }
+    for (i, service) in services.iter().enumerate() {
+        crate::api::check_name(&format!("services[{i}]"), service)
+            .map_err(|e| TokenError::Invalid(e.message))?;
+        if services[..i].contains(service) {
+            return Err(TokenError::Invalid(format!(
+                "services[{i}]: \"{service}\" is listed twice"
+            )));
+        }
     }
     Ok(())
 }
@@ -82,7 +113,11 @@ pub async fn issue(
     by: &str,
     now: Time,
 ) -> Result<Made, TokenError> {
-    check_name(&request.name)?;
+    check_name("name", &request.name)?;
+    if let Some(person) = &request.person {
+        check_name("person", person)?;
+    }
+    check_services(&request.services)?;
     roles
         .check(&request.role)
         .map_err(|m| TokenError::Invalid(format!("role: {m}")))?;
@@ -95,9 +130,16 @@ pub async fn issue(
         expires_at_ms: request.expires.map(|d| (now + d).0),
         revoked_at_ms: None,
         created_by: by.to_string(),
+        person: request
+            .person
+            .clone()
+            .unwrap_or_else(|| request.name.clone()),
+        services: request.services.clone(),
     };
     let detail = json!({
         "role": record.role,
+        "person": record.person,
+        "services": record.services,
         "expires_at": record.expires_at_ms.map(|t| Time(t).to_rfc3339()),
     });
     let audit = audit(now, by, "token.create", &record.name, detail);
@@ -145,6 +187,8 @@ pub fn view(record: &TokenRecord, now: Time) -> Value {
         "state": state(record, now),
         "created_at": Time(record.created_at_ms).to_rfc3339(),
         "created_by": record.created_by,
+        "person": record.person,
+        "services": record.services,
         "expires_at": at(record.expires_at_ms),
         "revoked_at": at(record.revoked_at_ms),
     })

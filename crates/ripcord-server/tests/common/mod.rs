@@ -18,7 +18,7 @@ pub struct Running {
     pub http: reqwest::Client,
     /// What the server was started with (for [`Running::restart`]).
     pub config: ripcord_server::Config,
-    _dir: tempfile::TempDir,
+    pub dir: tempfile::TempDir,
 }
 
 pub fn repo_root() -> PathBuf {
@@ -56,7 +56,7 @@ pub async fn start_with(adjust: impl FnOnce(&mut ripcord_server::Config)) -> Res
         token,
         http: client()?,
         config,
-        _dir: dir,
+        dir,
     };
     let policy =
         std::fs::read_to_string(repo_root().join("examples/conversational-agent/policy.yaml"))?;
@@ -89,7 +89,7 @@ impl Running {
             token,
             http,
             config,
-            _dir,
+            dir,
             ..
         } = self;
         server.shutdown().await?;
@@ -101,7 +101,7 @@ impl Running {
             token,
             http,
             config,
-            _dir,
+            dir,
         })
     }
 
