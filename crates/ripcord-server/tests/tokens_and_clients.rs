@@ -228,7 +228,7 @@ async fn a_scoped_token_ingests_assigns_and_evaluates_only_its_services() -> Res
     assert_eq!(status, 202, "{answer}");
     assert_eq!(
         answer,
-        json!({"accepted": 1, "rejected": [{"index": 1, "error": scope_error}]})
+        json!({"accepted": 1, "rejected": [{"index": 1, "error": scope_error}], "rejected_count": 1})
     );
     // … and a request only for another service is 403.
     let only_other = json!([event("other-bot", "u2")]);
@@ -416,7 +416,7 @@ async fn the_data_dir_is_private_to_its_owner() -> Result {
         "ripcord.db-wal",
         "ripcord.db-shm",
         "admin.token",
-        "audit.key",
+        "secrets.key",
     ] {
         assert_eq!(mode(file)?, 0o600, "{file}");
     }

@@ -794,12 +794,13 @@ impl Store for SqliteStore {
         .await?;
         rows.iter()
             .map(|r| {
+                let url: String = r.try_get("url")?;
                 Ok(OutboxEntry {
                     id: r.try_get("id")?,
                     service: r.try_get("service")?,
                     kind: r.try_get("kind")?,
-                    url: r.try_get("url")?,
-                    secret: r.try_get("secret")?,
+                    secret: self.unseal(r.try_get("secret")?, &url)?,
+                    url,
                     payload: r.try_get("payload")?,
                     attempts: r.try_get("attempts")?,
                     next_at_ms: r.try_get("next_at_ms")?,
