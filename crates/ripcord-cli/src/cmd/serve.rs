@@ -82,7 +82,7 @@ impl Limits {
         let defaults = EventLimits::default();
         let positive = |name: &str, v: Option<f64>, default: f64| match v {
             None => Ok(default),
-            Some(v) if v.is_finite() && v >= 1.0 && v <= 1e15 => Ok(v),
+            Some(v) if (1.0..=1e15).contains(&v) => Ok(v),
             Some(v) => Err(anyhow::anyhow!(
                 "{origin}: limits.{name}: must be a number from 1 to 1e15, got {v}"
             )),

@@ -27,8 +27,6 @@ use crate::stats::cluster::cluster_of;
 use crate::stats::srm::SrmTest;
 use crate::time::{Dur, Time};
 
-/// The field every output carries: its count is the SRM check's unit.
-
 /// Where a criterion reads its sample from an event.
 #[derive(Clone, Copy, Debug)]
 enum Binding {
