@@ -200,6 +200,21 @@ impl SqliteStore {
         }
     }
 
+    /// An outbox row as read by `due` and `due_per_sink`, its secret unsealed.
+    fn outbox_entry(&self, r: &sqlx::sqlite::SqliteRow) -> Result<OutboxEntry> {
+        let url: String = r.try_get("url")?;
+        Ok(OutboxEntry {
+            id: r.try_get("id")?,
+            service: r.try_get("service")?,
+            kind: r.try_get("kind")?,
+            secret: self.unseal(r.try_get("secret")?, &url)?,
+            url,
+            payload: r.try_get("payload")?,
+            attempts: r.try_get("attempts")?,
+            next_at_ms: r.try_get("next_at_ms")?,
+        })
+    }
+
     fn unseal(&self, stored: String, url: &str) -> Result<String> {
         match &self.sealer {
             Some(s) => s.open(&stored, url),
@@ -764,21 +779,7 @@ impl Store for SqliteStore {
         .bind(limit)
         .fetch_all(&self.pool)
         .await?;
-        rows.iter()
-            .map(|r| {
-                let url: String = r.try_get("url")?;
-                Ok(OutboxEntry {
-                    id: r.try_get("id")?,
-                    service: r.try_get("service")?,
-                    kind: r.try_get("kind")?,
-                    secret: self.unseal(r.try_get("secret")?, &url)?,
-                    url,
-                    payload: r.try_get("payload")?,
-                    attempts: r.try_get("attempts")?,
-                    next_at_ms: r.try_get("next_at_ms")?,
-                })
-            })
-            .collect()
+        rows.iter().map(|r| self.outbox_entry(r)).collect()
     }
 
     async fn due_per_sink(&self, now_ms: i64, sinks: i64) -> Result<Vec<OutboxEntry>> {
@@ -792,21 +793,7 @@ impl Store for SqliteStore {
         .bind(sinks)
         .fetch_all(&self.pool)
         .await?;
-        rows.iter()
-            .map(|r| {
-                let url: String = r.try_get("url")?;
-                Ok(OutboxEntry {
-                    id: r.try_get("id")?,
-                    service: r.try_get("service")?,
-                    kind: r.try_get("kind")?,
-                    secret: self.unseal(r.try_get("secret")?, &url)?,
-                    url,
-                    payload: r.try_get("payload")?,
-                    attempts: r.try_get("attempts")?,
-                    next_at_ms: r.try_get("next_at_ms")?,
-                })
-            })
-            .collect()
+        rows.iter().map(|r| self.outbox_entry(r)).collect()
     }
 
     async fn delivered(&self, id: &str, at_ms: i64) -> Result<()> {
