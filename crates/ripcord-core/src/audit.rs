@@ -57,6 +57,21 @@ struct Line {
     hash: String,
 }
 
+impl Line {
+    /// The record, and the hex of the hash before it and of its own.
+    fn into_parts(self) -> (Record, String, String) {
+        let record = Record {
+            seq: self.seq,
+            at: self.at,
+            principal: self.principal,
+            action: self.action,
+            subject: self.subject,
+            detail: self.detail,
+        };
+        (record, self.prev, self.hash)
+    }
+}
+
 /// Where a chain breaks.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Broken {
@@ -277,27 +292,20 @@ fn walk(
         };
         let line: Line =
             serde_json::from_str(raw).map_err(|e| broken(format!("not an audit record: {e}")))?;
-        let record = Record {
-            seq: line.seq,
-            at: line.at,
-            principal: line.principal,
-            action: line.action,
-            subject: line.subject,
-            detail: line.detail,
-        };
+        let (record, prev_hex, hash_hex) = line.into_parts();
         if record.seq != expected {
             return Err(broken(format!(
                 "sequence {} where {expected} belongs: a record was deleted, inserted or moved",
                 record.seq
             )));
         }
-        if line.prev != hex(&prev) {
+        if prev_hex != hex(&prev) {
             return Err(broken(
                 "prev does not match the hash of the record before".into(),
             ));
         }
         let hash = link(&prev, &record);
-        if line.hash != hex(&hash) {
+        if hash_hex != hex(&hash) {
             return Err(broken(
                 "hash does not match the record: it was changed".into(),
             ));
@@ -352,14 +360,7 @@ pub fn parse_published(text: &str, key: &[u8; 32]) -> Result<Vec<Published>, Str
             serde_json::from_str(raw).map_err(|e| at(format!("not an audit checkpoint: {e}")))?;
         let prev: [u8; 32] =
             unhex(&line.prev).ok_or_else(|| at("prev: not 32 bytes of hex".into()))?;
-        let record = Record {
-            seq: line.seq,
-            at: line.at,
-            principal: line.principal,
-            action: line.action,
-            subject: line.subject,
-            detail: line.detail,
-        };
+        let (record, _, hash_hex) = line.into_parts();
         if record.action != CHECKPOINT {
             return Err(at(format!(
                 "action: \"{}\" is not a checkpoint",
@@ -367,7 +368,7 @@ pub fn parse_published(text: &str, key: &[u8; 32]) -> Result<Vec<Published>, Str
             )));
         }
         let hash = link(&prev, &record);
-        if line.hash != hex(&hash) {
+        if hash_hex != hex(&hash) {
             return Err(at("hash does not match the record".into()));
         }
         check_checkpoint(&record, &prev, Some(key)).map_err(at)?;

@@ -726,8 +726,10 @@ fn a_rollback_stage_whose_users_do_not_move_holds_for_a_person() {
     assert_eq!(e.status().unwrap().share, 0.0);
 }
 
-#[test]
-fn a_baseline_outside_an_absolute_bound_fails_verification_and_resume_verifies_again() {
+/// A release with a relative criterion and a 1% moderation ceiling, run
+/// until its rollback starts; the engine, its traffic and the second the
+/// rollback started.
+fn rolling_back_with_a_ceiling() -> (Engine, Traffic, i64) {
     let mut policy = relative_policy(1.2);
     let mut ceiling = criterion("moderation_abs", 0, Bound::Absolute(0.01));
     ceiling.min_samples = 200;
@@ -735,6 +737,12 @@ fn a_baseline_outside_an_absolute_bound_fails_verification_and_resume_verifies_a
     let mut e = engine(policy, ShareSource::Engine);
     let mut traffic = Traffic::new(5, 50.0, 0.005, 3.0);
     let t = until_rollback(&mut e, &mut traffic);
+    (e, traffic, t)
+}
+
+#[test]
+fn a_baseline_outside_an_absolute_bound_fails_verification_and_resume_verifies_again() {
+    let (mut e, mut traffic, t) = rolling_back_with_a_ceiling();
     // The baseline, now serving more users, fails moderation at 5%.
     let out = open_loop(&mut e, &mut traffic, t, 121, 0.025, 0.05);
     let held = first(&out, ActionKind::Pause);
@@ -770,13 +778,7 @@ fn a_baseline_outside_an_absolute_bound_fails_verification_and_resume_verifies_a
 
 #[test]
 fn negative_or_excess_flag_counts_cannot_make_a_failing_stage_verified() {
-    let mut policy = relative_policy(1.2);
-    let mut ceiling = criterion("moderation_abs", 0, Bound::Absolute(0.01));
-    ceiling.min_samples = 200;
-    policy.criteria.push(ceiling);
-    let mut e = engine(policy, ShareSource::Engine);
-    let mut traffic = Traffic::new(5, 50.0, 0.005, 3.0);
-    let t = until_rollback(&mut e, &mut traffic);
+    let (mut e, mut traffic, t) = rolling_back_with_a_ceiling();
     // The baseline fails moderation at 5% while a sender adds buckets
     // whose negative flags would cancel the failures out of the stage's
     // sums, and buckets with more flags than outputs.

@@ -10,7 +10,7 @@
 //! multiplies in the same factor `n` times, so it means exactly what `n`
 //! single lines mean. For "lower is worse" the grid is `p1 = p0/m`.
 
-use super::{EFFECT_GRID, log_mean_exp};
+use super::{EFFECT_GRID, log_mixture};
 use crate::policy::Direction;
 
 const G: usize = EFFECT_GRID.len();
@@ -70,7 +70,7 @@ impl BoundTest {
         for (j, l) in logs.iter_mut().enumerate() {
             *l = self.flagged * self.flagged_step[j] + clean * self.clean_step[j];
         }
-        log_mean_exp(&logs)
+        log_mixture(&logs)
     }
 }
 

@@ -27,7 +27,7 @@
 //! `ψ0 = 1`; for rare flags `ψ0 ≈ r0`.
 
 use super::strata::{Counts, Stratum, whole};
-use super::{EFFECT_GRID, log_mean_exp};
+use super::{EFFECT_GRID, log_mean_exp, log_mixture};
 use crate::policy::Direction;
 
 const G: usize = EFFECT_GRID.len();
@@ -142,7 +142,7 @@ impl RatioTest {
 
     /// `ln` of the e-value.
     pub fn log_e_value(&self) -> f64 {
-        log_mean_exp(&self.log_lr)
+        log_mixture(&self.log_lr)
     }
 
     /// The confidence bound of the rate ratio on the bad side (lower bound
@@ -162,7 +162,7 @@ impl RatioTest {
                     *l += c * (q1 / q0).ln() + b * ((1.0 - q1) / (1.0 - q0)).ln();
                 }
             }
-            log_mean_exp(&logs) >= threshold
+            log_mixture(&logs) >= threshold
         };
         let (mut lo, mut hi) = ((1e-3f64).ln(), (1e3f64).ln());
         for _ in 0..50 {
