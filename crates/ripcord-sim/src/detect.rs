@@ -280,6 +280,8 @@ pub struct Case {
     /// the policy's default. Idealised cases set 0, so that the change kinds
     /// measure CUSUM in the stationary world it assumes.
     pub holdback: Option<f64>,
+    /// The rate criterion's `min_samples`; `None`: the policy's default.
+    pub min_samples: Option<u64>,
 }
 
 impl Case {
@@ -309,6 +311,7 @@ impl Case {
             declared: Vec::new(),
             drifting: false,
             holdback: Some(0.0),
+            min_samples: None,
         }
     }
 
@@ -394,7 +397,13 @@ fn criterion_text(case: &Case) -> (&'static str, String) {
         format!("{{signal: {signal}, {rest}, window: 30m, confidence: {c}}}")
     };
     match case.kind {
-        Kind::RateRatio => (FAIL, rate("fail", "max_ratio: 1")),
+        Kind::RateRatio => match case.min_samples {
+            Some(n) => (
+                FAIL,
+                rate("fail", &format!("max_ratio: 1, min_samples: {n}")),
+            ),
+            None => (FAIL, rate("fail", "max_ratio: 1")),
+        },
         Kind::RatePreset => (
             FAIL,
             format!("{{signal: fail, max_ratio: 1.2, window: 10m, for: 1m, confidence: {c}}}"),

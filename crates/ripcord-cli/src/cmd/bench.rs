@@ -46,6 +46,10 @@ struct DetectArgs {
     /// Runs per A/A kind and per delay cell, instead of the mode's default.
     #[arg(long)]
     runs: Option<usize>,
+    /// `min_samples` of the rate criterion in the delay grid, instead of the
+    /// policy default (100): shows what the guard costs on large effects.
+    #[arg(long)]
+    min_samples: Option<u64>,
     /// Run one section only.
     #[arg(long, value_parser = ["false-rollbacks", "rates", "others", "change", "realistic"])]
     only: Option<String>,
@@ -68,6 +72,7 @@ struct Plan {
     shares: Vec<f64>,
     threads: usize,
     shapes: Vec<(String, Option<Vec<f64>>)>,
+    min_samples: Option<u64>,
 }
 
 fn detect(args: DetectArgs) -> anyhow::Result<ExitCode> {
@@ -86,6 +91,7 @@ fn detect(args: DetectArgs) -> anyhow::Result<ExitCode> {
             shares: vec![0.1, 0.5],
             threads,
             shapes,
+            min_samples: args.min_samples,
         }
     } else {
         Plan {
@@ -98,6 +104,7 @@ fn detect(args: DetectArgs) -> anyhow::Result<ExitCode> {
             shares: vec![0.01, 0.1, 0.5],
             threads,
             shapes,
+            min_samples: args.min_samples,
         }
     };
     let plan = match args.runs {
@@ -108,7 +115,10 @@ fn detect(args: DetectArgs) -> anyhow::Result<ExitCode> {
         },
         None => plan,
     };
-    let mode = if args.quick { " --quick" } else { "" };
+    let mut mode = if args.quick { " --quick" } else { "" }.to_string();
+    if let Some(n) = args.min_samples {
+        mode.push_str(&format!(" --min-samples {n}"));
+    }
     println!("<!-- cargo run --release -- bench detect{mode} -->\n");
     let wanted = |name: &str| args.only.as_deref().is_none_or(|o| o == name);
     if wanted("false-rollbacks") {
@@ -461,8 +471,8 @@ const LATE_ONSET: Dur = Dur::from_mins(180);
 fn rate_delays(plan: &Plan) -> anyhow::Result<()> {
     println!("## Detection delay: rates against the baseline\n");
     println!(
-        "`max_ratio: 1` (any increase), confidence 0.95, window 30m, diurnal traffic at {GRID_RATE} outputs/s \
-         mean, {} runs per cell, horizon {GRID_HORIZON_HOURS} h. The regression is present from the start \
+        "`max_ratio: 1` (any increase), confidence 0.95, window 30m, `min_samples: {}`, diurnal traffic at \
+         {GRID_RATE} outputs/s mean, {} runs per cell, horizon {GRID_HORIZON_HOURS} h. The regression is present from the start \
          (onset 0) or starts {} h in (late-onset rows, share 50% and 10%, base rate 1%); delays and outputs \
          count from the onset, and a run that fired before it is a false alarm, not a detection. \"outputs\" \
          are both versions'. Wald's bound is the least expected number of outputs any test with α = 0.05 \
@@ -470,6 +480,8 @@ fn rate_delays(plan: &Plan) -> anyhow::Result<()> {
          true odds ratio (threshold ln(1/α), no lower boundary, so it never stops to accept); its mean is \
          given ± its standard error. Without a lower boundary the SPRT carries the evidence for H0 it \
          gathered before a late onset, which is why it is slow there.\n",
+        plan.min_samples
+            .map_or_else(|| "100".to_string(), |n| n.to_string()),
         plan.delay_runs,
         LATE_ONSET.0 / 3_600_000
     );
@@ -478,11 +490,12 @@ fn rate_delays(plan: &Plan) -> anyhow::Result<()> {
     );
     println!("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     let mut peer_rows = Vec::new();
+    let mut grid_ratios = Vec::new();
     for &share in &plan.shares {
         for &base in &plan.bases {
             for &ratio in &plan.ratios {
                 let (cases, outcomes) = rate_cell(plan, base, share, ratio, Dur::ZERO)?;
-                print_rate_row(&cases, &outcomes, ratio);
+                grid_ratios.extend(print_rate_row(&cases, &outcomes, ratio));
                 if share == 0.5 && base == 1e-2 {
                     peer_rows.push((ratio, cases, outcomes));
                 }
@@ -490,13 +503,16 @@ fn rate_delays(plan: &Plan) -> anyhow::Result<()> {
             }
         }
     }
+    let mut late_ratios = Vec::new();
     for share in [0.5, 0.1] {
         for &ratio in &plan.ratios {
             let (cases, outcomes) = rate_cell(plan, 1e-2, share, ratio, LATE_ONSET)?;
-            print_rate_row(&cases, &outcomes, ratio);
+            late_ratios.extend(print_rate_row(&cases, &outcomes, ratio));
             eprintln!("late onset {ratio}× {share} done");
         }
     }
+    print_ratio_summary("regression from the start", &grid_ratios);
+    print_ratio_summary("late onsets", &late_ratios);
     print_peer_delays(&peer_rows);
     real_traffic_delays(plan)?;
     Ok(())
@@ -515,6 +531,7 @@ fn rate_cell(
         .map(|i| {
             let mut c = grid_case(base, share, ratio, i);
             c.change_at = onset;
+            c.min_samples = plan.min_samples;
             c
         })
         .collect();
@@ -531,10 +548,10 @@ fn rate_cell(
     Ok((cases, outcomes))
 }
 
-fn print_rate_row(cases: &[Case], outcomes: &[Outcome], ratio: f64) {
-    let Some(c) = cases.first() else {
-        return;
-    };
+/// Prints one cell's row; returns ripcord's ratio to Wald's bound when the
+/// cell has one (at least 95% detected within the horizon).
+fn print_rate_row(cases: &[Case], outcomes: &[Outcome], ratio: f64) -> Option<f64> {
+    let c = cases.first()?;
     let (base, share) = (c.base_rate, c.share);
     let d = delays(cases, outcomes);
     let early = outcomes
@@ -572,6 +589,27 @@ fn print_rate_row(cases: &[Case], outcomes: &[Outcome], ratio: f64) {
         fmt(sprt.minutes.1),
         ratio_to_bound(sprt.found, sprt.outputs.0),
         fmt(sprt.outputs.1 / bound),
+    );
+    (d.detected >= 0.95).then(|| d.mean_outputs / bound)
+}
+
+/// The median and worst ratio to Wald's bound over the cells with one.
+fn print_ratio_summary(label: &str, ratios: &[f64]) {
+    let mut sorted = ratios.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    let n = sorted.len();
+    let (Some(worst), Some(middle)) = (sorted.last(), sorted.get(n / 2)) else {
+        return;
+    };
+    let median = if n % 2 == 1 {
+        *middle
+    } else {
+        (sorted[n / 2 - 1] + middle) / 2.0
+    };
+    println!(
+        "\nripcord / bound, {label}: median {}, worst {} over {n} cells with a figure",
+        fmt(median),
+        fmt(*worst)
     );
 }
 
