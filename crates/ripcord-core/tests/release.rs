@@ -282,20 +282,18 @@ fn an_approval_carries_out_the_action_at_once_and_a_rejection_resumes() {
         let mut out = Vec::new();
         declare(&mut e, T0, 0.05, &mut out);
         let mut traffic = Traffic::new(1, 50.0, 0.005, 3.0);
-        // Run until the approval is requested, then answer it.
-        let mut asked_at = None;
+        // Run until the approval is requested, then answer it 30 s after
+        // the minute of traffic that asked for it.
+        let mut asked_in = None;
         for minute in 1..=60 {
             out.extend(run_more(&mut e, &mut traffic, minute));
-            if let Some(d) = out
-                .iter()
-                .find(|d| d.kind == DecisionKind::ApprovalRequested)
-            {
-                asked_at = Some(d.at);
+            if out.iter().any(|d| d.kind == DecisionKind::ApprovalRequested) {
+                asked_in = Some(minute);
                 break;
             }
         }
-        let asked_at = asked_at.expect("approval requested");
-        let answer = asked_at + Dur::from_secs(30);
+        let asked_in = asked_in.expect("approval requested");
+        let answer = T0 + Dur::from_secs(asked_in * 60 + 30);
         let before = out.len();
         e.command(answer, command.clone(), &mut out).unwrap();
         let acted = &out[before..];

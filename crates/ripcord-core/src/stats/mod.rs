@@ -59,12 +59,13 @@ pub fn log_mixture(xs: &[f64; EFFECT_GRID.len()]) -> f64 {
     if !max.is_finite() {
         return max;
     }
-    let sum: f64 = xs
+    let (sum, total) = xs
         .iter()
         .zip(EFFECT_WEIGHTS)
-        .map(|(x, w)| w * (x - max).exp())
-        .sum();
-    max + sum.ln()
+        .fold((0.0, 0.0), |(s, t), (x, w)| (s + w * (x - max).exp(), t + w));
+    // Divided by the weights' own sum (1 up to rounding), so that no
+    // evidence reads exactly 0.
+    max + (sum / total).ln()
 }
 
 #[cfg(test)]
@@ -76,6 +77,7 @@ mod tests {
         let sum: f64 = EFFECT_WEIGHTS.iter().sum();
         assert!((sum - 1.0).abs() < 1e-12);
         // With every alternative at the same evidence the mixture is it.
+        assert_eq!(log_mixture(&[0.0; 6]), 0.0);
         assert!((log_mixture(&[2.0; 6]) - 2.0).abs() < 1e-12);
         // One alternative alone is discounted by its weight.
         let mut one = [f64::NEG_INFINITY; 6];
