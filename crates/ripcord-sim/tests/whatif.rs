@@ -121,20 +121,20 @@ fn tighter_bounds_detect_sooner_and_alarm_more_often() {
     let alarms: Vec<usize> = table.rows.iter().map(|r| r.false_alarms).collect();
     #[rustfmt::skip]
     let expected = [
-        1_490_010, 1_780_132, 2_020_080, // 1.1: 0s, 1m, 5m
-        1_790_026, 1_850_097, 2_090_057, // 1.2
-        1_980_002, 2_040_039, 2_280_044, // 1.5
-        2_415_011, 2_545_014, 2_785_044, // 2.0
+        1_486_601, 1_777_939, 2_017_996, // 1.1: 0s, 1m, 5m
+        1_801_581, 1_861_596, 2_101_608, // 1.2
+        1_979_803, 2_053_902, 2_293_962, // 1.5
+        2_498_331, 2_558_376, 3_078_838, // 2.0
     ];
     assert_eq!(vs_start, expected.map(Some));
-    assert_eq!(alarms, [2, 2, 2, 1, 0, 0, 0, 0, 0, 0, 0, 0]);
+    assert_eq!(alarms, [2, 2, 2, 2, 0, 0, 0, 0, 0, 0, 0, 0]);
     // Against the live detection at 25m: only 1.1 without `for` is sooner.
-    assert_eq!(at(0, 0).vs_actual_ms, Some(1_490_010 - 1_500_000));
-    assert_eq!(at(1, 1).vs_actual_ms, Some(1_850_097 - 1_500_000));
+    assert_eq!(at(0, 0).vs_actual_ms, Some(1_486_601 - 1_500_000));
+    assert_eq!(at(1, 1).vs_actual_ms, Some(1_861_596 - 1_500_000));
     let markdown = table.to_markdown();
     assert!(markdown.starts_with("| max_ratio | for | detects after release start |"));
-    assert!(markdown.contains("| 1.2 | 1m | 30m50.097s | +5m50.097s | 0 | ← current policy |\n"));
-    assert!(markdown.contains("| 1.1 | 0s | 24m50.010s | −9.990s | 2 |  |\n"));
+    assert!(markdown.contains("| 1.2 | 1m | 31m1.596s | +6m1.596s | 0 | ← current policy |\n"));
+    assert!(markdown.contains("| 1.1 | 0s | 24m46.601s | −13.399s | 2 |  |\n"));
 }
 
 #[test]
@@ -230,7 +230,7 @@ fn journal_streams_replay_closed_loop_with_their_ticks() {
     // The same instant as the open-loop replay of the same lines: with one
     // 25% step the engine's share is the recorded one, and at 40 events/s
     // the ticks between events end no `for` sooner.
-    assert_eq!(table.rows[0].detection, Some(Dur(1_850_097)));
+    assert_eq!(table.rows[0].detection, Some(Dur(1_861_596)));
     // Without a real detection, the current policy's own is the reference.
     assert_eq!(table.rows[0].vs_actual_ms, Some(0));
 }
