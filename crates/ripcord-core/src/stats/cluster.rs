@@ -33,7 +33,7 @@
 //! at random leaves the estimate unbiased and keeps memory fixed, however
 //! many distinct users a release sees.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 use super::strata::{Counts, Part, whole};
 use crate::splitmix::SplitMix64;
@@ -56,7 +56,9 @@ pub fn cluster_of(unit: u64) -> u16 {
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Cells {
     pub total: Counts,
-    by_cluster: HashMap<u16, Counts>,
+    /// Ordered, so that the design effect's sums are added in the same
+    /// order on every run and a replay is byte-identical.
+    by_cluster: BTreeMap<u16, Counts>,
 }
 
 impl Cells {
