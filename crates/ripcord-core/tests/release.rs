@@ -287,7 +287,10 @@ fn an_approval_carries_out_the_action_at_once_and_a_rejection_resumes() {
         let mut asked_in = None;
         for minute in 1..=60 {
             out.extend(run_more(&mut e, &mut traffic, minute));
-            if out.iter().any(|d| d.kind == DecisionKind::ApprovalRequested) {
+            if out
+                .iter()
+                .any(|d| d.kind == DecisionKind::ApprovalRequested)
+            {
                 asked_in = Some(minute);
                 break;
             }

@@ -62,7 +62,9 @@ pub fn log_mixture(xs: &[f64; EFFECT_GRID.len()]) -> f64 {
     let (sum, total) = xs
         .iter()
         .zip(EFFECT_WEIGHTS)
-        .fold((0.0, 0.0), |(s, t), (x, w)| (s + w * (x - max).exp(), t + w));
+        .fold((0.0, 0.0), |(s, t), (x, w)| {
+            (s + w * (x - max).exp(), t + w)
+        });
     // Divided by the weights' own sum (1 up to rounding), so that no
     // evidence reads exactly 0.
     max + (sum / total).ln()
