@@ -19,10 +19,19 @@ fi
 status=0
 for target in "${targets[@]}"; do
     mkdir -p "corpus/$target"
+    max_len=4096
+    if [ "$target" = policy_load ]; then
+        # Start from real policies (the largest is over 4 KiB), so that the
+        # mutations reach the lowering of every section, not only the YAML.
+        for policy in ../examples/*/policy.yaml; do
+            cp "$policy" "corpus/$target/$(basename "$(dirname "$policy")").yaml"
+        done
+        max_len=16384
+    fi
     echo "== $target: $runs runs"
     start=$(date +%s)
     if ! cargo +nightly fuzz run "$target" "corpus/$target" -- \
-        -runs="$runs" -max_len=4096 -print_final_stats=1 2>"$target.log"; then
+        -runs="$runs" -max_len="$max_len" -print_final_stats=1 2>"$target.log"; then
         status=1
         echo "   CRASH: see fuzz/$target.log and fuzz/artifacts/$target/"
     fi
