@@ -269,6 +269,8 @@ async fn a_scoped_token_ingests_assigns_and_evaluates_only_its_services() -> Res
     )
     .await?;
     assert_eq!(status, 200);
+    // A flag outside the scope does not exist for this token: OFREP's own
+    // error shape, as bulk evaluation leaves the flag out.
     let (status, answer) = call(
         &h,
         "POST",
@@ -277,7 +279,13 @@ async fn a_scoped_token_ingests_assigns_and_evaluates_only_its_services() -> Res
         Some(ctx.clone()),
     )
     .await?;
-    assert_eq!((status, &answer["message"]), (403, &json!(scope_error)));
+    assert_eq!(
+        (status, answer),
+        (
+            404,
+            json!({"key": "other-bot", "errorCode": "FLAG_NOT_FOUND", "errorDetails": scope_error})
+        )
+    );
     let (status, bulk) = call(
         &h,
         "POST",
@@ -316,6 +324,62 @@ async fn a_scoped_token_ingests_assigns_and_evaluates_only_its_services() -> Res
     let (status, answer) =
         call(&h, "GET", "/v1/services/other-bot/versions", &viewer, None).await?;
     assert_eq!(status, 403, "{answer}");
+    h.server.shutdown().await?;
+    Ok(())
+}
+
+/// A release manager scoped to support-bot neither sees nor touches
+/// other-bot's releases: starting one, reading or acting on one by id, and
+/// listing them by name are 403 in the API's error shape; the unnamed list
+/// holds its own service's releases only.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_scoped_token_starts_reads_and_acts_on_only_its_services_releases() -> Result {
+    let h = start().await?;
+    other_service(&h).await?;
+    let own = h.release_at_30().await?;
+    let start_other = json!({"service": "other-bot", "baseline": "v1", "candidate": "v2"});
+    let (status, other) = h.post("/v1/releases", &start_other).await?;
+    assert_eq!(status, 201, "{other}");
+    let other = other["id"].as_str().ok_or("release id")?.to_string();
+    let rm = make_token(
+        &h,
+        json!({"name": "bot-rm", "role": "release_manager", "services": ["support-bot"]}),
+    )
+    .await?;
+    let refused = json!({
+        "error": "forbidden",
+        "message": "service: token \"bot-rm\" is scoped to support-bot; it may not act on \"other-bot\"",
+    });
+    let rollback = json!({"action": "rollback", "reason": "not yours"});
+    let other_path = format!("/v1/releases/{other}");
+    let other_actions = format!("{other_path}/actions");
+    for (method, path, body) in [
+        ("POST", "/v1/releases", Some(start_other.clone())),
+        ("GET", other_path.as_str(), None),
+        ("POST", other_actions.as_str(), Some(rollback.clone())),
+        ("GET", "/v1/releases?service=other-bot", None),
+    ] {
+        let (status, answer) = call(&h, method, path, &rm, body).await?;
+        assert_eq!((status, &answer), (403, &refused), "{method} {path}");
+    }
+    // Nothing happened to other-bot: one release, still ramping.
+    let others = h.get_json("/v1/releases?service=other-bot").await?;
+    assert_eq!(others["total"], 1, "{others}");
+    assert_eq!(others["releases"][0]["state"], "ramping", "{others}");
+
+    let (status, listed) = call(&h, "GET", "/v1/releases", &rm, None).await?;
+    assert_eq!(status, 200, "{listed}");
+    assert_eq!(listed["total"], 1, "{listed}");
+    assert_eq!(listed["releases"][0]["id"], json!(own));
+    let (_, all) = call(&h, "GET", "/v1/releases", &h.token, None).await?;
+    assert_eq!(all["total"], 2, "the admin token has no scope: {all}");
+    let own_actions = format!("/v1/releases/{own}/actions");
+    let (status, rolled) = call(&h, "POST", &own_actions, &rm, Some(rollback)).await?;
+    assert_eq!(
+        (status, &rolled["changed"]),
+        (200, &json!(true)),
+        "{rolled}"
+    );
     h.server.shutdown().await?;
     Ok(())
 }
