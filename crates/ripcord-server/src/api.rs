@@ -22,7 +22,7 @@ use crate::auth::{Permission, Principal, Tokens, http as auth_http};
 use crate::error::ApiError;
 use crate::hub::{self, Hub, StepView, parse_command};
 use crate::ingest::{self, durable, ingest_for};
-use crate::slow::{BodyRate, IngestSlots, check_length, read_body};
+use crate::slow::{BodyRate, IngestSlots, read_body};
 use crate::{metrics, ofrep, openapi, webhooks};
 
 /// Largest request body, in bytes.
@@ -96,6 +96,11 @@ pub fn router(app: Shared) -> Router {
                 )
             }
         })
+        // Before the token is checked: no route reads a body over the
+        // limit, and a 401 would close on a client still writing too.
+        .layer(middleware::from_fn(|request, next| {
+            crate::slow::refuse_oversized(BODY_LIMIT, request, next)
+        }))
         .layer(middleware::from_fn(count_responses))
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .with_state(app)
@@ -182,8 +187,8 @@ async fn post_events(
 ) -> Result<Response, ApiError> {
     // The slot is taken before the body is read, so that under overload
     // bodies wait in the clients, not in our memory; a body slower than
-    // the minimum rate gives its slot back with a 408.
-    check_length(request.headers(), BODY_LIMIT)?;
+    // the minimum rate gives its slot back with a 408. (A declared length
+    // over the limit never gets here: `slow::refuse_oversized`.)
     let _slot = app.ingest_slots.acquire(&principal.name)?;
     let headers = request.headers();
     let ndjson = headers
