@@ -384,6 +384,84 @@ async fn a_scoped_token_starts_reads_and_acts_on_only_its_services_releases() ->
     Ok(())
 }
 
+/// The same for incidents and approval requests: a safety lead scoped to
+/// support-bot cannot declare, read, acknowledge or list other-bot's
+/// incidents, nor read, list or vote on its requests.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_scoped_token_sees_and_acts_on_only_its_services_incidents_and_requests() -> Result {
+    let h = start().await?;
+    other_service(&h).await?;
+    h.release_at_30().await?;
+    let (status, other) = h
+        .post(
+            "/v1/releases",
+            &json!({"service": "other-bot", "baseline": "v1", "candidate": "v2"}),
+        )
+        .await?;
+    assert_eq!(status, 201, "{other}");
+    let promote = format!(
+        "/v1/releases/{}/actions",
+        other["id"].as_str().unwrap_or("")
+    );
+    let (status, asked) = h.post(&promote, &json!({"action": "promote"})).await?;
+    assert_eq!(status, 202, "{asked}");
+    let request = asked["request"]["id"]
+        .as_str()
+        .ok_or("request id")?
+        .to_string();
+    let mut incidents = Vec::new();
+    for service in ["support-bot", "other-bot"] {
+        let drill = json!({"service": service, "kind": "drill", "severity": "minor",
+                           "title": format!("{service} drill")});
+        let (status, declared) = h.post("/v1/incidents", &drill).await?;
+        assert_eq!(status, 201, "{declared}");
+        incidents.push(declared["id"].as_str().unwrap_or("").to_string());
+    }
+    let lead = make_token(
+        &h,
+        json!({"name": "bot-lead", "role": "safety_lead", "services": ["support-bot"]}),
+    )
+    .await?;
+    let refused = json!({
+        "error": "forbidden",
+        "message": "service: token \"bot-lead\" is scoped to support-bot; it may not act on \"other-bot\"",
+    });
+    let other_incident = format!("/v1/incidents/{}", incidents[1]);
+    let acknowledge = format!("{other_incident}/acknowledge");
+    let other_request = format!("/v1/requests/{request}");
+    let approve = format!("{other_request}/approve");
+    let declare = json!({"service": "other-bot", "kind": "drill", "severity": "minor",
+                         "title": "not mine"});
+    for (method, path, body) in [
+        ("POST", "/v1/incidents", Some(declare)),
+        ("GET", "/v1/incidents?service=other-bot", None),
+        ("GET", other_incident.as_str(), None),
+        ("POST", acknowledge.as_str(), Some(json!({}))),
+        ("GET", "/v1/requests?service=other-bot", None),
+        ("GET", other_request.as_str(), None),
+        ("POST", approve.as_str(), Some(json!({}))),
+    ] {
+        let (status, answer) = call(&h, method, path, &lead, body).await?;
+        assert_eq!((status, &answer), (403, &refused), "{method} {path}");
+    }
+    let (_, listed) = call(&h, "GET", "/v1/incidents", &lead, None).await?;
+    assert_eq!(listed["total"], 1, "{listed}");
+    assert_eq!(listed["incidents"][0]["id"], json!(incidents[0]));
+    let (_, listed) = call(&h, "GET", "/v1/requests", &lead, None).await?;
+    assert_eq!(listed["total"], 0, "{listed}");
+    // Nothing happened to other-bot's incident and request.
+    let inc = h.get_json(&other_incident).await?;
+    assert_eq!(inc["acknowledged_by"], Value::Null, "{inc}");
+    let req = h.get_json(&other_request).await?;
+    assert_eq!(
+        (&req["state"], &req["votes"]),
+        (&json!("pending"), &json!([])),
+        "{req}"
+    );
+    h.server.shutdown().await?;
+    Ok(())
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn system_principal_names_in_any_case_and_dotted_names_are_refused() -> Result {
     let h = start().await?;
