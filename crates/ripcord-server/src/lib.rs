@@ -152,23 +152,7 @@ pub async fn start(config: Config) -> anyhow::Result<Server> {
         audit_sign::audit_key(&key_path, &config.data_dir)
             .with_context(|| format!("the audit key {}", key_path.display()))?,
     );
-    let file = match &config.audit_checkpoints {
-        Some(p) => Some(
-            audit_sign::Publisher::open(p, &config.data_dir)
-                .with_context(|| format!("--audit-checkpoints {}", p.display()))?,
-        ),
-        None => None,
-    };
-    let signing = audit_sign::Signing {
-        key: signer.clone(),
-        every: config.checkpoint_every,
-        file,
-        channels: audit_sign::CheckpointChannels::resolve(
-            &config.audit_checkpoint_channels,
-            &config.channels,
-        )
-        .map_err(|e| anyhow::anyhow!(e))?,
-    };
+    let signing = signing(&config, signer.clone())?;
     let secrets_path = config
         .secrets_key
         .clone()
@@ -238,6 +222,33 @@ pub async fn start(config: Config) -> anyhow::Result<Server> {
         stop,
         serving,
         workers,
+    })
+}
+
+/// How checkpoints are signed with `key`, and where they are published:
+/// the operator's file and channels, both checked now rather than at the
+/// first checkpoint.
+fn signing(
+    config: &Config,
+    key: Arc<ed25519_dalek::SigningKey>,
+) -> anyhow::Result<audit_sign::Signing> {
+    let file = match &config.audit_checkpoints {
+        Some(p) => Some(
+            audit_sign::Publisher::open(p, &config.data_dir)
+                .with_context(|| format!("--audit-checkpoints {}", p.display()))?,
+        ),
+        None => None,
+    };
+    let channels = audit_sign::CheckpointChannels::resolve(
+        &config.audit_checkpoint_channels,
+        &config.channels,
+    )
+    .map_err(|e| anyhow::anyhow!(e))?;
+    Ok(audit_sign::Signing {
+        key,
+        every: config.checkpoint_every,
+        file,
+        channels,
     })
 }
 
