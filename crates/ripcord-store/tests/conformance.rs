@@ -622,7 +622,10 @@ async fn a_checkpoint_is_queued_for_publishing_with_its_record(store: &dyn Store
     let signed = store.checkpoint(3_000, 0, &sign, &publish).await.unwrap();
     let signed = signed.expect("the head is not signed yet");
     assert_eq!(signed.seq, head + 1);
-    assert_eq!(store.audit(signed.seq, 1).await.unwrap(), [signed.clone()]);
+    assert_eq!(
+        store.audit(signed.seq, 1).await.unwrap(),
+        std::slice::from_ref(&signed)
+    );
     let id = format!("ckp-{}", signed.seq);
     let queued: Vec<OutboxEntry> = store.due(i64::MAX, 1_000).await.unwrap();
     let queued: Vec<&OutboxEntry> = queued.iter().filter(|e| e.id == id).collect();
