@@ -22,7 +22,7 @@ use crate::auth::{Permission, Principal, Tokens, http as auth_http};
 use crate::error::ApiError;
 use crate::hub::{self, Hub, StepView, parse_command};
 use crate::ingest::{self, durable, ingest_for};
-use crate::slow::{BodyRate, IngestSlots, check_length, read_body};
+use crate::slow::{BodyRate, IngestSlots, read_body};
 use crate::{metrics, ofrep, openapi, webhooks};
 
 /// Largest request body, in bytes.
@@ -96,6 +96,11 @@ pub fn router(app: Shared) -> Router {
                 )
             }
         })
+        // Before the token is checked: no route reads a body over the
+        // limit, and a 401 would close on a client still writing too.
+        .layer(middleware::from_fn(|request, next| {
+            crate::slow::refuse_oversized(BODY_LIMIT, request, next)
+        }))
         .layer(middleware::from_fn(count_responses))
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .with_state(app)
@@ -182,8 +187,8 @@ async fn post_events(
 ) -> Result<Response, ApiError> {
     // The slot is taken before the body is read, so that under overload
     // bodies wait in the clients, not in our memory; a body slower than
-    // the minimum rate gives its slot back with a 408.
-    check_length(request.headers(), BODY_LIMIT)?;
+    // the minimum rate gives its slot back with a 408. (A declared length
+    // over the limit never gets here: `slow::refuse_oversized`.)
     let _slot = app.ingest_slots.acquire(&principal.name)?;
     let headers = request.headers();
     let ndjson = headers
@@ -480,6 +485,7 @@ async fn post_release(
     bytes: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
     let req: ReleaseBody = json_body(&body(bytes)?)?;
+    principal.require_service(&req.service)?;
     let service = app.hub.known(&req.service)?;
     if req.steps.is_some() {
         // The rollout plan is part of the policy, and the policy's decision
@@ -527,15 +533,27 @@ async fn post_release(
 
 async fn get_release(
     State(app): State<Shared>,
+    Extension(principal): Extension<Principal>,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
+    Ok(Json(release_in_scope(&app, &principal, &id).await?.body))
+}
+
+/// Release `id`: 404 when there is none, 403 when it belongs to a service
+/// outside the token's scope.
+async fn release_in_scope(
+    app: &Shared,
+    principal: &Principal,
+    id: &str,
+) -> Result<ripcord_store::ReleaseRecord, ApiError> {
     let record = app
         .hub
         .store
-        .release(&id)
+        .release(id)
         .await?
         .ok_or_else(|| ApiError::not_found(format!("release \"{id}\" does not exist")))?;
-    Ok(Json(record.body))
+    principal.require_service(&record.service)?;
+    Ok(record)
 }
 
 #[derive(Deserialize)]
@@ -547,11 +565,19 @@ struct ReleaseQuery {
 
 async fn list_releases(
     State(app): State<Shared>,
+    Extension(principal): Extension<Principal>,
     q: Result<Query<ReleaseQuery>, QueryRejection>,
 ) -> Result<Json<Value>, ApiError> {
     let Query(q) = q.map_err(query_error)?;
+    if let Some(service) = &q.service {
+        principal.require_service(service)?;
+    }
     let records = app.hub.store.releases(q.service.as_deref()).await?;
-    let releases: Vec<Value> = records.into_iter().map(|r| r.body).collect();
+    let releases: Vec<Value> = records
+        .into_iter()
+        .filter(|r| principal.scope.allows(&r.service))
+        .map(|r| r.body)
+        .collect();
     let page = crate::paging::PageQuery {
         limit: q.limit,
         offset: q.offset,
@@ -583,6 +609,9 @@ async fn post_action(
         ))
     })?;
     auth_http::require_action(&app, &principal, &req.action)?;
+    // Before the stored answers: a retried key must not show another
+    // service's release either.
+    let record = release_in_scope(&app, &principal, &id).await?;
     let key = req
         .idempotency_key
         .as_ref()
@@ -602,12 +631,6 @@ async fn post_action(
         }
         return Ok((StatusCode::OK, Json(value)).into_response());
     }
-    let record = app
-        .hub
-        .store
-        .release(&id)
-        .await?
-        .ok_or_else(|| ApiError::not_found(format!("release \"{id}\" does not exist")))?;
     let service = app.hub.known(&record.service)?;
     let current = service.state.lock().await.current.clone();
     let Some(current) = current.filter(|c| c.id == id) else {

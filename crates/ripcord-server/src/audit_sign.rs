@@ -1,14 +1,27 @@
 //! The audit log's signing key and the checkpoints published outside the
 //! store. The key lives outside the data dir (`--audit-key`), and every
 //! signed checkpoint is appended to a file the operator chooses
-//! (`--audit-checkpoints`), so that neither a copy of the data dir nor
-//! write access to the database is enough to rewrite the log unnoticed.
+//! (`--audit-checkpoints`) and sent to the notification channels the
+//! operator names (`audit_checkpoint_channels:`), so that neither a copy
+//! of the data dir nor write access to the database is enough to rewrite
+//! the log unnoticed.
 
+use std::collections::BTreeMap;
 use std::io::Write;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use ripcord_core::Time;
+use ripcord_store::{AuditLine, OutboxEntry, Store, StoreError};
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+use tokio::sync::watch;
 
 use crate::auth::{random_32, write_private};
+use crate::hub::wall_now;
+use crate::notify::{self, ChannelConfig, ChannelKind};
 
 /// The audit log's signing key: 32 random bytes, hex, in the file at
 /// `path` (mode 0600), made on first start. The file must not be inside
@@ -133,5 +146,156 @@ impl Publisher {
             file.sync_all()?;
         }
         Ok(())
+    }
+}
+
+/// The notification channels (`channels:` in `ripcord.yaml`) that every
+/// signed checkpoint is also sent to, named by `audit_checkpoint_channels`.
+#[derive(Clone, Debug, Default)]
+pub struct CheckpointChannels(Vec<(String, ChannelConfig)>);
+
+impl CheckpointChannels {
+    /// Looks `names` up among the configured channels. PagerDuty channels
+    /// are refused: a checkpoint every period would page someone each time.
+    pub fn resolve(
+        names: &[String],
+        channels: &BTreeMap<String, ChannelConfig>,
+    ) -> Result<CheckpointChannels, String> {
+        let known = || channels.keys().cloned().collect::<Vec<_>>().join(", ");
+        let one = |name: &String| match channels.get(name) {
+            None => Err(format!(
+                "audit_checkpoint_channels: \"{name}\" is not a channel of this server's config \
+                 (channels: {})",
+                known()
+            )),
+            Some(c) if c.kind() == ChannelKind::Pagerduty => Err(format!(
+                "audit_checkpoint_channels: \"{name}\" is a PagerDuty channel, which a checkpoint \
+                 every period would page; name a webhook, Slack or email channel"
+            )),
+            Some(c) => Ok((name.clone(), c.clone())),
+        };
+        names
+            .iter()
+            .map(one)
+            .collect::<Result<_, _>>()
+            .map(CheckpointChannels)
+    }
+
+    /// One outbox delivery per channel for the checkpoint record `line`,
+    /// made at `at_ms`.
+    pub fn deliveries(&self, line: &AuditLine, at_ms: i64) -> Vec<OutboxEntry> {
+        self.0
+            .iter()
+            .filter_map(|(name, channel)| {
+                let payload = checkpoint_payload(channel, line, at_ms)?;
+                let (url, secret) = notify::destination(channel);
+                Some(OutboxEntry {
+                    id: checkpoint_entry_id(name, line.seq),
+                    // Checkpoints vouch for the whole log, no one service.
+                    service: String::new(),
+                    kind: channel.kind().as_str().to_string(),
+                    url,
+                    secret,
+                    payload: payload.to_string(),
+                    attempts: 0,
+                    next_at_ms: at_ms,
+                })
+            })
+            .collect()
+    }
+}
+
+/// What a channel receives for a checkpoint: the record's export line
+/// whole, which is what `ripcord audit verify --checkpoints FILE` reads
+/// (one such line per checkpoint). `None` for PagerDuty, which
+/// [`CheckpointChannels::resolve`] refuses.
+fn checkpoint_payload(channel: &ChannelConfig, line: &AuditLine, at_ms: i64) -> Option<Value> {
+    let upto = line.seq - 1;
+    let summary = format!(
+        "ripcord audit checkpoint: record {} signs records 1-{upto}",
+        line.seq
+    );
+    Some(match channel {
+        ChannelConfig::Webhook { .. } => json!({
+            "type": "audit.checkpoint",
+            "timestamp": Time(at_ms).to_rfc3339(),
+            "idempotency_key": format!("audit/checkpoint/{}", line.seq),
+            "data": {"seq": line.seq, "upto": upto, "line": line.line},
+        }),
+        ChannelConfig::Slack { .. } => json!({"text": format!("{summary}\n```{}```", line.line)}),
+        ChannelConfig::Email {
+            from, to, starttls, ..
+        } => json!({
+            "from": from,
+            "to": to,
+            "subject": summary,
+            "body": format!("{}\n", line.line),
+            "starttls": starttls,
+        }),
+        ChannelConfig::Pagerduty { .. } => return None,
+    })
+}
+
+/// `ckp_<seq>_` + 16 hex digits of the channel's name (names may hold
+/// characters a `webhook-id` header cannot): the same on every attempt.
+fn checkpoint_entry_id(channel: &str, seq: i64) -> String {
+    let digest: [u8; 32] = Sha256::digest(channel.as_bytes()).into();
+    format!("ckp_{seq}_{}", &ripcord_core::audit::hex(&digest)[..16])
+}
+
+/// How checkpoints are made and where they are published.
+pub struct Signing {
+    pub key: Arc<ed25519_dalek::SigningKey>,
+    pub every: Duration,
+    pub file: Option<Publisher>,
+    pub channels: CheckpointChannels,
+}
+
+impl Signing {
+    /// Adds a signed checkpoint over the log's head, unless the head is at
+    /// or before `only_after`; its channel deliveries are queued in the
+    /// same transaction, then it is appended to the file. Returns the
+    /// checkpoint record's sequence number.
+    pub async fn checkpoint(
+        &self,
+        store: &dyn Store,
+        only_after: i64,
+    ) -> Result<Option<i64>, StoreError> {
+        let key = &self.key;
+        let sign =
+            |upto: i64, head: [u8; 32]| ripcord_core::audit::checkpoint_detail(key, upto, &head);
+        let at = wall_now().0;
+        let publish = |line: &AuditLine| self.channels.deliveries(line, at);
+        let Some(line) = store.checkpoint(at, only_after, &sign, &publish).await? else {
+            return Ok(None);
+        };
+        if let Some(file) = &self.file
+            && let Err(e) = file.append(&line.line)
+        {
+            tracing::error!("publishing checkpoint {} to its file: {e}", line.seq);
+        }
+        Ok(Some(line.seq))
+    }
+}
+
+/// Adds a signed checkpoint every period and a last one at shutdown.
+pub async fn run(store: Arc<dyn Store>, signing: Signing, mut stop: watch::Receiver<bool>) {
+    let mut last = 0;
+    let start = tokio::time::Instant::now() + signing.every;
+    let mut interval = tokio::time::interval_at(start, signing.every);
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    loop {
+        let stopping = tokio::select! {
+            _ = interval.tick() => false,
+            _ = stop.changed() => true,
+        };
+        match signing.checkpoint(&*store, last).await {
+            Ok(Some(seq)) => last = seq,
+            Ok(None) => {}
+            Err(e) => tracing::warn!("audit checkpoint: {e}"),
+        }
+        if stopping {
+            return;
+        }
     }
 }

@@ -75,6 +75,7 @@ impl Hub {
         principal: &Principal,
     ) -> Result<(Incident, Durable), ApiError> {
         let (service, stored) = self.stored_incident(id).await?;
+        principal.require_service(&service.name)?;
         let mut state = service.state.lock().await;
         let mut inc = active_or(&state, stored);
         let now = self.now();

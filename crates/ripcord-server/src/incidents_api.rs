@@ -46,13 +46,18 @@ struct ListQuery {
 
 async fn list(
     State(app): State<Shared>,
+    Extension(p): Extension<Principal>,
     q: Result<Query<ListQuery>, QueryRejection>,
 ) -> Result<Json<Value>, ApiError> {
     let Query(q) = q.map_err(query_error)?;
-    let found = app
+    if let Some(service) = &q.service {
+        p.require_service(service)?;
+    }
+    let mut found = app
         .hub
         .incidents(q.service.as_deref(), q.state.as_deref(), q.kind.as_deref())
         .await?;
+    found.retain(|i| p.scope.allows(&i.service));
     let page = PageQuery {
         limit: q.limit,
         offset: q.offset,
@@ -60,8 +65,14 @@ async fn list(
     Ok(Json(paging::page("incidents", found, page)?))
 }
 
-async fn one(State(app): State<Shared>, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
-    Ok(Json(json!(app.hub.incident(&id).await?)))
+async fn one(
+    State(app): State<Shared>,
+    Extension(p): Extension<Principal>,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let inc = app.hub.incident(&id).await?;
+    p.require_service(&inc.service)?;
+    Ok(Json(json!(inc)))
 }
 
 #[derive(Deserialize)]
@@ -79,6 +90,7 @@ async fn declare(
     bytes: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
     let req: DeclareBody = json_body(&body(bytes)?)?;
+    p.require_service(&req.service)?;
     let service = app.hub.known(&req.service)?;
     let (inc, pending) = app
         .hub
@@ -216,13 +228,18 @@ struct RequestQuery {
 
 async fn requests(
     State(app): State<Shared>,
+    Extension(p): Extension<Principal>,
     q: Result<Query<RequestQuery>, QueryRejection>,
 ) -> Result<Json<Value>, ApiError> {
     let Query(q) = q.map_err(query_error)?;
+    if let Some(service) = &q.service {
+        p.require_service(service)?;
+    }
     let docs = app.hub.store.docs(REQUEST, q.service.as_deref()).await?;
     let found: Vec<Request> = docs
         .into_iter()
         .filter_map(|d| serde_json::from_value::<Request>(d.body).ok())
+        .filter(|r| p.scope.allows(&r.service))
         .filter(|r| q.state.as_deref().is_none_or(|s| r.state == s))
         .collect();
     let page = PageQuery {
@@ -232,22 +249,26 @@ async fn requests(
     Ok(Json(paging::page("requests", found, page)?))
 }
 
-async fn load_request(app: &Shared, id: &str) -> Result<Request, ApiError> {
+/// Request `id`: 404 when there is none, 403 when it belongs to a service
+/// outside the token's scope.
+async fn load_request(app: &Shared, id: &str, p: &Principal) -> Result<Request, ApiError> {
     let doc = app
         .hub
         .store
         .doc(REQUEST, id)
         .await?
         .ok_or_else(|| ApiError::not_found(format!("request \"{id}\" does not exist")))?;
+    p.require_service(&doc.service)?;
     serde_json::from_value(doc.body)
         .map_err(|e| ApiError::unavailable(format!("request {id} is unreadable: {e}")))
 }
 
 async fn request(
     State(app): State<Shared>,
+    Extension(p): Extension<Principal>,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    Ok(Json(json!(load_request(&app, &id).await?)))
+    Ok(Json(json!(load_request(&app, &id, &p).await?)))
 }
 
 async fn vote(
@@ -257,7 +278,7 @@ async fn vote(
     approve: bool,
     note: Option<String>,
 ) -> Result<Json<Value>, ApiError> {
-    let req = load_request(app, id).await?;
+    let req = load_request(app, id, p).await?;
     let service = app.hub.known(&req.service)?;
     let mut state = service.state.lock().await;
     let (answer, batch) = app.hub.decide(&service, &mut state, id, p, approve, note)?;

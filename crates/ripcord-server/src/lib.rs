@@ -78,6 +78,9 @@ pub struct Config {
     pub audit_key: Option<PathBuf>,
     /// A file each signed checkpoint is appended to (`--audit-checkpoints`).
     pub audit_checkpoints: Option<PathBuf>,
+    /// Notification channels (of `channels`) each signed checkpoint is
+    /// sent to (`audit_checkpoint_channels:`).
+    pub audit_checkpoint_channels: Vec<String>,
     /// Webhook deliveries: the per-attempt timeout and the address ranges
     /// sinks may reach (`webhooks:` in `ripcord.yaml`).
     pub webhooks: webhooks::Delivery,
@@ -110,6 +113,7 @@ impl Config {
             checkpoint_every: Duration::from_secs(60),
             audit_key: None,
             audit_checkpoints: None,
+            audit_checkpoint_channels: Vec::new(),
             webhooks: webhooks::Delivery::default(),
             roles: Roles::built_in(),
             channels: BTreeMap::new(),
@@ -148,13 +152,7 @@ pub async fn start(config: Config) -> anyhow::Result<Server> {
         audit_sign::audit_key(&key_path, &config.data_dir)
             .with_context(|| format!("the audit key {}", key_path.display()))?,
     );
-    let publisher = match &config.audit_checkpoints {
-        Some(p) => Some(
-            audit_sign::Publisher::open(p, &config.data_dir)
-                .with_context(|| format!("--audit-checkpoints {}", p.display()))?,
-        ),
-        None => None,
-    };
+    let signing = signing(&config, signer.clone())?;
     let secrets_path = config
         .secrets_key
         .clone()
@@ -170,15 +168,10 @@ pub async fn start(config: Config) -> anyhow::Result<Server> {
     );
     // What an earlier run left unsigned (it crashed, or another process
     // appended) is signed before anything new is added.
-    let sign_tail =
-        |upto: i64, head: [u8; 32]| ripcord_core::audit::checkpoint_detail(&signer, upto, &head);
-    if let Some(signed) = store
-        .checkpoint(hub::wall_now().0, 0, &sign_tail)
+    signing
+        .checkpoint(&*store, 0)
         .await
-        .context("signing the audit log's unsigned tail")?
-    {
-        publish(&*store, publisher.as_ref(), signed + 1).await;
-    }
+        .context("signing the audit log's unsigned tail")?;
     let hub = Hub::load(store.clone(), config.engine.clone())
         .await
         .context("recovering from the store")?
@@ -217,15 +210,7 @@ pub async fn start(config: Config) -> anyhow::Result<Server> {
     let audit_public_key = ripcord_core::audit::hex(signer.verifying_key().as_bytes());
     let workers = vec![
         tokio::spawn(tick(app.clone(), config.tick, stopped.clone())),
-        tokio::spawn(checkpoints(
-            store.clone(),
-            Signing {
-                key: signer,
-                every: config.checkpoint_every,
-                publisher,
-            },
-            stopped.clone(),
-        )),
+        tokio::spawn(audit_sign::run(store.clone(), signing, stopped.clone())),
         tokio::spawn(webhooks::run(store, delivery(&config), stopped)),
     ];
     Ok(Server {
@@ -237,6 +222,33 @@ pub async fn start(config: Config) -> anyhow::Result<Server> {
         stop,
         serving,
         workers,
+    })
+}
+
+/// How checkpoints are signed with `key`, and where they are published:
+/// the operator's file and channels, both checked now rather than at the
+/// first checkpoint.
+fn signing(
+    config: &Config,
+    key: Arc<ed25519_dalek::SigningKey>,
+) -> anyhow::Result<audit_sign::Signing> {
+    let file = match &config.audit_checkpoints {
+        Some(p) => Some(
+            audit_sign::Publisher::open(p, &config.data_dir)
+                .with_context(|| format!("--audit-checkpoints {}", p.display()))?,
+        ),
+        None => None,
+    };
+    let channels = audit_sign::CheckpointChannels::resolve(
+        &config.audit_checkpoint_channels,
+        &config.channels,
+    )
+    .map_err(|e| anyhow::anyhow!(e))?;
+    Ok(audit_sign::Signing {
+        key,
+        every: config.checkpoint_every,
+        file,
+        channels,
     })
 }
 
@@ -344,61 +356,6 @@ fn delivery(config: &Config) -> webhooks::Delivery {
         }
     }
     delivery
-}
-
-/// How checkpoints are made and where they are published.
-struct Signing {
-    key: Arc<ed25519_dalek::SigningKey>,
-    every: Duration,
-    publisher: Option<audit_sign::Publisher>,
-}
-
-/// Adds a signed checkpoint to the audit log every period and a last one
-/// at shutdown; each is published.
-async fn checkpoints(store: Arc<dyn Store>, signing: Signing, mut stop: watch::Receiver<bool>) {
-    let key = signing.key.clone();
-    let sign =
-        move |upto: i64, head: [u8; 32]| ripcord_core::audit::checkpoint_detail(&key, upto, &head);
-    let mut last = 0;
-    let start = tokio::time::Instant::now() + signing.every;
-    let mut interval = tokio::time::interval_at(start, signing.every);
-    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
-    loop {
-        let stopping = tokio::select! {
-            _ = interval.tick() => false,
-            _ = stop.changed() => true,
-        };
-        match store.checkpoint(hub::wall_now().0, last, &sign).await {
-            Ok(Some(signed)) => {
-                last = signed + 1;
-                publish(&*store, signing.publisher.as_ref(), last).await;
-            }
-            Ok(None) => {}
-            Err(e) => tracing::warn!("audit checkpoint: {e}"),
-        }
-        if stopping {
-            return;
-        }
-    }
-}
-
-/// Appends checkpoint record `seq` to the published file.
-async fn publish(store: &dyn Store, publisher: Option<&audit_sign::Publisher>, seq: i64) {
-    let Some(publisher) = publisher else { return };
-    let line = match store.audit(seq, 1).await {
-        Ok(lines) => lines.into_iter().next().filter(|l| l.seq == seq),
-        Err(e) => {
-            tracing::error!("reading checkpoint {seq} to publish it: {e}");
-            return;
-        }
-    };
-    let Some(line) = line else {
-        tracing::error!("checkpoint {seq} is not in the audit log; not published");
-        return;
-    };
-    if let Err(e) = publisher.append(&line.line) {
-        tracing::error!("publishing checkpoint {seq}: {e}");
-    }
 }
 
 impl Server {

@@ -117,10 +117,17 @@ pub async fn evaluate(
         Ok(u) => u,
         Err(response) => return *response,
     };
-    // Outside the token's scope: 403, like any route the token may not
-    // use (the protocol allows 403 for a flag the client may not read).
-    if let Err(e) = principal.require_service(&flag) {
-        return e.into_response();
+    // Outside the token's scope the flag does not exist for this client,
+    // as bulk evaluation leaves it out: the protocol's FLAG_NOT_FOUND, so
+    // that a provider falls back to its default for this flag alone (the
+    // protocol's 403 has no body and means the whole API is refused).
+    if !principal.scope.allows(&flag) {
+        return *failure(
+            StatusCode::NOT_FOUND,
+            Some(&flag),
+            "FLAG_NOT_FOUND",
+            principal.out_of_scope(&flag),
+        );
     }
     match evaluation(&app, &flag, &unit) {
         Ok(v) => Json(v).into_response(),

@@ -92,9 +92,12 @@ impl Store for Faulty {
         &self,
         at_ms: i64,
         only_after: i64,
-        sign: &(dyn Fn(i64, [u8; 32]) -> serde_json::Value + Send + Sync),
-    ) -> Result<Option<i64>> {
-        self.inner.checkpoint(at_ms, only_after, sign).await
+        sign: &ripcord_store::SignCheckpoint<'_>,
+        publish: &ripcord_store::PublishCheckpoint<'_>,
+    ) -> Result<Option<AuditLine>> {
+        self.inner
+            .checkpoint(at_ms, only_after, sign, publish)
+            .await
     }
     async fn audit(&self, from: i64, limit: i64) -> Result<Vec<AuditLine>> {
         self.inner.audit(from, limit).await

@@ -84,6 +84,66 @@ async fn service_token(run: &Running) -> Result<String> {
     Ok(body["token"].as_str().unwrap_or_default().to_string())
 }
 
+/// A token scoped to other services asks for `support-bot`: the flag does
+/// not exist for it. The answer is the protocol's own `FLAG_NOT_FOUND`
+/// (not ripcord's error shape), so the OpenFeature SDK gives that one flag
+/// its default value and the error code, and goes on serving the others.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flag_outside_the_tokens_scope_is_the_protocols_flag_not_found() -> Result {
+    require_python("openfeature, openfeature.contrib.provider.ofrep");
+    let run = start().await?;
+    run.release_at_30().await?;
+    let (status, made) = run
+        .post(
+            "/v1/tokens",
+            &json!({"name": "elsewhere", "role": "service", "services": ["other-bot"]}),
+        )
+        .await?;
+    assert_eq!(status, 201, "{made}");
+    let token = made["token"].as_str().unwrap_or_default().to_string();
+    let r = run
+        .http
+        .post(run.url("/ofrep/v1/evaluate/flags/support-bot"))
+        .bearer_auth(&token)
+        .json(&json!({"context": {"targetingKey": "user-1"}}))
+        .send()
+        .await?;
+    assert_eq!(r.status(), 404);
+    let body: Value = r.json().await?;
+    assert_failure(&body, Some("support-bot"), "FLAG_NOT_FOUND");
+    assert_eq!(
+        body["errorDetails"],
+        "service: token \"elsewhere\" is scoped to other-bot; it may not act on \"support-bot\""
+    );
+
+    let script = repo_root().join("crates/ripcord-server/tests/ofrep_client.py");
+    let output = tokio::time::timeout(
+        Duration::from_secs(60),
+        tokio::process::Command::new("python3")
+            .arg(&script)
+            .args([&run.base, "3", "support-bot"])
+            .env("RIPCORD_TOKEN", &token)
+            .env("NO_PROXY", "127.0.0.1")
+            .env("no_proxy", "127.0.0.1")
+            .kill_on_drop(true)
+            .output(),
+    )
+    .await??;
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let resolved: BTreeMap<String, Value> = serde_json::from_slice(&output.stdout)?;
+    assert_eq!(resolved.len(), 3);
+    for (unit, got) in &resolved {
+        assert_eq!(got["value"], "DEFAULT", "{unit}: {got}");
+        assert_eq!(got["error_code"], "FLAG_NOT_FOUND", "{unit}: {got}");
+    }
+    run.server.shutdown().await?;
+    Ok(())
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn python_openfeature_client_agrees_with_assign_on_every_unit() -> Result {
     require_python("openfeature, openfeature.contrib.provider.ofrep");

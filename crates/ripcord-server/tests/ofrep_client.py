@@ -1,8 +1,9 @@
-"""Resolves `support-bot` as a string flag for user-0..user-<n-1> through the
-OpenFeature Python SDK and its OFREP provider, and prints
+"""Resolves FLAG (by default `support-bot`) as a string flag for
+user-0..user-<n-1> through the OpenFeature Python SDK and its OFREP provider,
+with the default value "DEFAULT", and prints
 {unit: {"value", "variant", "reason"}} as JSON on stdout.
 
-Usage: RIPCORD_TOKEN=... ofrep_client.py BASE_URL [N]
+Usage: RIPCORD_TOKEN=... ofrep_client.py BASE_URL [N [FLAG]]
 The token (role `service` or any role with the `assign` permission) is sent
 as `Authorization: Bearer`.
 Any evaluation that ends in an error is printed with its error code, so the
@@ -21,6 +22,7 @@ from openfeature.evaluation_context import EvaluationContext
 def main() -> int:
     base_url = sys.argv[1]
     n = int(sys.argv[2]) if len(sys.argv) > 2 else 500
+    flag = sys.argv[3] if len(sys.argv) > 3 else "support-bot"
     token = os.environ["RIPCORD_TOKEN"]
     api.set_provider(
         OFREPProvider(
@@ -34,7 +36,7 @@ def main() -> int:
     for i in range(n):
         unit = f"user-{i}"
         details = client.get_string_details(
-            "support-bot", "DEFAULT", EvaluationContext(targeting_key=unit)
+            flag, "DEFAULT", EvaluationContext(targeting_key=unit)
         )
         entry = {
             "value": details.value,

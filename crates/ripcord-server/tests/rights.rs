@@ -112,6 +112,101 @@ async fn repeated_requests_join_the_pending_one() -> Result {
     Ok(())
 }
 
+/// Durable timers of the server's store (one per pending request, besides
+/// the incidents').
+async fn timers(app: &Running) -> Result<usize> {
+    Ok(app.server.app.hub.store.timers().await?.len())
+}
+
+/// One principal may hold at most 16 pending requests (each with its
+/// timer) on a service. A playbook of 17 `pause` steps, each a distinct
+/// request under `rights.pause`, lets one operator try for 17: the 17th is
+/// refused, adding neither a request nor a timer. Asking for what another
+/// person already asked is not a new request, so it is answered with the
+/// pending one even at the cap.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_principal_holds_at_most_16_pending_requests() -> Result {
+    let app = common::start().await?;
+    let policy = std::fs::read_to_string(
+        common::repo_root().join("examples/conversational-agent/policy.yaml"),
+    )?;
+    let steps: String = (1..=17)
+        .map(|n| {
+            format!(
+                "      - {{name: pause-{n}, kind: action, owner: operator, within: 1h, \
+                 action: pause}}\n"
+            )
+        })
+        .collect();
+    let policy = policy
+        .replace(
+            "rights:\n",
+            "rights:\n  pause: {roles: [safety_lead], quorum: 1, within: 1h, on_timeout: hold}\n",
+        )
+        .replace(
+            "playbooks:\n",
+            &format!("playbooks:\n  hold-everything:\n    steps:\n{steps}"),
+        );
+    let r = app
+        .http
+        .put(app.url("/v1/policies/support-bot"))
+        .bearer_auth(&app.token)
+        .body(policy)
+        .send()
+        .await?;
+    assert_eq!(r.status(), 201, "{}", r.text().await?);
+    let release = app.release_at_30().await?;
+    let drill = json!({"service": "support-bot", "kind": "drill", "severity": "minor",
+                       "title": "hold everything"});
+    let (status, incident) = app.post("/v1/incidents", &drill).await?;
+    assert_eq!(status, 201, "{incident}");
+    let steps_path = format!(
+        "/v1/incidents/{}/steps",
+        incident["id"].as_str().unwrap_or("")
+    );
+    let olga = token(&app, "olga", "operator").await?;
+    let oscar = token(&app, "oscar", "operator").await?;
+
+    // Another operator's pause request on the release itself.
+    let actions = format!("/v1/releases/{release}/actions");
+    let pause = json!({"action": "pause"});
+    let (status, theirs) = post_as(&app, &oscar, &actions, &pause).await?;
+    assert_eq!(status, 202, "{theirs}");
+    for n in 1..=16 {
+        let (status, ran) =
+            post_as(&app, &olga, &format!("{steps_path}/pause-{n}"), &json!({})).await?;
+        assert_eq!(status, 200, "step {n}: {ran}");
+        assert_eq!(ran["steps"][n - 1]["status"], "requested", "step {n}");
+    }
+    let before = timers(&app).await?;
+    let (status, refused) =
+        post_as(&app, &olga, &format!("{steps_path}/pause-17"), &json!({})).await?;
+    assert_eq!(
+        (status, refused),
+        (
+            409,
+            json!({"error": "conflict", "message": "\"olga\" already has 16 pending requests on \
+                   \"support-bot\" (at most 16); wait until they are decided or expire"})
+        )
+    );
+    // At the cap, the same request as oscar's is answered with his.
+    let (status, same) = post_as(&app, &olga, &actions, &pause).await?;
+    assert_eq!(status, 202, "{same}");
+    assert_eq!(same["existing"], true);
+    assert_eq!(same["request"]["id"], theirs["request"]["id"]);
+    assert_eq!(same["request"]["requested_by"], "oscar");
+    assert_eq!(
+        timers(&app).await?,
+        before,
+        "no timer for a refused or joined request"
+    );
+    let pending = app
+        .get_json("/v1/requests?service=support-bot&state=pending")
+        .await?;
+    assert_eq!(pending["total"], 17, "16 of olga's and oscar's: {pending}");
+    Ok(())
+}
+
 /// Lists are paged: `limit` (1–1000, 100 by default) and `offset`, with
 /// `next_offset` while more remain.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -269,6 +269,8 @@ async fn a_scoped_token_ingests_assigns_and_evaluates_only_its_services() -> Res
     )
     .await?;
     assert_eq!(status, 200);
+    // A flag outside the scope does not exist for this token: OFREP's own
+    // error shape, as bulk evaluation leaves the flag out.
     let (status, answer) = call(
         &h,
         "POST",
@@ -277,7 +279,13 @@ async fn a_scoped_token_ingests_assigns_and_evaluates_only_its_services() -> Res
         Some(ctx.clone()),
     )
     .await?;
-    assert_eq!((status, &answer["message"]), (403, &json!(scope_error)));
+    assert_eq!(
+        (status, answer),
+        (
+            404,
+            json!({"key": "other-bot", "errorCode": "FLAG_NOT_FOUND", "errorDetails": scope_error})
+        )
+    );
     let (status, bulk) = call(
         &h,
         "POST",
@@ -316,6 +324,140 @@ async fn a_scoped_token_ingests_assigns_and_evaluates_only_its_services() -> Res
     let (status, answer) =
         call(&h, "GET", "/v1/services/other-bot/versions", &viewer, None).await?;
     assert_eq!(status, 403, "{answer}");
+    h.server.shutdown().await?;
+    Ok(())
+}
+
+/// A release manager scoped to support-bot neither sees nor touches
+/// other-bot's releases: starting one, reading or acting on one by id, and
+/// listing them by name are 403 in the API's error shape; the unnamed list
+/// holds its own service's releases only.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_scoped_token_starts_reads_and_acts_on_only_its_services_releases() -> Result {
+    let h = start().await?;
+    other_service(&h).await?;
+    let own = h.release_at_30().await?;
+    let start_other = json!({"service": "other-bot", "baseline": "v1", "candidate": "v2"});
+    let (status, other) = h.post("/v1/releases", &start_other).await?;
+    assert_eq!(status, 201, "{other}");
+    let other = other["id"].as_str().ok_or("release id")?.to_string();
+    let rm = make_token(
+        &h,
+        json!({"name": "bot-rm", "role": "release_manager", "services": ["support-bot"]}),
+    )
+    .await?;
+    let refused = json!({
+        "error": "forbidden",
+        "message": "service: token \"bot-rm\" is scoped to support-bot; it may not act on \"other-bot\"",
+    });
+    let rollback = json!({"action": "rollback", "reason": "not yours"});
+    let other_path = format!("/v1/releases/{other}");
+    let other_actions = format!("{other_path}/actions");
+    for (method, path, body) in [
+        ("POST", "/v1/releases", Some(start_other.clone())),
+        ("GET", other_path.as_str(), None),
+        ("POST", other_actions.as_str(), Some(rollback.clone())),
+        ("GET", "/v1/releases?service=other-bot", None),
+    ] {
+        let (status, answer) = call(&h, method, path, &rm, body).await?;
+        assert_eq!((status, &answer), (403, &refused), "{method} {path}");
+    }
+    // Nothing happened to other-bot: one release, still ramping.
+    let others = h.get_json("/v1/releases?service=other-bot").await?;
+    assert_eq!(others["total"], 1, "{others}");
+    assert_eq!(others["releases"][0]["state"], "ramping", "{others}");
+
+    let (status, listed) = call(&h, "GET", "/v1/releases", &rm, None).await?;
+    assert_eq!(status, 200, "{listed}");
+    assert_eq!(listed["total"], 1, "{listed}");
+    assert_eq!(listed["releases"][0]["id"], json!(own));
+    let (_, all) = call(&h, "GET", "/v1/releases", &h.token, None).await?;
+    assert_eq!(all["total"], 2, "the admin token has no scope: {all}");
+    let own_actions = format!("/v1/releases/{own}/actions");
+    let (status, rolled) = call(&h, "POST", &own_actions, &rm, Some(rollback)).await?;
+    assert_eq!(
+        (status, &rolled["changed"]),
+        (200, &json!(true)),
+        "{rolled}"
+    );
+    h.server.shutdown().await?;
+    Ok(())
+}
+
+/// The same for incidents and approval requests: a safety lead scoped to
+/// support-bot cannot declare, read, acknowledge or list other-bot's
+/// incidents, nor read, list or vote on its requests.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_scoped_token_sees_and_acts_on_only_its_services_incidents_and_requests() -> Result {
+    let h = start().await?;
+    other_service(&h).await?;
+    h.release_at_30().await?;
+    let (status, other) = h
+        .post(
+            "/v1/releases",
+            &json!({"service": "other-bot", "baseline": "v1", "candidate": "v2"}),
+        )
+        .await?;
+    assert_eq!(status, 201, "{other}");
+    let promote = format!(
+        "/v1/releases/{}/actions",
+        other["id"].as_str().unwrap_or("")
+    );
+    let (status, asked) = h.post(&promote, &json!({"action": "promote"})).await?;
+    assert_eq!(status, 202, "{asked}");
+    let request = asked["request"]["id"]
+        .as_str()
+        .ok_or("request id")?
+        .to_string();
+    let mut incidents = Vec::new();
+    for service in ["support-bot", "other-bot"] {
+        let drill = json!({"service": service, "kind": "drill", "severity": "minor",
+                           "title": format!("{service} drill")});
+        let (status, declared) = h.post("/v1/incidents", &drill).await?;
+        assert_eq!(status, 201, "{declared}");
+        incidents.push(declared["id"].as_str().unwrap_or("").to_string());
+    }
+    let lead = make_token(
+        &h,
+        json!({"name": "bot-lead", "role": "safety_lead", "services": ["support-bot"]}),
+    )
+    .await?;
+    let refused = json!({
+        "error": "forbidden",
+        "message": "service: token \"bot-lead\" is scoped to support-bot; it may not act on \"other-bot\"",
+    });
+    let other_incident = format!("/v1/incidents/{}", incidents[1]);
+    let acknowledge = format!("{other_incident}/acknowledge");
+    let other_request = format!("/v1/requests/{request}");
+    let approve = format!("{other_request}/approve");
+    let declare = json!({"service": "other-bot", "kind": "drill", "severity": "minor",
+                         "title": "not mine"});
+    for (method, path, body) in [
+        ("POST", "/v1/incidents", Some(declare)),
+        ("GET", "/v1/incidents?service=other-bot", None),
+        ("GET", other_incident.as_str(), None),
+        ("POST", acknowledge.as_str(), Some(json!({}))),
+        ("GET", "/v1/requests?service=other-bot", None),
+        ("GET", other_request.as_str(), None),
+        ("POST", approve.as_str(), Some(json!({}))),
+    ] {
+        let (status, answer) = call(&h, method, path, &lead, body).await?;
+        assert_eq!((status, &answer), (403, &refused), "{method} {path}");
+    }
+    let (_, listed) = call(&h, "GET", "/v1/incidents", &lead, None).await?;
+    assert_eq!(listed["total"], 1, "{listed}");
+    assert_eq!(listed["incidents"][0]["id"], json!(incidents[0]));
+    let (_, listed) = call(&h, "GET", "/v1/requests", &lead, None).await?;
+    assert_eq!(listed["total"], 0, "{listed}");
+    // Nothing happened to other-bot's incident and request.
+    let inc = h.get_json(&other_incident).await?;
+    assert_eq!(inc["acknowledged_by"], Value::Null, "{inc}");
+    let req = h.get_json(&other_request).await?;
+    assert_eq!(
+        (&req["state"], &req["votes"]),
+        (&json!("pending"), &json!([])),
+        "{req}"
+    );
     h.server.shutdown().await?;
     Ok(())
 }

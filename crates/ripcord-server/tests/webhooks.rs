@@ -422,3 +422,88 @@ async fn every_decision_is_delivered_signed_with_retries_and_backoff() -> Result
     run.server.shutdown().await?;
     Ok(())
 }
+
+/// Every signed audit checkpoint is also sent, signed, to the channels
+/// named by `audit_checkpoint_channels`, carrying the checkpoint record's
+/// export line. Appended to a file, those lines are what `ripcord audit
+/// verify --checkpoints` reads: with them, a log cut off before the
+/// checkpoint is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_signed_checkpoint_is_published_to_the_named_channels() -> Result {
+    use ripcord_core::audit::{Expect, parse_published, unhex, verify_signed};
+    let key = [5u8; 32];
+    let (rx, url) = receiver(key.to_vec()).await?;
+    let channel = ripcord_server::notify::ChannelConfig::Webhook {
+        url,
+        secret: format!("whsec_{}", STANDARD.encode(key)),
+    };
+    // `start_with` changes the policy and registers versions: the first
+    // period's checkpoint signs those records.
+    let run = common::start_with(|c| {
+        c.channels.insert("witness".into(), channel);
+        c.audit_checkpoint_channels = vec!["witness".into()];
+        c.checkpoint_every = Duration::from_millis(200);
+    })
+    .await?;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let accepted = loop {
+        let done = attempts(&rx).into_iter().find(|a| a.answered == 204);
+        if let Some(done) = done {
+            break done;
+        }
+        assert!(Instant::now() < deadline, "no checkpoint delivered");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(
+        attempts(&rx).iter().all(|a| a.rejected.is_none()),
+        "every delivery is signed with the channel's secret"
+    );
+    let message: Value = serde_json::from_str(&accepted.body)?;
+    let seq = message["data"]["seq"].as_i64().unwrap_or_default();
+    assert_eq!(message["type"], "audit.checkpoint");
+    assert_eq!(
+        message["idempotency_key"],
+        format!("audit/checkpoint/{seq}")
+    );
+    assert_eq!(message["data"]["upto"], seq - 1);
+    let published = format!("{}\n", message["data"]["line"].as_str().unwrap_or(""));
+
+    // The line is the stored checkpoint record, byte for byte.
+    let r = run
+        .http
+        .get(run.url("/v1/audit"))
+        .bearer_auth(&run.token)
+        .send()
+        .await?;
+    let log = r.text().await?;
+    let lines: Vec<&str> = log.lines().collect();
+    assert_eq!(
+        format!("{}\n", lines[seq as usize - 1]),
+        published,
+        "record {seq}"
+    );
+    let public = unhex::<32>(&run.server.audit_public_key).ok_or("the public key")?;
+    let checkpoints = parse_published(&published, &public)?;
+    assert_eq!(checkpoints.len(), 1);
+    assert_eq!(checkpoints[0].seq, seq);
+    let expect = Expect {
+        key: public,
+        published: &checkpoints,
+        period_ms: 60_000,
+        grace_ms: 10_000,
+        now_ms: SystemTime::now().duration_since(UNIX_EPOCH)?.as_millis() as i64,
+    };
+    let verified = verify_signed(&log, &expect).map_err(|b| b.to_string())?;
+    assert!(verified.records >= seq, "{verified:?}");
+    let cut: String = lines[..seq as usize - 1]
+        .iter()
+        .map(|l| format!("{l}\n"))
+        .collect();
+    let refused = verify_signed(&cut, &expect).map(|_| ()).unwrap_err();
+    assert!(
+        refused.to_string().ends_with("records were cut off"),
+        "{refused}"
+    );
+    run.server.shutdown().await?;
+    Ok(())
+}

@@ -127,6 +127,14 @@ pub struct AuditLine {
     pub line: String,
 }
 
+/// Signs a checkpoint: the head's sequence number and hash in, the
+/// checkpoint record's detail out.
+pub type SignCheckpoint<'a> = dyn Fn(i64, [u8; 32]) -> serde_json::Value + Send + Sync + 'a;
+
+/// The outbox deliveries that publish a checkpoint record outside the
+/// store (none when nothing is configured).
+pub type PublishCheckpoint<'a> = dyn Fn(&AuditLine) -> Vec<OutboxEntry> + Send + Sync + 'a;
+
 /// A governance document (an incident, an action request) stored whole as
 /// JSON and upserted by `(kind, id)`.
 #[derive(Clone, Debug, PartialEq)]
@@ -297,13 +305,17 @@ pub trait Store: Send + Sync + 'static {
     /// Appends a signed checkpoint over the chain's head, unless the head
     /// is at or before `only_after` (nothing new to vouch for). `sign`
     /// gets the head's sequence number and hash and returns the record's
-    /// detail. Returns the head it signed.
+    /// detail; `publish` gets the checkpoint record and returns the
+    /// deliveries that publish it, queued in the outbox in the same
+    /// transaction (so a checkpoint is never stored unpublished). Returns
+    /// the checkpoint record.
     async fn checkpoint(
         &self,
         at_ms: i64,
         only_after: i64,
-        sign: &(dyn Fn(i64, [u8; 32]) -> serde_json::Value + Send + Sync),
-    ) -> Result<Option<i64>>;
+        sign: &SignCheckpoint<'_>,
+        publish: &PublishCheckpoint<'_>,
+    ) -> Result<Option<AuditLine>>;
     /// Up to `limit` audit records from sequence number `from` on, in order.
     async fn audit(&self, from: i64, limit: i64) -> Result<Vec<AuditLine>>;
     /// One governance document.

@@ -13,8 +13,8 @@ use ripcord_core::audit::{GENESIS, Record, hex, link, to_line};
 
 use crate::{
     AuditLine, Batch, DecisionEntry, Doc, JournalEntry, OutboxCounts, OutboxEntry, PendingAudit,
-    PolicyRecord, ReleaseRecord, Result, Sink, Store, StoreError, Timer, TimerChange, TokenRecord,
-    VersionRecord,
+    PolicyRecord, PublishCheckpoint, ReleaseRecord, Result, SignCheckpoint, Sink, Store,
+    StoreError, Timer, TimerChange, TokenRecord, VersionRecord,
 };
 
 /// Schema migrations, applied in order once each. Portable SQL only.
@@ -200,6 +200,27 @@ impl SqliteStore {
         }
     }
 
+    /// Queues one delivery (its secret sealed); an id already queued is
+    /// left as it is, so a retried write delivers once.
+    async fn insert_outbox(&self, tx: &mut sqlx::SqliteConnection, o: &OutboxEntry) -> Result<()> {
+        let secret = self.seal(&o.secret, &o.url)?;
+        sqlx::query(
+            "INSERT INTO outbox (id, service, kind, url, secret, payload, attempts, next_at_ms) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (id) DO NOTHING",
+        )
+        .bind(&o.id)
+        .bind(&o.service)
+        .bind(&o.kind)
+        .bind(&o.url)
+        .bind(&secret)
+        .bind(&o.payload)
+        .bind(o.attempts)
+        .bind(o.next_at_ms)
+        .execute(&mut *tx)
+        .await?;
+        Ok(())
+    }
+
     /// An outbox row as read by `due` and `due_per_sink`, its secret unsealed.
     fn outbox_entry(&self, r: &sqlx::sqlite::SqliteRow) -> Result<OutboxEntry> {
         let url: String = r.try_get("url")?;
@@ -275,11 +296,15 @@ async fn is_checkpoint(tx: &mut sqlx::SqliteConnection, seq: i64) -> Result<bool
 /// Appends audit records inside a transaction, linking them from the
 /// stored tail. The tail is read from the file, not kept in memory, because
 /// another process (`ripcord token`) may have appended since.
-async fn append_audit(tx: &mut sqlx::SqliteConnection, pending: &[&PendingAudit]) -> Result<()> {
+async fn append_audit(
+    tx: &mut sqlx::SqliteConnection,
+    pending: &[&PendingAudit],
+) -> Result<Vec<AuditLine>> {
     if pending.is_empty() {
-        return Ok(());
+        return Ok(Vec::new());
     }
     let (mut seq, mut prev) = stored_tail(tx).await?;
+    let mut appended = Vec::with_capacity(pending.len());
     for p in pending {
         seq += 1;
         let record = Record {
@@ -291,6 +316,7 @@ async fn append_audit(tx: &mut sqlx::SqliteConnection, pending: &[&PendingAudit]
             detail: p.detail.clone(),
         };
         let hash = link(&prev, &record);
+        let line = to_line(&record, &prev, &hash);
         sqlx::query(
             "INSERT INTO audit (seq, at_ms, principal, action, subject, line, hash) \
              VALUES ($1, $2, $3, $4, $5, $6, $7)",
@@ -300,13 +326,14 @@ async fn append_audit(tx: &mut sqlx::SqliteConnection, pending: &[&PendingAudit]
         .bind(&p.principal)
         .bind(&p.action)
         .bind(&p.subject)
-        .bind(to_line(&record, &prev, &hash))
+        .bind(&line)
         .bind(hex(&hash))
         .execute(&mut *tx)
         .await?;
+        appended.push(AuditLine { seq, line });
         prev = hash;
     }
-    Ok(())
+    Ok(appended)
 }
 
 /// Upserts a batch's documents and applies its timer changes.
@@ -444,21 +471,7 @@ impl Store for SqliteStore {
                 .await?;
             }
             for o in &batch.outbox {
-                let secret = self.seal(&o.secret, &o.url)?;
-                sqlx::query(
-                    "INSERT INTO outbox (id, service, kind, url, secret, payload, attempts, next_at_ms) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (id) DO NOTHING",
-                )
-                .bind(&o.id)
-                .bind(&o.service)
-                .bind(&o.kind)
-                .bind(&o.url)
-                .bind(&secret)
-                .bind(&o.payload)
-                .bind(o.attempts)
-                .bind(o.next_at_ms)
-                .execute(&mut *tx)
-                .await?;
+                self.insert_outbox(&mut tx, o).await?;
             }
             for r in &batch.releases {
                 let seq = batch.journal.first().map_or(0, |j| j.seq);
@@ -839,8 +852,9 @@ impl Store for SqliteStore {
         &self,
         at_ms: i64,
         only_after: i64,
-        sign: &(dyn Fn(i64, [u8; 32]) -> serde_json::Value + Send + Sync),
-    ) -> Result<Option<i64>> {
+        sign: &SignCheckpoint<'_>,
+        publish: &PublishCheckpoint<'_>,
+    ) -> Result<Option<AuditLine>> {
         let _appending = self.appending.lock().await;
         // Immediate: the head read is the head signed, even with another
         // process appending.
@@ -856,9 +870,17 @@ impl Store for SqliteStore {
             subject: "audit".into(),
             detail: sign(head.0, head.1),
         };
-        append_audit(&mut tx, &[&record]).await?;
+        let appended = append_audit(&mut tx, &[&record]).await?;
+        let Some(signed) = appended.into_iter().next() else {
+            return Err(StoreError::Corrupt(
+                "the checkpoint record was not appended".into(),
+            ));
+        };
+        for delivery in publish(&signed) {
+            self.insert_outbox(&mut tx, &delivery).await?;
+        }
         tx.commit().await?;
-        Ok(Some(head.0))
+        Ok(Some(signed))
     }
 
     async fn audit(&self, from: i64, limit: i64) -> Result<Vec<AuditLine>> {

@@ -608,6 +608,38 @@ async fn expired_answers_are_forgotten_by_prefix(store: &dyn Store) {
     assert_eq!(store.forget_answers("%", i64::MAX).await.unwrap(), 0);
 }
 
+/// A checkpoint's deliveries are queued in its own transaction, made from
+/// the record as stored; with nothing new to sign, nothing is published.
+async fn a_checkpoint_is_queued_for_publishing_with_its_record(store: &dyn Store) {
+    let key = ed25519_dalek::SigningKey::from_bytes(&[3; 32]);
+    let sign = |upto, head: [u8; 32]| ripcord_core::audit::checkpoint_detail(&key, upto, &head);
+    let publish = |line: &ripcord_store::AuditLine| {
+        let mut entry = outbox(&format!("ckp-{}", line.seq), 0);
+        entry.payload = line.line.clone();
+        vec![entry]
+    };
+    let head = store.audit(1, 100_000).await.unwrap().len() as i64;
+    let signed = store.checkpoint(3_000, 0, &sign, &publish).await.unwrap();
+    let signed = signed.expect("the head is not signed yet");
+    assert_eq!(signed.seq, head + 1);
+    assert_eq!(
+        store.audit(signed.seq, 1).await.unwrap(),
+        std::slice::from_ref(&signed)
+    );
+    let id = format!("ckp-{}", signed.seq);
+    let queued: Vec<OutboxEntry> = store.due(i64::MAX, 1_000).await.unwrap();
+    let queued: Vec<&OutboxEntry> = queued.iter().filter(|e| e.id == id).collect();
+    assert_eq!(queued.len(), 1, "one delivery per checkpoint");
+    assert_eq!(queued[0].payload, signed.line);
+    assert_eq!(queued[0].secret, "whsec_AAAA", "unsealed as read");
+    let again = store.checkpoint(4_000, signed.seq, &sign, &publish).await;
+    assert_eq!(
+        again.unwrap(),
+        None,
+        "nothing new: no checkpoint, no delivery"
+    );
+}
+
 async fn conformance(store: &dyn Store) {
     policies_are_versioned(store).await;
     versions_are_immutable(store).await;
@@ -623,6 +655,8 @@ async fn conformance(store: &dyn Store) {
     tokens_are_unique_found_by_hash_and_revoked_once(store).await;
     blobs_are_stored_once_by_address(store).await;
     expired_answers_are_forgotten_by_prefix(store).await;
+    // Last: it adds an audit record and an undelivered outbox entry.
+    a_checkpoint_is_queued_for_publishing_with_its_record(store).await;
 }
 
 #[tokio::test]
@@ -675,8 +709,12 @@ async fn two_stores_on_one_file_append_to_one_chain() {
     server.commit(&[batch]).await.unwrap();
     let key = ed25519_dalek::SigningKey::from_bytes(&[7; 32]);
     let sign = |upto, head: [u8; 32]| ripcord_core::audit::checkpoint_detail(&key, upto, &head);
-    let signed = server.checkpoint(2_000, 0, &sign).await.unwrap();
-    assert_eq!(signed, Some(3), "the checkpoint covers the CLI's record");
+    let signed = server.checkpoint(2_000, 0, &sign, &|_| Vec::new()).await;
+    assert_eq!(
+        signed.unwrap().map(|l| l.seq),
+        Some(4),
+        "the checkpoint (record 4) covers the CLI's record 3"
+    );
     let text: String = cli
         .audit(1, 100)
         .await

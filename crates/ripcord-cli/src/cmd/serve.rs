@@ -12,6 +12,7 @@ use anyhow::Context;
 use clap::Args;
 use ripcord_core::engine::EventLimits;
 use ripcord_core::policy::units::parse_duration;
+use ripcord_server::audit_sign::CheckpointChannels;
 use ripcord_server::auth::{RoleSpec, Roles};
 use ripcord_server::notify::{ChannelConfig, check_all};
 use ripcord_server::sinks::{Allowed, Range};
@@ -36,6 +37,10 @@ pub struct ServeArgs {
     /// each (`ripcord audit verify --checkpoints`).
     #[arg(long, env = "RIPCORD_AUDIT_CHECKPOINTS")]
     audit_checkpoints: Option<PathBuf>,
+    /// Notification channels (of the config's `channels:`) every signed
+    /// audit checkpoint is also sent to, comma-separated.
+    #[arg(long, env = "RIPCORD_AUDIT_CHECKPOINT_CHANNELS", value_delimiter = ',')]
+    audit_checkpoint_channels: Option<Vec<String>>,
     /// Address ranges webhook sinks may reach besides public addresses,
     /// comma-separated: loopback, private, link_local [default: none].
     #[arg(long, env = "RIPCORD_WEBHOOKS_ALLOW", value_delimiter = ',', value_parser = range)]
@@ -54,6 +59,9 @@ pub struct FileConfig {
     policies: Option<PathBuf>,
     audit_key: Option<PathBuf>,
     audit_checkpoints: Option<PathBuf>,
+    /// Channels every signed checkpoint is sent to: `[audit-witness]`.
+    #[serde(default)]
+    audit_checkpoint_channels: Vec<String>,
     /// Webhook deliveries: `{allow: [loopback, private, link_local],
     /// timeout: 10s}`.
     #[serde(default)]
@@ -177,6 +185,11 @@ pub fn config(args: ServeArgs) -> anyhow::Result<ripcord_server::Config> {
     config.channels = file.channels;
     let origin = config_path(args.config.as_deref())
         .map_or_else(|| "ripcord.yaml".to_string(), |p| p.display().to_string());
+    config.audit_checkpoint_channels = args
+        .audit_checkpoint_channels
+        .unwrap_or(file.audit_checkpoint_channels);
+    CheckpointChannels::resolve(&config.audit_checkpoint_channels, &config.channels)
+        .map_err(|e| anyhow::anyhow!("{origin}: {e}"))?;
     config.engine.limits = file.limits.lower(&origin)?;
     Ok(config)
 }
@@ -240,6 +253,7 @@ mod tests {
             policies: None,
             audit_key: None,
             audit_checkpoints: None,
+            audit_checkpoint_channels: None,
             webhooks_allow: None,
             config: None,
         }
@@ -318,6 +332,50 @@ mod tests {
         let mut a = args();
         a.config = Some(file);
         assert!(config(a).is_err());
+    }
+
+    #[test]
+    fn checkpoint_channels_name_configured_channels_that_do_not_page() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("ripcord.yaml");
+        let channels = "channels:\n  witness:\n    kind: webhook\n    url: https://w.example/ck\n    \
+                        secret: whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw\n  page:\n    kind: pagerduty\n    \
+                        routing_key: k\n";
+        let with = |list: &str| {
+            std::fs::write(
+                &file,
+                format!("{channels}audit_checkpoint_channels: {list}\n"),
+            )
+            .unwrap();
+            let mut a = args();
+            a.config = Some(file.clone());
+            config(a).map_err(|e| e.to_string())
+        };
+        assert_eq!(
+            with("[witness]").unwrap().audit_checkpoint_channels,
+            ["witness"]
+        );
+        let mut a = args();
+        a.config = Some(file.clone());
+        a.audit_checkpoint_channels = Some(vec![]);
+        assert!(
+            config(a).unwrap().audit_checkpoint_channels.is_empty(),
+            "the flag wins"
+        );
+        assert_eq!(
+            with("[wtiness]").unwrap_err(),
+            format!(
+                "{}: audit_checkpoint_channels: \"wtiness\" is not a channel of this server's \
+                 config (channels: page, witness)",
+                file.display()
+            )
+        );
+        assert!(
+            with("[page]")
+                .unwrap_err()
+                .contains("\"page\" is a PagerDuty channel"),
+            "a checkpoint a minute would page someone"
+        );
     }
 
     #[test]

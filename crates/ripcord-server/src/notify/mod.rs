@@ -94,13 +94,7 @@ pub fn message(
     let rendered = render(overrides, template, facts)?;
     let id = entry_id(incident, channel_name, kind, template, at_ms);
     let payload = channel_payload(channel, kind, template, &rendered, facts, at_ms)?;
-    let (url, secret) = match channel {
-        ChannelConfig::Webhook { url, secret } => (url.clone(), secret.clone()),
-        ChannelConfig::Slack { url } | ChannelConfig::Pagerduty { url, .. } => {
-            (url.clone(), String::new())
-        }
-        ChannelConfig::Email { smtp, .. } => (format!("smtp://{smtp}"), String::new()),
-    };
+    let (url, secret) = destination(channel);
     Ok(OutboxEntry {
         id,
         service: service.to_string(),
@@ -111,6 +105,18 @@ pub fn message(
         attempts: 0,
         next_at_ms: at_ms,
     })
+}
+
+/// Where the outbox worker delivers a channel's entries, and the secret
+/// it signs them with (empty for the kinds that are not signed).
+pub fn destination(channel: &ChannelConfig) -> (String, String) {
+    match channel {
+        ChannelConfig::Webhook { url, secret } => (url.clone(), secret.clone()),
+        ChannelConfig::Slack { url } | ChannelConfig::Pagerduty { url, .. } => {
+            (url.clone(), String::new())
+        }
+        ChannelConfig::Email { smtp, .. } => (format!("smtp://{smtp}"), String::new()),
+    }
 }
 
 /// `ntf_` + the first 32 hex digits of a hash over what makes the event
