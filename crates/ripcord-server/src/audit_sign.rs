@@ -188,18 +188,9 @@ impl CheckpointChannels {
             .iter()
             .filter_map(|(name, channel)| {
                 let payload = checkpoint_payload(channel, line, at_ms)?;
-                let (url, secret) = notify::destination(channel);
-                Some(OutboxEntry {
-                    id: checkpoint_entry_id(name, line.seq),
-                    // Checkpoints vouch for the whole log, no one service.
-                    service: String::new(),
-                    kind: channel.kind().as_str().to_string(),
-                    url,
-                    secret,
-                    payload: payload.to_string(),
-                    attempts: 0,
-                    next_at_ms: at_ms,
-                })
+                // Checkpoints vouch for the whole log, no one service.
+                let id = checkpoint_entry_id(name, line.seq);
+                Some(notify::delivery(id, "", channel, &payload, at_ms))
             })
             .collect()
     }

@@ -73,6 +73,32 @@ fn assert_failure(body: &Value, key: Option<&str>, code: &str) {
 }
 
 /// A new token with the `service` role.
+/// What the PyPI OpenFeature OFREP provider resolves, by unit, when
+/// `ofrep_client.py` runs with `args` and `token`.
+async fn python_client(args: &[&str], token: &str) -> Result<BTreeMap<String, Value>> {
+    let script = repo_root().join("crates/ripcord-server/tests/ofrep_client.py");
+    let output = tokio::time::timeout(
+        Duration::from_secs(60),
+        tokio::process::Command::new("python3")
+            .arg(&script)
+            .args(args)
+            .env("RIPCORD_TOKEN", token)
+            .env("NO_PROXY", "127.0.0.1")
+            .env("no_proxy", "127.0.0.1")
+            .kill_on_drop(true)
+            .output(),
+    )
+    .await??;
+    assert!(
+        output.status.success(),
+        "{} failed ({}): {}",
+        script.display(),
+        output.status,
+        String::from_utf8_lossy(&output.stderr)
+    );
+    Ok(serde_json::from_slice(&output.stdout)?)
+}
+
 async fn service_token(run: &Running) -> Result<String> {
     let (status, body) = run
         .post(
@@ -116,25 +142,7 @@ async fn a_flag_outside_the_tokens_scope_is_the_protocols_flag_not_found() -> Re
         "service: token \"elsewhere\" is scoped to other-bot; it may not act on \"support-bot\""
     );
 
-    let script = repo_root().join("crates/ripcord-server/tests/ofrep_client.py");
-    let output = tokio::time::timeout(
-        Duration::from_secs(60),
-        tokio::process::Command::new("python3")
-            .arg(&script)
-            .args([&run.base, "3", "support-bot"])
-            .env("RIPCORD_TOKEN", &token)
-            .env("NO_PROXY", "127.0.0.1")
-            .env("no_proxy", "127.0.0.1")
-            .kill_on_drop(true)
-            .output(),
-    )
-    .await??;
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let resolved: BTreeMap<String, Value> = serde_json::from_slice(&output.stdout)?;
+    let resolved = python_client(&[&run.base, "3", "support-bot"], &token).await?;
     assert_eq!(resolved.len(), 3);
     for (unit, got) in &resolved {
         assert_eq!(got["value"], "DEFAULT", "{unit}: {got}");
@@ -150,29 +158,9 @@ async fn python_openfeature_client_agrees_with_assign_on_every_unit() -> Result 
     let run = start().await?;
     run.release_at_30().await?;
 
-    let script = repo_root().join("crates/ripcord-server/tests/ofrep_client.py");
-    let output = tokio::time::timeout(
-        Duration::from_secs(60),
-        tokio::process::Command::new("python3")
-            .arg(&script)
-            .arg(&run.base)
-            .arg(UNITS.to_string())
-            // A producer's token: the `service` role may evaluate flags.
-            .env("RIPCORD_TOKEN", service_token(&run).await?)
-            .env("NO_PROXY", "127.0.0.1")
-            .env("no_proxy", "127.0.0.1")
-            .kill_on_drop(true)
-            .output(),
-    )
-    .await??;
-    assert!(
-        output.status.success(),
-        "{} failed ({}): {}",
-        script.display(),
-        output.status,
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let resolved: BTreeMap<String, Value> = serde_json::from_slice(&output.stdout)?;
+    // A producer's token: the `service` role may evaluate flags.
+    let token = service_token(&run).await?;
+    let resolved = python_client(&[&run.base, &UNITS.to_string()], &token).await?;
     assert_eq!(resolved.len(), UNITS);
 
     let mut candidates = 0usize;

@@ -94,8 +94,19 @@ pub fn message(
     let rendered = render(overrides, template, facts)?;
     let id = entry_id(incident, channel_name, kind, template, at_ms);
     let payload = channel_payload(channel, kind, template, &rendered, facts, at_ms)?;
+    Ok(delivery(id, service, channel, &payload, at_ms))
+}
+
+/// A first delivery of `payload` to `channel`, due at `at_ms`.
+pub fn delivery(
+    id: String,
+    service: &str,
+    channel: &ChannelConfig,
+    payload: &Value,
+    at_ms: i64,
+) -> OutboxEntry {
     let (url, secret) = destination(channel);
-    Ok(OutboxEntry {
+    OutboxEntry {
         id,
         service: service.to_string(),
         kind: channel.kind().as_str().to_string(),
@@ -104,7 +115,7 @@ pub fn message(
         payload: payload.to_string(),
         attempts: 0,
         next_at_ms: at_ms,
-    })
+    }
 }
 
 /// Where the outbox worker delivers a channel's entries, and the secret
