@@ -422,6 +422,12 @@ async fn put_webhooks(
         if let Err(why) = crate::sinks::check_url(&s.url, &app.sinks_allowed) {
             return Err(ApiError::bad_request(format!("sinks[{i}].url: {why}")));
         }
+        if let Some(j) = sinks.iter().position(|k: &Sink| k.url == s.url) {
+            return Err(ApiError::bad_request(format!(
+                "sinks[{i}].url: {} is already sinks[{j}]",
+                s.url
+            )));
+        }
         generated.push(s.secret.is_none());
         let secret = s.secret.unwrap_or_else(webhooks::new_secret);
         if let Err(why) = webhooks::check_secret(&secret) {

@@ -224,6 +224,24 @@ async fn bad_sink_urls_are_refused_naming_the_field() -> Result {
         let answer: serde_json::Value = r.json().await?;
         assert_eq!(answer["message"], message, "{url}");
     }
+    // The same URL twice is the caller's mistake, not a storage failure
+    // (schemathesis found a 503 from the database's unique constraint).
+    let r = http
+        .put(format!("{base}/v1/services/support-bot/webhooks"))
+        .bearer_auth(token.trim())
+        .json(&json!({"sinks": [
+            {"url": "https://hooks.example.com/a"},
+            {"url": "https://hooks.example.com/b"},
+            {"url": "https://hooks.example.com/a"},
+        ]}))
+        .send()
+        .await?;
+    assert_eq!(r.status(), 400);
+    let answer: serde_json::Value = r.json().await?;
+    assert_eq!(
+        answer["message"],
+        "sinks[2].url: https://hooks.example.com/a is already sinks[0]"
+    );
     let r = http
         .get(format!("{base}/v1/services/support-bot/webhooks"))
         .bearer_auth(token.trim())
