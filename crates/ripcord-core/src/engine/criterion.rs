@@ -417,7 +417,8 @@ impl CriterionState {
     }
 
     /// Feeds every epoch the strata that closed by `now`; whether one of
-    /// them held flags (new evidence).
+    /// them gave the tests new evidence (a rate stratum with flags, any
+    /// drift stratum).
     fn close_strata(&mut self, now: Time) -> bool {
         let epochs = &mut self.epochs;
         let mut evidence = false;
