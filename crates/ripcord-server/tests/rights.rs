@@ -147,14 +147,7 @@ async fn one_principal_holds_at_most_16_pending_requests() -> Result {
             "playbooks:\n",
             &format!("playbooks:\n  hold-everything:\n    steps:\n{steps}"),
         );
-    let r = app
-        .http
-        .put(app.url("/v1/policies/support-bot"))
-        .bearer_auth(&app.token)
-        .body(policy)
-        .send()
-        .await?;
-    assert_eq!(r.status(), 201, "{}", r.text().await?);
+    app.put_policy("support-bot", policy).await?;
     let release = app.release_at_30().await?;
     let drill = json!({"service": "support-bot", "kind": "drill", "severity": "minor",
                        "title": "hold everything"});

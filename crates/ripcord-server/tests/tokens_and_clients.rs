@@ -60,23 +60,9 @@ async fn other_service(h: &Running) -> Result {
         common::repo_root().join("examples/conversational-agent/policy.yaml"),
     )?
     .replace("service: support-bot", "service: other-bot");
-    let r = h
-        .http
-        .put(h.url("/v1/policies/other-bot"))
-        .bearer_auth(&h.token)
-        .body(policy)
-        .send()
+    h.put_policy("other-bot", policy).await?;
+    h.register_versions("other-bot", &[("v1", "m"), ("v2", "m")])
         .await?;
-    assert_eq!(r.status(), 201, "{}", r.text().await?);
-    for v in ["v1", "v2"] {
-        let (status, body) = h
-            .post(
-                "/v1/services/other-bot/versions",
-                &json!({"version": v, "model_id": "m"}),
-            )
-            .await?;
-        assert_eq!(status, 201, "{body}");
-    }
     Ok(())
 }
 

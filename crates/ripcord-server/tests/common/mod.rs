@@ -60,27 +60,42 @@ pub async fn start_with(adjust: impl FnOnce(&mut ripcord_server::Config)) -> Res
     };
     let policy =
         std::fs::read_to_string(repo_root().join("examples/conversational-agent/policy.yaml"))?;
-    let r = running
-        .http
-        .put(running.url("/v1/policies/support-bot"))
-        .bearer_auth(&running.token)
-        .body(policy)
-        .send()
+    running.put_policy("support-bot", policy).await?;
+    running
+        .register_versions("support-bot", &[("v1", "m-1"), ("v2", "m-2")])
         .await?;
-    assert_eq!(r.status(), 201, "PUT policy: {}", r.text().await?);
-    for (version, model) in [("v1", "m-1"), ("v2", "m-2")] {
-        let (status, body) = running
-            .post(
-                "/v1/services/support-bot/versions",
-                &json!({"version": version, "model_id": model}),
-            )
-            .await?;
-        assert_eq!(status, 201, "register {version}: {body}");
-    }
     Ok(running)
 }
 
 impl Running {
+    /// Stores `policy` for `service` with the admin token; it must be
+    /// accepted (201).
+    pub async fn put_policy(&self, service: &str, policy: String) -> Result {
+        let r = self
+            .http
+            .put(self.url(&format!("/v1/policies/{service}")))
+            .bearer_auth(&self.token)
+            .body(policy)
+            .send()
+            .await?;
+        assert_eq!(r.status(), 201, "PUT policy: {}", r.text().await?);
+        Ok(())
+    }
+
+    /// Registers each `(version, model_id)` of `service`; each must be 201.
+    pub async fn register_versions(&self, service: &str, versions: &[(&str, &str)]) -> Result {
+        for (version, model) in versions {
+            let (status, body) = self
+                .post(
+                    &format!("/v1/services/{service}/versions"),
+                    &json!({"version": version, "model_id": model}),
+                )
+                .await?;
+            assert_eq!(status, 201, "register {version}: {body}");
+        }
+        Ok(())
+    }
+
     /// Stops the server and starts it again on the same data directory
     /// (and the same clock).
     pub async fn restart(self) -> Result<Running> {
