@@ -39,6 +39,34 @@ fn the_example_policies_load() {
 }
 
 #[test]
+fn rollout_steps_rise_and_hold_30m_unless_told() {
+    let text = |steps: &str| {
+        format!(
+            "service: x\nsignals:\n  e: {{category: quality, kind: rate, denominator: outputs}}\n\
+             criteria:\n  c: {{signal: e, absolute: 0.1}}\n\
+             triggers:\n  t: {{when: c, action: pause}}\nrollout:\n  steps: {steps}\n"
+        )
+    };
+    let p = load_policy(&text("[{share: 0.1}, {share: 0.5, hold: 1h}]"), "p.yaml")
+        .unwrap_or_else(|d| panic!("{d}"));
+    let steps: Vec<(f64, i64)> = p
+        .rollout
+        .steps
+        .iter()
+        .map(|s| (s.share, s.hold.0))
+        .collect();
+    assert_eq!(steps, [(0.1, 1_800_000), (0.5, 3_600_000)]);
+    assert_eq!(
+        problems(&text("[{share: 0.5}, {share: 0.2}]")),
+        [(
+            9,
+            33,
+            "shares must increase from step to step (0.5 then 0.2)".to_string()
+        )]
+    );
+}
+
+#[test]
 fn every_preset_loads_on_its_own() {
     for s in Scenario::ALL {
         let text = format!("service: x\nscenario: {}\n", s.name());

@@ -16,6 +16,8 @@ use serde_json::{Value, json};
 use crate::error::ApiError;
 use crate::hub::{Hub, ReleaseView};
 use crate::incident::Incident;
+use crate::journal::Kind;
+use ripcord_core::engine::Phase;
 
 /// Journal entries are read this many at a time.
 const PAGE: i64 = 512;
@@ -38,7 +40,7 @@ async fn events_since_start(hub: &Hub, service: &str) -> Result<Vec<Seen>, ApiEr
         let page = hub.store.journal(service, from, PAGE).await?;
         let Some(last) = page.last() else { break };
         from = last.seq + 1;
-        for entry in page.iter().filter(|e| e.kind == "events") {
+        for entry in page.iter().filter(|e| e.kind == Kind::Events.as_str()) {
             for line in entry.body.lines() {
                 if let Ok(Line::Event(ev)) = parse_line(line.as_bytes()) {
                     seen.push(Seen {
@@ -118,7 +120,7 @@ fn baseline_assigned(view: Option<&ReleaseView>, seen: &[Seen]) -> (bool, Value)
         .iter()
         .filter(|u| is_candidate(&view.service, u, view.share))
         .count();
-    let ok = view.state == "rolled_back" && on_candidate == 0;
+    let ok = view.state == Phase::RolledBack && on_candidate == 0;
     let detail = json!({
         "state": view.state,
         "share": view.share,

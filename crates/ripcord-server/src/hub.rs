@@ -10,9 +10,8 @@
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 
-use ripcord_core::engine::{
-    Command, Engine, EngineOptions, ReleaseState, ReleaseStatus, state_name,
-};
+use anyhow::Context;
+use ripcord_core::engine::{Command, Engine, EngineOptions, Phase, ReleaseState, ReleaseStatus};
 use ripcord_core::evidence::{Provenance, Reservoir, seed_for};
 use ripcord_core::policy::{Policy, RolloutStep, load_policy};
 use ripcord_core::record::decision_to_line;
@@ -28,6 +27,8 @@ use crate::clock::Clock;
 use crate::error::ApiError;
 use crate::govern;
 use crate::incident::{INCIDENT, Incident, REQUEST, Request};
+pub use crate::journal::StepView;
+use crate::journal::{self, CommandEntry, Entry, Kind, Start};
 use crate::metrics;
 use crate::writer::{Durable, Writer};
 
@@ -108,8 +109,8 @@ const KEPT_DECISIONS: usize = 1000;
 
 impl EvidenceInputs {
     /// Notes one engine input: its raw event lines and its decision lines.
-    fn remember(&mut self, kind: &str, body: &str, decisions: &[String]) {
-        if let (Some(sample), "events") = (self.sample.as_mut(), kind) {
+    fn remember(&mut self, kind: Kind, body: &str, decisions: &[String]) {
+        if let (Some(sample), Kind::Events) = (self.sample.as_mut(), kind) {
             for line in body.lines() {
                 sample.offer(line);
             }
@@ -135,7 +136,7 @@ pub struct ReleaseView {
     pub service: String,
     pub baseline: String,
     pub candidate: String,
-    pub state: String,
+    pub state: Phase,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub step: Option<usize>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -171,7 +172,7 @@ pub struct Move {
     pub at: String,
     pub from: f64,
     pub to: f64,
-    pub state: String,
+    pub state: Phase,
     /// A principal, or `engine`.
     pub by: String,
     pub why: String,
@@ -184,35 +185,6 @@ pub struct Counts {
     pub candidate: u64,
 }
 
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields)]
-pub struct StepView {
-    pub share: f64,
-    /// Like `30m`.
-    pub hold: String,
-}
-
-/// The body of a `start` journal entry.
-#[derive(Serialize, Deserialize)]
-struct Start {
-    release: String,
-    baseline: String,
-    candidate: String,
-    policy_version: i64,
-    steps: Option<Vec<StepView>>,
-    at_ms: i64,
-}
-
-/// The body of a `command` journal entry.
-#[derive(Serialize, Deserialize)]
-struct CommandEntry {
-    command: String,
-    at_ms: i64,
-    /// Why the person acted, kept with the command.
-    #[serde(default)]
-    reason: Option<String>,
-}
-
 /// What one engine input produced, before it is durable.
 pub struct Applied {
     pub decisions: Vec<Decision>,
@@ -220,28 +192,11 @@ pub struct Applied {
 }
 
 pub fn parse_command(name: &str) -> Option<Command> {
-    Some(match name {
-        "promote" => Command::Promote,
-        "pause" => Command::Pause,
-        "resume" => Command::Resume,
-        "rollback" => Command::Rollback,
-        "re_release" => Command::ReRelease,
-        "approve" => Command::Approve,
-        "reject" => Command::Reject,
-        _ => return None,
-    })
+    Command::parse(name)
 }
 
 pub fn command_name(c: &Command) -> &'static str {
-    match c {
-        Command::Promote => "promote",
-        Command::Pause => "pause",
-        Command::Resume => "resume",
-        Command::Rollback => "rollback",
-        Command::ReRelease => "re_release",
-        Command::Approve => "approve",
-        Command::Reject => "reject",
-    }
+    c.name()
 }
 
 fn steps_view(steps: &[RolloutStep]) -> Vec<StepView> {
@@ -249,36 +204,36 @@ fn steps_view(steps: &[RolloutStep]) -> Vec<StepView> {
         .iter()
         .map(|s| StepView {
             share: s.share,
-            hold: s.hold.to_string(),
+            hold: Some(s.hold.to_string()),
         })
         .collect()
 }
 
-/// Lowers overridden steps with the policy language's own duration parser.
+/// Lowers a release start's steps by the policy language's own rules
+/// (`RolloutStep::share_problem`, its duration parser and default hold).
 pub fn lower_steps(steps: &[StepView]) -> Result<Vec<RolloutStep>, ApiError> {
     if steps.is_empty() {
         return Err(ApiError::bad_request("steps: at least one step is needed"));
     }
-    let mut last = 0.0;
-    steps
-        .iter()
-        .enumerate()
-        .map(|(i, s)| {
-            if !(s.share > last && s.share <= 1.0) {
-                return Err(ApiError::bad_request(format!(
-                    "steps[{i}].share: must rise above the previous step and be at most 1, got {}",
-                    s.share
-                )));
-            }
-            last = s.share;
-            let hold = ripcord_core::policy::units::parse_duration(&s.hold)
-                .map_err(|e| ApiError::bad_request(format!("steps[{i}].hold: {e}")))?;
-            Ok(RolloutStep {
-                share: s.share,
-                hold,
-            })
-        })
-        .collect()
+    let mut lowered: Vec<RolloutStep> = Vec::with_capacity(steps.len());
+    for (i, s) in steps.iter().enumerate() {
+        if let Some(problem) = RolloutStep::share_problem(lowered.last().map(|p| p.share), s.share)
+        {
+            return Err(ApiError::bad_request(format!(
+                "steps[{i}].share: {problem}"
+            )));
+        }
+        let hold = match &s.hold {
+            Some(text) => ripcord_core::policy::units::parse_duration(text)
+                .map_err(|e| ApiError::bad_request(format!("steps[{i}].hold: {e}")))?,
+            None => RolloutStep::DEFAULT_HOLD,
+        };
+        lowered.push(RolloutStep {
+            share: s.share,
+            hold,
+        });
+    }
+    Ok(lowered)
 }
 
 impl Service {
@@ -415,18 +370,21 @@ impl Hub {
             let page = self.store.journal(name, from, PAGE).await?;
             let Some(last) = page.last() else { break };
             from = last.seq + 1;
-            for entry in &page {
+            for stored in &page {
                 scratch.clear();
-                if entry.kind == "start" {
-                    let start: Start = serde_json::from_str(&entry.body)?;
-                    let newest = (state.policy_version, &state.policy);
-                    let policy = self.policy_at(name, start.policy_version, newest).await?;
-                    state.engine = Some(self.new_engine(policy, &start, &mut scratch)?);
-                } else {
-                    replay_entry(entry, state, &mut scratch)?;
-                }
+                let entry = journal::decode(&stored.kind, &stored.body)
+                    .with_context(|| format!("journal entry {} of {name}", stored.seq))?;
+                let kind = match entry {
+                    Entry::Start(start) => {
+                        let newest = (state.policy_version, &state.policy);
+                        let policy = self.policy_at(name, start.policy_version, newest).await?;
+                        state.engine = Some(self.new_engine(policy, &start, &mut scratch)?);
+                        Kind::Start
+                    }
+                    other => replay_entry(&other, state, &mut scratch),
+                };
                 let lines: Vec<String> = scratch.iter().map(decision_to_line).collect();
-                state.evidence.remember(&entry.kind, &entry.body, &lines);
+                state.evidence.remember(kind, &stored.body, &lines);
             }
         }
         Ok(())
@@ -540,7 +498,7 @@ impl Hub {
         }
         let mut state = service.state.lock().await;
         if let Some(current) = &state.current
-            && !matches!(current.state.as_str(), "rolled_back" | "promoted")
+            && !matches!(current.state, Phase::RolledBack | Phase::Promoted)
         {
             return Err(ApiError::conflict(format!(
                 "service \"{}\" already has release {} in state {}; roll it back or promote it first",
@@ -579,7 +537,8 @@ impl Hub {
             service: service.name.clone(),
             baseline: baseline.to_string(),
             candidate: candidate.to_string(),
-            state: String::new(),
+            // Refreshed from the engine's status below.
+            state: Phase::Ramping,
             step: None,
             stage: None,
             reason: None,
@@ -606,7 +565,7 @@ impl Hub {
             at: now.to_rfc3339(),
             from: 0.0,
             to: view.share,
-            state: view.state.clone(),
+            state: view.state,
             by: principal.to_string(),
             why: "release started".into(),
             policy_version: view.policy_version,
@@ -617,12 +576,12 @@ impl Hub {
             .evidence_inputs(&service.name, &view, &state.policy)
             .await
             .map_err(|e| ApiError::unavailable(e.to_string()))?;
-        let body = serde_json::to_string(&start).unwrap_or_default();
+        let body = journal::start_body(&start);
         let applied = self
             .finish(
                 service,
                 &mut state,
-                ("start", body),
+                (Kind::Start, body),
                 decisions,
                 batch,
                 principal,
@@ -697,12 +656,11 @@ impl Hub {
         engine
             .command(now, command.clone(), &mut decisions)
             .map_err(|e| ApiError::conflict(e.to_string()))?;
-        let body = serde_json::to_string(&CommandEntry {
-            command: command_name(&command).to_string(),
+        let body = journal::command_body(&CommandEntry {
+            command: command.clone(),
             at_ms: now.0,
             reason: reason.clone(),
-        })
-        .unwrap_or_default();
+        });
         let records: Vec<Value> = decisions
             .iter()
             .map(|d| serde_json::from_str(&decision_to_line(d)).unwrap_or_default())
@@ -716,7 +674,14 @@ impl Hub {
         extra
             .audit
             .push(audit(now, actor, &action, &subject, detail));
-        let batch = self.prepare(service, state, ("command", body), &decisions, extra, actor);
+        let batch = self.prepare(
+            service,
+            state,
+            (Kind::Command, body),
+            &decisions,
+            extra,
+            actor,
+        );
         let answer = json!({
             "action": command_name(&command),
             "release": state.current,
@@ -785,7 +750,7 @@ impl Hub {
             let settled = state
                 .current
                 .as_ref()
-                .is_some_and(|c| matches!(c.state.as_str(), "rolled_back" | "promoted"));
+                .is_some_and(|c| matches!(c.state, Phase::RolledBack | Phase::Promoted));
             let Some(engine) = state.engine.as_mut().filter(|_| !settled) else {
                 continue;
             };
@@ -799,7 +764,7 @@ impl Hub {
                 .finish(
                     &service,
                     &mut state,
-                    ("tick", now.0.to_string()),
+                    (Kind::Tick, now.0.to_string()),
                     decisions,
                     Batch::default(),
                     ENGINE,
@@ -816,7 +781,7 @@ impl Hub {
         &self,
         service: &Service,
         state: &mut State,
-        entry: (&str, String),
+        entry: (Kind, String),
         decisions: Vec<Decision>,
         batch: Batch,
         actor: &str,
@@ -834,7 +799,7 @@ impl Hub {
         &self,
         service: &Service,
         state: &mut State,
-        entry: (&str, String),
+        entry: (Kind, String),
         decisions: &[Decision],
         mut batch: Batch,
         actor: &str,
@@ -856,7 +821,7 @@ impl Hub {
         batch.journal.push(JournalEntry {
             seq: self.writer.next_journal_seq(),
             service: service.name.clone(),
-            kind: kind.to_string(),
+            kind: kind.as_str().to_string(),
             body,
         });
         for ((d, line), record) in decisions.iter().zip(&lines).zip(&records) {
@@ -931,7 +896,8 @@ impl Hub {
         if view.share != before.share {
             record_move(view, before.share, now, cause);
         }
-        let changed = *view != before || batch.journal.iter().any(|j| j.kind == "start");
+        let changed =
+            *view != before || batch.journal.iter().any(|j| j.kind == Kind::Start.as_str());
         if changed {
             view.updated_at = now.to_rfc3339();
         }
@@ -939,44 +905,39 @@ impl Hub {
         // batch of events must store the record even when the engine's
         // view of the release did not move; otherwise the stored counts
         // stay at what the last state change saw.
-        if changed || batch.journal.iter().any(|j| j.kind == "events") {
+        if changed
+            || batch
+                .journal
+                .iter()
+                .any(|j| j.kind == Kind::Events.as_str())
+        {
             batch.releases.push(record(view));
         }
     }
 }
 
-/// Feeds one non-start journal entry to the engine.
-fn replay_entry(
-    entry: &JournalEntry,
-    state: &mut State,
-    out: &mut Vec<Decision>,
-) -> anyhow::Result<()> {
-    match entry.kind.as_str() {
-        "events" => {
-            if let Some(engine) = &mut state.engine {
-                for line in entry.body.lines() {
-                    if let Ok(ripcord_core::ndjson::Line::Event(ev)) =
-                        ripcord_core::ndjson::parse_line(line.as_bytes())
-                    {
-                        let _ = engine.observe(&ev, out);
-                    }
+/// Feeds one non-start journal entry to the engine; its kind.
+fn replay_entry(entry: &Entry, state: &mut State, out: &mut Vec<Decision>) -> Kind {
+    let Some(engine) = &mut state.engine else {
+        return entry.kind();
+    };
+    match entry {
+        Entry::Events(body) => {
+            for line in body.lines() {
+                if let Ok(ripcord_core::ndjson::Line::Event(ev)) =
+                    ripcord_core::ndjson::parse_line(line.as_bytes())
+                {
+                    let _ = engine.observe(&ev, out);
                 }
             }
         }
-        "tick" => {
-            if let (Some(engine), Ok(ms)) = (&mut state.engine, entry.body.parse::<i64>()) {
-                engine.tick(Time(ms), out);
-            }
+        Entry::Tick(at) => engine.tick(*at, out),
+        Entry::Command(c) => {
+            let _ = engine.command(Time(c.at_ms), c.command.clone(), out);
         }
-        "command" => {
-            let c: CommandEntry = serde_json::from_str(&entry.body)?;
-            if let (Some(engine), Some(command)) = (&mut state.engine, parse_command(&c.command)) {
-                let _ = engine.command(Time(c.at_ms), command, out);
-            }
-        }
-        other => return Err(anyhow::anyhow!("unknown journal entry kind {other:?}")),
+        Entry::Start(_) => {}
     }
-    Ok(())
+    entry.kind()
 }
 
 /// The first release record of the current release's chain (re-releases
@@ -1071,7 +1032,7 @@ fn record_move(view: &mut ReleaseView, from: f64, now: Time, cause: (&str, &[Dec
         at: now.to_rfc3339(),
         from,
         to: view.share,
-        state: view.state.clone(),
+        state: view.state,
         by: by.to_string(),
         why,
         policy_version: view.policy_version,
@@ -1080,7 +1041,7 @@ fn record_move(view: &mut ReleaseView, from: f64, now: Time, cause: (&str, &[Dec
 
 /// Copies the engine's view of the release into the record.
 fn refresh(view: &mut ReleaseView, status: &ReleaseStatus) {
-    view.state = state_name(&status.state).to_string();
+    view.state = status.state.phase();
     view.share = status.share;
     view.generation = status.generation;
     view.engine_release = status.id.clone();
@@ -1165,4 +1126,43 @@ fn diagnostics_error(d: ripcord_core::policy::Diagnostics) -> ApiError {
         })
         .collect();
     ApiError::unprocessable(d.to_string(), Value::Array(items))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn step(share: f64, hold: Option<&str>) -> StepView {
+        StepView {
+            share,
+            hold: hold.map(str::to_string),
+        }
+    }
+
+    /// A release start's steps follow the policy file's rules: the same
+    /// default hold and the same rising shares.
+    #[test]
+    fn a_release_starts_steps_follow_the_policy_languages_rules() {
+        let lowered = lower_steps(&[step(0.1, None), step(0.5, Some("1h"))]);
+        let got: Vec<(f64, i64)> = lowered
+            .map(|s| s.iter().map(|s| (s.share, s.hold.0)).collect())
+            .unwrap_or_default();
+        assert_eq!(got, [(0.1, 1_800_000), (0.5, 3_600_000)]);
+        let refused = |steps: &[StepView]| {
+            lower_steps(steps).map_or_else(|e| e.message, |_| "lowered".into())
+        };
+        assert_eq!(
+            refused(&[step(0.5, None), step(0.2, None)]),
+            "steps[1].share: shares must increase from step to step (0.5 then 0.2)"
+        );
+        assert_eq!(
+            refused(&[step(1.5, None)]),
+            "steps[0].share: must be in (0, 1], got 1.5"
+        );
+        assert_eq!(
+            refused(&[step(0.5, Some("soon"))]),
+            "steps[0].hold: invalid duration \"soon\": use e.g. 30s, 10m, 1h30m, 500ms"
+        );
+        assert_eq!(refused(&[]), "steps: at least one step is needed");
+    }
 }

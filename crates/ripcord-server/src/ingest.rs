@@ -342,7 +342,7 @@ async fn ingest_service(
         .finish(
             &service,
             &mut state,
-            ("events", body),
+            (crate::journal::Kind::Events, body),
             decisions,
             batch,
             crate::hub::ENGINE,

@@ -17,6 +17,7 @@ pub mod incident;
 pub mod incidents;
 pub mod incidents_api;
 pub mod ingest;
+pub mod journal;
 pub mod metrics;
 pub mod notify;
 pub mod notify_bridge;

@@ -143,7 +143,11 @@ pub fn decision(d: &Decision) {
 pub fn release_state(service: &str, view: Option<&ReleaseView>) {
     let Some(view) = view else { return };
     for state in STATES {
-        let on = if view.state == *state { 1.0 } else { 0.0 };
+        let on = if view.state.as_str() == *state {
+            1.0
+        } else {
+            0.0
+        };
         gauge!("ripcord_release_state", "service" => service.to_string(), "state" => *state)
             .set(on);
     }

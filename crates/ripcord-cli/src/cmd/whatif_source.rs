@@ -14,35 +14,17 @@ use ripcord_core::ndjson::{Line, parse_line};
 use ripcord_core::policy::{Bound, Policy, load_policy};
 use ripcord_core::time::Dur;
 use ripcord_core::whatif::{Item, Question, Stream, Table, what_if};
+use ripcord_server::journal::{Entry, Start, decode};
 use ripcord_store::Store;
-use serde::Deserialize;
 
 use crate::report::IncidentDoc;
 
 const PAGE: i64 = 2048;
 
-/// A journal `start` entry, as the server writes it.
-#[derive(Deserialize)]
-struct Start {
-    release: String,
-    baseline: String,
-    candidate: String,
-    policy_version: i64,
-    at_ms: i64,
-    #[serde(default)]
-    steps: Option<Vec<StepShare>>,
-}
-
-#[derive(Deserialize)]
-struct StepShare {
-    share: f64,
-}
-
 /// One release's journal: its start and the inputs fed after it.
 struct Segment {
     start: Start,
-    /// `(kind, body)` of the entries after the start.
-    entries: Vec<(String, String)>,
+    entries: Vec<Entry>,
 }
 
 async fn segments(store: &dyn Store, service: &str) -> anyhow::Result<Vec<Segment>> {
@@ -53,15 +35,18 @@ async fn segments(store: &dyn Store, service: &str) -> anyhow::Result<Vec<Segmen
         let Some(last) = page.last() else { break };
         from = last.seq + 1;
         for e in page {
-            if e.kind == "start" {
-                let start: Start = serde_json::from_str(&e.body)
-                    .with_context(|| format!("journal entry {}", e.seq))?;
-                out.push(Segment {
+            let entry =
+                decode(&e.kind, &e.body).with_context(|| format!("journal entry {}", e.seq))?;
+            match entry {
+                Entry::Start(start) => out.push(Segment {
                     start,
                     entries: Vec::new(),
-                });
-            } else if let Some(s) = out.last_mut() {
-                s.entries.push((e.kind, e.body));
+                }),
+                other => {
+                    if let Some(s) = out.last_mut() {
+                        s.entries.push(other);
+                    }
+                }
             }
         }
     }
@@ -82,17 +67,13 @@ fn lines(seg: &Segment, service: &str, first_share: f64) -> Owned {
         share: first_share,
     };
     let mut out = vec![(None, ripcord_core::ndjson::release_to_line(&declare))];
-    for (kind, body) in &seg.entries {
-        match kind.as_str() {
-            "events" => out.extend(body.lines().map(|l| (None, l.to_string()))),
-            "tick" => {
-                if let Ok(ms) = body.parse::<i64>() {
-                    out.push((Some(Time(ms)), String::new()));
-                }
-            }
+    for entry in &seg.entries {
+        match entry {
+            Entry::Events(body) => out.extend(body.lines().map(|l| (None, l.to_string()))),
+            Entry::Tick(at) => out.push((Some(*at), String::new())),
             // People's commands are not replayed: the what-if asks what
             // the policy alone would have done.
-            _ => {}
+            Entry::Command(_) | Entry::Start(_) => {}
         }
     }
     out

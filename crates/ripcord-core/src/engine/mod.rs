@@ -67,6 +67,44 @@ pub enum Command {
     Reject,
 }
 
+impl Command {
+    pub const ALL: [Command; 7] = [
+        Command::Promote,
+        Command::Pause,
+        Command::Resume,
+        Command::Rollback,
+        Command::ReRelease,
+        Command::Approve,
+        Command::Reject,
+    ];
+
+    /// The command's one spelling: in the API's `action` field, the journal
+    /// and the permission table.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Command::Promote => "promote",
+            Command::Pause => "pause",
+            Command::Resume => "resume",
+            Command::Rollback => "rollback",
+            Command::ReRelease => "re_release",
+            Command::Approve => "approve",
+            Command::Reject => "reject",
+        }
+    }
+
+    pub fn parse(name: &str) -> Option<Command> {
+        Command::ALL.into_iter().find(|c| c.name() == name)
+    }
+
+    /// The verb in sentences ("cannot re-release a release that is …").
+    pub fn verb(&self) -> &'static str {
+        match self {
+            Command::ReRelease => "re-release",
+            c => c.name(),
+        }
+    }
+}
+
 /// Why an event was not counted.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Rejection {
@@ -117,6 +155,68 @@ pub enum ReleaseState {
     /// Promoted; criteria still apply until the watch period ends.
     Watching,
     Promoted,
+}
+
+/// A release state without its details: what the API, the metrics and
+/// policy tests name.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Phase {
+    Ramping,
+    Holding,
+    Paused,
+    AwaitingApproval,
+    RollingBack,
+    RolledBack,
+    Watching,
+    Promoted,
+}
+
+impl Phase {
+    pub const ALL: [Phase; 8] = [
+        Phase::Ramping,
+        Phase::Holding,
+        Phase::Paused,
+        Phase::AwaitingApproval,
+        Phase::RollingBack,
+        Phase::RolledBack,
+        Phase::Watching,
+        Phase::Promoted,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Phase::Ramping => "ramping",
+            Phase::Holding => "holding",
+            Phase::Paused => "paused",
+            Phase::AwaitingApproval => "awaiting_approval",
+            Phase::RollingBack => "rolling_back",
+            Phase::RolledBack => "rolled_back",
+            Phase::Watching => "watching",
+            Phase::Promoted => "promoted",
+        }
+    }
+}
+
+impl std::fmt::Display for Phase {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl ReleaseState {
+    pub fn phase(&self) -> Phase {
+        match self {
+            ReleaseState::Ramping { .. } => Phase::Ramping,
+            ReleaseState::Holding => Phase::Holding,
+            ReleaseState::Paused { .. } => Phase::Paused,
+            ReleaseState::AwaitingApproval { .. } => Phase::AwaitingApproval,
+            ReleaseState::RollingBack { .. } => Phase::RollingBack,
+            ReleaseState::RolledBack => Phase::RolledBack,
+            ReleaseState::Watching => Phase::Watching,
+            ReleaseState::Promoted => Phase::Promoted,
+        }
+    }
 }
 
 /// A snapshot of the release, for drivers and reports.

@@ -1134,7 +1134,7 @@ impl Engine {
                 }
                 self.resume(out, "approval rejected; the rollout continues");
             }
-            (c, _) => return Err(refuse(command_name(&c))),
+            (c, _) => return Err(refuse(c.verb())),
         }
         Ok(())
     }
@@ -1500,27 +1500,6 @@ fn action_name(a: &Action) -> &'static str {
     }
 }
 
-fn command_name(c: &Command) -> &'static str {
-    match c {
-        Command::Promote => "promote",
-        Command::Pause => "pause",
-        Command::Resume => "resume",
-        Command::Rollback => "rollback",
-        Command::ReRelease => "re-release",
-        Command::Approve => "approve",
-        Command::Reject => "reject",
-    }
-}
-
 pub fn state_name(s: &ReleaseState) -> &'static str {
-    match s {
-        ReleaseState::Ramping { .. } => "ramping",
-        ReleaseState::Holding => "holding",
-        ReleaseState::Paused { .. } => "paused",
-        ReleaseState::AwaitingApproval { .. } => "awaiting_approval",
-        ReleaseState::RollingBack { .. } => "rolling_back",
-        ReleaseState::RolledBack => "rolled_back",
-        ReleaseState::Watching => "watching",
-        ReleaseState::Promoted => "promoted",
-    }
+    s.phase().as_str()
 }

@@ -1348,7 +1348,7 @@ fn lower_steps(cx: &mut Cx, node: &Node) -> Option<Vec<RolloutStep>> {
             continue;
         };
         let share = match f.get("share") {
-            Some(n) => cx.share(n, &format!("{p}.share")),
+            Some(n) => cx.number(n, &format!("{p}.share")).map(|v| (n.pos, v)),
             None => {
                 cx.error(item.pos, &p, "missing field `share`", None);
                 None
@@ -1359,27 +1359,18 @@ fn lower_steps(cx: &mut Cx, node: &Node) -> Option<Vec<RolloutStep>> {
             f.get("hold"),
             &format!("{p}.hold"),
             Cx::duration,
-            Dur::from_mins(30),
+            RolloutStep::DEFAULT_HOLD,
         );
-        match (share, hold) {
-            (Some(share), Some(hold)) => {
-                if let Some(prev) = steps.last()
-                    && share <= prev.share
-                {
-                    cx.error(
-                        item.pos,
-                        &p,
-                        format!(
-                            "shares must increase from step to step ({} then {share})",
-                            prev.share
-                        ),
-                        None,
-                    );
-                    ok = false;
-                }
-                steps.push(RolloutStep { share, hold });
+        let (Some((pos, share)), Some(hold)) = (share, hold) else {
+            ok = false;
+            continue;
+        };
+        match RolloutStep::share_problem(steps.last().map(|s| s.share), share) {
+            Some(problem) => {
+                cx.error(pos, &format!("{p}.share"), problem, None);
+                ok = false;
             }
-            _ => ok = false,
+            None => steps.push(RolloutStep { share, hold }),
         }
     }
     ok.then_some(steps)

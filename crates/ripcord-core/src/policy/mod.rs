@@ -277,6 +277,27 @@ pub struct RolloutStep {
     pub hold: Dur,
 }
 
+impl RolloutStep {
+    /// How long a step holds when neither the policy nor a release
+    /// start's override says.
+    pub const DEFAULT_HOLD: Dur = Dur::from_mins(30);
+
+    /// The one rule for a step's share, whether the step comes from a
+    /// policy file or from a release start's override: in (0, 1], and
+    /// above the previous step's. `None` when it holds; else what is wrong.
+    pub fn share_problem(previous: Option<f64>, share: f64) -> Option<String> {
+        if !(share > 0.0 && share <= 1.0) {
+            return Some(format!("must be in (0, 1], got {share}"));
+        }
+        match previous {
+            Some(prev) if share <= prev => Some(format!(
+                "shares must increase from step to step ({prev} then {share})"
+            )),
+            _ => None,
+        }
+    }
+}
+
 /// The holdback when the policy does not say: enough units to keep every
 /// comparison with the baseline valid while the promoted release is
 /// watched, few enough that the promotion is one in all but name.
