@@ -148,7 +148,7 @@ pub async fn read_body(mut body: Body, rate: BodyRate, limit: usize) -> Result<B
 /// drained), so nothing short of the rest of the body is enough. Dropped
 /// bytes cost no memory; beyond this the connection is closed under the
 /// client.
-pub const DRAIN_BYTES: u64 = 2 * crate::api::BODY_LIMIT as u64;
+pub const DRAIN_BYTES: u64 = 2 * crate::http::BODY_LIMIT as u64;
 /// The longest a refused body is drained.
 pub const DRAIN_TIME: Duration = Duration::from_secs(5);
 

@@ -310,7 +310,7 @@ async fn bodies_over_the_limit_get_413_and_overload_gets_429_with_retry_after() 
     // A declared length over the limit is refused before the body is read:
     // a client that sends only the head (and then ends its side) gets the
     // 413 all the same.
-    let mut huge = slow_upload(&h, "/v1/events", ripcord_server::api::BODY_LIMIT + 1).await;
+    let mut huge = slow_upload(&h, "/v1/events", ripcord_server::http::BODY_LIMIT + 1).await;
     huge.shutdown().await.unwrap();
     let mut answer = String::new();
     huge.read_to_string(&mut answer).await.unwrap();
@@ -372,7 +372,7 @@ async fn slow_upload(h: &Harness, path: &str, length: usize) -> tokio::net::TcpS
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_still_writing_a_body_over_the_limit_reads_the_413() {
     let h = Harness::start().await;
-    let over = vec![b' '; ripcord_server::api::BODY_LIMIT + 64 * 1024];
+    let over = vec![b' '; ripcord_server::http::BODY_LIMIT + 64 * 1024];
     let mut writer = slow_upload(&h, "/v1/events", over.len()).await;
     writer
         .write_all(&over)
@@ -397,7 +397,7 @@ async fn a_client_still_writing_a_body_over_the_limit_reads_the_413() {
         assert_eq!(
             answer,
             json!({"error": "too_large", "message": format!(
-                "body: larger than the limit of {} bytes", ripcord_server::api::BODY_LIMIT)}),
+                "body: larger than the limit of {} bytes", ripcord_server::http::BODY_LIMIT)}),
             "{path}"
         );
     }

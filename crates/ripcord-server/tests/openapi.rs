@@ -145,10 +145,10 @@ fn the_document_is_openapi_3_1_and_every_ref_resolves() {
 /// `(path, method)` of every `.route(...)` in the routers' sources: the
 /// main one and the incidents one it merges.
 fn routes_in_source() -> BTreeSet<(String, String)> {
-    let main = include_str!("../src/api.rs");
+    let main = include_str!("../src/http/mod.rs");
     let start = main.find("Router::new()").expect("the router");
     let end = start + main[start..].find(".fallback(").expect("the fallback");
-    let incidents = include_str!("../src/incidents_api.rs");
+    let incidents = include_str!("../src/http/incidents.rs");
     let from = incidents
         .find("Router::new()")
         .expect("the incidents router");

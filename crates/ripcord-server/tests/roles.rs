@@ -758,7 +758,7 @@ async fn a_route_missing_from_the_table_is_refused() -> Result {
         .route("/v1/unlisted", axum::routing::get(|| async { "open?" }))
         .route_layer(axum::middleware::from_fn_with_state(
             app.clone(),
-            ripcord_server::auth::http::authorize,
+            ripcord_server::http::authorize::authorize,
         ))
         .with_state(app);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;

@@ -9,7 +9,6 @@
 //! each route needs and the role table ([`Roles`]) which permissions each
 //! role has; the middleware ([`http::authorize`]) joins the two.
 
-pub mod http;
 pub mod roles;
 pub mod routes;
 pub mod tokens;

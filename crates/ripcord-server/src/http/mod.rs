@@ -1,6 +1,11 @@
 //! The HTTP API: routes, request parsing with errors that name the field,
 //! and the handlers, each a thin layer over the hub.
 
+pub mod authorize;
+mod incidents;
+pub mod ofrep;
+pub mod paging;
+
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -18,12 +23,13 @@ use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 
-use crate::auth::{Permission, Principal, Tokens, http as auth_http};
+use self::authorize as auth_http;
+use crate::auth::{Permission, Principal, Tokens};
 use crate::error::ApiError;
 use crate::hub::{self, Hub, StepView, parse_command};
 use crate::ingest::{self, durable, ingest_for};
 use crate::slow::{BodyRate, IngestSlots, read_body};
-use crate::{metrics, ofrep, openapi, webhooks};
+use crate::{metrics, openapi, webhooks};
 
 /// Largest request body, in bytes.
 pub const BODY_LIMIT: usize = 32 * 1024 * 1024;
@@ -69,7 +75,7 @@ pub fn router(app: Shared) -> Router {
         .route("/v1/decisions", get(decisions))
         .route("/ofrep/v1/evaluate/flags/{key}", post(ofrep::evaluate))
         .route("/ofrep/v1/evaluate/flags", post(ofrep::bulk))
-        .merge(crate::incidents_api::routes())
+        .merge(incidents::routes())
         .route("/metrics", get(metrics_text))
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
@@ -584,11 +590,11 @@ async fn list_releases(
         .filter(|r| principal.scope.allows(&r.service))
         .map(|r| r.body)
         .collect();
-    let page = crate::paging::PageQuery {
+    let page = paging::PageQuery {
         limit: q.limit,
         offset: q.offset,
     };
-    Ok(Json(crate::paging::page("releases", releases, page)?))
+    Ok(Json(paging::page("releases", releases, page)?))
 }
 
 #[derive(Deserialize)]

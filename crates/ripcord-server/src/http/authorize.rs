@@ -12,10 +12,10 @@ use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::routes::{self, Need};
-use super::tokens::{self, NewToken, TokenError};
-use super::{Permission, Principal, Scope};
-use crate::api::{Shared, body, json_body, query_error};
+use crate::auth::routes::{self, Need};
+use crate::auth::tokens::{self, NewToken, TokenError};
+use crate::auth::{Permission, Principal, Scope};
+use crate::http::{Shared, body, json_body, query_error};
 use crate::error::ApiError;
 use crate::hub::wall_now;
 
@@ -216,7 +216,7 @@ pub async fn audit_log(
 ) -> Result<Response, ApiError> {
     let Query(q) = q.map_err(query_error)?;
     let after = q.after.unwrap_or(0).max(0);
-    let limit = crate::api::page_limit(q.limit)?;
+    let limit = crate::http::page_limit(q.limit)?;
     let lines = app.hub.store.audit(after.saturating_add(1), limit).await?;
     let next = lines.last().map_or(after, |l| l.seq);
     let mut text = String::new();

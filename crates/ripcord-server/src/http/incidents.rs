@@ -10,13 +10,13 @@ use axum::{Extension, Json, Router};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use crate::api::{Shared, body, json_body, query_error};
+use crate::http::{Shared, body, json_body, query_error};
 use crate::auth::Principal;
 use crate::error::ApiError;
 use crate::incident::{ActionItem, REQUEST, Request};
 use crate::incidents::Ask;
 use crate::ingest::durable;
-use crate::paging::{self, PageQuery};
+use crate::http::paging::{self, PageQuery};
 
 pub fn routes() -> Router<Shared> {
     Router::new()

@@ -11,7 +11,7 @@ use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
-use crate::api::{Shared, assign_unit};
+use crate::http::{Shared, assign_unit};
 use crate::auth::Principal;
 use crate::error::ApiError;
 
