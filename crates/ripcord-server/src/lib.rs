@@ -5,6 +5,7 @@
 //! the policies directory, and serves until [`Server::shutdown`].
 
 pub mod approvals;
+pub mod assignment;
 pub mod audit_sign;
 pub mod auth;
 pub mod checks;
@@ -17,11 +18,13 @@ pub mod incident;
 pub mod incidents;
 pub mod ingest;
 pub mod metrics;
+pub mod names;
 pub mod notify;
 pub mod notify_bridge;
 pub mod openapi;
 pub mod sinks;
 pub mod slow;
+pub mod webhook_secret;
 pub mod webhooks;
 pub mod writer;
 
@@ -40,8 +43,8 @@ use tokio::sync::watch;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::timeout::TimeoutLayer;
 
-use crate::http::App;
 use crate::auth::{Roles, Tokens};
+use crate::http::App;
 use crate::hub::Hub;
 
 /// Requests (including reading their bodies) that take longer fail with 408.
@@ -246,6 +249,7 @@ fn signing(
         every: config.checkpoint_every,
         file,
         channels,
+        clock: config.clock.clone(),
     })
 }
 
@@ -347,6 +351,7 @@ async fn tick(app: Arc<App>, every: Duration, mut stop: watch::Receiver<bool>) {
 /// trusted as the operator's own.
 fn delivery(config: &Config) -> webhooks::Delivery {
     let mut delivery = config.webhooks.clone();
+    delivery.clock = config.clock.clone();
     for channel in config.channels.values() {
         if let notify::ChannelConfig::Webhook { url, .. } = channel {
             delivery.trusted.insert(url.clone());

@@ -10,8 +10,6 @@ use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use ripcord_core::Decision;
 use ripcord_core::engine::Rejection;
 
-use crate::hub::ReleaseView;
-
 const STATES: &[&str] = &[
     "ramping",
     "holding",
@@ -140,14 +138,17 @@ pub fn decision(d: &Decision) {
     counter!("ripcord_decisions_total", "kind" => d.kind.as_str(), "action" => action).increment(1);
 }
 
-pub fn release_state(service: &str, view: Option<&ReleaseView>) {
-    let Some(view) = view else { return };
+/// A service's release state and candidate share; `None`: no release yet.
+pub fn release_state(service: &str, release: Option<(&str, f64)>) {
+    let Some((current, share)) = release else {
+        return;
+    };
     for state in STATES {
-        let on = if view.state == *state { 1.0 } else { 0.0 };
+        let on = if current == *state { 1.0 } else { 0.0 };
         gauge!("ripcord_release_state", "service" => service.to_string(), "state" => *state)
             .set(on);
     }
-    gauge!("ripcord_candidate_share", "service" => service.to_string()).set(view.share);
+    gauge!("ripcord_candidate_share", "service" => service.to_string()).set(share);
 }
 
 pub fn webhook(result: &'static str) {

@@ -106,7 +106,7 @@ impl Harness {
 }
 
 fn now() -> String {
-    ripcord_server::hub::wall_now().to_rfc3339()
+    ripcord_server::clock::wall_now().to_rfc3339()
 }
 
 fn event(version: &str, unit: &str) -> Value {
@@ -284,7 +284,7 @@ async fn ingest_keeps_every_valid_event_and_names_the_field_of_each_bad_one() {
     // An event from a clock five minutes behind is refused, and says why.
     let mut stale = event("v1", "u-7");
     stale["ts"] =
-        json!((ripcord_server::hub::wall_now() - ripcord_core::Dur(300_000)).to_rfc3339());
+        json!((ripcord_server::clock::wall_now() - ripcord_core::Dur(300_000)).to_rfc3339());
     let (status, body) = h
         .post("/v1/events", json!([stale, event("v1", "u-8")]))
         .await;

@@ -14,7 +14,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 fn now() -> String {
-    ripcord_server::hub::wall_now().to_rfc3339()
+    ripcord_server::clock::wall_now().to_rfc3339()
 }
 
 fn event(service: &str, unit: &str) -> Value {

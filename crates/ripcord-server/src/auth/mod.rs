@@ -33,7 +33,10 @@ pub const ADMIN: &str = "admin";
 /// acts on triggers and timers, `policies-dir` loads the policies
 /// directory, `admin` is the admin token file); no token may take one, in
 /// any case.
-pub const RESERVED: &[&str] = &[ADMIN, "ripcord", crate::hub::ENGINE, "policies-dir"];
+pub const RESERVED: &[&str] = &[ADMIN, "ripcord", ENGINE, "policies-dir"];
+
+/// The principal of the engine's own decisions in the audit log.
+pub const ENGINE: &str = "engine";
 
 /// Who made a request: the token's name, its role, the person it belongs
 /// to and the services it may act on. The auth middleware puts it into

@@ -1,22 +1,23 @@
-//! HTTP routes for incidents and approval requests.
+//! Incidents: declare, list and read them, and move one through its
+//! lifecycle (acknowledge, status updates, mitigate, resolve, review,
+//! playbook steps).
 
-use axum::body::Bytes;
-use axum::extract::rejection::{BytesRejection, QueryRejection};
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use axum::{Extension, Json, Router};
+use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use crate::http::{Shared, body, json_body, query_error};
+use super::app::Shared;
+use super::extract::{JsonBody, NoteBody, OptionalBody, QueryParams};
+use super::paging::{self, PageQuery};
 use crate::auth::Principal;
 use crate::error::ApiError;
-use crate::incident::{ActionItem, REQUEST, Request};
+use crate::incident::ActionItem;
 use crate::incidents::Ask;
 use crate::ingest::durable;
-use crate::http::paging::{self, PageQuery};
 
 pub fn routes() -> Router<Shared> {
     Router::new()
@@ -28,10 +29,6 @@ pub fn routes() -> Router<Shared> {
         .route("/v1/incidents/{id}/resolve", post(resolve))
         .route("/v1/incidents/{id}/review", post(review))
         .route("/v1/incidents/{id}/steps/{step}", post(step))
-        .route("/v1/requests", get(requests))
-        .route("/v1/requests/{id}", get(request))
-        .route("/v1/requests/{id}/approve", post(approve))
-        .route("/v1/requests/{id}/reject", post(reject))
 }
 
 #[derive(Deserialize)]
@@ -46,10 +43,9 @@ struct ListQuery {
 
 async fn list(
     State(app): State<Shared>,
-    Extension(p): Extension<Principal>,
-    q: Result<Query<ListQuery>, QueryRejection>,
+    p: Principal,
+    QueryParams(q): QueryParams<ListQuery>,
 ) -> Result<Json<Value>, ApiError> {
-    let Query(q) = q.map_err(query_error)?;
     if let Some(service) = &q.service {
         p.require_service(service)?;
     }
@@ -67,7 +63,7 @@ async fn list(
 
 async fn one(
     State(app): State<Shared>,
-    Extension(p): Extension<Principal>,
+    p: Principal,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
     let inc = app.hub.incident(&id).await?;
@@ -86,10 +82,9 @@ struct DeclareBody {
 
 async fn declare(
     State(app): State<Shared>,
-    Extension(p): Extension<Principal>,
-    bytes: Result<Bytes, BytesRejection>,
+    p: Principal,
+    JsonBody(req): JsonBody<DeclareBody>,
 ) -> Result<Response, ApiError> {
-    let req: DeclareBody = json_body(&body(bytes)?)?;
     p.require_service(&req.service)?;
     let service = app.hub.known(&req.service)?;
     let (inc, pending) = app
@@ -106,28 +101,12 @@ async fn ask(app: &Shared, id: &str, ask: Ask, p: &Principal) -> Result<Json<Val
     Ok(Json(json!(inc)))
 }
 
-#[derive(Deserialize, Default)]
-#[serde(deny_unknown_fields)]
-struct NoteBody {
-    #[serde(default)]
-    note: Option<String>,
-}
-
-/// An optional JSON body: empty means `{}`.
-fn optional<T: serde::de::DeserializeOwned + Default>(bytes: &[u8]) -> Result<T, ApiError> {
-    if bytes.iter().all(u8::is_ascii_whitespace) {
-        return Ok(T::default());
-    }
-    json_body(bytes)
-}
-
 async fn acknowledge(
     State(app): State<Shared>,
-    Extension(p): Extension<Principal>,
+    p: Principal,
     Path(id): Path<String>,
-    bytes: Result<Bytes, BytesRejection>,
+    OptionalBody(b): OptionalBody<NoteBody>,
 ) -> Result<Json<Value>, ApiError> {
-    let b: NoteBody = optional(&body(bytes)?)?;
     ask(&app, &id, Ask::Acknowledge { note: b.note }, &p).await
 }
 
@@ -145,11 +124,10 @@ struct StatusBody {
 
 async fn status(
     State(app): State<Shared>,
-    Extension(p): Extension<Principal>,
+    p: Principal,
     Path(id): Path<String>,
-    bytes: Result<Bytes, BytesRejection>,
+    JsonBody(b): JsonBody<StatusBody>,
 ) -> Result<Json<Value>, ApiError> {
-    let b: StatusBody = json_body(&body(bytes)?)?;
     let a = Ask::Status {
         message: b.message,
         next_update_in: b.next_update_in,
@@ -167,21 +145,19 @@ struct RequiredNote {
 
 async fn mitigate(
     State(app): State<Shared>,
-    Extension(p): Extension<Principal>,
+    p: Principal,
     Path(id): Path<String>,
-    bytes: Result<Bytes, BytesRejection>,
+    JsonBody(b): JsonBody<RequiredNote>,
 ) -> Result<Json<Value>, ApiError> {
-    let b: RequiredNote = json_body(&body(bytes)?)?;
     ask(&app, &id, Ask::Mitigate { note: b.note }, &p).await
 }
 
 async fn resolve(
     State(app): State<Shared>,
-    Extension(p): Extension<Principal>,
+    p: Principal,
     Path(id): Path<String>,
-    bytes: Result<Bytes, BytesRejection>,
+    JsonBody(b): JsonBody<RequiredNote>,
 ) -> Result<Json<Value>, ApiError> {
-    let b: RequiredNote = json_body(&body(bytes)?)?;
     ask(&app, &id, Ask::Resolve { note: b.note }, &p).await
 }
 
@@ -195,11 +171,10 @@ struct ReviewBody {
 
 async fn review(
     State(app): State<Shared>,
-    Extension(p): Extension<Principal>,
+    p: Principal,
     Path(id): Path<String>,
-    bytes: Result<Bytes, BytesRejection>,
+    JsonBody(b): JsonBody<ReviewBody>,
 ) -> Result<Json<Value>, ApiError> {
-    let b: ReviewBody = json_body(&body(bytes)?)?;
     let a = Ask::Review {
         summary: b.summary,
         action_items: b.action_items,
@@ -209,101 +184,9 @@ async fn review(
 
 async fn step(
     State(app): State<Shared>,
-    Extension(p): Extension<Principal>,
+    p: Principal,
     Path((id, name)): Path<(String, String)>,
-    bytes: Result<Bytes, BytesRejection>,
+    OptionalBody(b): OptionalBody<NoteBody>,
 ) -> Result<Json<Value>, ApiError> {
-    let b: NoteBody = optional(&body(bytes)?)?;
     ask(&app, &id, Ask::Step { name, note: b.note }, &p).await
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RequestQuery {
-    service: Option<String>,
-    state: Option<String>,
-    limit: Option<i64>,
-    offset: Option<i64>,
-}
-
-async fn requests(
-    State(app): State<Shared>,
-    Extension(p): Extension<Principal>,
-    q: Result<Query<RequestQuery>, QueryRejection>,
-) -> Result<Json<Value>, ApiError> {
-    let Query(q) = q.map_err(query_error)?;
-    if let Some(service) = &q.service {
-        p.require_service(service)?;
-    }
-    let docs = app.hub.store.docs(REQUEST, q.service.as_deref()).await?;
-    let found: Vec<Request> = docs
-        .into_iter()
-        .filter_map(|d| serde_json::from_value::<Request>(d.body).ok())
-        .filter(|r| p.scope.allows(&r.service))
-        .filter(|r| q.state.as_deref().is_none_or(|s| r.state == s))
-        .collect();
-    let page = PageQuery {
-        limit: q.limit,
-        offset: q.offset,
-    };
-    Ok(Json(paging::page("requests", found, page)?))
-}
-
-/// Request `id`: 404 when there is none, 403 when it belongs to a service
-/// outside the token's scope.
-async fn load_request(app: &Shared, id: &str, p: &Principal) -> Result<Request, ApiError> {
-    let doc = app
-        .hub
-        .store
-        .doc(REQUEST, id)
-        .await?
-        .ok_or_else(|| ApiError::not_found(format!("request \"{id}\" does not exist")))?;
-    p.require_service(&doc.service)?;
-    serde_json::from_value(doc.body)
-        .map_err(|e| ApiError::unavailable(format!("request {id} is unreadable: {e}")))
-}
-
-async fn request(
-    State(app): State<Shared>,
-    Extension(p): Extension<Principal>,
-    Path(id): Path<String>,
-) -> Result<Json<Value>, ApiError> {
-    Ok(Json(json!(load_request(&app, &id, &p).await?)))
-}
-
-async fn vote(
-    app: &Shared,
-    id: &str,
-    p: &Principal,
-    approve: bool,
-    note: Option<String>,
-) -> Result<Json<Value>, ApiError> {
-    let req = load_request(app, id, p).await?;
-    let service = app.hub.known(&req.service)?;
-    let mut state = service.state.lock().await;
-    let (answer, batch) = app.hub.decide(&service, &mut state, id, p, approve, note)?;
-    let pending = app.hub.writer.submit(batch).await;
-    drop(state);
-    durable(pending).await?;
-    Ok(Json(answer))
-}
-
-async fn approve(
-    State(app): State<Shared>,
-    Extension(p): Extension<Principal>,
-    Path(id): Path<String>,
-    bytes: Result<Bytes, BytesRejection>,
-) -> Result<Json<Value>, ApiError> {
-    let b: NoteBody = optional(&body(bytes)?)?;
-    vote(&app, &id, &p, true, b.note).await
-}
-
-async fn reject(
-    State(app): State<Shared>,
-    Extension(p): Extension<Principal>,
-    Path(id): Path<String>,
-    bytes: Result<Bytes, BytesRejection>,
-) -> Result<Json<Value>, ApiError> {
-    let b: NoteBody = optional(&body(bytes)?)?;
-    vote(&app, &id, &p, false, b.note).await
 }
