@@ -40,8 +40,8 @@ pub const ENGINE: &str = "engine";
 
 /// Who made a request: the token's name, its role, the person it belongs
 /// to and the services it may act on. The auth middleware puts it into
-/// the request's extensions; handlers that change anything take
-/// `Extension<Principal>` and record `name` in the audit log.
+/// the request's extensions; handlers that change anything take it (an
+/// extractor, `http::extract`) and record `name` in the audit log.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Principal {
     pub name: String,
