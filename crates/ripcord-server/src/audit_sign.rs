@@ -20,7 +20,7 @@ use sha2::{Digest, Sha256};
 use tokio::sync::watch;
 
 use crate::auth::{random_32, write_private};
-use crate::hub::wall_now;
+use crate::clock::Clock;
 use crate::notify::{self, ChannelConfig, ChannelKind};
 
 /// The audit log's signing key: 32 random bytes, hex, in the file at
@@ -240,6 +240,8 @@ pub struct Signing {
     pub every: Duration,
     pub file: Option<Publisher>,
     pub channels: CheckpointChannels,
+    /// The server's clock: the checkpoints' times.
+    pub clock: Clock,
 }
 
 impl Signing {
@@ -255,7 +257,7 @@ impl Signing {
         let key = &self.key;
         let sign =
             |upto: i64, head: [u8; 32]| ripcord_core::audit::checkpoint_detail(key, upto, &head);
-        let at = wall_now().0;
+        let at = self.clock.now().0;
         let publish = |line: &AuditLine| self.channels.deliveries(line, at);
         let Some(line) = store.checkpoint(at, only_after, &sign, &publish).await? else {
             return Ok(None);

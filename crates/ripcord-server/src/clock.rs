@@ -9,6 +9,15 @@ use std::sync::atomic::{AtomicI64, Ordering};
 
 use ripcord_core::{Dur, Time};
 
+/// The system clock's now. Only [`Clock::Wall`] and what runs outside the
+/// server (the CLI, tests) read it; the server reads its [`Clock`].
+pub fn wall_now() -> Time {
+    let ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64);
+    Time(ms)
+}
+
 #[derive(Clone, Debug, Default)]
 pub enum Clock {
     /// The system clock.
@@ -26,7 +35,7 @@ impl Clock {
 
     pub fn now(&self) -> Time {
         match self {
-            Clock::Wall => crate::hub::wall_now(),
+            Clock::Wall => wall_now(),
             Clock::Manual(ms) => Time(ms.load(Ordering::SeqCst)),
         }
     }

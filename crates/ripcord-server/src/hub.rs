@@ -35,13 +35,6 @@ use crate::writer::{Durable, Writer};
 /// Journal entries are read back this many at a time during recovery.
 const PAGE: i64 = 512;
 
-pub fn wall_now() -> Time {
-    let ms = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64);
-    Time(ms)
-}
-
 pub struct Hub {
     pub store: Arc<dyn Store>,
     pub writer: Writer,
@@ -352,7 +345,7 @@ impl Hub {
         {
             let state = service.state.lock().await;
             service.set_assignment(assignment_of(&state));
-            metrics::release_state(name, state.current.as_ref());
+            metrics::release_state(name, state.current.as_ref().map(|v| (v.state, v.share)));
         }
         if let Ok(mut map) = self.services.write() {
             map.insert(name.to_string(), service);
@@ -855,7 +848,10 @@ impl Hub {
         let ctx = self.ctx(&service.name, now);
         govern::on_decisions(&ctx, state, (decisions, &records), actor, &mut batch);
         service.set_assignment(assignment_of(state));
-        metrics::release_state(&service.name, state.current.as_ref());
+        metrics::release_state(
+            &service.name,
+            state.current.as_ref().map(|v| (v.state, v.share)),
+        );
         batch
     }
 
@@ -995,8 +991,7 @@ async fn docs_of<T: serde::de::DeserializeOwned>(
 static NO_CHANNELS: std::collections::BTreeMap<String, crate::notify::ChannelConfig> =
     std::collections::BTreeMap::new();
 
-/// The principal of the engine's own decisions in the audit log.
-pub const ENGINE: &str = "engine";
+pub use crate::auth::ENGINE;
 
 /// An audit record for the store to chain.
 pub fn audit(

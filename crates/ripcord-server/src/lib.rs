@@ -4,28 +4,28 @@
 //! [`start`] opens the store, rebuilds every engine from its journal, loads
 //! the policies directory, and serves until [`Server::shutdown`].
 
-pub mod api;
 pub mod approvals;
+pub mod assignment;
 pub mod audit_sign;
 pub mod auth;
 pub mod checks;
 pub mod clock;
 pub mod error;
 pub mod govern;
+pub mod http;
 pub mod hub;
 pub mod incident;
 pub mod incidents;
-pub mod incidents_api;
 pub mod ingest;
 pub mod journal;
 pub mod metrics;
+pub mod names;
 pub mod notify;
 pub mod notify_bridge;
-pub mod ofrep;
 pub mod openapi;
-pub mod paging;
 pub mod sinks;
 pub mod slow;
+pub mod webhook_secret;
 pub mod webhooks;
 pub mod writer;
 
@@ -44,8 +44,8 @@ use tokio::sync::watch;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::timeout::TimeoutLayer;
 
-use crate::api::App;
 use crate::auth::{Roles, Tokens};
+use crate::http::App;
 use crate::hub::Hub;
 
 /// Requests (including reading their bodies) that take longer fail with 408.
@@ -106,8 +106,8 @@ impl Config {
             policies: None,
             engine: EngineOptions::default(),
             tick: Duration::from_millis(1000),
-            ingest_slots: api::INGEST_SLOTS,
-            ingest_slots_per_token: api::INGEST_SLOTS_PER_TOKEN,
+            ingest_slots: http::INGEST_SLOTS,
+            ingest_slots_per_token: http::INGEST_SLOTS_PER_TOKEN,
             ingest_body_rate: slow::BodyRate::default(),
             header_read_timeout: slow::HEADER_READ_TIMEOUT,
             request_timeout: REQUEST_TIMEOUT,
@@ -188,7 +188,7 @@ pub async fn start(config: Config) -> anyhow::Result<Server> {
         body_rate: config.ingest_body_rate,
         sinks_allowed: config.webhooks.allowed.clone(),
     });
-    let router = api::router(app.clone())
+    let router = http::router(app.clone())
         .layer(TimeoutLayer::with_status_code(
             StatusCode::REQUEST_TIMEOUT,
             config.request_timeout,
@@ -250,6 +250,7 @@ fn signing(
         every: config.checkpoint_every,
         file,
         channels,
+        clock: config.clock.clone(),
     })
 }
 
@@ -351,6 +352,7 @@ async fn tick(app: Arc<App>, every: Duration, mut stop: watch::Receiver<bool>) {
 /// trusted as the operator's own.
 fn delivery(config: &Config) -> webhooks::Delivery {
     let mut delivery = config.webhooks.clone();
+    delivery.clock = config.clock.clone();
     for channel in config.channels.values() {
         if let notify::ChannelConfig::Webhook { url, .. } = channel {
             delivery.trusted.insert(url.clone());

@@ -8,20 +8,8 @@ use metrics::{
 };
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use ripcord_core::Decision;
+use ripcord_core::engine::Phase;
 use ripcord_core::engine::Rejection;
-
-use crate::hub::ReleaseView;
-
-const STATES: &[&str] = &[
-    "ramping",
-    "holding",
-    "paused",
-    "awaiting_approval",
-    "rolling_back",
-    "rolled_back",
-    "watching",
-    "promoted",
-];
 
 static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
 
@@ -140,18 +128,17 @@ pub fn decision(d: &Decision) {
     counter!("ripcord_decisions_total", "kind" => d.kind.as_str(), "action" => action).increment(1);
 }
 
-pub fn release_state(service: &str, view: Option<&ReleaseView>) {
-    let Some(view) = view else { return };
-    for state in STATES {
-        let on = if view.state.as_str() == *state {
-            1.0
-        } else {
-            0.0
-        };
-        gauge!("ripcord_release_state", "service" => service.to_string(), "state" => *state)
+/// A service's release state and candidate share; `None`: no release yet.
+pub fn release_state(service: &str, release: Option<(Phase, f64)>) {
+    let Some((current, share)) = release else {
+        return;
+    };
+    for phase in Phase::ALL {
+        let on = if current == phase { 1.0 } else { 0.0 };
+        gauge!("ripcord_release_state", "service" => service.to_string(), "state" => phase.as_str())
             .set(on);
     }
-    gauge!("ripcord_candidate_share", "service" => service.to_string()).set(view.share);
+    gauge!("ripcord_candidate_share", "service" => service.to_string()).set(share);
 }
 
 pub fn webhook(result: &'static str) {

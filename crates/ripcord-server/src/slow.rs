@@ -140,6 +140,9 @@ pub async fn read_body(mut body: Body, rate: BodyRate, limit: usize) -> Result<B
     }
 }
 
+/// Largest request body, in bytes.
+pub const BODY_LIMIT: usize = 32 * 1024 * 1024;
+
 /// How much of a refused body is still read, and dropped, after its 413
 /// has been sent: twice the body limit, so that a body up to twice the
 /// limit is read to its end. A client whose write fails because the
@@ -148,7 +151,7 @@ pub async fn read_body(mut body: Body, rate: BodyRate, limit: usize) -> Result<B
 /// drained), so nothing short of the rest of the body is enough. Dropped
 /// bytes cost no memory; beyond this the connection is closed under the
 /// client.
-pub const DRAIN_BYTES: u64 = 2 * crate::api::BODY_LIMIT as u64;
+pub const DRAIN_BYTES: u64 = 2 * BODY_LIMIT as u64;
 /// The longest a refused body is drained.
 pub const DRAIN_TIME: Duration = Duration::from_secs(5);
 

@@ -19,47 +19,15 @@ use ripcord_store::{OutboxEntry, Store};
 use sha2::Sha256;
 use tokio::task::JoinSet;
 
-use crate::hub::wall_now;
+use crate::clock::Clock;
 use crate::metrics;
 use crate::notify::ChannelKind;
 use crate::sinks::{Allowed, Guarded, check_url};
+pub use crate::webhook_secret::{check_secret, new_secret};
 
 /// The first retry waits this long; each further one twice as long.
 const FIRST_RETRY_MS: i64 = 1_000;
 const MAX_RETRY_MS: i64 = 3_600_000;
-
-/// Makes a new secret: `whsec_` + base64 of 32 random bytes.
-pub fn new_secret() -> String {
-    let mut key = [0u8; 32];
-    // getrandom only fails without an OS entropy source; a zero key would
-    // still sign, and the caller sees the secret it got.
-    let _ = getrandom::fill(&mut key);
-    format!("whsec_{}", STANDARD.encode(key))
-}
-
-/// Key sizes the Standard Webhooks specification recommends for symmetric
-/// secrets, in bytes.
-const SECRET_BYTES: std::ops::RangeInclusive<usize> = 24..=64;
-
-/// Whether `secret` is a usable sink secret: `whsec_` followed by the
-/// base64 of 24 to 64 bytes. An empty key would sign with no secret at all.
-pub fn check_secret(secret: &str) -> Result<(), String> {
-    let encoded = secret
-        .strip_prefix("whsec_")
-        .ok_or("must start with whsec_")?;
-    let key = STANDARD_PAD_INDIFFERENT
-        .decode(encoded)
-        .map_err(|e| format!("must be whsec_ followed by base64: {e}"))?;
-    if !SECRET_BYTES.contains(&key.len()) {
-        return Err(format!(
-            "the key must be {} to {} bytes, got {}",
-            SECRET_BYTES.start(),
-            SECRET_BYTES.end(),
-            key.len()
-        ));
-    }
-    Ok(())
-}
 
 /// The `webhook-signature` value for a message.
 /// The key may come with or without base64 padding, as the reference
@@ -92,6 +60,9 @@ pub struct Delivery {
     /// URLs of the config's own webhook channels: the operator wrote them,
     /// so they are not held to `allowed` (sinks set through the API are).
     pub trusted: BTreeSet<String>,
+    /// The server's clock: when entries are due, when they were delivered
+    /// and the signatures' timestamps.
+    pub clock: Clock,
 }
 
 impl Default for Delivery {
@@ -100,6 +71,7 @@ impl Default for Delivery {
             timeout: Duration::from_secs(10),
             allowed: Allowed::default(),
             trusted: BTreeSet::new(),
+            clock: Clock::Wall,
         }
     }
 }
@@ -116,6 +88,7 @@ struct Clients {
     channels: reqwest::Client,
     allowed: Allowed,
     trusted: BTreeSet<String>,
+    clock: Clock,
 }
 
 fn clients(delivery: &Delivery) -> reqwest::Result<Clients> {
@@ -134,6 +107,7 @@ fn clients(delivery: &Delivery) -> reqwest::Result<Clients> {
         channels: base().build()?,
         allowed: delivery.allowed.clone(),
         trusted: delivery.trusted.clone(),
+        clock: delivery.clock.clone(),
     })
 }
 
@@ -200,7 +174,7 @@ pub async fn run(
 /// returns how many started.
 async fn dispatch(store: &Arc<dyn Store>, clients: &Arc<Clients>, flight: &mut InFlight) -> usize {
     let due = match store
-        .due_per_sink(wall_now().0, SINKS_AT_ONCE as i64 * 2)
+        .due_per_sink(clients.clock.now().0, SINKS_AT_ONCE as i64 * 2)
         .await
     {
         Ok(d) => d,
@@ -228,7 +202,7 @@ async fn dispatch(store: &Arc<dyn Store>, clients: &Arc<Clients>, flight: &mut I
 /// Sends one entry and records the outcome in the outbox.
 async fn attempt(store: &dyn Store, clients: &Clients, entry: &OutboxEntry) {
     let result = send(clients, entry).await;
-    let now = wall_now().0;
+    let now = clients.clock.now().0;
     let stored = match result {
         Ok(()) => {
             metrics::webhook("delivered");
@@ -251,13 +225,13 @@ async fn attempt(store: &dyn Store, clients: &Clients, entry: &OutboxEntry) {
 async fn send(clients: &Clients, entry: &OutboxEntry) -> Result<(), String> {
     match ChannelKind::parse(&entry.kind) {
         Some(ChannelKind::Webhook) if clients.trusted.contains(&entry.url) => {
-            send_signed(&clients.channels, entry).await
+            send_signed(&clients.channels, &clients.clock, entry).await
         }
         Some(ChannelKind::Webhook) => {
             // Checked again at delivery: the URL may predate the check, or
             // the config may have changed since.
             check_url(&entry.url, &clients.allowed).map_err(|e| format!("url: {e}"))?;
-            send_signed(&clients.sinks, entry).await
+            send_signed(&clients.sinks, &clients.clock, entry).await
         }
         Some(ChannelKind::Slack | ChannelKind::Pagerduty) => {
             post_json(&clients.channels, entry).await
@@ -299,8 +273,12 @@ fn answered(response: reqwest::Response) -> Result<(), String> {
     }
 }
 
-async fn send_signed(client: &reqwest::Client, entry: &OutboxEntry) -> Result<(), String> {
-    let timestamp = wall_now().0 / 1000;
+async fn send_signed(
+    client: &reqwest::Client,
+    clock: &Clock,
+    entry: &OutboxEntry,
+) -> Result<(), String> {
+    let timestamp = clock.now().0 / 1000;
     let signature = sign(&entry.secret, &entry.id, timestamp, &entry.payload)
         .ok_or_else(|| "the sink's secret is not whsec_ + base64".to_string())?;
     let key = serde_json::from_str::<serde_json::Value>(&entry.payload)

@@ -106,7 +106,7 @@ impl Harness {
 }
 
 fn now() -> String {
-    ripcord_server::hub::wall_now().to_rfc3339()
+    ripcord_server::clock::wall_now().to_rfc3339()
 }
 
 fn event(version: &str, unit: &str) -> Value {
@@ -284,7 +284,7 @@ async fn ingest_keeps_every_valid_event_and_names_the_field_of_each_bad_one() {
     // An event from a clock five minutes behind is refused, and says why.
     let mut stale = event("v1", "u-7");
     stale["ts"] =
-        json!((ripcord_server::hub::wall_now() - ripcord_core::Dur(300_000)).to_rfc3339());
+        json!((ripcord_server::clock::wall_now() - ripcord_core::Dur(300_000)).to_rfc3339());
     let (status, body) = h
         .post("/v1/events", json!([stale, event("v1", "u-8")]))
         .await;
@@ -310,7 +310,7 @@ async fn bodies_over_the_limit_get_413_and_overload_gets_429_with_retry_after() 
     // A declared length over the limit is refused before the body is read:
     // a client that sends only the head (and then ends its side) gets the
     // 413 all the same.
-    let mut huge = slow_upload(&h, "/v1/events", ripcord_server::api::BODY_LIMIT + 1).await;
+    let mut huge = slow_upload(&h, "/v1/events", ripcord_server::http::BODY_LIMIT + 1).await;
     huge.shutdown().await.unwrap();
     let mut answer = String::new();
     huge.read_to_string(&mut answer).await.unwrap();
@@ -372,7 +372,7 @@ async fn slow_upload(h: &Harness, path: &str, length: usize) -> tokio::net::TcpS
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_still_writing_a_body_over_the_limit_reads_the_413() {
     let h = Harness::start().await;
-    let over = vec![b' '; ripcord_server::api::BODY_LIMIT + 64 * 1024];
+    let over = vec![b' '; ripcord_server::http::BODY_LIMIT + 64 * 1024];
     let mut writer = slow_upload(&h, "/v1/events", over.len()).await;
     writer
         .write_all(&over)
@@ -397,7 +397,7 @@ async fn a_client_still_writing_a_body_over_the_limit_reads_the_413() {
         assert_eq!(
             answer,
             json!({"error": "too_large", "message": format!(
-                "body: larger than the limit of {} bytes", ripcord_server::api::BODY_LIMIT)}),
+                "body: larger than the limit of {} bytes", ripcord_server::http::BODY_LIMIT)}),
             "{path}"
         );
     }

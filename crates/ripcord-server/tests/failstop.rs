@@ -7,7 +7,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use async_trait::async_trait;
 use ripcord_core::engine::EngineOptions;
-use ripcord_server::hub::{Hub, wall_now};
+use ripcord_server::clock::wall_now;
+use ripcord_server::hub::Hub;
 use ripcord_server::ingest::ingest;
 use ripcord_store::*;
 

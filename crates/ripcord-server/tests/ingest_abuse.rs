@@ -15,7 +15,7 @@ use serde_json::{Value, json};
 
 /// A server whose clock stands still until the test moves it.
 async fn start_manual() -> Result<(Running, Clock)> {
-    let clock = Clock::manual(Time(ripcord_server::hub::wall_now().0 / 1000 * 1000));
+    let clock = Clock::manual(Time(ripcord_server::clock::wall_now().0 / 1000 * 1000));
     let c = clock.clone();
     let running = common::start_with(move |config| config.clock = c).await?;
     Ok((running, clock))

@@ -143,17 +143,17 @@ fn the_document_is_openapi_3_1_and_every_ref_resolves() {
 }
 
 /// `(path, method)` of every `.route(...)` in the routers' sources: the
-/// main one and the incidents one it merges.
+/// `routes()` of each module of `src/http/`, which the router merges.
 fn routes_in_source() -> BTreeSet<(String, String)> {
-    let main = include_str!("../src/api.rs");
-    let start = main.find("Router::new()").expect("the router");
-    let end = start + main[start..].find(".fallback(").expect("the fallback");
-    let incidents = include_str!("../src/incidents_api.rs");
-    let from = incidents
-        .find("Router::new()")
-        .expect("the incidents router");
-    let to = from + incidents[from..].find("\n}").expect("its end");
-    let source = format!("{}{}", &main[start..end], &incidents[from..to]);
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src/http");
+    let mut source = String::new();
+    for entry in std::fs::read_dir(dir).expect("src/http") {
+        let text = std::fs::read_to_string(entry.expect("an entry").path()).expect("a module");
+        if let Some(from) = text.find("Router::new()") {
+            let to = from + text[from..].find("\n}").expect("its end");
+            source.push_str(&text[from..to]);
+        }
+    }
     let mut out = BTreeSet::new();
     for chunk in source.split(".route(").skip(1) {
         let path = chunk.split('"').nth(1).expect("a route path").to_string();

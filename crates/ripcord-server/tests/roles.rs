@@ -560,7 +560,7 @@ async fn a_revoked_token_fails_on_the_very_next_call_and_an_expired_one_fails() 
     // An expired token, stored as `ripcord token create --expires` would
     // have stored it an hour ago.
     let plain = "rc_expired-token-for-the-test";
-    let now = ripcord_server::hub::wall_now().0;
+    let now = ripcord_server::clock::wall_now().0;
     let record = ripcord_store::TokenRecord {
         name: "old".into(),
         role: "viewer".into(),
@@ -758,7 +758,7 @@ async fn a_route_missing_from_the_table_is_refused() -> Result {
         .route("/v1/unlisted", axum::routing::get(|| async { "open?" }))
         .route_layer(axum::middleware::from_fn_with_state(
             app.clone(),
-            ripcord_server::auth::http::authorize,
+            ripcord_server::http::authorize::authorize,
         ))
         .with_state(app);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;

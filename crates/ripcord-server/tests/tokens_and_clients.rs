@@ -14,7 +14,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 fn now() -> String {
-    ripcord_server::hub::wall_now().to_rfc3339()
+    ripcord_server::clock::wall_now().to_rfc3339()
 }
 
 fn event(service: &str, unit: &str) -> Value {
@@ -651,6 +651,24 @@ async fn webhook_secrets_are_not_in_the_database_files() -> Result {
     let pending = h.get_json("/v1/services/support-bot/webhooks").await?;
     assert_eq!(pending["sinks"][0]["url"], "http://127.0.0.1:9/hook");
     assert!(dir.join("secrets.key").exists());
+    h.server.shutdown().await?;
+    Ok(())
+}
+
+/// Token expiry is read on the server's clock, so a manual clock governs it
+/// as it governs the engines.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_token_expires_on_the_server_clock() -> Result {
+    let clock = ripcord_server::clock::Clock::manual(ripcord_core::Time(1_800_000_000_000));
+    let c = clock.clone();
+    let h = start_with(move |config| config.clock = c).await?;
+    let body = json!({"name": "brief", "role": "operator", "expires": "1h"});
+    let token = make_token(&h, body).await?;
+    let (status, answer) = call(&h, "GET", "/v1/releases", &token, None).await?;
+    assert_eq!(status, 200, "{answer}");
+    clock.advance(ripcord_core::Dur(2 * 3_600_000));
+    let (status, answer) = call(&h, "GET", "/v1/releases", &token, None).await?;
+    assert_eq!(status, 401, "{answer}");
     h.server.shutdown().await?;
     Ok(())
 }

@@ -365,7 +365,7 @@ impl Users {
             values["thumbs_down"] = json!(flag(&mut self.rng, 0.08));
         }
         json!({
-            "ts": ripcord_server::hub::wall_now().to_rfc3339(),
+            "ts": ripcord_server::clock::wall_now().to_rfc3339(),
             "service": SERVICE,
             "version": version,
             "unit": format!("u-{user}"),

@@ -145,7 +145,7 @@ fn local_principal() -> String {
 }
 
 fn now() -> Time {
-    ripcord_server::hub::wall_now()
+    ripcord_server::clock::wall_now()
 }
 
 async fn create(

@@ -9,7 +9,6 @@
 //! each route needs and the role table ([`Roles`]) which permissions each
 //! role has; the middleware ([`http::authorize`]) joins the two.
 
-pub mod http;
 pub mod roles;
 pub mod routes;
 pub mod tokens;
@@ -34,12 +33,15 @@ pub const ADMIN: &str = "admin";
 /// acts on triggers and timers, `policies-dir` loads the policies
 /// directory, `admin` is the admin token file); no token may take one, in
 /// any case.
-pub const RESERVED: &[&str] = &[ADMIN, "ripcord", crate::hub::ENGINE, "policies-dir"];
+pub const RESERVED: &[&str] = &[ADMIN, "ripcord", ENGINE, "policies-dir"];
+
+/// The principal of the engine's own decisions in the audit log.
+pub const ENGINE: &str = "engine";
 
 /// Who made a request: the token's name, its role, the person it belongs
 /// to and the services it may act on. The auth middleware puts it into
-/// the request's extensions; handlers that change anything take
-/// `Extension<Principal>` and record `name` in the audit log.
+/// the request's extensions; handlers that change anything take it (an
+/// extractor, `http::extract`) and record `name` in the audit log.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Principal {
     pub name: String,

@@ -80,7 +80,7 @@ fn check_services(services: &[String]) -> Result<(), TokenError> {
         )));
     }
     for (i, service) in services.iter().enumerate() {
-        crate::api::check_name(&format!("services[{i}]"), service)
+        crate::names::check_name(&format!("services[{i}]"), service)
             .map_err(|e| TokenError::Invalid(e.message))?;
         if services[..i].contains(service) {
             return Err(TokenError::Invalid(format!(

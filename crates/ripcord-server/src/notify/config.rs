@@ -124,7 +124,7 @@ impl ChannelConfig {
         match self {
             ChannelConfig::Webhook { url, secret } => {
                 check_url(url).map_err(|m| bad("url", m))?;
-                crate::webhooks::check_secret(secret).map_err(|m| bad("secret", m))
+                crate::webhook_secret::check_secret(secret).map_err(|m| bad("secret", m))
             }
             ChannelConfig::Slack { url } => check_url(url).map_err(|m| bad("url", m)),
             ChannelConfig::Pagerduty { url, routing_key } => {

@@ -1,23 +1,17 @@
-//! The auth middleware and the endpoints of tokens and the audit log.
+//! The auth middleware: every routed request's token against the
+//! permission table (`auth::routes`), and the per-action check of the
+//! release actions.
 
-use axum::Json;
-use axum::body::{Body, Bytes};
-use axum::extract::rejection::{BytesRejection, QueryRejection};
-use axum::extract::{
-    Extension, FromRequestParts, MatchedPath, Path, Query, RawPathParams, Request, State,
-};
-use axum::http::{StatusCode, header};
+use axum::extract::{FromRequestParts, MatchedPath, RawPathParams, Request, State};
+use axum::http::header;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use serde::Deserialize;
-use serde_json::{Value, json};
 
-use super::routes::{self, Need};
-use super::tokens::{self, NewToken, TokenError};
-use super::{Permission, Principal, Scope};
-use crate::api::{Shared, body, json_body, query_error};
+use super::app::Shared;
+use crate::auth::routes::{self, Need};
+use crate::auth::tokens::TokenError;
+use crate::auth::{Permission, Principal, Scope};
 use crate::error::ApiError;
-use crate::hub::wall_now;
 
 /// Resolves the bearer token to a [`Principal`], checks the permission the
 /// route needs (from [`routes::ROUTES`]) and hands the principal to the
@@ -45,7 +39,7 @@ pub async fn authorize(State(app): State<Shared>, request: Request, next: Next) 
         .and_then(|v| v.to_str().ok());
     let principal = match app
         .tokens
-        .authenticate(app.hub.store.as_ref(), authorization, wall_now())
+        .authenticate(app.hub.store.as_ref(), authorization, app.hub.now())
         .await
     {
         Ok(p) => p,
@@ -131,108 +125,4 @@ impl From<TokenError> for ApiError {
             TokenError::Store(s) => s.into(),
         }
     }
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct TokenBody {
-    name: String,
-    role: String,
-    /// `30d`, `12h`, …, or `never` (the default).
-    #[serde(default)]
-    expires: Option<String>,
-    /// Whose token it is (the token's name when absent).
-    #[serde(default)]
-    person: Option<String>,
-    /// The services it may act on; absent or empty: every service.
-    #[serde(default)]
-    services: Vec<String>,
-}
-
-/// `POST /v1/tokens`: the token is in this answer and nowhere else.
-pub async fn create_token(
-    State(app): State<Shared>,
-    Extension(principal): Extension<Principal>,
-    bytes: Result<Bytes, BytesRejection>,
-) -> Result<Response, ApiError> {
-    let req: TokenBody = json_body(&body(bytes)?)?;
-    let expires = match &req.expires {
-        Some(text) => tokens::parse_expires(text)?,
-        None => None,
-    };
-    let now = wall_now();
-    let new = NewToken {
-        name: req.name,
-        role: req.role,
-        expires,
-        person: req.person,
-        services: req.services,
-    };
-    let made = tokens::issue(
-        app.hub.store.as_ref(),
-        &app.tokens.roles,
-        &new,
-        &principal.name,
-        now,
-    )
-    .await?;
-    let mut answer = tokens::view(&made.record, now);
-    answer["token"] = json!(made.token);
-    Ok((StatusCode::CREATED, Json(answer)).into_response())
-}
-
-/// `GET /v1/tokens`: every token, never a hash.
-pub async fn list_tokens(State(app): State<Shared>) -> Result<Json<Value>, ApiError> {
-    let now = wall_now();
-    let all = app.hub.store.tokens().await?;
-    let shown: Vec<Value> = all.iter().map(|t| tokens::view(t, now)).collect();
-    Ok(Json(json!({"tokens": shown})))
-}
-
-/// `DELETE /v1/tokens/{name}`: revoked from the next request on.
-pub async fn revoke_token(
-    State(app): State<Shared>,
-    Extension(principal): Extension<Principal>,
-    Path(name): Path<String>,
-) -> Result<Json<Value>, ApiError> {
-    let now = wall_now();
-    let record = tokens::revoke(app.hub.store.as_ref(), &name, &principal.name, now).await?;
-    Ok(Json(tokens::view(&record, now)))
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct AuditQuery {
-    after: Option<i64>,
-    limit: Option<i64>,
-}
-
-/// `GET /v1/audit`: the hash-chained audit log as NDJSON (the lines
-/// `ripcord audit export` writes), a page at a time; the header
-/// `ripcord-next-after` is the cursor for the next page.
-pub async fn audit_log(
-    State(app): State<Shared>,
-    q: Result<Query<AuditQuery>, QueryRejection>,
-) -> Result<Response, ApiError> {
-    let Query(q) = q.map_err(query_error)?;
-    let after = q.after.unwrap_or(0).max(0);
-    let limit = crate::api::page_limit(q.limit)?;
-    let lines = app.hub.store.audit(after.saturating_add(1), limit).await?;
-    let next = lines.last().map_or(after, |l| l.seq);
-    let mut text = String::new();
-    for l in &lines {
-        text.push_str(&l.line);
-        text.push('\n');
-    }
-    Ok((
-        [
-            (header::CONTENT_TYPE, "application/x-ndjson".to_string()),
-            (
-                header::HeaderName::from_static("ripcord-next-after"),
-                next.to_string(),
-            ),
-        ],
-        Body::from(text),
-    )
-        .into_response())
 }

@@ -2,18 +2,26 @@
 //! `context.targetingKey`, the version as the value, `baseline` or
 //! `candidate` as the variant. Same assignment as `/v1/assign`.
 
-use axum::Json;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{Extension, Path, State};
+use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use axum::{Json, Router};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
-use crate::api::{Shared, assign_unit};
+use super::app::Shared;
+use crate::assignment::assign_unit;
 use crate::auth::Principal;
 use crate::error::ApiError;
+
+pub fn routes() -> Router<Shared> {
+    Router::new()
+        .route("/ofrep/v1/evaluate/flags/{key}", post(evaluate))
+        .route("/ofrep/v1/evaluate/flags", post(bulk))
+}
 
 /// An OFREP error, in the protocol's shape.
 fn failure(status: StatusCode, key: Option<&str>, code: &str, details: String) -> Box<Response> {
@@ -107,9 +115,9 @@ fn evaluation(app: &Shared, flag: &str, unit: &str) -> Result<Value, ApiError> {
 }
 
 /// `POST /ofrep/v1/evaluate/flags/{key}`.
-pub async fn evaluate(
+async fn evaluate(
     State(app): State<Shared>,
-    Extension(principal): Extension<Principal>,
+    principal: Principal,
     Path(flag): Path<String>,
     bytes: Result<Bytes, BytesRejection>,
 ) -> Response {
@@ -143,9 +151,9 @@ pub async fn evaluate(
 /// `POST /ofrep/v1/evaluate/flags`: every service with a release (of the
 /// token's scope), with an
 /// ETag over the answer so that an unchanged answer costs a 304.
-pub async fn bulk(
+async fn bulk(
     State(app): State<Shared>,
-    Extension(principal): Extension<Principal>,
+    principal: Principal,
     headers: HeaderMap,
     bytes: Result<Bytes, BytesRejection>,
 ) -> Response {

@@ -1,0 +1,45 @@
+//! What operators and their tools read: metrics, liveness, readiness and
+//! the API document.
+
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::http::header;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+
+use super::app::Shared;
+use crate::error::ApiError;
+use crate::{metrics, openapi};
+
+pub fn routes() -> Router<Shared> {
+    Router::new()
+        .route("/metrics", get(metrics_text))
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(readyz))
+        .route("/openapi.json", get(|| async { Json(openapi::document()) }))
+}
+
+async fn metrics_text(State(app): State<Shared>) -> Response {
+    if let Ok(counts) = app.hub.store.outbox_counts().await {
+        ::metrics::gauge!("ripcord_webhook_outbox_pending").set(counts.pending as f64);
+    }
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        metrics::render(),
+    )
+        .into_response()
+}
+
+async fn readyz(State(app): State<Shared>) -> Result<&'static str, ApiError> {
+    if app.hub.writer.has_failed() {
+        return Err(ApiError::unavailable(
+            "store: a commit failed; restart ripcord to recover from what is stored",
+        ));
+    }
+    tokio::time::timeout(Duration::from_secs(2), app.hub.store.last_seqs())
+        .await
+        .map_err(|_| ApiError::unavailable("store: not answering"))??;
+    Ok("ready\n")
+}

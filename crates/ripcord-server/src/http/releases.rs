@@ -1,0 +1,241 @@
+//! Releases: start one, read and list them, and act on one (promote,
+//! pause, resume, roll back, re-release, approve, reject).
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use ripcord_store::ReleaseRecord;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::app::Shared;
+use super::authorize::require_action;
+use super::extract::{JsonBody, QueryParams};
+use super::paging::{PageQuery, page};
+use crate::auth::{Permission, Principal};
+use crate::error::ApiError;
+use crate::hub::{StepView, parse_command};
+use crate::ingest::durable;
+
+pub fn routes() -> Router<Shared> {
+    Router::new()
+        .route("/v1/releases", post(post_release).get(list_releases))
+        .route("/v1/releases/{id}", get(get_release))
+        .route("/v1/releases/{id}/actions", post(post_action))
+}
+
+/// What a `steps` override is called in the 403 that refuses it.
+const STEPS_OVERRIDE: &str = "a \"steps\" override of the policy's rollout plan";
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ReleaseBody {
+    service: String,
+    baseline: String,
+    candidate: String,
+    #[serde(default)]
+    steps: Option<Vec<StepView>>,
+    /// A rehearsal: its incidents are drills.
+    #[serde(default)]
+    drill: bool,
+}
+
+async fn post_release(
+    State(app): State<Shared>,
+    principal: Principal,
+    JsonBody(req): JsonBody<ReleaseBody>,
+) -> Result<Response, ApiError> {
+    principal.require_service(&req.service)?;
+    let service = app.hub.known(&req.service)?;
+    if req.steps.is_some() {
+        // The rollout plan is part of the policy, and the policy's decision
+        // rights are only as strong as its plan: a one-step plan at 100%
+        // would promote without the approvals `rights.promote` asks for.
+        app.tokens
+            .require(&principal, Permission::PolicyWrite, STEPS_OVERRIDE)?;
+    }
+    if req.baseline == req.candidate {
+        return Err(ApiError::bad_request(
+            "candidate: must differ from the baseline",
+        ));
+    }
+    for (field, version) in [("baseline", &req.baseline), ("candidate", &req.candidate)] {
+        registered(&app, &req.service, field, version).await?;
+    }
+    let (view, applied) = app
+        .hub
+        .start_release(
+            &service,
+            &req.baseline,
+            &req.candidate,
+            req.steps,
+            req.drill,
+            &principal.name,
+        )
+        .await?;
+    durable(applied.durable).await?;
+    Ok((StatusCode::CREATED, Json(view)).into_response())
+}
+
+/// 422 naming `field` unless `version` of `service` is registered.
+async fn registered(
+    app: &Shared,
+    service: &str,
+    field: &str,
+    version: &str,
+) -> Result<(), ApiError> {
+    if app.hub.store.version(service, version).await?.is_some() {
+        return Ok(());
+    }
+    Err(ApiError::unprocessable(
+        format!(
+            "{field}: version \"{version}\" of \"{service}\" is not registered; POST /v1/services/{service}/versions first"
+        ),
+        json!([{"path": field, "message": "not registered"}]),
+    ))
+}
+
+async fn get_release(
+    State(app): State<Shared>,
+    principal: Principal,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    Ok(Json(release_in_scope(&app, &principal, &id).await?.body))
+}
+
+/// Release `id`: 404 when there is none, 403 when it belongs to a service
+/// outside the token's scope.
+async fn release_in_scope(
+    app: &Shared,
+    principal: &Principal,
+    id: &str,
+) -> Result<ReleaseRecord, ApiError> {
+    let record = app
+        .hub
+        .store
+        .release(id)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("release \"{id}\" does not exist")))?;
+    principal.require_service(&record.service)?;
+    Ok(record)
+}
+
+#[derive(Deserialize)]
+struct ReleaseQuery {
+    service: Option<String>,
+    limit: Option<i64>,
+    offset: Option<i64>,
+}
+
+async fn list_releases(
+    State(app): State<Shared>,
+    principal: Principal,
+    QueryParams(q): QueryParams<ReleaseQuery>,
+) -> Result<Json<Value>, ApiError> {
+    if let Some(service) = &q.service {
+        principal.require_service(service)?;
+    }
+    let records = app.hub.store.releases(q.service.as_deref()).await?;
+    let releases: Vec<Value> = records
+        .into_iter()
+        .filter(|r| principal.scope.allows(&r.service))
+        .map(|r| r.body)
+        .collect();
+    let paging = PageQuery {
+        limit: q.limit,
+        offset: q.offset,
+    };
+    Ok(Json(page("releases", releases, paging)?))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ActionBody {
+    action: String,
+    #[serde(default)]
+    reason: Option<String>,
+    #[serde(default)]
+    idempotency_key: Option<String>,
+}
+
+async fn post_action(
+    State(app): State<Shared>,
+    principal: Principal,
+    Path(id): Path<String>,
+    JsonBody(req): JsonBody<ActionBody>,
+) -> Result<Response, ApiError> {
+    let command = parse_command(&req.action).ok_or_else(|| {
+        ApiError::bad_request(format!(
+            "action: \"{}\" is not one of promote, pause, resume, rollback, re_release, approve, reject",
+            req.action
+        ))
+    })?;
+    require_action(&app, &principal, &req.action)?;
+    // Before the stored answers: a retried key must not show another
+    // service's release either.
+    let record = release_in_scope(&app, &principal, &id).await?;
+    let key = req
+        .idempotency_key
+        .as_ref()
+        .map(|k| format!("action:{id}:{k}"));
+    if let Some(key) = &key
+        && let Some(first) = app.hub.store.answer(key).await?
+    {
+        return replayed(&first, &req.action, &id);
+    }
+    let service = app.hub.known(&record.service)?;
+    let current = service.state.lock().await.current.clone();
+    let Some(current) = current.filter(|c| c.id == id) else {
+        return Err(ApiError::conflict(format!(
+            "release \"{id}\" is superseded; act on the service's latest release"
+        )));
+    };
+    // Rolling back what is already rolling back or rolled back is the same
+    // as doing it once.
+    let settled = matches!(
+        (req.action.as_str(), current.state.as_str()),
+        ("rollback", "rolling_back" | "rolled_back") | ("pause", "paused")
+    );
+    if settled {
+        let answer = json!({
+            "action": req.action,
+            "release": current,
+            "changed": false,
+            "reason": req.reason,
+            "decisions": [],
+        });
+        return Ok((StatusCode::OK, Json(answer)).into_response());
+    }
+    let (answer, pending) = app
+        .hub
+        .command(&service, command, key, req.reason, &principal)
+        .await?;
+    if let Some(pending) = pending {
+        durable(pending).await?;
+    }
+    // A request waiting for approvals is accepted, not done.
+    let status = if answer["request"]["state"] == json!("pending") {
+        StatusCode::ACCEPTED
+    } else {
+        StatusCode::OK
+    };
+    Ok((status, Json(answer)).into_response())
+}
+
+/// The stored answer to an idempotency key used before: the same answer
+/// for the same action, 422 for another.
+fn replayed(first: &str, action: &str, id: &str) -> Result<Response, ApiError> {
+    let value: Value = serde_json::from_str(first).unwrap_or_default();
+    if value["action"] != json!(action) {
+        return Err(ApiError::unprocessable(
+            format!(
+                "idempotency_key: already used for {} on release \"{id}\"; use a new key for a different action",
+                value["action"]
+            ),
+            json!([{"path": "idempotency_key", "message": "used for another action"}]),
+        ));
+    }
+    Ok((StatusCode::OK, Json(value)).into_response())
+}
