@@ -19,15 +19,17 @@
 //!   was on the candidate, as a multiple of one loopback `/healthz` round
 //!   trip measured in the same run.
 
-#[path = "../tests/common/mod.rs"]
-mod common;
+// The tests' set-up, of which this bench needs a part.
+#[allow(dead_code)]
+#[path = "../tests/support.rs"]
+mod support;
 
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail};
-use common::{Serve, assigned, client, event, rfc3339_now, set_up_release};
+use support::{Serve, assigned, client, event, rfc3339_now, set_up_release};
 
 const BIN: &str = env!("CARGO_BIN_EXE_ripcord");
 
@@ -366,7 +368,7 @@ async fn revert(quick: bool) -> anyhow::Result<()> {
         // Wait until the release record says so, then the next release.
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
-            let r = common::get_json(&c, &server, &format!("/v1/releases/revert-svc-{}", n + 1))
+            let r = support::get_json(&c, &server, &format!("/v1/releases/revert-svc-{}", n + 1))
                 .await?;
             if r["state"] == "rolled_back" {
                 break;

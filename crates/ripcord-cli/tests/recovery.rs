@@ -1,15 +1,13 @@
 //! kill -9 recovery of the real `ripcord serve` process: during ingest, and
 //! in the middle of a staged rollback's verification.
 
-mod common;
-
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::{Serve, client, decisions, event, get_json, rfc3339_now, set_up_release};
+use crate::support::{Serve, client, decisions, event, get_json, rfc3339_now, set_up_release};
 use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
 use serde_json::Value;
@@ -469,7 +467,9 @@ async fn kill_9_during_a_staged_rollback_completes_it_exactly_once() {
     assert_eq!(r["share"], 0.0, "{r}");
     for unit in ["a", "b", "c", "d", "e", "f", "g", "h"] {
         assert_eq!(
-            common::assigned(&c, &server, "rb-svc", unit).await.unwrap(),
+            crate::support::assigned(&c, &server, "rb-svc", unit)
+                .await
+                .unwrap(),
             "v1"
         );
     }

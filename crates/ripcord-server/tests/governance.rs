@@ -4,16 +4,14 @@
 //! safety lead and reviewed; approvals with quorum and separation of
 //! duties; escalation timers that survive a restart; drills.
 
-mod common;
-
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use crate::support::{Result, client};
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::routing::post;
-use common::{Result, client};
 use serde_json::{Value, json};
 
 const POLICY: &str = "\

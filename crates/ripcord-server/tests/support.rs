@@ -2,8 +2,6 @@
 //! loopback with the `support-bot` policy, two versions and (optionally) a
 //! release at 30%.
 
-#![allow(dead_code)]
-
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
