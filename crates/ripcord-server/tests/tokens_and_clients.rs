@@ -598,7 +598,9 @@ async fn the_metrics_pass_promtool_and_every_family_has_help_and_type() -> Resul
         .stderr(std::process::Stdio::piped())
         .spawn()
         .map_err(|e| {
-            format!("promtool is required (Debian: apt-get install prometheus; .ci/run does): {e}")
+            format!(
+                "promtool is required (Debian: apt-get install prometheus; scripts/test does): {e}"
+            )
         })?;
     let mut promtool = promtool;
     if let Some(mut stdin) = promtool.stdin.take() {
