@@ -29,23 +29,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail};
-use support::{Serve, assigned, client, event, rfc3339_now, set_up_release};
+use support::{Serve, assigned, client, event, quiet_policy, rfc3339_now, set_up_release};
 
 const BIN: &str = env!("CARGO_BIN_EXE_ripcord");
-
-const QUIET_POLICY: &str = "\
-service: bench-svc
-srm: off
-signals:
-  moderation_fail: {category: safety, kind: rate, denominator: outputs}
-criteria:
-  moderation_rel: {signal: moderation_fail, max_ratio: 100, min_samples: 1000000000, window: 10m}
-triggers:
-  safety: {when: moderation_rel, severity: critical, action: rollback}
-rollout:
-  steps:
-    - {share: 0.5, hold: 1h}
-";
 
 const REVERT_POLICY: &str = "\
 service: revert-svc
@@ -134,7 +120,7 @@ async fn ingest(quick: bool) -> anyhow::Result<()> {
         let dir = tempfile::tempdir()?;
         let server = Serve::start(Path::new(BIN), dir.path(), false).await?;
         let c = client()?;
-        set_up_release(&c, &server, "bench-svc", QUIET_POLICY, None).await?;
+        set_up_release(&c, &server, "bench-svc", &quiet_policy("bench-svc"), None).await?;
         // Warm up (connections, page cache, the engine's first windows).
         post_json(&c, &server, bodies("bench-svc", 1, false)[0].to_string()).await?;
         let bodies = Arc::new(bodies("bench-svc", 16, ndjson));

@@ -150,6 +150,15 @@ pub async fn get_json(c: &reqwest::Client, s: &Serve, path: &str) -> anyhow::Res
     check(response, path).await
 }
 
+/// The policy of `tests/fixtures/quiet-policy.yaml` (nothing fires) for
+/// `service`.
+pub fn quiet_policy(service: &str) -> String {
+    format!(
+        "service: {service}\n{}",
+        include_str!("fixtures/quiet-policy.yaml")
+    )
+}
+
 /// Policy, two versions (`v1`, `v2`), optional webhook sink, and a release
 /// of `v2` at 50%; returns the release.
 pub async fn set_up_release(
