@@ -19,31 +19,19 @@
 //!   was on the candidate, as a multiple of one loopback `/healthz` round
 //!   trip measured in the same run.
 
-#[path = "../tests/common/mod.rs"]
-mod common;
+// The tests' set-up, of which this bench needs a part.
+#[allow(dead_code)]
+#[path = "../tests/support.rs"]
+mod support;
 
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail};
-use common::{Serve, assigned, client, event, rfc3339_now, set_up_release};
+use support::{Serve, assigned, client, event, quiet_policy, rfc3339_now, set_up_release};
 
 const BIN: &str = env!("CARGO_BIN_EXE_ripcord");
-
-const QUIET_POLICY: &str = "\
-service: bench-svc
-srm: off
-signals:
-  moderation_fail: {category: safety, kind: rate, denominator: outputs}
-criteria:
-  moderation_rel: {signal: moderation_fail, max_ratio: 100, min_samples: 1000000000, window: 10m}
-triggers:
-  safety: {when: moderation_rel, severity: critical, action: rollback}
-rollout:
-  steps:
-    - {share: 0.5, hold: 1h}
-";
 
 const REVERT_POLICY: &str = "\
 service: revert-svc
@@ -132,7 +120,7 @@ async fn ingest(quick: bool) -> anyhow::Result<()> {
         let dir = tempfile::tempdir()?;
         let server = Serve::start(Path::new(BIN), dir.path(), false).await?;
         let c = client()?;
-        set_up_release(&c, &server, "bench-svc", QUIET_POLICY, None).await?;
+        set_up_release(&c, &server, "bench-svc", &quiet_policy("bench-svc"), None).await?;
         // Warm up (connections, page cache, the engine's first windows).
         post_json(&c, &server, bodies("bench-svc", 1, false)[0].to_string()).await?;
         let bodies = Arc::new(bodies("bench-svc", 16, ndjson));
@@ -366,7 +354,7 @@ async fn revert(quick: bool) -> anyhow::Result<()> {
         // Wait until the release record says so, then the next release.
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
-            let r = common::get_json(&c, &server, &format!("/v1/releases/revert-svc-{}", n + 1))
+            let r = support::get_json(&c, &server, &format!("/v1/releases/revert-svc-{}", n + 1))
                 .await?;
             if r["state"] == "rolled_back" {
                 break;

@@ -1,37 +1,20 @@
 //! kill -9 recovery of the real `ripcord serve` process: during ingest, and
 //! in the middle of a staged rollback's verification.
 
-mod common;
-
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::{Serve, client, decisions, event, get_json, rfc3339_now, set_up_release};
+use crate::support::{
+    Serve, client, decisions, event, get_json, quiet_policy, rfc3339_now, set_up_release,
+};
 use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
 use serde_json::Value;
 
 const BIN: &str = env!("CARGO_BIN_EXE_ripcord");
-
-/// Criteria that cannot breach on any traffic this test sends (a billion
-/// samples needed, a 100× ratio allowed), and no SRM check: the counts stay
-/// clean and the release stays where it is.
-const QUIET_POLICY: &str = "\
-service: ingest-svc
-srm: off
-signals:
-  moderation_fail: {category: safety, kind: rate, denominator: outputs}
-criteria:
-  moderation_rel: {signal: moderation_fail, max_ratio: 100, min_samples: 1000000000, window: 10m}
-triggers:
-  safety: {when: moderation_rel, severity: critical, action: rollback}
-rollout:
-  steps:
-    - {share: 0.5, hold: 1h}
-";
 
 /// Fires quickly on 30% vs 1% moderation failures and rolls back in two
 /// stages, each verified for a few seconds.
@@ -187,7 +170,7 @@ async fn kill_9_during_ingest_keeps_every_acknowledged_event_and_nothing_else() 
     let mut server = Serve::start(Path::new(BIN), dir.path(), true)
         .await
         .unwrap();
-    let release = set_up_release(&c, &server, "ingest-svc", QUIET_POLICY, None)
+    let release = set_up_release(&c, &server, "ingest-svc", &quiet_policy("ingest-svc"), None)
         .await
         .unwrap();
     let id = release["id"].as_str().unwrap().to_string();
@@ -469,7 +452,9 @@ async fn kill_9_during_a_staged_rollback_completes_it_exactly_once() {
     assert_eq!(r["share"], 0.0, "{r}");
     for unit in ["a", "b", "c", "d", "e", "f", "g", "h"] {
         assert_eq!(
-            common::assigned(&c, &server, "rb-svc", unit).await.unwrap(),
+            crate::support::assigned(&c, &server, "rb-svc", unit)
+                .await
+                .unwrap(),
             "v1"
         );
     }

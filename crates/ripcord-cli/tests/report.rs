@@ -67,6 +67,47 @@ fn markdown_links_charts_written_beside_it() {
 }
 
 #[test]
+fn markdown_on_stdout_writes_charts_only_into_the_dir_it_is_given() {
+    let cwd = tempfile::tempdir().unwrap();
+    let charts = tempfile::tempdir().unwrap();
+    let args = [
+        "report",
+        "inc-20261120-1",
+        "--incident-file",
+        INCIDENT,
+        "--decisions",
+        DECISIONS,
+        "--format",
+        "md",
+    ];
+    let run = |extra: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_ripcord"))
+            .args(args)
+            .args(extra)
+            .current_dir(cwd.path())
+            .output()
+            .unwrap()
+    };
+    let out = run(&[]);
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--charts-dir"));
+    assert_eq!(
+        std::fs::read_dir(cwd.path()).unwrap().count(),
+        0,
+        "nothing in the working directory"
+    );
+    let out = run(&["--charts-dir", charts.path().to_str().unwrap()]);
+    assert!(out.status.success());
+    assert!(
+        charts
+            .path()
+            .join("inc-20261120-1-moderation_rel.svg")
+            .exists()
+    );
+    assert_eq!(std::fs::read_dir(cwd.path()).unwrap().count(), 0);
+}
+
+#[test]
 fn html_goes_to_stdout_with_the_charts_inline() {
     let (code, out, err) = ripcord(&[
         "report",

@@ -2,12 +2,10 @@
 //! on the same data dir: a created token works at once, a revoked one fails
 //! on its next request, and the audit log stays one verifiable chain.
 
-mod common;
-
 use std::path::Path;
 use std::process::Command;
 
-use common::{Serve, client};
+use crate::support::{Serve, client};
 use serde_json::json;
 
 const BIN: &str = env!("CARGO_BIN_EXE_ripcord");

@@ -7,6 +7,8 @@ use std::time::{Duration, Instant};
 use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
 use reqwest::StatusCode;
+use ripcord_core::{Dur, Time};
+use ripcord_server::clock::Clock;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -613,7 +615,11 @@ async fn versions_are_immutable_and_releases_need_registered_versions() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn assignment_is_sticky_ramping_only_adds_units_and_rollback_moves_all_back() {
-    let h = Harness::start().await;
+    // A manual clock: the 1 s hold ends when the test moves it, never in
+    // the middle of the thousand assignments at 10%.
+    let clock = Clock::manual(Time(ripcord_server::hub::wall_now().0 / 1000 * 1000));
+    let c = clock.clone();
+    let h = Harness::with(move |config| config.clock = c).await;
     let release = h
         .release(json!([{"share": 0.1, "hold": "1s"}, {"share": 0.5, "hold": "1h"}]))
         .await;
@@ -638,6 +644,8 @@ async fn assignment_is_sticky_ramping_only_adds_units_and_rollback_moves_all_bac
     }
     // 10% of 1000 units: binomial sd ≈ 9.5; ±40 is beyond 4 sd.
     assert!((60..=140).contains(&first.len()), "{}", first.len());
+    clock.advance(Dur::from_secs(2));
+    h.server.as_ref().unwrap().app.hub.tick_all().await;
     let deadline = Instant::now() + Duration::from_secs(10);
     while h.get("/v1/releases/support-bot-1").await.1["share"] != 0.5 {
         assert!(Instant::now() < deadline, "no ramp to 50%");

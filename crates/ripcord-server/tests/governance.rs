@@ -3,17 +3,21 @@
 //! by the rollback, checked and verified by its playbook, resolved by the
 //! safety lead and reviewed; approvals with quorum and separation of
 //! duties; escalation timers that survive a restart; drills.
-
-mod common;
+//!
+//! The server runs on a manual clock that the test moves: [`until`] moves
+//! it 100 ms per poll and ticks the engines and timers, so deadlines and
+//! verification windows pass when the test says, not while it sleeps.
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use crate::support::{Result, client};
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::routing::post;
-use common::{Result, client};
+use ripcord_core::{Dur, Time};
+use ripcord_server::clock::Clock;
 use serde_json::{Value, json};
 
 const POLICY: &str = "\
@@ -110,15 +114,18 @@ fn received(inbox: &Inbox, path: &str) -> Vec<Value> {
 
 struct Gov {
     server: ripcord_server::Server,
+    clock: Clock,
     base: String,
     admin: String,
     http: reqwest::Client,
     dir: tempfile::TempDir,
 }
 
-fn config(dir: &std::path::Path, hooks: &str) -> Result<ripcord_server::Config> {
+fn config(dir: &std::path::Path, hooks: &str, clock: &Clock) -> Result<ripcord_server::Config> {
     let mut config = ripcord_server::Config::new(dir.to_path_buf(), "127.0.0.1:0".parse()?);
-    config.tick = Duration::from_millis(100);
+    // Ticks and timers run when the test moves the clock (`Gov::advance`).
+    config.tick = Duration::from_secs(3600);
+    config.clock = clock.clone();
     config.channels = serde_saphyr::from_str(&format!(
         "chat: {{kind: slack, url: \"{hooks}/slack\"}}\n\
          pager: {{kind: pagerduty, url: \"{hooks}/pagerduty\", routing_key: R0UT1NGKEY0123456789012345678901}}\n"
@@ -129,13 +136,16 @@ fn config(dir: &std::path::Path, hooks: &str) -> Result<ripcord_server::Config> 
 impl Gov {
     async fn start(policy: &str, hooks: &str) -> Result<Gov> {
         let dir = tempfile::tempdir()?;
-        let server = ripcord_server::start(config(dir.path(), hooks)?).await?;
+        // Near the wall clock: tokens and stored times stay plausible.
+        let clock = Clock::manual(Time(ripcord_server::hub::wall_now().0 / 1000 * 1000));
+        let server = ripcord_server::start(config(dir.path(), hooks, &clock)?).await?;
         let admin = std::fs::read_to_string(&server.token_path)?
             .trim()
             .to_string();
         let gov = Gov {
             base: format!("http://{}", server.addr),
             server,
+            clock,
             admin,
             http: client()?,
             dir,
@@ -203,12 +213,7 @@ impl Gov {
     /// Events for both sides: the candidate fails moderation one time in
     /// three, the baseline never.
     async fn send(&self, n: usize, candidate_too: bool) -> Result {
-        let ts = ripcord_core::Time(
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)?
-                .as_millis() as i64,
-        )
-        .to_rfc3339();
+        let ts = self.clock.now().to_rfc3339();
         let events: Vec<Value> = (0..n)
             .map(|i| {
                 let candidate = candidate_too && i % 2 == 1;
@@ -226,6 +231,14 @@ impl Gov {
         Ok(())
     }
 
+    /// Moves the clock, then ticks the engines and runs due timers, as the
+    /// server's tick task does.
+    async fn advance(&self, ms: i64) {
+        self.clock.advance(Dur(ms));
+        self.server.app.hub.tick_all().await;
+        self.server.app.hub.run_timers().await;
+    }
+
     async fn incidents(&self) -> Result<Vec<Value>> {
         let (_, list) = self
             .call("get", "/v1/incidents?service=gov-svc", None, None)
@@ -234,7 +247,9 @@ impl Gov {
     }
 }
 
-async fn until<F, Fut>(what: &str, mut check: F) -> Result
+/// Polls `check`, moving the server's clock 100 ms per poll; the real
+/// wait between polls is for deliveries (webhooks) to arrive.
+async fn until<F, Fut>(gov: &Gov, what: &str, mut check: F) -> Result
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Result<bool>>,
@@ -244,6 +259,7 @@ where
         if check().await? {
             return Ok(());
         }
+        gov.advance(100).await;
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     Err(format!("timed out waiting for {what}").into())
@@ -271,7 +287,7 @@ async fn a_fired_trigger_opens_an_incident_that_is_paged_handled_and_reviewed() 
     let manager = gov.token("max", "release_manager").await?;
     let safety = gov.token("sam", "safety_lead").await?;
     gov.release().await?;
-    until("the rollback", || async {
+    until(&gov, "the rollback", || async {
         // Clients follow the assignment: once the rollback starts, only
         // the baseline is served.
         let opened = !gov.incidents().await?.is_empty();
@@ -310,7 +326,7 @@ async fn a_fired_trigger_opens_an_incident_that_is_paged_handled_and_reviewed() 
         "{section}"
     );
     // Nobody acknowledged within 2 s: escalated to level 1 (PagerDuty).
-    until("the escalation", || async {
+    until(&gov, "the escalation", || async {
         Ok(!received(&inbox, "pagerduty").is_empty())
     })
     .await?;
@@ -335,7 +351,7 @@ async fn a_fired_trigger_opens_an_incident_that_is_paged_handled_and_reviewed() 
             Some("incident inc-gov-svc-1 was already acknowledged by olga")
         )
     );
-    until("the acknowledge event", || async {
+    until(&gov, "the acknowledge event", || async {
         Ok(received(&inbox, "pagerduty")
             .iter()
             .any(|p| p["event_action"] == "acknowledge"))
@@ -384,7 +400,7 @@ async fn a_fired_trigger_opens_an_incident_that_is_paged_handled_and_reviewed() 
     );
     // Verification needs a second of baseline traffic after the rollback.
     gov.send(100, false).await?;
-    tokio::time::sleep(Duration::from_millis(1100)).await;
+    gov.advance(1100).await;
     let (status, verified) = gov
         .call("post", &step("verify"), Some(&safety), None)
         .await?;
@@ -410,7 +426,7 @@ async fn a_fired_trigger_opens_an_incident_that_is_paged_handled_and_reviewed() 
         (200, &json!("resolved")),
         "{resolved}"
     );
-    until("the resolve event", || async {
+    until(&gov, "the resolve event", || async {
         Ok(received(&inbox, "pagerduty")
             .iter()
             .any(|p| p["event_action"] == "resolve"))
@@ -593,7 +609,7 @@ async fn a_request_nobody_approves_expires_as_the_policy_says() -> Result {
         "/v1/requests/{}",
         asked["request"]["id"].as_str().unwrap_or_default()
     );
-    until("the expiry", || async {
+    until(&gov, "the expiry", || async {
         let (_, r) = gov.call("get", &path, None, None).await?;
         Ok(r["state"] == "expired")
     })
@@ -630,22 +646,26 @@ async fn escalation_timers_survive_a_restart_and_drills_stay_out_of_real_figures
         (&inc["kind"], &inc["escalation_level"]),
         (&json!("drill"), &json!(0))
     );
-    // Stop before the 1 s acknowledgement deadline; start again after it.
-    let Gov { server, dir, .. } = gov;
+    // Stop before the 1 s acknowledgement deadline, move the clock past it
+    // while the server is down, start again.
+    let Gov {
+        server, dir, clock, ..
+    } = gov;
     server.shutdown().await?;
-    tokio::time::sleep(Duration::from_millis(1500)).await;
-    let server = ripcord_server::start(config(dir.path(), &hooks)?).await?;
+    clock.advance(Dur(1500));
+    let server = ripcord_server::start(config(dir.path(), &hooks, &clock)?).await?;
     let admin = std::fs::read_to_string(&server.token_path)?
         .trim()
         .to_string();
     let gov = Gov {
         base: format!("http://{}", server.addr),
         server,
+        clock,
         admin,
         http: client()?,
         dir,
     };
-    until("the escalation after restart", || async {
+    until(&gov, "the escalation after restart", || async {
         let (_, i) = gov
             .call("get", "/v1/incidents/inc-gov-svc-1", None, None)
             .await?;
@@ -668,7 +688,7 @@ async fn escalation_timers_survive_a_restart_and_drills_stay_out_of_real_figures
         escalations[1],
         "not acknowledged within the critical deadline; escalated to level 1"
     );
-    until("the page", || async {
+    until(&gov, "the page", || async {
         Ok(!received(&inbox, "pagerduty").is_empty())
     })
     .await
@@ -745,7 +765,7 @@ async fn missed_status_updates_and_overdue_steps_escalate() -> Result {
             })
             .unwrap_or_default()
     };
-    until("both escalations", || async {
+    until(&gov, "both escalations", || async {
         let (_, i) = gov.call("get", path, None, None).await?;
         let s = summaries(&i);
         Ok(s.iter().any(|x| x.starts_with("status update missed"))
@@ -765,11 +785,7 @@ async fn missed_status_updates_and_overdue_steps_escalate() -> Result {
     let next = after["next_update_by"]
         .as_str()
         .and_then(ripcord_core::Time::parse_rfc3339);
-    let now = ripcord_core::Time(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)?
-            .as_millis() as i64,
-    );
+    let now = gov.clock.now();
     assert!(
         next.is_some_and(|n| (n.0 - now.0 - 3_600_000).abs() < 60_000),
         "{after}"
@@ -809,7 +825,7 @@ async fn a_critical_breach_overrides_a_pending_approval_and_the_record_says_so()
     let gov = Gov::start(OVERRIDE_POLICY, &hooks).await?;
     let bob = gov.token("bob", "release_manager").await?;
     gov.release().await?;
-    until("the approval request", || async {
+    until(&gov, "the approval request", || async {
         gov.send(60, true).await?;
         let (_, r) = gov
             .call("get", "/v1/requests?service=gov-svc", None, None)
@@ -844,7 +860,7 @@ async fn a_critical_breach_overrides_a_pending_approval_and_the_record_says_so()
         (&release["state"], &release["share"]),
         (&json!("awaiting_approval"), &json!(0.5))
     );
-    until("the critical override", || async {
+    until(&gov, "the critical override", || async {
         gov.send(200, true).await?;
         let (_, r) = gov
             .call("get", "/v1/requests/req-gov-svc-1", None, None)

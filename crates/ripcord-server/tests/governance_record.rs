@@ -10,16 +10,14 @@
 //! `RIPCORD_BLESS=1 cargo test -p ripcord-server --test governance_record`
 //! rewrites the file after an intended change; review its diff.
 
-mod common;
-
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use crate::support::{Result, client};
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::routing::post;
-use common::{Result, client};
 use ripcord_core::{Dur, Time};
 use ripcord_server::clock::Clock;
 use serde_json::{Value, json};
@@ -419,8 +417,8 @@ async fn the_governance_scenario_decides_audits_and_notifies_as_recorded() -> Re
     s.server.shutdown().await?;
     // Links name the server's port, a free one.
     let out = out.replace(&s.base, "http://ripcord");
-    let path =
-        common::repo_root().join("crates/ripcord-server/tests/fixtures/governance_record.txt");
+    let path = crate::support::repo_root()
+        .join("crates/ripcord-server/tests/fixtures/governance_record.txt");
     if std::env::var_os("RIPCORD_BLESS").is_some() {
         std::fs::create_dir_all(path.parent().ok_or("no parent")?)?;
         std::fs::write(&path, &out)?;

@@ -3,11 +3,9 @@
 //! events from the future that would stall a service's clock, and retries
 //! of a batch whose answer was lost.
 
-mod common;
-
 use std::time::{Duration, Instant};
 
-use common::{Result, Running};
+use crate::support::{Result, Running};
 use ripcord_core::assign::is_candidate;
 use ripcord_core::{Dur, Time};
 use ripcord_server::clock::Clock;
@@ -17,7 +15,7 @@ use serde_json::{Value, json};
 async fn start_manual() -> Result<(Running, Clock)> {
     let clock = Clock::manual(Time(ripcord_server::clock::wall_now().0 / 1000 * 1000));
     let c = clock.clone();
-    let running = common::start_with(move |config| config.clock = c).await?;
+    let running = crate::support::start_with(move |config| config.clock = c).await?;
     Ok((running, clock))
 }
 
@@ -178,7 +176,7 @@ async fn overflowing_negative_and_excess_counts_are_refused_per_item() -> Result
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_million_invalid_lines_get_a_small_answer_with_an_exact_count() -> Result {
-    let h = common::start().await?;
+    let h = crate::support::start().await?;
     let body = "x\n".repeat(1_000_000);
     let (status, text) = post_raw(&h, body, "application/x-ndjson", None).await?;
     assert_eq!(status, 400);

@@ -3,12 +3,11 @@
 //! `smtp_sink.py`) and to an HTTP receiver that records what Slack and
 //! PagerDuty would get; plus the built-in templates' exact output.
 
-mod common;
-
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use crate::support::{Result, repo_root, require_python};
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{Path, State};
@@ -16,7 +15,6 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::routing::post;
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
-use common::{Result, repo_root, require_python};
 use hmac::{Hmac, KeyInit, Mac};
 use ripcord_server::notify::{
     self, Audience, ChannelConfig, NotifyError, NotifyKind, Part, TemplateSource,

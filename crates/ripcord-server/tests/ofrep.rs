@@ -3,12 +3,10 @@
 //! protocol's errors, ETag and 304 behave as the OFREP OpenAPI document
 //! (open-feature/protocol, service/openapi.yaml) says.
 
-mod common;
-
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use common::{Result, Running, repo_root, require_python, start};
+use crate::support::{Result, Running, repo_root, require_python, start};
 use serde_json::{Value, json};
 
 const UNITS: usize = 500;

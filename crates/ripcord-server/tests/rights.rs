@@ -2,9 +2,7 @@
 //! skip the approvals the policy asks for, and one principal cannot pile
 //! up requests.
 
-mod common;
-
-use common::{Result, Running};
+use crate::support::{Result, Running};
 use serde_json::{Value, json};
 
 /// A token of `role` issued by the admin; the token text.
@@ -36,7 +34,7 @@ async fn post_as(app: &Running, token: &str, path: &str, body: &Value) -> Result
 /// request.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_steps_override_needs_the_right_to_change_the_policy() -> Result {
-    let app = common::start().await?;
+    let app = crate::support::start().await?;
     let rm = token(&app, "rm-1", "release_manager").await?;
     let shortcut = json!({"service": "support-bot", "baseline": "v1", "candidate": "v2",
                           "steps": [{"share": 1.0, "hold": "1s"}]});
@@ -82,7 +80,7 @@ async fn a_steps_override_needs_the_right_to_change_the_policy() -> Result {
 /// request (and one timer), and every answer names it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn repeated_requests_join_the_pending_one() -> Result {
-    let app = common::start().await?;
+    let app = crate::support::start().await?;
     let rm = token(&app, "rm-1", "release_manager").await?;
     let other = token(&app, "rm-2", "release_manager").await?;
     let plain = json!({"service": "support-bot", "baseline": "v1", "candidate": "v2"});
@@ -126,9 +124,9 @@ async fn timers(app: &Running) -> Result<usize> {
 /// pending one even at the cap.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_principal_holds_at_most_16_pending_requests() -> Result {
-    let app = common::start().await?;
+    let app = crate::support::start().await?;
     let policy = std::fs::read_to_string(
-        common::repo_root().join("examples/conversational-agent/policy.yaml"),
+        crate::support::repo_root().join("examples/conversational-agent/policy.yaml"),
     )?;
     let steps: String = (1..=17)
         .map(|n| {
@@ -204,7 +202,7 @@ async fn one_principal_holds_at_most_16_pending_requests() -> Result {
 /// `next_offset` while more remain.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn lists_are_paged() -> Result {
-    let app = common::start().await?;
+    let app = crate::support::start().await?;
     for n in 0..5 {
         let drill = json!({"service": "support-bot", "kind": "drill", "severity": "minor",
                            "title": format!("drill {n}")});

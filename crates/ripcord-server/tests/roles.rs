@@ -3,11 +3,9 @@
 //! The expected matrix is written out here, independently of the server's
 //! route table, so that a wrong entry there fails here.
 
-mod common;
-
 use std::collections::BTreeMap;
 
-use common::{Result, client, repo_root};
+use crate::support::{Result, client, repo_root};
 use reqwest::{Method, StatusCode};
 use ripcord_server::auth::{RoleSpec, Roles};
 use serde_json::{Value, json};

@@ -1,17 +1,15 @@
 //! Webhook sinks as a hostile user would set them: a slow sink, a sink
 //! that redirects, URLs that aim at the server's own network.
 
-mod common;
-
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use crate::support::{Result, Running, repo_root};
 use axum::Router;
 use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
 use axum::routing::post;
-use common::{Result, Running, repo_root};
 use serde_json::json;
 
 /// When each request reached a receiver.
@@ -127,7 +125,7 @@ async fn release(app: &Running, service: &str) -> Result {
 /// silent one is still waiting (the server's per-attempt timeout is 10 s).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_silent_sink_does_not_delay_another_sinks_deliveries() -> Result {
-    let app = common::start().await?;
+    let app = crate::support::start().await?;
     second_service(&app, "other-bot").await?;
     let (silent_url, silent) = receiver(Answer::Silent).await?;
     let (fast_url, fast) = receiver(Answer::Fast).await?;
@@ -155,7 +153,7 @@ async fn a_silent_sink_does_not_delay_another_sinks_deliveries() -> Result {
 /// where it points, and the entry is retried at the sink's own URL.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_redirect_is_not_followed() -> Result {
-    let app = common::start().await?;
+    let app = crate::support::start().await?;
     let (elsewhere_url, elsewhere) = receiver(Answer::Fast).await?;
     let (redirect_url, redirect) = receiver(Answer::Redirect(elsewhere_url)).await?;
     sink(&app, "support-bot", &redirect_url).await?;
@@ -178,7 +176,7 @@ async fn bad_sink_urls_are_refused_naming_the_field() -> Result {
     ))
     .await?;
     let token = std::fs::read_to_string(&server.token_path)?;
-    let http = common::client()?;
+    let http = crate::support::client()?;
     let base = format!("http://{}", server.addr);
     let policy =
         std::fs::read_to_string(repo_root().join("examples/conversational-agent/policy.yaml"))?;

@@ -3,12 +3,10 @@
 //! names, the data dir's modes and the metrics text, each against a real
 //! server on loopback.
 
-mod common;
-
 use std::os::unix::fs::PermissionsExt;
 use std::time::{Duration, Instant};
 
-use common::{Result, Running, start, start_with};
+use crate::support::{Result, Running, start, start_with};
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -57,7 +55,7 @@ async fn make_token(h: &Running, body: Value) -> Result<String> {
 /// with versions v1 and v2.
 async fn other_service(h: &Running) -> Result {
     let policy = std::fs::read_to_string(
-        common::repo_root().join("examples/conversational-agent/policy.yaml"),
+        crate::support::repo_root().join("examples/conversational-agent/policy.yaml"),
     )?
     .replace("service: support-bot", "service: other-bot");
     h.put_policy("other-bot", policy).await?;
@@ -600,7 +598,9 @@ async fn the_metrics_pass_promtool_and_every_family_has_help_and_type() -> Resul
         .stderr(std::process::Stdio::piped())
         .spawn()
         .map_err(|e| {
-            format!("promtool is required (Debian: apt-get install prometheus; .ci/run does): {e}")
+            format!(
+                "promtool is required (Debian: apt-get install prometheus; scripts/test does): {e}"
+            )
         })?;
     let mut promtool = promtool;
     if let Some(mut stdin) = promtool.stdin.take() {

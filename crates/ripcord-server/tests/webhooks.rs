@@ -5,12 +5,11 @@
 //! with 204. One delivery is also verified with the reference library
 //! (PyPI `standardwebhooks`).
 
-mod common;
-
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use crate::support::{Result, Running, repo_root, require_python, start};
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::State;
@@ -18,7 +17,6 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::routing::post;
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
-use common::{Result, Running, repo_root, require_python, start};
 use hmac::{Hmac, KeyInit, Mac};
 use serde_json::{Value, json};
 use sha2::Sha256;
@@ -439,7 +437,7 @@ async fn each_signed_checkpoint_is_published_to_the_named_channels() -> Result {
     };
     // `start_with` changes the policy and registers versions: the first
     // period's checkpoint signs those records.
-    let run = common::start_with(|c| {
+    let run = crate::support::start_with(|c| {
         c.channels.insert("witness".into(), channel);
         c.audit_checkpoint_channels = vec!["witness".into()];
         c.checkpoint_every = Duration::from_millis(200);

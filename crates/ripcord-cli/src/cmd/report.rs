@@ -2,8 +2,10 @@
 //!
 //! The incident document comes from the store (or `--incident-file`), the
 //! release's decision lines from the store (or `--decisions`). Markdown
-//! charts are written as SVG files beside the report (beside the current
-//! directory when the report goes to standard output); HTML inlines them.
+//! charts are written as SVG files beside the report or into
+//! `--charts-dir`, never into the working directory by default (a report on
+//! standard output with no `--charts-dir` writes no chart files); HTML
+//! inlines them.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -17,7 +19,7 @@ use ripcord_store::Store;
 use serde_json::Value;
 
 use crate::cmd::evidence::open_store;
-use crate::report::{Format, IncidentDoc, Input, render};
+use crate::report::{Chart, Format, IncidentDoc, Input, render};
 
 #[derive(Args)]
 pub struct ReportArgs {
@@ -31,6 +33,10 @@ pub struct ReportArgs {
     /// Where to write [default: standard output].
     #[arg(short, long)]
     output: Option<PathBuf>,
+    /// Where a markdown report's SVG charts go [default: beside --output;
+    /// none are written when the report goes to standard output].
+    #[arg(long)]
+    charts_dir: Option<PathBuf>,
     /// Read the incident document from this JSON file instead of the store.
     #[arg(long)]
     incident_file: Option<PathBuf>,
@@ -70,18 +76,8 @@ pub fn run(args: ReportArgs) -> anyhow::Result<ExitCode> {
         whatif: whatif.as_ref(),
     };
     let rendered = render(&input, format, &prefix)?;
-    let dir = args
-        .output
-        .as_deref()
-        .and_then(Path::parent)
-        .unwrap_or(Path::new(""))
-        .to_path_buf();
     if format == Format::Markdown {
-        for chart in &rendered.charts {
-            let path = dir.join(&chart.file);
-            std::fs::write(&path, &chart.svg)
-                .with_context(|| format!("writing {}", path.display()))?;
-        }
+        write_charts(&rendered.charts, charts_dir(&args).as_deref())?;
     }
     match &args.output {
         Some(path) => std::fs::write(path, &rendered.text)
@@ -89,6 +85,32 @@ pub fn run(args: ReportArgs) -> anyhow::Result<ExitCode> {
         None => std::io::stdout().write_all(rendered.text.as_bytes())?,
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `--charts-dir`, else the output file's folder; none for standard output.
+fn charts_dir(args: &ReportArgs) -> Option<PathBuf> {
+    let beside_output = || {
+        let output = args.output.as_deref()?;
+        Some(output.parent().unwrap_or(Path::new("")).to_path_buf())
+    };
+    args.charts_dir.clone().or_else(beside_output)
+}
+
+fn write_charts(charts: &[Chart], dir: Option<&Path>) -> anyhow::Result<()> {
+    let Some(dir) = dir else {
+        if !charts.is_empty() {
+            eprintln!(
+                "ripcord: the report links {} chart(s) not written: give --output or --charts-dir",
+                charts.len()
+            );
+        }
+        return Ok(());
+    };
+    for chart in charts {
+        let path = dir.join(&chart.file);
+        std::fs::write(&path, &chart.svg).with_context(|| format!("writing {}", path.display()))?;
+    }
+    Ok(())
 }
 
 async fn gather(args: &ReportArgs) -> anyhow::Result<(IncidentDoc, Vec<String>, Option<Table>)> {

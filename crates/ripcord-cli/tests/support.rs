@@ -2,10 +2,8 @@
 //! serve benchmark: start it on a data dir, find its address, kill it with
 //! SIGKILL, and talk to it over loopback HTTP.
 
-#![allow(dead_code)]
-
 use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
@@ -19,7 +17,6 @@ pub struct Serve {
     pub pid: u32,
     pub base: String,
     pub token: String,
-    pub dir: PathBuf,
 }
 
 impl Serve {
@@ -68,7 +65,6 @@ impl Serve {
             pid,
             base: String::new(),
             token: String::new(),
-            dir: dir.to_path_buf(),
         };
         let addr = tokio::task::spawn_blocking(move || rx.recv_timeout(Duration::from_secs(60)))
             .await?
@@ -89,7 +85,9 @@ impl Serve {
         }
     }
 
-    /// The process's peak resident set (VmHWM), in KiB.
+    /// The process's peak resident set (VmHWM), in KiB (for the serve
+    /// bench; the tests do not measure memory).
+    #[allow(dead_code)]
     pub fn peak_rss_kib(&self) -> Option<u64> {
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid)).ok()?;
         status
@@ -150,6 +148,15 @@ pub async fn get_json(c: &reqwest::Client, s: &Serve, path: &str) -> anyhow::Res
         .send()
         .await?;
     check(response, path).await
+}
+
+/// The policy of `tests/fixtures/quiet-policy.yaml` (nothing fires) for
+/// `service`.
+pub fn quiet_policy(service: &str) -> String {
+    format!(
+        "service: {service}\n{}",
+        include_str!("fixtures/quiet-policy.yaml")
+    )
 }
 
 /// Policy, two versions (`v1`, `v2`), optional webhook sink, and a release

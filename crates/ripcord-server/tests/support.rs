@@ -2,8 +2,6 @@
 //! loopback with the `support-bot` policy, two versions and (optionally) a
 //! release at 30%.
 
-#![allow(dead_code)]
-
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
@@ -210,8 +208,8 @@ impl Running {
     }
 }
 
-/// Fails (never skips) when python3 or the named modules are missing: CI
-/// installs them (`.ci/run`).
+/// Fails (never skips) when python3 or the named modules are missing:
+/// `scripts/test` provides them (a virtual environment first on PATH).
 pub fn require_python(modules: &str) {
     let probe = std::process::Command::new("python3")
         .args(["-c", &format!("import {modules}")])
@@ -219,12 +217,11 @@ pub fn require_python(modules: &str) {
     match probe {
         Err(e) => panic!(
             "python3 is required for this test and could not be run ({e}); \
-             install Python 3 and `python3 -m pip install openfeature-sdk \
-             openfeature-provider-ofrep standardwebhooks aiosmtpd`"
+             install Python 3 and run the tests with scripts/test"
         ),
         Ok(out) if !out.status.success() => panic!(
-            "python3 cannot import {modules}: {}\ninstall them with `python3 -m pip install \
-             openfeature-sdk openfeature-provider-ofrep standardwebhooks aiosmtpd` (.ci/run does)",
+            "python3 cannot import {modules}: {}\nrun the tests with scripts/test, which \
+             installs the Python peers into target/py",
             String::from_utf8_lossy(&out.stderr).trim()
         ),
         Ok(_) => {}

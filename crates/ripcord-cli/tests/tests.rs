@@ -1,0 +1,12 @@
+//! Integration tests of the `ripcord` command: one binary, shared set-up in `support`.
+
+mod audit;
+mod cli;
+mod evidence;
+mod incident_artifacts;
+mod recovery;
+mod report;
+mod serve;
+mod support;
+mod template;
+mod token;

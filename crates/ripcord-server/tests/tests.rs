@@ -1,0 +1,16 @@
+//! Integration tests of the live service: one binary, shared set-up in `support`.
+
+mod api;
+mod failstop;
+mod governance;
+mod governance_record;
+mod ingest_abuse;
+mod notify;
+mod ofrep;
+mod openapi;
+mod rights;
+mod roles;
+mod sinks;
+mod support;
+mod tokens_and_clients;
+mod webhooks;

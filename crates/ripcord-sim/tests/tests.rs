@@ -1,0 +1,4 @@
+//! Integration tests of the simulator: one binary, one module per subject.
+
+mod detection;
+mod whatif;

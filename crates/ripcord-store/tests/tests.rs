@@ -1,0 +1,3 @@
+//! Integration tests of the store: one binary (the conformance suite run against every backend).
+
+mod conformance;
