@@ -115,7 +115,7 @@ async fn an_incident_leaves_a_redacted_evidence_archive_and_a_report() {
     // A manual clock near the wall clock's time: the rollback's one-second
     // verification passes as the test moves it (100 ms per round of
     // traffic), with ticks and timers run by the test.
-    let clock = Clock::manual(Time(ripcord_server::hub::wall_now().0 / 1000 * 1000));
+    let clock = Clock::manual(Time(ripcord_server::clock::wall_now().0 / 1000 * 1000));
     config.clock = clock.clone();
     config.tick = Duration::from_secs(3600);
     let server = ripcord_server::start(config).await.expect("server");

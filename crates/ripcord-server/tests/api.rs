@@ -617,7 +617,7 @@ async fn versions_are_immutable_and_releases_need_registered_versions() {
 async fn assignment_is_sticky_ramping_only_adds_units_and_rollback_moves_all_back() {
     // A manual clock: the 1 s hold ends when the test moves it, never in
     // the middle of the thousand assignments at 10%.
-    let clock = Clock::manual(Time(ripcord_server::hub::wall_now().0 / 1000 * 1000));
+    let clock = Clock::manual(Time(ripcord_server::clock::wall_now().0 / 1000 * 1000));
     let c = clock.clone();
     let h = Harness::with(move |config| config.clock = c).await;
     let release = h

@@ -137,7 +137,7 @@ impl Gov {
     async fn start(policy: &str, hooks: &str) -> Result<Gov> {
         let dir = tempfile::tempdir()?;
         // Near the wall clock: tokens and stored times stay plausible.
-        let clock = Clock::manual(Time(ripcord_server::hub::wall_now().0 / 1000 * 1000));
+        let clock = Clock::manual(Time(ripcord_server::clock::wall_now().0 / 1000 * 1000));
         let server = ripcord_server::start(config(dir.path(), hooks, &clock)?).await?;
         let admin = std::fs::read_to_string(&server.token_path)?
             .trim()

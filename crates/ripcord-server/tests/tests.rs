@@ -5,6 +5,7 @@ mod failstop;
 mod governance;
 mod governance_record;
 mod ingest_abuse;
+mod layering;
 mod notify;
 mod ofrep;
 mod openapi;
