@@ -151,6 +151,15 @@ pub struct SqliteStore {
 }
 
 impl SqliteStore {
+    /// A write transaction takes SQLite's write lock when it begins. A
+    /// deferred one that reads first and then writes fails at once with
+    /// "database is locked" (the busy timeout does not retry it) when
+    /// another connection wrote in between: the writer, the checkpoint
+    /// task and the few writes beside the writer do exactly that.
+    async fn write_tx(&self) -> Result<sqlx::Transaction<'_, sqlx::Sqlite>> {
+        Ok(self.pool.begin_with("BEGIN IMMEDIATE").await?)
+    }
+
     /// Opens (creating if needed) the store file and brings its schema up
     /// to date.
     pub async fn open(path: &Path) -> Result<SqliteStore> {
@@ -251,7 +260,7 @@ impl SqliteStore {
             .fetch_one(&self.pool)
             .await?;
         for (i, sql) in MIGRATIONS.iter().enumerate().skip(done as usize) {
-            let mut tx = self.pool.begin().await?;
+            let mut tx = self.write_tx().await?;
             sqlx::raw_sql(*sql).execute(&mut *tx).await?;
             sqlx::query("INSERT INTO schema_migrations (version) VALUES ($1)")
                 .bind(i as i64 + 1)
@@ -446,7 +455,7 @@ fn release_row(row: &sqlx::sqlite::SqliteRow) -> Result<ReleaseRecord> {
 impl Store for SqliteStore {
     async fn commit(&self, batches: &[Batch]) -> Result<()> {
         let _appending = self.appending.lock().await;
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.write_tx().await?;
         for batch in batches {
             for j in &batch.journal {
                 sqlx::query(
@@ -527,7 +536,7 @@ impl Store for SqliteStore {
         audit: &PendingAudit,
     ) -> Result<i64> {
         let _appending = self.appending.lock().await;
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.write_tx().await?;
         let last: Option<i64> =
             sqlx::query_scalar("SELECT MAX(version) FROM policies WHERE service = $1")
                 .bind(service)
@@ -594,7 +603,7 @@ impl Store for SqliteStore {
 
     async fn register_version(&self, record: &VersionRecord, audit: &PendingAudit) -> Result<bool> {
         let _appending = self.appending.lock().await;
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.write_tx().await?;
         let done = sqlx::query(
             "INSERT INTO versions (service, version, provenance, registered_at) \
              VALUES ($1, $2, $3, $4) ON CONFLICT (service, version) DO NOTHING",
@@ -748,7 +757,7 @@ impl Store for SqliteStore {
 
     async fn set_sinks(&self, service: &str, sinks: &[Sink], audit: &PendingAudit) -> Result<()> {
         let _appending = self.appending.lock().await;
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.write_tx().await?;
         sqlx::query("DELETE FROM sinks WHERE service = $1")
             .bind(service)
             .execute(&mut *tx)
@@ -858,7 +867,7 @@ impl Store for SqliteStore {
         let _appending = self.appending.lock().await;
         // Immediate: the head read is the head signed, even with another
         // process appending.
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let mut tx = self.write_tx().await?;
         let head = stored_tail(&mut tx).await?;
         if head.0 <= only_after || is_checkpoint(&mut tx, head.0).await? {
             return Ok(None);
@@ -901,7 +910,7 @@ impl Store for SqliteStore {
 
     async fn put_blob(&self, hash: &str, bytes: &[u8], audit: &PendingAudit) -> Result<bool> {
         let _appending = self.appending.lock().await;
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.write_tx().await?;
         if !insert_blob(&mut tx, hash, bytes).await? {
             return Ok(false);
         }
@@ -982,7 +991,7 @@ impl Store for SqliteStore {
     }
     async fn put_token(&self, token: &TokenRecord, audit: &PendingAudit) -> Result<bool> {
         let _appending = self.appending.lock().await;
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let mut tx = self.write_tx().await?;
         let done = sqlx::query(
             "INSERT INTO tokens (name, role, hash, created_at_ms, expires_at_ms, revoked_at_ms, \
              created_by, person, services) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) \
@@ -1030,7 +1039,7 @@ impl Store for SqliteStore {
 
     async fn revoke_token(&self, name: &str, at_ms: i64, audit: &PendingAudit) -> Result<bool> {
         let _appending = self.appending.lock().await;
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let mut tx = self.write_tx().await?;
         let done = sqlx::query(
             "UPDATE tokens SET revoked_at_ms = $1 WHERE name = $2 AND revoked_at_ms IS NULL",
         )
