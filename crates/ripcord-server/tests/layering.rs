@@ -6,8 +6,9 @@
 //!
 //! The graph is read from the sources: every `crate::…`, `super::…` and
 //! `child::…` path of a module file (in `use` trees and in code), resolved
-//! to the longest module it names, and every `mod child;` it declares. Unit tests (from `#[cfg(test)]` on) are
-//! left out: they may reach anywhere.
+//! to the longest module it names, and every `mod child;` it declares.
+//! Unit tests (from `#[cfg(test)]` on) are left out: they may reach
+//! anywhere.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
