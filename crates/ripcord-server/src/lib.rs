@@ -13,7 +13,7 @@ pub mod clock;
 pub mod error;
 pub mod govern;
 pub mod hub;
-pub mod incident;
+pub use ripcord_govern::record as incident;
 pub mod incidents;
 pub mod incidents_api;
 pub mod ingest;
