@@ -3,4 +3,15 @@
 //! engine it does no I/O and reads no clock: the server (or a test) passes
 //! time and inputs in and writes what comes out.
 
+pub mod command;
+pub mod effects;
+pub mod machine;
 pub mod record;
+pub mod timer;
+pub mod words;
+
+pub use command::{IncidentCommand, Person, Refusal, on_command};
+pub use effects::{AuditRecord, DocChange, Effects, Messenger, Metric, Notification};
+pub use machine::{ENGINE, Governance, ReleaseFacts, Setting};
+pub use timer::{Due, TimerBody, TimerChange};
+pub use words::NotifyKind;

@@ -10,9 +10,11 @@ use serde_json::{Value, json};
 
 use crate::auth::Principal;
 use crate::error::ApiError;
-use crate::govern::{self, Due, NewRequest};
+use crate::govern::{self, NewRequest};
 use crate::hub::{ENGINE, Hub, Service, State, command_name};
-use crate::incident::Request;
+use crate::incident::{EntryKind, Request, RequestState, StepStatus};
+use ripcord_core::policy::OnTimeout;
+use ripcord_govern::Due;
 
 /// Pending requests one principal may have on one service.
 pub const MAX_PENDING_PER_PRINCIPAL: usize = 16;
@@ -27,10 +29,11 @@ fn pending_same(
     let release = state.current.as_ref().map(|c| c.id.as_str())?;
     let step = step.map(|(_, s)| s.as_str());
     state
+        .gov
         .requests
         .iter()
         .find(|r| {
-            r.state == "pending"
+            r.state == RequestState::Pending
                 && r.trigger.is_none()
                 && r.release == release
                 && r.action == action.as_str()
@@ -94,9 +97,10 @@ impl Hub {
             return Ok((answer, Batch::default()));
         }
         let mine = state
+            .gov
             .requests
             .iter()
-            .filter(|r| r.state == "pending" && r.requested_by == principal.name)
+            .filter(|r| r.state == RequestState::Pending && r.requested_by == principal.name)
             .count();
         if mine >= MAX_PENDING_PER_PRINCIPAL {
             return Err(ApiError::conflict(format!(
@@ -110,6 +114,7 @@ impl Hub {
         let incident = step.as_ref().map(|(i, _)| i.clone()).or_else(|| {
             let release = state.current.as_ref().map(|c| c.id.clone());
             state
+                .gov
                 .incidents
                 .iter()
                 .find(|i| i.is_active() && i.release == release)
@@ -138,7 +143,7 @@ impl Hub {
         govern::set_timer(&mut batch, &service.name, &req.id, Due::Request, deadline);
         govern::log_request(&ctx, state, &req, "approval requested", &mut batch);
         govern::save_request(&mut batch, &req, now, &principal.name, "request.open");
-        state.requests.push(req.clone());
+        state.gov.requests.push(req.clone());
         let answer = json!({
             "action": command_name(&command),
             "release": state.current,
@@ -162,20 +167,21 @@ impl Hub {
         let now = self.now();
         let ctx = self.ctx(&service.name, now);
         let index = state
+            .gov
             .requests
             .iter()
             .position(|r| r.id == id)
             .ok_or_else(|| ApiError::conflict(format!("request {id} is not pending")))?;
-        let mut req = state.requests[index].clone();
+        let mut req = state.gov.requests[index].clone();
         let vote = govern::vote(&ctx, &mut req, principal, approve, note)?;
         // The request's new state is in place before its command runs, so
         // the engine's decisions do not settle it a second time.
-        state.requests[index] = req.clone();
+        state.gov.requests[index] = req.clone();
         let mut batch = Batch::default();
         if let Some(inc) = req
             .incident
             .as_ref()
-            .and_then(|i| state.incidents.iter_mut().find(|x| &x.id == i))
+            .and_then(|i| state.gov.incidents.iter_mut().find(|x| &x.id == i))
         {
             inc.approvals.push(vote.clone());
         }
@@ -188,7 +194,7 @@ impl Hub {
             &mut batch,
         );
         let mut answer = json!({"request": req, "vote": vote, "changed": false});
-        if req.state != "pending" {
+        if req.state != RequestState::Pending {
             govern::cancel_timer(&mut batch, &req.id, Due::Request);
             if let Some(command) = outcome_command(&req) {
                 let actor = &principal.name;
@@ -203,7 +209,10 @@ impl Hub {
             }
         }
         govern::save_request(&mut batch, &req, now, &principal.name, "request.vote");
-        state.requests.retain(|r| r.state == "pending");
+        state
+            .gov
+            .requests
+            .retain(|r| r.state == RequestState::Pending);
         answer["release"] = json!(state.current);
         Ok((answer, batch))
     }
@@ -220,19 +229,20 @@ impl Hub {
         let (Some(step), Some(incident)) = (&req.step, &req.incident) else {
             return;
         };
-        let Some(inc) = state.incidents.iter_mut().find(|i| &i.id == incident) else {
+        let Some(inc) = state.gov.incidents.iter_mut().find(|i| &i.id == incident) else {
             return;
         };
         if let Some(s) = inc.steps.iter_mut().find(|s| &s.name == step) {
-            s.status = "done".into();
+            s.status = StepStatus::Done;
             s.done_at = Some(ctx.now.to_rfc3339());
             s.done_by = Some(actor.to_string());
             s.note = req.outcome.clone();
         }
-        govern::cancel_timer(batch, &inc.id, Due::Step(step.clone()));
+        let due = Due::Step { step: step.clone() };
+        govern::cancel_timer(batch, &inc.id, due);
         inc.note(
             ctx.now,
-            "playbook",
+            EntryKind::Playbook,
             actor,
             format!("step {step} done: {} ran", req.action),
             json!({"request": req.id}),
@@ -251,16 +261,16 @@ impl Hub {
     ) -> Result<Batch, ApiError> {
         let now = self.now();
         let ctx = self.ctx(&service.name, now);
-        let Some(index) = state.requests.iter().position(|r| r.id == id) else {
+        let Some(index) = state.gov.requests.iter().position(|r| r.id == id) else {
             return Ok(Batch::default());
         };
-        let mut req = state.requests[index].clone();
+        let mut req = state.gov.requests[index].clone();
         if req.trigger.is_some() {
             // The engine keeps trigger windows itself.
             return Ok(Batch::default());
         }
-        let proceed = req.on_timeout == "proceed";
-        req.state = "expired".into();
+        let proceed = req.on_timeout == OnTimeout::Proceed;
+        req.state = RequestState::Expired;
         req.outcome = Some(if proceed {
             format!(
                 "no quorum by {}; the action proceeds as the policy says",
@@ -272,7 +282,7 @@ impl Hub {
                 req.deadline
             )
         });
-        state.requests[index] = req.clone();
+        state.gov.requests[index] = req.clone();
         let mut batch = Batch::default();
         govern::log_request(&ctx, state, &req, "expired", &mut batch);
         if proceed && let Some(command) = parse_action(&req.action) {
@@ -290,7 +300,10 @@ impl Hub {
             self.finish_step(&ctx, state, &req, ENGINE, &mut batch);
         }
         govern::save_request(&mut batch, &req, now, ENGINE, "request.expire");
-        state.requests.retain(|r| r.state == "pending");
+        state
+            .gov
+            .requests
+            .retain(|r| r.state == RequestState::Pending);
         Ok(batch)
     }
 }
@@ -301,10 +314,10 @@ fn parse_action(name: &str) -> Option<Command> {
 
 /// What a decided request feeds the engine.
 fn outcome_command(req: &Request) -> Option<Command> {
-    match (req.trigger.is_some(), req.state.as_str()) {
-        (true, "approved") => Some(Command::Approve),
-        (true, "rejected") => Some(Command::Reject),
-        (false, "approved") => parse_action(&req.action),
+    match (req.trigger.is_some(), req.state) {
+        (true, RequestState::Approved) => Some(Command::Approve),
+        (true, RequestState::Rejected) => Some(Command::Reject),
+        (false, RequestState::Approved) => parse_action(&req.action),
         _ => None,
     }
 }

@@ -10,19 +10,26 @@
 
 use ripcord_core::engine::{Command, ReleaseState};
 use ripcord_core::evidence::{FreezeInput, Redaction, freeze};
-use ripcord_core::policy::governance::{ActionName, EscalationLevel, StepKind};
-use ripcord_core::policy::{Action, Approval, Category, OnTimeout, Policy};
+use ripcord_core::policy::governance::{ActionName, StepKind};
+use ripcord_core::policy::{Action, Approval, Category, OnTimeout, Policy, Severity};
 use ripcord_core::time::Dur;
 use ripcord_core::{ActionKind, Decision, DecisionKind, Time};
+use ripcord_govern::machine;
+use ripcord_govern::{
+    DocChange, Due, Effects, Metric, Refusal, ReleaseFacts, Setting, TimerChange as MachineTimer,
+};
 use ripcord_store::{Batch, Doc, Timer, TimerChange};
 use serde_json::{Value, json};
 
 use crate::auth::Principal;
 use crate::error::ApiError;
-use crate::hub::{ENGINE, State, audit};
+use crate::hub::{ENGINE, ReleaseView, State, audit};
 use crate::incident::{
-    INCIDENT, Incident, MITIGATED, OPEN, REQUEST, Request, StepState, TriggerFacts, Vote,
+    EntryKind, INCIDENT, Incident, IncidentKind, IncidentState, REQUEST, Request, RequestState,
+    TriggerFacts, Vote,
 };
+use crate::notify::NotifyKind;
+use crate::notify_bridge::Bridge;
 
 /// What governance needs besides the state.
 pub struct Ctx<'a> {
@@ -33,105 +40,129 @@ pub struct Ctx<'a> {
     pub channels: &'a std::collections::BTreeMap<String, crate::notify::ChannelConfig>,
 }
 
-/// A timer's purpose, kept in its body.
-#[derive(Debug, PartialEq)]
-pub enum Due {
-    Ack,
-    Escalate(u32),
-    Status,
-    Step(String),
-    Request,
-}
-
-pub fn timer_body(subject: &str, due: &Due) -> Value {
-    match due {
-        Due::Ack => json!({"subject": subject, "due": "ack"}),
-        Due::Escalate(level) => json!({"subject": subject, "due": "escalate", "level": level}),
-        Due::Status => json!({"subject": subject, "due": "status"}),
-        Due::Step(name) => json!({"subject": subject, "due": "step", "step": name}),
-        Due::Request => json!({"subject": subject, "due": "request"}),
+/// Writes the machine's effects into the batch: the one place where
+/// governance documents and timer bodies are serialised for the store.
+pub fn apply(service: &str, now: Time, fx: Effects, batch: &mut Batch) {
+    for doc in fx.docs {
+        batch.docs.push(store_doc(doc, now));
+    }
+    for change in fx.timers {
+        batch.timers.push(store_timer(service, change));
+    }
+    for a in fx.audit {
+        batch
+            .audit
+            .push(audit(a.at, &a.actor, &a.action, &a.subject, a.detail));
+    }
+    for m in fx.metrics {
+        match m {
+            Metric::IncidentOpened { kind, severity } => {
+                crate::metrics::incident_opened(kind.as_str(), severity.as_str());
+            }
+            Metric::IncidentEscalated { kind } => crate::metrics::incident_escalated(kind.as_str()),
+        }
     }
 }
 
-pub fn parse_due(body: &Value) -> Option<(String, Due)> {
-    let subject = body.get("subject")?.as_str()?.to_string();
-    let due = match body.get("due")?.as_str()? {
-        "ack" => Due::Ack,
-        "escalate" => Due::Escalate(body.get("level")?.as_u64()? as u32),
-        "status" => Due::Status,
-        "step" => Due::Step(body.get("step")?.as_str()?.to_string()),
-        "request" => Due::Request,
-        _ => return None,
+fn store_doc(doc: DocChange, now: Time) -> Doc {
+    let (kind, id, service, created, body) = match doc {
+        DocChange::Incident(inc) => (
+            INCIDENT,
+            inc.id.clone(),
+            inc.service.clone(),
+            inc.opened_at.clone(),
+            serde_json::to_value(&inc),
+        ),
+        DocChange::Request(req) => (
+            REQUEST,
+            req.id.clone(),
+            req.service.clone(),
+            req.requested_at.clone(),
+            serde_json::to_value(&req),
+        ),
     };
-    Some((subject, due))
+    Doc {
+        kind: kind.into(),
+        id,
+        service,
+        created_ms: Time::parse_rfc3339(&created).map_or(now.0, |t| t.0),
+        body: body.unwrap_or(Value::Null),
+    }
 }
 
-fn timer_id(subject: &str, due: &Due) -> String {
-    match due {
-        Due::Ack => format!("{subject}/ack"),
-        Due::Escalate(level) => format!("{subject}/escalate/{level}"),
-        Due::Status => format!("{subject}/status"),
-        Due::Step(name) => format!("{subject}/step/{name}"),
-        Due::Request => format!("{subject}/deadline"),
+fn store_timer(service: &str, change: MachineTimer) -> TimerChange {
+    match change {
+        MachineTimer::Set { body, at } => TimerChange::Set(Timer {
+            id: body.due.id(&body.subject),
+            service: service.to_string(),
+            due_ms: at.0,
+            body: serde_json::to_value(&body).unwrap_or(Value::Null),
+        }),
+        MachineTimer::Cancel { id } => TimerChange::Cancel(id),
     }
+}
+
+/// Runs `f` against the machine's setting for this service — its policy,
+/// current release and the notification bridge — and writes what it did
+/// into the batch.
+pub fn drive<R>(
+    ctx: &Ctx,
+    (policy, current): (&Policy, Option<&ReleaseView>),
+    batch: &mut Batch,
+    f: impl FnOnce(&Setting, &mut Effects) -> R,
+) -> R {
+    let bridge = Bridge::new(ctx.channels, policy, ctx.now);
+    let release = current.map(|c| ReleaseFacts {
+        id: c.id.clone(),
+        baseline: c.baseline.clone(),
+        candidate: c.candidate.clone(),
+        share: c.share,
+    });
+    let setting = Setting {
+        now: ctx.now,
+        service: ctx.service,
+        policy,
+        release: release.as_ref(),
+        link_base: ctx.link_base,
+        messenger: &bridge,
+    };
+    let mut fx = Effects::default();
+    let answer = f(&setting, &mut fx);
+    apply(ctx.service, ctx.now, fx, batch);
+    batch.outbox.extend(bridge.into_queued());
+    answer
 }
 
 pub fn set_timer(batch: &mut Batch, service: &str, subject: &str, due: Due, at: Time) {
-    batch.timers.push(TimerChange::Set(Timer {
-        id: timer_id(subject, &due),
-        service: service.to_string(),
-        due_ms: at.0,
-        body: timer_body(subject, &due),
-    }));
+    let change = MachineTimer::set(subject, due, at);
+    batch.timers.push(store_timer(service, change));
 }
 
 pub fn cancel_timer(batch: &mut Batch, subject: &str, due: Due) {
-    batch
-        .timers
-        .push(TimerChange::Cancel(timer_id(subject, &due)));
+    batch.timers.push(TimerChange::Cancel(due.id(subject)));
+}
+
+/// The API's answer to a refused command.
+pub fn refusal(r: Refusal) -> ApiError {
+    match r {
+        Refusal::BadRequest(m) => ApiError::bad_request(m),
+        Refusal::Forbidden(m) => ApiError::forbidden(m),
+        Refusal::NotFound(m) => ApiError::not_found(m),
+        Refusal::Conflict(m) => ApiError::conflict(m),
+    }
 }
 
 /// Stores the incident and its audit record.
 pub fn save_incident(batch: &mut Batch, inc: &Incident, at: Time, actor: &str, action: &str) {
-    let created_ms = Time::parse_rfc3339(&inc.opened_at).map_or(at.0, |t| t.0);
-    batch.docs.push(Doc {
-        kind: INCIDENT.into(),
-        id: inc.id.clone(),
-        service: inc.service.clone(),
-        created_ms,
-        body: serde_json::to_value(inc).unwrap_or(Value::Null),
-    });
-    let detail = json!({
-        "state": inc.state,
-        "kind": inc.kind,
-        "severity": inc.severity,
-        "last": inc.timeline.last(),
-    });
-    batch.audit.push(audit(at, actor, action, &inc.id, detail));
+    let mut fx = Effects::default();
+    machine::save_incident(&mut fx, inc, at, actor, action);
+    apply(&inc.service, at, fx, batch);
 }
 
 pub fn save_request(batch: &mut Batch, req: &Request, at: Time, actor: &str, action: &str) {
-    let created_ms = Time::parse_rfc3339(&req.requested_at).map_or(at.0, |t| t.0);
-    batch.docs.push(Doc {
-        kind: REQUEST.into(),
-        id: req.id.clone(),
-        service: req.service.clone(),
-        created_ms,
-        body: serde_json::to_value(req).unwrap_or(Value::Null),
-    });
-    let detail = json!({"state": req.state, "action": req.action, "votes": req.votes, "outcome": req.outcome});
-    batch.audit.push(audit(at, actor, action, &req.id, detail));
-}
-
-pub fn category_name(c: Category) -> &'static str {
-    match c {
-        Category::UserExperience => "user_experience",
-        Category::Quality => "quality",
-        Category::Safety => "safety",
-        Category::Operational => "operational",
-        Category::Data => "data",
-        Category::Fairness => "fairness",
-    }
+    let mut fx = Effects::default();
+    machine::save_request(&mut fx, req, at, actor, action);
+    apply(&req.service, at, fx, batch);
 }
 
 fn action_word(action: &Action) -> &'static str {
@@ -177,10 +208,9 @@ pub fn on_decisions(
 /// The active real incident of the current release.
 fn current_incident(state: &mut State) -> Option<&mut Incident> {
     let release = state.current.as_ref().map(|c| c.id.clone())?;
-    state
-        .incidents
-        .iter_mut()
-        .find(|i| i.is_active() && i.kind == "real" && i.release.as_deref() == Some(&release))
+    state.gov.incidents.iter_mut().find(|i| {
+        i.is_active() && i.kind == IncidentKind::Real && i.release.as_deref() == Some(&release)
+    })
 }
 
 fn log_decision(ctx: &Ctx, state: &mut State, d: &Decision, record: &Value, batch: &mut Batch) {
@@ -188,7 +218,7 @@ fn log_decision(ctx: &Ctx, state: &mut State, d: &Decision, record: &Value, batc
         return;
     };
     let summary = d.explanation.summary.clone();
-    inc.note(d.at, "signal", ENGINE, summary, record.clone());
+    inc.note(d.at, EntryKind::Signal, ENGINE, summary, record.clone());
     let inc = inc.clone();
     save_incident(batch, &inc, ctx.now, ENGINE, "incident.timeline");
 }
@@ -201,13 +231,13 @@ fn open_or_join(ctx: &Ctx, state: &mut State, d: &Decision, record: &Value, batc
         }
         // A more severe trigger raises the incident's severity.
         if let Some(s) = d.severity
-            && s > inc.severity()
+            && s > inc.severity
         {
-            inc.severity = s.as_str().to_string();
+            inc.severity = s;
         }
         inc.note(
             d.at,
-            "signal",
+            EntryKind::Signal,
             ENGINE,
             d.explanation.summary.clone(),
             record.clone(),
@@ -219,16 +249,15 @@ fn open_or_join(ctx: &Ctx, state: &mut State, d: &Decision, record: &Value, batc
     let mut inc = new_incident(ctx, state, (d, record), &trigger_name);
     freeze_evidence(ctx, state, &mut inc, batch);
     schedule(ctx, state, &mut inc, batch);
-    notify_level(ctx, state, &mut inc, 0, "open", batch);
-    state.incidents.push(inc.clone());
-    crate::metrics::incident_opened(&inc.kind, &inc.severity);
+    notify_level(ctx, state, &mut inc, 0, NotifyKind::Open, batch);
+    state.gov.incidents.push(inc.clone());
+    crate::metrics::incident_opened(inc.kind.as_str(), inc.severity.as_str());
     save_incident(batch, &inc, ctx.now, ENGINE, "incident.open");
 }
 
 /// The id of the service's next incident (`inc-<service>-<n>`).
 pub fn next_incident_id(state: &mut State, service: &str) -> String {
-    state.incidents_opened += 1;
-    format!("inc-{service}-{}", state.incidents_opened)
+    state.gov.next_incident_id(service)
 }
 
 fn new_incident(
@@ -241,25 +270,30 @@ fn new_incident(
     let policy = &state.policy;
     let trigger = policy.triggers.iter().find(|t| t.name == trigger_name);
     let signals = evidence_of(record);
-    let mut categories: Vec<String> = signals
+    let mut categories: Vec<Category> = signals
         .iter()
         .filter_map(|e| e["signal"].as_str())
         .filter_map(|s| policy.signals.iter().find(|x| x.name == s))
-        .map(|s| category_name(s.category).to_string())
+        .map(|s| s.category)
         .collect();
-    categories.sort();
+    // By name, as the stored documents have always listed them.
+    categories.sort_by_key(|c| c.as_str());
     categories.dedup();
-    let severity = d.severity.map_or("major", |s| s.as_str()).to_string();
+    let severity = d.severity.unwrap_or(Severity::Major);
     let release = state.current.as_ref();
     let mut inc = Incident {
-        kind: if state.drill { "drill" } else { "real" }.into(),
+        kind: if state.drill {
+            IncidentKind::Drill
+        } else {
+            IncidentKind::Real
+        },
         release: release.map(|r| r.id.clone()),
         policy_version: release.map_or(state.policy_version, |r| r.policy_version),
-        severity: severity.clone(),
-        title: format!("{trigger_name} ({severity}) on {}", ctx.service),
+        severity,
+        title: format!("{trigger_name} ({}) on {}", severity.as_str(), ctx.service),
         trigger: trigger.map(|t| TriggerFacts {
             name: t.name.clone(),
-            severity: t.severity.as_str().into(),
+            severity: t.severity,
             action: action_word(&t.action).into(),
         }),
         triggers: vec![trigger_name.to_string()],
@@ -270,14 +304,14 @@ fn new_incident(
     };
     inc.note(
         d.at,
-        "signal",
+        EntryKind::Signal,
         ENGINE,
         d.explanation.summary.clone(),
         record.clone(),
     );
     inc.note(
         ctx.now,
-        "state",
+        EntryKind::State,
         ENGINE,
         format!("incident opened ({})", inc.kind),
         Value::Null,
@@ -315,7 +349,7 @@ pub fn freeze_evidence(ctx: &Ctx, state: &State, inc: &mut Incident, batch: &mut
     });
     inc.note(
         ctx.now,
-        "evidence",
+        EntryKind::Evidence,
         ENGINE,
         format!("evidence bundle frozen: sha256:{}", frozen.address),
         detail.clone(),
@@ -330,74 +364,8 @@ pub fn freeze_evidence(ctx: &Ctx, state: &State, inc: &mut Incident, batch: &mut
 /// The acknowledgement deadline, the escalation levels, the status-update
 /// timer and the playbook steps of a new incident.
 pub fn schedule(ctx: &Ctx, state: &State, inc: &mut Incident, batch: &mut Batch) {
-    let rules = &state.policy.governance.incidents;
-    let opened = Time::parse_rfc3339(&inc.opened_at).unwrap_or(ctx.now);
-    let ack = rules.ack.for_severity(inc.severity());
-    inc.ack_by = Some((opened + ack).to_rfc3339());
-    set_timer(batch, ctx.service, &inc.id, Due::Ack, opened + ack);
-    for (level, l) in rules.escalation.iter().enumerate().skip(1) {
-        set_timer(
-            batch,
-            ctx.service,
-            &inc.id,
-            Due::Escalate(level as u32),
-            opened + l.after,
-        );
-    }
-    if let Some(every) = rules.status_every {
-        let next = opened + every;
-        inc.next_update_by = Some(next.to_rfc3339());
-        set_timer(batch, ctx.service, &inc.id, Due::Status, next);
-    }
-    let trigger = inc.triggers.first().cloned().unwrap_or_default();
-    for playbook in state.policy.governance.playbooks_for(&trigger) {
-        for step in &playbook.steps {
-            let due = opened + step.within;
-            inc.steps.push(StepState {
-                playbook: playbook.name.clone(),
-                name: step.name.clone(),
-                kind: step.kind.as_str().into(),
-                owner: step.owner.clone(),
-                due_at: due.to_rfc3339(),
-                status: "pending".into(),
-                done_at: None,
-                done_by: None,
-                note: None,
-                result: Value::Null,
-            });
-            set_timer(
-                batch,
-                ctx.service,
-                &inc.id,
-                Due::Step(step.name.clone()),
-                due,
-            );
-            inc.note(
-                ctx.now,
-                "playbook",
-                ENGINE,
-                format!(
-                    "step {} ({}, owner {}) due by {}",
-                    step.name,
-                    step.kind.as_str(),
-                    step.owner,
-                    due.to_rfc3339()
-                ),
-                Value::Null,
-            );
-        }
-    }
-    inc.note(
-        ctx.now,
-        "escalation",
-        ENGINE,
-        format!(
-            "acknowledgement due by {} ({} incident)",
-            (opened + ack).to_rfc3339(),
-            inc.severity
-        ),
-        Value::Null,
-    );
+    let on = (&state.policy, state.current.as_ref());
+    drive(ctx, on, batch, |s, fx| machine::schedule(s, inc, fx));
 }
 
 /// Notifies one escalation level's channels.
@@ -406,116 +374,42 @@ pub fn notify_level(
     state: &State,
     inc: &mut Incident,
     level: u32,
-    event: &str,
+    event: NotifyKind,
     batch: &mut Batch,
 ) {
-    let Some(l) = state
-        .policy
-        .governance
-        .incidents
-        .escalation
-        .get(level as usize)
-    else {
-        return;
-    };
-    let template = l.template.clone().unwrap_or_else(|| "oncall".into());
-    notify(ctx, state, inc, &l.channels, &template, event, None, batch);
+    let on = (&state.policy, state.current.as_ref());
+    drive(ctx, on, batch, |s, fx| {
+        machine::notify_level(s, inc, level, event, fx);
+    });
 }
 
 /// Renders `template` with the incident's facts for each channel and
 /// queues the deliveries; the timeline records each.
-#[allow(clippy::too_many_arguments)]
 pub fn notify(
     ctx: &Ctx,
     state: &State,
     inc: &mut Incident,
-    channels: &[String],
-    template: &str,
-    event: &str,
+    route: (&[String], &str),
+    event: NotifyKind,
     message: Option<&str>,
     batch: &mut Batch,
 ) {
-    let release = state
-        .current
-        .as_ref()
-        .filter(|c| Some(&c.id) == inc.release.as_ref())
-        .map(|c| json!({"id": c.id, "baseline": c.baseline, "candidate": c.candidate, "share": c.share}));
-    let link = format!("{}/v1/incidents/{}", ctx.link_base, inc.id);
-    let facts = inc.facts(release, message, &link);
-    for channel in channels {
-        let summary = match crate::notify_bridge::queue(
-            state, channel, template, event, &facts, ctx, batch,
-        ) {
-            Ok(()) => format!("{event} notification to {channel} ({template})"),
-            Err(e) => format!("{event} notification to {channel} failed: {e}"),
-        };
-        inc.note(
-            ctx.now,
-            "notification",
-            ENGINE,
-            summary,
-            json!({"channel": channel, "template": template, "event": event}),
-        );
-    }
+    let on = (&state.policy, state.current.as_ref());
+    drive(ctx, on, batch, |s, fx| {
+        machine::notify(s, inc, route, event, message, fx);
+    });
 }
 
-fn escalation_levels(state: &State) -> &[EscalationLevel] {
-    &state.policy.governance.incidents.escalation
+/// Stops the paging of an incident.
+pub fn cancel_paging(ctx: &Ctx, state: &State, inc: &Incident, batch: &mut Batch) {
+    let on = (&state.policy, state.current.as_ref());
+    drive(ctx, on, batch, |s, fx| machine::cancel_paging(s, inc, fx));
 }
 
-/// Moves the incident one escalation level up and notifies that level; at
-/// the last level, notifies it again.
-pub fn escalate(ctx: &Ctx, state: &State, inc: &mut Incident, why: &str, batch: &mut Batch) {
-    let levels = escalation_levels(state).len() as u32;
-    if levels == 0 {
-        inc.note(
-            ctx.now,
-            "escalation",
-            ENGINE,
-            format!("{why}; the policy has no escalation levels"),
-            Value::Null,
-        );
-        return;
-    }
-    let next = (inc.escalation_level + 1).min(levels - 1);
-    escalate_to(ctx, state, inc, next, why, batch);
-}
-
-/// Pages escalation `level` (again, when the incident is already there)
-/// and says why on the timeline.
-pub fn escalate_to(
-    ctx: &Ctx,
-    state: &State,
-    inc: &mut Incident,
-    level: u32,
-    why: &str,
-    batch: &mut Batch,
-) {
-    let summary = if level == inc.escalation_level {
-        format!("{why}; already at the last level {level}, notified again")
-    } else {
-        format!("{why}; escalated to level {level}")
-    };
-    inc.escalation_level = level;
-    crate::metrics::incident_escalated(&inc.kind);
-    inc.note(
-        ctx.now,
-        "escalation",
-        ENGINE,
-        summary,
-        json!({"level": level}),
-    );
-    notify_level(ctx, state, inc, level, "escalate", batch);
-}
-
-/// Stops the paging of an incident: its acknowledgement deadline and the
-/// escalation levels still to come.
-pub fn cancel_paging(state: &State, inc: &Incident, batch: &mut Batch) {
-    cancel_timer(batch, &inc.id, Due::Ack);
-    let levels = escalation_levels(state).len();
-    for level in 1..levels {
-        cancel_timer(batch, &inc.id, Due::Escalate(level as u32));
-    }
+/// A resolved incident has no timers left.
+pub fn close_timers(ctx: &Ctx, state: &State, inc: &Incident, batch: &mut Batch) {
+    let on = (&state.policy, state.current.as_ref());
+    drive(ctx, on, batch, |s, fx| machine::close_timers(s, inc, fx));
 }
 
 fn on_action(
@@ -538,9 +432,14 @@ fn on_action(
         return;
     };
     let who = if d.trigger.is_some() { ENGINE } else { actor };
-    inc.note(d.at, "action", who, summary, record.clone());
-    if complete && inc.state == OPEN {
-        let _ = inc.transition(MITIGATED, d.at, who, "the rollback is complete");
+    inc.note(d.at, EntryKind::Action, who, summary, record.clone());
+    if complete && inc.state == IncidentState::Open {
+        let _ = inc.transition(
+            IncidentState::Mitigated,
+            d.at,
+            who,
+            "the rollback is complete",
+        );
     }
     let inc = inc.clone();
     save_incident(batch, &inc, ctx.now, who, "incident.timeline");
@@ -586,7 +485,7 @@ fn trigger_request(ctx: &Ctx, state: &mut State, d: &Decision, batch: &mut Batch
     );
     // The engine keeps the window itself; the request mirrors it.
     log_request(ctx, state, &req, "approval requested", batch);
-    state.requests.push(req.clone());
+    state.gov.requests.push(req.clone());
     save_request(batch, &req, ctx.now, ENGINE, "request.open");
 }
 
@@ -604,9 +503,9 @@ pub struct NewRequest {
 }
 
 pub fn new_request(ctx: &Ctx, state: &mut State, n: NewRequest) -> Request {
-    state.requests_made += 1;
+    state.gov.requests_made += 1;
     Request {
-        id: format!("req-{}-{}", ctx.service, state.requests_made),
+        id: format!("req-{}-{}", ctx.service, state.gov.requests_made),
         service: ctx.service.to_string(),
         release: state
             .current
@@ -623,12 +522,8 @@ pub fn new_request(ctx: &Ctx, state: &mut State, n: NewRequest) -> Request {
         quorum: n.quorum.max(1),
         separation: n.separation,
         deadline: (ctx.now + n.within).to_rfc3339(),
-        on_timeout: match n.on_timeout {
-            OnTimeout::Proceed => "proceed",
-            OnTimeout::Hold => "hold",
-        }
-        .into(),
-        state: "pending".into(),
+        on_timeout: n.on_timeout,
+        state: RequestState::Pending,
         outcome: None,
         votes: Vec::new(),
         step: None,
@@ -640,13 +535,13 @@ pub fn log_request(ctx: &Ctx, state: &mut State, req: &Request, what: &str, batc
     let Some(inc) = req
         .incident
         .as_ref()
-        .and_then(|id| state.incidents.iter_mut().find(|i| &i.id == id))
+        .and_then(|id| state.gov.incidents.iter_mut().find(|i| &i.id == id))
     else {
         return;
     };
     inc.note(
         ctx.now,
-        "approval",
+        EntryKind::Approval,
         &req.requested_by,
         format!(
             "{what}: {} ({} of {} approvals by {}, deadline {})",
@@ -693,36 +588,40 @@ fn settle_trigger_requests(
         .map(|d| d.explanation.summary.clone());
     let mut settled = Vec::new();
     for req in state
+        .gov
         .requests
         .iter_mut()
-        .filter(|r| r.trigger.is_some() && r.state == "pending")
+        .filter(|r| r.trigger.is_some() && r.state == RequestState::Pending)
     {
         let (to, why) = match (&override_note, &timed_out) {
-            (Some(n), _) => ("superseded", n.clone()),
-            (None, Some(n)) => ("expired", n.clone()),
-            (None, None) => ("superseded", "the release moved on".to_string()),
+            (Some(n), _) => (RequestState::Superseded, n.clone()),
+            (None, Some(n)) => (RequestState::Expired, n.clone()),
+            (None, None) => (RequestState::Superseded, "the release moved on".to_string()),
         };
-        req.state = to.into();
+        req.state = to;
         req.outcome = Some(why);
         settled.push(req.clone());
     }
     for req in settled {
-        log_request(ctx, state, &req, &req.state.clone(), batch);
+        log_request(ctx, state, &req, req.state.as_str(), batch);
         save_request(batch, &req, ctx.now, ENGINE, "request.settle");
     }
-    state.requests.retain(|r| r.state == "pending");
+    state
+        .gov
+        .requests
+        .retain(|r| r.state == RequestState::Pending);
 }
 
 /// A critical trigger's rollback supersedes people's pending requests for
 /// the same release, and the record says so.
 fn supersede_requests(ctx: &Ctx, state: &mut State, action: &str, why: &str, batch: &mut Batch) {
     let mut settled = Vec::new();
-    for req in state
-        .requests
-        .iter_mut()
-        .filter(|r| r.trigger.is_none() && r.state == "pending" && r.action == action)
+    for req in
+        state.gov.requests.iter_mut().filter(|r| {
+            r.trigger.is_none() && r.state == RequestState::Pending && r.action == action
+        })
     {
-        req.state = "superseded".into();
+        req.state = RequestState::Superseded;
         req.outcome = Some(format!("overridden while waiting for approval: {why}"));
         cancel_timer(batch, &req.id, Due::Request);
         settled.push(req.clone());
@@ -731,7 +630,10 @@ fn supersede_requests(ctx: &Ctx, state: &mut State, action: &str, why: &str, bat
         log_request(ctx, state, &req, "superseded", batch);
         save_request(batch, &req, ctx.now, ENGINE, "request.settle");
     }
-    state.requests.retain(|r| r.state == "pending");
+    state
+        .gov
+        .requests
+        .retain(|r| r.state == RequestState::Pending);
 }
 
 pub fn command_of(action: ActionName) -> Command {
@@ -773,10 +675,10 @@ pub fn vote(
     };
     req.votes.push(v.clone());
     if !approve {
-        req.state = "rejected".into();
+        req.state = RequestState::Rejected;
         req.outcome = Some(format!("rejected by {by}"));
     } else if req.approvals() >= req.quorum as usize {
-        req.state = "approved".into();
+        req.state = RequestState::Approved;
         let names: Vec<&str> = req
             .votes
             .iter()

@@ -240,7 +240,7 @@ async fn requests(
         .into_iter()
         .filter_map(|d| serde_json::from_value::<Request>(d.body).ok())
         .filter(|r| p.scope.allows(&r.service))
-        .filter(|r| q.state.as_deref().is_none_or(|s| r.state == s))
+        .filter(|r| q.state.as_deref().is_none_or(|s| r.state.as_str() == s))
         .collect();
     let page = PageQuery {
         limit: q.limit,

@@ -1,0 +1,299 @@
+//! The governance machine driven directly, on fixed times: timers set when
+//! an incident opens, escalation when nobody acknowledges, a missed status
+//! update, an overdue step, and a channel that refuses a message. Each
+//! test asserts the exact effects.
+
+use std::cell::RefCell;
+
+use ripcord_core::policy::{Category, Policy, Severity, load_policy};
+use ripcord_core::{Dur, Time};
+use ripcord_govern::machine::{self, cancel_paging, schedule};
+use ripcord_govern::record::{EntryKind, Incident, IncidentKind, StepStatus};
+use ripcord_govern::{
+    DocChange, Due, Effects, Governance, Messenger, Metric, Notification, NotifyKind, Setting,
+    TimerBody, TimerChange,
+};
+
+const POLICY: &str = "\
+service: svc
+srm: off
+signals:
+  moderation_fail: {category: safety, kind: rate, denominator: outputs}
+criteria:
+  moderation_rel: {signal: moderation_fail, max_ratio: 1.2, min_samples: 50, window: 30s, for: 0s}
+triggers:
+  safety:
+    when: moderation_rel
+    severity: critical
+    action: pause
+rollout:
+  steps:
+    - {share: 0.5, hold: 1h}
+incidents:
+  ack: {critical: 2s, major: 1h, minor: 1h}
+  status_every: 30s
+  escalation:
+    - {after: 0s, channels: [chat], template: oncall}
+    - {after: 1h, channels: [pager]}
+playbooks:
+  moderation:
+    steps:
+      - {name: look, kind: manual, owner: operator, within: 1h}
+";
+
+/// 2026-01-01T00:00:00Z.
+const T0: Time = Time(1_767_225_600_000);
+
+fn policy() -> Policy {
+    load_policy(POLICY, "test policy").unwrap()
+}
+
+/// Accepts every channel but `broken`, and remembers what it accepted.
+#[derive(Default)]
+struct Inbox {
+    got: RefCell<Vec<(String, NotifyKind)>>,
+}
+
+impl Messenger for Inbox {
+    fn queue(&self, n: &Notification) -> Result<(), String> {
+        if n.channel == "broken" {
+            return Err("channel \"broken\" is not configured".into());
+        }
+        self.got.borrow_mut().push((n.channel.clone(), n.kind));
+        Ok(())
+    }
+}
+
+fn setting<'a>(now: Time, policy: &'a Policy, inbox: &'a Inbox) -> Setting<'a> {
+    Setting {
+        now,
+        service: "svc",
+        policy,
+        release: None,
+        link_base: "http://ripcord",
+        messenger: inbox,
+    }
+}
+
+/// A critical safety incident opened at T0 by trigger `safety`, scheduled.
+fn opened(policy: &Policy, inbox: &Inbox) -> (Governance, Incident, Effects) {
+    let mut gov = Governance::default();
+    let id = gov.next_incident_id("svc");
+    let mut inc = Incident {
+        severity: Severity::Critical,
+        categories: vec![Category::Safety],
+        triggers: vec!["safety".into()],
+        title: "safety (critical) on svc".into(),
+        ..Incident::opened(id, "svc", T0)
+    };
+    let mut fx = Effects::default();
+    schedule(&setting(T0, policy, inbox), &mut inc, &mut fx);
+    gov.store_active(&inc);
+    (gov, inc, fx)
+}
+
+fn timer(subject: &str, due: Due) -> TimerBody {
+    TimerBody {
+        subject: subject.into(),
+        due,
+    }
+}
+
+fn stored(fx: &Effects) -> Vec<&Incident> {
+    fx.docs
+        .iter()
+        .filter_map(|d| match d {
+            DocChange::Incident(i) => Some(&**i),
+            DocChange::Request(_) => None,
+        })
+        .collect()
+}
+
+#[test]
+fn an_opened_incident_gets_its_deadlines_as_timers() {
+    let (policy, inbox) = (policy(), Inbox::default());
+    let (_, inc, fx) = opened(&policy, &inbox);
+    let at = |d: Dur| T0 + d;
+    assert_eq!(
+        fx.timers,
+        [
+            TimerChange::set("inc-svc-1", Due::Ack, at(Dur::from_secs(2))),
+            TimerChange::set(
+                "inc-svc-1",
+                Due::Escalate { level: 1 },
+                at(Dur::from_secs(3600))
+            ),
+            TimerChange::set("inc-svc-1", Due::Status, at(Dur::from_secs(30))),
+            TimerChange::set(
+                "inc-svc-1",
+                Due::Step {
+                    step: "look".into()
+                },
+                at(Dur::from_secs(3600))
+            ),
+        ]
+    );
+    assert_eq!(inc.ack_by.as_deref(), Some("2026-01-01T00:00:02Z"));
+    assert_eq!(inc.steps[0].status, StepStatus::Pending);
+    let last = inc.timeline.last().unwrap();
+    assert_eq!(last.kind, EntryKind::Escalation);
+    assert_eq!(
+        last.summary,
+        "acknowledgement due by 2026-01-01T00:00:02Z (critical incident)"
+    );
+}
+
+#[test]
+fn a_missed_acknowledgement_escalates_and_pages_the_next_level() {
+    let (policy, inbox) = (policy(), Inbox::default());
+    let (mut gov, _, _) = opened(&policy, &inbox);
+    let now = T0 + Dur::from_secs(2);
+    let fx = gov.on_timer(
+        &setting(now, &policy, &inbox),
+        &timer("inc-svc-1", Due::Ack),
+    );
+    assert_eq!(
+        *inbox.got.borrow(),
+        [("pager".to_string(), NotifyKind::Escalate)]
+    );
+    assert_eq!(fx.notifications.len(), 1);
+    assert_eq!(fx.notifications[0].facts["incident"]["escalation_level"], 1);
+    assert_eq!(
+        fx.metrics,
+        [Metric::IncidentEscalated {
+            kind: IncidentKind::Real
+        }]
+    );
+    let [inc] = stored(&fx)[..] else {
+        panic!("one incident stored: {:?}", fx.docs)
+    };
+    assert_eq!(inc.escalation_level, 1);
+    let news: Vec<&str> = inc
+        .timeline
+        .iter()
+        .rev()
+        .take(2)
+        .map(|e| e.summary.as_str())
+        .collect();
+    assert_eq!(
+        news,
+        [
+            "escalate notification to pager (oncall)",
+            "not acknowledged within the critical deadline; escalated to level 1",
+        ]
+    );
+    assert_eq!(fx.audit.len(), 1);
+    assert_eq!(fx.audit[0].action, "incident.timer");
+    assert_eq!(fx.audit[0].actor, "engine");
+    assert_eq!(gov.incidents[0].escalation_level, 1);
+}
+
+#[test]
+fn an_acknowledged_incident_does_not_escalate_and_its_paging_is_cancelled() {
+    let (policy, inbox) = (policy(), Inbox::default());
+    let (mut gov, mut inc, _) = opened(&policy, &inbox);
+    inc.acknowledged_at = Some("2026-01-01T00:00:01Z".into());
+    gov.store_active(&inc);
+    let now = T0 + Dur::from_secs(2);
+    let s = setting(now, &policy, &inbox);
+    assert_eq!(
+        gov.on_timer(&s, &timer("inc-svc-1", Due::Ack)),
+        Effects::default()
+    );
+    let late = timer("inc-svc-1", Due::Escalate { level: 1 });
+    assert_eq!(gov.on_timer(&s, &late), Effects::default());
+    let mut fx = Effects::default();
+    cancel_paging(&s, &inc, &mut fx);
+    assert_eq!(
+        fx.timers,
+        [
+            TimerChange::Cancel {
+                id: "inc-svc-1/ack".into()
+            },
+            TimerChange::Cancel {
+                id: "inc-svc-1/escalate/1".into()
+            },
+        ]
+    );
+    assert!(inbox.got.borrow().is_empty());
+}
+
+#[test]
+fn a_missed_status_update_escalates_and_sets_the_next_one() {
+    let (policy, inbox) = (policy(), Inbox::default());
+    let (mut gov, _, _) = opened(&policy, &inbox);
+    let now = T0 + Dur::from_secs(30);
+    let fx = gov.on_timer(
+        &setting(now, &policy, &inbox),
+        &timer("inc-svc-1", Due::Status),
+    );
+    assert_eq!(
+        fx.timers,
+        [TimerChange::set(
+            "inc-svc-1",
+            Due::Status,
+            now + Dur::from_secs(30)
+        )]
+    );
+    let inc = stored(&fx)[0];
+    assert_eq!(inc.next_update_by.as_deref(), Some("2026-01-01T00:01:00Z"));
+    assert!(inc.timeline.iter().any(|e| e.summary
+        == "status update missed (was due by 2026-01-01T00:00:30Z); escalated to level 1"));
+}
+
+#[test]
+fn an_overdue_step_is_marked_and_escalates_once_at_the_last_level() {
+    let (policy, inbox) = (policy(), Inbox::default());
+    let (mut gov, mut inc, _) = opened(&policy, &inbox);
+    inc.escalation_level = 1;
+    gov.store_active(&inc);
+    let now = T0 + Dur::from_secs(3600);
+    let step = timer(
+        "inc-svc-1",
+        Due::Step {
+            step: "look".into(),
+        },
+    );
+    let fx = gov.on_timer(&setting(now, &policy, &inbox), &step);
+    let inc = stored(&fx)[0];
+    assert_eq!(inc.steps[0].status, StepStatus::Overdue);
+    assert!(inc.timeline.iter().any(|e| e.summary
+        == "playbook step look is overdue (owner operator); already at the last level 1, notified again"));
+    // An overdue step is not overdue twice.
+    let again = gov.on_timer(&setting(now, &policy, &inbox), &step);
+    assert_eq!(again, Effects::default());
+}
+
+#[test]
+fn a_channel_that_refuses_is_on_the_timeline_and_not_in_the_effects() {
+    let (policy, inbox) = (policy(), Inbox::default());
+    let (_, mut inc, _) = opened(&policy, &inbox);
+    let s = setting(T0, &policy, &inbox);
+    let mut fx = Effects::default();
+    let channels = ["broken".to_string(), "chat".to_string()];
+    machine::notify(
+        &s,
+        &mut inc,
+        (&channels, "stakeholders"),
+        NotifyKind::Update,
+        Some("hi"),
+        &mut fx,
+    );
+    assert_eq!(fx.notifications.len(), 1);
+    assert_eq!(fx.notifications[0].channel, "chat");
+    assert_eq!(fx.notifications[0].facts["message"], "hi");
+    let said: Vec<&str> = inc
+        .timeline
+        .iter()
+        .rev()
+        .take(2)
+        .map(|e| e.summary.as_str())
+        .collect();
+    assert_eq!(
+        said,
+        [
+            "update notification to chat (stakeholders)",
+            "update notification to broken failed: channel \"broken\" is not configured",
+        ]
+    );
+}
