@@ -18,6 +18,8 @@ pub struct Effects {
     pub notifications: Vec<Notification>,
     pub audit: Vec<AuditRecord>,
     pub metrics: Vec<Metric>,
+    /// Content-addressed blobs (evidence bundles): address and bytes.
+    pub blobs: Vec<(String, Vec<u8>)>,
 }
 
 impl Effects {
@@ -27,6 +29,7 @@ impl Effects {
         self.notifications.extend(other.notifications);
         self.audit.extend(other.audit);
         self.metrics.extend(other.metrics);
+        self.blobs.extend(other.blobs);
     }
 }
 

@@ -4,14 +4,18 @@
 //! time and inputs in and writes what comes out.
 
 pub mod command;
+pub mod decisions;
 pub mod effects;
 pub mod machine;
 pub mod record;
+pub mod requests;
 pub mod timer;
 pub mod words;
 
+pub use decisions::{Evidence, Sealed};
 pub use command::{IncidentCommand, Person, Refusal, on_command};
 pub use effects::{AuditRecord, DocChange, Effects, Messenger, Metric, Notification};
 pub use machine::{ENGINE, Governance, ReleaseFacts, Setting};
+pub use requests::{NewRequest, vote};
 pub use timer::{Due, TimerBody, TimerChange};
 pub use words::NotifyKind;

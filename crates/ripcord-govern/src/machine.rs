@@ -9,6 +9,7 @@ use ripcord_core::policy::governance::EscalationLevel;
 use serde::Serialize;
 use serde_json::{Value, json};
 
+use crate::decisions::Evidence;
 use crate::effects::{AuditRecord, DocChange, Effects, Messenger, Metric, Notification};
 use crate::record::{EntryKind, Incident, Request, RequestState, StepState, StepStatus};
 use crate::timer::{Due, TimerBody, TimerChange};
@@ -35,7 +36,12 @@ pub struct Setting<'a> {
     pub now: Time,
     pub service: &'a str,
     pub policy: &'a Policy,
+    /// The version of the policy in force.
+    pub policy_version: i64,
     pub release: Option<&'a ReleaseFacts>,
+    /// The current release is a drill: its incidents are drills too.
+    pub drill: bool,
+    pub evidence: &'a dyn Evidence,
     /// `http://host:port`, for links in notifications.
     pub link_base: &'a str,
     pub messenger: &'a dyn Messenger,
@@ -48,6 +54,9 @@ pub struct ReleaseFacts {
     pub baseline: String,
     pub candidate: String,
     pub share: f64,
+    /// The policy version the release runs under.
+    #[serde(skip)]
+    pub policy_version: i64,
 }
 
 impl Governance {

@@ -1,17 +1,20 @@
 //! The governance machine driven directly, on fixed times: timers set when
 //! an incident opens, escalation when nobody acknowledges, a missed status
-//! update, an overdue step, and a channel that refuses a message. Each
-//! test asserts the exact effects.
+//! update, an overdue step, a channel that refuses a message, a request's
+//! quorum with separation of duties and its expiry. Each test asserts the
+//! exact effects.
 
 use std::cell::RefCell;
 
-use ripcord_core::policy::{Category, Policy, Severity, load_policy};
+use ripcord_core::policy::{Category, OnTimeout, Policy, Severity, load_policy};
 use ripcord_core::{Dur, Time};
 use ripcord_govern::machine::{self, cancel_paging, schedule};
-use ripcord_govern::record::{EntryKind, Incident, IncidentKind, StepStatus};
+use ripcord_govern::record::{
+    EntryKind, Incident, IncidentKind, Request, RequestState, StepStatus,
+};
 use ripcord_govern::{
-    DocChange, Due, Effects, Governance, Messenger, Metric, Notification, NotifyKind, Setting,
-    TimerBody, TimerChange,
+    DocChange, Due, Effects, Governance, Messenger, Metric, NewRequest, Notification, NotifyKind,
+    Person, Refusal, Setting, TimerBody, TimerChange, vote,
 };
 
 const POLICY: &str = "\
@@ -133,13 +136,13 @@ fn an_opened_incident_gets_its_deadlines_as_timers() {
             ),
         ]
     );
-    assert_eq!(inc.ack_by.as_deref(), Some("2026-01-01T00:00:02Z"));
+    assert_eq!(inc.ack_by.as_deref(), Some("2026-01-01T00:00:02.000Z"));
     assert_eq!(inc.steps[0].status, StepStatus::Pending);
     let last = inc.timeline.last().unwrap();
     assert_eq!(last.kind, EntryKind::Escalation);
     assert_eq!(
         last.summary,
-        "acknowledgement due by 2026-01-01T00:00:02Z (critical incident)"
+        "acknowledgement due by 2026-01-01T00:00:02.000Z (critical incident)"
     );
 }
 
@@ -236,9 +239,12 @@ fn a_missed_status_update_escalates_and_sets_the_next_one() {
         )]
     );
     let inc = stored(&fx)[0];
-    assert_eq!(inc.next_update_by.as_deref(), Some("2026-01-01T00:01:00Z"));
+    assert_eq!(
+        inc.next_update_by.as_deref(),
+        Some("2026-01-01T00:01:00.000Z")
+    );
     assert!(inc.timeline.iter().any(|e| e.summary
-        == "status update missed (was due by 2026-01-01T00:00:30Z); escalated to level 1"));
+        == "status update missed (was due by 2026-01-01T00:00:30.000Z); escalated to level 1"));
 }
 
 #[test]
@@ -296,4 +302,104 @@ fn a_channel_that_refuses_is_on_the_timeline_and_not_in_the_effects() {
             "update notification to broken failed: channel \"broken\" is not configured",
         ]
     );
+}
+
+fn person<'a>(name: &'a str, role: &'a str) -> Person<'a> {
+    Person {
+        name,
+        role,
+        person: name,
+    }
+}
+
+/// A rollback `ann` asked for, needing two of `sre` or `lead`, with
+/// separation of duties, open for 10 minutes; logged on incident 1.
+fn asked(gov: &mut Governance, s: &Setting, on_timeout: OnTimeout) -> (Request, Effects) {
+    let mut fx = Effects::default();
+    let mut req = gov.new_request(
+        s,
+        NewRequest {
+            action: "rollback".into(),
+            trigger: None,
+            incident: Some("inc-svc-1".into()),
+            requested_by: "ann".into(),
+            reason: Some("errors".into()),
+            roles: vec!["sre".into(), "lead".into()],
+            quorum: 2,
+            separation: true,
+            within: Dur::from_mins(10),
+            on_timeout,
+        },
+    );
+    req.requested_by_person = Some("ann".into());
+    gov.log_request(s, &req, "approval requested", &mut fx);
+    gov.requests.push(req.clone());
+    (req, fx)
+}
+
+#[test]
+fn a_request_reaches_its_quorum_only_with_two_other_people() {
+    let (policy, inbox) = (policy(), Inbox::default());
+    let (mut gov, _, _) = opened(&policy, &inbox);
+    let s = setting(T0, &policy, &inbox);
+    let (mut req, fx) = asked(&mut gov, &s, OnTimeout::Hold);
+    assert_eq!(req.id, "req-svc-1");
+    assert_eq!(
+        stored(&fx)[0].timeline.last().unwrap().summary,
+        "approval requested: rollback (0 of 2 approvals by sre or lead, deadline 2026-01-01T00:10:00.000Z)"
+    );
+    let refused = |req: &mut Request, by| vote(&s, req, by, true, None).unwrap_err();
+    assert_eq!(
+        refused(&mut req, person("ann", "sre")),
+        Refusal::Forbidden(
+            "separation of duties: ann requested this rollback and cannot approve it".into()
+        )
+    );
+    assert_eq!(
+        refused(&mut req, person("cy", "viewer")),
+        Refusal::Forbidden("approving rollback needs role sre or lead; cy has role viewer".into())
+    );
+    vote(&s, &mut req, person("bo", "sre"), true, None).unwrap();
+    assert_eq!(req.state, RequestState::Pending);
+    // Bo's second token is still Bo.
+    let second = Person {
+        name: "bo-laptop",
+        role: "lead",
+        person: "bo",
+    };
+    assert_eq!(
+        refused(&mut req, second),
+        Refusal::Conflict("bo (token bo-laptop) has already voted on request req-svc-1".into())
+    );
+    vote(&s, &mut req, person("di", "lead"), true, None).unwrap();
+    assert_eq!(req.state, RequestState::Approved);
+    assert_eq!(req.outcome.as_deref(), Some("approved by bo, di"));
+    assert_eq!(
+        refused(&mut req, person("ed", "sre")),
+        Refusal::Conflict("request req-svc-1 is already approved".into())
+    );
+}
+
+#[test]
+fn a_request_expires_when_its_window_closes() {
+    let (policy, inbox) = (policy(), Inbox::default());
+    let (mut gov, _, _) = opened(&policy, &inbox);
+    let (req, _) = asked(&mut gov, &setting(T0, &policy, &inbox), OnTimeout::Proceed);
+    let later = setting(T0 + Dur::from_mins(10), &policy, &inbox);
+    let mut fx = Effects::default();
+    let expired = gov.expire(&later, &req.id, &mut fx).unwrap();
+    assert_eq!(expired.state, RequestState::Expired);
+    assert_eq!(
+        expired.outcome.as_deref(),
+        Some("no quorum by 2026-01-01T00:10:00.000Z; the action proceeds as the policy says")
+    );
+    let [inc] = stored(&fx)[..] else {
+        panic!("the incident's timeline is stored: {:?}", fx.docs)
+    };
+    assert_eq!(
+        inc.timeline.last().unwrap().summary,
+        "expired: rollback (0 of 2 approvals by sre or lead, deadline 2026-01-01T00:10:00.000Z)"
+    );
+    assert_eq!(fx.audit[0].action, "incident.timeline");
+    assert!(fx.timers.is_empty() && fx.notifications.is_empty());
 }

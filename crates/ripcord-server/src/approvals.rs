@@ -10,11 +10,12 @@ use serde_json::{Value, json};
 
 use crate::auth::Principal;
 use crate::error::ApiError;
-use crate::govern::{self, NewRequest};
+use crate::govern;
 use crate::hub::{ENGINE, Hub, Service, State, command_name};
-use crate::incident::{EntryKind, Request, RequestState, StepStatus};
+use crate::incident::{Request, RequestState};
 use ripcord_core::policy::OnTimeout;
-use ripcord_govern::Due;
+use ripcord_govern::machine::save_request;
+use ripcord_govern::{Due, NewRequest, Person, TimerChange};
 
 /// Pending requests one principal may have on one service.
 pub const MAX_PENDING_PER_PRINCIPAL: usize = 16;
@@ -120,30 +121,31 @@ impl Hub {
                 .find(|i| i.is_active() && i.release == release)
                 .map(|i| i.id.clone())
         });
-        let mut req = govern::new_request(
-            &ctx,
-            state,
-            NewRequest {
-                action: right.action.as_str().into(),
-                trigger: None,
-                incident,
-                requested_by: principal.name.clone(),
-                reason,
-                roles: right.roles.clone(),
-                quorum: right.quorum,
-                separation: right.separation,
-                within: right.within,
-                on_timeout: right.on_timeout,
-            },
-        );
-        req.step = step.map(|(_, s)| s);
-        req.requested_by_person = Some(principal.person.clone());
+        let n = NewRequest {
+            action: right.action.as_str().into(),
+            trigger: None,
+            incident,
+            requested_by: principal.name.clone(),
+            reason,
+            roles: right.roles.clone(),
+            quorum: right.quorum,
+            separation: right.separation,
+            within: right.within,
+            on_timeout: right.on_timeout,
+        };
         let mut batch = Batch::default();
-        let deadline = now + right.within;
-        govern::set_timer(&mut batch, &service.name, &req.id, Due::Request, deadline);
-        govern::log_request(&ctx, state, &req, "approval requested", &mut batch);
-        govern::save_request(&mut batch, &req, now, &principal.name, "request.open");
-        state.gov.requests.push(req.clone());
+        let req = govern::drive_gov(&ctx, state, &mut batch, |g, s, fx| {
+            let mut req = g.new_request(s, n);
+            req.step = step.map(|(_, s)| s);
+            req.requested_by_person = Some(principal.person.clone());
+            let deadline = now + right.within;
+            fx.timers
+                .push(TimerChange::set(&req.id, Due::Request, deadline));
+            g.log_request(s, &req, "approval requested", fx);
+            save_request(fx, &req, now, &principal.name, "request.open");
+            g.requests.push(req.clone());
+            req
+        });
         let answer = json!({
             "action": command_name(&command),
             "release": state.current,
@@ -173,11 +175,19 @@ impl Hub {
             .position(|r| r.id == id)
             .ok_or_else(|| ApiError::conflict(format!("request {id} is not pending")))?;
         let mut req = state.gov.requests[index].clone();
-        let vote = govern::vote(&ctx, &mut req, principal, approve, note)?;
+        let mut batch = Batch::default();
+        let by = Person {
+            name: &principal.name,
+            role: &principal.role,
+            person: &principal.person,
+        };
+        let vote = govern::drive_gov(&ctx, state, &mut batch, |_, s, _| {
+            ripcord_govern::vote(s, &mut req, by, approve, note)
+        })
+        .map_err(govern::refusal)?;
         // The request's new state is in place before its command runs, so
         // the engine's decisions do not settle it a second time.
         state.gov.requests[index] = req.clone();
-        let mut batch = Batch::default();
         if let Some(inc) = req
             .incident
             .as_ref()
@@ -186,13 +196,10 @@ impl Hub {
             inc.approvals.push(vote.clone());
         }
         let what = if approve { "approved" } else { "rejected" };
-        govern::log_request(
-            &ctx,
-            state,
-            &req,
-            &format!("{} {what}", principal.name),
-            &mut batch,
-        );
+        let news = format!("{} {what}", principal.name);
+        govern::drive_gov(&ctx, state, &mut batch, |g, s, fx| {
+            g.log_request(s, &req, &news, fx);
+        });
         let mut answer = json!({"request": req, "vote": vote, "changed": false});
         if req.state != RequestState::Pending {
             govern::cancel_timer(&mut batch, &req.id, Due::Request);
@@ -226,29 +233,9 @@ impl Hub {
         actor: &str,
         batch: &mut Batch,
     ) {
-        let (Some(step), Some(incident)) = (&req.step, &req.incident) else {
-            return;
-        };
-        let Some(inc) = state.gov.incidents.iter_mut().find(|i| &i.id == incident) else {
-            return;
-        };
-        if let Some(s) = inc.steps.iter_mut().find(|s| &s.name == step) {
-            s.status = StepStatus::Done;
-            s.done_at = Some(ctx.now.to_rfc3339());
-            s.done_by = Some(actor.to_string());
-            s.note = req.outcome.clone();
-        }
-        let due = Due::Step { step: step.clone() };
-        govern::cancel_timer(batch, &inc.id, due);
-        inc.note(
-            ctx.now,
-            EntryKind::Playbook,
-            actor,
-            format!("step {step} done: {} ran", req.action),
-            json!({"request": req.id}),
-        );
-        let inc = inc.clone();
-        govern::save_incident(batch, &inc, ctx.now, actor, "incident.step");
+        govern::drive_gov(ctx, state, batch, |g, s, fx| {
+            g.finish_step(s, req, actor, fx);
+        });
     }
 
     /// A request whose window closed: `proceed` runs the action, `hold`
@@ -261,30 +248,12 @@ impl Hub {
     ) -> Result<Batch, ApiError> {
         let now = self.now();
         let ctx = self.ctx(&service.name, now);
-        let Some(index) = state.gov.requests.iter().position(|r| r.id == id) else {
-            return Ok(Batch::default());
-        };
-        let mut req = state.gov.requests[index].clone();
-        if req.trigger.is_some() {
-            // The engine keeps trigger windows itself.
-            return Ok(Batch::default());
-        }
-        let proceed = req.on_timeout == OnTimeout::Proceed;
-        req.state = RequestState::Expired;
-        req.outcome = Some(if proceed {
-            format!(
-                "no quorum by {}; the action proceeds as the policy says",
-                req.deadline
-            )
-        } else {
-            format!(
-                "no quorum by {}; the action is dropped as the policy says",
-                req.deadline
-            )
-        });
-        state.gov.requests[index] = req.clone();
         let mut batch = Batch::default();
-        govern::log_request(&ctx, state, &req, "expired", &mut batch);
+        let expired = govern::drive_gov(&ctx, state, &mut batch, |g, s, fx| g.expire(s, id, fx));
+        let Some(mut req) = expired else {
+            return Ok(batch);
+        };
+        let proceed = req.on_timeout == OnTimeout::Proceed;
         if proceed && let Some(command) = parse_action(&req.action) {
             let reason = req.outcome.clone();
             let extra = std::mem::take(&mut batch);

@@ -1,33 +1,27 @@
-//! Governance on the live service: incidents opened by fired triggers,
-//! their timelines, acknowledgement deadlines and escalation on durable
-//! timers, playbook steps, and approval requests with quorum and
-//! separation of duties.
-//!
-//! Everything here changes a service's [`State`] under its lock and writes
-//! the change — documents, timers, audit records, deliveries — in one
-//! [`Batch`], like the engine's own inputs. Recovery does not replay any of
-//! it: incidents, requests and timers are read back from the store.
+//! Governance on the live service: the driver of `ripcord-govern`'s
+//! machine. It reacts to the engine's decisions (opening or joining
+//! incidents, freezing evidence, mirroring a trigger's approval wait) and
+//! turns the machine's [`Effects`] into the store [`Batch`] — documents,
+//! timers, audit records, deliveries — written with the change that caused
+//! them. Recovery does not replay any of it: incidents, requests and
+//! timers are read back from the store.
 
 use ripcord_core::engine::{Command, ReleaseState};
 use ripcord_core::evidence::{FreezeInput, Redaction, freeze};
+use ripcord_core::policy::Policy;
 use ripcord_core::policy::governance::{ActionName, StepKind};
-use ripcord_core::policy::{Action, Approval, Category, OnTimeout, Policy, Severity};
-use ripcord_core::time::Dur;
-use ripcord_core::{ActionKind, Decision, DecisionKind, Time};
+use ripcord_core::{Decision, Time};
 use ripcord_govern::machine;
 use ripcord_govern::{
-    DocChange, Due, Effects, Metric, Refusal, ReleaseFacts, Setting, TimerChange as MachineTimer,
+    DocChange, Due, Effects, Evidence, Governance, Metric, Refusal, ReleaseFacts, Sealed, Setting,
+    TimerChange as MachineTimer,
 };
 use ripcord_store::{Batch, Doc, Timer, TimerChange};
-use serde_json::{Value, json};
+use serde_json::Value;
 
-use crate::auth::Principal;
 use crate::error::ApiError;
-use crate::hub::{ENGINE, ReleaseView, State, audit};
-use crate::incident::{
-    EntryKind, INCIDENT, Incident, IncidentKind, IncidentState, REQUEST, Request, RequestState,
-    TriggerFacts, Vote,
-};
+use crate::hub::{EvidenceInputs, ReleaseView, State, audit};
+use crate::incident::{INCIDENT, Incident, REQUEST, Request};
 use crate::notify::NotifyKind;
 use crate::notify_bridge::Bridge;
 
@@ -54,6 +48,7 @@ pub fn apply(service: &str, now: Time, fx: Effects, batch: &mut Batch) {
             .audit
             .push(audit(a.at, &a.actor, &a.action, &a.subject, a.detail));
     }
+    batch.blobs.extend(fx.blobs);
     for m in fx.metrics {
         match m {
             Metric::IncidentOpened { kind, severity } => {
@@ -102,27 +97,56 @@ fn store_timer(service: &str, change: MachineTimer) -> TimerChange {
     }
 }
 
+/// What the machine reads of a service's state besides its own.
+pub struct On<'a> {
+    pub policy: &'a Policy,
+    pub policy_version: i64,
+    pub current: Option<&'a ReleaseView>,
+    pub drill: bool,
+    pub evidence: &'a EvidenceInputs,
+}
+
+pub fn on(state: &State) -> On<'_> {
+    On {
+        policy: &state.policy,
+        policy_version: state.policy_version,
+        current: state.current.as_ref(),
+        drill: state.drill,
+        evidence: &state.evidence,
+    }
+}
+
 /// Runs `f` against the machine's setting for this service — its policy,
-/// current release and the notification bridge — and writes what it did
-/// into the batch.
+/// current release, the notification bridge and the evidence source — and
+/// writes what it did into the batch.
 pub fn drive<R>(
     ctx: &Ctx,
-    (policy, current): (&Policy, Option<&ReleaseView>),
+    on: On,
     batch: &mut Batch,
     f: impl FnOnce(&Setting, &mut Effects) -> R,
 ) -> R {
-    let bridge = Bridge::new(ctx.channels, policy, ctx.now);
-    let release = current.map(|c| ReleaseFacts {
+    let bridge = Bridge::new(ctx.channels, on.policy, ctx.now);
+    let bundles = Bundles {
+        service: ctx.service,
+        policy: on.policy,
+        inputs: on.evidence,
+        current: on.current,
+    };
+    let release = on.current.map(|c| ReleaseFacts {
         id: c.id.clone(),
         baseline: c.baseline.clone(),
         candidate: c.candidate.clone(),
         share: c.share,
+        policy_version: c.policy_version,
     });
     let setting = Setting {
         now: ctx.now,
         service: ctx.service,
-        policy,
+        policy: on.policy,
+        policy_version: on.policy_version,
         release: release.as_ref(),
+        drill: on.drill,
+        evidence: &bundles,
         link_base: ctx.link_base,
         messenger: &bridge,
     };
@@ -133,9 +157,30 @@ pub fn drive<R>(
     answer
 }
 
-pub fn set_timer(batch: &mut Batch, service: &str, subject: &str, due: Due, at: Time) {
-    let change = MachineTimer::set(subject, due, at);
-    batch.timers.push(store_timer(service, change));
+/// Like [`drive`], with the service's governance state.
+pub fn drive_gov<R>(
+    ctx: &Ctx,
+    state: &mut State,
+    batch: &mut Batch,
+    f: impl FnOnce(&mut Governance, &Setting, &mut Effects) -> R,
+) -> R {
+    let State {
+        policy,
+        policy_version,
+        current,
+        drill,
+        evidence,
+        gov,
+        ..
+    } = state;
+    let on = On {
+        policy,
+        policy_version: *policy_version,
+        current: current.as_ref(),
+        drill: *drill,
+        evidence,
+    };
+    drive(ctx, on, batch, |s, fx| f(gov, s, fx))
 }
 
 pub fn cancel_timer(batch: &mut Batch, subject: &str, due: Due) {
@@ -165,222 +210,61 @@ pub fn save_request(batch: &mut Batch, req: &Request, at: Time, actor: &str, act
     apply(&req.service, at, fx, batch);
 }
 
-fn action_word(action: &Action) -> &'static str {
-    match action {
-        Action::Notify => "notify",
-        Action::Pause => "pause",
-        Action::PauseAndInvestigate => "pause_and_investigate",
-        Action::Rollback { .. } => "rollback",
-    }
-}
-
-/// The evidence records of a decision's record (its stored line, parsed).
-fn evidence_of(record: &Value) -> Vec<Value> {
-    record["explanation"]["evidence"]
-        .as_array()
-        .cloned()
-        .unwrap_or_default()
-}
-
 /// Reacts to the engine's decisions for one live input.
 /// `decisions` comes with each decision's record (its stored line,
 /// parsed), which the timeline keeps.
 pub fn on_decisions(
     ctx: &Ctx,
     state: &mut State,
-    (decisions, records): (&[Decision], &[Value]),
+    decided: (&[Decision], &[Value]),
     actor: &str,
     batch: &mut Batch,
 ) {
-    for (d, record) in decisions.iter().zip(records) {
-        match d.kind {
-            DecisionKind::TriggerFired => open_or_join(ctx, state, d, record, batch),
-            DecisionKind::ApprovalRequested => trigger_request(ctx, state, d, batch),
-            DecisionKind::CriterionBreached
-            | DecisionKind::CriterionNoData
-            | DecisionKind::CriterionCleared => log_decision(ctx, state, d, record, batch),
-            DecisionKind::Action => on_action(ctx, state, (d, record), actor, batch),
-        }
+    let waiting = state
+        .engine
+        .as_ref()
+        .and_then(|e| e.status())
+        .is_some_and(|s| matches!(s.state, ReleaseState::AwaitingApproval { .. }));
+    drive_gov(ctx, state, batch, |g, s, fx| {
+        fx.extend(g.on_decisions(s, decided, actor, waiting));
+    });
+}
+
+/// The current release's evidence bundle, frozen from the raw material the
+/// hub keeps for it.
+struct Bundles<'a> {
+    service: &'a str,
+    policy: &'a Policy,
+    inputs: &'a EvidenceInputs,
+    current: Option<&'a ReleaseView>,
+}
+
+impl Evidence for Bundles<'_> {
+    fn freeze(&self, policy_version: i64, at: Time) -> Option<Sealed> {
+        let sample = self.inputs.sample.as_ref()?;
+        let rules = &self.policy.governance.evidence;
+        let redaction = Redaction {
+            drop: rules.drop.clone(),
+            hash: rules.hash.clone(),
+        };
+        let frozen = freeze(FreezeInput {
+            service: self.service,
+            policy_version,
+            policy_yaml: &self.inputs.policy_yaml,
+            release: serde_json::to_value(self.current).unwrap_or(Value::Null),
+            provenance: self.inputs.provenance.clone(),
+            decisions: self.inputs.decisions.clone(),
+            sample,
+            redaction: &redaction,
+            frozen_at: at,
+        });
+        Some(Sealed {
+            events: frozen.bundle.events.len(),
+            decisions: self.inputs.decisions.len(),
+            address: frozen.address,
+            bytes: frozen.bytes,
+        })
     }
-    settle_trigger_requests(ctx, state, decisions, batch);
-}
-
-/// The active real incident of the current release.
-fn current_incident(state: &mut State) -> Option<&mut Incident> {
-    let release = state.current.as_ref().map(|c| c.id.clone())?;
-    state.gov.incidents.iter_mut().find(|i| {
-        i.is_active() && i.kind == IncidentKind::Real && i.release.as_deref() == Some(&release)
-    })
-}
-
-fn log_decision(ctx: &Ctx, state: &mut State, d: &Decision, record: &Value, batch: &mut Batch) {
-    let Some(inc) = current_incident(state) else {
-        return;
-    };
-    let summary = d.explanation.summary.clone();
-    inc.note(d.at, EntryKind::Signal, ENGINE, summary, record.clone());
-    let inc = inc.clone();
-    save_incident(batch, &inc, ctx.now, ENGINE, "incident.timeline");
-}
-
-fn open_or_join(ctx: &Ctx, state: &mut State, d: &Decision, record: &Value, batch: &mut Batch) {
-    let trigger_name = d.trigger.clone().unwrap_or_default();
-    if let Some(inc) = current_incident(state) {
-        if !inc.triggers.contains(&trigger_name) {
-            inc.triggers.push(trigger_name.clone());
-        }
-        // A more severe trigger raises the incident's severity.
-        if let Some(s) = d.severity
-            && s > inc.severity
-        {
-            inc.severity = s;
-        }
-        inc.note(
-            d.at,
-            EntryKind::Signal,
-            ENGINE,
-            d.explanation.summary.clone(),
-            record.clone(),
-        );
-        let inc = inc.clone();
-        save_incident(batch, &inc, ctx.now, ENGINE, "incident.join");
-        return;
-    }
-    let mut inc = new_incident(ctx, state, (d, record), &trigger_name);
-    freeze_evidence(ctx, state, &mut inc, batch);
-    schedule(ctx, state, &mut inc, batch);
-    notify_level(ctx, state, &mut inc, 0, NotifyKind::Open, batch);
-    state.gov.incidents.push(inc.clone());
-    crate::metrics::incident_opened(inc.kind.as_str(), inc.severity.as_str());
-    save_incident(batch, &inc, ctx.now, ENGINE, "incident.open");
-}
-
-/// The id of the service's next incident (`inc-<service>-<n>`).
-pub fn next_incident_id(state: &mut State, service: &str) -> String {
-    state.gov.next_incident_id(service)
-}
-
-fn new_incident(
-    ctx: &Ctx,
-    state: &mut State,
-    (d, record): (&Decision, &Value),
-    trigger_name: &str,
-) -> Incident {
-    let id = next_incident_id(state, ctx.service);
-    let policy = &state.policy;
-    let trigger = policy.triggers.iter().find(|t| t.name == trigger_name);
-    let signals = evidence_of(record);
-    let mut categories: Vec<Category> = signals
-        .iter()
-        .filter_map(|e| e["signal"].as_str())
-        .filter_map(|s| policy.signals.iter().find(|x| x.name == s))
-        .map(|s| s.category)
-        .collect();
-    // By name, as the stored documents have always listed them.
-    categories.sort_by_key(|c| c.as_str());
-    categories.dedup();
-    let severity = d.severity.unwrap_or(Severity::Major);
-    let release = state.current.as_ref();
-    let mut inc = Incident {
-        kind: if state.drill {
-            IncidentKind::Drill
-        } else {
-            IncidentKind::Real
-        },
-        release: release.map(|r| r.id.clone()),
-        policy_version: release.map_or(state.policy_version, |r| r.policy_version),
-        severity,
-        title: format!("{trigger_name} ({}) on {}", severity.as_str(), ctx.service),
-        trigger: trigger.map(|t| TriggerFacts {
-            name: t.name.clone(),
-            severity: t.severity,
-            action: action_word(&t.action).into(),
-        }),
-        triggers: vec![trigger_name.to_string()],
-        categories,
-        signals,
-        detected_at: d.at.to_rfc3339(),
-        ..Incident::opened(id, ctx.service, ctx.now)
-    };
-    inc.note(
-        d.at,
-        EntryKind::Signal,
-        ENGINE,
-        d.explanation.summary.clone(),
-        record.clone(),
-    );
-    inc.note(
-        ctx.now,
-        EntryKind::State,
-        ENGINE,
-        format!("incident opened ({})", inc.kind),
-        Value::Null,
-    );
-    inc
-}
-
-/// Freezes the incident's evidence bundle — policy, release, provenance,
-/// decisions, window statistics and the redacted event sample — as a
-/// content-addressed blob in the same batch, and records its address.
-pub fn freeze_evidence(ctx: &Ctx, state: &State, inc: &mut Incident, batch: &mut Batch) {
-    let Some(sample) = state.evidence.sample.as_ref() else {
-        return;
-    };
-    let rules = &state.policy.governance.evidence;
-    let redaction = Redaction {
-        drop: rules.drop.clone(),
-        hash: rules.hash.clone(),
-    };
-    let frozen = freeze(FreezeInput {
-        service: ctx.service,
-        policy_version: inc.policy_version,
-        policy_yaml: &state.evidence.policy_yaml,
-        release: serde_json::to_value(&state.current).unwrap_or(Value::Null),
-        provenance: state.evidence.provenance.clone(),
-        decisions: state.evidence.decisions.clone(),
-        sample,
-        redaction: &redaction,
-        frozen_at: ctx.now,
-    });
-    let detail = json!({
-        "address": frozen.address,
-        "events": frozen.bundle.events.len(),
-        "decisions": state.evidence.decisions.len(),
-    });
-    inc.note(
-        ctx.now,
-        EntryKind::Evidence,
-        ENGINE,
-        format!("evidence bundle frozen: sha256:{}", frozen.address),
-        detail.clone(),
-    );
-    inc.evidence = Some(frozen.address.clone());
-    batch
-        .audit
-        .push(audit(ctx.now, ENGINE, "evidence.freeze", &inc.id, detail));
-    batch.blobs.push((frozen.address, frozen.bytes));
-}
-
-/// The acknowledgement deadline, the escalation levels, the status-update
-/// timer and the playbook steps of a new incident.
-pub fn schedule(ctx: &Ctx, state: &State, inc: &mut Incident, batch: &mut Batch) {
-    let on = (&state.policy, state.current.as_ref());
-    drive(ctx, on, batch, |s, fx| machine::schedule(s, inc, fx));
-}
-
-/// Notifies one escalation level's channels.
-pub fn notify_level(
-    ctx: &Ctx,
-    state: &State,
-    inc: &mut Incident,
-    level: u32,
-    event: NotifyKind,
-    batch: &mut Batch,
-) {
-    let on = (&state.policy, state.current.as_ref());
-    drive(ctx, on, batch, |s, fx| {
-        machine::notify_level(s, inc, level, event, fx);
-    });
 }
 
 /// Renders `template` with the incident's facts for each channel and
@@ -394,246 +278,9 @@ pub fn notify(
     message: Option<&str>,
     batch: &mut Batch,
 ) {
-    let on = (&state.policy, state.current.as_ref());
-    drive(ctx, on, batch, |s, fx| {
+    drive(ctx, on(state), batch, |s, fx| {
         machine::notify(s, inc, route, event, message, fx);
     });
-}
-
-/// Stops the paging of an incident.
-pub fn cancel_paging(ctx: &Ctx, state: &State, inc: &Incident, batch: &mut Batch) {
-    let on = (&state.policy, state.current.as_ref());
-    drive(ctx, on, batch, |s, fx| machine::cancel_paging(s, inc, fx));
-}
-
-/// A resolved incident has no timers left.
-pub fn close_timers(ctx: &Ctx, state: &State, inc: &Incident, batch: &mut Batch) {
-    let on = (&state.policy, state.current.as_ref());
-    drive(ctx, on, batch, |s, fx| machine::close_timers(s, inc, fx));
-}
-
-fn on_action(
-    ctx: &Ctx,
-    state: &mut State,
-    (d, record): (&Decision, &Value),
-    actor: &str,
-    batch: &mut Batch,
-) {
-    let summary = d.explanation.summary.clone();
-    let complete = d.action == Some(ActionKind::RollbackComplete);
-    let rolled_back = matches!(
-        d.action,
-        Some(ActionKind::RollbackStage | ActionKind::RollbackComplete)
-    );
-    if rolled_back && d.trigger.is_some() {
-        supersede_requests(ctx, state, "rollback", &summary, batch);
-    }
-    let Some(inc) = current_incident(state) else {
-        return;
-    };
-    let who = if d.trigger.is_some() { ENGINE } else { actor };
-    inc.note(d.at, EntryKind::Action, who, summary, record.clone());
-    if complete && inc.state == IncidentState::Open {
-        let _ = inc.transition(
-            IncidentState::Mitigated,
-            d.at,
-            who,
-            "the rollback is complete",
-        );
-    }
-    let inc = inc.clone();
-    save_incident(batch, &inc, ctx.now, who, "incident.timeline");
-}
-
-/// A trigger's approval request: the engine froze the rollout until
-/// enough approvers agree or the window ends.
-fn trigger_request(ctx: &Ctx, state: &mut State, d: &Decision, batch: &mut Batch) {
-    let Some(trigger) = d
-        .trigger
-        .as_ref()
-        .and_then(|t| state.policy.triggers.iter().find(|x| &x.name == t))
-        .cloned()
-    else {
-        return;
-    };
-    let Approval::Role {
-        role,
-        within,
-        on_timeout,
-        quorum,
-    } = &trigger.approval
-    else {
-        return;
-    };
-    let action = action_word(&trigger.action).to_string();
-    let incident = current_incident(state).map(|i| i.id.clone());
-    let req = new_request(
-        ctx,
-        state,
-        NewRequest {
-            action,
-            trigger: Some(trigger.name.clone()),
-            incident,
-            requested_by: ENGINE.into(),
-            reason: Some(d.explanation.summary.clone()),
-            roles: vec![role.clone()],
-            quorum: *quorum,
-            separation: true,
-            within: *within,
-            on_timeout: *on_timeout,
-        },
-    );
-    // The engine keeps the window itself; the request mirrors it.
-    log_request(ctx, state, &req, "approval requested", batch);
-    state.gov.requests.push(req.clone());
-    save_request(batch, &req, ctx.now, ENGINE, "request.open");
-}
-
-pub struct NewRequest {
-    pub action: String,
-    pub trigger: Option<String>,
-    pub incident: Option<String>,
-    pub requested_by: String,
-    pub reason: Option<String>,
-    pub roles: Vec<String>,
-    pub quorum: u32,
-    pub separation: bool,
-    pub within: Dur,
-    pub on_timeout: OnTimeout,
-}
-
-pub fn new_request(ctx: &Ctx, state: &mut State, n: NewRequest) -> Request {
-    state.gov.requests_made += 1;
-    Request {
-        id: format!("req-{}-{}", ctx.service, state.gov.requests_made),
-        service: ctx.service.to_string(),
-        release: state
-            .current
-            .as_ref()
-            .map_or(String::new(), |c| c.id.clone()),
-        action: n.action,
-        trigger: n.trigger,
-        incident: n.incident,
-        requested_by: n.requested_by,
-        requested_by_person: None,
-        requested_at: ctx.now.to_rfc3339(),
-        reason: n.reason,
-        roles: n.roles,
-        quorum: n.quorum.max(1),
-        separation: n.separation,
-        deadline: (ctx.now + n.within).to_rfc3339(),
-        on_timeout: n.on_timeout,
-        state: RequestState::Pending,
-        outcome: None,
-        votes: Vec::new(),
-        step: None,
-    }
-}
-
-/// Notes a request's news on its incident's timeline.
-pub fn log_request(ctx: &Ctx, state: &mut State, req: &Request, what: &str, batch: &mut Batch) {
-    let Some(inc) = req
-        .incident
-        .as_ref()
-        .and_then(|id| state.gov.incidents.iter_mut().find(|i| &i.id == id))
-    else {
-        return;
-    };
-    inc.note(
-        ctx.now,
-        EntryKind::Approval,
-        &req.requested_by,
-        format!(
-            "{what}: {} ({} of {} approvals by {}, deadline {})",
-            req.action,
-            req.approvals(),
-            req.quorum,
-            req.roles.join(" or "),
-            req.deadline
-        ),
-        json!({"request": req.id, "state": req.state}),
-    );
-    let inc = inc.clone();
-    save_incident(batch, &inc, ctx.now, ENGINE, "incident.timeline");
-}
-
-/// Trigger requests end when the engine leaves its approval wait: by our
-/// own approve/reject, by a critical trigger overriding the wait, or by the
-/// window running out.
-fn settle_trigger_requests(
-    ctx: &Ctx,
-    state: &mut State,
-    decisions: &[Decision],
-    batch: &mut Batch,
-) {
-    let waiting = state
-        .engine
-        .as_ref()
-        .and_then(|e| e.status())
-        .is_some_and(|s| matches!(s.state, ReleaseState::AwaitingApproval { .. }));
-    if waiting {
-        return;
-    }
-    let override_note = decisions
-        .iter()
-        .find(|d| {
-            d.explanation
-                .summary
-                .contains("overrides the pending approval")
-        })
-        .map(|d| d.explanation.summary.clone());
-    let timed_out = decisions
-        .iter()
-        .find(|d| d.explanation.summary.contains("no approval by"))
-        .map(|d| d.explanation.summary.clone());
-    let mut settled = Vec::new();
-    for req in state
-        .gov
-        .requests
-        .iter_mut()
-        .filter(|r| r.trigger.is_some() && r.state == RequestState::Pending)
-    {
-        let (to, why) = match (&override_note, &timed_out) {
-            (Some(n), _) => (RequestState::Superseded, n.clone()),
-            (None, Some(n)) => (RequestState::Expired, n.clone()),
-            (None, None) => (RequestState::Superseded, "the release moved on".to_string()),
-        };
-        req.state = to;
-        req.outcome = Some(why);
-        settled.push(req.clone());
-    }
-    for req in settled {
-        log_request(ctx, state, &req, req.state.as_str(), batch);
-        save_request(batch, &req, ctx.now, ENGINE, "request.settle");
-    }
-    state
-        .gov
-        .requests
-        .retain(|r| r.state == RequestState::Pending);
-}
-
-/// A critical trigger's rollback supersedes people's pending requests for
-/// the same release, and the record says so.
-fn supersede_requests(ctx: &Ctx, state: &mut State, action: &str, why: &str, batch: &mut Batch) {
-    let mut settled = Vec::new();
-    for req in
-        state.gov.requests.iter_mut().filter(|r| {
-            r.trigger.is_none() && r.state == RequestState::Pending && r.action == action
-        })
-    {
-        req.state = RequestState::Superseded;
-        req.outcome = Some(format!("overridden while waiting for approval: {why}"));
-        cancel_timer(batch, &req.id, Due::Request);
-        settled.push(req.clone());
-    }
-    for req in settled {
-        log_request(ctx, state, &req, "superseded", batch);
-        save_request(batch, &req, ctx.now, ENGINE, "request.settle");
-    }
-    state
-        .gov
-        .requests
-        .retain(|r| r.state == RequestState::Pending);
 }
 
 pub fn command_of(action: ActionName) -> Command {
@@ -644,50 +291,6 @@ pub fn command_of(action: ActionName) -> Command {
         ActionName::Pause => Command::Pause,
         ActionName::Resume => Command::Resume,
     }
-}
-
-/// Records a vote. Returns whether the request is now decided.
-pub fn vote(
-    ctx: &Ctx,
-    req: &mut Request,
-    by: &Principal,
-    approve: bool,
-    note: Option<String>,
-) -> Result<Vote, ApiError> {
-    let (role, person) = (by.role.as_str(), by.person.as_str());
-    let by = by.name.as_str();
-    if let Some(why) = req.refuses(by, person, role) {
-        return Err(if why.contains("already") {
-            ApiError::conflict(why)
-        } else {
-            ApiError::forbidden(why)
-        });
-    }
-    let v = Vote {
-        request: req.id.clone(),
-        action: req.action.clone(),
-        by: by.into(),
-        person: Some(person.into()),
-        role: role.into(),
-        approve,
-        at: ctx.now.to_rfc3339(),
-        note,
-    };
-    req.votes.push(v.clone());
-    if !approve {
-        req.state = RequestState::Rejected;
-        req.outcome = Some(format!("rejected by {by}"));
-    } else if req.approvals() >= req.quorum as usize {
-        req.state = RequestState::Approved;
-        let names: Vec<&str> = req
-            .votes
-            .iter()
-            .filter(|v| v.approve)
-            .map(|v| v.by.as_str())
-            .collect();
-        req.outcome = Some(format!("approved by {}", names.join(", ")));
-    }
-    Ok(v)
 }
 
 /// The policy a new incident's step kind refers to, by step name.

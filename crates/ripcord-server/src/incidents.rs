@@ -143,8 +143,9 @@ impl Hub {
             role: &p.role,
             person: &p.person,
         };
-        let on = (&state.policy, state.current.as_ref());
-        govern::drive(&ctx, on, batch, |s, fx| on_command(s, inc, command, by, fx))
+        govern::drive(&ctx, govern::on(state), batch, |s, fx| {
+            on_command(s, inc, command, by, fx)
+        })
             .map_err(govern::refusal)
     }
 
@@ -168,31 +169,18 @@ impl Hub {
             )));
         };
         let mut state = service.state.lock().await;
-        let now = self.now();
-        let ctx = self.ctx(&service.name, now);
-        let id = govern::next_incident_id(&mut state, &service.name);
-        let mut inc = Incident {
-            kind,
-            release: state.current.as_ref().map(|c| c.id.clone()),
-            policy_version: state.policy_version,
-            severity: sev,
-            title,
-            ..Incident::opened(id, &service.name, now)
+        let ctx = self.ctx(&service.name, self.now());
+        let by = Person {
+            name: &principal.name,
+            role: &principal.role,
+            person: &principal.person,
         };
-        inc.note(
-            now,
-            EntryKind::State,
-            &principal.name,
-            format!("incident declared ({kind}) by {}", principal.name),
-            Value::Null,
-        );
         let mut batch = Batch::default();
-        govern::freeze_evidence(&ctx, &state, &mut inc, &mut batch);
-        govern::schedule(&ctx, &state, &mut inc, &mut batch);
-        govern::notify_level(&ctx, &state, &mut inc, 0, NotifyKind::Open, &mut batch);
-        state.gov.incidents.push(inc.clone());
-        crate::metrics::incident_opened(inc.kind.as_str(), inc.severity.as_str());
-        govern::save_incident(&mut batch, &inc, now, &principal.name, "incident.declare");
+        let inc = govern::drive_gov(&ctx, &mut state, &mut batch, |g, s, fx| {
+            let (inc, done) = g.declare(s, (kind, sev, title), by);
+            fx.extend(done);
+            inc
+        });
         let durable = self.writer.submit(batch).await;
         Ok((inc, durable))
     }
@@ -235,14 +223,9 @@ impl Hub {
             return;
         }
         let ctx = self.ctx(&service.name, self.now());
-        let State {
-            policy,
-            current,
-            gov,
-            ..
-        } = state;
-        let on = (&*policy, current.as_ref());
-        govern::drive(&ctx, on, batch, |s, fx| fx.extend(gov.on_timer(s, &timer)));
+        govern::drive_gov(&ctx, state, batch, |g, s, fx| {
+            fx.extend(g.on_timer(s, &timer));
+        });
     }
 
     #[allow(clippy::too_many_arguments)]
