@@ -138,7 +138,12 @@ impl Governance {
         save_incident(fx, &inc, s.now, ENGINE, "incident.open");
     }
 
-    fn new_incident(&mut self, s: &Setting, (d, record): (&Decision, &Value), name: &str) -> Incident {
+    fn new_incident(
+        &mut self,
+        s: &Setting,
+        (d, record): (&Decision, &Value),
+        name: &str,
+    ) -> Incident {
         let id = self.next_incident_id(s.service);
         let trigger = s.policy.triggers.iter().find(|t| t.name == name);
         let signals = evidence_of(record);

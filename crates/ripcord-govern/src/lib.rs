@@ -12,8 +12,8 @@ pub mod requests;
 pub mod timer;
 pub mod words;
 
-pub use decisions::{Evidence, Sealed};
 pub use command::{IncidentCommand, Person, Refusal, on_command};
+pub use decisions::{Evidence, Sealed};
 pub use effects::{AuditRecord, DocChange, Effects, Messenger, Metric, Notification};
 pub use machine::{ENGINE, Governance, ReleaseFacts, Setting};
 pub use requests::{NewRequest, vote};

@@ -7,15 +7,17 @@
 use std::cell::RefCell;
 
 use ripcord_core::policy::{Category, OnTimeout, Policy, Severity, load_policy};
+use ripcord_core::{Decision, DecisionKind, Explanation};
 use ripcord_core::{Dur, Time};
 use ripcord_govern::machine::{self, cancel_paging, schedule};
 use ripcord_govern::record::{
     EntryKind, Incident, IncidentKind, Request, RequestState, StepStatus,
 };
 use ripcord_govern::{
-    DocChange, Due, Effects, Governance, Messenger, Metric, NewRequest, Notification, NotifyKind,
-    Person, Refusal, Setting, TimerBody, TimerChange, vote,
+    DocChange, Due, Effects, Evidence, Governance, Messenger, Metric, NewRequest, Notification,
+    NotifyKind, Person, Refusal, ReleaseFacts, Sealed, Setting, TimerBody, TimerChange, vote,
 };
+use serde_json::json;
 
 const POLICY: &str = "\
 service: svc
@@ -67,12 +69,37 @@ impl Messenger for Inbox {
     }
 }
 
+/// Every bundle has the same address.
+struct Frozen;
+
+impl Evidence for Frozen {
+    fn freeze(&self, _: i64, _: Time) -> Option<Sealed> {
+        Some(Sealed {
+            address: "ab12".into(),
+            bytes: b"bundle".to_vec(),
+            events: 3,
+            decisions: 1,
+        })
+    }
+}
+
+const RELEASE: ReleaseFacts = ReleaseFacts {
+    id: String::new(),
+    baseline: String::new(),
+    candidate: String::new(),
+    share: 0.5,
+    policy_version: 7,
+};
+
 fn setting<'a>(now: Time, policy: &'a Policy, inbox: &'a Inbox) -> Setting<'a> {
     Setting {
         now,
         service: "svc",
         policy,
+        policy_version: 7,
         release: None,
+        drill: false,
+        evidence: &Frozen,
         link_base: "http://ripcord",
         messenger: inbox,
     }
@@ -402,4 +429,76 @@ fn a_request_expires_when_its_window_closes() {
     );
     assert_eq!(fx.audit[0].action, "incident.timeline");
     assert!(fx.timers.is_empty() && fx.notifications.is_empty());
+}
+
+#[test]
+fn a_fired_trigger_opens_an_incident_that_pages_level_zero() {
+    let (policy, inbox) = (policy(), Inbox::default());
+    let release = ReleaseFacts {
+        id: "svc-1".into(),
+        baseline: "v1".into(),
+        candidate: "v2".into(),
+        ..RELEASE
+    };
+    let s = Setting {
+        release: Some(&release),
+        ..setting(T0, &policy, &inbox)
+    };
+    let fired = Decision {
+        at: T0,
+        kind: DecisionKind::TriggerFired,
+        service: "svc".into(),
+        release: "svc:v1->v2#1".into(),
+        criterion: None,
+        trigger: Some("safety".into()),
+        severity: Some(Severity::Critical),
+        action: None,
+        share: None,
+        idempotency_key: None,
+        explanation: Explanation {
+            summary: "trigger safety fired".into(),
+            evidence: Vec::new(),
+        },
+    };
+    let record = json!({"explanation": {"evidence": [{"signal": "moderation_fail"}]}});
+    let mut gov = Governance::default();
+    let fx = gov.on_decisions(&s, (&[fired], &[record]), "engine", false);
+    let [inc] = stored(&fx)[..] else {
+        panic!("one incident stored: {:?}", fx.docs)
+    };
+    assert_eq!(inc.id, "inc-svc-1");
+    assert_eq!(inc.title, "safety (critical) on svc");
+    assert_eq!(inc.release.as_deref(), Some("svc-1"));
+    assert_eq!(inc.policy_version, 7);
+    assert_eq!(inc.categories, [Category::Safety]);
+    assert_eq!(inc.evidence.as_deref(), Some("ab12"));
+    assert_eq!(fx.blobs, [("ab12".to_string(), b"bundle".to_vec())]);
+    let actions: Vec<&str> = fx.audit.iter().map(|a| a.action.as_str()).collect();
+    assert_eq!(actions, ["evidence.freeze", "incident.open"]);
+    assert_eq!(
+        *inbox.got.borrow(),
+        [("chat".to_string(), NotifyKind::Open)]
+    );
+    assert_eq!(fx.notifications[0].facts["release"]["candidate"], "v2");
+    assert_eq!(fx.timers.len(), 4);
+    assert_eq!(
+        fx.metrics,
+        [Metric::IncidentOpened {
+            kind: IncidentKind::Real,
+            severity: Severity::Critical
+        }]
+    );
+    let kinds: Vec<EntryKind> = inc.timeline.iter().map(|e| e.kind).collect();
+    assert_eq!(
+        kinds,
+        [
+            EntryKind::Signal,
+            EntryKind::State,
+            EntryKind::Evidence,
+            EntryKind::Playbook,
+            EntryKind::Escalation,
+            EntryKind::Notification,
+        ]
+    );
+    assert_eq!(gov.incidents.len(), 1);
 }

@@ -146,7 +146,7 @@ impl Hub {
         govern::drive(&ctx, govern::on(state), batch, |s, fx| {
             on_command(s, inc, command, by, fx)
         })
-            .map_err(govern::refusal)
+        .map_err(govern::refusal)
     }
 
     /// Opens an incident by hand: a drill, or a real one people declare.
