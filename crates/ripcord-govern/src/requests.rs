@@ -4,7 +4,9 @@
 //! expired when their window closes.
 
 use ripcord_core::Decision;
+use ripcord_core::engine::Command;
 use ripcord_core::policy::OnTimeout;
+use ripcord_core::policy::governance::ActionName;
 use ripcord_core::time::Dur;
 use serde_json::json;
 
@@ -238,4 +240,30 @@ pub fn vote(
         req.outcome = Some(format!("approved by {}", names.join(", ")));
     }
     Ok(v)
+}
+
+/// What a decided request feeds the engine: a trigger's approval or
+/// rejection, or a person's approved action.
+pub fn command_for_engine(req: &Request) -> Option<Command> {
+    match (req.trigger.is_some(), req.state) {
+        (true, RequestState::Approved) => Some(Command::Approve),
+        (true, RequestState::Rejected) => Some(Command::Reject),
+        (false, RequestState::Approved) => action_command(&req.action),
+        _ => None,
+    }
+}
+
+/// The engine command of a request's action, by its name.
+pub fn action_command(name: &str) -> Option<Command> {
+    ActionName::parse(name).map(command_of)
+}
+
+pub fn command_of(action: ActionName) -> Command {
+    match action {
+        ActionName::Promote => Command::Promote,
+        ActionName::Rollback => Command::Rollback,
+        ActionName::ReRelease => Command::ReRelease,
+        ActionName::Pause => Command::Pause,
+        ActionName::Resume => Command::Resume,
+    }
 }

@@ -15,6 +15,7 @@ use crate::hub::{ENGINE, Hub, Service, State, command_name};
 use crate::incident::{Request, RequestState};
 use ripcord_core::policy::OnTimeout;
 use ripcord_govern::machine::save_request;
+use ripcord_govern::requests::{action_command, command_for_engine};
 use ripcord_govern::{Due, NewRequest, Person, TimerChange};
 
 /// Pending requests one principal may have on one service.
@@ -203,7 +204,7 @@ impl Hub {
         let mut answer = json!({"request": req, "vote": vote, "changed": false});
         if req.state != RequestState::Pending {
             govern::cancel_timer(&mut batch, &req.id, Due::Request);
-            if let Some(command) = outcome_command(&req) {
+            if let Some(command) = command_for_engine(&req) {
                 let actor = &principal.name;
                 let reason = req.outcome.clone();
                 let extra = std::mem::take(&mut batch);
@@ -254,7 +255,7 @@ impl Hub {
             return Ok(batch);
         };
         let proceed = req.on_timeout == OnTimeout::Proceed;
-        if proceed && let Some(command) = parse_action(&req.action) {
+        if proceed && let Some(command) = action_command(&req.action) {
             let reason = req.outcome.clone();
             let extra = std::mem::take(&mut batch);
             match self.apply_command(service, state, command, reason, ENGINE, extra) {
@@ -274,19 +275,5 @@ impl Hub {
             .requests
             .retain(|r| r.state == RequestState::Pending);
         Ok(batch)
-    }
-}
-
-fn parse_action(name: &str) -> Option<Command> {
-    ActionName::parse(name).map(govern::command_of)
-}
-
-/// What a decided request feeds the engine.
-fn outcome_command(req: &Request) -> Option<Command> {
-    match (req.trigger.is_some(), req.state) {
-        (true, RequestState::Approved) => Some(Command::Approve),
-        (true, RequestState::Rejected) => Some(Command::Reject),
-        (false, RequestState::Approved) => parse_action(&req.action),
-        _ => None,
     }
 }

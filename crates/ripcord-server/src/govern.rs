@@ -6,10 +6,10 @@
 //! them. Recovery does not replay any of it: incidents, requests and
 //! timers are read back from the store.
 
-use ripcord_core::engine::{Command, ReleaseState};
+use ripcord_core::engine::ReleaseState;
 use ripcord_core::evidence::{FreezeInput, Redaction, freeze};
 use ripcord_core::policy::Policy;
-use ripcord_core::policy::governance::{ActionName, StepKind};
+use ripcord_core::policy::governance::StepKind;
 use ripcord_core::{Decision, Time};
 use ripcord_govern::machine;
 use ripcord_govern::{
@@ -281,16 +281,6 @@ pub fn notify(
     drive(ctx, on(state), batch, |s, fx| {
         machine::notify(s, inc, route, event, message, fx);
     });
-}
-
-pub fn command_of(action: ActionName) -> Command {
-    match action {
-        ActionName::Promote => Command::Promote,
-        ActionName::Rollback => Command::Rollback,
-        ActionName::ReRelease => Command::ReRelease,
-        ActionName::Pause => Command::Pause,
-        ActionName::Resume => Command::Resume,
-    }
 }
 
 /// The policy a new incident's step kind refers to, by step name.

@@ -266,7 +266,7 @@ impl Hub {
         let (status, result) = match kind {
             StepKind::Manual => (StepStatus::Done, Value::Null),
             StepKind::Action { action } => {
-                let command = govern::command_of(action);
+                let command = ripcord_govern::requests::command_of(action);
                 let asked = Some((inc.id.clone(), name.to_string()));
                 let (answer, b) = self.act(service, state, command, note.clone(), p, asked)?;
                 merge(batch, b);
