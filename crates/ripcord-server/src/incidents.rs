@@ -1,7 +1,9 @@
-//! People's side of incidents on the live service: acknowledge, post a
-//! status update, mitigate, resolve, review, run playbook steps, declare an
-//! incident or a drill — and the timer worker that escalates what nobody
-//! answered in time.
+//! People's side of incidents on the live service: each command is loaded,
+//! checked against the principal's services and handed to the governance
+//! machine (`ripcord_govern::on_command`, `Governance::declare`); playbook
+//! steps run here, since their checks read the store and their actions go
+//! through the engine. Also the timer worker, which hands due timers to the
+//! machine.
 
 use std::sync::Arc;
 
