@@ -10,9 +10,13 @@ use serde_json::{Value, json};
 
 use crate::auth::Principal;
 use crate::error::ApiError;
-use crate::govern::{self, Due, NewRequest};
+use crate::govern;
 use crate::hub::{ENGINE, Hub, Service, State, command_name};
-use crate::incident::Request;
+use ripcord_core::policy::OnTimeout;
+use ripcord_govern::machine::save_request;
+use ripcord_govern::record::{Request, RequestState};
+use ripcord_govern::requests::{action_command, command_for_engine};
+use ripcord_govern::{Due, NewRequest, Person, TimerChange};
 
 /// Pending requests one principal may have on one service.
 pub const MAX_PENDING_PER_PRINCIPAL: usize = 16;
@@ -27,10 +31,11 @@ fn pending_same(
     let release = state.current.as_ref().map(|c| c.id.as_str())?;
     let step = step.map(|(_, s)| s.as_str());
     state
+        .gov
         .requests
         .iter()
         .find(|r| {
-            r.state == "pending"
+            r.state == RequestState::Pending
                 && r.trigger.is_none()
                 && r.release == release
                 && r.action == action.as_str()
@@ -94,9 +99,10 @@ impl Hub {
             return Ok((answer, Batch::default()));
         }
         let mine = state
+            .gov
             .requests
             .iter()
-            .filter(|r| r.state == "pending" && r.requested_by == principal.name)
+            .filter(|r| r.state == RequestState::Pending && r.requested_by == principal.name)
             .count();
         if mine >= MAX_PENDING_PER_PRINCIPAL {
             return Err(ApiError::conflict(format!(
@@ -110,35 +116,37 @@ impl Hub {
         let incident = step.as_ref().map(|(i, _)| i.clone()).or_else(|| {
             let release = state.current.as_ref().map(|c| c.id.clone());
             state
+                .gov
                 .incidents
                 .iter()
                 .find(|i| i.is_active() && i.release == release)
                 .map(|i| i.id.clone())
         });
-        let mut req = govern::new_request(
-            &ctx,
-            state,
-            NewRequest {
-                action: right.action.as_str().into(),
-                trigger: None,
-                incident,
-                requested_by: principal.name.clone(),
-                reason,
-                roles: right.roles.clone(),
-                quorum: right.quorum,
-                separation: right.separation,
-                within: right.within,
-                on_timeout: right.on_timeout,
-            },
-        );
-        req.step = step.map(|(_, s)| s);
-        req.requested_by_person = Some(principal.person.clone());
+        let n = NewRequest {
+            action: right.action.as_str().into(),
+            trigger: None,
+            incident,
+            requested_by: principal.name.clone(),
+            reason,
+            roles: right.roles.clone(),
+            quorum: right.quorum,
+            separation: right.separation,
+            within: right.within,
+            on_timeout: right.on_timeout,
+        };
         let mut batch = Batch::default();
-        let deadline = now + right.within;
-        govern::set_timer(&mut batch, &service.name, &req.id, Due::Request, deadline);
-        govern::log_request(&ctx, state, &req, "approval requested", &mut batch);
-        govern::save_request(&mut batch, &req, now, &principal.name, "request.open");
-        state.requests.push(req.clone());
+        let req = govern::drive_gov(&ctx, state, &mut batch, |g, s, fx| {
+            let mut req = g.new_request(s, n);
+            req.step = step.map(|(_, s)| s);
+            req.requested_by_person = Some(principal.person.clone());
+            let deadline = now + right.within;
+            fx.timers
+                .push(TimerChange::set(&req.id, Due::Request, deadline));
+            g.log_request(s, &req, "approval requested", fx);
+            save_request(fx, &req, now, &principal.name, "request.open");
+            g.requests.push(req.clone());
+            req
+        });
         let answer = json!({
             "action": command_name(&command),
             "release": state.current,
@@ -162,35 +170,41 @@ impl Hub {
         let now = self.now();
         let ctx = self.ctx(&service.name, now);
         let index = state
+            .gov
             .requests
             .iter()
             .position(|r| r.id == id)
             .ok_or_else(|| ApiError::conflict(format!("request {id} is not pending")))?;
-        let mut req = state.requests[index].clone();
-        let vote = govern::vote(&ctx, &mut req, principal, approve, note)?;
+        let mut req = state.gov.requests[index].clone();
+        let mut batch = Batch::default();
+        let by = Person {
+            name: &principal.name,
+            role: &principal.role,
+            person: &principal.person,
+        };
+        let vote = govern::drive_gov(&ctx, state, &mut batch, |_, s, _| {
+            ripcord_govern::vote(s, &mut req, by, approve, note)
+        })
+        .map_err(govern::refusal)?;
         // The request's new state is in place before its command runs, so
         // the engine's decisions do not settle it a second time.
-        state.requests[index] = req.clone();
-        let mut batch = Batch::default();
+        state.gov.requests[index] = req.clone();
         if let Some(inc) = req
             .incident
             .as_ref()
-            .and_then(|i| state.incidents.iter_mut().find(|x| &x.id == i))
+            .and_then(|i| state.gov.incidents.iter_mut().find(|x| &x.id == i))
         {
             inc.approvals.push(vote.clone());
         }
         let what = if approve { "approved" } else { "rejected" };
-        govern::log_request(
-            &ctx,
-            state,
-            &req,
-            &format!("{} {what}", principal.name),
-            &mut batch,
-        );
+        let news = format!("{} {what}", principal.name);
+        govern::drive_gov(&ctx, state, &mut batch, |g, s, fx| {
+            g.log_request(s, &req, &news, fx);
+        });
         let mut answer = json!({"request": req, "vote": vote, "changed": false});
-        if req.state != "pending" {
+        if req.state != RequestState::Pending {
             govern::cancel_timer(&mut batch, &req.id, Due::Request);
-            if let Some(command) = outcome_command(&req) {
+            if let Some(command) = command_for_engine(&req) {
                 let actor = &principal.name;
                 let reason = req.outcome.clone();
                 let extra = std::mem::take(&mut batch);
@@ -203,7 +217,10 @@ impl Hub {
             }
         }
         govern::save_request(&mut batch, &req, now, &principal.name, "request.vote");
-        state.requests.retain(|r| r.state == "pending");
+        state
+            .gov
+            .requests
+            .retain(|r| r.state == RequestState::Pending);
         answer["release"] = json!(state.current);
         Ok((answer, batch))
     }
@@ -217,28 +234,9 @@ impl Hub {
         actor: &str,
         batch: &mut Batch,
     ) {
-        let (Some(step), Some(incident)) = (&req.step, &req.incident) else {
-            return;
-        };
-        let Some(inc) = state.incidents.iter_mut().find(|i| &i.id == incident) else {
-            return;
-        };
-        if let Some(s) = inc.steps.iter_mut().find(|s| &s.name == step) {
-            s.status = "done".into();
-            s.done_at = Some(ctx.now.to_rfc3339());
-            s.done_by = Some(actor.to_string());
-            s.note = req.outcome.clone();
-        }
-        govern::cancel_timer(batch, &inc.id, Due::Step(step.clone()));
-        inc.note(
-            ctx.now,
-            "playbook",
-            actor,
-            format!("step {step} done: {} ran", req.action),
-            json!({"request": req.id}),
-        );
-        let inc = inc.clone();
-        govern::save_incident(batch, &inc, ctx.now, actor, "incident.step");
+        govern::drive_gov(ctx, state, batch, |g, s, fx| {
+            g.finish_step(s, req, actor, fx);
+        });
     }
 
     /// A request whose window closed: `proceed` runs the action, `hold`
@@ -251,31 +249,13 @@ impl Hub {
     ) -> Result<Batch, ApiError> {
         let now = self.now();
         let ctx = self.ctx(&service.name, now);
-        let Some(index) = state.requests.iter().position(|r| r.id == id) else {
-            return Ok(Batch::default());
-        };
-        let mut req = state.requests[index].clone();
-        if req.trigger.is_some() {
-            // The engine keeps trigger windows itself.
-            return Ok(Batch::default());
-        }
-        let proceed = req.on_timeout == "proceed";
-        req.state = "expired".into();
-        req.outcome = Some(if proceed {
-            format!(
-                "no quorum by {}; the action proceeds as the policy says",
-                req.deadline
-            )
-        } else {
-            format!(
-                "no quorum by {}; the action is dropped as the policy says",
-                req.deadline
-            )
-        });
-        state.requests[index] = req.clone();
         let mut batch = Batch::default();
-        govern::log_request(&ctx, state, &req, "expired", &mut batch);
-        if proceed && let Some(command) = parse_action(&req.action) {
+        let expired = govern::drive_gov(&ctx, state, &mut batch, |g, s, fx| g.expire(s, id, fx));
+        let Some(mut req) = expired else {
+            return Ok(batch);
+        };
+        let proceed = req.on_timeout == OnTimeout::Proceed;
+        if proceed && let Some(command) = action_command(&req.action) {
             let reason = req.outcome.clone();
             let extra = std::mem::take(&mut batch);
             match self.apply_command(service, state, command, reason, ENGINE, extra) {
@@ -290,21 +270,10 @@ impl Hub {
             self.finish_step(&ctx, state, &req, ENGINE, &mut batch);
         }
         govern::save_request(&mut batch, &req, now, ENGINE, "request.expire");
-        state.requests.retain(|r| r.state == "pending");
+        state
+            .gov
+            .requests
+            .retain(|r| r.state == RequestState::Pending);
         Ok(batch)
-    }
-}
-
-fn parse_action(name: &str) -> Option<Command> {
-    ActionName::parse(name).map(govern::command_of)
-}
-
-/// What a decided request feeds the engine.
-fn outcome_command(req: &Request) -> Option<Command> {
-    match (req.trigger.is_some(), req.state.as_str()) {
-        (true, "approved") => Some(Command::Approve),
-        (true, "rejected") => Some(Command::Reject),
-        (false, "approved") => parse_action(&req.action),
-        _ => None,
     }
 }

@@ -15,9 +15,9 @@ use serde_json::{Value, json};
 
 use crate::error::ApiError;
 use crate::hub::{Hub, ReleaseView};
-use crate::incident::Incident;
 use crate::journal::Kind;
 use ripcord_core::engine::Phase;
+use ripcord_govern::record::Incident;
 
 /// Journal entries are read this many at a time.
 const PAGE: i64 = 512;

@@ -26,11 +26,12 @@ use crate::auth::Principal;
 use crate::clock::Clock;
 use crate::error::ApiError;
 use crate::govern;
-use crate::incident::{INCIDENT, Incident, REQUEST, Request};
 pub use crate::journal::StepView;
 use crate::journal::{self, CommandEntry, Entry, Kind, Start};
 use crate::metrics;
 use crate::writer::{Durable, Writer};
+use ripcord_govern::Governance;
+use ripcord_govern::record::{INCIDENT, Incident, REQUEST, Request, RequestState};
 
 /// Journal entries are read back this many at a time during recovery.
 const PAGE: i64 = 512;
@@ -73,13 +74,8 @@ pub struct State {
     /// Ingest idempotency answers queued lately, newest last (bounded:
     /// `ingest::KEYS_IN_MEMORY`); older ones are read from the store.
     pub ingest_keys: std::collections::VecDeque<(String, String)>,
-    /// Open and mitigated incidents.
-    pub incidents: Vec<Incident>,
-    /// Approval requests still pending.
-    pub requests: Vec<Request>,
-    /// Incidents and requests ever made for this service (for their ids).
-    pub incidents_opened: usize,
-    pub requests_made: usize,
+    /// Incidents and approval requests: the governance machine's state.
+    pub gov: Governance,
     /// The current release is a drill: its incidents are drills too.
     pub drill: bool,
     /// What an incident's evidence bundle is frozen from.
@@ -322,13 +318,7 @@ impl Hub {
             sinks: self.store.sinks(name).await?,
             answers: HashMap::new(),
             ingest_keys: Default::default(),
-            incidents_opened: incidents.len(),
-            requests_made: requests.len(),
-            incidents: incidents.into_iter().filter(|i| i.is_active()).collect(),
-            requests: requests
-                .into_iter()
-                .filter(|r| r.state == "pending")
-                .collect(),
+            gov: Governance::from_stored(incidents, requests),
             evidence: EvidenceInputs::default(),
         };
         if let Some(first) = first_of_chain(&*self.store, state.current.as_ref()).await? {
@@ -958,10 +948,11 @@ async fn first_of_chain(
 fn pending_request(state: &State, verb: &str) -> Result<String, ApiError> {
     let release = state.current.as_ref().map(|c| c.id.as_str());
     state
+        .gov
         .requests
         .iter()
         .rev()
-        .find(|r| r.state == "pending" && Some(r.release.as_str()) == release)
+        .find(|r| r.state == RequestState::Pending && Some(r.release.as_str()) == release)
         .map(|r| r.id.clone())
         .ok_or_else(|| {
             let now = state

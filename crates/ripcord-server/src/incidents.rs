@@ -1,27 +1,26 @@
-//! People's side of incidents on the live service: acknowledge, post a
-//! status update, mitigate, resolve, review, run playbook steps, declare an
-//! incident or a drill — and the timer worker that escalates what nobody
-//! answered in time.
+//! People's side of incidents on the live service: each command is loaded,
+//! checked against the principal's services and handed to the governance
+//! machine (`ripcord_govern::on_command`, `Governance::declare`); playbook
+//! steps run here, since their checks read the store and their actions go
+//! through the engine. Also the timer worker, which hands due timers to the
+//! machine.
 
 use std::sync::Arc;
 
 use ripcord_core::policy::governance::StepKind;
-use ripcord_core::policy::units::parse_duration;
 use ripcord_store::Batch;
 use serde_json::{Value, json};
 
 use crate::auth::Principal;
 use crate::checks;
 use crate::error::ApiError;
-use crate::govern::{self, Due};
-use crate::hub::{ENGINE, Hub, Service, State};
-use crate::incident::{
-    ActionItem, INCIDENT, Incident, MITIGATED, RESOLVED, REVIEWED, Review, parse_severity,
-};
+use crate::govern;
+use crate::hub::{Hub, Service, State};
+use crate::notify::NotifyKind;
 use crate::writer::Durable;
-
-/// Roles that close safety and fairness incidents.
-const SAFETY_ROLES: &[&str] = &["safety_lead", "admin"];
+use ripcord_core::policy::Severity;
+use ripcord_govern::record::{ActionItem, EntryKind, INCIDENT, Incident, IncidentKind, StepStatus};
+use ripcord_govern::{Due, IncidentCommand, Person, TimerBody, on_command};
 
 /// What a person asks of an incident.
 pub enum Ask {
@@ -87,7 +86,7 @@ impl Hub {
         let ctx = self.ctx(&service.name, now);
         // A step may have changed the incident through the engine (an
         // action step's rollback mitigates it); take that newer copy.
-        if let Some(newer) = state.incidents.iter().find(|i| i.id == id)
+        if let Some(newer) = state.gov.incidents.iter().find(|i| i.id == id)
             && newer.timeline.len() > base
         {
             let mut merged = newer.clone();
@@ -97,7 +96,7 @@ impl Hub {
             merged.timeline.extend(inc.timeline.drain(base..));
             inc = merged;
         }
-        store_active(&mut state, &inc);
+        state.gov.store_active(&inc);
         govern::save_incident(&mut batch, &inc, ctx.now, &principal.name, action);
         let durable = self.writer.submit(batch).await;
         Ok((inc, durable))
@@ -112,146 +111,44 @@ impl Hub {
         p: &Principal,
         batch: &mut Batch,
     ) -> Result<&'static str, ApiError> {
-        let ctx = self.ctx(&service.name, self.now());
-        let now = ctx.now;
-        match ask {
-            Ask::Acknowledge { note } => {
-                if inc.acknowledged_at.is_some() {
-                    return Err(ApiError::conflict(format!(
-                        "incident {} was already acknowledged by {}",
-                        inc.id,
-                        inc.acknowledged_by.as_deref().unwrap_or("someone")
-                    )));
-                }
-                inc.acknowledged_at = Some(now.to_rfc3339());
-                inc.acknowledged_by = Some(p.name.clone());
-                inc.note(
-                    now,
-                    "acknowledgement",
-                    &p.name,
-                    format!("acknowledged by {} ({})", p.name, p.role),
-                    json!({"note": note}),
-                );
-                govern::cancel_paging(state, inc, batch);
-                // Paging stops: PagerDuty marks the alert acknowledged.
-                for level in 0..=inc.escalation_level {
-                    govern::notify_level(&ctx, state, inc, level, "acknowledge", batch);
-                }
-                Ok("incident.acknowledge")
+        let command = match ask {
+            Ask::Step { name, note } => {
+                self.run_step(service, state, inc, &name, note, p, batch)
+                    .await?;
+                return Ok("incident.step");
             }
+            Ask::Acknowledge { note } => IncidentCommand::Acknowledge { note },
             Ask::Status {
                 message,
                 next_update_in,
                 channels,
                 template,
-            } => {
-                self.status_update(
-                    &ctx,
-                    state,
-                    inc,
-                    p,
-                    message,
-                    next_update_in,
-                    (channels, template),
-                    batch,
-                )?;
-                Ok("incident.status")
-            }
-            Ask::Mitigate { note } => {
-                inc.transition(MITIGATED, now, &p.name, &note)
-                    .map_err(ApiError::conflict)?;
-                Ok("incident.mitigate")
-            }
-            Ask::Resolve { note } => {
-                owner_check(inc, p, "resolve")?;
-                inc.transition(RESOLVED, now, &p.name, &note)
-                    .map_err(ApiError::conflict)?;
-                close_timers(state, inc, batch);
-                for level in 0..=inc.escalation_level {
-                    govern::notify_level(&ctx, state, inc, level, "resolve", batch);
-                }
-                Ok("incident.resolve")
-            }
+            } => IncidentCommand::Status {
+                message,
+                next_update_in,
+                channels,
+                template,
+            },
+            Ask::Mitigate { note } => IncidentCommand::Mitigate { note },
+            Ask::Resolve { note } => IncidentCommand::Resolve { note },
             Ask::Review {
                 summary,
                 action_items,
-            } => {
-                owner_check(inc, p, "review")?;
-                inc.transition(REVIEWED, now, &p.name, "post-incident review signed off")
-                    .map_err(ApiError::conflict)?;
-                inc.review = Some(Review {
-                    signed_off_by: p.name.clone(),
-                    role: p.role.clone(),
-                    at: now.to_rfc3339(),
-                    summary,
-                    action_items,
-                });
-                Ok("incident.review")
-            }
-            Ask::Step { name, note } => {
-                self.run_step(service, state, inc, &name, note, p, batch)
-                    .await?;
-                Ok("incident.step")
-            }
-        }
-    }
-
-    #[allow(clippy::too_many_arguments)]
-    fn status_update(
-        &self,
-        ctx: &govern::Ctx,
-        state: &State,
-        inc: &mut Incident,
-        p: &Principal,
-        message: String,
-        next_update_in: Option<String>,
-        route: (Option<Vec<String>>, Option<String>),
-        batch: &mut Batch,
-    ) -> Result<(), ApiError> {
-        if !inc.is_active() {
-            return Err(ApiError::conflict(format!(
-                "incident {} is {}; status updates are for open or mitigated incidents",
-                inc.id, inc.state
-            )));
-        }
-        let every = match next_update_in {
-            Some(text) => Some(
-                parse_duration(&text)
-                    .map_err(|e| ApiError::bad_request(format!("next_update_in: {e}")))?,
-            ),
-            None => state.policy.governance.incidents.status_every,
+            } => IncidentCommand::Review {
+                summary,
+                action_items,
+            },
         };
-        inc.next_update_by = every.map(|d| (ctx.now + d).to_rfc3339());
-        if let Some(d) = every {
-            govern::set_timer(batch, ctx.service, &inc.id, Due::Status, ctx.now + d);
-        }
-        inc.note(
-            ctx.now,
-            "status_update",
-            &p.name,
-            message.clone(),
-            json!({"next_update_by": inc.next_update_by}),
-        );
-        let (channels, template) = route;
-        let channels = channels.unwrap_or_else(|| {
-            let levels = &state.policy.governance.incidents.escalation;
-            levels
-                .first()
-                .map(|l| l.channels.clone())
-                .unwrap_or_default()
-        });
-        let template = template.unwrap_or_else(|| "stakeholders".into());
-        govern::notify(
-            ctx,
-            state,
-            inc,
-            &channels,
-            &template,
-            "update",
-            Some(&message),
-            batch,
-        );
-        Ok(())
+        let ctx = self.ctx(&service.name, self.now());
+        let by = Person {
+            name: &p.name,
+            role: &p.role,
+            person: &p.person,
+        };
+        govern::drive(&ctx, govern::on(state), batch, |s, fx| {
+            on_command(s, inc, command, by, fx)
+        })
+        .map_err(govern::refusal)
     }
 
     /// Opens an incident by hand: a drill, or a real one people declare.
@@ -263,42 +160,29 @@ impl Hub {
         title: String,
         principal: &Principal,
     ) -> Result<(Incident, Durable), ApiError> {
-        let sev = parse_severity(severity).ok_or_else(|| {
+        let sev = Severity::parse(severity).ok_or_else(|| {
             ApiError::bad_request(format!(
                 "severity: \"{severity}\" is not one of minor, major, critical"
             ))
         })?;
-        if !matches!(kind, "real" | "drill") {
+        let Some(kind) = IncidentKind::parse(kind) else {
             return Err(ApiError::bad_request(format!(
                 "kind: \"{kind}\" is not one of real, drill"
             )));
-        }
-        let mut state = service.state.lock().await;
-        let now = self.now();
-        let ctx = self.ctx(&service.name, now);
-        let id = govern::next_incident_id(&mut state, &service.name);
-        let mut inc = Incident {
-            kind: kind.into(),
-            release: state.current.as_ref().map(|c| c.id.clone()),
-            policy_version: state.policy_version,
-            severity: sev.as_str().into(),
-            title,
-            ..Incident::opened(id, &service.name, now)
         };
-        inc.note(
-            now,
-            "state",
-            &principal.name,
-            format!("incident declared ({kind}) by {}", principal.name),
-            Value::Null,
-        );
+        let mut state = service.state.lock().await;
+        let ctx = self.ctx(&service.name, self.now());
+        let by = Person {
+            name: &principal.name,
+            role: &principal.role,
+            person: &principal.person,
+        };
         let mut batch = Batch::default();
-        govern::freeze_evidence(&ctx, &state, &mut inc, &mut batch);
-        govern::schedule(&ctx, &state, &mut inc, &mut batch);
-        govern::notify_level(&ctx, &state, &mut inc, 0, "open", &mut batch);
-        state.incidents.push(inc.clone());
-        crate::metrics::incident_opened(&inc.kind, &inc.severity);
-        govern::save_incident(&mut batch, &inc, now, &principal.name, "incident.declare");
+        let inc = govern::drive_gov(&ctx, &mut state, &mut batch, |g, s, fx| {
+            let (inc, done) = g.declare(s, (kind, sev, title), by);
+            fx.extend(done);
+            inc
+        });
         let durable = self.writer.submit(batch).await;
         Ok((inc, durable))
     }
@@ -322,8 +206,9 @@ impl Hub {
             batch
                 .timers
                 .push(ripcord_store::TimerChange::Cancel(timer.id.clone()));
-            if let Some((subject, due)) = govern::parse_due(&timer.body) {
-                self.fire(&service, &mut state, &subject, due, &mut batch);
+            match serde_json::from_value::<TimerBody>(timer.body) {
+                Ok(body) => self.fire(&service, &mut state, body, &mut batch),
+                Err(e) => tracing::warn!("timer {} has an unreadable body: {e}", timer.id),
             }
             let durable = self.writer.submit(batch).await;
             drop(state);
@@ -331,59 +216,18 @@ impl Hub {
         }
     }
 
-    fn fire(
-        &self,
-        service: &Service,
-        state: &mut State,
-        subject: &str,
-        due: Due,
-        batch: &mut Batch,
-    ) {
-        if due == Due::Request {
-            match self.expire_request(service, state, subject) {
+    fn fire(&self, service: &Service, state: &mut State, timer: TimerBody, batch: &mut Batch) {
+        if timer.due == Due::Request {
+            match self.expire_request(service, state, &timer.subject) {
                 Ok(b) => merge(batch, b),
-                Err(e) => tracing::warn!("request {subject}: {}", e.message),
+                Err(e) => tracing::warn!("request {}: {}", timer.subject, e.message),
             }
             return;
         }
-        let Some(mut inc) = state.incidents.iter().find(|i| i.id == subject).cloned() else {
-            return;
-        };
         let ctx = self.ctx(&service.name, self.now());
-        let acked = inc.acknowledged_at.is_some();
-        match due {
-            Due::Ack if !acked => {
-                let why = format!("not acknowledged within the {} deadline", inc.severity);
-                govern::escalate(&ctx, state, &mut inc, &why, batch);
-            }
-            Due::Escalate(level) if !acked && level > inc.escalation_level => {
-                govern::escalate_to(&ctx, state, &mut inc, level, "not acknowledged", batch);
-            }
-            Due::Status if inc.is_active() => {
-                let why = format!(
-                    "status update missed (was due by {})",
-                    inc.next_update_by.clone().unwrap_or_default()
-                );
-                govern::escalate(&ctx, state, &mut inc, &why, batch);
-                if let Some(every) = state.policy.governance.incidents.status_every {
-                    inc.next_update_by = Some((ctx.now + every).to_rfc3339());
-                    govern::set_timer(batch, ctx.service, &inc.id, Due::Status, ctx.now + every);
-                }
-            }
-            Due::Step(name) => {
-                let Some(step) = inc.steps.iter_mut().find(|s| {
-                    s.name == name && matches!(s.status.as_str(), "pending" | "requested")
-                }) else {
-                    return;
-                };
-                step.status = "overdue".into();
-                let why = format!("playbook step {name} is overdue (owner {})", step.owner);
-                govern::escalate(&ctx, state, &mut inc, &why, batch);
-            }
-            _ => return,
-        }
-        store_active(state, &inc);
-        govern::save_incident(batch, &inc, ctx.now, ENGINE, "incident.timer");
+        govern::drive_gov(&ctx, state, batch, |g, s, fx| {
+            fx.extend(g.on_timer(s, &timer));
+        });
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -405,7 +249,7 @@ impl Hub {
                 names.join(", ")
             )));
         };
-        if matches!(step.status.as_str(), "done" | "requested") {
+        if matches!(step.status, StepStatus::Done | StepStatus::Requested) {
             return Err(ApiError::conflict(format!(
                 "step {name} is already {}",
                 step.status
@@ -422,57 +266,66 @@ impl Hub {
         })?;
         let ctx = self.ctx(&service.name, self.now());
         let (status, result) = match kind {
-            StepKind::Manual => ("done", Value::Null),
+            StepKind::Manual => (StepStatus::Done, Value::Null),
             StepKind::Action { action } => {
-                let command = govern::command_of(action);
+                let command = ripcord_govern::requests::command_of(action);
                 let asked = Some((inc.id.clone(), name.to_string()));
                 let (answer, b) = self.act(service, state, command, note.clone(), p, asked)?;
                 merge(batch, b);
                 let requested = answer.get("request").is_some();
-                (if requested { "requested" } else { "done" }, answer)
+                let status = if requested {
+                    StepStatus::Requested
+                } else {
+                    StepStatus::Done
+                };
+                (status, answer)
             }
             StepKind::Communicate { template, channels } => {
                 let message = note.clone();
+                let route = (channels.as_slice(), template.as_str());
                 govern::notify(
                     &ctx,
                     state,
                     inc,
-                    &channels,
-                    &template,
-                    "update",
+                    route,
+                    NotifyKind::Update,
                     message.as_deref(),
                     batch,
                 );
-                ("done", json!({"channels": channels, "template": template}))
+                let result = json!({"channels": channels, "template": template});
+                (StepStatus::Done, result)
             }
             StepKind::Check { checks } => {
                 let view = state.current.clone();
                 let report = checks::run(self, view.as_ref(), &checks).await?;
                 let ok = report.iter().all(|c| c["ok"] == json!(true));
-                (if ok { "done" } else { "failed" }, Value::Array(report))
+                (done_or_failed(ok), Value::Array(report))
             }
             StepKind::Verify { hold } => {
                 let (policy, view) = (state.policy.clone(), state.current.clone());
                 let target = (&policy, view.as_ref());
                 let report = checks::verify(self, target, inc, hold, ctx.now).await?;
                 let ok = report["ok"] == json!(true);
-                (if ok { "done" } else { "failed" }, report)
+                (done_or_failed(ok), report)
             }
         };
         let Some(s) = inc.steps.iter_mut().find(|s| s.name == name) else {
             return Ok(());
         };
-        s.status = status.into();
+        s.status = status;
         s.note = note;
         s.result = result;
-        if status != "requested" {
+        if status != StepStatus::Requested {
             s.done_at = Some(ctx.now.to_rfc3339());
             s.done_by = Some(p.name.clone());
-            govern::cancel_timer(batch, &inc.id, Due::Step(name.to_string()));
+            let due = Due::Step {
+                step: name.to_string(),
+            };
+            govern::cancel_timer(batch, &inc.id, due);
         }
         let summary = format!("step {name} ({}) {status} by {}", step.kind, p.name);
         let detail = json!({"step": name, "status": status, "due_at": step.due_at});
-        inc.note(ctx.now, "playbook", &p.name, summary, detail);
+        inc.note(ctx.now, EntryKind::Playbook, &p.name, summary, detail);
         Ok(())
     }
 
@@ -506,12 +359,12 @@ impl Hub {
         inc.policy_changes.push(version);
         inc.note(
             now,
-            "policy",
+            EntryKind::Policy,
             &p.name,
             format!("policy version {version} answers this incident"),
             json!({"policy_version": version}),
         );
-        store_active(&mut state, &inc);
+        state.gov.store_active(&inc);
         let mut batch = Batch::default();
         govern::save_incident(&mut batch, &inc, now, &p.name, "incident.policy_change");
         Ok(self.writer.submit(batch).await)
@@ -528,49 +381,26 @@ impl Hub {
         Ok(docs
             .into_iter()
             .filter_map(|d| serde_json::from_value::<Incident>(d.body).ok())
-            .filter(|i| state.is_none_or(|s| i.state == s))
-            .filter(|i| kind.is_none_or(|k| i.kind == k))
+            .filter(|i| state.is_none_or(|s| i.state.as_str() == s))
+            .filter(|i| kind.is_none_or(|k| i.kind.as_str() == k))
             .collect())
     }
 }
 
-/// Safety and fairness incidents are closed by a safety lead.
-fn owner_check(inc: &Incident, p: &Principal, what: &str) -> Result<(), ApiError> {
-    if inc.needs_safety_lead() && !SAFETY_ROLES.contains(&p.role.as_str()) {
-        return Err(ApiError::forbidden(format!(
-            "incident {} concerns {}; only a safety_lead may {what} it ({} has role {})",
-            inc.id,
-            inc.categories.join(" and "),
-            p.name,
-            p.role
-        )));
+fn done_or_failed(ok: bool) -> StepStatus {
+    if ok {
+        StepStatus::Done
+    } else {
+        StepStatus::Failed
     }
-    Ok(())
 }
 
 /// The state's copy of an active incident (it may be newer than the
 /// store's), else the stored one.
 fn active_or(state: &State, stored: Incident) -> Incident {
-    match state.incidents.iter().find(|i| i.id == stored.id) {
+    match state.gov.incidents.iter().find(|i| i.id == stored.id) {
         Some(active) => active.clone(),
         None => stored,
-    }
-}
-
-/// Keeps the state's list of active incidents in step with `inc`.
-fn store_active(state: &mut State, inc: &Incident) {
-    state.incidents.retain(|i| i.id != inc.id);
-    if inc.is_active() {
-        state.incidents.push(inc.clone());
-    }
-}
-
-/// A resolved incident has no timers left.
-fn close_timers(state: &State, inc: &Incident, batch: &mut Batch) {
-    govern::cancel_paging(state, inc, batch);
-    govern::cancel_timer(batch, &inc.id, Due::Status);
-    for s in &inc.steps {
-        govern::cancel_timer(batch, &inc.id, Due::Step(s.name.clone()));
     }
 }
 

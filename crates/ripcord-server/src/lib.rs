@@ -14,7 +14,6 @@ pub mod error;
 pub mod govern;
 pub mod http;
 pub mod hub;
-pub mod incident;
 pub mod incidents;
 pub mod ingest;
 pub mod journal;

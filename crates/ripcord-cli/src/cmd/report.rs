@@ -153,7 +153,7 @@ pub async fn load_incident(store: &dyn Store, incident: &str) -> anyhow::Result<
     let Some(doc) = store.doc("incident", incident).await? else {
         bail!("incident {incident:?} is not in the store");
     };
-    let inc: ripcord_server::incident::Incident = serde_json::from_value(doc.body)
+    let inc: ripcord_govern::record::Incident = serde_json::from_value(doc.body)
         .with_context(|| format!("incident {incident} as stored"))?;
     let release = match &inc.release {
         Some(id) => store.release(id).await?.map(|r| {

@@ -43,7 +43,10 @@ pub struct Policy {
     pub governance: Governance,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+/// Serialised in snake case (`user_experience`), as governance documents
+/// store it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Category {
     UserExperience,
     Quality,
@@ -51,6 +54,19 @@ pub enum Category {
     Operational,
     Data,
     Fairness,
+}
+
+impl Category {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Category::UserExperience => "user_experience",
+            Category::Quality => "quality",
+            Category::Safety => "safety",
+            Category::Operational => "operational",
+            Category::Data => "data",
+            Category::Fairness => "fairness",
+        }
+    }
 }
 
 /// Which way a signal gets worse.
@@ -195,7 +211,10 @@ impl Criterion {
     }
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
+)]
+#[serde(rename_all = "snake_case")]
 pub enum Severity {
     Minor,
     Major,
@@ -209,6 +228,12 @@ impl Severity {
             Severity::Major => "major",
             Severity::Critical => "critical",
         }
+    }
+
+    pub fn parse(name: &str) -> Option<Severity> {
+        [Severity::Minor, Severity::Major, Severity::Critical]
+            .into_iter()
+            .find(|s| s.as_str() == name)
     }
 }
 
@@ -242,7 +267,8 @@ pub enum Action {
     Rollback { stages: Vec<RollbackStage> },
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum OnTimeout {
     Proceed,
     Hold,

@@ -15,9 +15,9 @@ use super::extract::{JsonBody, NoteBody, OptionalBody, QueryParams};
 use super::paging::{self, PageQuery};
 use crate::auth::Principal;
 use crate::error::ApiError;
-use crate::incident::ActionItem;
 use crate::incidents::Ask;
 use crate::ingest::durable;
+use ripcord_govern::record::ActionItem;
 
 pub fn routes() -> Router<Shared> {
     Router::new()

@@ -11,8 +11,8 @@ use super::extract::{NoteBody, OptionalBody, QueryParams};
 use super::paging::{self, PageQuery};
 use crate::auth::Principal;
 use crate::error::ApiError;
-use crate::incident::{REQUEST, Request};
 use crate::ingest::durable;
+use ripcord_govern::record::{REQUEST, Request};
 
 pub fn routes() -> Router<Shared> {
     Router::new()
@@ -44,7 +44,7 @@ async fn requests(
         .into_iter()
         .filter_map(|d| serde_json::from_value::<Request>(d.body).ok())
         .filter(|r| p.scope.allows(&r.service))
-        .filter(|r| q.state.as_deref().is_none_or(|s| r.state == s))
+        .filter(|r| q.state.as_deref().is_none_or(|s| r.state.as_str() == s))
         .collect();
     let page = PageQuery {
         limit: q.limit,

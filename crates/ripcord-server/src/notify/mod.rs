@@ -24,26 +24,7 @@ pub use templates::{
 };
 
 /// What happened to the incident that the notification announces.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum NotifyKind {
-    Open,
-    Escalate,
-    Update,
-    Acknowledge,
-    Resolve,
-}
-
-impl NotifyKind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            NotifyKind::Open => "open",
-            NotifyKind::Escalate => "escalate",
-            NotifyKind::Update => "update",
-            NotifyKind::Acknowledge => "acknowledge",
-            NotifyKind::Resolve => "resolve",
-        }
-    }
-}
+pub use ripcord_govern::NotifyKind;
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum NotifyError {

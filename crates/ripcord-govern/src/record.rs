@@ -1,40 +1,35 @@
 //! Incidents and approval requests: the records governance keeps, their
 //! validated state transitions and the facts templates are rendered with.
-//! Pure data; the hub (`govern.rs`) decides when they change.
+//! Their serialised form is the stored document and the API answer.
 
 use ripcord_core::Time;
-use ripcord_core::policy::Severity;
+use ripcord_core::policy::{Category, OnTimeout, Severity};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
+
+pub use crate::words::{EntryKind, IncidentKind, IncidentState, RequestState, StepStatus};
 
 /// Store document kinds.
 pub const INCIDENT: &str = "incident";
 pub const REQUEST: &str = "request";
 
-pub const OPEN: &str = "open";
-pub const MITIGATED: &str = "mitigated";
-pub const RESOLVED: &str = "resolved";
-pub const REVIEWED: &str = "reviewed";
-
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 pub struct Incident {
     pub id: String,
-    /// `real`, or `drill` for rehearsals (kept out of the real figures).
-    pub kind: String,
+    pub kind: IncidentKind,
     pub service: String,
     /// The release record's id (`service-n`), when a release is involved.
     pub release: Option<String>,
     pub policy_version: i64,
-    pub severity: String,
-    /// `open → mitigated → resolved → reviewed`.
-    pub state: String,
+    pub severity: Severity,
+    pub state: IncidentState,
     pub title: String,
     pub trigger: Option<TriggerFacts>,
     /// Every trigger that fired into this incident, in order.
     pub triggers: Vec<String>,
     /// Categories of the deciding signals; `safety` and `fairness` make the
     /// incident a safety lead's to close.
-    pub categories: Vec<String>,
+    pub categories: Vec<Category>,
     /// The evidence of the decision that opened the incident.
     pub signals: Vec<Value>,
     pub detected_at: String,
@@ -63,7 +58,7 @@ pub struct Incident {
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 pub struct TriggerFacts {
     pub name: String,
-    pub severity: String,
+    pub severity: Severity,
     pub action: String,
 }
 
@@ -71,9 +66,7 @@ pub struct TriggerFacts {
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 pub struct Entry {
     pub at: String,
-    /// `signal`, `decision`, `state`, `acknowledgement`, `approval`,
-    /// `action`, `notification`, `escalation`, `status_update`, `playbook`.
-    pub kind: String,
+    pub kind: EntryKind,
     /// A principal's name, or `engine`.
     pub actor: String,
     pub summary: String,
@@ -89,9 +82,7 @@ pub struct StepState {
     pub kind: String,
     pub owner: String,
     pub due_at: String,
-    /// `pending`, `overdue`, `done`, `failed` or `requested` (an action
-    /// step waiting for its approvals).
-    pub status: String,
+    pub status: StepStatus,
     pub done_at: Option<String>,
     pub done_by: Option<String>,
     pub note: Option<String>,
@@ -158,10 +149,8 @@ pub struct Request {
     /// The requester may not approve.
     pub separation: bool,
     pub deadline: String,
-    /// `proceed` or `hold`.
-    pub on_timeout: String,
-    /// `pending`, `approved`, `rejected`, `expired`, `superseded`.
-    pub state: String,
+    pub on_timeout: OnTimeout,
+    pub state: RequestState,
     pub outcome: Option<String>,
     pub votes: Vec<Vote>,
     /// The playbook step that asked, if any.
@@ -176,12 +165,12 @@ impl Incident {
     pub fn opened(id: String, service: &str, at: Time) -> Incident {
         Incident {
             id,
-            kind: "real".into(),
+            kind: IncidentKind::Real,
             service: service.to_string(),
             release: None,
             policy_version: 0,
-            severity: "major".into(),
-            state: OPEN.into(),
+            severity: Severity::Major,
+            state: IncidentState::Open,
             title: String::new(),
             trigger: None,
             triggers: Vec::new(),
@@ -207,24 +196,20 @@ impl Incident {
     }
 
     pub fn is_active(&self) -> bool {
-        matches!(self.state.as_str(), OPEN | MITIGATED)
-    }
-
-    pub fn severity(&self) -> Severity {
-        parse_severity(&self.severity).unwrap_or(Severity::Major)
+        self.state.is_active()
     }
 
     /// Safety and fairness incidents belong to the safety lead.
     pub fn needs_safety_lead(&self) -> bool {
         self.categories
             .iter()
-            .any(|c| c == "safety" || c == "fairness")
+            .any(|c| matches!(c, Category::Safety | Category::Fairness))
     }
 
-    pub fn note(&mut self, at: Time, kind: &str, actor: &str, summary: String, detail: Value) {
+    pub fn note(&mut self, at: Time, kind: EntryKind, actor: &str, summary: String, detail: Value) {
         self.timeline.push(Entry {
             at: at.to_rfc3339(),
-            kind: kind.into(),
+            kind,
             actor: actor.into(),
             summary,
             detail,
@@ -233,32 +218,36 @@ impl Incident {
 
     /// Moves the incident to `to`, if that is the next state, and stamps
     /// the transition's time.
-    pub fn transition(&mut self, to: &str, at: Time, actor: &str, why: &str) -> Result<(), String> {
-        let allowed = matches!(
-            (self.state.as_str(), to),
-            (OPEN, MITIGATED) | (MITIGATED, RESOLVED) | (RESOLVED, REVIEWED)
-        );
-        if !allowed {
+    pub fn transition(
+        &mut self,
+        to: IncidentState,
+        at: Time,
+        actor: &str,
+        why: &str,
+    ) -> Result<(), String> {
+        if self.state.next() != Some(to) {
             return Err(format!(
                 "incident {} is {}; it can move only to {}",
                 self.id,
                 self.state,
-                next_state(&self.state).unwrap_or("nothing (it is reviewed)")
+                self.state
+                    .next()
+                    .map_or("nothing (it is reviewed)", IncidentState::as_str)
             ));
         }
         let stamp = Some(at.to_rfc3339());
         match to {
-            MITIGATED => self.mitigated_at = stamp,
-            RESOLVED => {
+            IncidentState::Mitigated => self.mitigated_at = stamp,
+            IncidentState::Resolved => {
                 self.resolved_at = stamp;
                 self.next_update_by = None;
             }
             _ => self.reviewed_at = stamp,
         }
-        let from = std::mem::replace(&mut self.state, to.to_string());
+        let from = std::mem::replace(&mut self.state, to);
         self.note(
             at,
-            "state",
+            EntryKind::State,
             actor,
             format!("{from} → {to}: {why}"),
             json!({"from": from, "to": to}),
@@ -290,7 +279,7 @@ impl Incident {
             // it by its title.
             "trigger": self.trigger.clone().unwrap_or_else(|| TriggerFacts {
                 name: format!("declared: {}", self.title),
-                severity: self.severity.clone(),
+                severity: self.severity,
                 action: "none".into(),
             }),
             "signals": self.signals,
@@ -298,21 +287,6 @@ impl Incident {
             "link": link,
         })
     }
-}
-
-pub fn next_state(state: &str) -> Option<&'static str> {
-    match state {
-        OPEN => Some(MITIGATED),
-        MITIGATED => Some(RESOLVED),
-        RESOLVED => Some(REVIEWED),
-        _ => None,
-    }
-}
-
-pub fn parse_severity(name: &str) -> Option<Severity> {
-    [Severity::Minor, Severity::Major, Severity::Critical]
-        .into_iter()
-        .find(|s| s.as_str() == name)
 }
 
 impl Request {
@@ -324,7 +298,7 @@ impl Request {
     /// request, if they may not. Separation of duties and "one vote each"
     /// count persons: one person's second token is the same approver.
     pub fn refuses(&self, by: &str, person: &str, role: &str) -> Option<String> {
-        if self.state != "pending" {
+        if self.state != RequestState::Pending {
             return Some(format!("request {} is already {}", self.id, self.state));
         }
         if !self.roles.iter().any(|r| r == role) {
@@ -367,8 +341,8 @@ mod tests {
 
     fn incident() -> Incident {
         Incident {
-            severity: "critical".into(),
-            categories: vec!["safety".into()],
+            severity: Severity::Critical,
+            categories: vec![Category::Safety],
             ..Incident::opened("inc-svc-1".into(), "svc", Time(1_000))
         }
     }
@@ -378,15 +352,19 @@ mod tests {
         let mut i = incident();
         let at = Time(1_000);
         assert_eq!(
-            i.transition(RESOLVED, at, "ann", "x").unwrap_err(),
+            i.transition(IncidentState::Resolved, at, "ann", "x")
+                .unwrap_err(),
             "incident inc-svc-1 is open; it can move only to mitigated"
         );
-        i.transition(MITIGATED, at, "engine", "rolled back")
+        i.transition(IncidentState::Mitigated, at, "engine", "rolled back")
             .unwrap();
-        i.transition(RESOLVED, at, "ann", "fixed").unwrap();
-        i.transition(REVIEWED, at, "bo", "signed off").unwrap();
+        i.transition(IncidentState::Resolved, at, "ann", "fixed")
+            .unwrap();
+        i.transition(IncidentState::Reviewed, at, "bo", "signed off")
+            .unwrap();
         assert_eq!(
-            i.transition(OPEN, at, "ann", "x").unwrap_err(),
+            i.transition(IncidentState::Open, at, "ann", "x")
+                .unwrap_err(),
             "incident inc-svc-1 is reviewed; it can move only to nothing (it is reviewed)"
         );
         let states: Vec<&str> = i.timeline.iter().map(|e| e.summary.as_str()).collect();

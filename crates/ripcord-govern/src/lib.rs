@@ -1,0 +1,21 @@
+//! Governance as a machine: incidents, approval requests, acknowledgement
+//! deadlines, escalation, status updates and playbook steps. Like the
+//! engine it does no I/O and reads no clock: the server (or a test) passes
+//! time and inputs in and writes what comes out.
+
+pub mod command;
+pub mod decisions;
+pub mod effects;
+pub mod machine;
+pub mod record;
+pub mod requests;
+pub mod timer;
+pub mod words;
+
+pub use command::{IncidentCommand, Person, Refusal, on_command};
+pub use decisions::{Evidence, Sealed};
+pub use effects::{AuditRecord, DocChange, Effects, Messenger, Metric, Notification};
+pub use machine::{ENGINE, Governance, ReleaseFacts, Setting};
+pub use requests::{NewRequest, vote};
+pub use timer::{Due, TimerBody, TimerChange};
+pub use words::NotifyKind;
