@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 
 use crate::auth::Principal;
 use crate::error::ApiError;
-use crate::govern;
+use crate::hub::govern;
 use crate::hub::{ENGINE, Hub, Service, State, command_name};
 use ripcord_core::policy::OnTimeout;
 use ripcord_govern::machine::save_request;

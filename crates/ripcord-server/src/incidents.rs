@@ -14,7 +14,7 @@ use serde_json::{Value, json};
 use crate::auth::Principal;
 use crate::checks;
 use crate::error::ApiError;
-use crate::govern;
+use crate::hub::govern;
 use crate::hub::{Hub, Service, State};
 use crate::notify::NotifyKind;
 use crate::writer::Durable;

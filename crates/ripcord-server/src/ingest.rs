@@ -389,10 +389,7 @@ fn observe(
             part.reject(item.index, e);
             continue;
         }
-        let result = match state.engine.as_mut() {
-            Some(engine) => engine.observe(&item.event, &mut decisions),
-            None => Err(Rejection::NoRelease),
-        };
+        let result = state.observe(&item.event, &mut decisions);
         if result == Err(Rejection::TooLate) {
             // The service's clock is its newest event or the server's clock,
             // whichever is later: a sender whose clock lags by more than the

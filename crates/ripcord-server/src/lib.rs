@@ -11,7 +11,6 @@ pub mod auth;
 pub mod checks;
 pub mod clock;
 pub mod error;
-pub mod govern;
 pub mod http;
 pub mod hub;
 pub mod incidents;

@@ -6,6 +6,9 @@
 //! turn what it decided into a [`Batch`] (journal entry, decisions, outbox
 //! deliveries, release record), queue the batch to the writer, let go of the
 //! lock, then wait until the batch is durable before answering.
+//! `govern` drives the governance machine beside the engine.
+
+pub mod govern;
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
@@ -25,7 +28,6 @@ use serde_json::{Value, json};
 use crate::auth::Principal;
 use crate::clock::Clock;
 use crate::error::ApiError;
-use crate::govern;
 pub use crate::journal::StepView;
 use crate::journal::{self, CommandEntry, Entry, Kind, Start};
 use crate::metrics;
@@ -223,6 +225,21 @@ pub fn lower_steps(steps: &[StepView]) -> Result<Vec<RolloutStep>, ApiError> {
         });
     }
     Ok(lowered)
+}
+
+impl State {
+    /// Feeds one event to the service's engine: the hub's modules are the
+    /// only code that feeds engines (ingest checks the event first).
+    pub fn observe(
+        &mut self,
+        event: &ripcord_core::Event<'_>,
+        out: &mut Vec<Decision>,
+    ) -> Result<(), ripcord_core::engine::Rejection> {
+        match self.engine.as_mut() {
+            Some(engine) => engine.observe(event, out),
+            None => Err(ripcord_core::engine::Rejection::NoRelease),
+        }
+    }
 }
 
 impl Service {

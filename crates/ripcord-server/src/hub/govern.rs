@@ -19,8 +19,8 @@ use ripcord_govern::{
 use ripcord_store::{Batch, Doc, Timer, TimerChange};
 use serde_json::Value;
 
+use super::{EvidenceInputs, ReleaseView, State, audit};
 use crate::error::ApiError;
-use crate::hub::{EvidenceInputs, ReleaseView, State, audit};
 use crate::notify::NotifyKind;
 use crate::notify_bridge::Bridge;
 use ripcord_govern::record::{INCIDENT, Incident, REQUEST, Request};
