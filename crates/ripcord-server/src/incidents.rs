@@ -19,34 +19,14 @@ use crate::hub::{Hub, Service, State};
 use crate::notify::NotifyKind;
 use crate::writer::Durable;
 use ripcord_core::policy::Severity;
-use ripcord_govern::record::{ActionItem, EntryKind, INCIDENT, Incident, IncidentKind, StepStatus};
+use ripcord_govern::record::{EntryKind, INCIDENT, Incident, IncidentKind, StepStatus};
 use ripcord_govern::{Due, IncidentCommand, Person, TimerBody, on_command};
 
-/// What a person asks of an incident.
+/// What a person asks of an incident: one of the machine's commands, or
+/// a playbook step (its checks read the store, so the server runs it).
 pub enum Ask {
-    Acknowledge {
-        note: Option<String>,
-    },
-    Status {
-        message: String,
-        next_update_in: Option<String>,
-        channels: Option<Vec<String>>,
-        template: Option<String>,
-    },
-    Mitigate {
-        note: String,
-    },
-    Resolve {
-        note: String,
-    },
-    Review {
-        summary: String,
-        action_items: Vec<ActionItem>,
-    },
-    Step {
-        name: String,
-        note: Option<String>,
-    },
+    Command(IncidentCommand),
+    Step { name: String, note: Option<String> },
 }
 
 impl Hub {
@@ -117,27 +97,7 @@ impl Hub {
                     .await?;
                 return Ok("incident.step");
             }
-            Ask::Acknowledge { note } => IncidentCommand::Acknowledge { note },
-            Ask::Status {
-                message,
-                next_update_in,
-                channels,
-                template,
-            } => IncidentCommand::Status {
-                message,
-                next_update_in,
-                channels,
-                template,
-            },
-            Ask::Mitigate { note } => IncidentCommand::Mitigate { note },
-            Ask::Resolve { note } => IncidentCommand::Resolve { note },
-            Ask::Review {
-                summary,
-                action_items,
-            } => IncidentCommand::Review {
-                summary,
-                action_items,
-            },
+            Ask::Command(command) => command,
         };
         let ctx = self.ctx(&service.name, self.now());
         let by = Person {

@@ -8,14 +8,9 @@
 //! it 100 ms per poll and ticks the engines and timers, so deadlines and
 //! verification windows pass when the test says, not while it sleeps.
 
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use crate::support::{Result, client};
-use axum::Router;
-use axum::body::Bytes;
-use axum::extract::{Path, State};
-use axum::routing::post;
+use crate::support::{Inbox, Result, client, inbox};
 use ripcord_core::{Dur, Time};
 use ripcord_server::clock::Clock;
 use serde_json::{Value, json};
@@ -75,29 +70,6 @@ incidents:
     - {after: 0s, channels: [chat]}
     - {after: 1h, channels: [pager]}
 ";
-
-#[derive(Default)]
-struct Inbox {
-    got: Mutex<Vec<(String, Value)>>,
-}
-
-async fn receive(State(inbox): State<Arc<Inbox>>, Path(path): Path<String>, body: Bytes) {
-    let value = serde_json::from_slice(&body).unwrap_or(Value::Null);
-    if let Ok(mut got) = inbox.got.lock() {
-        got.push((path, value));
-    }
-}
-
-async fn inbox() -> Result<(String, Arc<Inbox>)> {
-    let inbox = Arc::new(Inbox::default());
-    let app = Router::new()
-        .route("/{path}", post(receive))
-        .with_state(inbox.clone());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let base = format!("http://{}", listener.local_addr()?);
-    tokio::spawn(async move { axum::serve(listener, app).await });
-    Ok((base, inbox))
-}
 
 fn received(inbox: &Inbox, path: &str) -> Vec<Value> {
     inbox

@@ -10,14 +10,9 @@
 //! `RIPCORD_BLESS=1 cargo test -p ripcord-server --test governance_record`
 //! rewrites the file after an intended change; review its diff.
 
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use crate::support::{Result, client};
-use axum::Router;
-use axum::body::Bytes;
-use axum::extract::{Path, State};
-use axum::routing::post;
+use crate::support::{Inbox, Result, client, inbox};
 use ripcord_core::{Dur, Time};
 use ripcord_server::clock::Clock;
 use serde_json::{Value, json};
@@ -58,29 +53,6 @@ playbooks:
 
 /// 2026-01-01T00:00:00Z.
 const T0: Time = Time(1_767_225_600_000);
-
-#[derive(Default)]
-struct Inbox {
-    got: Mutex<Vec<(String, Value)>>,
-}
-
-async fn receive(State(inbox): State<Arc<Inbox>>, Path(path): Path<String>, body: Bytes) {
-    let value = serde_json::from_slice(&body).unwrap_or(Value::Null);
-    if let Ok(mut got) = inbox.got.lock() {
-        got.push((path, value));
-    }
-}
-
-async fn inbox() -> Result<(String, Arc<Inbox>)> {
-    let inbox = Arc::new(Inbox::default());
-    let app = Router::new()
-        .route("/{path}", post(receive))
-        .with_state(inbox.clone());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let base = format!("http://{}", listener.local_addr()?);
-    tokio::spawn(async move { axum::serve(listener, app).await });
-    Ok((base, inbox))
-}
 
 struct Scenario {
     server: ripcord_server::Server,

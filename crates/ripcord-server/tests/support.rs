@@ -227,3 +227,33 @@ pub fn require_python(modules: &str) {
         Ok(_) => {}
     }
 }
+
+/// A notification sink on loopback: every POST to `/{path}` is kept with
+/// its path and its JSON body, in arrival order.
+#[derive(Default)]
+pub struct Inbox {
+    pub got: std::sync::Mutex<Vec<(String, Value)>>,
+}
+
+async fn receive(
+    axum::extract::State(inbox): axum::extract::State<std::sync::Arc<Inbox>>,
+    axum::extract::Path(path): axum::extract::Path<String>,
+    body: axum::body::Bytes,
+) {
+    let value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    if let Ok(mut got) = inbox.got.lock() {
+        got.push((path, value));
+    }
+}
+
+/// Starts an [`Inbox`]; its base URL (`http://127.0.0.1:PORT`).
+pub async fn inbox() -> Result<(String, std::sync::Arc<Inbox>)> {
+    let inbox = std::sync::Arc::new(Inbox::default());
+    let app = axum::Router::new()
+        .route("/{path}", axum::routing::post(receive))
+        .with_state(inbox.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let base = format!("http://{}", listener.local_addr()?);
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    Ok((base, inbox))
+}

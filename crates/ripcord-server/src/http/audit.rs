@@ -1,15 +1,14 @@
 //! `GET /v1/audit`: the hash-chained audit log.
 
 use axum::Router;
-use axum::body::Body;
 use axum::extract::State;
-use axum::http::header;
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use axum::routing::get;
 use serde::Deserialize;
 
 use super::app::Shared;
 use super::extract::{QueryParams, page_limit};
+use super::paging::ndjson_page;
 use crate::error::ApiError;
 
 pub fn routes() -> Router<Shared> {
@@ -34,20 +33,5 @@ async fn audit_log(
     let limit = page_limit(q.limit)?;
     let lines = app.hub.store.audit(after.saturating_add(1), limit).await?;
     let next = lines.last().map_or(after, |l| l.seq);
-    let mut text = String::new();
-    for l in &lines {
-        text.push_str(&l.line);
-        text.push('\n');
-    }
-    Ok((
-        [
-            (header::CONTENT_TYPE, "application/x-ndjson".to_string()),
-            (
-                header::HeaderName::from_static("ripcord-next-after"),
-                next.to_string(),
-            ),
-        ],
-        Body::from(text),
-    )
-        .into_response())
+    Ok(ndjson_page(lines.iter().map(|l| l.line.as_str()), next))
 }

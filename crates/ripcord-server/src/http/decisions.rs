@@ -2,15 +2,14 @@
 //! exactly the replay shape, a page at a time.
 
 use axum::Router;
-use axum::body::Body;
 use axum::extract::State;
-use axum::http::header;
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use axum::routing::get;
 use serde::Deserialize;
 
 use super::app::Shared;
 use super::extract::{QueryParams, page_limit};
+use super::paging::ndjson_page;
 use crate::auth::Principal;
 use crate::error::ApiError;
 
@@ -54,20 +53,5 @@ async fn decisions(
         .decisions(&service, since, q.after.unwrap_or(0), limit)
         .await?;
     let next = rows.last().map_or(q.after.unwrap_or(0), |r| r.seq);
-    let mut text = String::new();
-    for r in &rows {
-        text.push_str(&r.line);
-        text.push('\n');
-    }
-    Ok((
-        [
-            (header::CONTENT_TYPE, "application/x-ndjson".to_string()),
-            (
-                header::HeaderName::from_static("ripcord-next-after"),
-                next.to_string(),
-            ),
-        ],
-        Body::from(text),
-    )
-        .into_response())
+    Ok(ndjson_page(rows.iter().map(|r| r.line.as_str()), next))
 }

@@ -17,6 +17,7 @@ use crate::auth::Principal;
 use crate::error::ApiError;
 use crate::incidents::Ask;
 use crate::ingest::durable;
+use ripcord_govern::IncidentCommand;
 use ripcord_govern::record::ActionItem;
 
 pub fn routes() -> Router<Shared> {
@@ -107,7 +108,13 @@ async fn acknowledge(
     Path(id): Path<String>,
     OptionalBody(b): OptionalBody<NoteBody>,
 ) -> Result<Json<Value>, ApiError> {
-    ask(&app, &id, Ask::Acknowledge { note: b.note }, &p).await
+    ask(
+        &app,
+        &id,
+        Ask::Command(IncidentCommand::Acknowledge { note: b.note }),
+        &p,
+    )
+    .await
 }
 
 #[derive(Deserialize)]
@@ -128,12 +135,12 @@ async fn status(
     Path(id): Path<String>,
     JsonBody(b): JsonBody<StatusBody>,
 ) -> Result<Json<Value>, ApiError> {
-    let a = Ask::Status {
+    let a = Ask::Command(IncidentCommand::Status {
         message: b.message,
         next_update_in: b.next_update_in,
         channels: b.channels,
         template: b.template,
-    };
+    });
     ask(&app, &id, a, &p).await
 }
 
@@ -149,7 +156,13 @@ async fn mitigate(
     Path(id): Path<String>,
     JsonBody(b): JsonBody<RequiredNote>,
 ) -> Result<Json<Value>, ApiError> {
-    ask(&app, &id, Ask::Mitigate { note: b.note }, &p).await
+    ask(
+        &app,
+        &id,
+        Ask::Command(IncidentCommand::Mitigate { note: b.note }),
+        &p,
+    )
+    .await
 }
 
 async fn resolve(
@@ -158,7 +171,13 @@ async fn resolve(
     Path(id): Path<String>,
     JsonBody(b): JsonBody<RequiredNote>,
 ) -> Result<Json<Value>, ApiError> {
-    ask(&app, &id, Ask::Resolve { note: b.note }, &p).await
+    ask(
+        &app,
+        &id,
+        Ask::Command(IncidentCommand::Resolve { note: b.note }),
+        &p,
+    )
+    .await
 }
 
 #[derive(Deserialize)]
@@ -175,10 +194,10 @@ async fn review(
     Path(id): Path<String>,
     JsonBody(b): JsonBody<ReviewBody>,
 ) -> Result<Json<Value>, ApiError> {
-    let a = Ask::Review {
+    let a = Ask::Command(IncidentCommand::Review {
         summary: b.summary,
         action_items: b.action_items,
-    };
+    });
     ask(&app, &id, a, &p).await
 }
 

@@ -56,6 +56,32 @@ pub fn page<T: serde::Serialize>(
     Ok(answer)
 }
 
+/// A log page (the audit log, a service's decisions) as NDJSON, one stored
+/// line each, with the cursor for the next page in `ripcord-next-after`.
+pub fn ndjson_page<'a>(
+    lines: impl Iterator<Item = &'a str>,
+    next: i64,
+) -> axum::response::Response {
+    use axum::http::header;
+    use axum::response::IntoResponse;
+    let mut text = String::new();
+    for line in lines {
+        text.push_str(line);
+        text.push('\n');
+    }
+    (
+        [
+            (header::CONTENT_TYPE, "application/x-ndjson".to_string()),
+            (
+                header::HeaderName::from_static("ripcord-next-after"),
+                next.to_string(),
+            ),
+        ],
+        axum::body::Body::from(text),
+    )
+        .into_response()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
