@@ -146,16 +146,10 @@ impl Gov {
         body: Option<Value>,
     ) -> Result<(u16, Value)> {
         let method = reqwest::Method::from_bytes(method.to_uppercase().as_bytes())?;
-        let mut req = self
-            .http
-            .request(method, format!("{}{path}", self.base))
-            .bearer_auth(token.unwrap_or(&self.admin));
-        if let Some(b) = body {
-            req = req.json(&b);
-        }
-        let r = req.send().await?;
-        let status = r.status().as_u16();
-        let text = r.text().await?;
+        let url = format!("{}{path}", self.base);
+        let token = token.unwrap_or(&self.admin);
+        let (status, text) =
+            crate::support::request(&self.http, method, &url, token, body.as_ref()).await?;
         Ok((
             status,
             serde_json::from_str(&text).unwrap_or(Value::String(text)),

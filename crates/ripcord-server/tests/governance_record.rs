@@ -120,15 +120,9 @@ impl Scenario {
         body: Option<Value>,
     ) -> Result<(u16, String)> {
         let method = reqwest::Method::from_bytes(method.to_uppercase().as_bytes())?;
-        let mut req = self
-            .http
-            .request(method, format!("{}{path}", self.base))
-            .bearer_auth(token.unwrap_or(&self.admin));
-        if let Some(b) = body {
-            req = req.json(&b);
-        }
-        let r = req.send().await?;
-        Ok((r.status().as_u16(), r.text().await?))
+        let url = format!("{}{path}", self.base);
+        let token = token.unwrap_or(&self.admin);
+        crate::support::request(&self.http, method, &url, token, body.as_ref()).await
     }
 
     /// A call that must succeed; its JSON answer.

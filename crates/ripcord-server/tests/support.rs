@@ -124,32 +124,22 @@ impl Running {
 
     /// An authorized JSON POST; the status and the body as JSON.
     pub async fn post(&self, path: &str, body: &Value) -> Result<(u16, Value)> {
-        let r = self
-            .http
-            .post(self.url(path))
-            .bearer_auth(&self.token)
-            .json(body)
-            .send()
-            .await?;
-        let status = r.status().as_u16();
-        let text = r.text().await?;
-        Ok((
-            status,
-            serde_json::from_str(&text).unwrap_or(Value::String(text)),
-        ))
+        self.send_json(reqwest::Method::POST, path, body).await
     }
 
     /// An authorized JSON PUT.
     pub async fn put(&self, path: &str, body: &Value) -> Result<(u16, Value)> {
-        let r = self
-            .http
-            .put(self.url(path))
-            .bearer_auth(&self.token)
-            .json(body)
-            .send()
-            .await?;
-        let status = r.status().as_u16();
-        let text = r.text().await?;
+        self.send_json(reqwest::Method::PUT, path, body).await
+    }
+
+    async fn send_json(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: &Value,
+    ) -> Result<(u16, Value)> {
+        let (status, text) =
+            request(&self.http, method, &self.url(path), &self.token, Some(body)).await?;
         Ok((
             status,
             serde_json::from_str(&text).unwrap_or(Value::String(text)),
@@ -256,4 +246,21 @@ pub async fn inbox() -> Result<(String, std::sync::Arc<Inbox>)> {
     let base = format!("http://{}", listener.local_addr()?);
     tokio::spawn(async move { axum::serve(listener, app).await });
     Ok((base, inbox))
+}
+
+/// One request with a bearer token and an optional JSON body: the status
+/// and the body's text.
+pub async fn request(
+    http: &reqwest::Client,
+    method: reqwest::Method,
+    url: &str,
+    token: &str,
+    body: Option<&Value>,
+) -> Result<(u16, String)> {
+    let mut req = http.request(method, url).bearer_auth(token);
+    if let Some(b) = body {
+        req = req.json(b);
+    }
+    let r = req.send().await?;
+    Ok((r.status().as_u16(), r.text().await?))
 }
