@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 use crate::auth::Principal;
 use crate::error::ApiError;
 use crate::hub::govern;
-use crate::hub::{ENGINE, Hub, Service, State, command_name};
+use crate::hub::{ENGINE, Hub, Service, State};
 use ripcord_core::policy::OnTimeout;
 use ripcord_govern::machine::save_request;
 use ripcord_govern::record::{Request, RequestState};
@@ -83,14 +83,14 @@ impl Hub {
             return Err(ApiError::conflict(format!(
                 "service \"{}\" has no release to {}",
                 service.name,
-                command_name(&command)
+                command.name()
             )));
         }
         if let Some(same) = pending_same(state, right.action, step.as_ref()) {
             // Asking again is not a new request: one pending request per
             // release, action and step, whoever asks.
             let answer = json!({
-                "action": command_name(&command),
+                "action": command.name(),
                 "release": state.current,
                 "changed": false,
                 "request": same,
@@ -148,7 +148,7 @@ impl Hub {
             req
         });
         let answer = json!({
-            "action": command_name(&command),
+            "action": command.name(),
             "release": state.current,
             "changed": false,
             "request": req,

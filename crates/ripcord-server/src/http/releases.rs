@@ -16,7 +16,7 @@ use super::extract::{JsonBody, QueryParams};
 use super::paging::{PageQuery, page};
 use crate::auth::{Permission, Principal};
 use crate::error::ApiError;
-use crate::hub::{StepView, parse_command};
+use crate::hub::StepView;
 use crate::ingest::durable;
 
 pub fn routes() -> Router<Shared> {
@@ -166,7 +166,7 @@ async fn post_action(
     Path(id): Path<String>,
     JsonBody(req): JsonBody<ActionBody>,
 ) -> Result<Response, ApiError> {
-    let command = parse_command(&req.action).ok_or_else(|| {
+    let command = ripcord_core::engine::Command::parse(&req.action).ok_or_else(|| {
         ApiError::bad_request(format!(
             "action: \"{}\" is not one of promote, pause, resume, rollback, re_release, approve, reject",
             req.action

@@ -182,14 +182,6 @@ pub struct Applied {
     pub durable: Durable,
 }
 
-pub fn parse_command(name: &str) -> Option<Command> {
-    Command::parse(name)
-}
-
-pub fn command_name(c: &Command) -> &'static str {
-    c.name()
-}
-
 fn steps_view(steps: &[RolloutStep]) -> Vec<StepView> {
     steps
         .iter()
@@ -609,7 +601,7 @@ impl Hub {
         }
         let (mut answer, mut batch) = match command {
             Command::Approve | Command::Reject => {
-                let id = pending_request(&state, command_name(&command))?;
+                let id = pending_request(&state, command.name())?;
                 let approve = command == Command::Approve;
                 self.decide(service, &mut state, &id, principal, approve, reason.clone())?
             }
@@ -622,7 +614,7 @@ impl Hub {
                 None,
             )?,
         };
-        answer["action"] = json!(command_name(&command));
+        answer["action"] = json!(command.name());
         if let Some(key) = key {
             // In the command's own batch: the answer is durable exactly when
             // the command is.
@@ -648,7 +640,7 @@ impl Hub {
             return Err(ApiError::conflict(format!(
                 "service \"{}\" has no release to {}",
                 service.name,
-                command_name(&command)
+                command.name()
             )));
         };
         let now = self.now();
@@ -670,7 +662,7 @@ impl Hub {
             .as_ref()
             .map_or(String::new(), |c| c.id.clone());
         let detail = json!({"reason": reason});
-        let action = format!("command.{}", command_name(&command));
+        let action = format!("command.{}", command.name());
         extra
             .audit
             .push(audit(now, actor, &action, &subject, detail));
@@ -683,7 +675,7 @@ impl Hub {
             actor,
         );
         let answer = json!({
-            "action": command_name(&command),
+            "action": command.name(),
             "release": state.current,
             "changed": true,
             "reason": reason,
