@@ -3,14 +3,14 @@
 //! on its timeline, a completed rollback mitigates it, a trigger's approval
 //! wait becomes a request that is settled when the engine moves on.
 
-use ripcord_core::policy::{Action, Approval, Category, Severity};
+use ripcord_core::policy::{Approval, Category, Severity};
 use ripcord_core::{ActionKind, Decision, DecisionKind, Time};
 use serde_json::{Value, json};
 
 use crate::command::Person;
 use crate::effects::{AuditRecord, Effects, Metric};
 use crate::machine::{ENGINE, Governance, Setting, notify_level, save_incident, schedule};
-use crate::record::{EntryKind, Incident, IncidentKind, IncidentState, TriggerFacts};
+use crate::record::{ActionWord, EntryKind, Incident, IncidentKind, IncidentState, TriggerFacts};
 use crate::requests::NewRequest;
 use crate::words::NotifyKind;
 
@@ -161,7 +161,7 @@ impl Governance {
             trigger: trigger.map(|t| TriggerFacts {
                 name: t.name.clone(),
                 severity: t.severity,
-                action: action_word(&t.action).into(),
+                action: ActionWord::of_trigger(&t.action),
             }),
             triggers: vec![name.to_string()],
             categories: categories(s, &signals),
@@ -189,7 +189,7 @@ impl Governance {
             Some(ActionKind::RollbackStage | ActionKind::RollbackComplete)
         );
         if rolled_back && d.trigger.is_some() {
-            self.supersede_requests(s, "rollback", &summary, fx);
+            self.supersede_requests(s, ActionWord::Rollback, &summary, fx);
         }
         let Some(inc) = self.current_incident(s) else {
             return;
@@ -226,7 +226,7 @@ impl Governance {
         };
         let incident = self.current_incident(s).map(|i| i.id.clone());
         let n = NewRequest {
-            action: action_word(&trigger.action).to_string(),
+            action: ActionWord::of_trigger(&trigger.action),
             trigger: Some(trigger.name.clone()),
             incident,
             requested_by: ENGINE.into(),
@@ -285,15 +285,6 @@ fn categories(s: &Setting, signals: &[Value]) -> Vec<Category> {
     categories.sort_by_key(|c| c.as_str());
     categories.dedup();
     categories
-}
-
-fn action_word(action: &Action) -> &'static str {
-    match action {
-        Action::Notify => "notify",
-        Action::Pause => "pause",
-        Action::PauseAndInvestigate => "pause_and_investigate",
-        Action::Rollback { .. } => "rollback",
-    }
 }
 
 /// The evidence records of a decision's record (its stored line, parsed).

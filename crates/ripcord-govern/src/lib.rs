@@ -9,6 +9,7 @@ pub mod effects;
 pub mod machine;
 pub mod record;
 pub mod requests;
+pub mod steps;
 pub mod timer;
 pub mod words;
 
@@ -16,6 +17,7 @@ pub use command::{IncidentCommand, Person, Refusal, on_command};
 pub use decisions::{Evidence, Sealed};
 pub use effects::{AuditRecord, DocChange, Effects, Messenger, Metric, Notification};
 pub use machine::{ENGINE, Governance, ReleaseFacts, Setting};
-pub use requests::{NewRequest, vote};
+pub use requests::{ApprovalAsk, Asked, MAX_PENDING_PER_PRINCIPAL, NewRequest, vote};
+pub use steps::{StepOutcome, StepRun};
 pub use timer::{Due, TimerBody, TimerChange};
 pub use words::NotifyKind;

@@ -11,7 +11,9 @@ use serde_json::{Value, json};
 
 use crate::decisions::Evidence;
 use crate::effects::{AuditRecord, DocChange, Effects, Messenger, Metric, Notification};
-use crate::record::{EntryKind, Incident, Request, RequestState, StepState, StepStatus};
+use crate::record::{
+    EntryKind, Incident, Request, RequestState, StepKindName, StepState, StepStatus,
+};
 use crate::timer::{Due, TimerBody, TimerChange};
 use crate::words::NotifyKind;
 
@@ -223,7 +225,7 @@ fn schedule_steps(s: &Setting, inc: &mut Incident, opened: Time, fx: &mut Effect
             inc.steps.push(StepState {
                 playbook: playbook.name.clone(),
                 name: step.name.clone(),
-                kind: step.kind.as_str().into(),
+                kind: StepKindName::of(&step.kind),
                 owner: step.owner.clone(),
                 due_at: due.to_rfc3339(),
                 status: StepStatus::Pending,

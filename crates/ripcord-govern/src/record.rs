@@ -7,7 +7,9 @@ use ripcord_core::policy::{Category, OnTimeout, Severity};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
-pub use crate::words::{EntryKind, IncidentKind, IncidentState, RequestState, StepStatus};
+pub use crate::words::{
+    ActionWord, EntryKind, IncidentKind, IncidentState, RequestState, StepKindName, StepStatus,
+};
 
 /// Store document kinds.
 pub const INCIDENT: &str = "incident";
@@ -59,7 +61,7 @@ pub struct Incident {
 pub struct TriggerFacts {
     pub name: String,
     pub severity: Severity,
-    pub action: String,
+    pub action: ActionWord,
 }
 
 /// One line of an incident's timeline.
@@ -79,7 +81,7 @@ pub struct Entry {
 pub struct StepState {
     pub playbook: String,
     pub name: String,
-    pub kind: String,
+    pub kind: StepKindName,
     pub owner: String,
     pub due_at: String,
     pub status: StepStatus,
@@ -93,7 +95,7 @@ pub struct StepState {
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 pub struct Vote {
     pub request: String,
-    pub action: String,
+    pub action: ActionWord,
     pub by: String,
     /// The person whose token voted (votes stored before persons existed
     /// count the token's name).
@@ -132,7 +134,7 @@ pub struct Request {
     pub id: String,
     pub service: String,
     pub release: String,
-    pub action: String,
+    pub action: ActionWord,
     /// The trigger that asked, for trigger approvals.
     pub trigger: Option<String>,
     pub incident: Option<String>,
@@ -280,7 +282,7 @@ impl Incident {
             "trigger": self.trigger.clone().unwrap_or_else(|| TriggerFacts {
                 name: format!("declared: {}", self.title),
                 severity: self.severity,
-                action: "none".into(),
+                action: ActionWord::NoAction,
             }),
             "signals": self.signals,
             "message": message,

@@ -6,19 +6,19 @@
 use ripcord_core::Decision;
 use ripcord_core::engine::Command;
 use ripcord_core::policy::OnTimeout;
-use ripcord_core::policy::governance::ActionName;
+use ripcord_core::policy::governance::Right;
 use ripcord_core::time::Dur;
 use serde_json::json;
 
 use crate::command::{Person, Refusal};
 use crate::effects::Effects;
 use crate::machine::{ENGINE, Governance, Setting, save_incident, save_request};
-use crate::record::{EntryKind, Request, RequestState, Vote};
+use crate::record::{ActionWord, EntryKind, Request, RequestState, Vote};
 use crate::timer::{Due, TimerChange};
 
 /// What a new request asks for, and who may approve it.
 pub struct NewRequest {
-    pub action: String,
+    pub action: ActionWord,
     pub trigger: Option<String>,
     pub incident: Option<String>,
     pub requested_by: String,
@@ -30,7 +30,118 @@ pub struct NewRequest {
     pub on_timeout: OnTimeout,
 }
 
+/// Pending requests one person's token may have on one service: a client
+/// cannot fill the approvers' queue or the timer table.
+pub const MAX_PENDING_PER_PRINCIPAL: usize = 16;
+
+/// A person's action that the policy gives decision rights, from a
+/// playbook step (`step`: incident and step name) or not.
+pub struct ApprovalAsk<'a> {
+    pub right: &'a Right,
+    pub reason: Option<String>,
+    pub by: Person<'a>,
+    pub step: Option<(String, String)>,
+}
+
+/// The request that answers an [`ApprovalAsk`].
+pub struct Asked {
+    pub request: Request,
+    /// The same action was already waiting: asking again is not a new
+    /// request.
+    pub existing: bool,
+}
+
 impl Governance {
+    /// Opens a request for a person's action under its decision right —
+    /// unless the same action on the current release, from the same step,
+    /// is already pending (whoever asked), which is the answer then. A
+    /// token with [`MAX_PENDING_PER_PRINCIPAL`] pending requests is
+    /// refused.
+    pub fn ask_approval(
+        &mut self,
+        s: &Setting,
+        ask: ApprovalAsk,
+        fx: &mut Effects,
+    ) -> Result<Asked, Refusal> {
+        let action = ActionWord::from(ask.right.action);
+        if let Some(same) = self.pending_same(s, action, ask.step.as_ref()) {
+            return Ok(Asked {
+                request: same.clone(),
+                existing: true,
+            });
+        }
+        let by = ask.by;
+        let mine = self
+            .requests
+            .iter()
+            .filter(|r| r.state == RequestState::Pending && r.requested_by == by.name)
+            .count();
+        if mine >= MAX_PENDING_PER_PRINCIPAL {
+            return Err(Refusal::Conflict(format!(
+                "\"{}\" already has {mine} pending requests on \"{}\" (at most \
+                 {MAX_PENDING_PER_PRINCIPAL}); wait until they are decided or expire",
+                by.name, s.service
+            )));
+        }
+        let right = ask.right;
+        let n = NewRequest {
+            action,
+            trigger: None,
+            incident: self.incident_of(s, ask.step.as_ref()),
+            requested_by: by.name.to_string(),
+            reason: ask.reason,
+            roles: right.roles.clone(),
+            quorum: right.quorum,
+            separation: right.separation,
+            within: right.within,
+            on_timeout: right.on_timeout,
+        };
+        let mut req = self.new_request(s, n);
+        req.step = ask.step.map(|(_, step)| step);
+        req.requested_by_person = Some(by.person.to_string());
+        fx.timers
+            .push(TimerChange::set(&req.id, Due::Request, s.now + right.within));
+        self.log_request(s, &req, "approval requested", fx);
+        save_request(fx, &req, s.now, by.name, "request.open");
+        self.requests.push(req.clone());
+        Ok(Asked {
+            request: req,
+            existing: false,
+        })
+    }
+
+    /// The pending request for the same action on the current release from
+    /// the same playbook step (or none).
+    fn pending_same(
+        &self,
+        s: &Setting,
+        action: ActionWord,
+        step: Option<&(String, String)>,
+    ) -> Option<&Request> {
+        let release = s.release.map(|r| r.id.as_str())?;
+        let step = step.map(|(_, name)| name.as_str());
+        self.requests.iter().find(|r| {
+            r.state == RequestState::Pending
+                && r.trigger.is_none()
+                && r.release == release
+                && r.action == action
+                && r.step.as_deref() == step
+        })
+    }
+
+    /// The incident a person's request belongs to: the step's, else the
+    /// current release's active incident.
+    fn incident_of(&self, s: &Setting, step: Option<&(String, String)>) -> Option<String> {
+        if let Some((incident, _)) = step {
+            return Some(incident.clone());
+        }
+        let release = s.release.map(|r| r.id.clone());
+        self.incidents
+            .iter()
+            .find(|i| i.is_active() && i.release == release)
+            .map(|i| i.id.clone())
+    }
+
     /// A new pending request on the current release (not yet kept: the
     /// caller completes it and pushes it to `requests`).
     pub fn new_request(&mut self, s: &Setting, n: NewRequest) -> Request {
@@ -131,7 +242,13 @@ impl Governance {
 
     /// A critical trigger's rollback supersedes people's pending requests
     /// for the same action, and the record says so.
-    pub fn supersede_requests(&mut self, s: &Setting, action: &str, why: &str, fx: &mut Effects) {
+    pub fn supersede_requests(
+        &mut self,
+        s: &Setting,
+        action: ActionWord,
+        why: &str,
+        fx: &mut Effects,
+    ) {
         let mut settled = Vec::new();
         for req in self.requests.iter_mut().filter(|r| {
             r.trigger.is_none() && r.state == RequestState::Pending && r.action == action
@@ -217,7 +334,7 @@ pub fn vote(
     }
     let v = Vote {
         request: req.id.clone(),
-        action: req.action.clone(),
+        action: req.action,
         by: by.name.into(),
         person: Some(by.person.into()),
         role: by.role.into(),
@@ -248,22 +365,7 @@ pub fn command_for_engine(req: &Request) -> Option<Command> {
     match (req.trigger.is_some(), req.state) {
         (true, RequestState::Approved) => Some(Command::Approve),
         (true, RequestState::Rejected) => Some(Command::Reject),
-        (false, RequestState::Approved) => action_command(&req.action),
+        (false, RequestState::Approved) => req.action.command(),
         _ => None,
-    }
-}
-
-/// The engine command of a request's action, by its name.
-pub fn action_command(name: &str) -> Option<Command> {
-    ActionName::parse(name).map(command_of)
-}
-
-pub fn command_of(action: ActionName) -> Command {
-    match action {
-        ActionName::Promote => Command::Promote,
-        ActionName::Rollback => Command::Rollback,
-        ActionName::ReRelease => Command::ReRelease,
-        ActionName::Pause => Command::Pause,
-        ActionName::Resume => Command::Resume,
     }
 }

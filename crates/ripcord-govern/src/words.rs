@@ -3,6 +3,9 @@
 
 use std::fmt;
 
+use ripcord_core::engine::Command;
+use ripcord_core::policy::Action;
+use ripcord_core::policy::governance::{ActionName, StepKind};
 use serde::{Deserialize, Serialize};
 
 /// An enum of plain words: serialised, shown and parsed as the word.
@@ -124,6 +127,84 @@ words! {
     }
 }
 
+words! {
+    /// An action as requests, votes and trigger facts name it: a person's
+    /// release action, or what a trigger does (`none` for a declared
+    /// incident, which no trigger opened).
+    ActionWord {
+        Promote = "promote",
+        Rollback = "rollback",
+        ReRelease = "re_release",
+        Pause = "pause",
+        Resume = "resume",
+        PauseAndInvestigate = "pause_and_investigate",
+        Notify = "notify",
+        NoAction = "none",
+    }
+}
+
+impl ActionWord {
+    /// What a trigger does, as its facts and its approval request say.
+    pub fn of_trigger(action: &Action) -> ActionWord {
+        match action {
+            Action::Notify => ActionWord::Notify,
+            Action::Pause => ActionWord::Pause,
+            Action::PauseAndInvestigate => ActionWord::PauseAndInvestigate,
+            Action::Rollback { .. } => ActionWord::Rollback,
+        }
+    }
+
+    /// The engine command that carries out a person's action; trigger-only
+    /// words have none.
+    pub fn command(self) -> Option<Command> {
+        Some(match self {
+            ActionWord::Promote => Command::Promote,
+            ActionWord::Rollback => Command::Rollback,
+            ActionWord::ReRelease => Command::ReRelease,
+            ActionWord::Pause => Command::Pause,
+            ActionWord::Resume => Command::Resume,
+            ActionWord::PauseAndInvestigate | ActionWord::Notify | ActionWord::NoAction => {
+                return None;
+            }
+        })
+    }
+}
+
+impl From<ActionName> for ActionWord {
+    fn from(action: ActionName) -> ActionWord {
+        match action {
+            ActionName::Promote => ActionWord::Promote,
+            ActionName::Rollback => ActionWord::Rollback,
+            ActionName::ReRelease => ActionWord::ReRelease,
+            ActionName::Pause => ActionWord::Pause,
+            ActionName::Resume => ActionWord::Resume,
+        }
+    }
+}
+
+words! {
+    /// A playbook step's kind, as the policy's `kind:` names it.
+    StepKindName {
+        Manual = "manual",
+        Action = "action",
+        Communicate = "communicate",
+        Check = "check",
+        Verify = "verify",
+    }
+}
+
+impl StepKindName {
+    pub fn of(kind: &StepKind) -> StepKindName {
+        match kind {
+            StepKind::Manual => StepKindName::Manual,
+            StepKind::Action { .. } => StepKindName::Action,
+            StepKind::Communicate { .. } => StepKindName::Communicate,
+            StepKind::Check { .. } => StepKindName::Check,
+            StepKind::Verify { .. } => StepKindName::Verify,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -140,5 +221,16 @@ mod tests {
             "status_update"
         );
         assert_eq!(StepStatus::parse("nope"), None);
+    }
+
+    #[test]
+    fn every_policy_action_has_its_word_and_command() {
+        for a in ActionName::ALL {
+            let word = ActionWord::from(a);
+            assert_eq!(word.as_str(), a.as_str());
+            let command = word.command().map(|c| c.name());
+            assert_eq!(command, Some(a.as_str()));
+        }
+        assert_eq!(ActionWord::PauseAndInvestigate.command(), None);
     }
 }

@@ -11,7 +11,7 @@ use ripcord_core::{Decision, DecisionKind, Explanation};
 use ripcord_core::{Dur, Time};
 use ripcord_govern::machine::{self, cancel_paging, schedule};
 use ripcord_govern::record::{
-    EntryKind, Incident, IncidentKind, Request, RequestState, StepStatus,
+    ActionWord, EntryKind, Incident, IncidentKind, Request, RequestState, StepStatus,
 };
 use ripcord_govern::{
     DocChange, Due, Effects, Evidence, Governance, Messenger, Metric, NewRequest, Notification,
@@ -346,7 +346,7 @@ fn asked(gov: &mut Governance, s: &Setting, on_timeout: OnTimeout) -> (Request, 
     let mut req = gov.new_request(
         s,
         NewRequest {
-            action: "rollback".into(),
+            action: ActionWord::Rollback,
             trigger: None,
             incident: Some("inc-svc-1".into()),
             requested_by: "ann".into(),

@@ -13,36 +13,9 @@ use crate::error::ApiError;
 use crate::hub::govern;
 use crate::hub::{ENGINE, Hub, Service, State};
 use ripcord_core::policy::OnTimeout;
-use ripcord_govern::machine::save_request;
 use ripcord_govern::record::{Request, RequestState};
-use ripcord_govern::requests::{action_command, command_for_engine};
-use ripcord_govern::{Due, NewRequest, Person, TimerChange};
-
-/// Pending requests one principal may have on one service.
-pub const MAX_PENDING_PER_PRINCIPAL: usize = 16;
-
-/// The pending request for the same action on the current release from
-/// the same playbook step (or none), if there is one.
-fn pending_same(
-    state: &State,
-    action: ActionName,
-    step: Option<&(String, String)>,
-) -> Option<Request> {
-    let release = state.current.as_ref().map(|c| c.id.as_str())?;
-    let step = step.map(|(_, s)| s.as_str());
-    state
-        .gov
-        .requests
-        .iter()
-        .find(|r| {
-            r.state == RequestState::Pending
-                && r.trigger.is_none()
-                && r.release == release
-                && r.action == action.as_str()
-                && r.step.as_deref() == step
-        })
-        .cloned()
-}
+use ripcord_govern::requests::command_for_engine;
+use ripcord_govern::{ApprovalAsk, Due};
 
 pub fn action_of(command: &Command) -> Option<ActionName> {
     Some(match command {
@@ -86,73 +59,28 @@ impl Hub {
                 command.name()
             )));
         }
-        if let Some(same) = pending_same(state, right.action, step.as_ref()) {
-            // Asking again is not a new request: one pending request per
-            // release, action and step, whoever asks.
-            let answer = json!({
-                "action": command.name(),
-                "release": state.current,
-                "changed": false,
-                "request": same,
-                "existing": true,
-            });
-            return Ok((answer, Batch::default()));
-        }
-        let mine = state
-            .gov
-            .requests
-            .iter()
-            .filter(|r| r.state == RequestState::Pending && r.requested_by == principal.name)
-            .count();
-        if mine >= MAX_PENDING_PER_PRINCIPAL {
-            return Err(ApiError::conflict(format!(
-                "\"{}\" already has {mine} pending requests on \"{}\" (at most \
-                 {MAX_PENDING_PER_PRINCIPAL}); wait until they are decided or expire",
-                principal.name, service.name
-            )));
-        }
         let now = self.now();
         let ctx = self.ctx(&service.name, now);
-        let incident = step.as_ref().map(|(i, _)| i.clone()).or_else(|| {
-            let release = state.current.as_ref().map(|c| c.id.clone());
-            state
-                .gov
-                .incidents
-                .iter()
-                .find(|i| i.is_active() && i.release == release)
-                .map(|i| i.id.clone())
-        });
-        let n = NewRequest {
-            action: right.action.as_str().into(),
-            trigger: None,
-            incident,
-            requested_by: principal.name.clone(),
+        let ask = ApprovalAsk {
+            right: &right,
             reason,
-            roles: right.roles.clone(),
-            quorum: right.quorum,
-            separation: right.separation,
-            within: right.within,
-            on_timeout: right.on_timeout,
+            by: principal.person(),
+            step,
         };
         let mut batch = Batch::default();
-        let req = govern::drive_gov(&ctx, state, &mut batch, |g, s, fx| {
-            let mut req = g.new_request(s, n);
-            req.step = step.map(|(_, s)| s);
-            req.requested_by_person = Some(principal.person.clone());
-            let deadline = now + right.within;
-            fx.timers
-                .push(TimerChange::set(&req.id, Due::Request, deadline));
-            g.log_request(s, &req, "approval requested", fx);
-            save_request(fx, &req, now, &principal.name, "request.open");
-            g.requests.push(req.clone());
-            req
-        });
-        let answer = json!({
+        let asked = govern::drive_gov(&ctx, state, &mut batch, |g, s, fx| {
+            g.ask_approval(s, ask, fx)
+        })
+        .map_err(govern::refusal)?;
+        let mut answer = json!({
             "action": command.name(),
             "release": state.current,
             "changed": false,
-            "request": req,
+            "request": asked.request,
         });
+        if asked.existing {
+            answer["existing"] = json!(true);
+        }
         Ok((answer, batch))
     }
 
@@ -177,11 +105,7 @@ impl Hub {
             .ok_or_else(|| ApiError::conflict(format!("request {id} is not pending")))?;
         let mut req = state.gov.requests[index].clone();
         let mut batch = Batch::default();
-        let by = Person {
-            name: &principal.name,
-            role: &principal.role,
-            person: &principal.person,
-        };
+        let by = principal.person();
         let vote = govern::drive_gov(&ctx, state, &mut batch, |_, s, _| {
             ripcord_govern::vote(s, &mut req, by, approve, note)
         })
@@ -255,7 +179,7 @@ impl Hub {
             return Ok(batch);
         };
         let proceed = req.on_timeout == OnTimeout::Proceed;
-        if proceed && let Some(command) = action_command(&req.action) {
+        if proceed && let Some(command) = req.action.command() {
             let reason = req.outcome.clone();
             let extra = std::mem::take(&mut batch);
             match self.apply_command(service, state, command, reason, ENGINE, extra) {

@@ -16,11 +16,11 @@ use crate::checks;
 use crate::error::ApiError;
 use crate::hub::govern;
 use crate::hub::{Hub, Service, State};
-use crate::notify::NotifyKind;
 use crate::writer::Durable;
 use ripcord_core::policy::Severity;
-use ripcord_govern::record::{EntryKind, INCIDENT, Incident, IncidentKind, StepStatus};
-use ripcord_govern::{Due, IncidentCommand, Person, TimerBody, on_command};
+use ripcord_govern::record::{ActionWord, INCIDENT, Incident, IncidentKind, StepStatus};
+use ripcord_govern::steps::{cite, complete_step, step_to_run};
+use ripcord_govern::{Due, IncidentCommand, StepOutcome, StepRun, TimerBody, on_command};
 
 /// What a person asks of an incident: one of the machine's commands, or
 /// a playbook step (its checks read the store, so the server runs it).
@@ -93,18 +93,19 @@ impl Hub {
     ) -> Result<&'static str, ApiError> {
         let command = match ask {
             Ask::Step { name, note } => {
-                self.run_step(service, state, inc, &name, note, p, batch)
+                let run = StepRun {
+                    name: &name,
+                    note,
+                    by: p.person(),
+                };
+                self.run_step((service, state), inc, (run, p), batch)
                     .await?;
                 return Ok("incident.step");
             }
             Ask::Command(command) => command,
         };
         let ctx = self.ctx(&service.name, self.now());
-        let by = Person {
-            name: &p.name,
-            role: &p.role,
-            person: &p.person,
-        };
+        let by = p.person();
         govern::drive(&ctx, govern::on(state), batch, |s, fx| {
             on_command(s, inc, command, by, fx)
         })
@@ -132,11 +133,7 @@ impl Hub {
         };
         let mut state = service.state.lock().await;
         let ctx = self.ctx(&service.name, self.now());
-        let by = Person {
-            name: &principal.name,
-            role: &principal.role,
-            person: &principal.person,
-        };
+        let by = principal.person();
         let mut batch = Batch::default();
         let inc = govern::drive_gov(&ctx, &mut state, &mut batch, |g, s, fx| {
             let (inc, done) = g.declare(s, (kind, sev, title), by);
@@ -190,102 +187,57 @@ impl Hub {
         });
     }
 
-    #[allow(clippy::too_many_arguments)]
+    /// Runs a playbook step: the machine says whether the person may and
+    /// records it; an action step goes through the decision rights and the
+    /// engine, check and verify steps read the store.
     async fn run_step(
         &self,
-        service: &Service,
-        state: &mut State,
+        (service, state): (&Service, &mut State),
         inc: &mut Incident,
-        name: &str,
-        note: Option<String>,
-        p: &Principal,
+        (run, p): (StepRun<'_>, &Principal),
         batch: &mut Batch,
     ) -> Result<(), ApiError> {
-        let Some(step) = inc.steps.iter().find(|s| s.name == name).cloned() else {
-            let names: Vec<&str> = inc.steps.iter().map(|s| s.name.as_str()).collect();
-            return Err(ApiError::not_found(format!(
-                "incident {} has no playbook step \"{name}\" (steps: {})",
-                inc.id,
-                names.join(", ")
-            )));
-        };
-        if matches!(step.status, StepStatus::Done | StepStatus::Requested) {
-            return Err(ApiError::conflict(format!(
-                "step {name} is already {}",
-                step.status
-            )));
-        }
-        if p.role != step.owner && p.role != "admin" {
-            return Err(ApiError::forbidden(format!(
-                "step {name} is owned by role {}; {} has role {}",
-                step.owner, p.name, p.role
-            )));
-        }
-        let kind = govern::step_kind(&state.policy, inc, name).ok_or_else(|| {
-            ApiError::conflict(format!("step {name} is no longer in the policy's playbook"))
-        })?;
         let ctx = self.ctx(&service.name, self.now());
-        let (status, result) = match kind {
-            StepKind::Manual => (StepStatus::Done, Value::Null),
+        let kind = govern::drive(&ctx, govern::on(state), batch, |s, _| {
+            step_to_run(s, inc, &run)
+        })
+        .map_err(govern::refusal)?;
+        let outcome = match &kind {
+            StepKind::Manual | StepKind::Communicate { .. } => None,
             StepKind::Action { action } => {
-                let command = ripcord_govern::requests::command_of(action);
-                let asked = Some((inc.id.clone(), name.to_string()));
-                let (answer, b) = self.act(service, state, command, note.clone(), p, asked)?;
+                let command = ActionWord::from(*action).command().ok_or_else(|| {
+                    ApiError::conflict(format!("action {action:?} has no release command"))
+                })?;
+                let asked = Some((inc.id.clone(), run.name.to_string()));
+                let (answer, b) = self.act(service, state, command, run.note.clone(), p, asked)?;
                 merge(batch, b);
-                let requested = answer.get("request").is_some();
-                let status = if requested {
+                let status = if answer.get("request").is_some() {
                     StepStatus::Requested
                 } else {
                     StepStatus::Done
                 };
-                (status, answer)
-            }
-            StepKind::Communicate { template, channels } => {
-                let message = note.clone();
-                let route = (channels.as_slice(), template.as_str());
-                govern::notify(
-                    &ctx,
-                    state,
-                    inc,
-                    route,
-                    NotifyKind::Update,
-                    message.as_deref(),
-                    batch,
-                );
-                let result = json!({"channels": channels, "template": template});
-                (StepStatus::Done, result)
+                Some(StepOutcome {
+                    status,
+                    result: answer,
+                })
             }
             StepKind::Check { checks } => {
                 let view = state.current.clone();
-                let report = checks::run(self, view.as_ref(), &checks).await?;
+                let report = checks::run(self, view.as_ref(), checks).await?;
                 let ok = report.iter().all(|c| c["ok"] == json!(true));
-                (done_or_failed(ok), Value::Array(report))
+                Some(StepOutcome::checked(ok, Value::Array(report)))
             }
             StepKind::Verify { hold } => {
                 let (policy, view) = (state.policy.clone(), state.current.clone());
                 let target = (&policy, view.as_ref());
-                let report = checks::verify(self, target, inc, hold, ctx.now).await?;
+                let report = checks::verify(self, target, inc, *hold, ctx.now).await?;
                 let ok = report["ok"] == json!(true);
-                (done_or_failed(ok), report)
+                Some(StepOutcome::checked(ok, report))
             }
         };
-        let Some(s) = inc.steps.iter_mut().find(|s| s.name == name) else {
-            return Ok(());
-        };
-        s.status = status;
-        s.note = note;
-        s.result = result;
-        if status != StepStatus::Requested {
-            s.done_at = Some(ctx.now.to_rfc3339());
-            s.done_by = Some(p.name.clone());
-            let due = Due::Step {
-                step: name.to_string(),
-            };
-            govern::cancel_timer(batch, &inc.id, due);
-        }
-        let summary = format!("step {name} ({}) {status} by {}", step.kind, p.name);
-        let detail = json!({"step": name, "status": status, "due_at": step.due_at});
-        inc.note(ctx.now, EntryKind::Playbook, &p.name, summary, detail);
+        govern::drive(&ctx, govern::on(state), batch, |s, fx| {
+            complete_step(s, inc, (run, &kind), outcome, fx);
+        });
         Ok(())
     }
 
@@ -315,18 +267,12 @@ impl Hub {
         let (service, stored) = self.stored_incident(id).await?;
         let mut state = service.state.lock().await;
         let mut inc = active_or(&state, stored);
-        let now = self.now();
-        inc.policy_changes.push(version);
-        inc.note(
-            now,
-            EntryKind::Policy,
-            &p.name,
-            format!("policy version {version} answers this incident"),
-            json!({"policy_version": version}),
-        );
-        state.gov.store_active(&inc);
+        let ctx = self.ctx(&service.name, self.now());
         let mut batch = Batch::default();
-        govern::save_incident(&mut batch, &inc, now, &p.name, "incident.policy_change");
+        govern::drive(&ctx, govern::on(&state), &mut batch, |s, fx| {
+            cite(s, &mut inc, version, &p.name, fx);
+        });
+        state.gov.store_active(&inc);
         Ok(self.writer.submit(batch).await)
     }
 
@@ -344,14 +290,6 @@ impl Hub {
             .filter(|i| state.is_none_or(|s| i.state.as_str() == s))
             .filter(|i| kind.is_none_or(|k| i.kind.as_str() == k))
             .collect())
-    }
-}
-
-fn done_or_failed(ok: bool) -> StepStatus {
-    if ok {
-        StepStatus::Done
-    } else {
-        StepStatus::Failed
     }
 }
 

@@ -77,6 +77,15 @@ impl Scope {
 }
 
 impl Principal {
+    /// The principal as the governance machine names who acts.
+    pub fn person(&self) -> ripcord_govern::Person<'_> {
+        ripcord_govern::Person {
+            name: &self.name,
+            role: &self.role,
+            person: &self.person,
+        }
+    }
+
     /// 403 unless the token may act on `service`.
     pub fn require_service(&self, service: &str) -> Result<(), ApiError> {
         if self.scope.allows(service) {

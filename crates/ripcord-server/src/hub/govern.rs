@@ -9,7 +9,6 @@
 use ripcord_core::engine::ReleaseState;
 use ripcord_core::evidence::{FreezeInput, Redaction, freeze};
 use ripcord_core::policy::Policy;
-use ripcord_core::policy::governance::StepKind;
 use ripcord_core::{Decision, Time};
 use ripcord_govern::machine;
 use ripcord_govern::{
@@ -281,18 +280,4 @@ pub fn notify(
     drive(ctx, on(state), batch, |s, fx| {
         machine::notify(s, inc, route, event, message, fx);
     });
-}
-
-/// The policy a new incident's step kind refers to, by step name.
-pub fn step_kind(policy: &Policy, inc: &Incident, name: &str) -> Option<StepKind> {
-    let state = inc.steps.iter().find(|s| s.name == name)?;
-    policy
-        .governance
-        .playbooks
-        .iter()
-        .find(|p| p.name == state.playbook)?
-        .steps
-        .iter()
-        .find(|s| s.name == name)
-        .map(|s| s.kind.clone())
 }
