@@ -4,15 +4,16 @@
 //! safety lead and reviewed; approvals with quorum and separation of
 //! duties; escalation timers that survive a restart; drills.
 //!
-//! The server runs on a manual clock that the test moves: [`until`] moves
-//! it 100 ms per poll and ticks the engines and timers, so deadlines and
-//! verification windows pass when the test says, not while it sleeps.
+//! The server ([`GovServer`]) runs on a manual clock that the test moves:
+//! [`until`] moves it 100 ms per poll and ticks the engines and timers, so
+//! deadlines and verification windows pass when the test says, not while
+//! it sleeps.
 
 use std::time::{Duration, Instant};
 
-use crate::support::{Inbox, Result, client, inbox};
+use crate::gov_server::GovServer;
+use crate::support::{Inbox, Result, inbox};
 use ripcord_core::{Dur, Time};
-use ripcord_server::clock::Clock;
 use serde_json::{Value, json};
 
 const POLICY: &str = "\
@@ -84,138 +85,16 @@ fn received(inbox: &Inbox, path: &str) -> Vec<Value> {
         .unwrap_or_default()
 }
 
-struct Gov {
-    server: ripcord_server::Server,
-    clock: Clock,
-    base: String,
-    admin: String,
-    http: reqwest::Client,
-    dir: tempfile::TempDir,
-}
-
-fn config(dir: &std::path::Path, hooks: &str, clock: &Clock) -> Result<ripcord_server::Config> {
-    let mut config = ripcord_server::Config::new(dir.to_path_buf(), "127.0.0.1:0".parse()?);
-    // Ticks and timers run when the test moves the clock (`Gov::advance`).
-    config.tick = Duration::from_secs(3600);
-    config.clock = clock.clone();
-    config.channels = serde_saphyr::from_str(&format!(
-        "chat: {{kind: slack, url: \"{hooks}/slack\"}}\n\
-         pager: {{kind: pagerduty, url: \"{hooks}/pagerduty\", routing_key: R0UT1NGKEY0123456789012345678901}}\n"
-    ))?;
-    Ok(config)
-}
-
-impl Gov {
-    async fn start(policy: &str, hooks: &str) -> Result<Gov> {
-        let dir = tempfile::tempdir()?;
-        // Near the wall clock: tokens and stored times stay plausible.
-        let clock = Clock::manual(Time(ripcord_server::clock::wall_now().0 / 1000 * 1000));
-        let server = ripcord_server::start(config(dir.path(), hooks, &clock)?).await?;
-        let admin = std::fs::read_to_string(&server.token_path)?
-            .trim()
-            .to_string();
-        let gov = Gov {
-            base: format!("http://{}", server.addr),
-            server,
-            clock,
-            admin,
-            http: client()?,
-            dir,
-        };
-        let r = gov
-            .http
-            .put(format!("{}/v1/policies/gov-svc", gov.base))
-            .bearer_auth(&gov.admin)
-            .body(policy.to_string())
-            .send()
-            .await?;
-        assert_eq!(r.status(), 201, "{}", r.text().await?);
-        for v in ["v1", "v2"] {
-            let body = json!({"version": v, "model_id": "m"});
-            gov.call("post", "/v1/services/gov-svc/versions", None, Some(body))
-                .await?;
-        }
-        Ok(gov)
-    }
-
-    async fn call(
-        &self,
-        method: &str,
-        path: &str,
-        token: Option<&str>,
-        body: Option<Value>,
-    ) -> Result<(u16, Value)> {
-        let method = reqwest::Method::from_bytes(method.to_uppercase().as_bytes())?;
-        let url = format!("{}{path}", self.base);
-        let token = token.unwrap_or(&self.admin);
-        let (status, text) =
-            crate::support::request(&self.http, method, &url, token, body.as_ref()).await?;
-        Ok((
-            status,
-            serde_json::from_str(&text).unwrap_or(Value::String(text)),
-        ))
-    }
-
-    async fn token(&self, name: &str, role: &str) -> Result<String> {
-        let (status, made) = self
-            .call(
-                "post",
-                "/v1/tokens",
-                None,
-                Some(json!({"name": name, "role": role})),
-            )
-            .await?;
-        assert_eq!(status, 201, "{made}");
-        Ok(made["token"].as_str().unwrap_or_default().to_string())
-    }
-
-    async fn release(&self) -> Result {
-        let start = json!({"service": "gov-svc", "baseline": "v1", "candidate": "v2"});
-        let (status, body) = self.call("post", "/v1/releases", None, Some(start)).await?;
-        assert_eq!(status, 201, "{body}");
-        Ok(())
-    }
-
-    /// Events for both sides: the candidate fails moderation one time in
-    /// three, the baseline never.
-    async fn send(&self, n: usize, candidate_too: bool) -> Result {
-        let ts = self.clock.now().to_rfc3339();
-        let events: Vec<Value> = (0..n)
-            .map(|i| {
-                let candidate = candidate_too && i % 2 == 1;
-                let fail = candidate && i % 3 == 0;
-                json!({"ts": ts, "service": "gov-svc",
-                       "version": if candidate { "v2" } else { "v1" },
-                       "unit": format!("u-{i}"),
-                       "values": {"outputs": 1, "moderation_fail": if fail { 1 } else { 0 }}})
-            })
-            .collect();
-        let (status, body) = self
-            .call("post", "/v1/events", None, Some(Value::Array(events)))
-            .await?;
-        assert!(status == 200 || status == 202, "{status} {body}");
-        Ok(())
-    }
-
-    /// Moves the clock, then ticks the engines and runs due timers, as the
-    /// server's tick task does.
-    async fn advance(&self, ms: i64) {
-        self.clock.advance(Dur(ms));
-        self.server.app.hub.tick_all().await;
-        self.server.app.hub.run_timers().await;
-    }
-
-    async fn incidents(&self) -> Result<Vec<Value>> {
-        let (_, list) = self
-            .call("get", "/v1/incidents?service=gov-svc", None, None)
-            .await?;
-        Ok(list["incidents"].as_array().cloned().unwrap_or_default())
-    }
+/// A server whose clock starts near the wall clock, so that tokens and
+/// stored times stay plausible.
+async fn start(policy: &str, hooks: &str) -> Result<GovServer> {
+    let near = Time(ripcord_server::clock::wall_now().0 / 1000 * 1000);
+    GovServer::start(policy, hooks, near).await
 }
 
 /// Polls `check`, moving the server's clock 100 ms per poll; the real
 /// wait between polls is for deliveries (webhooks) to arrive.
-async fn until<F, Fut>(gov: &Gov, what: &str, mut check: F) -> Result
+async fn until<F, Fut>(gov: &GovServer, what: &str, mut check: F) -> Result
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Result<bool>>,
@@ -248,7 +127,7 @@ fn kinds(inc: &Value) -> Vec<String> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_fired_trigger_opens_an_incident_that_is_paged_handled_and_reviewed() -> Result {
     let (hooks, inbox) = inbox().await?;
-    let gov = Gov::start(POLICY, &hooks).await?;
+    let gov = start(POLICY, &hooks).await?;
     let operator = gov.token("olga", "operator").await?;
     let manager = gov.token("max", "release_manager").await?;
     let safety = gov.token("sam", "safety_lead").await?;
@@ -428,17 +307,10 @@ async fn a_fired_trigger_opens_an_incident_that_is_paged_handled_and_reviewed() 
     );
     // The next policy version cites the incident it answers.
     let stricter = POLICY.replace("max_ratio: 1.2", "max_ratio: 1.1");
-    let put = |query: &'static str| {
-        gov.http
-            .put(format!("{}/v1/policies/gov-svc{query}", gov.base))
-            .bearer_auth(&gov.admin)
-            .body(stricter.clone())
-            .send()
-    };
-    let typo = put("?answers=inc-gov-svc-9").await?;
-    assert_eq!(typo.status(), 422);
-    let cited = put("?answers=inc-gov-svc-1").await?;
-    assert_eq!(cited.status(), 201);
+    let (typo, _) = gov.put_policy(&stricter, "?answers=inc-gov-svc-9").await?;
+    assert_eq!(typo, 422);
+    let (cited, _) = gov.put_policy(&stricter, "?answers=inc-gov-svc-1").await?;
+    assert_eq!(cited, 201);
     let (_, reviewed) = gov.call("get", &path, None, None).await?;
     assert_eq!(reviewed["policy_changes"], json!([2]));
     // The release's share history names who moved it and why.
@@ -477,14 +349,13 @@ async fn a_fired_trigger_opens_an_incident_that_is_paged_handled_and_reviewed() 
     }
     assert!(ripcord_core::audit::verify(&text).is_ok());
     gov.server.shutdown().await?;
-    drop(gov.dir);
     Ok(())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_rollback_request_needs_a_quorum_without_its_requester() -> Result {
     let (hooks, _inbox) = inbox().await?;
-    let gov = Gov::start(RIGHTS_POLICY, &hooks).await?;
+    let gov = start(RIGHTS_POLICY, &hooks).await?;
     let ann = gov.token("ann", "release_manager").await?;
     let bob = gov.token("bob", "release_manager").await?;
     let sam = gov.token("sam", "safety_lead").await?;
@@ -559,7 +430,7 @@ async fn a_rollback_request_needs_a_quorum_without_its_requester() -> Result {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_request_nobody_approves_expires_as_the_policy_says() -> Result {
     let (hooks, _inbox) = inbox().await?;
-    let gov = Gov::start(RIGHTS_POLICY, &hooks).await?;
+    let gov = start(RIGHTS_POLICY, &hooks).await?;
     let ann = gov.token("ann", "release_manager").await?;
     gov.release().await?;
     let (status, asked) = gov
@@ -603,7 +474,7 @@ async fn a_request_nobody_approves_expires_as_the_policy_says() -> Result {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn escalation_timers_survive_a_restart_and_drills_stay_out_of_real_figures() -> Result {
     let (hooks, inbox) = inbox().await?;
-    let gov = Gov::start(RIGHTS_POLICY, &hooks).await?;
+    let gov = start(RIGHTS_POLICY, &hooks).await?;
     gov.release().await?;
     let drill = json!({"service": "gov-svc", "kind": "drill", "severity": "critical", "title": "rehearsal"});
     let (status, inc) = gov.call("post", "/v1/incidents", None, Some(drill)).await?;
@@ -614,23 +485,7 @@ async fn escalation_timers_survive_a_restart_and_drills_stay_out_of_real_figures
     );
     // Stop before the 1 s acknowledgement deadline, move the clock past it
     // while the server is down, start again.
-    let Gov {
-        server, dir, clock, ..
-    } = gov;
-    server.shutdown().await?;
-    clock.advance(Dur(1500));
-    let server = ripcord_server::start(config(dir.path(), &hooks, &clock)?).await?;
-    let admin = std::fs::read_to_string(&server.token_path)?
-        .trim()
-        .to_string();
-    let gov = Gov {
-        base: format!("http://{}", server.addr),
-        server,
-        clock,
-        admin,
-        http: client()?,
-        dir,
-    };
+    let gov = gov.restart(Dur(1500)).await?;
     until(&gov, "the escalation after restart", || async {
         let (_, i) = gov
             .call("get", "/v1/incidents/inc-gov-svc-1", None, None)
@@ -712,7 +567,7 @@ playbooks:
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn missed_status_updates_and_overdue_steps_escalate() -> Result {
     let (hooks, _inbox) = inbox().await?;
-    let gov = Gov::start(LATE_POLICY, &hooks).await?;
+    let gov = start(LATE_POLICY, &hooks).await?;
     gov.release().await?;
     let declare = json!({"service": "gov-svc", "kind": "real", "severity": "major", "title": "users report loops"});
     let (status, inc) = gov
@@ -788,7 +643,7 @@ rollout:
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_critical_breach_overrides_a_pending_approval_and_the_record_says_so() -> Result {
     let (hooks, _inbox) = inbox().await?;
-    let gov = Gov::start(OVERRIDE_POLICY, &hooks).await?;
+    let gov = start(OVERRIDE_POLICY, &hooks).await?;
     let bob = gov.token("bob", "release_manager").await?;
     gov.release().await?;
     until(&gov, "the approval request", || async {
@@ -863,7 +718,7 @@ async fn a_critical_breach_overrides_a_pending_approval_and_the_record_says_so()
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn separation_of_duties_counts_persons_not_token_names() -> Result {
     let (hooks, _inbox) = inbox().await?;
-    let gov = Gov::start(RIGHTS_POLICY, &hooks).await?;
+    let gov = start(RIGHTS_POLICY, &hooks).await?;
     let mut tokens = Vec::new();
     for (name, role, person) in [
         ("ann-laptop", "release_manager", "ann"),

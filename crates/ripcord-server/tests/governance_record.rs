@@ -12,9 +12,9 @@
 
 use std::time::{Duration, Instant};
 
-use crate::support::{Inbox, Result, client, inbox};
-use ripcord_core::{Dur, Time};
-use ripcord_server::clock::Clock;
+use crate::gov_server::GovServer;
+use crate::support::{Inbox, Result, inbox};
+use ripcord_core::Time;
 use serde_json::{Value, json};
 
 const POLICY: &str = "\
@@ -54,162 +54,26 @@ playbooks:
 /// 2026-01-01T00:00:00Z.
 const T0: Time = Time(1_767_225_600_000);
 
-struct Scenario {
-    server: ripcord_server::Server,
-    clock: Clock,
-    base: String,
-    admin: String,
-    http: reqwest::Client,
-    _dirs: [tempfile::TempDir; 2],
+/// The first incident's state, or `none`.
+async fn incident_state(s: &GovServer) -> Result<String> {
+    let incidents = s.incidents().await?;
+    let state = incidents.first().and_then(|i| i["state"].as_str());
+    Ok(state.unwrap_or("none").to_string())
 }
 
-impl Scenario {
-    async fn start(hooks: &str) -> Result<Scenario> {
-        let dir = tempfile::tempdir()?;
-        let keys = tempfile::tempdir()?;
-        let clock = Clock::manual(T0);
-        let mut config =
-            ripcord_server::Config::new(dir.path().to_path_buf(), "127.0.0.1:0".parse()?);
-        // Ticks and timers run when the test says, at the manual clock's time.
-        config.tick = Duration::from_secs(3600);
-        config.checkpoint_every = Duration::from_secs(3600);
-        config.audit_key = Some(keys.path().join("audit.key"));
-        config.clock = clock.clone();
-        config.channels = serde_saphyr::from_str(&format!(
-            "chat: {{kind: slack, url: \"{hooks}/slack\"}}\n\
-             pager: {{kind: pagerduty, url: \"{hooks}/pagerduty\", routing_key: R0UT1NGKEY0123456789012345678901}}\n"
-        ))?;
-        let server = ripcord_server::start(config).await?;
-        let admin = std::fs::read_to_string(&server.token_path)?
-            .trim()
-            .to_string();
-        let s = Scenario {
-            base: format!("http://{}", server.addr),
-            server,
-            clock,
-            admin,
-            http: client()?,
-            _dirs: [dir, keys],
-        };
-        let (status, body) = s.put_policy(POLICY, "").await?;
-        assert_eq!(status, 201, "{body}");
-        for v in ["v1", "v2"] {
-            let body = json!({"version": v, "model_id": "m"});
-            s.ok("post", "/v1/services/gov-svc/versions", None, Some(body))
-                .await?;
-        }
-        Ok(s)
-    }
-
-    async fn put_policy(&self, policy: &str, query: &str) -> Result<(u16, String)> {
-        let r = self
-            .http
-            .put(format!("{}/v1/policies/gov-svc{query}", self.base))
-            .bearer_auth(&self.admin)
-            .body(policy.to_string())
-            .send()
-            .await?;
-        Ok((r.status().as_u16(), r.text().await?))
-    }
-
-    async fn call(
-        &self,
-        method: &str,
-        path: &str,
-        token: Option<&str>,
-        body: Option<Value>,
-    ) -> Result<(u16, String)> {
-        let method = reqwest::Method::from_bytes(method.to_uppercase().as_bytes())?;
-        let url = format!("{}{path}", self.base);
-        let token = token.unwrap_or(&self.admin);
-        crate::support::request(&self.http, method, &url, token, body.as_ref()).await
-    }
-
-    /// A call that must succeed; its JSON answer.
-    async fn ok(
-        &self,
-        method: &str,
-        path: &str,
-        token: Option<&str>,
-        body: Option<Value>,
-    ) -> Result<Value> {
-        let (status, text) = self.call(method, path, token, body).await?;
-        assert!(
-            (200..300).contains(&status),
-            "{method} {path}: {status} {text}"
-        );
-        Ok(serde_json::from_str(&text).unwrap_or(Value::String(text)))
-    }
-
-    /// A call that must be refused with `status`.
-    async fn refused(&self, status: u16, path: &str, token: &str) -> Result {
-        let (got, text) = self.call("post", path, Some(token), None).await?;
-        assert_eq!(got, status, "{path}: {text}");
-        Ok(())
-    }
-
-    async fn token(&self, name: &str, role: &str) -> Result<String> {
-        let made = self
-            .ok(
-                "post",
-                "/v1/tokens",
-                None,
-                Some(json!({"name": name, "role": role})),
-            )
-            .await?;
-        Ok(made["token"].as_str().unwrap_or_default().to_string())
-    }
-
-    /// `n` events stamped now: with the candidate, every second one goes to
-    /// it and a third of those fail moderation; the baseline never fails.
-    async fn send(&self, n: usize, candidate_too: bool) -> Result {
-        let ts = self.clock.now().to_rfc3339();
-        let events: Vec<Value> = (0..n)
-            .map(|i| {
-                let candidate = candidate_too && i % 2 == 1;
-                let fail = candidate && i % 3 == 0;
-                json!({"ts": ts, "service": "gov-svc",
-                       "version": if candidate { "v2" } else { "v1" },
-                       "unit": format!("u-{i}"),
-                       "values": {"outputs": 1, "moderation_fail": u8::from(fail)}})
-            })
-            .collect();
-        self.ok("post", "/v1/events", None, Some(Value::Array(events)))
-            .await?;
-        Ok(())
-    }
-
-    /// Moves the clock, then ticks the engines and runs due timers, as the
-    /// server's tick task does.
-    async fn advance(&self, ms: i64) {
-        self.clock.advance(Dur(ms));
-        self.server.app.hub.tick_all().await;
-        self.server.app.hub.run_timers().await;
-    }
-
-    async fn incident_state(&self) -> Result<String> {
-        let list = self
-            .ok("get", "/v1/incidents?service=gov-svc", None, None)
-            .await?;
-        Ok(list["incidents"][0]["state"]
-            .as_str()
-            .unwrap_or("none")
-            .to_string())
-    }
-
-    async fn lines(&self, path: &str) -> Result<Vec<Value>> {
-        let text = self.ok("get", path, None, None).await?;
-        Ok(text
-            .as_str()
-            .unwrap_or_default()
-            .lines()
-            .filter_map(|l| serde_json::from_str(l).ok())
-            .collect())
-    }
+/// The lines of an NDJSON log.
+async fn lines(s: &GovServer, path: &str) -> Result<Vec<Value>> {
+    let text = s.ok("get", path, None, None).await?;
+    Ok(text
+        .as_str()
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect())
 }
 
 /// The scenario, step by step; everything it does lands in the logs.
-async fn play(s: &Scenario) -> Result {
+async fn play(s: &GovServer) -> Result {
     let operator = s.token("olga", "operator").await?;
     let manager = s.token("max", "release_manager").await?;
     let safety = s.token("sam", "safety_lead").await?;
@@ -221,14 +85,14 @@ async fn play(s: &Scenario) -> Result {
     )
     .await?;
     for _ in 0..60 {
-        let state = s.incident_state().await?;
+        let state = incident_state(s).await?;
         if state == "mitigated" {
             break;
         }
         s.send(200, state == "none").await?;
         s.advance(1000).await;
     }
-    assert_eq!(s.incident_state().await?, "mitigated");
+    assert_eq!(incident_state(s).await?, "mitigated");
     // Baseline traffic in the second after the rollback, which `verify` reads.
     s.send(100, false).await?;
     // Nobody acknowledges within 2 s: level 1 pages; a status update is due.
@@ -359,15 +223,15 @@ async fn notifications(inbox: &Inbox) -> Result<Vec<(String, Value)>> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_governance_scenario_decides_audits_and_notifies_as_recorded() -> Result {
     let (hooks, inbox) = inbox().await?;
-    let s = Scenario::start(&hooks).await?;
+    let s = GovServer::start(POLICY, &hooks, T0).await?;
     play(&s).await?;
     let mut out = String::new();
     section(
         &mut out,
         "decisions",
-        s.lines("/v1/decisions?service=gov-svc&limit=1000").await?,
+        lines(&s, "/v1/decisions?service=gov-svc&limit=1000").await?,
     );
-    let audit = s.lines("/v1/audit?limit=1000").await?;
+    let audit = lines(&s, "/v1/audit?limit=1000").await?;
     let audit = audit
         .into_iter()
         .filter(|r| r["action"] != "audit.checkpoint");

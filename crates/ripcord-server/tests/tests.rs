@@ -2,6 +2,7 @@
 
 mod api;
 mod failstop;
+mod gov_server;
 mod governance;
 mod governance_record;
 mod ingest_abuse;
