@@ -6,6 +6,7 @@
 
 use std::cell::RefCell;
 
+use ripcord_core::policy::governance::{ActionName, Right, StepKind};
 use ripcord_core::policy::{Category, OnTimeout, Policy, Severity, load_policy};
 use ripcord_core::{Decision, DecisionKind, Explanation};
 use ripcord_core::{Dur, Time};
@@ -13,9 +14,11 @@ use ripcord_govern::machine::{self, cancel_paging, schedule};
 use ripcord_govern::record::{
     ActionWord, EntryKind, Incident, IncidentKind, Request, RequestState, StepStatus,
 };
+use ripcord_govern::steps::{cite, complete_step, step_to_run};
 use ripcord_govern::{
-    DocChange, Due, Effects, Evidence, Governance, Messenger, Metric, NewRequest, Notification,
-    NotifyKind, Person, Refusal, ReleaseFacts, Sealed, Setting, TimerBody, TimerChange, vote,
+    ApprovalAsk, DocChange, Due, Effects, Evidence, Governance, Messenger, Metric, NewRequest,
+    Notification, NotifyKind, Person, Refusal, ReleaseFacts, Sealed, Setting, StepOutcome,
+    StepRun, TimerBody, TimerChange, vote,
 };
 use serde_json::json;
 
@@ -501,4 +504,210 @@ fn a_fired_trigger_opens_an_incident_that_pages_level_zero() {
         ]
     );
     assert_eq!(gov.incidents.len(), 1);
+}
+
+/// The test policy with a communicate and a check step after `look`.
+fn steps_policy() -> Policy {
+    let text = POLICY.replace(
+        "      - {name: look, kind: manual, owner: operator, within: 1h}\n",
+        "      - {name: look, kind: manual, owner: operator, within: 1h}\n      \
+         - {name: tell, kind: communicate, owner: operator, within: 1h, template: stakeholders, channels: [chat]}\n      \
+         - {name: integrity, kind: check, owner: operator, within: 1h, checks: [events_kept]}\n",
+    );
+    load_policy(&text, "steps policy").unwrap()
+}
+
+fn run<'a>(name: &'a str, by: Person<'a>) -> StepRun<'a> {
+    StepRun {
+        name,
+        note: Some("seen".into()),
+        by,
+    }
+}
+
+#[test]
+fn a_step_is_run_by_its_owner_once_and_its_timer_is_cancelled() {
+    let (policy, inbox) = (steps_policy(), Inbox::default());
+    let (_, mut inc, _) = opened(&policy, &inbox);
+    let s = setting(T0 + Dur::from_mins(5), &policy, &inbox);
+    assert_eq!(
+        step_to_run(&s, &inc, &run("look", person("vi", "viewer"))).unwrap_err(),
+        Refusal::Forbidden("step look is owned by role operator; vi has role viewer".into())
+    );
+    assert_eq!(
+        step_to_run(&s, &inc, &run("lok", person("ol", "operator"))).unwrap_err(),
+        Refusal::NotFound(
+            "incident inc-svc-1 has no playbook step \"lok\" (steps: look, tell, integrity)".into()
+        )
+    );
+    let look = run("look", person("ol", "operator"));
+    let kind = step_to_run(&s, &inc, &look).unwrap();
+    assert_eq!(kind, StepKind::Manual);
+    let mut fx = Effects::default();
+    complete_step(&s, &mut inc, (look, &kind), None, &mut fx);
+    assert_eq!(
+        fx.timers,
+        [TimerChange::Cancel {
+            id: "inc-svc-1/step/look".into()
+        }]
+    );
+    let step = &inc.steps[0];
+    assert_eq!(
+        (step.status, step.done_by.as_deref(), step.note.as_deref()),
+        (StepStatus::Done, Some("ol"), Some("seen"))
+    );
+    assert_eq!(step.done_at.as_deref(), Some("2026-01-01T00:05:00.000Z"));
+    let last = inc.timeline.last().unwrap();
+    assert_eq!(
+        (last.kind, last.summary.as_str()),
+        (EntryKind::Playbook, "step look (manual) done by ol")
+    );
+    // An admin may run anyone's step, but not a done one.
+    let again = run("look", person("ad", "admin"));
+    assert_eq!(
+        step_to_run(&s, &inc, &again).unwrap_err(),
+        Refusal::Conflict("step look is already done".into())
+    );
+}
+
+#[test]
+fn a_communicate_step_sends_its_template_with_the_note_as_message() {
+    let (policy, inbox) = (steps_policy(), Inbox::default());
+    let (_, mut inc, _) = opened(&policy, &inbox);
+    let s = setting(T0, &policy, &inbox);
+    let tell = run("tell", person("ol", "operator"));
+    let kind = step_to_run(&s, &inc, &tell).unwrap();
+    let mut fx = Effects::default();
+    complete_step(&s, &mut inc, (tell, &kind), None, &mut fx);
+    assert_eq!(
+        *inbox.got.borrow(),
+        [("chat".to_string(), NotifyKind::Update)]
+    );
+    assert_eq!(fx.notifications[0].template, "stakeholders");
+    assert_eq!(fx.notifications[0].facts["message"], "seen");
+    assert_eq!(inc.steps[1].status, StepStatus::Done);
+    assert_eq!(
+        inc.steps[1].result,
+        json!({"channels": ["chat"], "template": "stakeholders"})
+    );
+}
+
+#[test]
+fn a_check_step_takes_the_drivers_outcome_and_a_failed_one_can_run_again() {
+    let (policy, inbox) = (steps_policy(), Inbox::default());
+    let (_, mut inc, _) = opened(&policy, &inbox);
+    let s = setting(T0, &policy, &inbox);
+    let check = run("integrity", person("ol", "operator"));
+    let kind = step_to_run(&s, &inc, &check).unwrap();
+    let report = json!([{"check": "events_kept", "ok": false}]);
+    let outcome = StepOutcome::checked(false, report.clone());
+    let mut fx = Effects::default();
+    complete_step(&s, &mut inc, (check, &kind), Some(outcome), &mut fx);
+    assert_eq!(
+        (inc.steps[2].status, &inc.steps[2].result),
+        (StepStatus::Failed, &report)
+    );
+    assert_eq!(
+        inc.timeline.last().unwrap().summary,
+        "step integrity (check) failed by ol"
+    );
+    let retry = run("integrity", person("ol", "operator"));
+    assert!(step_to_run(&s, &inc, &retry).is_ok());
+}
+
+fn rollback_right() -> Right {
+    Right {
+        action: ActionName::Rollback,
+        roles: vec!["lead".into()],
+        quorum: 1,
+        separation: true,
+        within: Dur::from_mins(10),
+        on_timeout: OnTimeout::Hold,
+    }
+}
+
+#[test]
+fn asking_again_for_a_pending_action_is_the_same_request_and_a_token_has_a_cap() {
+    let (policy, inbox) = (policy(), Inbox::default());
+    let (mut gov, mut inc, _) = opened(&policy, &inbox);
+    // The release's active incident is where its requests are logged.
+    inc.release = Some("svc-1".into());
+    gov.store_active(&inc);
+    let release = ReleaseFacts {
+        id: "svc-1".into(),
+        ..RELEASE
+    };
+    let s = Setting {
+        release: Some(&release),
+        ..setting(T0, &policy, &inbox)
+    };
+    let right = rollback_right();
+    let ask = |by, step: Option<&str>| ApprovalAsk {
+        right: &right,
+        reason: Some("errors".into()),
+        by,
+        step: step.map(|name| ("inc-svc-1".to_string(), name.to_string())),
+    };
+    let mut fx = Effects::default();
+    let first = gov
+        .ask_approval(&s, ask(person("ann", "sre"), None), &mut fx)
+        .unwrap();
+    assert!(!first.existing);
+    let req = &first.request;
+    assert_eq!(
+        (req.id.as_str(), req.action, req.incident.as_deref()),
+        ("req-svc-1", ActionWord::Rollback, Some("inc-svc-1"))
+    );
+    assert_eq!(
+        fx.timers,
+        [TimerChange::set(
+            "req-svc-1",
+            Due::Request,
+            T0 + Dur::from_mins(10)
+        )]
+    );
+    let audited: Vec<&str> = fx.audit.iter().map(|a| a.action.as_str()).collect();
+    assert_eq!(audited, ["incident.timeline", "request.open"]);
+    let again = gov
+        .ask_approval(&s, ask(person("bo", "sre"), None), &mut Effects::default())
+        .unwrap();
+    assert!(again.existing);
+    assert_eq!(again.request.id, "req-svc-1");
+    // Each step's request is its own; the 16th pending one of a token is
+    // the last it may have.
+    for i in 1..16 {
+        let step = format!("s{i}");
+        let asked = gov.ask_approval(&s, ask(person("ann", "sre"), Some(&step)), &mut fx);
+        assert!(asked.is_ok_and(|a| !a.existing));
+    }
+    let over = gov.ask_approval(&s, ask(person("ann", "sre"), Some("s16")), &mut fx);
+    assert_eq!(
+        over.err(),
+        Some(Refusal::Conflict(
+            "\"ann\" already has 16 pending requests on \"svc\" (at most 16); wait until they \
+             are decided or expire"
+                .into()
+        ))
+    );
+    assert_eq!(gov.requests.len(), 16);
+}
+
+#[test]
+fn a_cited_incident_records_the_policy_version_that_answers_it() {
+    let (policy, inbox) = (policy(), Inbox::default());
+    let (_, mut inc, _) = opened(&policy, &inbox);
+    let mut fx = Effects::default();
+    cite(&setting(T0, &policy, &inbox), &mut inc, 3, "max", &mut fx);
+    assert_eq!(inc.policy_changes, [3]);
+    let last = inc.timeline.last().unwrap();
+    assert_eq!(
+        (last.kind, last.actor.as_str(), last.summary.as_str()),
+        (
+            EntryKind::Policy,
+            "max",
+            "policy version 3 answers this incident"
+        )
+    );
+    assert_eq!(fx.audit[0].action, "incident.policy_change");
+    assert_eq!(stored(&fx)[0].policy_changes, [3]);
 }
