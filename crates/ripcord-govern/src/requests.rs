@@ -99,8 +99,11 @@ impl Governance {
         let mut req = self.new_request(s, n);
         req.step = ask.step.map(|(_, step)| step);
         req.requested_by_person = Some(by.person.to_string());
-        fx.timers
-            .push(TimerChange::set(&req.id, Due::Request, s.now + right.within));
+        fx.timers.push(TimerChange::set(
+            &req.id,
+            Due::Request,
+            s.now + right.within,
+        ));
         self.log_request(s, &req, "approval requested", fx);
         save_request(fx, &req, s.now, by.name, "request.open");
         self.requests.push(req.clone());

@@ -75,9 +75,7 @@ pub fn step_to_run(s: &Setting, inc: &Incident, run: &StepRun) -> Result<StepKin
         .and_then(|p| p.steps.iter().find(|x| x.name == name))
         .map(|x| x.kind.clone())
         .ok_or_else(|| {
-            Refusal::Conflict(format!(
-                "step {name} is no longer in the policy's playbook"
-            ))
+            Refusal::Conflict(format!("step {name} is no longer in the policy's playbook"))
         })
 }
 

@@ -17,8 +17,8 @@ use ripcord_govern::record::{
 use ripcord_govern::steps::{cite, complete_step, step_to_run};
 use ripcord_govern::{
     ApprovalAsk, DocChange, Due, Effects, Evidence, Governance, Messenger, Metric, NewRequest,
-    Notification, NotifyKind, Person, Refusal, ReleaseFacts, Sealed, Setting, StepOutcome,
-    StepRun, TimerBody, TimerChange, vote,
+    Notification, NotifyKind, Person, Refusal, ReleaseFacts, Sealed, Setting, StepOutcome, StepRun,
+    TimerBody, TimerChange, vote,
 };
 use serde_json::json;
 

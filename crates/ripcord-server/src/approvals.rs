@@ -1,7 +1,7 @@
-//! Decision rights on the live service: a person's action that the policy
-//! says needs approval becomes a request; votes are counted against the
-//! quorum with separation of duties; an approved request runs its command
-//! through the same engine path as any other.
+//! Decision rights on the live service, driven: a person's action that the
+//! policy says needs approval becomes a request and a vote is counted (both
+//! decided by the governance machine); an approved request runs its
+//! command through the same engine path as any other.
 
 use ripcord_core::engine::Command;
 use ripcord_core::policy::governance::ActionName;

@@ -1,9 +1,10 @@
 //! People's side of incidents on the live service: each command is loaded,
 //! checked against the principal's services and handed to the governance
-//! machine (`ripcord_govern::on_command`, `Governance::declare`); playbook
-//! steps run here, since their checks read the store and their actions go
-//! through the engine. Also the timer worker, which hands due timers to the
-//! machine.
+//! machine (`ripcord_govern::on_command`, `Governance::declare`,
+//! `steps::cite`). A playbook step is the machine's to allow and record
+//! (`steps::step_to_run`, `steps::complete_step`); its work is done here
+//! when it needs the store (checks, verification) or the engine (an
+//! action). Also the timer worker, which hands due timers to the machine.
 
 use std::sync::Arc;
 
