@@ -14,35 +14,10 @@ use serde_json::json;
 
 use super::NotifyError;
 
-/// Who a template is written for.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Audience {
-    /// The people who act: terse, with the numbers.
-    Oncall,
-    /// People who need to know: plain language.
-    Stakeholders,
-    /// Customers: nothing internal beyond the service's name.
-    StatusPage,
-}
-
-impl Audience {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Audience::Oncall => "oncall",
-            Audience::Stakeholders => "stakeholders",
-            Audience::StatusPage => "status_page",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<Audience> {
-        match s {
-            "oncall" => Some(Audience::Oncall),
-            "stakeholders" => Some(Audience::Stakeholders),
-            "status_page" => Some(Audience::StatusPage),
-            _ => None,
-        }
-    }
-}
+/// Who a template is written for: on-call people get terse text with the
+/// numbers, stakeholders plain language, a status page nothing internal
+/// beyond the service's name.
+pub use ripcord_core::policy::governance::Audience;
 
 /// A template as a policy (or a file) gives it. Without a subject, the
 /// built-in subject of its audience is used.
@@ -56,15 +31,10 @@ pub struct TemplateSource {
 
 /// A policy's `templates:` as template sources.
 pub fn from_policy(defs: &[ripcord_core::policy::governance::TemplateDef]) -> Vec<TemplateSource> {
-    use ripcord_core::policy::governance::Audience as A;
     defs.iter()
         .map(|d| TemplateSource {
             name: d.name.clone(),
-            audience: match d.audience {
-                A::Oncall => Audience::Oncall,
-                A::Stakeholders => Audience::Stakeholders,
-                A::StatusPage => Audience::StatusPage,
-            },
+            audience: d.audience,
             subject: d.subject.clone(),
             body: d.body.clone(),
         })
