@@ -6,6 +6,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
+use ripcord_core::engine::{Command, Phase};
 use ripcord_store::ReleaseRecord;
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -166,7 +167,7 @@ async fn post_action(
     Path(id): Path<String>,
     JsonBody(req): JsonBody<ActionBody>,
 ) -> Result<Response, ApiError> {
-    let command = ripcord_core::engine::Command::parse(&req.action).ok_or_else(|| {
+    let command = Command::parse(&req.action).ok_or_else(|| {
         ApiError::bad_request(format!(
             "action: \"{}\" is not one of promote, pause, resume, rollback, re_release, approve, reject",
             req.action
@@ -195,8 +196,9 @@ async fn post_action(
     // Rolling back what is already rolling back or rolled back is the same
     // as doing it once.
     let settled = matches!(
-        (req.action.as_str(), current.state.as_str()),
-        ("rollback", "rolling_back" | "rolled_back") | ("pause", "paused")
+        (&command, current.state),
+        (Command::Rollback, Phase::RollingBack | Phase::RolledBack)
+            | (Command::Pause, Phase::Paused)
     );
     if settled {
         let answer = json!({
