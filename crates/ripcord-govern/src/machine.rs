@@ -6,13 +6,12 @@
 use ripcord_core::Time;
 use ripcord_core::policy::Policy;
 use ripcord_core::policy::governance::EscalationLevel;
-use serde::Serialize;
 use serde_json::{Value, json};
 
 use crate::decisions::Evidence;
 use crate::effects::{AuditRecord, DocChange, Effects, Messenger, Metric, Notification};
 use crate::record::{
-    EntryKind, Incident, Request, RequestState, StepKindName, StepState, StepStatus,
+    EntryKind, Incident, ReleaseFacts, Request, RequestState, StepKindName, StepState, StepStatus,
 };
 use crate::timer::{Due, TimerBody, TimerChange};
 use crate::words::NotifyKind;
@@ -47,18 +46,6 @@ pub struct Setting<'a> {
     /// `http://host:port`, for links in notifications.
     pub link_base: &'a str,
     pub messenger: &'a dyn Messenger,
-}
-
-/// The current release as templates see it.
-#[derive(Clone, Debug, PartialEq, Serialize)]
-pub struct ReleaseFacts {
-    pub id: String,
-    pub baseline: String,
-    pub candidate: String,
-    pub share: f64,
-    /// The policy version the release runs under.
-    #[serde(skip)]
-    pub policy_version: i64,
 }
 
 impl Governance {

@@ -64,6 +64,30 @@ pub struct TriggerFacts {
     pub action: ActionWord,
 }
 
+/// The current release as templates see it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ReleaseFacts {
+    pub id: String,
+    pub baseline: String,
+    pub candidate: String,
+    pub share: f64,
+    /// The policy version the release runs under (not one of the facts;
+    /// 0 when read back).
+    #[serde(skip)]
+    pub policy_version: i64,
+}
+
+/// What a post-incident report is written from: the incident record as
+/// stored (and as `GET /v1/incidents/{id}` answers it) and the release it
+/// concerns, if any. `ripcord report` builds it from the store or reads it
+/// from a file.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct IncidentReport {
+    pub incident: Incident,
+    #[serde(default)]
+    pub release: Option<ReleaseFacts>,
+}
+
 /// One line of an incident's timeline.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 pub struct Entry {
@@ -257,6 +281,16 @@ impl Incident {
         Ok(())
     }
 
+    /// The trigger that opened the incident. A declared incident (or
+    /// drill) has none: it is named by its title.
+    pub fn trigger_facts(&self) -> TriggerFacts {
+        self.trigger.clone().unwrap_or_else(|| TriggerFacts {
+            name: format!("declared: {}", self.title),
+            severity: self.severity,
+            action: ActionWord::NoAction,
+        })
+    }
+
     /// The facts templates are rendered with (`docs/notifications.md`).
     pub fn facts(&self, release: Option<Value>, message: Option<&str>, link: &str) -> Value {
         json!({
@@ -277,13 +311,7 @@ impl Incident {
             },
             "service": self.service,
             "release": release.unwrap_or(Value::Null),
-            // A declared incident (or drill) has no trigger; templates name
-            // it by its title.
-            "trigger": self.trigger.clone().unwrap_or_else(|| TriggerFacts {
-                name: format!("declared: {}", self.title),
-                severity: self.severity,
-                action: ActionWord::NoAction,
-            }),
+            "trigger": self.trigger_facts(),
             "signals": self.signals,
             "message": message,
             "link": link,

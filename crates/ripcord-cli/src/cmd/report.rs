@@ -1,6 +1,7 @@
 //! `ripcord report INCIDENT`: the post-incident report as markdown or HTML.
 //!
-//! The incident document comes from the store (or `--incident-file`), the
+//! The incident and its release come from the store (or `--incident-file`,
+//! an [`IncidentReport`] as JSON), the
 //! release's decision lines from the store (or `--decisions`). Markdown
 //! charts are written as SVG files beside the report or into
 //! `--charts-dir`, never into the working directory by default (a report on
@@ -15,11 +16,13 @@ use anyhow::{Context, bail};
 use clap::Args;
 use ripcord_core::Time;
 use ripcord_core::whatif::Table;
+use ripcord_govern::record::{INCIDENT, Incident};
+use ripcord_govern::{IncidentReport, ReleaseFacts};
 use ripcord_store::Store;
 use serde_json::Value;
 
 use crate::cmd::evidence::open_store;
-use crate::report::{Chart, Format, IncidentDoc, Input, render};
+use crate::report::{Chart, Format, Input, render};
 
 #[derive(Args)]
 pub struct ReportArgs {
@@ -37,7 +40,9 @@ pub struct ReportArgs {
     /// none are written when the report goes to standard output].
     #[arg(long)]
     charts_dir: Option<PathBuf>,
-    /// Read the incident document from this JSON file instead of the store.
+    /// Read the incident from this JSON file instead of the store:
+    /// `{"incident": <the stored incident>, "release": {"id", "baseline",
+    /// "candidate", "share"}}`.
     #[arg(long)]
     incident_file: Option<PathBuf>,
     /// Read the release's decisions from this NDJSON file instead of the store.
@@ -113,23 +118,17 @@ fn write_charts(charts: &[Chart], dir: Option<&Path>) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn gather(args: &ReportArgs) -> anyhow::Result<(IncidentDoc, Vec<String>, Option<Table>)> {
+async fn gather(args: &ReportArgs) -> anyhow::Result<(IncidentReport, Vec<String>, Option<Table>)> {
     let store = if args.incident_file.is_none() || args.decisions.is_none() {
         Some(open_store(&args.data_dir).await?)
     } else {
         None
     };
-    let doc: Value = match (&args.incident_file, &store) {
-        (Some(path), _) => {
-            let text = std::fs::read_to_string(path)
-                .with_context(|| format!("reading {}", path.display()))?;
-            serde_json::from_str(&text).with_context(|| format!("{}: not JSON", path.display()))?
-        }
+    let doc = match (&args.incident_file, &store) {
+        (Some(path), _) => read_incident(path)?,
         (None, Some(store)) => load_incident(store, &args.incident).await?,
         (None, None) => bail!("no incident document"),
     };
-    let doc: IncidentDoc = serde_path_to_error::deserialize(doc)
-        .map_err(|e| anyhow::anyhow!("incident document: {}: {}", e.path(), e.inner()))?;
     let decisions = match (&args.decisions, &store) {
         (Some(path), _) => std::fs::read_to_string(path)
             .with_context(|| format!("reading {}", path.display()))?
@@ -147,37 +146,35 @@ async fn gather(args: &ReportArgs) -> anyhow::Result<(IncidentDoc, Vec<String>, 
     Ok((doc, decisions, whatif))
 }
 
-/// The incident document as the report reads it: the stored incident's
-/// facts with its timeline, approvals, review and evidence address.
-pub async fn load_incident(store: &dyn Store, incident: &str) -> anyhow::Result<Value> {
-    let Some(doc) = store.doc("incident", incident).await? else {
+/// `--incident-file`: an [`IncidentReport`] as JSON; a field that does not
+/// fit is named by its path.
+fn read_incident(path: &Path) -> anyhow::Result<IncidentReport> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let doc: Value =
+        serde_json::from_str(&text).with_context(|| format!("{}: not JSON", path.display()))?;
+    serde_path_to_error::deserialize(doc)
+        .map_err(|e| anyhow::anyhow!("incident document: {}: {}", e.path(), e.inner()))
+}
+
+/// The incident as stored, with the versions of its release.
+pub async fn load_incident(store: &dyn Store, incident: &str) -> anyhow::Result<IncidentReport> {
+    let Some(doc) = store.doc(INCIDENT, incident).await? else {
         bail!("incident {incident:?} is not in the store");
     };
-    let inc: ripcord_govern::record::Incident = serde_json::from_value(doc.body)
+    let incident: Incident = serde_json::from_value(doc.body)
         .with_context(|| format!("incident {incident} as stored"))?;
-    let release = match &inc.release {
-        Some(id) => store.release(id).await?.map(|r| {
-            let b = r.body;
-            serde_json::json!({"id": b["id"], "baseline": b["baseline"],
-                               "candidate": b["candidate"], "share": b["share"]})
-        }),
+    let release = match &incident.release {
+        Some(id) => match store.release(id).await? {
+            Some(r) => Some(
+                serde_json::from_value::<ReleaseFacts>(r.body)
+                    .with_context(|| format!("release {id} as stored"))?,
+            ),
+            None => None,
+        },
         None => None,
     };
-    let mut facts = inc.facts(release, None, "");
-    facts["timeline"] = serde_json::json!(inc.timeline);
-    facts["approvals"] = serde_json::json!(inc.approvals);
-    facts["acknowledged_by"] = serde_json::json!(inc.acknowledged_by);
-    facts["evidence"] = serde_json::json!(inc.evidence);
-    if let Some(review) = &inc.review {
-        let items: Vec<Value> = review
-            .action_items
-            .iter()
-            .map(|a| serde_json::json!({"text": a.text, "owner": a.owner, "due": a.due.clone().unwrap_or_default()}))
-            .collect();
-        facts["review"] = serde_json::json!({"signed_off_by": review.signed_off_by,
-                                             "at": review.at, "action_items": items});
-    }
-    Ok(facts)
+    Ok(IncidentReport { incident, release })
 }
 
 /// The what-if table for the incident: its release and the service's
@@ -185,7 +182,7 @@ pub async fn load_incident(store: &dyn Store, incident: &str) -> anyhow::Result<
 /// `for` durations (`whatif_source`).
 pub async fn load_whatif(
     store: &dyn Store,
-    doc: &IncidentDoc,
+    doc: &IncidentReport,
     days: u32,
 ) -> anyhow::Result<Option<Table>> {
     crate::cmd::whatif_source::load(store, doc, days).await
@@ -193,7 +190,7 @@ pub async fn load_whatif(
 
 /// The decisions of the incident's release: the service's decisions from a
 /// day before the incident opened whose release is `baseline->candidate`.
-async fn release_decisions(store: &dyn Store, doc: &IncidentDoc) -> anyhow::Result<Vec<String>> {
+async fn release_decisions(store: &dyn Store, doc: &IncidentReport) -> anyhow::Result<Vec<String>> {
     const DAY_MS: i64 = 86_400_000;
     const PAGE: i64 = 10_000;
     let opened = Time::parse_rfc3339(&doc.incident.opened_at).with_context(|| {
@@ -206,7 +203,7 @@ async fn release_decisions(store: &dyn Store, doc: &IncidentDoc) -> anyhow::Resu
     let mut after = 0;
     loop {
         let page = store
-            .decisions(&doc.service, opened.0 - DAY_MS, after, PAGE)
+            .decisions(&doc.incident.service, opened.0 - DAY_MS, after, PAGE)
             .await?;
         let Some(last) = page.last() else { break };
         after = last.seq;
@@ -220,12 +217,13 @@ async fn release_decisions(store: &dyn Store, doc: &IncidentDoc) -> anyhow::Resu
 }
 
 /// Whether a decision line belongs to the incident's release (the engine
-/// names releases `service:baseline->candidate#generation`).
-fn of_release(line: &str, doc: &IncidentDoc) -> bool {
-    let release = format!(
-        "{}:{}->{}#",
-        doc.service, doc.release.baseline, doc.release.candidate
-    );
+/// names releases `service:baseline->candidate#generation`); an incident
+/// without a release has none.
+fn of_release(line: &str, doc: &IncidentReport) -> bool {
+    let Some(r) = &doc.release else {
+        return false;
+    };
+    let release = format!("{}:{}->{}#", doc.incident.service, r.baseline, r.candidate);
     serde_json::from_str::<Value>(line).is_ok_and(|v| {
         v["explanation"]["release"]
             .as_str()

@@ -14,10 +14,12 @@ use ripcord_core::ndjson::{Line, parse_line};
 use ripcord_core::policy::{Bound, Policy, load_policy};
 use ripcord_core::time::Dur;
 use ripcord_core::whatif::{Item, Question, Stream, Table, what_if};
+use ripcord_govern::IncidentReport;
+use ripcord_govern::record::{EntryKind, INCIDENT, Incident, IncidentKind};
 use ripcord_server::journal::{Entry, Start, decode};
 use ripcord_store::Store;
 
-use crate::report::IncidentDoc;
+use crate::report::deciding_signals;
 
 const PAGE: i64 = 2048;
 
@@ -122,27 +124,31 @@ fn first_share(seg: &Segment, policy: &Policy) -> f64 {
 /// `days` before the incident.
 pub async fn load(
     store: &dyn Store,
-    doc: &IncidentDoc,
+    doc: &IncidentReport,
     days: u32,
 ) -> anyhow::Result<Option<Table>> {
+    let inc = &doc.incident;
+    let (Some(release), Some(trigger)) = (&doc.release, &inc.trigger) else {
+        return Ok(None);
+    };
     let lookback = Dur::from_secs(i64::from(days) * 24 * 3600);
-    let all = segments(store, &doc.service).await?;
-    let Some(seg) = all.iter().find(|s| s.start.release == doc.release.id) else {
+    let all = segments(store, &inc.service).await?;
+    let Some(seg) = all.iter().find(|s| s.start.release == release.id) else {
         return Ok(None);
     };
     let Some(record) = store
-        .policy_version(&doc.service, seg.start.policy_version)
+        .policy_version(&inc.service, seg.start.policy_version)
         .await?
     else {
         return Ok(None);
     };
     let policy = load_policy(&record.yaml, "policy")
         .map_err(|d| anyhow::anyhow!("stored policy no longer loads:\n{d}"))?;
-    let Some(trigger) = policy.triggers.iter().find(|t| t.name == doc.trigger.name) else {
+    let Some(trigger) = policy.triggers.iter().find(|t| t.name == trigger.name) else {
         return Ok(None);
     };
-    let Some(criterion) = doc
-        .signals
+    let signals = deciding_signals(doc)?;
+    let Some(criterion) = signals
         .first()
         .map(|s| s.criterion.clone())
         .filter(|c| policy.criterion_index(c).is_some())
@@ -150,27 +156,27 @@ pub async fn load(
         return Ok(None);
     };
     let c = &policy.criteria[policy.criterion_index(&criterion).unwrap_or(0)];
-    let incidents_real = real_incident_releases(store, &doc.service).await?;
-    let opened = Time::parse_rfc3339(&doc.incident.opened_at).unwrap_or(Time(0));
-    let own = lines(seg, &doc.service, first_share(seg, &policy));
+    let incidents_real = real_incident_releases(store, &inc.service).await?;
+    let opened = Time::parse_rfc3339(&inc.opened_at).unwrap_or(Time(0));
+    let own = lines(seg, &inc.service, first_share(seg, &policy));
     let others_owned: Vec<(String, Owned)> = all
         .iter()
-        .filter(|s| s.start.release != doc.release.id)
+        .filter(|s| s.start.release != release.id)
         .filter(|s| !incidents_real.contains(&s.start.release))
         .filter(|s| s.start.at_ms >= opened.0 - lookback.0 && s.start.at_ms <= opened.0)
         .map(|s| {
             (
                 s.start.release.clone(),
-                lines(s, &doc.service, first_share(s, &policy)),
+                lines(s, &inc.service, first_share(s, &policy)),
             )
         })
         .collect();
-    let incident = stream(&doc.release.id, &own);
+    let incident = stream(&release.id, &own);
     let others: Vec<Stream> = others_owned.iter().map(|(n, l)| stream(n, l)).collect();
-    let detected = doc
+    let detected = inc
         .timeline
         .iter()
-        .find(|e| e.kind == "signal")
+        .find(|e| e.kind == EntryKind::Signal)
         .and_then(|e| Time::parse_rfc3339(&e.at));
     let question = Question {
         policy: &policy,
@@ -192,11 +198,13 @@ async fn real_incident_releases(
     store: &dyn Store,
     service: &str,
 ) -> anyhow::Result<BTreeSet<String>> {
-    Ok(store
-        .docs("incident", Some(service))
-        .await?
-        .into_iter()
-        .filter(|d| d.body["kind"] == "real")
-        .filter_map(|d| d.body["release"].as_str().map(str::to_string))
-        .collect())
+    let mut releases = BTreeSet::new();
+    for d in store.docs(INCIDENT, Some(service)).await? {
+        let inc: Incident = serde_json::from_value(d.body)
+            .with_context(|| format!("incident {} as stored", d.id))?;
+        if inc.kind == IncidentKind::Real {
+            releases.extend(inc.release);
+        }
+    }
+    Ok(releases)
 }

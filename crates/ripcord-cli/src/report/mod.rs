@@ -1,5 +1,5 @@
-//! The post-incident report: an incident document, its release's decision
-//! lines and the what-if table in; markdown or HTML out.
+//! The post-incident report: an incident (with its release), its
+//! release's decision lines and the what-if table in; markdown or HTML out.
 //!
 //! The report is built once as sections of paragraphs, tables and charts,
 //! then written in either format, so the two always say the same thing.
@@ -10,122 +10,39 @@
 
 pub mod chart;
 
+use anyhow::Context;
 use serde::Deserialize;
 use serde_json::Value;
 
 use ripcord_core::whatif::{self, Table};
 use ripcord_core::{Dur, Time};
+use ripcord_govern::IncidentReport;
+use ripcord_govern::record::{Entry, IncidentKind};
 
-/// The incident document: the incident facts (as notifications render
-/// them) with the timeline, approvals and review. Fields the report does
-/// not use are ignored.
+/// What the report shows of one deciding signal: the fields it reads of an
+/// evidence record (`ripcord_core::record::EvidenceRecord`), which the
+/// incident keeps as JSON in `signals`.
 #[derive(Clone, Debug, Deserialize)]
-pub struct IncidentDoc {
-    pub incident: Incident,
-    pub service: String,
-    pub release: ReleaseFacts,
-    pub trigger: TriggerFacts,
-    #[serde(default)]
-    pub signals: Vec<SignalFacts>,
-    #[serde(default)]
-    pub timeline: Vec<TimelineEntry>,
-    #[serde(default)]
-    pub approvals: Vec<ApprovalFacts>,
-    /// Who acknowledged (also accepted inside `incident`).
-    #[serde(default)]
-    pub acknowledged_by: Option<String>,
-    #[serde(default)]
-    pub review: Option<Review>,
-    /// The evidence bundle's address.
-    #[serde(default)]
-    pub evidence: Option<String>,
-}
-
-#[derive(Clone, Debug, Deserialize)]
-pub struct Incident {
-    pub id: String,
-    pub kind: String,
-    pub severity: String,
-    pub state: String,
-    #[serde(default)]
-    pub title: String,
-    pub opened_at: String,
-    #[serde(default)]
-    pub acknowledged_at: Option<String>,
-    #[serde(default)]
-    pub acknowledged_by: Option<String>,
-    #[serde(default)]
-    pub mitigated_at: Option<String>,
-    #[serde(default)]
-    pub resolved_at: Option<String>,
-}
-
-#[derive(Clone, Debug, Deserialize)]
-pub struct ReleaseFacts {
-    pub id: String,
-    pub baseline: String,
-    pub candidate: String,
-    #[serde(default)]
-    pub share: Option<f64>,
-}
-
-#[derive(Clone, Debug, Deserialize)]
-pub struct TriggerFacts {
-    pub name: String,
-    pub severity: String,
-    pub action: String,
-}
-
-#[derive(Clone, Debug, Deserialize)]
-pub struct SignalFacts {
+pub struct Signal {
     pub criterion: String,
     pub signal: String,
     pub bound: String,
-    #[serde(default)]
     pub estimate: Option<f64>,
-    #[serde(default)]
     pub window_estimate: Option<f64>,
-    #[serde(default)]
+    /// `[low, high]`; a one-sided bound has `null` on its open side.
     pub interval: Option<[Option<f64>; 2]>,
-    #[serde(default)]
-    pub confidence: Option<f64>,
+    pub confidence: f64,
 }
 
-#[derive(Clone, Debug, Deserialize)]
-pub struct TimelineEntry {
-    pub at: String,
-    pub kind: String,
-    #[serde(default)]
-    pub actor: String,
-    #[serde(default)]
-    pub summary: String,
-}
-
-#[derive(Clone, Debug, Deserialize)]
-pub struct ApprovalFacts {
-    pub by: String,
-    pub role: String,
-    pub action: String,
-    pub at: String,
-}
-
-#[derive(Clone, Debug, Deserialize)]
-pub struct Review {
-    #[serde(default)]
-    pub signed_off_by: Option<String>,
-    #[serde(default)]
-    pub at: Option<String>,
-    #[serde(default)]
-    pub action_items: Vec<ActionItem>,
-}
-
-#[derive(Clone, Debug, Deserialize)]
-pub struct ActionItem {
-    pub text: String,
-    #[serde(default)]
-    pub owner: String,
-    #[serde(default)]
-    pub due: String,
+/// The incident's deciding signals, in its order; an evidence record
+/// without the fields the report reads is an error naming it.
+pub fn deciding_signals(doc: &IncidentReport) -> anyhow::Result<Vec<Signal>> {
+    doc.incident
+        .signals
+        .iter()
+        .enumerate()
+        .map(|(i, v)| Signal::deserialize(v).with_context(|| format!("incident.signals[{i}]")))
+        .collect()
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -136,7 +53,7 @@ pub enum Format {
 
 /// What the report is made of.
 pub struct Input<'a> {
-    pub doc: &'a IncidentDoc,
+    pub doc: &'a IncidentReport,
     /// The release's decision lines (NDJSON as stored).
     pub decisions: &'a [String],
     pub whatif: Option<&'a Table>,
@@ -175,14 +92,19 @@ fn time(text: Option<&str>) -> Option<Time> {
 }
 
 /// Computes the durations. A milestone not reached yet is `None`.
-pub fn durations(doc: &IncidentDoc, decisions: &[String]) -> Durations {
+pub fn durations(doc: &IncidentReport, decisions: &[String]) -> Durations {
     let opened = time(Some(&doc.incident.opened_at));
     let first_decision = decisions
         .iter()
         .filter_map(|l| serde_json::from_str::<Value>(l).ok())
         .filter_map(|d| time(d["at"].as_str()))
         .min();
-    let first_entry = doc.timeline.iter().filter_map(|e| time(Some(&e.at))).min();
+    let first_entry = doc
+        .incident
+        .timeline
+        .iter()
+        .filter_map(|e| time(Some(&e.at)))
+        .min();
     let release_start = first_decision.into_iter().chain(first_entry).min();
     let since = |from: Option<Time>, to: Option<&str>| Some(time(to)? - from?);
     let i = &doc.incident;
@@ -223,13 +145,14 @@ pub const SECTIONS: [&str; 7] = [
 
 /// Renders the report; `chart_prefix` names the SVG files of markdown.
 pub fn render(input: &Input<'_>, format: Format, chart_prefix: &str) -> anyhow::Result<Rendered> {
-    let charts = charts(input, chart_prefix)?;
+    let signals = deciding_signals(input.doc)?;
+    let charts = charts(input, &signals, chart_prefix)?;
     let sections = vec![
-        summary(input.doc),
+        summary(input.doc, &signals),
         times(input.doc, &durations(input.doc, input.decisions)),
         timeline(input.doc),
         approvals(input.doc),
-        signals(&charts),
+        signals_section(&charts),
         what_if(input.whatif),
         review(input.doc),
     ];
@@ -262,42 +185,41 @@ fn num(x: Option<f64>) -> String {
     x.map_or("—".into(), |x| format!("{x:.4}"))
 }
 
-fn summary(doc: &IncidentDoc) -> Section {
+fn summary(doc: &IncidentReport, signals: &[Signal]) -> Section {
     let i = &doc.incident;
-    let r = &doc.release;
-    let share = r
-        .share
-        .map_or(String::new(), |s| format!(" at {}%", s * 100.0));
+    let release = doc.release.as_ref().map_or("—".into(), |r| {
+        let share = r.share * 100.0;
+        format!("{}: {} → {} at {share}%", r.id, r.baseline, r.candidate)
+    });
+    let trigger = i.trigger_facts();
     let mut blocks = Vec::new();
-    if i.kind == "drill" {
+    if i.kind == IncidentKind::Drill {
         blocks.push(Block::Para(
             "This was a drill: it is kept out of the real figures.".into(),
         ));
     }
     blocks.push(kv(vec![
-        ("Service", doc.service.clone()),
-        (
-            "Release",
-            format!("{}: {} → {}{share}", r.id, r.baseline, r.candidate),
-        ),
-        ("Kind", i.kind.clone()),
-        ("Severity", i.severity.clone()),
-        ("State", i.state.clone()),
+        ("Service", i.service.clone()),
+        ("Release", release),
+        ("Kind", i.kind.to_string()),
+        ("Severity", i.severity.as_str().to_string()),
+        ("State", i.state.to_string()),
         (
             "Trigger",
             format!(
                 "{} ({}, {})",
-                doc.trigger.name, doc.trigger.severity, doc.trigger.action
+                trigger.name,
+                trigger.severity.as_str(),
+                trigger.action
             ),
         ),
         ("Opened", i.opened_at.clone()),
         (
             "Evidence bundle",
-            doc.evidence.clone().unwrap_or_else(|| "—".into()),
+            i.evidence.clone().unwrap_or_else(|| "—".into()),
         ),
     ]));
-    let rows = doc
-        .signals
+    let rows = signals
         .iter()
         .map(|s| {
             let interval = s.interval.map_or("—".into(), |[lo, hi]| {
@@ -312,7 +234,7 @@ fn summary(doc: &IncidentDoc) -> Section {
                 num(s.estimate),
                 num(s.window_estimate),
                 interval,
-                s.confidence.map_or("—".into(), |c| c.to_string()),
+                s.confidence.to_string(),
             ]
         })
         .collect();
@@ -338,7 +260,7 @@ fn dur(d: Option<Dur>) -> String {
     d.map_or("not yet".into(), |d| d.to_string())
 }
 
-fn times(doc: &IncidentDoc, d: &Durations) -> Section {
+fn times(doc: &IncidentReport, d: &Durations) -> Section {
     let i = &doc.incident;
     let or_dash = |s: Option<&str>| s.unwrap_or("—").to_string();
     let start = d.release_start.map(Time::to_rfc3339);
@@ -377,9 +299,9 @@ fn times(doc: &IncidentDoc, d: &Durations) -> Section {
     }
 }
 
-fn timeline(doc: &IncidentDoc) -> Section {
+fn timeline(doc: &IncidentReport) -> Section {
     let opened = time(Some(&doc.incident.opened_at));
-    let mut entries: Vec<&TimelineEntry> = doc.timeline.iter().collect();
+    let mut entries: Vec<&Entry> = doc.incident.timeline.iter().collect();
     entries.sort_by_key(|e| time(Some(&e.at)));
     let rows = entries
         .into_iter()
@@ -390,7 +312,7 @@ fn timeline(doc: &IncidentDoc) -> Section {
             vec![
                 e.at.clone(),
                 since,
-                e.kind.clone(),
+                e.kind.to_string(),
                 e.actor.clone(),
                 e.summary.clone(),
             ]
@@ -410,10 +332,9 @@ fn timeline(doc: &IncidentDoc) -> Section {
     }
 }
 
-fn approvals(doc: &IncidentDoc) -> Section {
+fn approvals(doc: &IncidentReport) -> Section {
     let i = &doc.incident;
-    let by = doc.acknowledged_by.as_ref().or(i.acknowledged_by.as_ref());
-    let ack = match (by, &i.acknowledged_at) {
+    let ack = match (&i.acknowledged_by, &i.acknowledged_at) {
         (Some(by), Some(at)) => {
             let after = time(Some(at))
                 .zip(time(Some(&i.opened_at)))
@@ -427,13 +348,20 @@ fn approvals(doc: &IncidentDoc) -> Section {
         _ => "Not acknowledged.".into(),
     };
     let mut blocks = vec![Block::Para(ack)];
-    if doc.approvals.is_empty() {
+    if i.approvals.is_empty() {
         blocks.push(Block::Para("No approvals were recorded.".into()));
     } else {
-        let rows = doc
+        let rows = i
             .approvals
             .iter()
-            .map(|a| vec![a.by.clone(), a.role.clone(), a.action.clone(), a.at.clone()])
+            .map(|a| {
+                vec![
+                    a.by.clone(),
+                    a.role.clone(),
+                    a.action.to_string(),
+                    a.at.clone(),
+                ]
+            })
             .collect();
         blocks.push(table(&["by", "role", "action", "at"], rows));
     }
@@ -443,12 +371,12 @@ fn approvals(doc: &IncidentDoc) -> Section {
     }
 }
 
-fn charts(input: &Input<'_>, prefix: &str) -> anyhow::Result<Vec<Chart>> {
+fn charts(input: &Input<'_>, signals: &[Signal], prefix: &str) -> anyhow::Result<Vec<Chart>> {
     let Some(opened) = time(Some(&input.doc.incident.opened_at)) else {
         return Ok(Vec::new());
     };
     let mut out = Vec::new();
-    for s in &input.doc.signals {
+    for s in signals {
         let series = chart::deciding_series(input.decisions, &s.criterion, opened);
         if series.is_empty() {
             continue;
@@ -475,7 +403,7 @@ fn safe(name: &str) -> String {
         .collect()
 }
 
-fn signals(charts: &[Chart]) -> Section {
+fn signals_section(charts: &[Chart]) -> Section {
     let mut blocks: Vec<Block> = (0..charts.len()).map(Block::Chart).collect();
     if blocks.is_empty() {
         blocks.push(Block::Para(
@@ -536,27 +464,29 @@ fn what_if(table_: Option<&Table>) -> Section {
     }
 }
 
-fn review(doc: &IncidentDoc) -> Section {
+fn review(doc: &IncidentReport) -> Section {
     let mut blocks = Vec::new();
-    match &doc.review {
-        Some(Review {
-            signed_off_by: Some(by),
-            at,
-            action_items,
-        }) => {
-            let at = at.as_deref().map_or(String::new(), |a| format!(" at {a}"));
-            blocks.push(Block::Para(format!("Signed off by {by}{at}.")));
-            if action_items.is_empty() {
+    match &doc.incident.review {
+        Some(r) => {
+            blocks.push(Block::Para(format!(
+                "Signed off by {} at {}.",
+                r.signed_off_by, r.at
+            )));
+            if r.action_items.is_empty() {
                 blocks.push(Block::Para("No action items.".into()));
             } else {
-                let rows = action_items
+                let rows = r
+                    .action_items
                     .iter()
-                    .map(|a| vec![a.text.clone(), a.owner.clone(), a.due.clone()])
+                    .map(|a| {
+                        let due = a.due.clone().unwrap_or_default();
+                        vec![a.text.clone(), a.owner.clone(), due]
+                    })
                     .collect();
                 blocks.push(table(&["action item", "owner", "due"], rows));
             }
         }
-        _ => blocks.push(Block::Para("Not reviewed yet.".into())),
+        None => blocks.push(Block::Para("Not reviewed yet.".into())),
     }
     Section {
         title: SECTIONS[6],
@@ -669,7 +599,7 @@ mod tests {
     use super::*;
     use ripcord_core::whatif::Row;
 
-    fn doc() -> IncidentDoc {
+    fn doc() -> IncidentReport {
         serde_json::from_str(include_str!("../../tests/fixtures/incident.json")).unwrap()
     }
 
@@ -746,7 +676,7 @@ mod tests {
             "| Time to mitigate | 2026-11-20T10:16:18.000Z | 2026-11-20T10:22:10.000Z | 5m52s |",
             "| Time to resolve | 2026-11-20T10:16:18.000Z | 2026-11-20T11:01:18.000Z | 45m |",
             "| moderation_rel | moderation_fail | candidate ≤ 1.2 × baseline | 2.6230 | 4.1930 | [1.9000, ∞] | 0.95 |",
-            "| 2026-11-20T10:00:00.000Z | −16m18s | release.start | bob | release v12 → v13 at 5% |",
+            "| 2026-11-20T10:00:00.000Z | −16m18s | action | bob | release v12 → v13 at 5% |",
             "| 2026-11-20T10:16:18.000Z | same | decision | engine | moderation_rel breached \\| ratio 2.623 |",
             "Acknowledged by alice at 2026-11-20T10:19:48.000Z, 3m30s after the incident opened.",
             "| bob | release_manager | rollback | 2026-11-20T10:17:05.000Z |",
@@ -773,13 +703,13 @@ mod tests {
         assert_eq!(
             kinds,
             [
-                "release.start",
-                "incident.opened",
+                "action",
+                "state",
                 "decision",
                 "notification",
-                "acknowledged",
-                "mitigated",
-                "resolved"
+                "acknowledgement",
+                "state",
+                "state"
             ]
         );
     }
@@ -788,8 +718,8 @@ mod tests {
     fn an_open_incident_says_what_has_not_happened_yet() {
         let mut d = doc();
         d.incident.mitigated_at = None;
-        d.review = None;
-        d.approvals.clear();
+        d.incident.review = None;
+        d.incident.approvals.clear();
         let r = render(
             &Input {
                 doc: &d,
