@@ -190,7 +190,9 @@ impl CheckpointChannels {
                 let payload = checkpoint_payload(channel, line, at_ms)?;
                 // Checkpoints vouch for the whole log, no one service.
                 let id = checkpoint_entry_id(name, line.seq);
-                Some(notify::delivery(id, "", channel, &payload, at_ms))
+                let mut entry = notify::delivery(id, "", channel, &payload, at_ms);
+                entry.idempotency_key = Some(checkpoint_key(line.seq));
+                Some(entry)
             })
             .collect()
     }
@@ -210,7 +212,7 @@ fn checkpoint_payload(channel: &ChannelConfig, line: &AuditLine, at_ms: i64) -> 
         ChannelConfig::Webhook { .. } => json!({
             "type": "audit.checkpoint",
             "timestamp": Time(at_ms).to_rfc3339(),
-            "idempotency_key": format!("audit/checkpoint/{}", line.seq),
+            "idempotency_key": checkpoint_key(line.seq),
             "data": {"seq": line.seq, "upto": upto, "line": line.line},
         }),
         ChannelConfig::Slack { .. } => json!({"text": format!("{summary}\n```{}```", line.line)}),
@@ -225,6 +227,12 @@ fn checkpoint_payload(channel: &ChannelConfig, line: &AuditLine, at_ms: i64) -> 
         }),
         ChannelConfig::Pagerduty { .. } => return None,
     })
+}
+
+/// The idempotency key of checkpoint record `seq`, in its webhook payload
+/// and header.
+fn checkpoint_key(seq: i64) -> String {
+    format!("audit/checkpoint/{seq}")
 }
 
 /// `ckp_<seq>_` + 16 hex digits of the channel's name (names may hold

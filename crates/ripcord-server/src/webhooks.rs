@@ -281,10 +281,7 @@ async fn send_signed(
     let timestamp = clock.now().0 / 1000;
     let signature = sign(&entry.secret, &entry.id, timestamp, &entry.payload)
         .ok_or_else(|| "the sink's secret is not whsec_ + base64".to_string())?;
-    let key = serde_json::from_str::<serde_json::Value>(&entry.payload)
-        .ok()
-        .and_then(|v| v["idempotency_key"].as_str().map(str::to_string))
-        .unwrap_or_else(|| entry.id.clone());
+    let key = entry.idempotency_key.as_deref().unwrap_or(&entry.id);
     let response = client
         .post(&entry.url)
         .header("content-type", "application/json")

@@ -95,6 +95,9 @@ pub struct OutboxEntry {
     pub url: String,
     pub secret: String,
     pub payload: String,
+    /// The `idempotency-key` header a signed webhook is sent with (a
+    /// decision's action key, a checkpoint's); `None`: its `id`.
+    pub idempotency_key: Option<String>,
     pub attempts: i64,
     pub next_at_ms: i64,
 }

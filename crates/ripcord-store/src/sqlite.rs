@@ -137,6 +137,15 @@ CREATE INDEX answers_at ON answers (at_ms);
 ALTER TABLE tokens ADD COLUMN person TEXT;
 ALTER TABLE tokens ADD COLUMN services TEXT NOT NULL DEFAULT '[]';
 "#,
+    // A signed webhook's idempotency key has a column of its own. Webhooks
+    // queued before carry it only in their payload: copied from there, so
+    // that a retry sends the key its first attempt sent. (`json_extract`
+    // is SQLite's; a new store of another backend has no such rows.)
+    r#"
+ALTER TABLE outbox ADD COLUMN idempotency_key TEXT;
+UPDATE outbox SET idempotency_key = json_extract(payload, '$.idempotency_key')
+WHERE kind = 'webhook' AND json_valid(payload);
+"#,
 ];
 
 pub struct SqliteStore {
@@ -214,8 +223,9 @@ impl SqliteStore {
     async fn insert_outbox(&self, tx: &mut sqlx::SqliteConnection, o: &OutboxEntry) -> Result<()> {
         let secret = self.seal(&o.secret, &o.url)?;
         sqlx::query(
-            "INSERT INTO outbox (id, service, kind, url, secret, payload, attempts, next_at_ms) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (id) DO NOTHING",
+            "INSERT INTO outbox \
+             (id, service, kind, url, secret, payload, idempotency_key, attempts, next_at_ms) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (id) DO NOTHING",
         )
         .bind(&o.id)
         .bind(&o.service)
@@ -223,6 +233,7 @@ impl SqliteStore {
         .bind(&o.url)
         .bind(&secret)
         .bind(&o.payload)
+        .bind(&o.idempotency_key)
         .bind(o.attempts)
         .bind(o.next_at_ms)
         .execute(&mut *tx)
@@ -240,6 +251,7 @@ impl SqliteStore {
             secret: self.unseal(r.try_get("secret")?, &url)?,
             url,
             payload: r.try_get("payload")?,
+            idempotency_key: r.try_get("idempotency_key")?,
             attempts: r.try_get("attempts")?,
             next_at_ms: r.try_get("next_at_ms")?,
         })
@@ -794,7 +806,8 @@ impl Store for SqliteStore {
 
     async fn due(&self, now_ms: i64, limit: i64) -> Result<Vec<OutboxEntry>> {
         let rows = sqlx::query(
-            "SELECT id, service, kind, url, secret, payload, attempts, next_at_ms FROM outbox \
+            "SELECT id, service, kind, url, secret, payload, idempotency_key, attempts, next_at_ms \
+             FROM outbox \
              WHERE delivered_at_ms IS NULL AND next_at_ms <= $1 ORDER BY next_at_ms, id LIMIT $2",
         )
         .bind(now_ms)
@@ -806,7 +819,8 @@ impl Store for SqliteStore {
 
     async fn due_per_sink(&self, now_ms: i64, sinks: i64) -> Result<Vec<OutboxEntry>> {
         let rows = sqlx::query(
-            "SELECT id, service, kind, url, secret, payload, attempts, next_at_ms FROM ( \
+            "SELECT id, service, kind, url, secret, payload, idempotency_key, attempts, next_at_ms \
+             FROM ( \
                SELECT *, ROW_NUMBER() OVER (PARTITION BY url ORDER BY next_at_ms, id) AS nth \
                FROM outbox WHERE delivered_at_ms IS NULL AND next_at_ms <= $1 \
              ) WHERE nth = 1 ORDER BY next_at_ms, id LIMIT $2",
@@ -1073,4 +1087,84 @@ fn token_row(row: &sqlx::sqlite::SqliteRow) -> Result<TokenRecord> {
         revoked_at_ms: row.try_get("revoked_at_ms")?,
         created_by: row.try_get("created_by")?,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A store at the schema before the outbox's key column, with the
+    /// given outbox rows (id, kind, payload).
+    async fn before_key_column(rows: &[(&str, &str, &str)]) -> Result<SqliteStore> {
+        let options = SqliteConnectOptions::from_str("sqlite::memory:")?;
+        let pool = SqlitePoolOptions::new()
+            .max_connections(1)
+            .connect_with(options)
+            .await?;
+        sqlx::query("CREATE TABLE schema_migrations (version BIGINT PRIMARY KEY)")
+            .execute(&pool)
+            .await?;
+        for (i, sql) in MIGRATIONS[..MIGRATIONS.len() - 1].iter().enumerate() {
+            sqlx::raw_sql(*sql).execute(&pool).await?;
+            sqlx::query("INSERT INTO schema_migrations (version) VALUES ($1)")
+                .bind(i as i64 + 1)
+                .execute(&pool)
+                .await?;
+        }
+        for (id, kind, payload) in rows {
+            sqlx::query(
+                "INSERT INTO outbox (id, service, kind, url, secret, payload, attempts, next_at_ms) \
+                 VALUES ($1, 'svc', $2, 'http://127.0.0.1:9/hook', '', $3, 0, 0)",
+            )
+            .bind(id)
+            .bind(kind)
+            .bind(payload)
+            .execute(&pool)
+            .await?;
+        }
+        Ok(SqliteStore {
+            pool,
+            appending: tokio::sync::Mutex::new(()),
+            sealer: None,
+        })
+    }
+
+    /// A webhook queued before the key had its column is retried with the
+    /// key its payload carried; the others go under their id, as before.
+    #[tokio::test]
+    async fn webhooks_queued_before_the_key_column_keep_their_key() -> Result<()> {
+        let store = before_key_column(&[
+            (
+                "msg_1_0",
+                "webhook",
+                r#"{"idempotency_key":"svc:v1->v2#1/pause/1"}"#,
+            ),
+            (
+                "msg_2_0",
+                "webhook",
+                r#"{"type":"decision.criterion_breached"}"#,
+            ),
+            ("msg_3_0", "webhook", "not JSON"),
+            ("ntf_1", "slack", r#"{"idempotency_key":"not a webhook"}"#),
+        ])
+        .await?;
+        store.migrate().await?;
+        let keys: Vec<(String, Option<String>)> = store
+            .due(1, 10)
+            .await?
+            .into_iter()
+            .map(|e| (e.id, e.idempotency_key))
+            .collect();
+        let key = |k: &str| Some(k.to_string());
+        assert_eq!(
+            keys,
+            [
+                ("msg_1_0".into(), key("svc:v1->v2#1/pause/1")),
+                ("msg_2_0".into(), None),
+                ("msg_3_0".into(), None),
+                ("ntf_1".into(), None),
+            ]
+        );
+        Ok(())
+    }
 }

@@ -34,6 +34,7 @@ fn outbox(id: &str, next_at_ms: i64) -> OutboxEntry {
         url: "http://127.0.0.1:9/hook".into(),
         secret: "whsec_AAAA".into(),
         payload: format!("{{\"id\":\"{id}\"}}"),
+        idempotency_key: Some(format!("svc:v1->v2#1/{id}/1")),
         attempts: 0,
         next_at_ms,
     }

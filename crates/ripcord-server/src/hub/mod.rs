@@ -1101,6 +1101,7 @@ fn delivery(
         url: sink.url.clone(),
         secret: sink.secret.clone(),
         payload: payload.to_string(),
+        idempotency_key: Some(key),
         attempts: 0,
         next_at_ms: now.0,
     }

@@ -94,6 +94,7 @@ pub fn delivery(
         url,
         secret,
         payload: payload.to_string(),
+        idempotency_key: None,
         attempts: 0,
         next_at_ms: at_ms,
     }
