@@ -4,6 +4,7 @@
 use crate::decision::{Decision, Evidence, Part, Samples};
 use crate::policy::Severity;
 use serde::Serialize;
+use serde_json::Value;
 
 /// One decision, in exactly the documented replay NDJSON shape: `at`,
 /// `kind`, `service`, `trigger`, `severity`, `action`, `share`,
@@ -116,35 +117,59 @@ impl<'a> DecisionRecord<'a> {
                 summary: &d.explanation.summary,
                 release: &d.release,
                 criterion: d.criterion.as_deref(),
-                evidence: d.explanation.evidence.iter().map(evidence).collect(),
+                evidence: d
+                    .explanation
+                    .evidence
+                    .iter()
+                    .map(EvidenceRecord::from)
+                    .collect(),
             },
         }
     }
+
+    /// The record as one NDJSON line, without the newline.
+    pub fn to_line(&self) -> String {
+        cannot_fail(serde_json::to_string(self))
+    }
+
+    /// The record as a JSON value, the same as its line parsed, for those
+    /// who keep it inside a document of their own (the audit log, webhook
+    /// payloads, incident timelines) without printing and parsing it.
+    pub fn to_value(&self) -> Value {
+        cannot_fail(serde_json::to_value(self))
+    }
 }
 
-fn evidence(e: &Evidence) -> EvidenceRecord<'_> {
-    EvidenceRecord {
-        criterion: &e.criterion,
-        signal: &e.signal,
-        test: e.test,
-        bound: &e.bound,
-        statistic: finite(e.statistic),
-        threshold: e.threshold,
-        confidence: e.confidence,
-        estimate: e.estimate.and_then(finite),
-        interval: e.interval.map(|(lo, hi)| [finite(lo), finite(hi)]),
-        window_estimate: e.window_estimate.and_then(finite),
-        window: e.window.to_string(),
-        samples: SampleRecord {
-            candidate: count(e.candidate),
-            baseline: e.baseline.map(count),
-        },
-        window_samples: SampleRecord {
-            candidate: count(e.window_candidate),
-            baseline: e.window_baseline.map(count),
-        },
-        breached_for: e.breached_for.to_string(),
-        breakdown: e.breakdown.iter().map(part).collect(),
+impl<'a> EvidenceRecord<'a> {
+    pub fn from(e: &'a Evidence) -> EvidenceRecord<'a> {
+        EvidenceRecord {
+            criterion: &e.criterion,
+            signal: &e.signal,
+            test: e.test,
+            bound: &e.bound,
+            statistic: finite(e.statistic),
+            threshold: e.threshold,
+            confidence: e.confidence,
+            estimate: e.estimate.and_then(finite),
+            interval: e.interval.map(|(lo, hi)| [finite(lo), finite(hi)]),
+            window_estimate: e.window_estimate.and_then(finite),
+            window: e.window.to_string(),
+            samples: SampleRecord {
+                candidate: count(e.candidate),
+                baseline: e.baseline.map(count),
+            },
+            window_samples: SampleRecord {
+                candidate: count(e.window_candidate),
+                baseline: e.window_baseline.map(count),
+            },
+            breached_for: e.breached_for.to_string(),
+            breakdown: e.breakdown.iter().map(part).collect(),
+        }
+    }
+
+    /// The record as a JSON value, as it stands in a decision's record.
+    pub fn to_value(&self) -> Value {
+        cannot_fail(serde_json::to_value(self))
     }
 }
 
@@ -161,6 +186,88 @@ fn part(p: &Part) -> PartRecord<'_> {
 
 /// The decision as one NDJSON line, without the newline.
 pub fn decision_to_line(d: &Decision) -> String {
-    // Serialising plain structs of strings and finite numbers cannot fail.
-    serde_json::to_string(&DecisionRecord::from(d)).unwrap_or_default()
+    DecisionRecord::from(d).to_line()
+}
+
+/// serde_json fails only on a map whose keys are not strings or on a
+/// `Serialize` that reports an error of its own. These records derive
+/// `Serialize` over structs, strings, numbers (a non-finite one is written
+/// `null`), options and sequences, so neither can happen: an error here is
+/// a bug in this file, and stops rather than writing an empty record.
+fn cannot_fail<T>(result: serde_json::Result<T>) -> T {
+    match result {
+        Ok(x) => x,
+        Err(e) => unreachable!("a decision record did not serialise: {e}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::decision::{DecisionKind, Explanation};
+    use crate::time::{Dur, Time};
+
+    fn decision() -> Decision {
+        let samples = Samples { n: 50.0, sum: 17.0 };
+        let evidence = Evidence {
+            criterion: "moderation_rel".into(),
+            signal: "moderation_fail".into(),
+            test: "a test",
+            bound: "candidate ≤ 1.2 × baseline".into(),
+            statistic: 99.6204941820939,
+            threshold: 20.0,
+            confidence: 0.95,
+            estimate: Some(f64::INFINITY),
+            interval: Some((1.7879192639353774, f64::INFINITY)),
+            window_estimate: Some(0.1 + 0.2),
+            window: Dur::from_secs(30),
+            candidate: samples,
+            baseline: Some(Samples::default()),
+            window_candidate: samples,
+            window_baseline: None,
+            breached_for: Dur(0),
+            breakdown: vec![Part {
+                name: "de".into(),
+                value: 1.0 / 3.0,
+                reference: Some(0.25),
+                contribution: None,
+                interval: Some((f64::NAN, 0.5)),
+                n: 12.0,
+            }],
+        };
+        Decision {
+            at: Time(1_767_225_600_000),
+            kind: DecisionKind::CriterionBreached,
+            service: "svc".into(),
+            release: "svc:v1->v2#1".into(),
+            criterion: Some("moderation_rel".into()),
+            trigger: None,
+            severity: None,
+            action: None,
+            share: Some(0.5),
+            idempotency_key: None,
+            explanation: Explanation {
+                summary: "moderation_rel breached".into(),
+                evidence: vec![evidence],
+            },
+        }
+    }
+
+    /// The value the server stores beside the line is the line parsed:
+    /// same keys, same numbers, non-finite ones `null` in both.
+    #[test]
+    fn a_records_value_is_its_line_parsed() {
+        let d = decision();
+        let record = DecisionRecord::from(&d);
+        let line = record.to_line();
+        assert!(
+            line.starts_with(r#"{"at":"2026-01-01T00:00:00.000Z","kind":"criterion_breached""#)
+        );
+        let parsed: Value = serde_json::from_str(&line).unwrap_or_default();
+        assert_eq!(record.to_value(), parsed);
+        let evidence = EvidenceRecord::from(&d.explanation.evidence[0]).to_value();
+        assert_eq!(parsed["explanation"]["evidence"][0], evidence);
+        assert_eq!(evidence["estimate"], Value::Null);
+        assert_eq!(decision_to_line(&d), line);
+    }
 }

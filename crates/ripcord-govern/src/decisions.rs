@@ -3,7 +3,9 @@
 //! on its timeline, a completed rollback mitigates it, a trigger's approval
 //! wait becomes a request that is settled when the engine moves on.
 
+use ripcord_core::decision;
 use ripcord_core::policy::{Approval, Category, Severity};
+use ripcord_core::record::EvidenceRecord;
 use ripcord_core::{ActionKind, Decision, DecisionKind, Time};
 use serde_json::{Value, json};
 
@@ -33,7 +35,7 @@ pub trait Evidence {
 
 impl Governance {
     /// Reacts to the engine's decisions for one input. `records` holds
-    /// each decision's stored record, which the timeline keeps; `actor` is
+    /// each decision's record as JSON, which the timeline keeps; `actor` is
     /// who caused the input; `waiting` whether the engine still waits for
     /// an approval afterwards.
     pub fn on_decisions(
@@ -146,7 +148,7 @@ impl Governance {
     ) -> Incident {
         let id = self.next_incident_id(s.service);
         let trigger = s.policy.triggers.iter().find(|t| t.name == name);
-        let signals = evidence_of(record);
+        let evidence = &d.explanation.evidence;
         let severity = d.severity.unwrap_or(Severity::Major);
         let mut inc = Incident {
             kind: if s.drill {
@@ -164,8 +166,11 @@ impl Governance {
                 action: ActionWord::of_trigger(&t.action),
             }),
             triggers: vec![name.to_string()],
-            categories: categories(s, &signals),
-            signals,
+            categories: categories(s, evidence),
+            signals: evidence
+                .iter()
+                .map(|e| EvidenceRecord::from(e).to_value())
+                .collect(),
             detected_at: d.at.to_rfc3339(),
             ..Incident::opened(id, s.service, s.now)
         };
@@ -274,23 +279,14 @@ fn freeze_evidence(s: &Setting, inc: &mut Incident, fx: &mut Effects) {
 }
 
 /// The categories of the deciding signals, by name, once each.
-fn categories(s: &Setting, signals: &[Value]) -> Vec<Category> {
-    let mut categories: Vec<Category> = signals
+fn categories(s: &Setting, evidence: &[decision::Evidence]) -> Vec<Category> {
+    let mut categories: Vec<Category> = evidence
         .iter()
-        .filter_map(|e| e["signal"].as_str())
-        .filter_map(|name| s.policy.signals.iter().find(|x| x.name == name))
+        .filter_map(|e| s.policy.signals.iter().find(|x| x.name == e.signal))
         .map(|x| x.category)
         .collect();
     // By name, as the stored documents have always listed them.
     categories.sort_by_key(|c| c.as_str());
     categories.dedup();
     categories
-}
-
-/// The evidence records of a decision's record (its stored line, parsed).
-fn evidence_of(record: &Value) -> Vec<Value> {
-    record["explanation"]["evidence"]
-        .as_array()
-        .cloned()
-        .unwrap_or_default()
 }

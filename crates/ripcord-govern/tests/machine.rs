@@ -6,8 +6,10 @@
 
 use std::cell::RefCell;
 
+use ripcord_core::decision::Samples;
 use ripcord_core::policy::governance::{ActionName, Right, StepKind};
 use ripcord_core::policy::{Category, OnTimeout, Policy, Severity, load_policy};
+use ripcord_core::record::DecisionRecord;
 use ripcord_core::{Decision, DecisionKind, Explanation};
 use ripcord_core::{Dur, Time};
 use ripcord_govern::machine::{self, cancel_paging, schedule};
@@ -140,6 +142,30 @@ fn stored(fx: &Effects) -> Vec<&Incident> {
             DocChange::Request(_) => None,
         })
         .collect()
+}
+
+/// A breach of `moderation_rel`, as the engine explains one.
+fn moderation_evidence() -> ripcord_core::decision::Evidence {
+    let samples = Samples { n: 50.0, sum: 17.0 };
+    ripcord_core::decision::Evidence {
+        criterion: "moderation_rel".into(),
+        signal: "moderation_fail".into(),
+        test: "a ratio test",
+        bound: "candidate ≤ 1.2 × baseline".into(),
+        statistic: 99.6,
+        threshold: 20.0,
+        confidence: 0.95,
+        estimate: Some(3.1),
+        interval: Some((1.8, f64::INFINITY)),
+        window_estimate: None,
+        window: Dur::from_secs(30),
+        candidate: samples,
+        baseline: Some(Samples::default()),
+        window_candidate: samples,
+        window_baseline: Some(Samples::default()),
+        breached_for: Dur(0),
+        breakdown: Vec::new(),
+    }
 }
 
 #[test]
@@ -460,12 +486,17 @@ fn a_fired_trigger_opens_an_incident_that_pages_level_zero() {
         idempotency_key: None,
         explanation: Explanation {
             summary: "trigger safety fired".into(),
-            evidence: Vec::new(),
+            evidence: vec![moderation_evidence()],
         },
     };
-    let record = json!({"explanation": {"evidence": [{"signal": "moderation_fail"}]}});
+    let record = DecisionRecord::from(&fired).to_value();
     let mut gov = Governance::default();
-    let fx = gov.on_decisions(&s, (&[fired], &[record]), "engine", false);
+    let fx = gov.on_decisions(
+        &s,
+        (&[fired], std::slice::from_ref(&record)),
+        "engine",
+        false,
+    );
     let [inc] = stored(&fx)[..] else {
         panic!("one incident stored: {:?}", fx.docs)
     };
@@ -473,7 +504,13 @@ fn a_fired_trigger_opens_an_incident_that_pages_level_zero() {
     assert_eq!(inc.title, "safety (critical) on svc");
     assert_eq!(inc.release.as_deref(), Some("svc-1"));
     assert_eq!(inc.policy_version, 7);
+    // The deciding signals are the decision's evidence records, as its
+    // record has them.
     assert_eq!(inc.categories, [Category::Safety]);
+    assert_eq!(
+        Some(&inc.signals),
+        record["explanation"]["evidence"].as_array()
+    );
     assert_eq!(inc.evidence.as_deref(), Some("ab12"));
     assert_eq!(fx.blobs, [("ab12".to_string(), b"bundle".to_vec())]);
     let actions: Vec<&str> = fx.audit.iter().map(|a| a.action.as_str()).collect();

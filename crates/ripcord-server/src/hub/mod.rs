@@ -17,7 +17,7 @@ use anyhow::Context;
 use ripcord_core::engine::{Command, Engine, EngineOptions, Phase, ReleaseState, ReleaseStatus};
 use ripcord_core::evidence::{Provenance, Reservoir, seed_for};
 use ripcord_core::policy::{Policy, RolloutStep, load_policy};
-use ripcord_core::record::decision_to_line;
+use ripcord_core::record::{DecisionRecord, decision_to_line};
 use ripcord_core::{Decision, Release, Time};
 use ripcord_store::{
     Batch, DecisionEntry, JournalEntry, OutboxEntry, PendingAudit, ReleaseRecord, Sink, Store,
@@ -655,7 +655,7 @@ impl Hub {
         });
         let records: Vec<Value> = decisions
             .iter()
-            .map(|d| serde_json::from_str(&decision_to_line(d)).unwrap_or_default())
+            .map(|d| DecisionRecord::from(d).to_value())
             .collect();
         let subject = state
             .current
@@ -801,14 +801,12 @@ impl Hub {
         if batch.answered_at_ms == 0 {
             batch.answered_at_ms = now.0;
         }
-        // Each decision is serialised once: its line is stored, delivered
-        // and kept for evidence; its parsed record goes to the audit log
-        // and to governance.
-        let lines: Vec<String> = decisions.iter().map(decision_to_line).collect();
-        let records: Vec<Value> = lines
-            .iter()
-            .map(|l| serde_json::from_str(l).unwrap_or(Value::Null))
-            .collect();
+        // Each decision's record is built once, from the typed decision: its
+        // line is stored and kept for evidence; its value goes into the
+        // audit log, the deliveries and governance's timeline.
+        let typed: Vec<DecisionRecord> = decisions.iter().map(DecisionRecord::from).collect();
+        let lines: Vec<String> = typed.iter().map(DecisionRecord::to_line).collect();
+        let records: Vec<Value> = typed.iter().map(DecisionRecord::to_value).collect();
         state.evidence.remember(kind, &body, &lines);
         batch.journal.push(JournalEntry {
             seq: self.writer.next_journal_seq(),
