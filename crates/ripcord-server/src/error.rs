@@ -64,6 +64,14 @@ impl ApiError {
         }
     }
 
+    /// A value of ours did not serialise: a bug, not the client's. Logged,
+    /// and answered like a failed store, since the caller serialises before
+    /// it changes anything.
+    pub fn unserialisable(what: &str, e: serde_json::Error) -> ApiError {
+        tracing::error!("serialising {what}: {e}");
+        ApiError::unavailable(format!("{what} could not be serialised: {e}"))
+    }
+
     /// The store failed: nothing of the request was acknowledged.
     pub fn unavailable(message: impl Into<String>) -> ApiError {
         ApiError {

@@ -110,14 +110,15 @@ pub fn decode(kind: &str, body: &str) -> anyhow::Result<Entry> {
     }
 }
 
-/// The body a start entry is stored with.
-pub fn start_body(start: &Start) -> String {
-    serde_json::to_string(start).unwrap_or_default()
+/// The body a start entry is stored with. (Serialising it fails only on a
+/// bug; the caller says so rather than journaling an empty body.)
+pub fn start_body(start: &Start) -> serde_json::Result<String> {
+    serde_json::to_string(start)
 }
 
-/// The body a command entry is stored with.
-pub fn command_body(entry: &CommandEntry) -> String {
-    serde_json::to_string(entry).unwrap_or_default()
+/// The body a command entry is stored with, failing like [`start_body`].
+pub fn command_body(entry: &CommandEntry) -> serde_json::Result<String> {
+    serde_json::to_string(entry)
 }
 
 /// A command is stored by its one name ([`Command::name`]).
@@ -154,7 +155,7 @@ mod tests {
             at_ms: 1_000,
         };
         assert_eq!(
-            decode("start", &start_body(&start))?,
+            decode("start", &start_body(&start)?)?,
             Entry::Start(start.clone())
         );
         let command = CommandEntry {
@@ -162,7 +163,7 @@ mod tests {
             at_ms: 2_000,
             reason: Some("fixed".into()),
         };
-        let body = command_body(&command);
+        let body = command_body(&command)?;
         assert_eq!(
             body,
             r#"{"command":"re_release","at_ms":2000,"reason":"fixed"}"#

@@ -7,7 +7,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use ripcord_core::engine::{Command, Phase};
-use ripcord_store::ReleaseRecord;
+use ripcord_store::{ReleaseRecord, StoreError};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -229,7 +229,11 @@ async fn post_action(
 /// The stored answer to an idempotency key used before: the same answer
 /// for the same action, 422 for another.
 fn replayed(first: &str, action: &str, id: &str) -> Result<Response, ApiError> {
-    let value: Value = serde_json::from_str(first).unwrap_or_default();
+    let value: Value = serde_json::from_str(first).map_err(|e| {
+        StoreError::Corrupt(format!(
+            "the answer to an idempotency key of release \"{id}\": {e}"
+        ))
+    })?;
     if value["action"] != json!(action) {
         return Err(ApiError::unprocessable(
             format!(

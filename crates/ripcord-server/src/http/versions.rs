@@ -63,10 +63,12 @@ async fn register_version(
     check_name("service", &service)?;
     let JsonBody(provenance) = provenance?;
     check_name("version", &provenance.version)?;
+    let document = serde_json::to_value(&provenance)
+        .map_err(|e| ApiError::unserialisable("the provenance", e))?;
     let record = VersionRecord {
         service: service.clone(),
         version: provenance.version.clone(),
-        provenance: serde_json::to_value(&provenance).unwrap_or_default(),
+        provenance: document,
         registered_at: app.hub.now().to_rfc3339(),
     };
     let audit = hub::audit(

@@ -507,6 +507,11 @@ impl Hub {
             steps,
             at_ms: now.0,
         };
+        // Serialised before anything changes, so that a failure (a bug)
+        // leaves no trace.
+        let bug = |e| ApiError::unserialisable("the release start", e);
+        let body = journal::start_body(&start).map_err(bug)?;
+        let detail = serde_json::to_value(&start).map_err(bug)?;
         let mut decisions = Vec::new();
         let engine = self
             .new_engine(state.policy.clone(), &start, &mut decisions)
@@ -515,13 +520,7 @@ impl Hub {
         state.engine = Some(engine);
         state.releases_started += 1;
         let batch = Batch {
-            audit: vec![audit(
-                now,
-                principal,
-                "release.start",
-                &id,
-                serde_json::to_value(&start).unwrap_or_default(),
-            )],
+            audit: vec![audit(now, principal, "release.start", &id, detail)],
             ..Batch::default()
         };
         let mut view = ReleaseView {
@@ -568,7 +567,6 @@ impl Hub {
             .evidence_inputs(&service.name, &view, &state.policy)
             .await
             .map_err(|e| ApiError::unavailable(e.to_string()))?;
-        let body = journal::start_body(&start);
         let applied = self
             .finish(
                 service,
@@ -644,15 +642,18 @@ impl Hub {
             )));
         };
         let now = self.now();
-        let mut decisions = Vec::new();
-        engine
-            .command(now, command.clone(), &mut decisions)
-            .map_err(|e| ApiError::conflict(e.to_string()))?;
+        // Serialised before the engine moves, so that a failure (a bug)
+        // leaves no trace.
         let body = journal::command_body(&CommandEntry {
             command: command.clone(),
             at_ms: now.0,
             reason: reason.clone(),
-        });
+        })
+        .map_err(|e| ApiError::unserialisable("the command", e))?;
+        let mut decisions = Vec::new();
+        engine
+            .command(now, command.clone(), &mut decisions)
+            .map_err(|e| ApiError::conflict(e.to_string()))?;
         let records: Vec<Value> = decisions
             .iter()
             .map(|d| DecisionRecord::from(d).to_value())
