@@ -267,7 +267,10 @@ mod tests {
         assert_eq!(record.to_value(), parsed);
         let evidence = EvidenceRecord::from(&d.explanation.evidence[0]).to_value();
         assert_eq!(parsed["explanation"]["evidence"][0], evidence);
-        assert_eq!(evidence["estimate"], Value::Null);
+        assert_eq!(
+            evidence["interval"],
+            serde_json::json!([1.7879192639353774, null])
+        );
         assert_eq!(decision_to_line(&d), line);
     }
 }

@@ -245,3 +245,24 @@ fn replayed(first: &str, action: &str, id: &str) -> Result<Response, ApiError> {
     }
     Ok((StatusCode::OK, Json(value)).into_response())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A stored answer that does not parse is an error naming it, not an
+    /// empty answer (which would read as "used for another action").
+    #[test]
+    fn an_unreadable_stored_answer_is_an_error_that_names_it() {
+        let e =
+            replayed("{\"action\":", "pause", "svc-1").map_or_else(|e| e, |_| panic!("replayed"));
+        assert_eq!(e.status, StatusCode::SERVICE_UNAVAILABLE);
+        assert!(
+            e.message.starts_with(
+                "stored record is unreadable: the answer to an idempotency key of release \"svc-1\": "
+            ),
+            "{}",
+            e.message
+        );
+    }
+}
