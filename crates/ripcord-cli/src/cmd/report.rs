@@ -1,12 +1,11 @@
 //! `ripcord report INCIDENT`: the post-incident report as markdown or HTML.
 //!
 //! The incident and its release come from the store (or `--incident-file`,
-//! an [`IncidentReport`] as JSON), the
-//! release's decision lines from the store (or `--decisions`). Markdown
-//! charts are written as SVG files beside the report or into
-//! `--charts-dir`, never into the working directory by default (a report on
-//! standard output with no `--charts-dir` writes no chart files); HTML
-//! inlines them.
+//! an [`IncidentReport`] as JSON), the release's decision lines from the
+//! store (or `--decisions`). Markdown charts are written as SVG files
+//! beside the report or into `--charts-dir`, never into the working
+//! directory by default (a report on standard output with no
+//! `--charts-dir` writes no chart files); HTML inlines them.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
