@@ -6,10 +6,10 @@
 use ripcord_core::engine::Command;
 use ripcord_core::policy::governance::ActionName;
 use ripcord_store::Batch;
-use serde_json::{Value, json};
 
 use crate::auth::Principal;
 use crate::error::ApiError;
+use crate::hub::answer::{CommandAnswer, Requested, Voted};
 use crate::hub::govern;
 use crate::hub::{ENGINE, Hub, Service, State};
 use ripcord_core::policy::OnTimeout;
@@ -40,17 +40,13 @@ impl Hub {
         reason: Option<String>,
         principal: &Principal,
         step: Option<(String, String)>,
-    ) -> Result<(Value, Batch), ApiError> {
+    ) -> Result<(CommandAnswer, Batch), ApiError> {
         let right = action_of(&command).and_then(|a| state.policy.governance.right(a).cloned());
         let Some(right) = right else {
-            return self.apply_command(
-                service,
-                state,
-                command,
-                reason,
-                &principal.name,
-                Batch::default(),
-            );
+            let actor = &principal.name;
+            let (ran, batch) =
+                self.apply_command(service, state, command, reason, actor, Batch::default())?;
+            return Ok((CommandAnswer::Ran(ran), batch));
         };
         if state.engine.is_none() {
             return Err(ApiError::conflict(format!(
@@ -72,16 +68,14 @@ impl Hub {
             g.ask_approval(s, ask, fx)
         })
         .map_err(govern::refusal)?;
-        let mut answer = json!({
-            "action": command.name(),
-            "release": state.current,
-            "changed": false,
-            "request": asked.request,
-        });
-        if asked.existing {
-            answer["existing"] = json!(true);
-        }
-        Ok((answer, batch))
+        let answer = Requested {
+            action: command.name(),
+            changed: false,
+            existing: asked.existing,
+            release: state.current.clone(),
+            request: asked.request,
+        };
+        Ok((CommandAnswer::Requested(answer), batch))
     }
 
     /// Records `principal`'s vote on request `id`; a decided request runs
@@ -94,7 +88,7 @@ impl Hub {
         principal: &Principal,
         approve: bool,
         note: Option<String>,
-    ) -> Result<(Value, Batch), ApiError> {
+    ) -> Result<(Voted, Batch), ApiError> {
         let now = self.now();
         let ctx = self.ctx(&service.name, now);
         let index = state
@@ -125,7 +119,7 @@ impl Hub {
         govern::drive_gov(&ctx, state, &mut batch, |g, s, fx| {
             g.log_request(s, &req, &news, fx);
         });
-        let mut answer = json!({"request": req, "vote": vote, "changed": false});
+        let (mut changed, mut decisions) = (false, None);
         if req.state != RequestState::Pending {
             govern::cancel_timer(&mut batch, &req.id, Due::Request);
             if let Some(command) = command_for_engine(&req) {
@@ -134,9 +128,7 @@ impl Hub {
                 let extra = std::mem::take(&mut batch);
                 let (ran, b) = self.apply_command(service, state, command, reason, actor, extra)?;
                 batch = b;
-                answer["changed"] = json!(true);
-                answer["release"] = ran["release"].clone();
-                answer["decisions"] = ran["decisions"].clone();
+                (changed, decisions) = (true, Some(ran.decisions));
                 self.finish_step(&ctx, state, &req, actor, &mut batch);
             }
         }
@@ -145,8 +137,15 @@ impl Hub {
             .gov
             .requests
             .retain(|r| r.state == RequestState::Pending);
-        answer["release"] = json!(state.current);
-        Ok((answer, batch))
+        let voted = Voted {
+            action: None,
+            changed,
+            decisions,
+            release: state.current.clone(),
+            request: req,
+            vote,
+        };
+        Ok((voted, batch))
     }
 
     /// An action step whose request ran is done.

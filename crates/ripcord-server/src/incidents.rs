@@ -15,6 +15,7 @@ use serde_json::{Value, json};
 use crate::auth::Principal;
 use crate::checks;
 use crate::error::ApiError;
+use crate::hub::answer::CommandAnswer;
 use crate::hub::govern;
 use crate::hub::{Hub, Service, State};
 use crate::writer::Durable;
@@ -212,15 +213,13 @@ impl Hub {
                 let asked = Some((inc.id.clone(), run.name.to_string()));
                 let (answer, b) = self.act(service, state, command, run.note.clone(), p, asked)?;
                 merge(batch, b);
-                let status = if answer.get("request").is_some() {
-                    StepStatus::Requested
-                } else {
-                    StepStatus::Done
+                let status = match answer {
+                    CommandAnswer::Requested(_) => StepStatus::Requested,
+                    CommandAnswer::Ran(_) | CommandAnswer::Voted(_) => StepStatus::Done,
                 };
-                Some(StepOutcome {
-                    status,
-                    result: answer,
-                })
+                let result = serde_json::to_value(&answer)
+                    .map_err(|e| ApiError::unserialisable("the step's answer", e))?;
+                Some(StepOutcome { status, result })
             }
             StepKind::Check { checks } => {
                 let view = state.current.clone();

@@ -218,7 +218,7 @@ async fn post_action(
         durable(pending).await?;
     }
     // A request waiting for approvals is accepted, not done.
-    let status = if answer["request"]["state"] == json!("pending") {
+    let status = if answer.waits() {
         StatusCode::ACCEPTED
     } else {
         StatusCode::OK

@@ -11,6 +11,7 @@ use super::extract::{NoteBody, OptionalBody, QueryParams};
 use super::paging::{self, PageQuery};
 use crate::auth::Principal;
 use crate::error::ApiError;
+use crate::hub::answer::Voted;
 use crate::ingest::durable;
 use ripcord_govern::record::{REQUEST, Request};
 
@@ -81,7 +82,7 @@ async fn vote(
     p: &Principal,
     approve: bool,
     note: Option<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Voted>, ApiError> {
     let req = load_request(app, id, p).await?;
     let service = app.hub.known(&req.service)?;
     let mut state = service.state.lock().await;
@@ -97,7 +98,7 @@ async fn approve(
     p: Principal,
     Path(id): Path<String>,
     OptionalBody(b): OptionalBody<NoteBody>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Voted>, ApiError> {
     vote(&app, &id, &p, true, b.note).await
 }
 
@@ -106,6 +107,6 @@ async fn reject(
     p: Principal,
     Path(id): Path<String>,
     OptionalBody(b): OptionalBody<NoteBody>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Voted>, ApiError> {
     vote(&app, &id, &p, false, b.note).await
 }

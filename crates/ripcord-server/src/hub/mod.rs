@@ -8,6 +8,7 @@
 //! lock, then wait until the batch is durable before answering.
 //! `govern` drives the governance machine beside the engine.
 
+pub mod answer;
 pub mod govern;
 
 use std::collections::HashMap;
@@ -32,6 +33,7 @@ pub use crate::journal::StepView;
 use crate::journal::{self, CommandEntry, Entry, Kind, Start};
 use crate::metrics;
 use crate::writer::{Durable, Writer};
+use answer::{CommandAnswer, Ran};
 use ripcord_govern::Governance;
 use ripcord_govern::record::{INCIDENT, Incident, REQUEST, Request, RequestState};
 
@@ -71,8 +73,10 @@ pub struct State {
     pub current: Option<ReleaseView>,
     pub releases_started: usize,
     pub sinks: Vec<Sink>,
-    /// Answers to commands with idempotency keys, given since start.
-    pub answers: HashMap<String, Value>,
+    /// Answers to commands with idempotency keys given lately, newest last
+    /// (bounded: [`answer::ANSWERS_IN_MEMORY`]), covering answers queued
+    /// but not yet durable; the HTTP edge reads older ones from the store.
+    pub answers: std::collections::VecDeque<(String, CommandAnswer)>,
     /// Ingest idempotency answers queued lately, newest last (bounded:
     /// `ingest::KEYS_IN_MEMORY`); older ones are read from the store.
     pub ingest_keys: std::collections::VecDeque<(String, String)>,
@@ -325,7 +329,7 @@ impl Hub {
             current,
             releases_started: releases.len(),
             sinks: self.store.sinks(name).await?,
-            answers: HashMap::new(),
+            answers: std::collections::VecDeque::new(),
             ingest_keys: Default::default(),
             gov: Governance::from_stored(incidents, requests),
             evidence: EvidenceInputs::default(),
@@ -592,16 +596,20 @@ impl Hub {
         key: Option<String>,
         reason: Option<String>,
         principal: &Principal,
-    ) -> Result<(Value, Option<Durable>), ApiError> {
+    ) -> Result<(CommandAnswer, Option<Durable>), ApiError> {
         let mut state = service.state.lock().await;
-        if let Some(first) = key.as_ref().and_then(|k| state.answers.get(k)) {
+        let given = |k: &String| state.answers.iter().find(|(x, _)| x == k);
+        if let Some((_, first)) = key.as_ref().and_then(given) {
             return Ok((first.clone(), None));
         }
-        let (mut answer, mut batch) = match command {
+        let (answer, mut batch) = match command {
             Command::Approve | Command::Reject => {
                 let id = pending_request(&state, command.name())?;
                 let approve = command == Command::Approve;
-                self.decide(service, &mut state, &id, principal, approve, reason.clone())?
+                let (mut voted, batch) =
+                    self.decide(service, &mut state, &id, principal, approve, reason.clone())?;
+                voted.action = Some(command.name());
+                (CommandAnswer::Voted(voted), batch)
             }
             _ => self.act(
                 service,
@@ -612,12 +620,16 @@ impl Hub {
                 None,
             )?,
         };
-        answer["action"] = json!(command.name());
         if let Some(key) = key {
             // In the command's own batch: the answer is durable exactly when
             // the command is.
-            batch.answers.push((key.clone(), answer.to_string()));
-            state.answers.insert(key, answer.clone());
+            let text = serde_json::to_string(&answer)
+                .map_err(|e| ApiError::unserialisable("the command's answer", e))?;
+            batch.answers.push((key.clone(), text));
+            if state.answers.len() >= answer::ANSWERS_IN_MEMORY {
+                state.answers.pop_front();
+            }
+            state.answers.push_back((key, answer.clone()));
         }
         let durable = self.writer.submit(batch).await;
         Ok((answer, Some(durable)))
@@ -633,7 +645,7 @@ impl Hub {
         reason: Option<String>,
         actor: &str,
         mut extra: Batch,
-    ) -> Result<(Value, Batch), ApiError> {
+    ) -> Result<(Ran, Batch), ApiError> {
         let Some(engine) = state.engine.as_mut() else {
             return Err(ApiError::conflict(format!(
                 "service \"{}\" has no release to {}",
@@ -675,14 +687,14 @@ impl Hub {
             extra,
             actor,
         );
-        let answer = json!({
-            "action": command.name(),
-            "release": state.current,
-            "changed": true,
-            "reason": reason,
-            "decisions": records,
-        });
-        Ok((answer, batch))
+        let ran = Ran {
+            action: command.name(),
+            changed: true,
+            decisions: records,
+            reason,
+            release: state.current.clone(),
+        };
+        Ok((ran, batch))
     }
 
     /// The evidence inputs of a release, from its first record (`first`,
