@@ -16,6 +16,7 @@ pub mod decision;
 pub mod engine;
 pub mod event;
 pub mod evidence;
+pub mod json;
 pub mod limits;
 pub mod ndjson;
 pub mod policy;

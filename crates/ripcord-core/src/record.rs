@@ -129,14 +129,14 @@ impl<'a> DecisionRecord<'a> {
 
     /// The record as one NDJSON line, without the newline.
     pub fn to_line(&self) -> String {
-        cannot_fail(serde_json::to_string(self))
+        crate::json::line(self)
     }
 
     /// The record as a JSON value, the same as its line parsed, for those
     /// who keep it inside a document of their own (the audit log, webhook
     /// payloads, incident timelines) without printing and parsing it.
     pub fn to_value(&self) -> Value {
-        cannot_fail(serde_json::to_value(self))
+        crate::json::value(self)
     }
 }
 
@@ -169,7 +169,7 @@ impl<'a> EvidenceRecord<'a> {
 
     /// The record as a JSON value, as it stands in a decision's record.
     pub fn to_value(&self) -> Value {
-        cannot_fail(serde_json::to_value(self))
+        crate::json::value(self)
     }
 }
 
@@ -187,18 +187,6 @@ fn part(p: &Part) -> PartRecord<'_> {
 /// The decision as one NDJSON line, without the newline.
 pub fn decision_to_line(d: &Decision) -> String {
     DecisionRecord::from(d).to_line()
-}
-
-/// serde_json fails only on a map whose keys are not strings or on a
-/// `Serialize` that reports an error of its own. These records derive
-/// `Serialize` over structs, strings, numbers (a non-finite one is written
-/// `null`), options and sequences, so neither can happen: an error here is
-/// a bug in this file, and stops rather than writing an empty record.
-fn cannot_fail<T>(result: serde_json::Result<T>) -> T {
-    match result {
-        Ok(x) => x,
-        Err(e) => unreachable!("a decision record did not serialise: {e}"),
-    }
 }
 
 #[cfg(test)]

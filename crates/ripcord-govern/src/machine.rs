@@ -270,7 +270,7 @@ pub fn notify(
     let release = s
         .release
         .filter(|r| Some(&r.id) == inc.release.as_ref())
-        .and_then(|r| serde_json::to_value(r).ok());
+        .map(ripcord_core::json::value);
     let link = format!("{}/v1/incidents/{}", s.link_base, inc.id);
     let facts = inc.facts(release, message, &link);
     for channel in channels {

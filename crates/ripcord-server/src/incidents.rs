@@ -44,8 +44,7 @@ impl Hub {
             .doc(INCIDENT, id)
             .await?
             .ok_or_else(|| ApiError::not_found(format!("incident \"{id}\" does not exist")))?;
-        serde_json::from_value(doc.body)
-            .map_err(|e| ApiError::unavailable(format!("incident {id} is unreadable: {e}")))
+        govern::read_doc(doc)
     }
 
     /// Applies a person's request to an incident and returns it as stored.
@@ -284,9 +283,12 @@ impl Hub {
         kind: Option<&str>,
     ) -> Result<Vec<Incident>, ApiError> {
         let docs = self.store.docs(INCIDENT, service).await?;
-        Ok(docs
+        let all = docs
             .into_iter()
-            .filter_map(|d| serde_json::from_value::<Incident>(d.body).ok())
+            .map(govern::read_doc::<Incident>)
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(all
+            .into_iter()
             .filter(|i| state.is_none_or(|s| i.state.as_str() == s))
             .filter(|i| kind.is_none_or(|k| i.kind.as_str() == k))
             .collect())

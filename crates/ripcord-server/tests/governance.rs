@@ -783,3 +783,34 @@ async fn separation_of_duties_counts_persons_not_token_names() -> Result {
     gov.server.shutdown().await?;
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreadable_stored_incident_is_an_error_that_names_it_not_a_gap() -> Result {
+    let (hooks, _inbox) = inbox().await?;
+    let gov = start(RIGHTS_POLICY, &hooks).await?;
+    let broken = ripcord_store::Doc {
+        kind: "incident".into(),
+        id: "inc-gov-svc-7".into(),
+        service: "gov-svc".into(),
+        created_ms: 0,
+        body: json!({"id": "inc-gov-svc-7", "state": "melted"}),
+    };
+    let batch = ripcord_store::Batch {
+        docs: vec![broken],
+        ..Default::default()
+    };
+    let written = gov.server.app.hub.writer.submit(batch).await.await?;
+    assert_eq!(written, Ok(()));
+    for path in ["/v1/incidents", "/v1/incidents/inc-gov-svc-7"] {
+        let (status, answer) = gov.call("get", path, None, None).await?;
+        assert_eq!(status, 503, "{path}: {answer}");
+        assert_eq!(
+            answer,
+            json!({"error": "unavailable", "message": "incident inc-gov-svc-7 is unreadable: \
+                unknown variant `melted`, expected one of `open`, `mitigated`, `resolved`, `reviewed`"}),
+            "{path}"
+        );
+    }
+    gov.server.shutdown().await?;
+    Ok(())
+}

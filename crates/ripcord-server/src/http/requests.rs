@@ -12,6 +12,7 @@ use super::paging::{self, PageQuery};
 use crate::auth::Principal;
 use crate::error::ApiError;
 use crate::hub::answer::Voted;
+use crate::hub::govern::read_doc;
 use crate::ingest::durable;
 use ripcord_govern::record::{REQUEST, Request};
 
@@ -41,9 +42,12 @@ async fn requests(
         p.require_service(service)?;
     }
     let docs = app.hub.store.docs(REQUEST, q.service.as_deref()).await?;
-    let found: Vec<Request> = docs
+    let all = docs
         .into_iter()
-        .filter_map(|d| serde_json::from_value::<Request>(d.body).ok())
+        .map(read_doc::<Request>)
+        .collect::<Result<Vec<_>, _>>()?;
+    let found: Vec<Request> = all
+        .into_iter()
         .filter(|r| p.scope.allows(&r.service))
         .filter(|r| q.state.as_deref().is_none_or(|s| r.state.as_str() == s))
         .collect();
@@ -64,8 +68,7 @@ async fn load_request(app: &Shared, id: &str, p: &Principal) -> Result<Request, 
         .await?
         .ok_or_else(|| ApiError::not_found(format!("request \"{id}\" does not exist")))?;
     p.require_service(&doc.service)?;
-    serde_json::from_value(doc.body)
-        .map_err(|e| ApiError::unavailable(format!("request {id} is unreadable: {e}")))
+    read_doc(doc)
 }
 
 async fn request(

@@ -9,7 +9,7 @@
 use ripcord_core::engine::ReleaseState;
 use ripcord_core::evidence::{FreezeInput, Redaction, freeze};
 use ripcord_core::policy::Policy;
-use ripcord_core::{Decision, Time};
+use ripcord_core::{Decision, Time, json};
 use ripcord_govern::machine;
 use ripcord_govern::{
     DocChange, Due, Effects, Evidence, Governance, Metric, Refusal, ReleaseFacts, Sealed, Setting,
@@ -65,14 +65,14 @@ fn store_doc(doc: DocChange, now: Time) -> Doc {
             inc.id.clone(),
             inc.service.clone(),
             inc.opened_at.clone(),
-            serde_json::to_value(&inc),
+            json::value(&inc),
         ),
         DocChange::Request(req) => (
             REQUEST,
             req.id.clone(),
             req.service.clone(),
             req.requested_at.clone(),
-            serde_json::to_value(&req),
+            json::value(&req),
         ),
     };
     Doc {
@@ -80,8 +80,16 @@ fn store_doc(doc: DocChange, now: Time) -> Doc {
         id,
         service,
         created_ms: Time::parse_rfc3339(&created).map_or(now.0, |t| t.0),
-        body: body.unwrap_or(Value::Null),
+        body,
     }
+}
+
+/// A stored governance document read back as its record; one that does
+/// not read is an error naming it, never skipped.
+pub fn read_doc<T: serde::de::DeserializeOwned>(doc: Doc) -> Result<T, ApiError> {
+    let (kind, id) = (doc.kind, doc.id);
+    serde_json::from_value(doc.body)
+        .map_err(|e| ApiError::unavailable(format!("{kind} {id} is unreadable: {e}")))
 }
 
 fn store_timer(service: &str, change: MachineTimer) -> TimerChange {
@@ -90,7 +98,7 @@ fn store_timer(service: &str, change: MachineTimer) -> TimerChange {
             id: body.due.id(&body.subject),
             service: service.to_string(),
             due_ms: at.0,
-            body: serde_json::to_value(&body).unwrap_or(Value::Null),
+            body: json::value(&body),
         }),
         MachineTimer::Cancel { id } => TimerChange::Cancel(id),
     }
@@ -250,7 +258,7 @@ impl Evidence for Bundles<'_> {
             service: self.service,
             policy_version,
             policy_yaml: &self.inputs.policy_yaml,
-            release: serde_json::to_value(self.current).unwrap_or(Value::Null),
+            release: json::value(&self.current),
             provenance: self.inputs.provenance.clone(),
             decisions: self.inputs.decisions.clone(),
             sample,

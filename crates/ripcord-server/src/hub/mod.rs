@@ -1069,7 +1069,7 @@ pub fn record(view: &ReleaseView) -> ReleaseRecord {
     ReleaseRecord {
         id: view.id.clone(),
         service: view.service.clone(),
-        body: serde_json::to_value(view).unwrap_or(Value::Null),
+        body: ripcord_core::json::value(view),
     }
 }
 
