@@ -151,3 +151,26 @@ fn a_missing_incident_or_store_is_an_error_that_says_so() {
         "{err}"
     );
 }
+
+#[test]
+fn a_decision_file_line_that_is_not_json_is_an_error_naming_the_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("decisions.ndjson");
+    let mut text = std::fs::read_to_string(DECISIONS).unwrap();
+    text.push_str("{\"at\": \"2026-11-20T10:30:00Z\", oops\n");
+    std::fs::write(&bad, &text).unwrap();
+    let line = text.lines().count();
+    let (code, _, err) = ripcord(&[
+        "report",
+        "inc-20261120-1",
+        "--incident-file",
+        INCIDENT,
+        "--decisions",
+        bad.to_str().unwrap(),
+        "--format",
+        "md",
+    ]);
+    assert_eq!(code, 2, "{err}");
+    let at = format!("{}:{line}: not a JSON decision", bad.display());
+    assert!(err.contains(&at), "{err}");
+}

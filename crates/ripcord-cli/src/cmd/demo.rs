@@ -76,7 +76,7 @@ impl Api {
         if !status.is_success() {
             bail!("{status}: {text}");
         }
-        Ok(serde_json::from_str(&text).unwrap_or(Value::Null))
+        serde_json::from_str(&text).with_context(|| format!("{status}: not JSON: {text}"))
     }
 
     async fn post(&self, path: &str, body: &Value) -> anyhow::Result<Value> {

@@ -129,12 +129,7 @@ async fn gather(args: &ReportArgs) -> anyhow::Result<(IncidentReport, Vec<String
         (None, None) => bail!("no incident document"),
     };
     let decisions = match (&args.decisions, &store) {
-        (Some(path), _) => std::fs::read_to_string(path)
-            .with_context(|| format!("reading {}", path.display()))?
-            .lines()
-            .filter(|l| of_release(l, &doc))
-            .map(str::to_string)
-            .collect(),
+        (Some(path), _) => decisions_file(path, &doc)?,
         (None, Some(store)) => release_decisions(store, &doc).await?,
         (None, None) => Vec::new(),
     };
@@ -206,26 +201,41 @@ async fn release_decisions(store: &dyn Store, doc: &IncidentReport) -> anyhow::R
             .await?;
         let Some(last) = page.last() else { break };
         after = last.seq;
-        out.extend(
-            page.into_iter()
-                .map(|d| d.line)
-                .filter(|l| of_release(l, doc)),
-        );
+        // The store's lines are the server's own records.
+        let ours = |l: &String| serde_json::from_str(l).is_ok_and(|r| of_release(&r, doc));
+        out.extend(page.into_iter().map(|d| d.line).filter(ours));
     }
     Ok(out)
 }
 
-/// Whether a decision line belongs to the incident's release (the engine
-/// names releases `service:baseline->candidate#generation`); an incident
+/// The incident's release's lines of a decision log file; a line that is
+/// not JSON is an error naming it.
+fn decisions_file(path: &Path, doc: &IncidentReport) -> anyhow::Result<Vec<String>> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let mut lines = Vec::new();
+    for (n, line) in text.lines().enumerate() {
+        if line.trim().is_empty() {
+            continue;
+        }
+        let record: Value = serde_json::from_str(line)
+            .with_context(|| format!("{}:{}: not a JSON decision", path.display(), n + 1))?;
+        if of_release(&record, doc) {
+            lines.push(line.to_string());
+        }
+    }
+    Ok(lines)
+}
+
+/// Whether a decision record belongs to the incident's release (the engine
+/// names releases `service:baserecord->candidate#generation`); an incident
 /// without a release has none.
-fn of_release(line: &str, doc: &IncidentReport) -> bool {
+fn of_release(record: &Value, doc: &IncidentReport) -> bool {
     let Some(r) = &doc.release else {
         return false;
     };
     let release = format!("{}:{}->{}#", doc.incident.service, r.baseline, r.candidate);
-    serde_json::from_str::<Value>(line).is_ok_and(|v| {
-        v["explanation"]["release"]
-            .as_str()
-            .is_some_and(|r| r.starts_with(&release))
-    })
+    record["explanation"]["release"]
+        .as_str()
+        .is_some_and(|r| r.starts_with(&release))
 }
