@@ -1,8 +1,9 @@
 //! The policy language: what a team declares about a service's releases.
 //!
-//! Two layers, as in ripgrep's `lowargs` → `hiargs`: [`raw`] mirrors the YAML
-//! faithfully (with source spans), and [`load`] lowers it into the validated
-//! types of this module, reporting *every* problem at once. The engine only
+//! Two layers, as in ripgrep's `lowargs` → `hiargs`: [`yaml`] parses the
+//! text into a tree of nodes that keep their line and column, and [`load`]
+//! lowers that tree into the validated types of this module, reporting
+//! *every* problem at once. The engine only
 //! ever receives a validated [`Policy`]; its constructors are the loader.
 //!
 //! Invariants a validated policy keeps (the engine relies on them):
@@ -16,7 +17,6 @@
 pub mod diagnostic;
 pub mod governance;
 pub mod load;
-pub mod raw;
 pub mod scenario;
 mod schema;
 pub mod units;
