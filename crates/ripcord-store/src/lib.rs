@@ -32,7 +32,7 @@ pub enum StoreError {
 }
 
 /// One version of a service's policy, as the user wrote it.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, sqlx::FromRow)]
 pub struct PolicyRecord {
     pub service: String,
     /// 1 for the first policy of a service, +1 per change.
@@ -43,25 +43,27 @@ pub struct PolicyRecord {
 }
 
 /// A registered, immutable version of a service with its provenance.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, sqlx::FromRow)]
 pub struct VersionRecord {
     pub service: String,
     pub version: String,
     /// The provenance document as registered (JSON object).
+    #[sqlx(json)]
     pub provenance: serde_json::Value,
     pub registered_at: String,
 }
 
 /// A release record; its body is the server's JSON representation.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, sqlx::FromRow)]
 pub struct ReleaseRecord {
     pub id: String,
     pub service: String,
+    #[sqlx(json)]
     pub body: serde_json::Value,
 }
 
 /// One input the server fed an engine.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, sqlx::FromRow)]
 pub struct JournalEntry {
     /// Store-wide order; assigned by the single writer.
     pub seq: i64,
@@ -72,7 +74,7 @@ pub struct JournalEntry {
 }
 
 /// One decision, stored as its NDJSON line.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, sqlx::FromRow)]
 pub struct DecisionEntry {
     pub seq: i64,
     pub service: String,
@@ -124,7 +126,7 @@ pub struct PendingAudit {
 
 /// A stored audit record, as exported: its canonical line with `prev` and
 /// `hash`.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, sqlx::FromRow)]
 pub struct AuditLine {
     pub seq: i64,
     pub line: String,
@@ -140,25 +142,27 @@ pub type PublishCheckpoint<'a> = dyn Fn(&AuditLine) -> Vec<OutboxEntry> + Send +
 
 /// A governance document (an incident, an action request) stored whole as
 /// JSON and upserted by `(kind, id)`.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, sqlx::FromRow)]
 pub struct Doc {
     pub kind: String,
     pub id: String,
     pub service: String,
     /// Milliseconds since the Unix epoch; kept from the first write.
     pub created_ms: i64,
+    #[sqlx(json)]
     pub body: serde_json::Value,
 }
 
 /// A durable timer (an acknowledgement deadline, an escalation, a
 /// playbook step's window). Its due time is absolute, so a restart neither
 /// resets nor loses it.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, sqlx::FromRow)]
 pub struct Timer {
     /// Unique; setting a timer with an existing id moves it.
     pub id: String,
     pub service: String,
     pub due_ms: i64,
+    #[sqlx(json)]
     pub body: serde_json::Value,
 }
 
@@ -226,7 +230,7 @@ impl Batch {
 }
 
 /// Counts for `/metrics` and tests.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, sqlx::FromRow)]
 pub struct OutboxCounts {
     pub pending: i64,
     pub delivered: i64,

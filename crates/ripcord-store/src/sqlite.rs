@@ -400,25 +400,6 @@ async fn write_governance(
     Ok(())
 }
 
-fn doc_row(row: &sqlx::sqlite::SqliteRow) -> Result<Doc> {
-    Ok(Doc {
-        kind: row.try_get("kind")?,
-        id: row.try_get("id")?,
-        service: row.try_get("service")?,
-        created_ms: row.try_get("created_ms")?,
-        body: json(row.try_get("body")?)?,
-    })
-}
-
-fn timer_row(row: &sqlx::sqlite::SqliteRow) -> Result<Timer> {
-    Ok(Timer {
-        id: row.try_get("id")?,
-        service: row.try_get("service")?,
-        due_ms: row.try_get("due_ms")?,
-        body: json(row.try_get("body")?)?,
-    })
-}
-
 /// Inserts a blob unless its address is stored; `true` if inserted.
 async fn insert_blob(tx: &mut sqlx::SqliteConnection, hash: &str, bytes: &[u8]) -> Result<bool> {
     let done = sqlx::query(
@@ -429,38 +410,6 @@ async fn insert_blob(tx: &mut sqlx::SqliteConnection, hash: &str, bytes: &[u8]) 
     .execute(&mut *tx)
     .await?;
     Ok(done.rows_affected() == 1)
-}
-
-fn json(text: &str) -> Result<serde_json::Value> {
-    serde_json::from_str(text).map_err(|e| StoreError::Corrupt(e.to_string()))
-}
-
-fn policy_row(row: &sqlx::sqlite::SqliteRow) -> Result<PolicyRecord> {
-    Ok(PolicyRecord {
-        service: row.try_get("service")?,
-        version: row.try_get("version")?,
-        yaml: row.try_get("yaml")?,
-        created_at: row.try_get("created_at")?,
-    })
-}
-
-fn version_row(row: &sqlx::sqlite::SqliteRow) -> Result<VersionRecord> {
-    let provenance: String = row.try_get("provenance")?;
-    Ok(VersionRecord {
-        service: row.try_get("service")?,
-        version: row.try_get("version")?,
-        provenance: json(&provenance)?,
-        registered_at: row.try_get("registered_at")?,
-    })
-}
-
-fn release_row(row: &sqlx::sqlite::SqliteRow) -> Result<ReleaseRecord> {
-    let body: String = row.try_get("body")?;
-    Ok(ReleaseRecord {
-        id: row.try_get("id")?,
-        service: row.try_get("service")?,
-        body: json(&body)?,
-    })
 }
 
 #[async_trait]
@@ -572,18 +521,18 @@ impl Store for SqliteStore {
     }
 
     async fn policy(&self, service: &str) -> Result<Option<PolicyRecord>> {
-        let row = sqlx::query(
+        let row = sqlx::query_as(
             "SELECT service, version, yaml, created_at FROM policies WHERE service = $1 \
              ORDER BY version DESC LIMIT 1",
         )
         .bind(service)
         .fetch_optional(&self.pool)
         .await?;
-        row.as_ref().map(policy_row).transpose()
+        Ok(row)
     }
 
     async fn policy_version(&self, service: &str, version: i64) -> Result<Option<PolicyRecord>> {
-        let row = sqlx::query(
+        let row = sqlx::query_as(
             "SELECT service, version, yaml, created_at FROM policies \
              WHERE service = $1 AND version = $2",
         )
@@ -591,18 +540,18 @@ impl Store for SqliteStore {
         .bind(version)
         .fetch_optional(&self.pool)
         .await?;
-        row.as_ref().map(policy_row).transpose()
+        Ok(row)
     }
 
     async fn policy_history(&self, service: &str) -> Result<Vec<PolicyRecord>> {
-        let rows = sqlx::query(
+        let rows = sqlx::query_as(
             "SELECT service, version, yaml, created_at FROM policies WHERE service = $1 \
              ORDER BY version",
         )
         .bind(service)
         .fetch_all(&self.pool)
         .await?;
-        rows.iter().map(policy_row).collect()
+        Ok(rows)
     }
 
     async fn services(&self) -> Result<Vec<String>> {
@@ -635,7 +584,7 @@ impl Store for SqliteStore {
     }
 
     async fn version(&self, service: &str, version: &str) -> Result<Option<VersionRecord>> {
-        let row = sqlx::query(
+        let row = sqlx::query_as(
             "SELECT service, version, provenance, registered_at FROM versions \
              WHERE service = $1 AND version = $2",
         )
@@ -643,32 +592,32 @@ impl Store for SqliteStore {
         .bind(version)
         .fetch_optional(&self.pool)
         .await?;
-        row.as_ref().map(version_row).transpose()
+        Ok(row)
     }
 
     async fn versions(&self, service: &str) -> Result<Vec<VersionRecord>> {
-        let rows = sqlx::query(
+        let rows = sqlx::query_as(
             "SELECT service, version, provenance, registered_at FROM versions \
              WHERE service = $1 ORDER BY registered_at, version",
         )
         .bind(service)
         .fetch_all(&self.pool)
         .await?;
-        rows.iter().map(version_row).collect()
+        Ok(rows)
     }
 
     async fn release(&self, id: &str) -> Result<Option<ReleaseRecord>> {
-        let row = sqlx::query("SELECT id, service, body FROM releases WHERE id = $1")
+        let row = sqlx::query_as("SELECT id, service, body FROM releases WHERE id = $1")
             .bind(id)
             .fetch_optional(&self.pool)
             .await?;
-        row.as_ref().map(release_row).transpose()
+        Ok(row)
     }
 
     async fn releases(&self, service: Option<&str>) -> Result<Vec<ReleaseRecord>> {
         let rows = match service {
             Some(s) => {
-                sqlx::query(
+                sqlx::query_as(
                     "SELECT id, service, body FROM releases WHERE service = $1 \
                      ORDER BY created_seq, id",
                 )
@@ -677,12 +626,12 @@ impl Store for SqliteStore {
                 .await?
             }
             None => {
-                sqlx::query("SELECT id, service, body FROM releases ORDER BY created_seq, id")
+                sqlx::query_as("SELECT id, service, body FROM releases ORDER BY created_seq, id")
                     .fetch_all(&self.pool)
                     .await?
             }
         };
-        rows.iter().map(release_row).collect()
+        Ok(rows)
     }
 
     async fn last_start(&self, service: &str) -> Result<Option<i64>> {
@@ -697,7 +646,7 @@ impl Store for SqliteStore {
     }
 
     async fn journal(&self, service: &str, from: i64, limit: i64) -> Result<Vec<JournalEntry>> {
-        let rows = sqlx::query(
+        let rows = sqlx::query_as(
             "SELECT seq, service, kind, body FROM journal WHERE service = $1 AND seq >= $2 \
              ORDER BY seq LIMIT $3",
         )
@@ -706,16 +655,7 @@ impl Store for SqliteStore {
         .bind(limit)
         .fetch_all(&self.pool)
         .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(JournalEntry {
-                    seq: r.try_get("seq")?,
-                    service: r.try_get("service")?,
-                    kind: r.try_get("kind")?,
-                    body: r.try_get("body")?,
-                })
-            })
-            .collect()
+        Ok(rows)
     }
 
     async fn decisions(
@@ -725,7 +665,7 @@ impl Store for SqliteStore {
         after: i64,
         limit: i64,
     ) -> Result<Vec<DecisionEntry>> {
-        let rows = sqlx::query(
+        let rows = sqlx::query_as(
             "SELECT seq, service, at_ms, line FROM decisions \
              WHERE service = $1 AND at_ms >= $2 AND seq > $3 ORDER BY seq LIMIT $4",
         )
@@ -735,16 +675,7 @@ impl Store for SqliteStore {
         .bind(limit)
         .fetch_all(&self.pool)
         .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(DecisionEntry {
-                    seq: r.try_get("seq")?,
-                    service: r.try_get("service")?,
-                    at_ms: r.try_get("at_ms")?,
-                    line: r.try_get("line")?,
-                })
-            })
-            .collect()
+        Ok(rows)
     }
 
     async fn answer(&self, key: &str) -> Result<Option<String>> {
@@ -858,17 +789,14 @@ impl Store for SqliteStore {
     }
 
     async fn outbox_counts(&self) -> Result<OutboxCounts> {
-        let row = sqlx::query(
+        let counts = sqlx::query_as(
             "SELECT COALESCE(SUM(CASE WHEN delivered_at_ms IS NULL THEN 1 ELSE 0 END), 0) AS pending, \
              COALESCE(SUM(CASE WHEN delivered_at_ms IS NULL THEN 0 ELSE 1 END), 0) AS delivered \
              FROM outbox",
         )
         .fetch_one(&self.pool)
         .await?;
-        Ok(OutboxCounts {
-            pending: row.try_get("pending")?,
-            delivered: row.try_get("delivered")?,
-        })
+        Ok(counts)
     }
 
     async fn checkpoint(
@@ -907,19 +835,13 @@ impl Store for SqliteStore {
     }
 
     async fn audit(&self, from: i64, limit: i64) -> Result<Vec<AuditLine>> {
-        let rows = sqlx::query("SELECT seq, line FROM audit WHERE seq >= $1 ORDER BY seq LIMIT $2")
-            .bind(from)
-            .bind(limit)
-            .fetch_all(&self.pool)
-            .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(AuditLine {
-                    seq: r.try_get("seq")?,
-                    line: r.try_get("line")?,
-                })
-            })
-            .collect()
+        let rows =
+            sqlx::query_as("SELECT seq, line FROM audit WHERE seq >= $1 ORDER BY seq LIMIT $2")
+                .bind(from)
+                .bind(limit)
+                .fetch_all(&self.pool)
+                .await?;
+        Ok(rows)
     }
 
     async fn put_blob(&self, hash: &str, bytes: &[u8], audit: &PendingAudit) -> Result<bool> {
@@ -953,48 +875,40 @@ impl Store for SqliteStore {
     }
 
     async fn doc(&self, kind: &str, id: &str) -> Result<Option<Doc>> {
-        sqlx::query("SELECT * FROM docs WHERE kind = $1 AND id = $2")
-            .bind(kind)
-            .bind(id)
-            .fetch_optional(&self.pool)
-            .await?
-            .as_ref()
-            .map(doc_row)
-            .transpose()
+        Ok(
+            sqlx::query_as("SELECT * FROM docs WHERE kind = $1 AND id = $2")
+                .bind(kind)
+                .bind(id)
+                .fetch_optional(&self.pool)
+                .await?,
+        )
     }
 
     async fn docs(&self, kind: &str, service: Option<&str>) -> Result<Vec<Doc>> {
-        sqlx::query(
+        Ok(sqlx::query_as(
             "SELECT * FROM docs WHERE kind = $1 AND ($2 IS NULL OR service = $2) \
              ORDER BY created_ms, id",
         )
         .bind(kind)
         .bind(service)
         .fetch_all(&self.pool)
-        .await?
-        .iter()
-        .map(doc_row)
-        .collect()
+        .await?)
     }
 
     async fn due_timers(&self, now_ms: i64, limit: i64) -> Result<Vec<Timer>> {
-        sqlx::query("SELECT * FROM timers WHERE due_ms <= $1 ORDER BY due_ms, id LIMIT $2")
-            .bind(now_ms)
-            .bind(limit)
-            .fetch_all(&self.pool)
-            .await?
-            .iter()
-            .map(timer_row)
-            .collect()
+        Ok(
+            sqlx::query_as("SELECT * FROM timers WHERE due_ms <= $1 ORDER BY due_ms, id LIMIT $2")
+                .bind(now_ms)
+                .bind(limit)
+                .fetch_all(&self.pool)
+                .await?,
+        )
     }
 
     async fn timers(&self) -> Result<Vec<Timer>> {
-        sqlx::query("SELECT * FROM timers ORDER BY due_ms, id")
+        Ok(sqlx::query_as("SELECT * FROM timers ORDER BY due_ms, id")
             .fetch_all(&self.pool)
-            .await?
-            .iter()
-            .map(timer_row)
-            .collect()
+            .await?)
     }
 
     async fn integrity(&self) -> Result<Vec<String>> {
