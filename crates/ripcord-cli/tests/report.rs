@@ -21,22 +21,24 @@ fn ripcord(args: &[&str]) -> (i32, String, String) {
     )
 }
 
-#[test]
-fn markdown_links_charts_written_beside_it() {
-    let dir = tempfile::tempdir().unwrap();
-    let out = dir.path().join("review.md");
-    let (code, _, err) = ripcord(&[
+/// `ripcord report` of the fixture incident with `decisions`, and `rest`.
+fn report(decisions: &str, rest: &[&str]) -> (i32, String, String) {
+    let head = [
         "report",
         "inc-20261120-1",
         "--incident-file",
         INCIDENT,
         "--decisions",
-        DECISIONS,
-        "--format",
-        "md",
-        "-o",
-        out.to_str().unwrap(),
-    ]);
+        decisions,
+    ];
+    ripcord(&[&head[..], rest].concat())
+}
+
+#[test]
+fn markdown_links_charts_written_beside_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("review.md");
+    let (code, _, err) = report(DECISIONS, &["--format", "md", "-o", out.to_str().unwrap()]);
     assert_eq!(code, 0, "{err}");
     let text = std::fs::read_to_string(&out).unwrap();
     assert!(
@@ -109,16 +111,7 @@ fn markdown_on_stdout_writes_charts_only_into_the_dir_it_is_given() {
 
 #[test]
 fn html_goes_to_stdout_with_the_charts_inline() {
-    let (code, out, err) = ripcord(&[
-        "report",
-        "inc-20261120-1",
-        "--incident-file",
-        INCIDENT,
-        "--decisions",
-        DECISIONS,
-        "--format",
-        "html",
-    ]);
+    let (code, out, err) = report(DECISIONS, &["--format", "html"]);
     assert_eq!(code, 0, "{err}");
     assert!(out.starts_with("<!doctype html>"));
     assert_eq!(out.matches("<svg ").count(), 2);
@@ -160,16 +153,7 @@ fn a_decision_file_line_that_is_not_json_is_an_error_naming_the_line() {
     text.push_str("{\"at\": \"2026-11-20T10:30:00Z\", oops\n");
     std::fs::write(&bad, &text).unwrap();
     let line = text.lines().count();
-    let (code, _, err) = ripcord(&[
-        "report",
-        "inc-20261120-1",
-        "--incident-file",
-        INCIDENT,
-        "--decisions",
-        bad.to_str().unwrap(),
-        "--format",
-        "md",
-    ]);
+    let (code, _, err) = report(bad.to_str().unwrap(), &["--format", "md"]);
     assert_eq!(code, 2, "{err}");
     let at = format!("{}:{line}: not a JSON decision", bad.display());
     assert!(err.contains(&at), "{err}");
