@@ -101,9 +101,10 @@ async fn events_kept(
         let Some(r) = hub.store.release(&id).await? else {
             break;
         };
-        let e = &r.body["events"];
-        counted += e["baseline"].as_u64().unwrap_or(0) + e["candidate"].as_u64().unwrap_or(0);
-        previous = r.body["previous"].as_str().map(str::to_string);
+        let earlier: ReleaseView = serde_json::from_value(r.body)
+            .map_err(|e| ApiError::unavailable(format!("release {id} is unreadable: {e}")))?;
+        counted += earlier.events.baseline + earlier.events.candidate;
+        previous = earlier.previous;
     }
     let detail = json!({"acknowledged": counted, "journaled": journaled});
     Ok((counted == journaled, detail))

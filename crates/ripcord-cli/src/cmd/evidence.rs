@@ -16,6 +16,7 @@ use flate2::Compression;
 use flate2::write::GzEncoder;
 use ripcord_core::Time;
 use ripcord_core::evidence::{self, Bundle};
+use ripcord_govern::record::{INCIDENT, Incident};
 use ripcord_store::{SqliteStore, Store};
 use serde_json::json;
 
@@ -95,13 +96,15 @@ fn is_address(text: &str) -> bool {
 
 /// The address of the evidence bundle frozen when the incident opened.
 pub async fn resolve_incident_bundle(store: &dyn Store, incident: &str) -> anyhow::Result<String> {
-    let Some(doc) = store.doc("incident", incident).await? else {
+    let Some(doc) = store.doc(INCIDENT, incident).await? else {
         bail!(
             "{incident:?} is neither a bundle address (64 lowercase hex digits) nor an incident in the store"
         );
     };
-    match doc.body["evidence"].as_str() {
-        Some(address) => Ok(address.to_string()),
+    let stored: Incident = serde_json::from_value(doc.body)
+        .with_context(|| format!("incident {incident} as stored"))?;
+    match stored.evidence {
+        Some(address) => Ok(address),
         None => bail!("incident {incident} has no evidence bundle"),
     }
 }
