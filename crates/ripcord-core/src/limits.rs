@@ -19,7 +19,7 @@ pub const OUTPUTS: &str = "outputs";
 
 /// Bounds on one event's values. Configurable (`ripcord.yaml` `limits:`);
 /// the defaults suit buckets of up to ten thousand outputs.
-#[derive(Clone, Copy, Debug, PartialEq)]
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct EventLimits {
     /// Largest count one event may carry: a rate's denominator (`outputs`)
     /// and so also its numerator (flags never exceed the denominator).

@@ -5,5 +5,6 @@ mod governance;
 mod ndjson;
 mod policy;
 mod release;
+mod snapshot;
 mod statistics;
 mod support;

@@ -51,7 +51,7 @@ use crate::time::{Dur, Time};
 /// `x` towards the numerator (flags, the score value, or the raw latency
 /// when `n` is 1), and `key`, the category or segment index for drift and
 /// fairness criteria.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, serde::Serialize, serde::Deserialize)]
 pub struct Sample {
     pub n: f64,
     pub x: f64,
@@ -64,7 +64,7 @@ impl Sample {
     }
 }
 
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 enum Test {
     /// Rate, or latency exceedance, against an absolute bound.
     Bound(BoundTest),
@@ -86,7 +86,7 @@ enum Test {
 }
 
 /// What changed when a criterion was evaluated.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Transition {
     /// The test rejected and the window agrees, for `for`.
     Breached,
@@ -97,7 +97,7 @@ pub enum Transition {
 }
 
 /// Why a criterion is breaching at an instant, if it is.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 enum Breaching {
     No,
     Evidence,
@@ -112,7 +112,7 @@ const OTHER: &str = "(other)";
 
 /// Latency criteria: sketches of both versions, and the exceedance
 /// threshold the test counts against.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 struct Latency {
     quantile: f64,
     /// `Some(r)` for "candidate p_q ≤ r × baseline p_q".
@@ -127,7 +127,7 @@ struct Latency {
 
 /// A comparison with the baseline, conditioned stratum by stratum on what
 /// each version really served (see [`crate::stats::strata`]).
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 enum Comparison {
     Rates {
         model: RatioModel,
@@ -143,13 +143,13 @@ enum Comparison {
 }
 
 /// Relative criteria after promotion: CUSUM against the level at promotion.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 struct AfterPromotion {
     level: f64,
     cusum: Cusum,
 }
 
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub struct CriterionState {
     pub spec: Criterion,
     pub signal: String,
@@ -1228,7 +1228,7 @@ fn segment_means(c: &Keyed, min: f64) -> Vec<f64> {
 const KEPT_EPOCHS: usize = 7;
 
 /// One test of a criterion, started at a restart, with its error budget.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 struct Epoch {
     start: Time,
     alpha: f64,

@@ -10,13 +10,13 @@ mod criterion;
 mod release;
 mod window;
 
-pub use release::{Engine, pct, state_name};
+pub use release::{Engine, SNAPSHOT_VERSION, SnapshotError, pct, state_name};
 
 pub use crate::limits::EventLimits;
 use crate::time::Dur;
 
 /// Where the candidate's share in force comes from.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
 pub enum ShareSource {
     /// Closed loop (live serving, policy tests): the engine's own ramp and
     /// rollback actions change who gets the candidate.
@@ -28,7 +28,7 @@ pub enum ShareSource {
     Recorded,
 }
 
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct EngineOptions {
     /// Events may arrive this much older than the newest one seen.
     pub lateness: Dur,
@@ -49,14 +49,14 @@ impl Default for EngineOptions {
 }
 
 /// A request to start a release.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct ReleaseSpec {
     pub baseline: String,
     pub candidate: String,
 }
 
 /// A person's (or an API client's) request to act on the release.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub enum Command {
     Promote,
     Pause,
@@ -106,7 +106,7 @@ impl Command {
 }
 
 /// Why an event was not counted.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Rejection {
     /// The event is for another service than the policy's.
     OtherService,
@@ -119,7 +119,7 @@ pub enum Rejection {
 }
 
 /// Why a command was refused.
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error, serde::Serialize, serde::Deserialize)]
 pub enum CommandError {
     #[error("no release has been declared")]
     NoRelease,
@@ -131,7 +131,7 @@ pub enum CommandError {
 }
 
 /// Where a release is in its life.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub enum ReleaseState {
     /// At rollout step `step` (0-based), holding until its hold time passes.
     Ramping {
@@ -220,7 +220,7 @@ impl ReleaseState {
 }
 
 /// A snapshot of the release, for drivers and reports.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct ReleaseStatus {
     /// `service:baseline->candidate#generation`.
     pub id: String,

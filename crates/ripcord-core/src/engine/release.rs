@@ -11,6 +11,10 @@
 use std::collections::HashSet;
 use std::hash::{Hash, Hasher};
 
+mod snapshot;
+
+pub use snapshot::{SNAPSHOT_VERSION, SnapshotError};
+
 use super::criterion::{CriterionState, Sample, Transition};
 use super::{
     Command, CommandError, EngineOptions, Rejection, ReleaseState, ReleaseStatus, ShareSource,
@@ -28,7 +32,7 @@ use crate::stats::srm::SrmTest;
 use crate::time::{Dur, Time};
 
 /// Where a criterion reads its sample from an event.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, serde::Serialize, serde::Deserialize)]
 enum Binding {
     Rate {
         numerator: usize,
@@ -63,6 +67,7 @@ pub struct Engine {
 }
 
 /// One release's run-time state.
+#[derive(serde::Serialize, serde::Deserialize)]
 struct Run {
     id: String,
     baseline: String,
@@ -85,17 +90,19 @@ struct Run {
     /// What to return to on resume.
     paused_from: Option<ReleaseState>,
     /// How many of each action (by name) this release has taken.
-    action_counts: Vec<(&'static str, u32)>,
+    action_counts: Vec<(String, u32)>,
     last_second: i64,
     samples_seen: u64,
 }
 
+#[derive(serde::Serialize, serde::Deserialize)]
 struct Pending {
     trigger: usize,
     deadline: Time,
     resume_to: ReleaseState,
 }
 
+#[derive(serde::Serialize, serde::Deserialize)]
 struct Rollback {
     stages: Vec<RollbackStage>,
     stage: usize,
@@ -1279,13 +1286,13 @@ impl Engine {
         let Some(run) = &mut self.release else {
             return action.to_string();
         };
-        let n = match run.action_counts.iter_mut().find(|(k, _)| *k == action) {
+        let n = match run.action_counts.iter_mut().find(|(k, _)| k == action) {
             Some((_, n)) => {
                 *n += 1;
                 *n
             }
             None => {
-                run.action_counts.push((action, 1));
+                run.action_counts.push((action.to_string(), 1));
                 1
             }
         };

@@ -12,7 +12,7 @@ const SLOTS: usize = 60;
 
 /// Counts for one version: the denominator and the numerator (flagged
 /// count, or sum of values).
-#[derive(Clone, Copy, Debug, Default, PartialEq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Tally {
     pub n: f64,
     pub sum: f64,
@@ -38,7 +38,7 @@ impl Bucket for Tally {
 }
 
 /// Tallies by key (category or segment index).
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Keyed(pub Vec<Tally>);
 
 impl Keyed {
@@ -60,7 +60,7 @@ impl Bucket for Keyed {
 
 /// A latency sketch (DDSketch, 1% relative accuracy): mergeable, so the
 /// window quantile is exact up to the sketch's accuracy.
-#[derive(Clone, Default)]
+#[derive(Clone, Default, serde::Serialize, serde::Deserialize)]
 pub struct Sketch(pub sketches_ddsketch::DDSketch);
 
 impl std::fmt::Debug for Sketch {
@@ -95,7 +95,7 @@ impl Bucket for Sketch {
 }
 
 /// A ring of `SLOTS` time buckets per version.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub struct Ring<T> {
     width: i64,
     /// Bucket number held by each slot (`ts / width`), or `i64::MIN`.

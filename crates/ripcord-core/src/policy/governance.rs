@@ -12,7 +12,7 @@ use super::{OnTimeout, Severity};
 use crate::time::Dur;
 
 /// The governance sections of a policy; [`Default`] when it has none.
-#[derive(Clone, Debug, PartialEq, Default)]
+#[derive(Clone, Debug, PartialEq, Default, serde::Serialize, serde::Deserialize)]
 pub struct Governance {
     /// Decision rights for person-requested actions.
     pub rights: Vec<Right>,
@@ -48,7 +48,7 @@ impl Governance {
 pub const BUILTIN_TEMPLATES: &[&str] = &["oncall", "stakeholders", "status_page"];
 
 /// An action a person requests (and others may have to approve).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub enum ActionName {
     Promote,
     Rollback,
@@ -82,7 +82,7 @@ impl ActionName {
 }
 
 /// Who may approve an action, how many must, and what a silent window means.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Right {
     pub action: ActionName,
     /// Roles whose members may approve; any one of them counts.
@@ -96,7 +96,7 @@ pub struct Right {
     pub on_timeout: OnTimeout,
 }
 
-#[derive(Clone, Debug, PartialEq, Default)]
+#[derive(Clone, Debug, PartialEq, Default, serde::Serialize, serde::Deserialize)]
 pub struct IncidentRules {
     pub ack: AckDeadlines,
     /// Level 0 is notified when the incident opens; level n once `after`
@@ -107,7 +107,7 @@ pub struct IncidentRules {
 }
 
 /// How long an incident of each severity may stay unacknowledged.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct AckDeadlines {
     pub critical: Dur,
     pub major: Dur,
@@ -134,7 +134,7 @@ impl AckDeadlines {
     }
 }
 
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct EscalationLevel {
     /// From incident open.
     pub after: Dur,
@@ -144,7 +144,7 @@ pub struct EscalationLevel {
     pub template: Option<String>,
 }
 
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Playbook {
     pub name: String,
     /// Names of the policy's triggers; empty means every trigger.
@@ -153,7 +153,7 @@ pub struct Playbook {
     pub steps: Vec<PlaybookStep>,
 }
 
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct PlaybookStep {
     pub name: String,
     /// The role responsible for the step.
@@ -163,7 +163,7 @@ pub struct PlaybookStep {
     pub kind: StepKind,
 }
 
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub enum StepKind {
     /// A person marks it done, with a note.
     Manual,
@@ -193,7 +193,7 @@ impl StepKind {
     }
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub enum CheckKind {
     /// No acknowledged event was lost across the rollback.
     EventsKept,
@@ -221,7 +221,7 @@ impl CheckKind {
 
 /// A communication template; `subject` and `body` are Jinja (minijinja)
 /// source, checked for syntax by the loader and rendered by the server.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct TemplateDef {
     pub name: String,
     pub audience: Audience,
@@ -229,7 +229,7 @@ pub struct TemplateDef {
     pub body: String,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub enum Audience {
     Oncall,
     Stakeholders,
@@ -253,7 +253,7 @@ impl Audience {
 }
 
 /// What an evidence bundle keeps of the raw events.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct EvidenceRules {
     /// Size of the reservoir sample of raw events.
     pub sample: usize,

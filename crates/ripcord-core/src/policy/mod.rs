@@ -30,7 +30,7 @@ pub use load::{load_policy, policy_json_schema};
 pub use scenario::Scenario;
 
 /// A validated policy for one service.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Policy {
     pub service: String,
     pub scenario: Option<Scenario>,
@@ -70,14 +70,14 @@ impl Category {
 }
 
 /// Which way a signal gets worse.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub enum Direction {
     HigherIsWorse,
     LowerIsWorse,
 }
 
 /// How a signal is measured from event `values`.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub enum SignalKind {
     /// `sum(numerator) / sum(denominator)`; both are names of event value fields.
     Rate {
@@ -93,7 +93,7 @@ pub enum SignalKind {
     Category { field: String },
 }
 
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Signal {
     pub name: String,
     pub category: Category,
@@ -108,7 +108,7 @@ pub struct Signal {
 /// and `MaxRatio` on a quantile; categories take `MaxPsi` and `MaxJs`.
 /// Criteria `across` a segment key (fairness) take `MaxRatio` and
 /// `MaxDifference`, comparing the segments with each other.
-#[derive(Clone, Copy, Debug, PartialEq)]
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub enum Bound {
     /// The rate (or mean score, or latency quantile) must stay on the good
     /// side of this value.
@@ -144,7 +144,7 @@ impl Bound {
 }
 
 /// What a window with no data means for a criterion.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
 pub enum OnNoData {
     /// Keep the previous state.
     #[default]
@@ -156,7 +156,7 @@ pub enum OnNoData {
 }
 
 /// What one observation counts as, for rates.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
 pub enum Per {
     /// Every output counts (`sum(numerator)/sum(denominator)`).
     #[default]
@@ -165,7 +165,7 @@ pub enum Per {
     Unit,
 }
 
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Criterion {
     pub name: String,
     /// Index into [`Policy::signals`].
@@ -238,7 +238,7 @@ impl Severity {
 }
 
 /// A composite of criteria.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub enum Condition {
     /// Index into [`Policy::criteria`].
     Criterion(usize),
@@ -250,7 +250,7 @@ pub enum Condition {
     },
 }
 
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct RollbackStage {
     /// Cumulative fraction of the candidate's units moved back to the
     /// baseline once this stage is done; the last stage is 1.
@@ -259,7 +259,7 @@ pub struct RollbackStage {
     pub verify_for: Dur,
 }
 
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub enum Action {
     Notify,
     Pause,
@@ -274,7 +274,7 @@ pub enum OnTimeout {
     Hold,
 }
 
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub enum Approval {
     None,
     Role {
@@ -286,7 +286,7 @@ pub enum Approval {
     },
 }
 
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Trigger {
     pub name: String,
     pub when: Condition,
@@ -295,7 +295,7 @@ pub struct Trigger {
     pub approval: Approval,
 }
 
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct RolloutStep {
     /// Candidate share in (0, 1].
     pub share: f64,
@@ -329,7 +329,7 @@ impl RolloutStep {
 /// watched, few enough that the promotion is one in all but name.
 pub const DEFAULT_HOLDBACK: f64 = 0.02;
 
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Rollout {
     pub steps: Vec<RolloutStep>,
     /// After promotion, criteria still apply for this long.
@@ -348,7 +348,7 @@ pub struct Rollout {
 }
 
 /// What happens when the last step's hold ends without a problem.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
 pub enum Promotion {
     /// Promote by itself.
     #[default]
@@ -359,7 +359,7 @@ pub enum Promotion {
 
 /// Sample-ratio-mismatch check: halts the release when the observed split
 /// of outputs departs from the assigned share beyond chance.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct SrmCheck {
     pub enabled: bool,
     /// Default 0.999: SRM halts a release, so it must almost never fire on noise.
@@ -370,7 +370,7 @@ pub struct SrmCheck {
 }
 
 /// What the SRM check counts.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
 pub enum SrmCount {
     /// Each unit once, when first seen: robust to busy users (per-output events).
     #[default]

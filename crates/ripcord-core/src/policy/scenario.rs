@@ -10,7 +10,7 @@
 //! them is caught without the policy adding anything; absolute floors and
 //! ceilings come on top. `tests/policy.rs` checks it.
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Scenario {
     ConversationalAgent,
     ImageGenerator,

@@ -15,7 +15,7 @@ use crate::policy::Direction;
 
 const G: usize = EFFECT_GRID.len();
 
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub struct BoundTest {
     p0: f64,
     /// `ln(p1/p0)` per alternative.

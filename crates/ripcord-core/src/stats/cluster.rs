@@ -53,7 +53,7 @@ pub fn cluster_of(unit: u64) -> u16 {
 /// A rate's counts in one stratum and version, in all and by cluster.
 /// Counts without a unit are in the total only: nothing says they are not
 /// independent.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Cells {
     pub total: Counts,
     /// Ordered, so that the design effect's sums are added in the same
@@ -83,7 +83,7 @@ impl Part for Cells {
 }
 
 /// The running design effect of one comparison.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug, Default, serde::Serialize, serde::Deserialize)]
 pub struct Dispersion {
     /// `G_u` by cluster and version (`cluster << 1 | candidate`).
     sums: HashMap<u32, f64>,

@@ -23,19 +23,19 @@ pub const SHIFT_MULTIPLES: [f64; 4] = [1.0, 1.6, 2.5, 4.0];
 /// One-sided CUSUMs for several shift sizes on one stream: it alarms when
 /// any arm does. Each arm gets `ARL × arms` so that false alarms, which add
 /// up across arms, still come no more often than once per `ARL`.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub struct Cusum {
     arms: Vec<Arm>,
 }
 
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 struct Arm {
     model: Model,
     threshold: f64,
     statistic: f64,
 }
 
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, serde::Serialize, serde::Deserialize)]
 enum Model {
     /// Flags among outputs: level `p0`, shifted `p1`.
     Bernoulli { flag: f64, clear: f64, i0: f64 },

@@ -78,7 +78,7 @@ fn smoothed(counts: &[f64], other_len: usize) -> Vec<f64> {
 }
 
 /// The e-process of "same distribution as the reference".
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub enum DriftTest {
     VsBaseline {
         log_lr: f64,
@@ -174,7 +174,7 @@ const MAX_ODDS: f64 = 20.0;
 /// one under the null, so each factor has expectation 1 and the product is
 /// a martingale. When the baseline has fewer events, its side is drawn with
 /// odds `1/ω`.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug, Default, serde::Serialize, serde::Deserialize)]
 pub struct DriftModel {
     /// Candidate and baseline counts by category, fading with a time
     /// constant of the criterion's window so that a late shift is learnt.

@@ -15,13 +15,13 @@ use super::bound::confidence_bound;
 use super::score::MeanSequence;
 use crate::policy::Direction;
 
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub enum Segment {
     Rate { flagged: f64, total: f64 },
     Score(MeanSequence),
 }
 
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub struct Disparity {
     /// `Some((min, max))` for scores, `None` for rates.
     score_range: Option<(f64, f64)>,
@@ -29,7 +29,7 @@ pub struct Disparity {
 }
 
 /// How far apart two segments may be.
-#[derive(Clone, Copy, Debug, PartialEq)]
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub enum Gap {
     Ratio(f64),
     Difference(f64),

@@ -70,7 +70,7 @@ const TOP_BET: f64 = 0.9;
 const PRIOR_VARIANCE: f64 = 0.01;
 
 /// One version's unpaired scores, with their running sum.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug, Default, serde::Serialize, serde::Deserialize)]
 struct Waiting {
     scores: VecDeque<f64>,
     sum: f64,
@@ -113,7 +113,7 @@ impl Waiting {
 }
 
 /// The paired test of "the candidate is within `tolerated` of the baseline".
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub struct PairedTest {
     min: f64,
     range: f64,

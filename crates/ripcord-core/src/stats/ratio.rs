@@ -40,7 +40,7 @@ const MAX_SUPPORT: f64 = 20_000.0;
 /// What a rate comparison tests, shared by a criterion's epochs: the
 /// tolerated rate ratio, the alternatives, and the baseline's rate so far
 /// that converts them into odds ratios.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub struct RatioModel {
     direction: Direction,
     r0: f64,
@@ -49,7 +49,7 @@ pub struct RatioModel {
 }
 
 /// One stratum's contribution to every alternative's log likelihood ratio.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, serde::Serialize, serde::Deserialize)]
 pub struct Increment {
     pub log_lr: [f64; G],
     /// The candidate's realised share of the stratum's denominator, and the
@@ -115,7 +115,7 @@ impl RatioModel {
 }
 
 /// One epoch's test: the running log likelihood ratios.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug, Default, serde::Serialize, serde::Deserialize)]
 pub struct RatioTest {
     log_lr: [f64; G],
     /// Flags by the stratum's realised share (rounded to 0.1%), to invert the

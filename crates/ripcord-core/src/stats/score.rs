@@ -30,7 +30,7 @@ const TUNING_ALPHA: f64 = 0.05;
 const MAX_BET: f64 = 0.5;
 
 /// Running mean with its betting confidence sequence.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub struct MeanSequence {
     min: f64,
     range: f64,

@@ -13,7 +13,7 @@ use super::log_mean_exp;
 const ODDS: [f64; 6] = [0.5, 2.0 / 3.0, 0.8, 1.25, 1.5, 2.0];
 const G: usize = ODDS.len();
 
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub struct SrmTest {
     log_lr: [f64; G],
     cached_share: f64,

@@ -47,7 +47,7 @@ pub trait Part: Clone + Default {
 }
 
 /// A rate's counts: the denominator `n` and the flags `x`.
-#[derive(Clone, Copy, Debug, Default, PartialEq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Counts {
     pub n: f64,
     pub x: f64,
@@ -70,7 +70,7 @@ impl Part for Counts {
 }
 
 /// Events by category index.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Categories(pub Vec<f64>);
 
 impl Categories {
@@ -94,7 +94,7 @@ impl Part for Categories {
 }
 
 /// What an open stratum holds.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug, Default, serde::Serialize, serde::Deserialize)]
 struct Open<T> {
     candidate: T,
     baseline: T,
@@ -120,7 +120,7 @@ impl<T: Part> Open<T> {
 }
 
 /// A closed stratum with both versions present.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub struct Stratum<T> {
     /// The generation-time bucket of the stratum.
     pub bucket: i64,
@@ -128,7 +128,7 @@ pub struct Stratum<T> {
     pub baseline: T,
 }
 
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub struct Strata<T> {
     width: i64,
     /// A stratum closes before its bucket ends once each version holds this

@@ -1,0 +1,163 @@
+//! Engine snapshots: a run cut anywhere — snapshot, restore, continue —
+//! decides exactly as the uninterrupted run, byte for byte; snapshots of
+//! another format or policy are refused with a message.
+
+use proptest::prelude::*;
+use ripcord_core::engine::{Engine, EngineOptions, SNAPSHOT_VERSION, ShareSource, SnapshotError};
+use ripcord_core::record::decision_to_line;
+use ripcord_core::{Decision, Dur, Event, Time};
+
+use crate::support::*;
+
+/// One input of a run.
+enum Input {
+    Observe(Event<'static>),
+    Tick(Time),
+}
+
+fn options() -> EngineOptions {
+    EngineOptions {
+        lateness: Dur::from_secs(30),
+        share_source: ShareSource::Engine,
+        ..EngineOptions::default()
+    }
+}
+
+/// An hour of per-second traffic in which the candidate fails three times
+/// as often, following the share the engine assigns: a breach, a trigger
+/// and a two-stage rollback that verifies. Returns the inputs, recorded,
+/// and the uninterrupted run's decisions.
+fn recorded() -> (Vec<Input>, Vec<String>) {
+    let (mut engine, mut decided) = started();
+    let mut traffic = Traffic::new(7, 50.0, 0.005, 3.0);
+    let mut inputs = Vec::new();
+    for s in 1..=3600 {
+        let ts = T0 + Dur::from_secs(s);
+        let share = engine.status().map_or(0.0, |st| st.share_in_force);
+        let (c_n, c_x, b_n, b_x) = traffic.second(share);
+        let mut second = Vec::new();
+        if c_n > 0.0 {
+            second.push(Input::Observe(bucket(
+                ts,
+                "v13",
+                c_n,
+                "moderation_fail",
+                c_x,
+            )));
+        }
+        if b_n > 0.0 {
+            second.push(Input::Observe(bucket(
+                ts,
+                "v12",
+                b_n,
+                "moderation_fail",
+                b_x,
+            )));
+        }
+        second.push(Input::Tick(ts));
+        feed(&mut engine, &second, &mut decided);
+        inputs.extend(second);
+    }
+    (inputs, lines(&decided))
+}
+
+fn feed(engine: &mut Engine, inputs: &[Input], out: &mut Vec<Decision>) {
+    for input in inputs {
+        match input {
+            Input::Observe(e) => {
+                let _ = engine.observe(e, out);
+            }
+            Input::Tick(ts) => engine.tick(*ts, out),
+        }
+    }
+}
+
+fn started() -> (Engine, Vec<Decision>) {
+    let mut e = Engine::new(relative_policy(1.2), options());
+    let mut out = Vec::new();
+    declare(&mut e, T0, 0.05, &mut out);
+    (e, out)
+}
+
+fn lines(decisions: &[Decision]) -> Vec<String> {
+    decisions.iter().map(decision_to_line).collect()
+}
+
+/// The recorded inputs fed with a snapshot and restore at each of `cuts`
+/// (indices into the inputs, ascending): the decisions' lines.
+fn cut_at(inputs: &[Input], cuts: &[usize]) -> Vec<String> {
+    let (mut engine, mut got) = started();
+    let mut from = 0;
+    for &cut in cuts.iter().chain(std::iter::once(&inputs.len())) {
+        feed(&mut engine, &inputs[from..cut], &mut got);
+        let bytes = engine.snapshot().expect("encodes");
+        engine = Engine::restore(relative_policy(1.2), options(), &bytes).expect("restores");
+        from = cut;
+    }
+    lines(&got)
+}
+
+#[test]
+fn the_uninterrupted_run_rolls_back_so_the_cuts_cross_every_phase() {
+    let (_, expected) = recorded();
+    let kinds: Vec<&str> = expected
+        .iter()
+        .filter_map(|l| l.split("\"action\":\"").nth(1))
+        .filter_map(|rest| rest.split('"').next())
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            "ramp",
+            "rollback_stage",
+            "rollback_stage",
+            "rollback_complete"
+        ],
+        "{expected:#?}"
+    );
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 24, ..ProptestConfig::default() })]
+
+    #[test]
+    fn a_run_cut_anywhere_decides_exactly_as_the_uninterrupted_one(
+        mut cuts in proptest::collection::vec(0usize..8000, 1..4)
+    ) {
+        let (inputs, expected) = recorded();
+        for c in &mut cuts {
+            *c = (*c).min(inputs.len());
+        }
+        cuts.sort_unstable();
+        prop_assert_eq!(cut_at(&inputs, &cuts), expected);
+    }
+}
+
+#[test]
+fn a_snapshot_of_another_format_or_policy_is_refused_not_misread() {
+    let (e, _) = started();
+    let bytes = e.snapshot().unwrap();
+    let restore = |bytes: &[u8]| Engine::restore(relative_policy(1.2), options(), bytes).err();
+    let mut newer = bytes.clone();
+    newer[8..10].copy_from_slice(&(SNAPSHOT_VERSION + 1).to_le_bytes());
+    assert_eq!(
+        restore(&newer),
+        Some(SnapshotError::Version {
+            found: SNAPSHOT_VERSION + 1
+        })
+    );
+    assert_eq!(
+        restore(&newer).map(|e| e.to_string()).as_deref(),
+        Some(
+            "engine snapshot format 2, but this ripcord reads format 1: replay the journal instead"
+        )
+    );
+    assert_eq!(restore(b"{\"not\": 1}"), Some(SnapshotError::NotASnapshot));
+    let cut_short = &bytes[..bytes.len() - 3];
+    assert!(matches!(
+        restore(cut_short),
+        Some(SnapshotError::Damaged(_))
+    ));
+    let other = Engine::restore(relative_policy(1.5), options(), &bytes).err();
+    assert_eq!(other, Some(SnapshotError::OtherPolicy));
+}
