@@ -194,6 +194,15 @@ pub struct TokenRecord {
     pub services: Vec<String>,
 }
 
+/// A service's engine state as of journal entry `journal_seq` (the
+/// server's encoding); only the latest one per service is kept.
+#[derive(Clone, Debug, PartialEq, sqlx::FromRow)]
+pub struct Snapshot {
+    pub service: String,
+    pub journal_seq: i64,
+    pub body: Vec<u8>,
+}
+
 /// Everything one engine input changes, written atomically.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Batch {
@@ -213,6 +222,9 @@ pub struct Batch {
     /// Content-addressed blobs (address, bytes), e.g. evidence bundles;
     /// an address already stored is left as it is.
     pub blobs: Vec<(String, Vec<u8>)>,
+    /// Replace the service's snapshot, in the transaction of the journal
+    /// entry it covers.
+    pub snapshots: Vec<Snapshot>,
 }
 
 impl Batch {
@@ -226,6 +238,7 @@ impl Batch {
             && self.docs.is_empty()
             && self.timers.is_empty()
             && self.blobs.is_empty()
+            && self.snapshots.is_empty()
     }
 }
 
@@ -270,6 +283,9 @@ pub trait Store: Send + Sync + 'static {
     async fn release(&self, id: &str) -> Result<Option<ReleaseRecord>>;
     /// Releases, oldest first; all services when `service` is `None`.
     async fn releases(&self, service: Option<&str>) -> Result<Vec<ReleaseRecord>>;
+
+    /// The service's latest engine snapshot.
+    async fn snapshot(&self, service: &str) -> Result<Option<Snapshot>>;
 
     /// The sequence number of the service's latest `start` entry.
     async fn last_start(&self, service: &str) -> Result<Option<i64>>;

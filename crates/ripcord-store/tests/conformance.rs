@@ -3,7 +3,8 @@
 
 use ripcord_store::{
     Batch, DecisionEntry, Doc, JournalEntry, OutboxCounts, OutboxEntry, PendingAudit,
-    ReleaseRecord, Sink, SqliteStore, Store, Timer, TimerChange, TokenRecord, VersionRecord,
+    ReleaseRecord, Sink, Snapshot, SqliteStore, Store, Timer, TimerChange, TokenRecord,
+    VersionRecord,
 };
 
 fn audit(action: &str) -> PendingAudit {
@@ -641,6 +642,41 @@ async fn a_checkpoint_is_queued_for_publishing_with_its_record(store: &dyn Store
     );
 }
 
+/// A service keeps its latest snapshot only, written with the journal
+/// entry it covers; a failed commit writes neither.
+async fn the_latest_snapshot_is_kept_with_its_journal_position(store: &dyn Store) {
+    let snap = |seq: i64, body: &[u8]| Snapshot {
+        service: "snap-svc".into(),
+        journal_seq: seq,
+        body: body.to_vec(),
+    };
+    assert_eq!(store.snapshot("snap-svc").await.unwrap(), None);
+    let (first, _) = store.last_seqs().await.unwrap();
+    for (seq, body) in [(first + 1, &b"one"[..]), (first + 2, &b"two\0"[..])] {
+        let batch = Batch {
+            journal: vec![journal(seq, "snap-svc", "tick", "{}")],
+            snapshots: vec![snap(seq, body)],
+            ..Batch::default()
+        };
+        store.commit(&[batch]).await.unwrap();
+    }
+    assert_eq!(
+        store.snapshot("snap-svc").await.unwrap(),
+        Some(snap(first + 2, b"two\0"))
+    );
+    // The journal entry clashes with a stored one: nothing is written.
+    let clash = Batch {
+        journal: vec![journal(first + 2, "snap-svc", "tick", "{}")],
+        snapshots: vec![snap(first + 3, b"three")],
+        ..Batch::default()
+    };
+    assert!(store.commit(&[clash]).await.is_err());
+    assert_eq!(
+        store.snapshot("snap-svc").await.unwrap(),
+        Some(snap(first + 2, b"two\0"))
+    );
+}
+
 async fn conformance(store: &dyn Store) {
     policies_are_versioned(store).await;
     versions_are_immutable(store).await;
@@ -656,6 +692,7 @@ async fn conformance(store: &dyn Store) {
     tokens_are_unique_found_by_hash_and_revoked_once(store).await;
     blobs_are_stored_once_by_address(store).await;
     expired_answers_are_forgotten_by_prefix(store).await;
+    the_latest_snapshot_is_kept_with_its_journal_position(store).await;
     // Last: it adds an audit record and an undelivered outbox entry.
     a_checkpoint_is_queued_for_publishing_with_its_record(store).await;
 }
@@ -671,7 +708,7 @@ async fn sqlite_file_conforms_and_keeps_everything_across_reopening() {
     let path = dir.path().join("ripcord.db");
     conformance(&SqliteStore::open(&path).await.unwrap()).await;
     let reopened = SqliteStore::open(&path).await.unwrap();
-    assert_eq!(reopened.last_seqs().await.unwrap(), (29, 19));
+    assert_eq!(reopened.last_seqs().await.unwrap(), (31, 19));
     assert_eq!(reopened.policy("svc").await.unwrap().unwrap().version, 2);
     assert_eq!(reopened.outbox_counts().await.unwrap().delivered, 3);
     assert_eq!(reopened.blob("bb").await.unwrap(), Some(vec![0, 255, 7]));
