@@ -53,7 +53,7 @@ pub fn seed_for(release_id: &str) -> u64 {
 /// A uniform sample of at most `sample` lines from a stream of unknown
 /// length (Algorithm R: line `i` replaces a random kept line with
 /// probability `sample / (i + 1)`).
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Reservoir {
     sample: usize,
     seen: u64,

@@ -5,7 +5,7 @@
 
 /// SplitMix64: small, fast, and fully determined by its seed. Sampling
 /// needs no cryptographic strength, only a fixed sequence.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub(crate) struct SplitMix64(pub(crate) u64);
 
 impl SplitMix64 {

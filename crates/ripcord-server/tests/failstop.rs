@@ -68,6 +68,9 @@ impl Store for Faulty {
     async fn last_start(&self, service: &str) -> Result<Option<i64>> {
         self.inner.last_start(service).await
     }
+    async fn snapshot(&self, service: &str) -> Result<Option<ripcord_store::Snapshot>> {
+        self.inner.snapshot(service).await
+    }
     async fn journal(&self, service: &str, from: i64, limit: i64) -> Result<Vec<JournalEntry>> {
         self.inner.journal(service, from, limit).await
     }

@@ -13,6 +13,7 @@ mod openapi;
 mod rights;
 mod roles;
 mod sinks;
+mod snapshots;
 mod support;
 mod tokens_and_clients;
 mod webhooks;

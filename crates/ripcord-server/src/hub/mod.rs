@@ -10,6 +10,7 @@
 
 pub mod answer;
 pub mod govern;
+pub mod snapshot;
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
@@ -36,6 +37,7 @@ use crate::writer::{Durable, Writer};
 use answer::{CommandAnswer, Ran};
 use ripcord_govern::Governance;
 use ripcord_govern::record::{INCIDENT, Incident, REQUEST, Request, RequestState};
+use snapshot::{SNAPSHOT_EVERY, ServiceSnapshot};
 
 /// Journal entries are read back this many at a time during recovery.
 const PAGE: i64 = 512;
@@ -86,6 +88,27 @@ pub struct State {
     pub drill: bool,
     /// What an incident's evidence bundle is frozen from.
     pub evidence: EvidenceInputs,
+    /// When the service was last snapshotted, and where its release began.
+    pub snapshots: Snapshots,
+    /// How the service was rebuilt at start.
+    pub recovery: Recovery,
+}
+
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Snapshots {
+    /// The journal sequence number of the current release's start entry.
+    pub start_seq: Option<i64>,
+    pub last_at: Option<Time>,
+}
+
+/// How recovery rebuilt a service's engine.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Recovery {
+    /// The journal entry the snapshot it started from covers, if it used
+    /// one.
+    pub snapshot: Option<i64>,
+    /// Journal entries replayed after it (or after the release start).
+    pub replayed: usize,
 }
 
 /// The current release's raw material for evidence bundles: a seeded
@@ -333,12 +356,24 @@ impl Hub {
             ingest_keys: Default::default(),
             gov: Governance::from_stored(incidents, requests),
             evidence: EvidenceInputs::default(),
+            snapshots: Snapshots::default(),
+            recovery: Recovery::default(),
         };
         if let Some(first) = first_of_chain(&*self.store, state.current.as_ref()).await? {
             state.evidence = self.evidence_inputs(name, &first, &state.policy).await?;
         }
         if let Some(start) = self.store.last_start(name).await? {
-            self.replay(name, start, &mut state).await?;
+            state.snapshots.start_seq = Some(start);
+            let snapshot = self.restore(name, start, &mut state).await;
+            let from = snapshot.map_or(start, |seq| seq + 1);
+            let replayed = self.replay(name, from, &mut state).await?;
+            state.recovery = Recovery { snapshot, replayed };
+            tracing::info!(
+                "{name}: engine rebuilt from {}, {replayed} journal entries replayed",
+                snapshot.map_or("the release start".to_string(), |s| format!(
+                    "the snapshot at journal entry {s}"
+                ))
+            );
         }
         let service = Arc::new(Service {
             name: name.to_string(),
@@ -359,9 +394,10 @@ impl Hub {
     /// Feeds the journal from `start` on through a fresh engine. Decisions
     /// it makes again are already stored (they were written with the entry
     /// that caused them), so they are dropped.
-    async fn replay(&self, name: &str, start: i64, state: &mut State) -> anyhow::Result<()> {
+    async fn replay(&self, name: &str, start: i64, state: &mut State) -> anyhow::Result<usize> {
         let mut from = start;
         let mut scratch = Vec::new();
+        let mut replayed = 0;
         loop {
             let page = self.store.journal(name, from, PAGE).await?;
             let Some(last) = page.last() else { break };
@@ -373,17 +409,84 @@ impl Hub {
                 let kind = match entry {
                     Entry::Start(start) => {
                         let newest = (state.policy_version, &state.policy);
-                        let policy = self.policy_at(name, start.policy_version, newest).await?;
-                        state.engine = Some(self.new_engine(policy, &start, &mut scratch)?);
+                        let policy = self.release_policy(name, &start, newest).await?;
+                        state.engine = Some(self.new_engine(policy, &start, &mut scratch));
                         Kind::Start
                     }
                     other => replay_entry(&other, state, &mut scratch),
                 };
                 let lines: Vec<String> = scratch.iter().map(decision_to_line).collect();
                 state.evidence.remember(kind, &stored.body, &lines);
+                replayed += 1;
             }
         }
-        Ok(())
+        Ok(replayed)
+    }
+
+    /// Restores the engine and the evidence material from the service's
+    /// snapshot, if it belongs to the release started at journal entry
+    /// `start`; the journal entry it covers. A snapshot that cannot be
+    /// used is logged, and the caller replays from the start.
+    async fn restore(&self, name: &str, start: i64, state: &mut State) -> Option<i64> {
+        let stored = match self.store.snapshot(name).await {
+            Ok(s) => s?,
+            Err(e) => {
+                tracing::warn!("{name}: reading the snapshot: {e}");
+                return None;
+            }
+        };
+        match self.restore_from(name, start, &stored, state).await {
+            Ok(used) => used.then_some(stored.journal_seq),
+            Err(e) => {
+                tracing::warn!(
+                    "{name}: the snapshot at journal entry {} is not used ({e:#}); \
+                     replaying the journal from the release start",
+                    stored.journal_seq
+                );
+                None
+            }
+        }
+    }
+
+    async fn restore_from(
+        &self,
+        name: &str,
+        start: i64,
+        stored: &ripcord_store::Snapshot,
+        state: &mut State,
+    ) -> anyhow::Result<bool> {
+        let body = ServiceSnapshot::decode(&stored.body).map_err(anyhow::Error::msg)?;
+        if body.start_seq != start || stored.journal_seq < start {
+            // Taken during an earlier release.
+            return Ok(false);
+        }
+        let first = self.store.journal(name, start, 1).await?;
+        let entry = first
+            .first()
+            .context("the release's start entry is missing")?;
+        let Entry::Start(begun) = journal::decode(&entry.kind, &entry.body)? else {
+            anyhow::bail!("journal entry {start} is not a release start");
+        };
+        let newest = (state.policy_version, &state.policy);
+        let policy = self.release_policy(name, &begun, newest).await?;
+        state.engine = Some(Engine::restore(policy, self.options.clone(), &body.engine)?);
+        state.evidence.sample = body.sample;
+        state.evidence.decisions = body.decisions;
+        Ok(true)
+    }
+
+    /// The policy a release runs under: the version it started with, with
+    /// the steps it was started with, if it named its own.
+    /// (`newest`: the service's newest policy and its version, which a
+    /// release started under it needs not read from the store.)
+    async fn release_policy(
+        &self,
+        name: &str,
+        start: &Start,
+        newest: (i64, &Policy),
+    ) -> anyhow::Result<Policy> {
+        let policy = self.policy_at(name, start.policy_version, newest).await?;
+        with_steps(policy, start).map_err(anyhow::Error::msg)
     }
 
     /// The policy a release started with.
@@ -405,15 +508,7 @@ impl Hub {
             .map_err(|d| anyhow::anyhow!("stored policy no longer loads:\n{d}"))
     }
 
-    fn new_engine(
-        &self,
-        mut policy: Policy,
-        start: &Start,
-        out: &mut Vec<Decision>,
-    ) -> anyhow::Result<Engine> {
-        if let Some(steps) = &start.steps {
-            policy.rollout.steps = lower_steps(steps).map_err(|e| anyhow::anyhow!(e.message))?;
-        }
+    fn new_engine(&self, policy: Policy, start: &Start, out: &mut Vec<Decision>) -> Engine {
         let first = policy.rollout.steps.first().map_or(1.0, |s| s.share);
         let service = policy.service.clone();
         let mut engine = Engine::new(policy, self.options.clone());
@@ -427,7 +522,7 @@ impl Hub {
             },
             out,
         );
-        Ok(engine)
+        engine
     }
 
     /// Validates and stores a new policy version. It applies from the next
@@ -517,9 +612,8 @@ impl Hub {
         let body = journal::start_body(&start).map_err(bug)?;
         let detail = serde_json::to_value(&start).map_err(bug)?;
         let mut decisions = Vec::new();
-        let engine = self
-            .new_engine(state.policy.clone(), &start, &mut decisions)
-            .map_err(|e| ApiError::bad_request(e.to_string()))?;
+        let policy = with_steps(state.policy.clone(), &start).map_err(ApiError::bad_request)?;
+        let engine = self.new_engine(policy, &start, &mut decisions);
         let status = engine.status();
         state.engine = Some(engine);
         state.releases_started += 1;
@@ -821,12 +915,17 @@ impl Hub {
         let lines: Vec<String> = typed.iter().map(DecisionRecord::to_line).collect();
         let records: Vec<Value> = typed.iter().map(DecisionRecord::to_value).collect();
         state.evidence.remember(kind, &body, &lines);
+        let journal_seq = self.writer.next_journal_seq();
         batch.journal.push(JournalEntry {
-            seq: self.writer.next_journal_seq(),
+            seq: journal_seq,
             service: service.name.clone(),
             kind: kind.as_str().to_string(),
             body,
         });
+        if kind == Kind::Start {
+            state.snapshots.start_seq = Some(journal_seq);
+        }
+        snapshot_if_due(&service.name, state, (journal_seq, now), &mut batch);
         for ((d, line), record) in decisions.iter().zip(&lines).zip(&records) {
             metrics::decision(d);
             let seq = self.writer.next_decision_seq();
@@ -1062,6 +1161,54 @@ fn refresh(view: &mut ReleaseView, status: &ReleaseStatus) {
             view.reason = Some(format!("trigger {trigger} awaits approval"))
         }
         _ => {}
+    }
+}
+
+/// `policy` with the rollout steps the release was started with, if it
+/// named its own.
+fn with_steps(mut policy: Policy, start: &Start) -> Result<Policy, String> {
+    if let Some(steps) = &start.steps {
+        policy.rollout.steps = lower_steps(steps).map_err(|e| e.message)?;
+    }
+    Ok(policy)
+}
+
+/// Snapshots the service with the journal entry `seq` when the last
+/// snapshot is [`SNAPSHOT_EVERY`] old; a snapshot that cannot be taken is
+/// logged (recovery then replays further back).
+fn snapshot_if_due(service: &str, state: &mut State, (seq, now): (i64, Time), batch: &mut Batch) {
+    let (Some(engine), Some(start_seq)) = (state.engine.as_ref(), state.snapshots.start_seq) else {
+        return;
+    };
+    if state
+        .snapshots
+        .last_at
+        .is_some_and(|at| now < at + SNAPSHOT_EVERY)
+    {
+        return;
+    }
+    let body = engine
+        .snapshot()
+        .map_err(|e| e.to_string())
+        .and_then(|engine| {
+            ServiceSnapshot {
+                start_seq,
+                engine,
+                sample: state.evidence.sample.clone(),
+                decisions: state.evidence.decisions.clone(),
+            }
+            .encode()
+        });
+    match body {
+        Ok(body) => {
+            batch.snapshots.push(ripcord_store::Snapshot {
+                service: service.to_string(),
+                journal_seq: seq,
+                body,
+            });
+            state.snapshots.last_at = Some(now);
+        }
+        Err(e) => tracing::warn!("{service}: no snapshot taken: {e}"),
     }
 }
 
