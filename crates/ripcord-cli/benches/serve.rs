@@ -18,6 +18,10 @@
 //!   the decisive evidence to `/v1/assign` giving the baseline to a unit that
 //!   was on the candidate, as a multiple of one loopback `/healthz` round
 //!   trip measured in the same run.
+//! - Restart: a release of the example policy fed N events (distinct
+//!   units, batches of 1,000), then `kill -9` and a new process on the
+//!   same data: the time from spawning it to serving, the journal replayed
+//!   (from the latest snapshot, or the release start), the store's size.
 
 // The tests' set-up, of which this bench needs a part.
 #[allow(dead_code)]
@@ -29,6 +33,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail};
+use ripcord_store::Store;
 use support::{Serve, assigned, client, event, quiet_policy, rfc3339_now, set_up_release};
 
 const BIN: &str = env!("CARGO_BIN_EXE_ripcord");
@@ -55,45 +60,51 @@ fn main() -> anyhow::Result<()> {
         .worker_threads(2)
         .enable_all()
         .build()?;
+    let only_restart = std::env::args().any(|a| a == "--restart");
     runtime.block_on(async {
-        ingest(quick).await?;
-        revert(quick).await
+        if !only_restart {
+            ingest(quick).await?;
+            revert(quick).await?;
+        }
+        restart(quick).await
     })
 }
 
-/// Batch bodies: `BATCH` events each, half per side, 1% failures, distinct
-/// units.
-/// Leaked so that sending one copies nothing (`&'static str` bodies). A
-/// JSON array, or NDJSON.
-fn bodies(service: &str, count: usize, ndjson: bool) -> Vec<&'static str> {
-    let ts = rfc3339_now();
+/// The body of batch `b`: `BATCH` events (units distinct across
+/// batches), half per side, 1% failures; a JSON array, or NDJSON.
+fn batch_text(service: &str, b: usize, ts: &str, ndjson: bool) -> String {
     let (open, sep, close) = if ndjson {
         ("", "\n", "\n")
     } else {
         ("[", ",", "]")
     };
+    let mut body = String::with_capacity(BATCH * 170 + 2);
+    body.push_str(open);
+    for i in 0..BATCH {
+        if i > 0 {
+            body.push_str(sep);
+        }
+        let version = if i % 2 == 0 { "v1" } else { "v2" };
+        let unit = format!("u{b}-{i}");
+        event(
+            &mut body,
+            ts,
+            service,
+            version,
+            &unit,
+            i.is_multiple_of(100),
+        );
+    }
+    body.push_str(close);
+    body
+}
+
+/// Batch bodies, leaked so that sending one copies nothing (`&'static
+/// str` bodies).
+fn bodies(service: &str, count: usize, ndjson: bool) -> Vec<&'static str> {
+    let ts = rfc3339_now();
     (0..count)
-        .map(|b| {
-            let mut body = String::with_capacity(BATCH * 170 + 2);
-            body.push_str(open);
-            for i in 0..BATCH {
-                if i > 0 {
-                    body.push_str(sep);
-                }
-                let version = if i % 2 == 0 { "v1" } else { "v2" };
-                let unit = format!("u{b}-{i}");
-                event(
-                    &mut body,
-                    &ts,
-                    service,
-                    version,
-                    &unit,
-                    i.is_multiple_of(100),
-                );
-            }
-            body.push_str(close);
-            &*Box::leak(body.into_boxed_str())
-        })
+        .map(|b| &*Box::leak(batch_text(service, b, &ts, ndjson).into_boxed_str()))
         .collect()
 }
 
@@ -444,4 +455,79 @@ async fn revert(quick: bool) -> anyhow::Result<()> {
         max(&batches_needed)
     );
     Ok(())
+}
+
+struct RestartRow {
+    events: usize,
+    restart_s: f64,
+    db_mib: f64,
+    snapshot_kib: f64,
+}
+
+/// Feeds a release `events` events, kills the server, and times a new one
+/// on the same data until it serves.
+async fn restart(quick: bool) -> anyhow::Result<()> {
+    let sizes: &[usize] = if quick {
+        &[100_000]
+    } else {
+        &[100_000, 300_000, 1_000_000]
+    };
+    let policy = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../examples/conversational-agent/policy.yaml"),
+    )?;
+    let mut rows = Vec::new();
+    for &events in sizes {
+        let dir = tempfile::tempdir()?;
+        let mut server = Serve::start(Path::new(BIN), dir.path(), false).await?;
+        let c = client()?;
+        set_up_release(&c, &server, "support-bot", &policy, None).await?;
+        let ts = rfc3339_now();
+        for b in 0..events / BATCH {
+            post_json(&c, &server, batch_text("support-bot", b, &ts, false)).await?;
+        }
+        server.kill9();
+        let started = Instant::now();
+        let server = Serve::start(Path::new(BIN), dir.path(), false).await?;
+        let restart_s = started.elapsed().as_secs_f64();
+        drop(server);
+        let db = dir.path().join("ripcord.db");
+        let snapshot = ripcord_store::SqliteStore::open(&db)
+            .await?
+            .snapshot("support-bot")
+            .await?;
+        rows.push(RestartRow {
+            events,
+            restart_s,
+            db_mib: dir_mib(dir.path()),
+            snapshot_kib: snapshot.map_or(0.0, |s| s.body.len() as f64 / 1024.0),
+        });
+    }
+    println!();
+    println!("### Restart: kill -9 after N events, then a new process on the same data");
+    println!();
+    println!(
+        "| events in the release | restart until serving s | store MiB | latest snapshot KiB |"
+    );
+    println!("|---|---|---|---|");
+    for r in &rows {
+        println!(
+            "| {} | {:.2} | {:.1} | {:.1} |",
+            r.events, r.restart_s, r.db_mib, r.snapshot_kib
+        );
+    }
+    Ok(())
+}
+
+/// The size of the files in `dir`, in MiB.
+fn dir_mib(dir: &Path) -> f64 {
+    let bytes: u64 = std::fs::read_dir(dir)
+        .map(|entries| {
+            entries
+                .filter_map(|e| e.ok()?.metadata().ok())
+                .map(|m| m.len())
+                .sum()
+        })
+        .unwrap_or(0);
+    bytes as f64 / (1024.0 * 1024.0)
 }

@@ -37,7 +37,7 @@ use crate::writer::{Durable, Writer};
 use answer::{CommandAnswer, Ran};
 use ripcord_govern::Governance;
 use ripcord_govern::record::{INCIDENT, Incident, REQUEST, Request, RequestState};
-use snapshot::{SNAPSHOT_EVERY, ServiceSnapshot};
+use snapshot::{SNAPSHOT_BYTES, SNAPSHOT_EVERY, ServiceSnapshot};
 
 /// Journal entries are read back this many at a time during recovery.
 const PAGE: i64 = 512;
@@ -99,6 +99,8 @@ pub struct Snapshots {
     /// The journal sequence number of the current release's start entry.
     pub start_seq: Option<i64>,
     pub last_at: Option<Time>,
+    /// Journal body bytes written since, which a restart would replay.
+    pub bytes_since: usize,
 }
 
 /// How recovery rebuilt a service's engine.
@@ -915,6 +917,7 @@ impl Hub {
         let lines: Vec<String> = typed.iter().map(DecisionRecord::to_line).collect();
         let records: Vec<Value> = typed.iter().map(DecisionRecord::to_value).collect();
         state.evidence.remember(kind, &body, &lines);
+        state.snapshots.bytes_since += body.len();
         let journal_seq = self.writer.next_journal_seq();
         batch.journal.push(JournalEntry {
             seq: journal_seq,
@@ -1174,17 +1177,18 @@ fn with_steps(mut policy: Policy, start: &Start) -> Result<Policy, String> {
 }
 
 /// Snapshots the service with the journal entry `seq` when the last
-/// snapshot is [`SNAPSHOT_EVERY`] old; a snapshot that cannot be taken is
-/// logged (recovery then replays further back).
+/// snapshot is [`SNAPSHOT_EVERY`] old or [`SNAPSHOT_BYTES`] of journal
+/// behind; a snapshot that cannot be taken is logged (recovery then
+/// replays further back).
 fn snapshot_if_due(service: &str, state: &mut State, (seq, now): (i64, Time), batch: &mut Batch) {
     let (Some(engine), Some(start_seq)) = (state.engine.as_ref(), state.snapshots.start_seq) else {
         return;
     };
-    if state
+    let recent = state
         .snapshots
         .last_at
-        .is_some_and(|at| now < at + SNAPSHOT_EVERY)
-    {
+        .is_some_and(|at| now < at + SNAPSHOT_EVERY);
+    if recent && state.snapshots.bytes_since < SNAPSHOT_BYTES {
         return;
     }
     let body = engine
@@ -1207,6 +1211,7 @@ fn snapshot_if_due(service: &str, state: &mut State, (seq, now): (i64, Time), ba
                 body,
             });
             state.snapshots.last_at = Some(now);
+            state.snapshots.bytes_since = 0;
         }
         Err(e) => tracing::warn!("{service}: no snapshot taken: {e}"),
     }

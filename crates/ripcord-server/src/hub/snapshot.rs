@@ -1,8 +1,10 @@
 //! Snapshots of a service's live state, so that a restart replays only the
 //! journal after the latest one instead of the whole release.
 //!
-//! A snapshot is written in the transaction of the journal entry it covers
-//! (at most once a [`SNAPSHOT_EVERY`] of server time per service), and
+//! A snapshot is written in the transaction of the journal entry it covers,
+//! once a [`SNAPSHOT_EVERY`] of server time per service, or sooner when
+//! [`SNAPSHOT_BYTES`] of journal have been written since (so that what a
+//! restart replays stays short under heavy ingest), and
 //! holds what the journal would rebuild: the engine's run-time state
 //! (core's `Engine::snapshot`) and the evidence material drawn from the
 //! inputs (the seeded reservoir of raw event lines, the decision lines).
@@ -19,6 +21,10 @@ use serde::{Deserialize, Serialize};
 /// How often, in server time, a service with new journal entries is
 /// snapshotted.
 pub const SNAPSHOT_EVERY: Dur = Dur::from_secs(60);
+
+/// Journal written since the last snapshot that brings the next one
+/// forward: about 100,000 events, a fraction of a second to replay.
+pub const SNAPSHOT_BYTES: usize = 16 << 20;
 
 /// A service's snapshot body (postcard).
 #[derive(Serialize, Deserialize)]
