@@ -89,18 +89,34 @@ fn lines(decisions: &[Decision]) -> Vec<String> {
     decisions.iter().map(decision_to_line).collect()
 }
 
-/// The recorded inputs fed with a snapshot and restore at each of `cuts`
-/// (indices into the inputs, ascending): the decisions' lines.
-fn cut_at(inputs: &[Input], cuts: &[usize]) -> Vec<String> {
-    let (mut engine, mut got) = started();
+/// A release started: the engine and its first decisions.
+type Start = fn() -> (Engine, Vec<Decision>);
+
+/// The recorded inputs fed to `start()`'s engine with a snapshot and
+/// restore under `policy()` at each of `cuts` (indices into the inputs,
+/// clamped and sorted): the decisions' lines.
+fn cut_at(
+    inputs: &[Input],
+    mut cuts: Vec<usize>,
+    (start, policy): (Start, fn() -> Policy),
+) -> Vec<String> {
+    for c in &mut cuts {
+        *c = (*c).min(inputs.len());
+    }
+    cuts.sort_unstable();
+    let (mut engine, mut got) = start();
     let mut from = 0;
     for &cut in cuts.iter().chain(std::iter::once(&inputs.len())) {
         feed(&mut engine, &inputs[from..cut], &mut got);
         let bytes = engine.snapshot().expect("encodes");
-        engine = Engine::restore(relative_policy(1.2), options(), &bytes).expect("restores");
+        engine = Engine::restore(policy(), options(), &bytes).expect("restores");
         from = cut;
     }
     lines(&got)
+}
+
+fn relative() -> Policy {
+    relative_policy(1.2)
 }
 
 #[test]
@@ -128,14 +144,10 @@ proptest! {
 
     #[test]
     fn a_run_cut_anywhere_decides_exactly_as_the_uninterrupted_one(
-        mut cuts in proptest::collection::vec(0usize..8000, 1..4)
+        cuts in proptest::collection::vec(0usize..8000, 1..4)
     ) {
         let (inputs, expected) = recorded();
-        for c in &mut cuts {
-            *c = (*c).min(inputs.len());
-        }
-        cuts.sort_unstable();
-        prop_assert_eq!(cut_at(&inputs, &cuts), expected);
+        prop_assert_eq!(cut_at(&inputs, cuts, (started, relative)), expected);
     }
 }
 
@@ -184,10 +196,8 @@ fn output(rng: &mut StdRng, ts: Time, share: f64, worse: bool) -> Event<'static>
     }
 }
 
-/// Forty minutes of single outputs (about 10 a second) under the example
-/// policy, the candidate failing moderation three times as often from
-/// minute ten: recorded inputs, and the uninterrupted run's decisions.
-fn recorded_example() -> (Vec<Input>, Vec<String>) {
+/// The example's release v12 → v13, declared at 5%.
+fn started_example() -> (Engine, Vec<Decision>) {
     let mut engine = Engine::new(example(), options());
     let mut decided = Vec::new();
     let release = Release {
@@ -198,6 +208,14 @@ fn recorded_example() -> (Vec<Input>, Vec<String>) {
         share: 0.05,
     };
     engine.declare(&release, &mut decided);
+    (engine, decided)
+}
+
+/// Forty minutes of single outputs (about 10 a second) under the example
+/// policy, the candidate failing moderation three times as often from
+/// minute ten: recorded inputs, and the uninterrupted run's decisions.
+fn recorded_example() -> (Vec<Input>, Vec<String>) {
+    let (mut engine, mut decided) = started_example();
     let mut rng = StdRng::seed_from_u64(11);
     let mut inputs = Vec::new();
     for s in 1..=2400 {
@@ -218,30 +236,10 @@ proptest! {
 
     #[test]
     fn every_kind_of_criterion_decides_exactly_as_before_a_cut(
-        mut cuts in proptest::collection::vec(0usize..30_000, 1..4)
+        cuts in proptest::collection::vec(0usize..30_000, 1..4)
     ) {
         let (inputs, expected) = recorded_example();
-        for c in &mut cuts {
-            *c = (*c).min(inputs.len());
-        }
-        cuts.sort_unstable();
-        let (mut engine, mut got) = (Engine::new(example(), options()), Vec::new());
-        let release = Release {
-            ts: T0,
-            service: "support-bot".into(),
-            baseline: "v12".into(),
-            candidate: "v13".into(),
-            share: 0.05,
-        };
-        engine.declare(&release, &mut got);
-        let mut from = 0;
-        for &cut in cuts.iter().chain(std::iter::once(&inputs.len())) {
-            feed(&mut engine, &inputs[from..cut], &mut got);
-            let bytes = engine.snapshot().expect("encodes");
-            engine = Engine::restore(example(), options(), &bytes).expect("restores");
-            from = cut;
-        }
-        prop_assert_eq!(lines(&got), expected);
+        prop_assert_eq!(cut_at(&inputs, cuts, (started_example, example)), expected);
     }
 }
 
