@@ -808,3 +808,37 @@ fn negative_or_excess_flag_counts_cannot_make_a_failing_stage_verified() {
     );
     assert!(!why.contains("inf") && !why.contains("NaN"), "{why}");
 }
+
+/// Four million users, each seen once at a 5% share: the SRM check's
+/// bounded unit set is well past its design (a million), so it forgets
+/// about half of the new users, by a hash that owes nothing to the
+/// assignment. Assigned as declared, the check stays quiet; with a fifth
+/// of the candidate's users lost on the way, it still halts the release.
+#[test]
+fn srm_on_units_stays_valid_when_the_bounded_unit_set_is_saturated() {
+    let srm_pauses = |kept_on_candidate: u64| {
+        let mut p = relative_policy(100.0);
+        p.srm = SrmCheck {
+            count: SrmCount::Units,
+            ..SrmCheck::default()
+        };
+        let mut e = engine(p, ShareSource::Engine);
+        let mut out = Vec::new();
+        declare(&mut e, T0, 0.05, &mut out);
+        for u in 0..4_000_000u64 {
+            let unit = format!("user-{u}");
+            let candidate = ripcord_core::assign::is_candidate("svc-1", &unit, 0.05);
+            if candidate && u % 5 >= kept_on_candidate {
+                continue;
+            }
+            let ts = T0 + Dur(u as i64);
+            let version = if candidate { "v13" } else { "v12" };
+            let _ = e.observe(&event(ts, version, unit, 0.0), &mut out);
+        }
+        out.iter()
+            .filter(|d| d.action == Some(ActionKind::Pause))
+            .count()
+    };
+    assert_eq!(srm_pauses(5), 0, "a false sample ratio mismatch");
+    assert_eq!(srm_pauses(4), 1, "a real one missed");
+}

@@ -28,8 +28,8 @@
 //! promotion, criteria relative to the baseline switch to a CUSUM against
 //! the candidate's level at promotion.
 
+use super::units::UnitSet;
 use std::cell::Cell;
-use std::collections::HashSet;
 
 use super::window::{Keyed, Ring, Sketch, Tally, Window};
 use crate::decision::{Evidence, Part, Samples};
@@ -182,7 +182,7 @@ pub struct CriterionState {
     /// The last window estimate and the second it was computed in.
     window_cache: Cell<(i64, i64, Option<f64>)>,
     significance_cache: Cell<(i64, bool)>,
-    units_flagged: HashSet<u64>,
+    units_flagged: UnitSet,
     /// The window condition's last value, for `on_no_data: hold`.
     recent: bool,
     breaching_since: Option<Time>,
@@ -294,7 +294,7 @@ impl CriterionState {
             after_promotion: None,
             window_cache: Cell::new((i64::MIN, i64::MIN, None)),
             significance_cache: Cell::new((i64::MIN, false)),
-            units_flagged: HashSet::new(),
+            units_flagged: UnitSet::default(),
             recent: false,
             breaching_since: None,
             clear_since: None,
@@ -355,7 +355,7 @@ impl CriterionState {
     /// hostile unit weighs one flag, however many it causes; its activity
     /// is in the denominator, so the test stays exact whoever is busy.
     pub fn unit_sample(&mut self, unit: u64, sample: Sample) -> Option<Sample> {
-        if self.units_flagged.contains(&unit) {
+        if self.units_flagged.contains(unit) {
             return None;
         }
         let x = if sample.x > 0.0 {

@@ -8,6 +8,7 @@
 
 mod criterion;
 mod release;
+mod units;
 mod window;
 
 pub use release::{Engine, SNAPSHOT_VERSION, SnapshotError, pct, state_name};

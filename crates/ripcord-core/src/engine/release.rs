@@ -8,7 +8,6 @@
 //! release and a per-action counter, so the same inputs always produce the
 //! same keys.
 
-use std::collections::HashSet;
 use std::hash::{Hash, Hasher};
 
 mod snapshot;
@@ -16,6 +15,7 @@ mod snapshot;
 pub use snapshot::{SNAPSHOT_VERSION, SnapshotError};
 
 use super::criterion::{CriterionState, Sample, Transition};
+use super::units::UnitSet;
 use super::{
     Command, CommandError, EngineOptions, Rejection, ReleaseState, ReleaseStatus, ShareSource,
 };
@@ -84,7 +84,7 @@ struct Run {
     srm: SrmTest,
     srm_fired: bool,
     /// Units already counted by the SRM check.
-    units_seen: HashSet<u64>,
+    units_seen: UnitSet,
     pending: Option<Pending>,
     rollback: Option<Rollback>,
     /// What to return to on resume.
@@ -271,7 +271,7 @@ impl Engine {
             trigger_active: vec![false; self.policy.triggers.len()],
             srm: SrmTest::default(),
             srm_fired: false,
-            units_seen: HashSet::new(),
+            units_seen: UnitSet::default(),
             pending: None,
             rollback: None,
             paused_from: None,
