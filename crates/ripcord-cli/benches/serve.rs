@@ -459,6 +459,7 @@ async fn revert(quick: bool) -> anyhow::Result<()> {
 
 struct RestartRow {
     events: usize,
+    peak_mib: f64,
     restart_s: f64,
     db_mib: f64,
     snapshot_kib: f64,
@@ -487,6 +488,7 @@ async fn restart(quick: bool) -> anyhow::Result<()> {
             let body = batch_text("support-bot", b, &rfc3339_now(), false);
             post_json(&c, &server, body).await?;
         }
+        let peak_mib = server.peak_rss_kib().unwrap_or(0) as f64 / 1024.0;
         server.kill9();
         let started = Instant::now();
         let server = Serve::start(Path::new(BIN), dir.path(), false).await?;
@@ -499,6 +501,7 @@ async fn restart(quick: bool) -> anyhow::Result<()> {
             .await?;
         rows.push(RestartRow {
             events,
+            peak_mib,
             restart_s,
             db_mib: dir_mib(dir.path()),
             snapshot_kib: snapshot.map_or(0.0, |s| s.body.len() as f64 / 1024.0),

@@ -810,8 +810,8 @@ fn negative_or_excess_flag_counts_cannot_make_a_failing_stage_verified() {
 }
 
 /// Four million users, each seen once at a 5% share: the SRM check's
-/// bounded unit set is well past its design (a million), so it forgets
-/// about half of the new users, by a hash that owes nothing to the
+/// bounded unit set is well past its design (a million): by the end it
+/// forgets a quarter of the new users, by a hash that owes nothing to the
 /// assignment. Assigned as declared, the check stays quiet; with a fifth
 /// of the candidate's users lost on the way, it still halts the release.
 #[test]
