@@ -511,13 +511,13 @@ async fn restart(quick: bool) -> anyhow::Result<()> {
     println!("### Restart: kill -9 after N events, then a new process on the same data");
     println!();
     println!(
-        "| events in the release | restart until serving s | store MiB | latest snapshot KiB |"
+        "| events (distinct units) | server peak RSS MiB | restart until serving s | store MiB | latest snapshot KiB |"
     );
-    println!("|---|---|---|---|");
+    println!("|---|---|---|---|---|");
     for r in &rows {
         println!(
-            "| {} | {:.2} | {:.1} | {:.1} |",
-            r.events, r.restart_s, r.db_mib, r.snapshot_kib
+            "| {} | {:.1} | {:.2} | {:.1} | {:.1} |",
+            r.events, r.peak_mib, r.restart_s, r.db_mib, r.snapshot_kib
         );
     }
     Ok(())
