@@ -26,7 +26,13 @@ pub const SNAPSHOT_EVERY: Dur = Dur::from_secs(60);
 /// forward: about 100,000 events, a fraction of a second to replay.
 pub const SNAPSHOT_BYTES: usize = 16 << 20;
 
-/// A service's snapshot body (postcard).
+/// The service snapshot format this build writes and reads; the engine's
+/// part inside has a format version of its own.
+pub const SERVICE_SNAPSHOT_VERSION: u16 = 1;
+
+const MAGIC: &[u8; 8] = b"RCSERV\x00\x01";
+
+/// A service's snapshot body: magic, format version, postcard.
 #[derive(Serialize, Deserialize)]
 pub struct ServiceSnapshot {
     /// The journal sequence number of the release's start entry.
@@ -39,10 +45,61 @@ pub struct ServiceSnapshot {
 
 impl ServiceSnapshot {
     pub fn encode(&self) -> Result<Vec<u8>, String> {
-        postcard::to_stdvec(self).map_err(|e| e.to_string())
+        let mut out = MAGIC.to_vec();
+        out.extend_from_slice(&SERVICE_SNAPSHOT_VERSION.to_le_bytes());
+        out.extend(postcard::to_stdvec(self).map_err(|e| e.to_string())?);
+        Ok(out)
     }
 
+    /// Reads a snapshot this build wrote; another format is refused, never
+    /// read as this one (postcard does not describe itself).
     pub fn decode(bytes: &[u8]) -> Result<ServiceSnapshot, String> {
-        postcard::from_bytes(bytes).map_err(|e| format!("the service snapshot is damaged: {e}"))
+        let body = bytes
+            .strip_prefix(MAGIC.as_slice())
+            .ok_or("not a ripcord service snapshot")?;
+        let (version, body) = body
+            .split_first_chunk::<2>()
+            .ok_or("not a ripcord service snapshot")?;
+        let found = u16::from_le_bytes(*version);
+        if found != SERVICE_SNAPSHOT_VERSION {
+            return Err(format!(
+                "service snapshot format {found}, but this ripcord reads format \
+                 {SERVICE_SNAPSHOT_VERSION}"
+            ));
+        }
+        postcard::from_bytes(body).map_err(|e| format!("the service snapshot is damaged: {e}"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn snapshot() -> ServiceSnapshot {
+        ServiceSnapshot {
+            start_seq: 7,
+            engine: vec![1, 2, 3],
+            sample: None,
+            decisions: vec!["{}".into()],
+        }
+    }
+
+    #[test]
+    fn a_service_snapshot_reads_back_and_another_format_is_refused() {
+        let bytes = snapshot().encode().unwrap();
+        let back = ServiceSnapshot::decode(&bytes).unwrap();
+        assert_eq!((back.start_seq, back.engine), (7, vec![1, 2, 3]));
+        let mut newer = bytes.clone();
+        newer[8..10].copy_from_slice(&2u16.to_le_bytes());
+        assert_eq!(
+            ServiceSnapshot::decode(&newer).err().as_deref(),
+            Some("service snapshot format 2, but this ripcord reads format 1")
+        );
+        assert_eq!(
+            ServiceSnapshot::decode(b"nonsense").err().as_deref(),
+            Some("not a ripcord service snapshot")
+        );
+        let cut = &bytes[..bytes.len() - 2];
+        assert!(ServiceSnapshot::decode(cut).is_err_and(|e| e.contains("damaged")));
     }
 }
