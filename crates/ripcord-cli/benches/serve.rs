@@ -459,6 +459,7 @@ async fn revert(quick: bool) -> anyhow::Result<()> {
 
 struct RestartRow {
     events: usize,
+    units: usize,
     peak_mib: f64,
     restart_s: f64,
     db_mib: f64,
@@ -468,24 +469,40 @@ struct RestartRow {
 /// Feeds a release `events` events, kills the server, and times a new one
 /// on the same data until it serves.
 async fn restart(quick: bool) -> anyhow::Result<()> {
-    let sizes: &[usize] = if quick {
-        &[100_000]
-    } else {
-        &[100_000, 1_000_000, 10_000_000]
+    // `--events N`: one row of N events instead (e.g. 100,000,000: about
+    // six minutes of ingest and 15 GB of store); `--units M`: the units
+    // repeat every M events.
+    let arg = |name: &str| {
+        let args: Vec<String> = std::env::args().collect();
+        args.iter()
+            .position(|a| a == name)
+            .and_then(|i| args.get(i + 1)?.parse::<usize>().ok())
     };
+    let one = arg("--events").map(|n| vec![n]);
+    let sizes: Vec<usize> = match one {
+        Some(n) => n,
+        None if quick => vec![100_000],
+        None => vec![100_000, 1_000_000, 10_000_000],
+    };
+    let units = arg("--units").unwrap_or(usize::MAX);
     let policy = std::fs::read_to_string(
         Path::new(env!("CARGO_MANIFEST_DIR"))
             .join("../../examples/conversational-agent/policy.yaml"),
     )?;
     let mut rows = Vec::new();
-    for &events in sizes {
+    for &events in &sizes {
         let dir = tempfile::tempdir()?;
         let mut server = Serve::start(Path::new(BIN), dir.path(), false).await?;
         let c = client()?;
         set_up_release(&c, &server, "support-bot", &policy, None).await?;
         // Stamped as sent: a long feed outlasts the lateness.
         for b in 0..events / BATCH {
-            let body = batch_text("support-bot", b, &rfc3339_now(), false);
+            let body = batch_text(
+                "support-bot",
+                b % (units / BATCH).max(1),
+                &rfc3339_now(),
+                false,
+            );
             post_json(&c, &server, body).await?;
         }
         let peak_mib = server.peak_rss_kib().unwrap_or(0) as f64 / 1024.0;
@@ -501,6 +518,7 @@ async fn restart(quick: bool) -> anyhow::Result<()> {
             .await?;
         rows.push(RestartRow {
             events,
+            units: events.min(units),
             peak_mib,
             restart_s,
             db_mib: dir_mib(dir.path()),
@@ -511,13 +529,13 @@ async fn restart(quick: bool) -> anyhow::Result<()> {
     println!("### Restart: kill -9 after N events, then a new process on the same data");
     println!();
     println!(
-        "| events (distinct units) | server peak RSS MiB | restart until serving s | store MiB | latest snapshot KiB |"
+        "| events | distinct units | server peak RSS MiB | restart until serving s | store MiB | latest snapshot KiB |"
     );
-    println!("|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|");
     for r in &rows {
         println!(
-            "| {} | {:.1} | {:.2} | {:.1} | {:.1} |",
-            r.events, r.peak_mib, r.restart_s, r.db_mib, r.snapshot_kib
+            "| {} | {} | {:.1} | {:.2} | {:.1} | {:.1} |",
+            r.events, r.units, r.peak_mib, r.restart_s, r.db_mib, r.snapshot_kib
         );
     }
     Ok(())
