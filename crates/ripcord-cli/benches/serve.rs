@@ -18,6 +18,9 @@
 //!   the decisive evidence to `/v1/assign` giving the baseline to a unit that
 //!   was on the candidate, as a multiple of one loopback `/healthz` round
 //!   trip measured in the same run.
+//! - Assignment throughput: `/v1/assign` requests per second from 1, 2 and
+//!   4 connections against `/healthz` in the same run (what one replica
+//!   serves, next to the cheapest request it answers).
 //! - Restart: a release of the example policy fed N events (distinct
 //!   units, batches of 1,000), then `kill -9` and a new process on the
 //!   same data: the time from spawning it to serving, the journal replayed
@@ -60,13 +63,20 @@ fn main() -> anyhow::Result<()> {
         .worker_threads(2)
         .enable_all()
         .build()?;
-    let only_restart = std::env::args().any(|a| a == "--restart");
+    let has = |flag: &str| std::env::args().any(|a| a == flag);
+    let (only_restart, only_assign) = (has("--restart"), has("--assign"));
     runtime.block_on(async {
-        if !only_restart {
+        if !only_restart && !only_assign {
             ingest(quick).await?;
             revert(quick).await?;
         }
-        restart(quick).await
+        if !only_restart {
+            assign_throughput(quick).await?;
+        }
+        if !only_assign {
+            restart(quick).await?;
+        }
+        Ok(())
     })
 }
 
@@ -552,4 +562,83 @@ fn dir_mib(dir: &Path) -> f64 {
         })
         .unwrap_or(0);
     bytes as f64 / (1024.0 * 1024.0)
+}
+
+/// Requests per second of GET `path(k)` from `connections` clients for
+/// `run_for`, and the median latency in µs.
+async fn hammer(
+    server: &Serve,
+    connections: usize,
+    run_for: Duration,
+    path: fn(usize) -> String,
+) -> anyhow::Result<(f64, f64)> {
+    let started = Instant::now();
+    let until = started + run_for;
+    let tasks: Vec<_> = (0..connections)
+        .map(|k| {
+            let base = server.url("");
+            let auth = server.auth();
+            tokio::spawn(async move {
+                let c = client()?;
+                let mut latencies = Vec::new();
+                let mut i = k;
+                while Instant::now() < until {
+                    let sent = Instant::now();
+                    let r = c
+                        .get(format!("{base}{}", path(i)))
+                        .header("authorization", &auth)
+                        .send()
+                        .await?;
+                    let status = r.status();
+                    r.bytes().await?;
+                    if !status.is_success() {
+                        bail!("GET {}: {status}", path(i));
+                    }
+                    latencies.push(sent.elapsed().as_secs_f64() * 1e6);
+                    i += connections;
+                }
+                Ok::<_, anyhow::Error>(latencies)
+            })
+        })
+        .collect();
+    let mut latencies = Vec::new();
+    for t in tasks {
+        latencies.extend(t.await??);
+    }
+    let per_s = latencies.len() as f64 / started.elapsed().as_secs_f64();
+    Ok((per_s, median(&latencies)))
+}
+
+fn assign_path(k: usize) -> String {
+    format!("/v1/assign?service=assign-svc&unit=user-{}", k % 100_000)
+}
+
+fn healthz_path(_: usize) -> String {
+    "/healthz".into()
+}
+
+/// What one replica serves: `/v1/assign` against `/healthz`, alternating
+/// per connection count so both see the same machine.
+async fn assign_throughput(quick: bool) -> anyhow::Result<()> {
+    let run_for = Duration::from_secs(if quick { 2 } else { 5 });
+    let dir = tempfile::tempdir()?;
+    let server = Serve::start(Path::new(BIN), dir.path(), false).await?;
+    let c = client()?;
+    set_up_release(&c, &server, "assign-svc", &quiet_policy("assign-svc"), None).await?;
+    println!();
+    println!("### Assignment throughput: one replica, loopback, {run_for:?} per cell");
+    println!();
+    println!(
+        "| connections | /healthz req/s | /healthz p50 µs | /v1/assign req/s | /v1/assign p50 µs | assign / healthz throughput |"
+    );
+    println!("|---|---|---|---|---|---|");
+    for connections in [1, 2, 4] {
+        let (h, h50) = hammer(&server, connections, run_for, healthz_path).await?;
+        let (a, a50) = hammer(&server, connections, run_for, assign_path).await?;
+        println!(
+            "| {connections} | {h:.0} | {h50:.0} | {a:.0} | {a50:.0} | {:.2} |",
+            a / h
+        );
+    }
+    Ok(())
 }
