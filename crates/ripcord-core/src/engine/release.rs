@@ -429,6 +429,7 @@ impl Engine {
     fn count_outputs(&mut self, candidate: bool, unit: u64, ts: Time) {
         let lateness = self.options.lateness;
         let by_units = self.policy.srm.count == SrmCount::Units;
+        let srm_on = self.policy.srm.enabled;
         let outputs = self.outputs_field.and_then(|i| self.scratch[i]);
         let Some(run) = &mut self.release else {
             return;
@@ -446,6 +447,10 @@ impl Engine {
             run.state,
             ReleaseState::Ramping { .. } | ReleaseState::Holding
         ) {
+            return;
+        }
+        // Without the check, no unit set to fill (2 MiB once a unit counts).
+        if !srm_on {
             return;
         }
         if !by_units {
