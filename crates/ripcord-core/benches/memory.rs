@@ -4,16 +4,22 @@
 //! Counted by a global allocator that tracks live bytes. Prints its
 //! figures.
 //!
+//! Then what the bounded unit set costs the SRM check when it is full:
+//! releases of 4,000,000 users each seen once at a 5% share (the filter
+//! forgets a quarter of new users by the end), assigned as declared and
+//! with a tenth of the candidate's users lost.
+//!
 //! `cargo bench -p ripcord-core --bench memory` (set `RIPCORD_BENCH_EVENTS`
-//! to change the count; default 1,000,000 events over an hour).
+//! to change the count; default 1,000,000 events over an hour;
+//! `RIPCORD_BENCH_RELEASES` the SRM releases per row, default 20).
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::borrow::Cow;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use ripcord_core::engine::{Engine, EngineOptions};
-use ripcord_core::policy::{Policy, load_policy};
-use ripcord_core::{Dur, Event, Release, Time};
+use ripcord_core::policy::{Policy, RolloutStep, SrmCheck, SrmCount, load_policy};
+use ripcord_core::{ActionKind, Dur, Event, Release, Time};
 
 /// The system allocator, counting the bytes live.
 struct Counting;
@@ -136,4 +142,61 @@ fn main() {
     }
     let (started, fed) = measure(with_only(None), events);
     println!("| the whole policy (with triggers and SRM on units) | | {started:.0} | {fed:.0} |");
+    let releases: u64 = std::env::var("RIPCORD_BENCH_RELEASES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(20);
+    println!();
+    println!(
+        "SRM on units with the unit set saturated: {releases} releases per row of 4,000,000 users at 5%:"
+    );
+    println!();
+    println!("| assignment | releases halted |");
+    println!("|---|---|");
+    for (what, lost) in [
+        ("as declared", 0),
+        ("a tenth of the candidate's users lost", 10),
+    ] {
+        let halted = (0..releases).filter(|&r| srm_halts(r, lost)).count();
+        println!("| {what} | {halted} of {releases} |");
+    }
+}
+
+/// One release of 4M users each seen once, assigned by the published
+/// formula under salt `release`; `lost_per_100` of the candidate's users
+/// never reach the engine. Whether the SRM check halted it.
+fn srm_halts(release: u64, lost_per_100: u64) -> bool {
+    let mut p = with_only(Some(0));
+    // Held at 5% for the whole release: the users are assigned at 5%.
+    p.rollout.steps = vec![RolloutStep {
+        share: 0.05,
+        hold: Dur::from_mins(10_000),
+    }];
+    p.srm = SrmCheck {
+        count: SrmCount::Units,
+        ..SrmCheck::default()
+    };
+    let mut engine = Engine::new(p, EngineOptions::default());
+    let mut out = Vec::new();
+    let start = Release {
+        ts: T0,
+        service: "support-bot".into(),
+        baseline: "v12".into(),
+        candidate: "v13".into(),
+        share: 0.05,
+    };
+    engine.declare(&start, &mut out);
+    let salt = format!("support-bot-{release}");
+    for u in 0..4_000_000u64 {
+        let unit = format!("user-{u}");
+        let candidate = ripcord_core::assign::is_candidate(&salt, &unit, 0.05);
+        if candidate && u % 100 < lost_per_100 {
+            continue;
+        }
+        let mut e = output(u as usize, 4_000_000);
+        e.version = Cow::Borrowed(if candidate { "v13" } else { "v12" });
+        e.unit = Cow::Owned(unit);
+        let _ = engine.observe(&e, &mut out);
+    }
+    out.iter().any(|d| d.action == Some(ActionKind::Pause))
 }
