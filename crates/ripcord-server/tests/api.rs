@@ -691,6 +691,34 @@ async fn assignment_is_sticky_ramping_only_adds_units_and_rollback_moves_all_bac
     h.stop().await;
 }
 
+/// A client sending a new key with every action cannot grow the server's
+/// memory: the last 1024 keyed answers per service stay in memory, and an
+/// older key is still answered, from the store.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keyed_answers_in_memory_are_bounded_and_older_ones_come_from_the_store() {
+    let h = Harness::start().await;
+    h.release(json!([{"share": 0.2, "hold": "1h"}])).await;
+    let path = "/v1/releases/support-bot-1/actions";
+    let mut first = Value::Null;
+    for i in 0..1100 {
+        let action = if i % 2 == 0 { "pause" } else { "resume" };
+        let body = json!({"action": action, "idempotency_key": format!("k-{i}")});
+        let (status, answer) = h.post(path, body).await;
+        assert_eq!(status, StatusCode::OK, "{i}: {answer}");
+        if i == 0 {
+            first = answer;
+        }
+    }
+    let app = h.server.as_ref().unwrap().app.clone();
+    let service = app.hub.service("support-bot").unwrap();
+    let kept = service.state.lock().await.answers.len();
+    assert_eq!(kept, ripcord_server::hub::answer::ANSWERS_IN_MEMORY);
+    let again = json!({"action": "pause", "idempotency_key": "k-0"});
+    let (status, answer) = h.post(path, again).await;
+    assert_eq!((status, answer), (StatusCode::OK, first));
+    h.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_action_repeated_with_its_idempotency_key_returns_the_first_answer_and_changes_nothing()
 {
