@@ -157,16 +157,10 @@ impl ActionWord {
     /// The engine command that carries out a person's action; trigger-only
     /// words have none.
     pub fn command(self) -> Option<Command> {
-        Some(match self {
-            ActionWord::Promote => Command::Promote,
-            ActionWord::Rollback => Command::Rollback,
-            ActionWord::ReRelease => Command::ReRelease,
-            ActionWord::Pause => Command::Pause,
-            ActionWord::Resume => Command::Resume,
-            ActionWord::PauseAndInvestigate | ActionWord::Notify | ActionWord::NoAction => {
-                return None;
-            }
-        })
+        ActionName::ALL
+            .into_iter()
+            .find(|&a| ActionWord::from(a) == self)
+            .map(ActionName::command)
     }
 }
 

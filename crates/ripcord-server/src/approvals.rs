@@ -17,17 +17,6 @@ use ripcord_govern::record::{Request, RequestState};
 use ripcord_govern::requests::command_for_engine;
 use ripcord_govern::{ApprovalAsk, Due};
 
-pub fn action_of(command: &Command) -> Option<ActionName> {
-    Some(match command {
-        Command::Promote => ActionName::Promote,
-        Command::Rollback => ActionName::Rollback,
-        Command::ReRelease => ActionName::ReRelease,
-        Command::Pause => ActionName::Pause,
-        Command::Resume => ActionName::Resume,
-        Command::Approve | Command::Reject => return None,
-    })
-}
-
 impl Hub {
     /// Runs `command` now, or — when the policy gives the action decision
     /// rights — opens a request for approval. `step` names the playbook
@@ -41,7 +30,8 @@ impl Hub {
         principal: &Principal,
         step: Option<(String, String)>,
     ) -> Result<(CommandAnswer, Batch), ApiError> {
-        let right = action_of(&command).and_then(|a| state.policy.governance.right(a).cloned());
+        let right =
+            ActionName::of(&command).and_then(|a| state.policy.governance.right(a).cloned());
         let Some(right) = right else {
             let actor = &principal.name;
             let (ran, batch) =

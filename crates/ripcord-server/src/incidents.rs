@@ -20,7 +20,7 @@ use crate::hub::govern;
 use crate::hub::{Hub, Service, State};
 use crate::writer::Durable;
 use ripcord_core::policy::Severity;
-use ripcord_govern::record::{ActionWord, INCIDENT, Incident, IncidentKind, StepStatus};
+use ripcord_govern::record::{INCIDENT, Incident, IncidentKind, StepStatus};
 use ripcord_govern::steps::{cite, complete_step, step_to_run};
 use ripcord_govern::{Due, IncidentCommand, StepOutcome, StepRun, TimerBody, on_command};
 
@@ -206,9 +206,7 @@ impl Hub {
         let outcome = match &kind {
             StepKind::Manual | StepKind::Communicate { .. } => None,
             StepKind::Action { action } => {
-                let command = ActionWord::from(*action).command().ok_or_else(|| {
-                    ApiError::conflict(format!("action {action:?} has no release command"))
-                })?;
+                let command = action.command();
                 let asked = Some((inc.id.clone(), run.name.to_string()));
                 let (answer, b) = self.act(service, state, command, run.note.clone(), p, asked)?;
                 merge(batch, b);

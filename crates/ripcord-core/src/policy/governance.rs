@@ -9,6 +9,7 @@
 //! the server's configuration, which the policy does not see.
 
 use super::{OnTimeout, Severity};
+use crate::engine::Command;
 use crate::time::Dur;
 
 /// The governance sections of a policy; [`Default`] when it has none.
@@ -78,6 +79,23 @@ impl ActionName {
 
     pub fn parse(name: &str) -> Option<ActionName> {
         Self::ALL.into_iter().find(|a| a.as_str() == name)
+    }
+
+    /// The engine command that carries the action out.
+    pub fn command(self) -> Command {
+        match self {
+            ActionName::Promote => Command::Promote,
+            ActionName::Rollback => Command::Rollback,
+            ActionName::ReRelease => Command::ReRelease,
+            ActionName::Pause => Command::Pause,
+            ActionName::Resume => Command::Resume,
+        }
+    }
+
+    /// The action a command carries out; approving and rejecting are votes,
+    /// not actions.
+    pub fn of(command: &Command) -> Option<ActionName> {
+        Self::ALL.into_iter().find(|a| a.command() == *command)
     }
 }
 
