@@ -280,11 +280,7 @@ impl Hub {
         state: Option<&str>,
         kind: Option<&str>,
     ) -> Result<Vec<Incident>, ApiError> {
-        let docs = self.store.docs(INCIDENT, service).await?;
-        let all = docs
-            .into_iter()
-            .map(govern::read_doc::<Incident>)
-            .collect::<Result<Vec<_>, _>>()?;
+        let all: Vec<Incident> = govern::read_docs(&*self.store, INCIDENT, service).await?;
         Ok(all
             .into_iter()
             .filter(|i| state.is_none_or(|s| i.state.as_str() == s))

@@ -12,7 +12,7 @@ use super::paging::{self, PageQuery};
 use crate::auth::Principal;
 use crate::error::ApiError;
 use crate::hub::answer::Voted;
-use crate::hub::govern::read_doc;
+use crate::hub::govern::{read_doc, read_docs};
 use crate::ingest::durable;
 use ripcord_govern::record::{REQUEST, Request};
 
@@ -41,11 +41,7 @@ async fn requests(
     if let Some(service) = &q.service {
         p.require_service(service)?;
     }
-    let docs = app.hub.store.docs(REQUEST, q.service.as_deref()).await?;
-    let all = docs
-        .into_iter()
-        .map(read_doc::<Request>)
-        .collect::<Result<Vec<_>, _>>()?;
+    let all: Vec<Request> = read_docs(&*app.hub.store, REQUEST, q.service.as_deref()).await?;
     let found: Vec<Request> = all
         .into_iter()
         .filter(|r| p.scope.allows(&r.service))

@@ -92,6 +92,21 @@ pub fn read_doc<T: serde::de::DeserializeOwned>(doc: Doc) -> Result<T, ApiError>
         .map_err(|e| ApiError::unavailable(format!("{kind} {id} is unreadable: {e}")))
 }
 
+/// The stored governance documents of `kind` (of one service, or all),
+/// oldest first, read back as records; see [`read_doc`].
+pub async fn read_docs<T: serde::de::DeserializeOwned>(
+    store: &dyn ripcord_store::Store,
+    kind: &str,
+    service: Option<&str>,
+) -> Result<Vec<T>, ApiError> {
+    store
+        .docs(kind, service)
+        .await?
+        .into_iter()
+        .map(read_doc)
+        .collect()
+}
+
 fn store_timer(service: &str, change: MachineTimer) -> TimerChange {
     match change {
         MachineTimer::Set { body, at } => TimerChange::Set(Timer {

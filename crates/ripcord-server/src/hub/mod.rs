@@ -344,8 +344,13 @@ impl Hub {
             Some(r) => Some(serde_json::from_value::<ReleaseView>(r.body.clone())?),
             None => None,
         };
-        let incidents: Vec<Incident> = docs_of(&*self.store, INCIDENT, name).await?;
-        let requests: Vec<Request> = docs_of(&*self.store, REQUEST, name).await?;
+        let unreadable = |e: ApiError| anyhow::anyhow!(e.message);
+        let incidents: Vec<Incident> = govern::read_docs(&*self.store, INCIDENT, Some(name))
+            .await
+            .map_err(unreadable)?;
+        let requests: Vec<Request> = govern::read_docs(&*self.store, REQUEST, Some(name))
+            .await
+            .map_err(unreadable)?;
         let mut state = State {
             policy,
             policy_version: record.version,
@@ -1086,21 +1091,6 @@ fn pending_request(state: &State, verb: &str) -> Result<String, ApiError> {
 }
 
 /// Reads a service's governance documents of one kind.
-async fn docs_of<T: serde::de::DeserializeOwned>(
-    store: &dyn Store,
-    kind: &str,
-    service: &str,
-) -> anyhow::Result<Vec<T>> {
-    store
-        .docs(kind, Some(service))
-        .await?
-        .into_iter()
-        .map(|d| {
-            serde_json::from_value(d.body).map_err(|e| anyhow::anyhow!("{kind} {}: {e}", d.id))
-        })
-        .collect()
-}
-
 static NO_CHANNELS: std::collections::BTreeMap<String, crate::notify::ChannelConfig> =
     std::collections::BTreeMap::new();
 
