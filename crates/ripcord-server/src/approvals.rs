@@ -11,7 +11,7 @@ use crate::auth::Principal;
 use crate::error::ApiError;
 use crate::hub::answer::{CommandAnswer, Requested, Voted};
 use crate::hub::govern;
-use crate::hub::{ENGINE, Hub, Service, State};
+use crate::hub::{ENGINE, Hub, Service, State, no_release};
 use ripcord_core::policy::OnTimeout;
 use ripcord_govern::record::{Request, RequestState};
 use ripcord_govern::requests::command_for_engine;
@@ -39,11 +39,7 @@ impl Hub {
             return Ok((CommandAnswer::Ran(ran), batch));
         };
         if state.engine.is_none() {
-            return Err(ApiError::conflict(format!(
-                "service \"{}\" has no release to {}",
-                service.name,
-                command.name()
-            )));
+            return Err(no_release(&service.name, &command));
         }
         let now = self.now();
         let ctx = self.ctx(&service.name, now);

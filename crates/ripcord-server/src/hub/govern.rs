@@ -20,7 +20,6 @@ use serde_json::Value;
 
 use super::{EvidenceInputs, ReleaseView, State, audit};
 use crate::error::ApiError;
-use crate::notify::NotifyKind;
 use crate::notify_bridge::Bridge;
 use ripcord_govern::record::{INCIDENT, Incident, REQUEST, Request};
 
@@ -35,7 +34,7 @@ pub struct Ctx<'a> {
 
 /// Writes the machine's effects into the batch: the one place where
 /// governance documents and timer bodies are serialised for the store.
-pub fn apply(service: &str, now: Time, fx: Effects, batch: &mut Batch) {
+fn apply(service: &str, now: Time, fx: Effects, batch: &mut Batch) {
     for doc in fx.docs {
         batch.docs.push(store_doc(doc, now));
     }
@@ -287,20 +286,4 @@ impl Evidence for Bundles<'_> {
             bytes: frozen.bytes,
         })
     }
-}
-
-/// Renders `template` with the incident's facts for each channel and
-/// queues the deliveries; the timeline records each.
-pub fn notify(
-    ctx: &Ctx,
-    state: &State,
-    inc: &mut Incident,
-    route: (&[String], &str),
-    event: NotifyKind,
-    message: Option<&str>,
-    batch: &mut Batch,
-) {
-    drive(ctx, on(state), batch, |s, fx| {
-        machine::notify(s, inc, route, event, message, fx);
-    });
 }

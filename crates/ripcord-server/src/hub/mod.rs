@@ -748,11 +748,7 @@ impl Hub {
         mut extra: Batch,
     ) -> Result<(Ran, Batch), ApiError> {
         let Some(engine) = state.engine.as_mut() else {
-            return Err(ApiError::conflict(format!(
-                "service \"{}\" has no release to {}",
-                service.name,
-                command.name()
-            )));
+            return Err(no_release(&service.name, &command));
         };
         let now = self.now();
         // Serialised before the engine moves, so that a failure (a bug)
@@ -1155,6 +1151,14 @@ fn refresh(view: &mut ReleaseView, status: &ReleaseStatus) {
         }
         _ => {}
     }
+}
+
+/// The answer to a command on a service without a release.
+pub fn no_release(service: &str, command: &Command) -> ApiError {
+    ApiError::conflict(format!(
+        "service \"{service}\" has no release to {}",
+        command.name()
+    ))
 }
 
 /// `policy` with the rollout steps the release was started with, if it
