@@ -1,5 +1,5 @@
-//! The storage interface (DESIGN.md "Storage") and its embedded SQLite
-//! implementation.
+//! The storage interface (DESIGN.md "Storage") and its implementation on
+//! SQLite (embedded, the default) and PostgreSQL.
 //!
 //! The server keeps one ordered **journal** per store: every input it fed an
 //! engine (a release start, a batch of accepted events, a clock tick, a
@@ -10,16 +10,24 @@
 //! records and idempotency answers are written in the same transaction as the
 //! journal entry that caused them, so they can never disagree.
 //!
-//! SQL here is kept portable (no `AUTOINCREMENT`, no SQLite-only types,
-//! `ON CONFLICT` upserts) so that a PostgreSQL backend can implement the same
-//! trait and pass the same conformance tests (`tests/conformance.rs`).
+//! One implementation ([`SqlStore`], `sql.rs`) serves both databases: its
+//! SQL is written once in the dialect both accept (no `AUTOINCREMENT`, no
+//! SQLite-only types, `ON CONFLICT` upserts), and what differs — how a
+//! write transaction takes the write lock, the DDL, the integrity check —
+//! is in `db.rs` and `schema.rs`. Both pass the same conformance tests
+//! (`tests/conformance.rs`). [`open`] opens the store a [`StoreSpec`] names.
 
+mod db;
+mod schema;
 pub mod seal;
-mod sqlite;
+mod spec;
+mod sql;
+pub mod testing;
 
 use async_trait::async_trait;
 
-pub use sqlite::SqliteStore;
+pub use spec::{StoreSpec, open};
+pub use sql::SqlStore;
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 
@@ -29,6 +37,48 @@ pub enum StoreError {
     Db(#[from] sqlx::Error),
     #[error("stored record is unreadable: {0}")]
     Corrupt(String),
+    /// The spec is shown without its password.
+    #[error("cannot open the store {spec}: {source}")]
+    Open {
+        spec: String,
+        #[source]
+        source: sqlx::Error,
+    },
+    #[error("{0}")]
+    Spec(String),
+}
+
+/// A JSON column: stored as text on every database (PostgreSQL's `JSON`
+/// types would want binding as such, SQLite has none), decoded here.
+pub struct JsonText(serde_json::Value);
+
+impl<'r, DB: sqlx::Database> sqlx::Decode<'r, DB> for JsonText
+where
+    String: sqlx::Decode<'r, DB>,
+{
+    fn decode(value: DB::ValueRef<'r>) -> Result<JsonText, sqlx::error::BoxDynError> {
+        let text = <String as sqlx::Decode<'r, DB>>::decode(value)?;
+        Ok(JsonText(serde_json::from_str(&text)?))
+    }
+}
+
+impl<DB: sqlx::Database> sqlx::Type<DB> for JsonText
+where
+    String: sqlx::Type<DB>,
+{
+    fn type_info() -> DB::TypeInfo {
+        <String as sqlx::Type<DB>>::type_info()
+    }
+
+    fn compatible(ty: &DB::TypeInfo) -> bool {
+        <String as sqlx::Type<DB>>::compatible(ty)
+    }
+}
+
+impl From<JsonText> for serde_json::Value {
+    fn from(json: JsonText) -> serde_json::Value {
+        json.0
+    }
 }
 
 /// One version of a service's policy, as the user wrote it.
@@ -48,7 +98,7 @@ pub struct VersionRecord {
     pub service: String,
     pub version: String,
     /// The provenance document as registered (JSON object).
-    #[sqlx(json)]
+    #[sqlx(try_from = "crate::JsonText")]
     pub provenance: serde_json::Value,
     pub registered_at: String,
 }
@@ -58,7 +108,7 @@ pub struct VersionRecord {
 pub struct ReleaseRecord {
     pub id: String,
     pub service: String,
-    #[sqlx(json)]
+    #[sqlx(try_from = "crate::JsonText")]
     pub body: serde_json::Value,
 }
 
@@ -149,7 +199,7 @@ pub struct Doc {
     pub service: String,
     /// Milliseconds since the Unix epoch; kept from the first write.
     pub created_ms: i64,
-    #[sqlx(json)]
+    #[sqlx(try_from = "crate::JsonText")]
     pub body: serde_json::Value,
 }
 
@@ -162,7 +212,7 @@ pub struct Timer {
     pub id: String,
     pub service: String,
     pub due_ms: i64,
-    #[sqlx(json)]
+    #[sqlx(try_from = "crate::JsonText")]
     pub body: serde_json::Value,
 }
 
@@ -349,7 +399,9 @@ pub trait Store: Send + Sync + 'static {
     async fn due_timers(&self, now_ms: i64, limit: i64) -> Result<Vec<Timer>>;
     /// Every timer, earliest first (for listings and tests).
     async fn timers(&self) -> Result<Vec<Timer>>;
-    /// SQLite's own integrity check; empty when the file is sound.
+    /// What is wrong with the database; empty when it is sound. SQLite:
+    /// its own integrity check of the file; PostgreSQL (which checks its
+    /// own pages): that every table of the store is there.
     async fn integrity(&self) -> Result<Vec<String>>;
     /// Stores a content-addressed blob (an evidence bundle) with the audit
     /// record that says so; `false`, and nothing written, when the address

@@ -1,9 +1,12 @@
 //! What every store must do, written against the trait so that each backend
-//! (SQLite today, PostgreSQL next) runs the same checks.
+//! (SQLite, in memory and in a file, and PostgreSQL) runs the same checks.
+//! The PostgreSQL tests use a fresh database on the server
+//! `RIPCORD_TEST_PG` names (`ripcord_store::testing`), and fail when it
+//! cannot be reached.
 
 use ripcord_store::{
     Batch, DecisionEntry, Doc, JournalEntry, OutboxCounts, OutboxEntry, PendingAudit,
-    ReleaseRecord, Sink, Snapshot, SqliteStore, Store, Timer, TimerChange, TokenRecord,
+    ReleaseRecord, Sink, Snapshot, SqlStore, Store, StoreSpec, Timer, TimerChange, TokenRecord,
     VersionRecord,
 };
 
@@ -16,6 +19,7 @@ fn audit(action: &str) -> PendingAudit {
         detail: json!({"n": 1}),
     }
 }
+use ripcord_store::testing::TestDatabase;
 use serde_json::json;
 
 fn journal(seq: i64, service: &str, kind: &str, body: &str) -> JournalEntry {
@@ -697,22 +701,52 @@ async fn conformance(store: &dyn Store) {
     a_checkpoint_is_queued_for_publishing_with_its_record(store).await;
 }
 
-#[tokio::test]
-async fn sqlite_in_memory_conforms() {
-    conformance(&SqliteStore::in_memory().await.unwrap()).await;
+/// Where a test's stores live: each `open` is another store (another
+/// process, say) on the same database.
+struct Place {
+    spec: StoreSpec,
+    _dir: Option<tempfile::TempDir>,
+    _db: Option<TestDatabase>,
+}
+
+impl Place {
+    fn sqlite() -> Place {
+        let dir = tempfile::tempdir().unwrap();
+        Place {
+            spec: StoreSpec::in_data_dir(dir.path()),
+            _dir: Some(dir),
+            _db: None,
+        }
+    }
+
+    async fn postgres() -> Place {
+        let db = TestDatabase::create().await;
+        Place {
+            spec: db.url.parse().unwrap(),
+            _dir: None,
+            _db: Some(db),
+        }
+    }
+
+    async fn open(&self) -> SqlStore {
+        ripcord_store::open(&self.spec).await.unwrap()
+    }
 }
 
 #[tokio::test]
-async fn sqlite_file_conforms_and_keeps_everything_across_reopening() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("ripcord.db");
-    conformance(&SqliteStore::open(&path).await.unwrap()).await;
-    let reopened = SqliteStore::open(&path).await.unwrap();
+async fn sqlite_in_memory_conforms() {
+    conformance(&SqlStore::in_memory().await.unwrap()).await;
+}
+
+/// The suite, then a second store on the same database finds everything
+/// and does not migrate the schema again.
+async fn conforms_and_keeps_everything_across_reopening(place: Place) {
+    conformance(&place.open().await).await;
+    let reopened = place.open().await;
     assert_eq!(reopened.last_seqs().await.unwrap(), (31, 19));
     assert_eq!(reopened.policy("svc").await.unwrap().unwrap().version, 2);
     assert_eq!(reopened.outbox_counts().await.unwrap().delivered, 3);
     assert_eq!(reopened.blob("bb").await.unwrap(), Some(vec![0, 255, 7]));
-    // The schema is migrated once: opening again changes nothing.
     assert_eq!(
         reopened
             .put_policy("svc", "a: 3", "t", &audit("policy.put"))
@@ -722,15 +756,22 @@ async fn sqlite_file_conforms_and_keeps_everything_across_reopening() {
     );
 }
 
-/// `ripcord token` opens the store file while the server has it open: the
+#[tokio::test]
+async fn sqlite_file_conforms_and_keeps_everything_across_reopening() {
+    conforms_and_keeps_everything_across_reopening(Place::sqlite()).await;
+}
+
+#[tokio::test]
+async fn postgres_conforms_and_keeps_everything_across_reopening() {
+    conforms_and_keeps_everything_across_reopening(Place::postgres().await).await;
+}
+
+/// `ripcord token` opens the store while the server has it open: the
 /// audit chain must continue from what is stored, not from either
 /// process's memory.
-#[tokio::test]
-async fn two_stores_on_one_file_append_to_one_chain() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("ripcord.db");
-    let server = SqliteStore::open(&path).await.unwrap();
-    let cli = SqliteStore::open(&path).await.unwrap();
+async fn two_stores_append_to_one_chain(place: Place) {
+    let server = place.open().await;
+    let cli = place.open().await;
     server
         .put_policy("svc", "a: 1", "t", &audit("policy.put"))
         .await
@@ -763,18 +804,28 @@ async fn two_stores_on_one_file_append_to_one_chain() {
     assert_eq!(ripcord_core::audit::verify(&text).unwrap().records, 4);
 }
 
+#[tokio::test]
+async fn two_stores_on_one_file_append_to_one_chain() {
+    two_stores_append_to_one_chain(Place::sqlite()).await;
+}
+
+#[tokio::test]
+async fn two_stores_on_one_postgres_database_append_to_one_chain() {
+    two_stores_append_to_one_chain(Place::postgres().await).await;
+}
+
 /// Writes from several connections at once, through two stores on one
-/// file (the server's and a CLI's, say): the writer's commits, policy puts
-/// and blobs beside each other all succeed. Each write transaction takes
-/// the write lock when it begins, so none fails with "database is locked"
-/// after reading a snapshot another connection has since written past.
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn concurrent_writes_from_two_stores_on_one_file_all_succeed() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("ripcord.db");
+/// database (the server's and a CLI's, or two servers'): the writer's
+/// commits, policy puts and blobs beside each other all succeed, and the
+/// audit chain does not fork. Each write transaction takes the write lock
+/// when it begins (SQLite's `BEGIN IMMEDIATE`, PostgreSQL's advisory
+/// lock), so none fails with "database is locked" after reading a
+/// snapshot another connection has since written past, and none links a
+/// record to a tail another has since extended.
+async fn concurrent_writes_from_two_stores_all_succeed(place: Place) {
     let stores = [
-        std::sync::Arc::new(SqliteStore::open(&path).await.unwrap()),
-        std::sync::Arc::new(SqliteStore::open(&path).await.unwrap()),
+        std::sync::Arc::new(place.open().await),
+        std::sync::Arc::new(place.open().await),
     ];
     let mut tasks = Vec::new();
     for t in 0..8 {
@@ -824,4 +875,75 @@ async fn concurrent_writes_from_two_stores_on_one_file_all_succeed() {
         .map(|l| format!("{}\n", l.line))
         .collect();
     assert_eq!(ripcord_core::audit::verify(&text).unwrap().records, 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_writes_from_two_stores_on_one_file_all_succeed() {
+    concurrent_writes_from_two_stores_all_succeed(Place::sqlite()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_writes_from_two_stores_on_one_postgres_database_all_succeed() {
+    concurrent_writes_from_two_stores_all_succeed(Place::postgres().await).await;
+}
+
+/// Two servers starting at once on a new database: the schema is made
+/// once (the migrations run under the write lock), and both open.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_stores_opening_a_new_postgres_database_at_once_both_open() {
+    let place = Place::postgres().await;
+    let (a, b) = tokio::join!(
+        ripcord_store::open(&place.spec),
+        ripcord_store::open(&place.spec)
+    );
+    let (a, b) = (a.unwrap(), b.unwrap());
+    a.put_policy("svc", "a: 1", "t", &audit("policy.put"))
+        .await
+        .unwrap();
+    assert_eq!(b.policy("svc").await.unwrap().unwrap().version, 1);
+    assert_eq!(a.integrity().await.unwrap(), Vec::<String>::new());
+}
+
+/// Webhook secrets are sealed at rest: a store with the key reads them
+/// back, one without it (reading the database directly) sees no secret.
+async fn secrets_are_sealed_at_rest(place: Place) {
+    let sealed = place.open().await.sealing_secrets(&[9; 32]).unwrap();
+    let sink = Sink {
+        url: "https://hooks.example/a".into(),
+        secret: "whsec_c2VjcmV0".into(),
+    };
+    sealed
+        .set_sinks("svc", std::slice::from_ref(&sink), &audit("sinks.set"))
+        .await
+        .unwrap();
+    assert_eq!(sealed.sinks("svc").await.unwrap(), vec![sink.clone()]);
+    let raw = place.open().await.sinks("svc").await.unwrap();
+    assert_eq!(raw.len(), 1);
+    assert!(!raw[0].secret.contains("c2VjcmV0"), "{:?}", raw[0].secret);
+}
+
+#[tokio::test]
+async fn sqlite_secrets_are_sealed_at_rest() {
+    secrets_are_sealed_at_rest(Place::sqlite()).await;
+}
+
+#[tokio::test]
+async fn postgres_secrets_are_sealed_at_rest() {
+    secrets_are_sealed_at_rest(Place::postgres().await).await;
+}
+
+/// An unreachable PostgreSQL server is an error that names the store
+/// (without its password), not a hang or a panic.
+#[tokio::test]
+async fn an_unreachable_postgres_server_is_named_in_the_error() {
+    let spec: StoreSpec = "postgres://ana:s3cret@127.0.0.1:1/nowhere".parse().unwrap();
+    let err = match ripcord_store::open(&spec).await {
+        Ok(_) => panic!("opened a store on port 1"),
+        Err(e) => e.to_string(),
+    };
+    assert!(
+        err.starts_with("cannot open the store postgres://ana:***@127.0.0.1:1/nowhere: "),
+        "{err}"
+    );
+    assert!(!err.contains("s3cret"), "{err}");
 }

@@ -1,186 +1,92 @@
-//! The embedded store: one SQLite file (bundled SQLite through sqlx), WAL,
-//! `synchronous=FULL` so that a committed transaction survives power loss.
+//! The store: every query, written once for SQLite and PostgreSQL ([`db`]
+//! runs it on either).
+//!
+//! SQLite is one file (bundled SQLite through sqlx), WAL, `synchronous=FULL`
+//! so that a committed transaction survives power loss. PostgreSQL commits
+//! durably with its default `synchronous_commit=on`.
 
 use std::path::Path;
 use std::str::FromStr;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::{Row, SqlitePool};
+use sqlx::{Connection, PgConnection};
 
 use ripcord_core::audit::{GENESIS, Record, hex, link, to_line};
 
+use crate::db::{Pool, Tx, q};
 use crate::{
     AuditLine, Batch, DecisionEntry, Doc, JournalEntry, OutboxCounts, OutboxEntry, PendingAudit,
     PolicyRecord, PublishCheckpoint, ReleaseRecord, Result, SignCheckpoint, Sink, Snapshot, Store,
     StoreError, Timer, TimerChange, TokenRecord, VersionRecord,
 };
 
-/// Schema migrations, applied in order once each. Portable SQL only.
-const MIGRATIONS: &[&str] = &[
-    r#"
-CREATE TABLE policies (
-    service TEXT NOT NULL,
-    version BIGINT NOT NULL,
-    yaml TEXT NOT NULL,
-    created_at TEXT NOT NULL,
-    PRIMARY KEY (service, version)
-);
-CREATE TABLE versions (
-    service TEXT NOT NULL,
-    version TEXT NOT NULL,
-    provenance TEXT NOT NULL,
-    registered_at TEXT NOT NULL,
-    PRIMARY KEY (service, version)
-);
-CREATE TABLE releases (
-    id TEXT PRIMARY KEY,
-    service TEXT NOT NULL,
-    created_seq BIGINT NOT NULL,
-    body TEXT NOT NULL
-);
-CREATE INDEX releases_service ON releases (service, created_seq);
-CREATE TABLE journal (
-    seq BIGINT PRIMARY KEY,
-    service TEXT NOT NULL,
-    kind TEXT NOT NULL,
-    body TEXT NOT NULL
-);
-CREATE INDEX journal_service ON journal (service, kind, seq);
-CREATE TABLE decisions (
-    seq BIGINT PRIMARY KEY,
-    service TEXT NOT NULL,
-    at_ms BIGINT NOT NULL,
-    line TEXT NOT NULL
-);
-CREATE INDEX decisions_service ON decisions (service, at_ms, seq);
-CREATE TABLE outbox (
-    id TEXT PRIMARY KEY,
-    service TEXT NOT NULL,
-    url TEXT NOT NULL,
-    secret TEXT NOT NULL,
-    payload TEXT NOT NULL,
-    attempts BIGINT NOT NULL,
-    next_at_ms BIGINT NOT NULL,
-    delivered_at_ms BIGINT,
-    last_error TEXT
-);
-CREATE INDEX outbox_due ON outbox (delivered_at_ms, next_at_ms);
-CREATE TABLE answers (
-    key TEXT PRIMARY KEY,
-    answer TEXT NOT NULL
-);
-CREATE TABLE sinks (
-    service TEXT NOT NULL,
-    url TEXT NOT NULL,
-    secret TEXT NOT NULL,
-    PRIMARY KEY (service, url)
-);
-"#,
-    r#"
-CREATE TABLE audit (
-    seq BIGINT PRIMARY KEY,
-    at_ms BIGINT NOT NULL,
-    principal TEXT NOT NULL,
-    action TEXT NOT NULL,
-    subject TEXT NOT NULL,
-    line TEXT NOT NULL,
-    hash TEXT NOT NULL
-);
-"#,
-    r#"
-CREATE TABLE docs (
-    kind TEXT NOT NULL,
-    id TEXT NOT NULL,
-    service TEXT NOT NULL,
-    created_ms BIGINT NOT NULL,
-    body TEXT NOT NULL,
-    PRIMARY KEY (kind, id)
-);
-CREATE TABLE timers (
-    id TEXT PRIMARY KEY,
-    service TEXT NOT NULL,
-    due_ms BIGINT NOT NULL,
-    body TEXT NOT NULL
-);
-CREATE INDEX timers_due ON timers (due_ms);
-CREATE TABLE tokens (
-    name TEXT PRIMARY KEY,
-    role TEXT NOT NULL,
-    hash TEXT NOT NULL UNIQUE,
-    created_at_ms BIGINT NOT NULL,
-    expires_at_ms BIGINT,
-    revoked_at_ms BIGINT,
-    created_by TEXT NOT NULL
-);
-"#,
-    // Notification channels share the outbox: how each entry is delivered.
-    r#"
-ALTER TABLE outbox ADD COLUMN kind TEXT NOT NULL DEFAULT 'webhook';
-"#,
-    r#"
-CREATE TABLE blobs (
-    hash TEXT PRIMARY KEY,
-    bytes BLOB NOT NULL,
-    created_at TEXT NOT NULL DEFAULT CURRENT_TIMESTAMP
-);
-"#,
-    // Idempotency answers expire (ingest keys): when each was given.
-    r#"
-ALTER TABLE answers ADD COLUMN at_ms BIGINT NOT NULL DEFAULT 0;
-CREATE INDEX answers_at ON answers (at_ms);
-"#,
-    // Tokens belong to a person and may be scoped to services (a JSON
-    // array of names; empty: every service).
-    r#"
-ALTER TABLE tokens ADD COLUMN person TEXT;
-ALTER TABLE tokens ADD COLUMN services TEXT NOT NULL DEFAULT '[]';
-"#,
-    // A signed webhook's idempotency key has a column of its own. Webhooks
-    // queued before carry it only in their payload: copied from there, so
-    // that a retry sends the key its first attempt sent. (`json_extract`
-    // is SQLite's; a new store of another backend has no such rows.)
-    r#"
-ALTER TABLE outbox ADD COLUMN idempotency_key TEXT;
-UPDATE outbox SET idempotency_key = json_extract(payload, '$.idempotency_key')
-WHERE kind = 'webhook' AND json_valid(payload);
-"#,
-    // The latest snapshot of each service's engine, with the journal
-    // position it covers (restart = snapshot + the journal after it).
-    r#"
-CREATE TABLE snapshots (
-    service TEXT PRIMARY KEY,
-    journal_seq BIGINT NOT NULL,
-    body BLOB NOT NULL
-);
-"#,
-];
+/// Connections a PostgreSQL store keeps: the writer, the checkpoint task
+/// and the readers of the HTTP API beside them.
+const PG_CONNECTIONS: u32 = 8;
 
-pub struct SqliteStore {
-    pool: SqlitePool,
-    /// Held by every transaction that appends to the audit chain, so that
-    /// this process's writers cannot fork it (the tail itself is read from
-    /// the file inside each transaction).
+pub struct SqlStore {
+    pool: Pool,
+    /// Held by every transaction that appends to the audit chain. The
+    /// database's write lock ([`Pool::write_tx`]) is what keeps the chain
+    /// from forking; this only keeps this process's writers from holding
+    /// several pooled connections while they wait for it.
     appending: tokio::sync::Mutex<()>,
     /// Seals webhook secrets before they are written; `None`: stored as
     /// given (a store opened without a key, such as `ripcord token`'s).
     sealer: Option<crate::seal::Sealer>,
 }
 
-impl SqliteStore {
-    /// A write transaction takes SQLite's write lock when it begins. A
-    /// deferred one that reads first and then writes fails at once with
-    /// "database is locked" (the busy timeout does not retry it) when
-    /// another connection wrote in between: the writer, the checkpoint
-    /// task and the few writes beside the writer do exactly that.
-    async fn write_tx(&self) -> Result<sqlx::Transaction<'_, sqlx::Sqlite>> {
-        Ok(self.pool.begin_with("BEGIN IMMEDIATE").await?)
-    }
+/// An outbox row as stored (its secret sealed).
+#[derive(sqlx::FromRow)]
+struct OutboxRow {
+    id: String,
+    service: String,
+    kind: String,
+    url: String,
+    secret: String,
+    payload: String,
+    idempotency_key: Option<String>,
+    attempts: i64,
+    next_at_ms: i64,
+}
 
-    /// Opens (creating if needed) the store file and brings its schema up
-    /// to date.
-    pub async fn open(path: &Path) -> Result<SqliteStore> {
+/// The columns of an outbox row, in [`OutboxRow`]'s order.
+macro_rules! outbox_columns {
+    () => {
+        "id, service, kind, url, secret, payload, idempotency_key, attempts, next_at_ms"
+    };
+}
+
+/// A token row as stored.
+#[derive(sqlx::FromRow)]
+struct TokenRow {
+    name: String,
+    role: String,
+    hash: String,
+    created_at_ms: i64,
+    expires_at_ms: Option<i64>,
+    revoked_at_ms: Option<i64>,
+    created_by: String,
+    person: Option<String>,
+    /// A JSON array of service names.
+    services: String,
+}
+
+/// The columns of a token row, in [`TokenRow`]'s order.
+macro_rules! token_columns {
+    () => {
+        "name, role, hash, created_at_ms, expires_at_ms, revoked_at_ms, created_by, person, \
+         services"
+    };
+}
+
+impl SqlStore {
+    /// Opens (creating if needed) an SQLite store file and brings its
+    /// schema up to date.
+    pub async fn open(path: &Path) -> Result<SqlStore> {
         let options = SqliteConnectOptions::new()
             .filename(path)
             .create_if_missing(true)
@@ -188,23 +94,43 @@ impl SqliteStore {
             .synchronous(SqliteSynchronous::Full)
             .busy_timeout(Duration::from_secs(10))
             .foreign_keys(true);
-        Self::with_options(options, 4).await
+        Self::sqlite(options, 4).await
     }
 
-    /// A private in-memory store (tests).
-    pub async fn in_memory() -> Result<SqliteStore> {
+    /// A private in-memory SQLite store (tests).
+    pub async fn in_memory() -> Result<SqlStore> {
         let options = SqliteConnectOptions::from_str("sqlite::memory:")?;
         // An in-memory database exists only on its own connection.
-        Self::with_options(options, 1).await
+        Self::sqlite(options, 1).await
     }
 
-    async fn with_options(options: SqliteConnectOptions, connections: u32) -> Result<SqliteStore> {
+    async fn sqlite(options: SqliteConnectOptions, connections: u32) -> Result<SqlStore> {
         // WAL lets readers run beside the one writer.
         let pool = SqlitePoolOptions::new()
             .max_connections(connections)
             .connect_with(options)
             .await?;
-        let store = SqliteStore {
+        Self::migrated(Pool::Sqlite(pool)).await
+    }
+
+    /// Connects to a PostgreSQL database (`postgres://USER@HOST:PORT/DB`,
+    /// libpq's URL form) and brings its schema up to date. The database
+    /// must exist; the tables are created.
+    pub async fn connect_postgres(url: &str) -> Result<SqlStore> {
+        let options = PgConnectOptions::from_str(url)?.application_name("ripcord");
+        // One attempt first: the pool would retry an unreachable server
+        // until its acquire timeout, and the error would say less.
+        PgConnection::connect_with(&options).await?.close().await?;
+        let pool = PgPoolOptions::new()
+            .max_connections(PG_CONNECTIONS)
+            .acquire_timeout(Duration::from_secs(10))
+            .connect_with(options)
+            .await?;
+        Self::migrated(Pool::Postgres(pool)).await
+    }
+
+    async fn migrated(pool: Pool) -> Result<SqlStore> {
+        let store = SqlStore {
             pool,
             appending: tokio::sync::Mutex::new(()),
             sealer: None,
@@ -215,7 +141,7 @@ impl SqliteStore {
 
     /// Seals the webhook secrets it writes with `key` (kept outside the
     /// database) and opens those it reads ([`crate::seal`]).
-    pub fn sealing_secrets(mut self, key: &[u8; 32]) -> Result<SqliteStore> {
+    pub fn sealing_secrets(mut self, key: &[u8; 32]) -> Result<SqlStore> {
         self.sealer = Some(crate::seal::Sealer::new(key)?);
         Ok(self)
     }
@@ -229,13 +155,13 @@ impl SqliteStore {
 
     /// Queues one delivery (its secret sealed); an id already queued is
     /// left as it is, so a retried write delivers once.
-    async fn insert_outbox(&self, tx: &mut sqlx::SqliteConnection, o: &OutboxEntry) -> Result<()> {
+    async fn insert_outbox(&self, tx: &mut Tx, o: &OutboxEntry) -> Result<()> {
         let secret = self.seal(&o.secret, &o.url)?;
-        sqlx::query(
-            "INSERT INTO outbox \
-             (id, service, kind, url, secret, payload, idempotency_key, attempts, next_at_ms) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (id) DO NOTHING",
-        )
+        q(concat!(
+            "INSERT INTO outbox (",
+            outbox_columns!(),
+            ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (id) DO NOTHING"
+        ))
         .bind(&o.id)
         .bind(&o.service)
         .bind(&o.kind)
@@ -251,18 +177,17 @@ impl SqliteStore {
     }
 
     /// An outbox row as read by `due` and `due_per_sink`, its secret unsealed.
-    fn outbox_entry(&self, r: &sqlx::sqlite::SqliteRow) -> Result<OutboxEntry> {
-        let url: String = r.try_get("url")?;
+    fn outbox_entry(&self, r: OutboxRow) -> Result<OutboxEntry> {
         Ok(OutboxEntry {
-            id: r.try_get("id")?,
-            service: r.try_get("service")?,
-            kind: r.try_get("kind")?,
-            secret: self.unseal(r.try_get("secret")?, &url)?,
-            url,
-            payload: r.try_get("payload")?,
-            idempotency_key: r.try_get("idempotency_key")?,
-            attempts: r.try_get("attempts")?,
-            next_at_ms: r.try_get("next_at_ms")?,
+            secret: self.unseal(r.secret, &r.url)?,
+            id: r.id,
+            service: r.service,
+            kind: r.kind,
+            url: r.url,
+            payload: r.payload,
+            idempotency_key: r.idempotency_key,
+            attempts: r.attempts,
+            next_at_ms: r.next_at_ms,
         })
     }
 
@@ -273,23 +198,25 @@ impl SqliteStore {
         }
     }
 
+    /// Applies the migrations not applied yet, in one write transaction:
+    /// it holds the write lock, so two processes opening one new database
+    /// at once apply each migration once (the second finds them done).
     async fn migrate(&self) -> Result<()> {
-        sqlx::query("CREATE TABLE IF NOT EXISTS schema_migrations (version BIGINT PRIMARY KEY)")
-            .execute(&self.pool)
+        let mut tx = self.pool.write_tx().await?;
+        tx.raw("CREATE TABLE IF NOT EXISTS schema_migrations (version BIGINT PRIMARY KEY)")
             .await?;
-        let done: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM schema_migrations")
-            .fetch_one(&self.pool)
+        let done: i64 = q("SELECT COUNT(*) FROM schema_migrations")
+            .scalar(&mut tx)
             .await?;
-        for (i, sql) in MIGRATIONS.iter().enumerate().skip(done as usize) {
-            let mut tx = self.write_tx().await?;
-            sqlx::raw_sql(*sql).execute(&mut *tx).await?;
-            sqlx::query("INSERT INTO schema_migrations (version) VALUES ($1)")
+        let migrations = self.pool.migrations();
+        for (i, sql) in migrations.iter().enumerate().skip(done as usize) {
+            tx.raw(sql).await?;
+            q("INSERT INTO schema_migrations (version) VALUES ($1)")
                 .bind(i as i64 + 1)
-                .execute(&mut *tx)
+                .execute(&mut tx)
                 .await?;
-            tx.commit().await?;
         }
-        Ok(())
+        tx.commit().await
     }
 }
 
@@ -299,23 +226,22 @@ fn unhex(text: &str) -> Result<[u8; 32]> {
 }
 
 /// The chain's tail as stored, read inside the transaction that extends it.
-async fn stored_tail(tx: &mut sqlx::SqliteConnection) -> Result<(i64, [u8; 32])> {
-    let row = sqlx::query("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1")
+async fn stored_tail(tx: &mut Tx) -> Result<(i64, [u8; 32])> {
+    let row: Option<(i64, String)> = q("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1")
         .fetch_optional(&mut *tx)
         .await?;
-    let Some(row) = row else {
+    let Some((seq, hash)) = row else {
         return Ok((0, GENESIS));
     };
-    let hash: String = row.try_get("hash")?;
-    Ok((row.try_get("seq")?, unhex(&hash)?))
+    Ok((seq, unhex(&hash)?))
 }
 
 /// Whether record `seq` is a checkpoint (a checkpoint over a checkpoint
 /// would vouch for nothing new).
-async fn is_checkpoint(tx: &mut sqlx::SqliteConnection, seq: i64) -> Result<bool> {
-    let line: Option<String> = sqlx::query_scalar("SELECT line FROM audit WHERE seq = $1")
+async fn is_checkpoint(tx: &mut Tx, seq: i64) -> Result<bool> {
+    let line: Option<String> = q("SELECT line FROM audit WHERE seq = $1")
         .bind(seq)
-        .fetch_optional(&mut *tx)
+        .scalar_optional(&mut *tx)
         .await?;
     let action = line
         .and_then(|l| serde_json::from_str::<serde_json::Value>(&l).ok())
@@ -325,11 +251,9 @@ async fn is_checkpoint(tx: &mut sqlx::SqliteConnection, seq: i64) -> Result<bool
 
 /// Appends audit records inside a transaction, linking them from the
 /// stored tail. The tail is read from the file, not kept in memory, because
-/// another process (`ripcord token`) may have appended since.
-async fn append_audit(
-    tx: &mut sqlx::SqliteConnection,
-    pending: &[&PendingAudit],
-) -> Result<Vec<AuditLine>> {
+/// another process (`ripcord token`, another server) may have appended
+/// since.
+async fn append_audit(tx: &mut Tx, pending: &[&PendingAudit]) -> Result<Vec<AuditLine>> {
     if pending.is_empty() {
         return Ok(Vec::new());
     }
@@ -347,7 +271,7 @@ async fn append_audit(
         };
         let hash = link(&prev, &record);
         let line = to_line(&record, &prev, &hash);
-        sqlx::query(
+        q(
             "INSERT INTO audit (seq, at_ms, principal, action, subject, line, hash) \
              VALUES ($1, $2, $3, $4, $5, $6, $7)",
         )
@@ -357,7 +281,7 @@ async fn append_audit(
         .bind(&p.action)
         .bind(&p.subject)
         .bind(&line)
-        .bind(hex(&hash))
+        .bind(&hex(&hash))
         .execute(&mut *tx)
         .await?;
         appended.push(AuditLine { seq, line });
@@ -367,12 +291,9 @@ async fn append_audit(
 }
 
 /// Upserts a batch's documents and applies its timer changes.
-async fn write_governance(
-    tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
-    batch: &Batch,
-) -> Result<()> {
+async fn write_governance(tx: &mut Tx, batch: &Batch) -> Result<()> {
     for d in &batch.docs {
-        sqlx::query(
+        q(
             "INSERT INTO docs (kind, id, service, created_ms, body) VALUES ($1, $2, $3, $4, $5) \
              ON CONFLICT (kind, id) DO UPDATE SET body = excluded.body",
         )
@@ -380,28 +301,28 @@ async fn write_governance(
         .bind(&d.id)
         .bind(&d.service)
         .bind(d.created_ms)
-        .bind(d.body.to_string())
-        .execute(&mut **tx)
+        .bind(&d.body.to_string())
+        .execute(&mut *tx)
         .await?;
     }
     for change in &batch.timers {
         match change {
             TimerChange::Set(t) => {
-                sqlx::query(
+                q(
                     "INSERT INTO timers (id, service, due_ms, body) VALUES ($1, $2, $3, $4) \
                      ON CONFLICT (id) DO UPDATE SET due_ms = excluded.due_ms, body = excluded.body",
                 )
                 .bind(&t.id)
                 .bind(&t.service)
                 .bind(t.due_ms)
-                .bind(t.body.to_string())
-                .execute(&mut **tx)
+                .bind(&t.body.to_string())
+                .execute(&mut *tx)
                 .await?;
             }
             TimerChange::Cancel(id) => {
-                sqlx::query("DELETE FROM timers WHERE id = $1")
+                q("DELETE FROM timers WHERE id = $1")
                     .bind(id)
-                    .execute(&mut **tx)
+                    .execute(&mut *tx)
                     .await?;
             }
         }
@@ -410,69 +331,63 @@ async fn write_governance(
 }
 
 /// Inserts a blob unless its address is stored; `true` if inserted.
-async fn insert_blob(tx: &mut sqlx::SqliteConnection, hash: &str, bytes: &[u8]) -> Result<bool> {
-    let done = sqlx::query(
-        "INSERT INTO blobs (hash, bytes) VALUES ($1, $2) ON CONFLICT (hash) DO NOTHING",
-    )
-    .bind(hash)
-    .bind(bytes)
-    .execute(&mut *tx)
-    .await?;
-    Ok(done.rows_affected() == 1)
+async fn insert_blob(tx: &mut Tx, hash: &str, bytes: &[u8]) -> Result<bool> {
+    let done = q("INSERT INTO blobs (hash, bytes) VALUES ($1, $2) ON CONFLICT (hash) DO NOTHING")
+        .bind(hash)
+        .bind(bytes)
+        .execute(&mut *tx)
+        .await?;
+    Ok(done == 1)
 }
 
 #[async_trait]
-impl Store for SqliteStore {
+impl Store for SqlStore {
     async fn commit(&self, batches: &[Batch]) -> Result<()> {
         let _appending = self.appending.lock().await;
-        let mut tx = self.write_tx().await?;
+        let mut tx = self.pool.write_tx().await?;
         for batch in batches {
             for j in &batch.journal {
-                sqlx::query(
-                    "INSERT INTO journal (seq, service, kind, body) VALUES ($1, $2, $3, $4)",
-                )
-                .bind(j.seq)
-                .bind(&j.service)
-                .bind(&j.kind)
-                .bind(&j.body)
-                .execute(&mut *tx)
-                .await?;
+                q("INSERT INTO journal (seq, service, kind, body) VALUES ($1, $2, $3, $4)")
+                    .bind(j.seq)
+                    .bind(&j.service)
+                    .bind(&j.kind)
+                    .bind(&j.body)
+                    .execute(&mut tx)
+                    .await?;
             }
             for d in &batch.decisions {
-                sqlx::query(
-                    "INSERT INTO decisions (seq, service, at_ms, line) VALUES ($1, $2, $3, $4)",
-                )
-                .bind(d.seq)
-                .bind(&d.service)
-                .bind(d.at_ms)
-                .bind(&d.line)
-                .execute(&mut *tx)
-                .await?;
+                q("INSERT INTO decisions (seq, service, at_ms, line) VALUES ($1, $2, $3, $4)")
+                    .bind(d.seq)
+                    .bind(&d.service)
+                    .bind(d.at_ms)
+                    .bind(&d.line)
+                    .execute(&mut tx)
+                    .await?;
             }
             for o in &batch.outbox {
                 self.insert_outbox(&mut tx, o).await?;
             }
             for r in &batch.releases {
                 let seq = batch.journal.first().map_or(0, |j| j.seq);
-                sqlx::query(
+                q(
                     "INSERT INTO releases (id, service, created_seq, body) VALUES ($1, $2, $3, $4) \
                      ON CONFLICT (id) DO UPDATE SET body = excluded.body",
                 )
                 .bind(&r.id)
                 .bind(&r.service)
                 .bind(seq)
-                .bind(r.body.to_string())
-                .execute(&mut *tx)
+                .bind(&r.body.to_string())
+                .execute(&mut tx)
                 .await?;
             }
             for (key, answer) in &batch.answers {
-                sqlx::query(
+                q(
                     "INSERT INTO answers (key, answer, at_ms) VALUES ($1, $2, $3) ON CONFLICT (key) DO NOTHING",
                 )
                 .bind(key)
                 .bind(answer)
                 .bind(batch.answered_at_ms)
-                .execute(&mut *tx)
+                .execute(&mut tx)
                 .await?;
             }
         }
@@ -483,7 +398,7 @@ impl Store for SqliteStore {
             insert_blob(&mut tx, hash, bytes).await?;
         }
         for snap in batches.iter().flat_map(|b| &b.snapshots) {
-            sqlx::query(
+            q(
                 "INSERT INTO snapshots (service, journal_seq, body) VALUES ($1, $2, $3) \
                  ON CONFLICT (service) DO UPDATE SET journal_seq = excluded.journal_seq, \
                  body = excluded.body",
@@ -491,7 +406,7 @@ impl Store for SqliteStore {
             .bind(&snap.service)
             .bind(snap.journal_seq)
             .bind(&snap.body)
-            .execute(&mut *tx)
+            .execute(&mut tx)
             .await?;
         }
         let pending: Vec<&PendingAudit> = batches.iter().flat_map(|b| &b.audit).collect();
@@ -501,20 +416,17 @@ impl Store for SqliteStore {
     }
 
     async fn snapshot(&self, service: &str) -> Result<Option<Snapshot>> {
-        let snap =
-            sqlx::query_as("SELECT service, journal_seq, body FROM snapshots WHERE service = $1")
-                .bind(service)
-                .fetch_optional(&self.pool)
-                .await?;
+        let snap = q("SELECT service, journal_seq, body FROM snapshots WHERE service = $1")
+            .bind(service)
+            .fetch_optional(&self.pool)
+            .await?;
         Ok(snap)
     }
 
     async fn last_seqs(&self) -> Result<(i64, i64)> {
-        let journal: Option<i64> = sqlx::query_scalar("SELECT MAX(seq) FROM journal")
-            .fetch_one(&self.pool)
-            .await?;
-        let decisions: Option<i64> = sqlx::query_scalar("SELECT MAX(seq) FROM decisions")
-            .fetch_one(&self.pool)
+        let journal: Option<i64> = q("SELECT MAX(seq) FROM journal").scalar(&self.pool).await?;
+        let decisions: Option<i64> = q("SELECT MAX(seq) FROM decisions")
+            .scalar(&self.pool)
             .await?;
         Ok((journal.unwrap_or(0), decisions.unwrap_or(0)))
     }
@@ -527,22 +439,19 @@ impl Store for SqliteStore {
         audit: &PendingAudit,
     ) -> Result<i64> {
         let _appending = self.appending.lock().await;
-        let mut tx = self.write_tx().await?;
-        let last: Option<i64> =
-            sqlx::query_scalar("SELECT MAX(version) FROM policies WHERE service = $1")
-                .bind(service)
-                .fetch_one(&mut *tx)
-                .await?;
+        let mut tx = self.pool.write_tx().await?;
+        let last: Option<i64> = q("SELECT MAX(version) FROM policies WHERE service = $1")
+            .bind(service)
+            .scalar(&mut tx)
+            .await?;
         let version = last.unwrap_or(0) + 1;
-        sqlx::query(
-            "INSERT INTO policies (service, version, yaml, created_at) VALUES ($1, $2, $3, $4)",
-        )
-        .bind(service)
-        .bind(version)
-        .bind(yaml)
-        .bind(at)
-        .execute(&mut *tx)
-        .await?;
+        q("INSERT INTO policies (service, version, yaml, created_at) VALUES ($1, $2, $3, $4)")
+            .bind(service)
+            .bind(version)
+            .bind(yaml)
+            .bind(at)
+            .execute(&mut tx)
+            .await?;
         let mut audit = audit.clone();
         audit.detail["version"] = serde_json::Value::from(version);
         append_audit(&mut tx, &[&audit]).await?;
@@ -551,7 +460,7 @@ impl Store for SqliteStore {
     }
 
     async fn policy(&self, service: &str) -> Result<Option<PolicyRecord>> {
-        let row = sqlx::query_as(
+        let row = q(
             "SELECT service, version, yaml, created_at FROM policies WHERE service = $1 \
              ORDER BY version DESC LIMIT 1",
         )
@@ -562,10 +471,8 @@ impl Store for SqliteStore {
     }
 
     async fn policy_version(&self, service: &str, version: i64) -> Result<Option<PolicyRecord>> {
-        let row = sqlx::query_as(
-            "SELECT service, version, yaml, created_at FROM policies \
-             WHERE service = $1 AND version = $2",
-        )
+        let row = q("SELECT service, version, yaml, created_at FROM policies \
+             WHERE service = $1 AND version = $2")
         .bind(service)
         .bind(version)
         .fetch_optional(&self.pool)
@@ -574,7 +481,7 @@ impl Store for SqliteStore {
     }
 
     async fn policy_history(&self, service: &str) -> Result<Vec<PolicyRecord>> {
-        let rows = sqlx::query_as(
+        let rows = q(
             "SELECT service, version, yaml, created_at FROM policies WHERE service = $1 \
              ORDER BY version",
         )
@@ -585,27 +492,26 @@ impl Store for SqliteStore {
     }
 
     async fn services(&self) -> Result<Vec<String>> {
-        Ok(
-            sqlx::query_scalar("SELECT DISTINCT service FROM policies ORDER BY service")
-                .fetch_all(&self.pool)
-                .await?,
-        )
+        let rows: Vec<(String,)> = q("SELECT DISTINCT service FROM policies ORDER BY service")
+            .fetch_all(&self.pool)
+            .await?;
+        Ok(rows.into_iter().map(|(s,)| s).collect())
     }
 
     async fn register_version(&self, record: &VersionRecord, audit: &PendingAudit) -> Result<bool> {
         let _appending = self.appending.lock().await;
-        let mut tx = self.write_tx().await?;
-        let done = sqlx::query(
+        let mut tx = self.pool.write_tx().await?;
+        let done = q(
             "INSERT INTO versions (service, version, provenance, registered_at) \
              VALUES ($1, $2, $3, $4) ON CONFLICT (service, version) DO NOTHING",
         )
         .bind(&record.service)
         .bind(&record.version)
-        .bind(record.provenance.to_string())
+        .bind(&record.provenance.to_string())
         .bind(&record.registered_at)
-        .execute(&mut *tx)
+        .execute(&mut tx)
         .await?;
-        if done.rows_affected() != 1 {
+        if done != 1 {
             return Ok(false);
         }
         append_audit(&mut tx, &[audit]).await?;
@@ -614,7 +520,7 @@ impl Store for SqliteStore {
     }
 
     async fn version(&self, service: &str, version: &str) -> Result<Option<VersionRecord>> {
-        let row = sqlx::query_as(
+        let row = q(
             "SELECT service, version, provenance, registered_at FROM versions \
              WHERE service = $1 AND version = $2",
         )
@@ -626,7 +532,7 @@ impl Store for SqliteStore {
     }
 
     async fn versions(&self, service: &str) -> Result<Vec<VersionRecord>> {
-        let rows = sqlx::query_as(
+        let rows = q(
             "SELECT service, version, provenance, registered_at FROM versions \
              WHERE service = $1 ORDER BY registered_at, version",
         )
@@ -637,7 +543,7 @@ impl Store for SqliteStore {
     }
 
     async fn release(&self, id: &str) -> Result<Option<ReleaseRecord>> {
-        let row = sqlx::query_as("SELECT id, service, body FROM releases WHERE id = $1")
+        let row = q("SELECT id, service, body FROM releases WHERE id = $1")
             .bind(id)
             .fetch_optional(&self.pool)
             .await?;
@@ -647,16 +553,14 @@ impl Store for SqliteStore {
     async fn releases(&self, service: Option<&str>) -> Result<Vec<ReleaseRecord>> {
         let rows = match service {
             Some(s) => {
-                sqlx::query_as(
-                    "SELECT id, service, body FROM releases WHERE service = $1 \
-                     ORDER BY created_seq, id",
-                )
+                q("SELECT id, service, body FROM releases WHERE service = $1 \
+                     ORDER BY created_seq, id")
                 .bind(s)
                 .fetch_all(&self.pool)
                 .await?
             }
             None => {
-                sqlx::query_as("SELECT id, service, body FROM releases ORDER BY created_seq, id")
+                q("SELECT id, service, body FROM releases ORDER BY created_seq, id")
                     .fetch_all(&self.pool)
                     .await?
             }
@@ -666,17 +570,15 @@ impl Store for SqliteStore {
 
     async fn last_start(&self, service: &str) -> Result<Option<i64>> {
         Ok(
-            sqlx::query_scalar(
-                "SELECT MAX(seq) FROM journal WHERE service = $1 AND kind = 'start'",
-            )
-            .bind(service)
-            .fetch_one(&self.pool)
-            .await?,
+            q("SELECT MAX(seq) FROM journal WHERE service = $1 AND kind = 'start'")
+                .bind(service)
+                .scalar(&self.pool)
+                .await?,
         )
     }
 
     async fn journal(&self, service: &str, from: i64, limit: i64) -> Result<Vec<JournalEntry>> {
-        let rows = sqlx::query_as(
+        let rows = q(
             "SELECT seq, service, kind, body FROM journal WHERE service = $1 AND seq >= $2 \
              ORDER BY seq LIMIT $3",
         )
@@ -695,10 +597,8 @@ impl Store for SqliteStore {
         after: i64,
         limit: i64,
     ) -> Result<Vec<DecisionEntry>> {
-        let rows = sqlx::query_as(
-            "SELECT seq, service, at_ms, line FROM decisions \
-             WHERE service = $1 AND at_ms >= $2 AND seq > $3 ORDER BY seq LIMIT $4",
-        )
+        let rows = q("SELECT seq, service, at_ms, line FROM decisions \
+             WHERE service = $1 AND at_ms >= $2 AND seq > $3 ORDER BY seq LIMIT $4")
         .bind(service)
         .bind(since_ms)
         .bind(after)
@@ -709,39 +609,36 @@ impl Store for SqliteStore {
     }
 
     async fn answer(&self, key: &str) -> Result<Option<String>> {
-        Ok(
-            sqlx::query_scalar("SELECT answer FROM answers WHERE key = $1")
-                .bind(key)
-                .fetch_optional(&self.pool)
-                .await?,
-        )
+        Ok(q("SELECT answer FROM answers WHERE key = $1")
+            .bind(key)
+            .scalar_optional(&self.pool)
+            .await?)
     }
 
     async fn forget_answers(&self, prefix: &str, before_ms: i64) -> Result<u64> {
         // substr rather than LIKE: a prefix may hold `%` or `_`.
-        let done =
-            sqlx::query("DELETE FROM answers WHERE at_ms < $1 AND substr(key, 1, length($2)) = $2")
-                .bind(before_ms)
-                .bind(prefix)
-                .execute(&self.pool)
-                .await?;
-        Ok(done.rows_affected())
+        let done = q("DELETE FROM answers WHERE at_ms < $1 AND substr(key, 1, length($2)) = $2")
+            .bind(before_ms)
+            .bind(prefix)
+            .execute(&self.pool)
+            .await?;
+        Ok(done)
     }
 
     async fn set_sinks(&self, service: &str, sinks: &[Sink], audit: &PendingAudit) -> Result<()> {
         let _appending = self.appending.lock().await;
-        let mut tx = self.write_tx().await?;
-        sqlx::query("DELETE FROM sinks WHERE service = $1")
+        let mut tx = self.pool.write_tx().await?;
+        q("DELETE FROM sinks WHERE service = $1")
             .bind(service)
-            .execute(&mut *tx)
+            .execute(&mut tx)
             .await?;
         for sink in sinks {
             let secret = self.seal(&sink.secret, &sink.url)?;
-            sqlx::query("INSERT INTO sinks (service, url, secret) VALUES ($1, $2, $3)")
+            q("INSERT INTO sinks (service, url, secret) VALUES ($1, $2, $3)")
                 .bind(service)
                 .bind(&sink.url)
                 .bind(&secret)
-                .execute(&mut *tx)
+                .execute(&mut tx)
                 .await?;
         }
         append_audit(&mut tx, &[audit]).await?;
@@ -750,15 +647,15 @@ impl Store for SqliteStore {
     }
 
     async fn sinks(&self, service: &str) -> Result<Vec<Sink>> {
-        let rows = sqlx::query("SELECT url, secret FROM sinks WHERE service = $1 ORDER BY url")
-            .bind(service)
-            .fetch_all(&self.pool)
-            .await?;
-        rows.iter()
-            .map(|r| {
-                let url: String = r.try_get("url")?;
+        let rows: Vec<(String, String)> =
+            q("SELECT url, secret FROM sinks WHERE service = $1 ORDER BY url")
+                .bind(service)
+                .fetch_all(&self.pool)
+                .await?;
+        rows.into_iter()
+            .map(|(url, secret)| {
                 Ok(Sink {
-                    secret: self.unseal(r.try_get("secret")?, &url)?,
+                    secret: self.unseal(secret, &url)?,
                     url,
                 })
             })
@@ -766,35 +663,38 @@ impl Store for SqliteStore {
     }
 
     async fn due(&self, now_ms: i64, limit: i64) -> Result<Vec<OutboxEntry>> {
-        let rows = sqlx::query(
-            "SELECT id, service, kind, url, secret, payload, idempotency_key, attempts, next_at_ms \
-             FROM outbox \
-             WHERE delivered_at_ms IS NULL AND next_at_ms <= $1 ORDER BY next_at_ms, id LIMIT $2",
-        )
+        let rows: Vec<OutboxRow> = q(concat!(
+            "SELECT ",
+            outbox_columns!(),
+            " FROM outbox \
+             WHERE delivered_at_ms IS NULL AND next_at_ms <= $1 ORDER BY next_at_ms, id LIMIT $2"
+        ))
         .bind(now_ms)
         .bind(limit)
         .fetch_all(&self.pool)
         .await?;
-        rows.iter().map(|r| self.outbox_entry(r)).collect()
+        rows.into_iter().map(|r| self.outbox_entry(r)).collect()
     }
 
     async fn due_per_sink(&self, now_ms: i64, sinks: i64) -> Result<Vec<OutboxEntry>> {
-        let rows = sqlx::query(
-            "SELECT id, service, kind, url, secret, payload, idempotency_key, attempts, next_at_ms \
-             FROM ( \
+        // PostgreSQL (before 16) wants the subquery named.
+        let rows: Vec<OutboxRow> = q(concat!(
+            "SELECT ",
+            outbox_columns!(),
+            " FROM ( \
                SELECT *, ROW_NUMBER() OVER (PARTITION BY url ORDER BY next_at_ms, id) AS nth \
                FROM outbox WHERE delivered_at_ms IS NULL AND next_at_ms <= $1 \
-             ) WHERE nth = 1 ORDER BY next_at_ms, id LIMIT $2",
-        )
+             ) AS due WHERE nth = 1 ORDER BY next_at_ms, id LIMIT $2"
+        ))
         .bind(now_ms)
         .bind(sinks)
         .fetch_all(&self.pool)
         .await?;
-        rows.iter().map(|r| self.outbox_entry(r)).collect()
+        rows.into_iter().map(|r| self.outbox_entry(r)).collect()
     }
 
     async fn delivered(&self, id: &str, at_ms: i64) -> Result<()> {
-        sqlx::query(
+        q(
             "UPDATE outbox SET delivered_at_ms = $1, attempts = attempts + 1, last_error = NULL \
              WHERE id = $2",
         )
@@ -806,7 +706,7 @@ impl Store for SqliteStore {
     }
 
     async fn retry_later(&self, id: &str, next_at_ms: i64, error: &str) -> Result<()> {
-        sqlx::query(
+        q(
             "UPDATE outbox SET next_at_ms = $1, attempts = attempts + 1, last_error = $2 \
              WHERE id = $3",
         )
@@ -819,7 +719,7 @@ impl Store for SqliteStore {
     }
 
     async fn outbox_counts(&self) -> Result<OutboxCounts> {
-        let counts = sqlx::query_as(
+        let counts = q(
             "SELECT COALESCE(SUM(CASE WHEN delivered_at_ms IS NULL THEN 1 ELSE 0 END), 0) AS pending, \
              COALESCE(SUM(CASE WHEN delivered_at_ms IS NULL THEN 0 ELSE 1 END), 0) AS delivered \
              FROM outbox",
@@ -839,7 +739,7 @@ impl Store for SqliteStore {
         let _appending = self.appending.lock().await;
         // Immediate: the head read is the head signed, even with another
         // process appending.
-        let mut tx = self.write_tx().await?;
+        let mut tx = self.pool.write_tx().await?;
         let head = stored_tail(&mut tx).await?;
         if head.0 <= only_after || is_checkpoint(&mut tx, head.0).await? {
             return Ok(None);
@@ -865,18 +765,17 @@ impl Store for SqliteStore {
     }
 
     async fn audit(&self, from: i64, limit: i64) -> Result<Vec<AuditLine>> {
-        let rows =
-            sqlx::query_as("SELECT seq, line FROM audit WHERE seq >= $1 ORDER BY seq LIMIT $2")
-                .bind(from)
-                .bind(limit)
-                .fetch_all(&self.pool)
-                .await?;
+        let rows = q("SELECT seq, line FROM audit WHERE seq >= $1 ORDER BY seq LIMIT $2")
+            .bind(from)
+            .bind(limit)
+            .fetch_all(&self.pool)
+            .await?;
         Ok(rows)
     }
 
     async fn put_blob(&self, hash: &str, bytes: &[u8], audit: &PendingAudit) -> Result<bool> {
         let _appending = self.appending.lock().await;
-        let mut tx = self.write_tx().await?;
+        let mut tx = self.pool.write_tx().await?;
         if !insert_blob(&mut tx, hash, bytes).await? {
             return Ok(false);
         }
@@ -886,36 +785,32 @@ impl Store for SqliteStore {
     }
 
     async fn blob(&self, hash: &str) -> Result<Option<Vec<u8>>> {
-        Ok(
-            sqlx::query_scalar("SELECT bytes FROM blobs WHERE hash = $1")
-                .bind(hash)
-                .fetch_optional(&self.pool)
-                .await?,
-        )
+        Ok(q("SELECT bytes FROM blobs WHERE hash = $1")
+            .bind(hash)
+            .scalar_optional(&self.pool)
+            .await?)
     }
 
     async fn journal_count(&self, service: &str, kind: &str) -> Result<i64> {
         Ok(
-            sqlx::query_scalar("SELECT COUNT(*) FROM journal WHERE service = $1 AND kind = $2")
+            q("SELECT COUNT(*) FROM journal WHERE service = $1 AND kind = $2")
                 .bind(service)
                 .bind(kind)
-                .fetch_one(&self.pool)
+                .scalar(&self.pool)
                 .await?,
         )
     }
 
     async fn doc(&self, kind: &str, id: &str) -> Result<Option<Doc>> {
-        Ok(
-            sqlx::query_as("SELECT * FROM docs WHERE kind = $1 AND id = $2")
-                .bind(kind)
-                .bind(id)
-                .fetch_optional(&self.pool)
-                .await?,
-        )
+        Ok(q("SELECT * FROM docs WHERE kind = $1 AND id = $2")
+            .bind(kind)
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?)
     }
 
     async fn docs(&self, kind: &str, service: Option<&str>) -> Result<Vec<Doc>> {
-        Ok(sqlx::query_as(
+        Ok(q(
             "SELECT * FROM docs WHERE kind = $1 AND ($2 IS NULL OR service = $2) \
              ORDER BY created_ms, id",
         )
@@ -927,7 +822,7 @@ impl Store for SqliteStore {
 
     async fn due_timers(&self, now_ms: i64, limit: i64) -> Result<Vec<Timer>> {
         Ok(
-            sqlx::query_as("SELECT * FROM timers WHERE due_ms <= $1 ORDER BY due_ms, id LIMIT $2")
+            q("SELECT * FROM timers WHERE due_ms <= $1 ORDER BY due_ms, id LIMIT $2")
                 .bind(now_ms)
                 .bind(limit)
                 .fetch_all(&self.pool)
@@ -936,25 +831,23 @@ impl Store for SqliteStore {
     }
 
     async fn timers(&self) -> Result<Vec<Timer>> {
-        Ok(sqlx::query_as("SELECT * FROM timers ORDER BY due_ms, id")
+        Ok(q("SELECT * FROM timers ORDER BY due_ms, id")
             .fetch_all(&self.pool)
             .await?)
     }
 
     async fn integrity(&self) -> Result<Vec<String>> {
-        let rows: Vec<String> = sqlx::query_scalar("PRAGMA integrity_check")
-            .fetch_all(&self.pool)
-            .await?;
-        Ok(rows.into_iter().filter(|r| r != "ok").collect())
+        self.pool.integrity().await
     }
+
     async fn put_token(&self, token: &TokenRecord, audit: &PendingAudit) -> Result<bool> {
         let _appending = self.appending.lock().await;
-        let mut tx = self.write_tx().await?;
-        let done = sqlx::query(
-            "INSERT INTO tokens (name, role, hash, created_at_ms, expires_at_ms, revoked_at_ms, \
-             created_by, person, services) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) \
-             ON CONFLICT (name) DO NOTHING",
-        )
+        let mut tx = self.pool.write_tx().await?;
+        let done = q(concat!(
+            "INSERT INTO tokens (",
+            token_columns!(),
+            ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (name) DO NOTHING"
+        ))
         .bind(&token.name)
         .bind(&token.role)
         .bind(&token.hash)
@@ -963,10 +856,10 @@ impl Store for SqliteStore {
         .bind(token.revoked_at_ms)
         .bind(&token.created_by)
         .bind(&token.person)
-        .bind(serde_json::to_string(&token.services).unwrap_or_else(|_| "[]".into()))
-        .execute(&mut *tx)
+        .bind(&serde_json::to_string(&token.services).unwrap_or_else(|_| "[]".into()))
+        .execute(&mut tx)
         .await?;
-        if done.rows_affected() != 1 {
+        if done != 1 {
             return Ok(false);
         }
         append_audit(&mut tx, &[audit]).await?;
@@ -975,37 +868,38 @@ impl Store for SqliteStore {
     }
 
     async fn token_by_hash(&self, hash: &str) -> Result<Option<TokenRecord>> {
-        let row = sqlx::query(
-            "SELECT name, role, hash, created_at_ms, expires_at_ms, revoked_at_ms, created_by, \
-             person, services FROM tokens WHERE hash = $1",
-        )
+        let row: Option<TokenRow> = q(concat!(
+            "SELECT ",
+            token_columns!(),
+            " FROM tokens WHERE hash = $1"
+        ))
         .bind(hash)
         .fetch_optional(&self.pool)
         .await?;
-        row.as_ref().map(token_row).transpose()
+        row.map(token_record).transpose()
     }
 
     async fn tokens(&self) -> Result<Vec<TokenRecord>> {
-        let rows = sqlx::query(
-            "SELECT name, role, hash, created_at_ms, expires_at_ms, revoked_at_ms, created_by, \
-             person, services FROM tokens ORDER BY name",
-        )
+        let rows: Vec<TokenRow> = q(concat!(
+            "SELECT ",
+            token_columns!(),
+            " FROM tokens ORDER BY name"
+        ))
         .fetch_all(&self.pool)
         .await?;
-        rows.iter().map(token_row).collect()
+        rows.into_iter().map(token_record).collect()
     }
 
     async fn revoke_token(&self, name: &str, at_ms: i64, audit: &PendingAudit) -> Result<bool> {
         let _appending = self.appending.lock().await;
-        let mut tx = self.write_tx().await?;
-        let done = sqlx::query(
-            "UPDATE tokens SET revoked_at_ms = $1 WHERE name = $2 AND revoked_at_ms IS NULL",
-        )
-        .bind(at_ms)
-        .bind(name)
-        .execute(&mut *tx)
-        .await?;
-        if done.rows_affected() != 1 {
+        let mut tx = self.pool.write_tx().await?;
+        let done =
+            q("UPDATE tokens SET revoked_at_ms = $1 WHERE name = $2 AND revoked_at_ms IS NULL")
+                .bind(at_ms)
+                .bind(name)
+                .execute(&mut tx)
+                .await?;
+        if done != 1 {
             return Ok(false);
         }
         append_audit(&mut tx, &[audit]).await?;
@@ -1014,22 +908,19 @@ impl Store for SqliteStore {
     }
 }
 
-fn token_row(row: &sqlx::sqlite::SqliteRow) -> Result<TokenRecord> {
-    let name: String = row.try_get("name")?;
-    let person: Option<String> = row.try_get("person")?;
-    let services: String = row.try_get("services")?;
-    let services = serde_json::from_str(&services)
-        .map_err(|e| StoreError::Corrupt(format!("token {name:?}: services: {e}")))?;
+fn token_record(row: TokenRow) -> Result<TokenRecord> {
+    let services = serde_json::from_str(&row.services)
+        .map_err(|e| StoreError::Corrupt(format!("token {:?}: services: {e}", row.name)))?;
     Ok(TokenRecord {
-        person: person.unwrap_or_else(|| name.clone()),
+        person: row.person.unwrap_or_else(|| row.name.clone()),
         services,
-        name,
-        role: row.try_get("role")?,
-        hash: row.try_get("hash")?,
-        created_at_ms: row.try_get("created_at_ms")?,
-        expires_at_ms: row.try_get("expires_at_ms")?,
-        revoked_at_ms: row.try_get("revoked_at_ms")?,
-        created_by: row.try_get("created_by")?,
+        name: row.name,
+        role: row.role,
+        hash: row.hash,
+        created_at_ms: row.created_at_ms,
+        expires_at_ms: row.expires_at_ms,
+        revoked_at_ms: row.revoked_at_ms,
+        created_by: row.created_by,
     })
 }
 
@@ -1039,35 +930,38 @@ mod tests {
 
     /// A store at the schema before the outbox's key column, with the
     /// given outbox rows (id, kind, payload).
-    async fn before_key_column(rows: &[(&str, &str, &str)]) -> Result<SqliteStore> {
+    async fn before_key_column(rows: &[(&str, &str, &str)]) -> Result<SqlStore> {
         let options = SqliteConnectOptions::from_str("sqlite::memory:")?;
-        let pool = SqlitePoolOptions::new()
-            .max_connections(1)
-            .connect_with(options)
-            .await?;
-        sqlx::query("CREATE TABLE schema_migrations (version BIGINT PRIMARY KEY)")
-            .execute(&pool)
+        let pool = Pool::Sqlite(
+            SqlitePoolOptions::new()
+                .max_connections(1)
+                .connect_with(options)
+                .await?,
+        );
+        let mut tx = pool.write_tx().await?;
+        tx.raw("CREATE TABLE schema_migrations (version BIGINT PRIMARY KEY)")
             .await?;
         // Migration 8 adds the column: the schema as of migration 7.
-        for (i, sql) in MIGRATIONS[..7].iter().enumerate() {
-            sqlx::raw_sql(*sql).execute(&pool).await?;
-            sqlx::query("INSERT INTO schema_migrations (version) VALUES ($1)")
+        for (i, sql) in crate::schema::SQLITE[..7].iter().enumerate() {
+            tx.raw(sql).await?;
+            q("INSERT INTO schema_migrations (version) VALUES ($1)")
                 .bind(i as i64 + 1)
-                .execute(&pool)
+                .execute(&mut tx)
                 .await?;
         }
+        tx.commit().await?;
         for (id, kind, payload) in rows {
-            sqlx::query(
+            q(
                 "INSERT INTO outbox (id, service, kind, url, secret, payload, attempts, next_at_ms) \
                  VALUES ($1, 'svc', $2, 'http://127.0.0.1:9/hook', '', $3, 0, 0)",
             )
-            .bind(id)
-            .bind(kind)
-            .bind(payload)
+            .bind(*id)
+            .bind(*kind)
+            .bind(*payload)
             .execute(&pool)
             .await?;
         }
-        Ok(SqliteStore {
+        Ok(SqlStore {
             pool,
             appending: tokio::sync::Mutex::new(()),
             sealer: None,

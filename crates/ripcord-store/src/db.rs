@@ -1,0 +1,320 @@
+//! The one place that knows there are two database drivers.
+//!
+//! Every query of the store is written once, as SQL both SQLite and
+//! PostgreSQL accept, and run through [`Q`]: its arguments are a small set
+//! of values ([`Arg`]) and its rows are types that decode from either
+//! driver's rows ([`Rows`]). [`Q`]'s methods dispatch to the driver here.
+//! Everything the two databases do differently is in this module and in
+//! [`crate::schema`]: how a write transaction starts (and so serialises
+//! writers), the DDL, and what an integrity check is.
+//!
+//! Why not sqlx's `Any` driver: it drops SQLite's connect options (WAL,
+//! `synchronous=FULL`, the busy timeout) that durability depends on. Why
+//! not a store generic over `sqlx::Database`: the bounds (an executor for
+//! every `&mut Connection`, `Encode`/`Decode` for every column type) would
+//! have to be repeated on every function that runs a query.
+
+use sqlx::postgres::{PgPool, PgRow};
+use sqlx::sqlite::{SqlitePool, SqliteRow};
+use sqlx::{Database, Encode, FromRow, Postgres, Sqlite, Transaction, Type};
+
+use crate::{Result, schema};
+
+/// The key of the PostgreSQL advisory lock every write transaction takes
+/// first: the counterpart of SQLite's `BEGIN IMMEDIATE`, so that writers of
+/// several processes take turns and the audit chain's tail one of them
+/// reads is still the tail when it appends. (`ripcord` in ASCII.)
+const WRITE_LOCK: i64 = 0x7269_7063_6f72_64;
+
+/// A connection pool of one of the drivers.
+pub(crate) enum Pool {
+    Sqlite(SqlitePool),
+    Postgres(PgPool),
+}
+
+/// A write transaction: it holds the database's write lock from its start
+/// to its commit (or its drop, which rolls back).
+pub(crate) enum Tx {
+    Sqlite(Transaction<'static, Sqlite>),
+    Postgres(Transaction<'static, Postgres>),
+}
+
+impl Pool {
+    /// Begins a write transaction, waiting for the write lock first. A
+    /// transaction that read before taking it could append to an audit
+    /// chain whose tail another writer has since moved (a fork), and on
+    /// SQLite it fails outright with "database is locked".
+    pub(crate) async fn write_tx(&self) -> Result<Tx> {
+        Ok(match self {
+            Pool::Sqlite(p) => Tx::Sqlite(p.begin_with("BEGIN IMMEDIATE").await?),
+            Pool::Postgres(p) => {
+                let mut tx = p.begin().await?;
+                sqlx::query("SELECT pg_advisory_xact_lock($1)")
+                    .bind(WRITE_LOCK)
+                    .execute(&mut *tx)
+                    .await?;
+                Tx::Postgres(tx)
+            }
+        })
+    }
+
+    /// The schema migrations of this driver ([`crate::schema`]).
+    pub(crate) fn migrations(&self) -> &'static [&'static str] {
+        match self {
+            Pool::Sqlite(_) => schema::SQLITE,
+            Pool::Postgres(_) => schema::POSTGRES,
+        }
+    }
+
+    /// What is wrong with the database, as its own check reports it;
+    /// empty when it is sound. SQLite: `PRAGMA integrity_check` over the
+    /// file. PostgreSQL checks its pages itself (and checksums them when
+    /// the cluster has them on); what is left to check from here is that
+    /// every table the store uses is there and reachable.
+    pub(crate) async fn integrity(&self) -> Result<Vec<String>> {
+        let problems: Vec<(String,)> = match self {
+            Pool::Sqlite(p) => {
+                let rows: Vec<(String,)> = sqlx::query_as("PRAGMA integrity_check")
+                    .fetch_all(p)
+                    .await?;
+                rows.into_iter().filter(|(r,)| r != "ok").collect()
+            }
+            Pool::Postgres(p) => {
+                sqlx::query_as(
+                    "SELECT 'table ' || t || ' is missing' FROM unnest($1::text[]) AS t \
+                     WHERE to_regclass(t) IS NULL",
+                )
+                .bind(schema::TABLES)
+                .fetch_all(p)
+                .await?
+            }
+        };
+        Ok(problems.into_iter().map(|(p,)| p).collect())
+    }
+}
+
+impl Tx {
+    pub(crate) async fn commit(self) -> Result<()> {
+        match self {
+            Tx::Sqlite(tx) => tx.commit().await?,
+            Tx::Postgres(tx) => tx.commit().await?,
+        }
+        Ok(())
+    }
+
+    /// Runs SQL of several statements (a migration).
+    pub(crate) async fn raw(&mut self, sql: &'static str) -> Result<()> {
+        match self {
+            Tx::Sqlite(tx) => {
+                sqlx::raw_sql(sql).execute(&mut **tx).await?;
+            }
+            Tx::Postgres(tx) => {
+                sqlx::raw_sql(sql).execute(&mut **tx).await?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Where a query runs: on any pooled connection, or inside a transaction.
+pub(crate) enum On<'c> {
+    Pool(&'c Pool),
+    Tx(&'c mut Tx),
+}
+
+impl<'c> From<&'c Pool> for On<'c> {
+    fn from(pool: &'c Pool) -> On<'c> {
+        On::Pool(pool)
+    }
+}
+
+impl<'c> From<&'c mut Tx> for On<'c> {
+    fn from(tx: &'c mut Tx) -> On<'c> {
+        On::Tx(tx)
+    }
+}
+
+/// A query argument. The columns the store binds are text, integers and
+/// bytes; JSON is bound as its text.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Arg<'a> {
+    Text(Option<&'a str>),
+    Int(Option<i64>),
+    Bytes(&'a [u8]),
+}
+
+impl<'a> From<&'a str> for Arg<'a> {
+    fn from(v: &'a str) -> Arg<'a> {
+        Arg::Text(Some(v))
+    }
+}
+
+impl<'a> From<&'a String> for Arg<'a> {
+    fn from(v: &'a String) -> Arg<'a> {
+        Arg::Text(Some(v))
+    }
+}
+
+impl<'a> From<Option<&'a str>> for Arg<'a> {
+    fn from(v: Option<&'a str>) -> Arg<'a> {
+        Arg::Text(v)
+    }
+}
+
+impl<'a> From<&'a Option<String>> for Arg<'a> {
+    fn from(v: &'a Option<String>) -> Arg<'a> {
+        Arg::Text(v.as_deref())
+    }
+}
+
+impl From<i64> for Arg<'_> {
+    fn from(v: i64) -> Self {
+        Arg::Int(Some(v))
+    }
+}
+
+impl From<Option<i64>> for Arg<'_> {
+    fn from(v: Option<i64>) -> Self {
+        Arg::Int(v)
+    }
+}
+
+impl<'a> From<&'a [u8]> for Arg<'a> {
+    fn from(v: &'a [u8]) -> Arg<'a> {
+        Arg::Bytes(v)
+    }
+}
+
+impl<'a> From<&'a Vec<u8>> for Arg<'a> {
+    fn from(v: &'a Vec<u8>) -> Arg<'a> {
+        Arg::Bytes(v)
+    }
+}
+
+/// A row type both drivers can decode (derive `sqlx::FromRow`; tuples of
+/// column types work too).
+pub(crate) trait Rows:
+    for<'r> FromRow<'r, SqliteRow> + for<'r> FromRow<'r, PgRow> + Send + Unpin
+{
+}
+
+impl<T> Rows for T where
+    T: for<'r> FromRow<'r, SqliteRow> + for<'r> FromRow<'r, PgRow> + Send + Unpin
+{
+}
+
+/// One statement with its arguments, run on either driver.
+pub(crate) struct Q<'a> {
+    sql: &'static str,
+    args: Vec<Arg<'a>>,
+}
+
+/// Starts a query; `$1`, `$2`, … are its arguments in order.
+pub(crate) fn q<'a>(sql: &'static str) -> Q<'a> {
+    Q {
+        sql,
+        args: Vec::new(),
+    }
+}
+
+fn bind_all<'q, DB>(
+    mut query: sqlx::query::Query<'q, DB, DB::Arguments>,
+    args: &[Arg<'_>],
+) -> sqlx::query::Query<'q, DB, DB::Arguments>
+where
+    DB: Database,
+    for<'t> Option<&'t str>: Encode<'t, DB> + Type<DB>,
+    for<'t> Option<i64>: Encode<'t, DB> + Type<DB>,
+    for<'t> &'t [u8]: Encode<'t, DB> + Type<DB>,
+{
+    for arg in args {
+        query = match *arg {
+            Arg::Text(v) => query.bind(v),
+            Arg::Int(v) => query.bind(v),
+            Arg::Bytes(v) => query.bind(v),
+        };
+    }
+    query
+}
+
+/// Runs `$run` with `$query` (the statement with its arguments bound) and
+/// `$exec` (an executor) of whichever driver `$on` is.
+macro_rules! dispatch {
+    ($self:ident, $on:expr, |$query:ident, $exec:ident| $run:expr) => {
+        match Into::<On<'_>>::into($on) {
+            On::Pool(Pool::Sqlite($exec)) => {
+                let $query = bind_all(sqlx::query::<Sqlite>($self.sql), &$self.args);
+                $run
+            }
+            On::Pool(Pool::Postgres($exec)) => {
+                let $query = bind_all(sqlx::query::<Postgres>($self.sql), &$self.args);
+                $run
+            }
+            On::Tx(Tx::Sqlite(tx)) => {
+                let $query = bind_all(sqlx::query::<Sqlite>($self.sql), &$self.args);
+                let $exec = &mut **tx;
+                $run
+            }
+            On::Tx(Tx::Postgres(tx)) => {
+                let $query = bind_all(sqlx::query::<Postgres>($self.sql), &$self.args);
+                let $exec = &mut **tx;
+                $run
+            }
+        }
+    };
+}
+
+impl<'a> Q<'a> {
+    pub(crate) fn bind(mut self, arg: impl Into<Arg<'a>>) -> Q<'a> {
+        self.args.push(arg.into());
+        self
+    }
+
+    /// Runs the statement; how many rows it changed.
+    pub(crate) async fn execute<'c>(self, on: impl Into<On<'c>>) -> Result<u64> {
+        Ok(dispatch!(self, on, |query, exec| query
+            .execute(exec)
+            .await?
+            .rows_affected()))
+    }
+
+    pub(crate) async fn fetch_all<'c, T: Rows>(self, on: impl Into<On<'c>>) -> Result<Vec<T>> {
+        Ok(dispatch!(self, on, |query, exec| query
+            .try_map(|row| T::from_row(&row))
+            .fetch_all(exec)
+            .await?))
+    }
+
+    pub(crate) async fn fetch_optional<'c, T: Rows>(
+        self,
+        on: impl Into<On<'c>>,
+    ) -> Result<Option<T>> {
+        Ok(dispatch!(self, on, |query, exec| query
+            .try_map(|row| T::from_row(&row))
+            .fetch_optional(exec)
+            .await?))
+    }
+
+    pub(crate) async fn fetch_one<'c, T: Rows>(self, on: impl Into<On<'c>>) -> Result<T> {
+        Ok(dispatch!(self, on, |query, exec| query
+            .try_map(|row| T::from_row(&row))
+            .fetch_one(exec)
+            .await?))
+    }
+
+    /// The first column of the one row.
+    pub(crate) async fn scalar<'c, T>(self, on: impl Into<On<'c>>) -> Result<T>
+    where
+        (T,): Rows,
+    {
+        Ok(self.fetch_one::<(T,)>(on).await?.0)
+    }
+
+    /// The first column of the row, if there is one.
+    pub(crate) async fn scalar_optional<'c, T>(self, on: impl Into<On<'c>>) -> Result<Option<T>>
+    where
+        (T,): Rows,
+    {
+        Ok(self.fetch_optional::<(T,)>(on).await?.map(|(v,)| v))
+    }
+}
