@@ -522,7 +522,7 @@ async fn restart(quick: bool) -> anyhow::Result<()> {
         let restart_s = started.elapsed().as_secs_f64();
         drop(server);
         let db = dir.path().join("ripcord.db");
-        let snapshot = ripcord_store::SqliteStore::open(&db)
+        let snapshot = ripcord_store::SqlStore::open(&db)
             .await?
             .snapshot("support-bot")
             .await?;

@@ -9,7 +9,7 @@ use std::process::Command;
 
 use ripcord_core::Time;
 use ripcord_core::evidence::{FreezeInput, Provenance, Redaction, Reservoir, address, freeze};
-use ripcord_store::{PendingAudit, SqliteStore, Store};
+use ripcord_store::{PendingAudit, SqlStore, Store};
 use serde_json::{Value, json};
 
 const POLICY: &str = "service: support-bot\nscenario: conversational-agent\n";
@@ -99,7 +99,7 @@ async fn an_export_holds_the_bundle_its_parts_and_their_hashes() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     std::fs::create_dir(&data).unwrap();
-    let store = SqliteStore::open(&data.join("ripcord.db")).await.unwrap();
+    let store = SqlStore::open(&data.join("ripcord.db")).await.unwrap();
     store
         .put_policy("support-bot", POLICY, "t", &audit())
         .await
@@ -175,7 +175,7 @@ async fn evidence_that_does_not_verify_exits_1() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     std::fs::create_dir(&data).unwrap();
-    let store = SqliteStore::open(&data.join("ripcord.db")).await.unwrap();
+    let store = SqlStore::open(&data.join("ripcord.db")).await.unwrap();
     store
         .put_policy("support-bot", POLICY, "t", &audit())
         .await

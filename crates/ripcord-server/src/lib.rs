@@ -37,7 +37,7 @@ use anyhow::Context;
 use axum::http::StatusCode;
 use ripcord_core::engine::EngineOptions;
 use ripcord_core::policy::load_policy;
-use ripcord_store::{SqliteStore, Store};
+use ripcord_store::{Store, StoreSpec};
 use tokio::sync::watch;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::timeout::TimeoutLayer;
@@ -51,7 +51,10 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
 #[derive(Clone, Debug)]
 pub struct Config {
+    /// The admin token, the default store and the default keys live here.
     pub data_dir: PathBuf,
+    /// Where the store is; `None`: `ripcord.db` in `data_dir`.
+    pub store: Option<StoreSpec>,
     pub listen: SocketAddr,
     /// A directory of policy files loaded (as new versions where changed)
     /// at start.
@@ -100,6 +103,7 @@ impl Config {
     pub fn new(data_dir: PathBuf, listen: SocketAddr) -> Config {
         Config {
             data_dir,
+            store: None,
             listen,
             policies: None,
             engine: EngineOptions::default(),
@@ -119,6 +123,11 @@ impl Config {
             clock: clock::Clock::Wall,
             secrets_key: None,
         }
+    }
+
+    /// The store: `store`, else `ripcord.db` in the data dir.
+    pub fn store_spec(&self) -> StoreSpec {
+        StoreSpec::or_default(self.store.clone(), &self.data_dir)
     }
 }
 
@@ -158,13 +167,8 @@ pub async fn start(config: Config) -> anyhow::Result<Server> {
         .unwrap_or_else(|| config.data_dir.join("secrets.key"));
     let secrets = auth::secrets_key(&secrets_path)
         .with_context(|| format!("the secrets key {}", secrets_path.display()))?;
-    let db = config.data_dir.join("ripcord.db");
-    let store: Arc<dyn Store> = Arc::new(
-        SqliteStore::open(&db)
-            .await
-            .with_context(|| format!("opening {}", db.display()))?
-            .sealing_secrets(&secrets)?,
-    );
+    let store: Arc<dyn Store> =
+        Arc::new(ripcord_store::open(&config.store_spec()).await?.sealing_secrets(&secrets)?);
     // What an earlier run left unsigned (it crashed, or another process
     // appended) is signed before anything new is added.
     signing

@@ -14,7 +14,7 @@ use ripcord_store::*;
 
 /// The real SQLite store, with commits that fail while `broken` is set.
 struct Faulty {
-    inner: SqliteStore,
+    inner: SqlStore,
     broken: AtomicBool,
 }
 
@@ -175,7 +175,7 @@ async fn after_a_failed_commit_nothing_more_is_acknowledged_until_a_restart() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("ripcord.db");
     let store = Arc::new(Faulty {
-        inner: SqliteStore::open(&path).await.unwrap(),
+        inner: SqlStore::open(&path).await.unwrap(),
         broken: AtomicBool::new(false),
     });
     let hub = Hub::load(store.clone(), EngineOptions::default())
@@ -217,7 +217,7 @@ async fn after_a_failed_commit_nothing_more_is_acknowledged_until_a_restart() {
     drop(hub);
 
     // A restart rebuilds from what was stored: the first batch only.
-    let reopened = Arc::new(SqliteStore::open(&path).await.unwrap());
+    let reopened = Arc::new(SqlStore::open(&path).await.unwrap());
     let hub = Hub::load(reopened.clone(), EngineOptions::default())
         .await
         .unwrap();

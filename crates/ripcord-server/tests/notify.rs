@@ -19,7 +19,7 @@ use hmac::{Hmac, KeyInit, Mac};
 use ripcord_server::notify::{
     self, Audience, ChannelConfig, NotifyError, NotifyKind, Part, TemplateSource,
 };
-use ripcord_store::{Batch, OutboxEntry, SqliteStore, Store};
+use ripcord_store::{Batch, OutboxEntry, SqlStore, Store};
 use serde_json::{Value, json};
 use sha2::Sha256;
 use tokio::io::AsyncBufReadExt;
@@ -35,7 +35,7 @@ struct Worker {
 
 impl Worker {
     async fn start() -> Result<Worker> {
-        let store: Arc<dyn Store> = Arc::new(SqliteStore::in_memory().await?);
+        let store: Arc<dyn Store> = Arc::new(SqlStore::in_memory().await?);
         let (stop, stopped) = tokio::sync::watch::channel(false);
         // The receivers here listen on loopback.
         let delivery = ripcord_server::webhooks::Delivery {

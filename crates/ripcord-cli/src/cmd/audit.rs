@@ -9,7 +9,9 @@ use anyhow::Context;
 use clap::{Args, Subcommand};
 use ripcord_core::audit::{Expect, hex, parse_published, unhex, verify_signed, verify_with};
 use ripcord_core::policy::units::parse_duration;
-use ripcord_store::{SqliteStore, Store};
+use ripcord_store::Store;
+
+use super::store::{StoreArg, open_existing};
 
 #[derive(Args)]
 pub struct AuditArgs {
@@ -24,6 +26,8 @@ enum AuditCommand {
         /// The server's data dir.
         #[arg(long, default_value = "ripcord-data")]
         data_dir: PathBuf,
+        #[command(flatten)]
+        store: StoreArg,
         /// Where to write [default: standard output].
         #[arg(long)]
         output: Option<PathBuf>,
@@ -33,8 +37,10 @@ enum AuditCommand {
         /// The server's data dir (verifies the live log).
         #[arg(long, default_value = "ripcord-data", conflicts_with = "file")]
         data_dir: PathBuf,
+        #[command(flatten)]
+        store: StoreArg,
         /// An export to verify instead.
-        #[arg(long)]
+        #[arg(long, conflicts_with = "store")]
         file: Option<PathBuf>,
         /// The server's checkpoint key (hex, as `ripcord serve` prints it):
         /// checkpoints signed by any other key are refused, and so are an
@@ -60,8 +66,12 @@ const PAGE: i64 = 10_000;
 pub fn run(args: AuditArgs) -> anyhow::Result<ExitCode> {
     let runtime = tokio::runtime::Runtime::new()?;
     match args.command {
-        AuditCommand::Export { data_dir, output } => {
-            let text = runtime.block_on(export(&data_dir))?;
+        AuditCommand::Export {
+            data_dir,
+            store,
+            output,
+        } => {
+            let text = runtime.block_on(export(&store, &data_dir))?;
             match output {
                 Some(path) => std::fs::write(&path, text)
                     .with_context(|| format!("writing {}", path.display()))?,
@@ -71,6 +81,7 @@ pub fn run(args: AuditArgs) -> anyhow::Result<ExitCode> {
         }
         AuditCommand::Verify {
             data_dir,
+            store,
             file,
             public_key,
             checkpoints,
@@ -94,7 +105,7 @@ pub fn run(args: AuditArgs) -> anyhow::Result<ExitCode> {
             let text = match file {
                 Some(path) => std::fs::read_to_string(&path)
                     .with_context(|| format!("reading {}", path.display()))?,
-                None => runtime.block_on(export(&data_dir))?,
+                None => runtime.block_on(export(&store, &data_dir))?,
             };
             let expect = pinned.map(|key| Expect {
                 key,
@@ -109,12 +120,8 @@ pub fn run(args: AuditArgs) -> anyhow::Result<ExitCode> {
 }
 
 /// The whole log, in order, one line per record.
-async fn export(data_dir: &std::path::Path) -> anyhow::Result<String> {
-    let db = data_dir.join("ripcord.db");
-    if !db.exists() {
-        anyhow::bail!("{}: no store here (is --data-dir right?)", db.display());
-    }
-    let store = SqliteStore::open(&db).await?;
+async fn export(store: &StoreArg, data_dir: &std::path::Path) -> anyhow::Result<String> {
+    let store = open_existing(&store.spec(data_dir)).await?;
     let mut text = String::new();
     let mut from = 1;
     loop {

@@ -7,7 +7,7 @@
 //! a policy whose hash differs), 2 other errors (no such bundle, I/O).
 
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::{Context, bail};
@@ -17,7 +17,9 @@ use flate2::write::GzEncoder;
 use ripcord_core::Time;
 use ripcord_core::evidence::{self, Bundle};
 use ripcord_govern::record::{INCIDENT, Incident};
-use ripcord_store::{SqliteStore, Store};
+use ripcord_store::{Store, StoreSpec};
+
+use super::store::{StoreArg, open_existing};
 use serde_json::json;
 
 #[derive(Args)]
@@ -35,6 +37,8 @@ enum EvidenceCommand {
         /// The server's data dir.
         #[arg(long, default_value = "ripcord-data")]
         data_dir: PathBuf,
+        #[command(flatten)]
+        store: StoreArg,
         /// The archive [default: evidence-<first 12 digits of the address>.tar.gz].
         #[arg(short, long)]
         output: Option<PathBuf>,
@@ -58,10 +62,11 @@ pub fn run(args: EvidenceArgs) -> anyhow::Result<ExitCode> {
     let EvidenceCommand::Export {
         target,
         data_dir,
+        store,
         output,
     } = args.command;
     let runtime = tokio::runtime::Runtime::new()?;
-    match runtime.block_on(export(&target, &data_dir)) {
+    match runtime.block_on(export(&target, &store.spec(&data_dir))) {
         Ok((address, archive)) => {
             let path = output
                 .unwrap_or_else(|| PathBuf::from(format!("evidence-{}.tar.gz", &address[..12])));
@@ -76,14 +81,6 @@ pub fn run(args: EvidenceArgs) -> anyhow::Result<ExitCode> {
         }
         Err(Failure::Other(e)) => Err(e),
     }
-}
-
-pub async fn open_store(data_dir: &Path) -> anyhow::Result<SqliteStore> {
-    let db = data_dir.join("ripcord.db");
-    if !db.exists() {
-        bail!("{}: no store here (is --data-dir right?)", db.display());
-    }
-    Ok(SqliteStore::open(&db).await?)
 }
 
 /// Whether `text` is a bundle address rather than an incident id.
@@ -109,8 +106,8 @@ pub async fn resolve_incident_bundle(store: &dyn Store, incident: &str) -> anyho
     }
 }
 
-async fn export(target: &str, data_dir: &Path) -> Result<(String, Vec<u8>), Failure> {
-    let store = open_store(data_dir).await?;
+async fn export(target: &str, spec: &StoreSpec) -> Result<(String, Vec<u8>), Failure> {
+    let store = open_existing(spec).await?;
     let address = if is_address(target) {
         target.to_string()
     } else {

@@ -9,6 +9,7 @@ pub mod replay;
 pub mod report;
 pub mod serve;
 pub mod simulate;
+pub mod store;
 pub mod template;
 pub mod test;
 pub mod token;

@@ -20,7 +20,7 @@ use ripcord_govern::{IncidentReport, ReleaseFacts};
 use ripcord_store::Store;
 use serde_json::Value;
 
-use crate::cmd::evidence::open_store;
+use crate::cmd::store::{StoreArg, open_existing};
 use crate::report::{Chart, Format, Input, render};
 
 #[derive(Args)]
@@ -32,6 +32,8 @@ pub struct ReportArgs {
     /// The server's data dir.
     #[arg(long, default_value = "ripcord-data")]
     data_dir: PathBuf,
+    #[command(flatten)]
+    store: StoreArg,
     /// Where to write [default: standard output].
     #[arg(short, long)]
     output: Option<PathBuf>,
@@ -119,7 +121,7 @@ fn write_charts(charts: &[Chart], dir: Option<&Path>) -> anyhow::Result<()> {
 
 async fn gather(args: &ReportArgs) -> anyhow::Result<(IncidentReport, Vec<String>, Option<Table>)> {
     let store = if args.incident_file.is_none() || args.decisions.is_none() {
-        Some(open_store(&args.data_dir).await?)
+        Some(open_existing(&args.store.spec(&args.data_dir)).await?)
     } else {
         None
     };

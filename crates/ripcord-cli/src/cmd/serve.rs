@@ -1,4 +1,4 @@
-//! `ripcord serve`: the live service on the embedded store.
+//! `ripcord serve`: the live service, on the embedded store or PostgreSQL.
 //!
 //! Settings come from flags, then environment variables (`RIPCORD_*`), then
 //! the config file (`ripcord.yaml` by default, if present), then defaults.
@@ -16,13 +16,19 @@ use ripcord_server::audit_sign::CheckpointChannels;
 use ripcord_server::auth::{RoleSpec, Roles};
 use ripcord_server::notify::{ChannelConfig, check_all};
 use ripcord_server::sinks::{Allowed, Range};
+use ripcord_store::StoreSpec;
 use serde::Deserialize;
+
+use super::store::StoreArg;
 
 #[derive(Args)]
 pub struct ServeArgs {
     /// Where the store and the admin token live [default: ./ripcord-data].
     #[arg(long, env = "RIPCORD_DATA_DIR")]
     data_dir: Option<PathBuf>,
+    /// [default: the config's `store:`, else ripcord.db in the data dir]
+    #[command(flatten)]
+    store: StoreArg,
     /// Address to listen on [default: 127.0.0.1:7070].
     #[arg(long, env = "RIPCORD_LISTEN")]
     listen: Option<SocketAddr>,
@@ -55,6 +61,8 @@ pub struct ServeArgs {
 #[serde(deny_unknown_fields)]
 pub struct FileConfig {
     pub data_dir: Option<PathBuf>,
+    /// `postgres://USER@HOST:PORT/DB` or `sqlite://PATH`.
+    pub store: Option<StoreSpec>,
     listen: Option<SocketAddr>,
     policies: Option<PathBuf>,
     audit_key: Option<PathBuf>,
@@ -169,6 +177,7 @@ pub fn config(args: ServeArgs) -> anyhow::Result<ripcord_server::Config> {
         .or(file.listen)
         .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 7070)));
     let mut config = ripcord_server::Config::new(data_dir, listen);
+    config.store = args.store.store.or(file.store);
     config.policies = args.policies.or(file.policies);
     config.audit_key = args.audit_key.or(file.audit_key);
     config.audit_checkpoints = args.audit_checkpoints.or(file.audit_checkpoints);
@@ -218,7 +227,7 @@ async fn serve(config: ripcord_server::Config) -> anyhow::Result<()> {
     eprintln!(
         "ripcord serving on http://{} (store: {})",
         server.addr,
-        config.data_dir.join("ripcord.db").display()
+        config.store_spec()
     );
     shutdown_signal().await;
     eprintln!("shutting down: finishing requests in flight");
@@ -249,6 +258,7 @@ mod tests {
     fn args() -> ServeArgs {
         ServeArgs {
             data_dir: None,
+            store: StoreArg::default(),
             listen: None,
             policies: None,
             audit_key: None,
@@ -275,6 +285,33 @@ mod tests {
         let c = config(a).unwrap();
         assert_eq!(c.listen.to_string(), "127.0.0.1:7171");
         assert_eq!(c.data_dir, PathBuf::from("/srv/ripcord"));
+    }
+
+    #[test]
+    fn the_store_comes_from_the_flag_then_the_config_file_then_the_data_dir() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("ripcord.yaml");
+        std::fs::write(
+            &file,
+            "data_dir: /srv/ripcord\nstore: postgres://rc@db:5432/ripcord\n",
+        )
+        .unwrap();
+        let c = config(args()).unwrap();
+        assert_eq!(c.store_spec().to_string(), "ripcord-data/ripcord.db");
+        let mut a = args();
+        a.config = Some(file.clone());
+        let c = config(a).unwrap();
+        assert_eq!(c.store_spec().to_string(), "postgres://rc@db:5432/ripcord");
+        let mut a = args();
+        a.config = Some(file.clone());
+        a.store.store = Some("sqlite:///tmp/x.db".parse().unwrap());
+        let c = config(a).unwrap();
+        assert_eq!(c.store_spec().to_string(), "/tmp/x.db");
+        std::fs::write(&file, "store: mysql://rc@db/ripcord\n").unwrap();
+        let mut a = args();
+        a.config = Some(file);
+        let err = config(a).err().unwrap().to_string();
+        assert!(err.contains("expected postgres://USER@HOST:PORT/DB"), "{err}");
     }
 
     #[test]

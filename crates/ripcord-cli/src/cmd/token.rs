@@ -1,25 +1,26 @@
-//! `ripcord token create|list|revoke`: API tokens, managed on the data
-//! dir's store directly, so that the first tokens can be made before any
-//! exist (and while the server runs: SQLite's WAL and busy timeout make
-//! the two writers safe, and the server looks tokens up on every request,
-//! so a revocation counts from its next one).
+//! `ripcord token create|list|revoke`: API tokens, managed on the store
+//! directly (`--store`, else the data dir's), so that the first tokens can
+//! be made before any exist (and while the server runs: every write
+//! transaction takes the store's write lock first, so the two writers take
+//! turns, and the server looks tokens up on every request, so a revocation
+//! counts from its next one).
 //!
 //! Changes are audited under the principal `local:<unix user>`: whoever
 //! can open the data dir acts as an admin. Roles are checked against the
 //! built-in ones plus the config's `roles:` (`--config`, else
 //! `./ripcord.yaml` when present), the same file `ripcord serve` reads.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::{Context, bail};
 use clap::{Args, Subcommand};
 use ripcord_core::Time;
 use ripcord_server::auth::Roles;
 use ripcord_server::auth::tokens::{self, NewToken, TokenError};
-use ripcord_store::{SqliteStore, TokenRecord};
+use ripcord_store::{SqlStore, StoreSpec, TokenRecord};
 
 use super::serve::{config_path, read_config};
+use super::store::{StoreArg, open_existing};
 
 #[derive(Args)]
 pub struct TokenArgs {
@@ -33,7 +34,10 @@ struct Place {
     /// The server's data dir [default: the config's `data_dir`, else ./ripcord-data].
     #[arg(long, env = "RIPCORD_DATA_DIR")]
     data_dir: Option<PathBuf>,
-    /// Config file with custom `roles:` [default: ./ripcord.yaml when it exists].
+    /// [default: the config's `store`, else ripcord.db in the data dir]
+    #[command(flatten)]
+    store: StoreArg,
+    /// Config file with custom `roles:` and `store:` [default: ./ripcord.yaml when it exists].
     #[arg(long, env = "RIPCORD_CONFIG")]
     config: Option<PathBuf>,
 }
@@ -104,8 +108,8 @@ pub fn run(args: TokenArgs) -> anyhow::Result<ExitCode> {
     })
 }
 
-/// The data dir (flag, environment, config, default) and the roles.
-fn resolve(place: &Place) -> anyhow::Result<(PathBuf, Roles)> {
+/// Where the store is (flag, environment, config, default) and the roles.
+fn resolve(place: &Place) -> anyhow::Result<(Located, Roles)> {
     let file = read_config(place.config.as_deref())?;
     let roles = match config_path(place.config.as_deref()) {
         Some(path) => file.roles(&path)?,
@@ -116,22 +120,27 @@ fn resolve(place: &Place) -> anyhow::Result<(PathBuf, Roles)> {
         .clone()
         .or(file.data_dir)
         .unwrap_or_else(|| PathBuf::from("ripcord-data"));
-    Ok((data_dir, roles))
+    let spec = StoreSpec::or_default(place.store.store.clone().or(file.store), &data_dir);
+    Ok((Located { data_dir, spec }, roles))
 }
 
-async fn open(data_dir: &Path, create: bool) -> anyhow::Result<SqliteStore> {
-    let db = data_dir.join("ripcord.db");
-    if create {
-        ripcord_server::private_data_dir(data_dir)?;
-    } else if !db.exists() {
-        bail!(
-            "{}: no store here; pass the server's --data-dir",
-            db.display()
-        );
+/// The store a token command works on.
+struct Located {
+    data_dir: PathBuf,
+    spec: StoreSpec,
+}
+
+/// Opens the store; `create` makes the data dir and the embedded store
+/// file if they are not there (a token may be made before the first
+/// `ripcord serve`).
+async fn open(at: &Located, create: bool) -> anyhow::Result<SqlStore> {
+    if !create {
+        return open_existing(&at.spec).await;
     }
-    SqliteStore::open(&db)
-        .await
-        .with_context(|| format!("opening {}", db.display()))
+    if matches!(at.spec, StoreSpec::Sqlite(_)) {
+        ripcord_server::private_data_dir(&at.data_dir)?;
+    }
+    Ok(ripcord_store::open(&at.spec).await?)
 }
 
 /// Who ran the command, for the audit log.
@@ -153,12 +162,12 @@ async fn create(
     expires: Option<String>,
     place: &Place,
 ) -> anyhow::Result<ExitCode> {
-    let (data_dir, roles) = resolve(place)?;
+    let (at, roles) = resolve(place)?;
     request.expires = match expires.as_deref() {
         Some(text) => tokens::parse_expires(text).map_err(flag_error)?,
         None => None,
     };
-    let store = open(&data_dir, true).await?;
+    let store = open(&at, true).await?;
     let made = tokens::issue(&store, &roles, &request, &local_principal(), now())
         .await
         .map_err(flag_error)?;
@@ -191,8 +200,8 @@ fn flag_error(e: TokenError) -> anyhow::Error {
 }
 
 async fn list(place: &Place) -> anyhow::Result<ExitCode> {
-    let (data_dir, _) = resolve(place)?;
-    let store = open(&data_dir, false).await?;
+    let (at, _) = resolve(place)?;
+    let store = open(&at, false).await?;
     let all = ripcord_store::Store::tokens(&store).await?;
     print!("{}", table(&all, now()));
     Ok(ExitCode::SUCCESS)
@@ -246,8 +255,8 @@ fn table(all: &[TokenRecord], now: Time) -> String {
 }
 
 async fn revoke(name: &str, place: &Place) -> anyhow::Result<ExitCode> {
-    let (data_dir, _) = resolve(place)?;
-    let store = open(&data_dir, false).await?;
+    let (at, _) = resolve(place)?;
+    let store = open(&at, false).await?;
     let record = tokens::revoke(&store, name, &local_principal(), now())
         .await
         .map_err(flag_error)?;
