@@ -23,8 +23,23 @@ impl Serve {
     /// Starts `bin serve` on `dir` (an ephemeral loopback port) and waits
     /// until it says where it serves.
     pub async fn start(bin: &Path, dir: &Path, echo: bool) -> anyhow::Result<Serve> {
-        let mut child = Command::new(bin)
-            .arg("serve")
+        Serve::start_on(bin, dir, None, echo).await
+    }
+
+    /// Like [`Serve::start`], on the store `store` names (`--store`);
+    /// `dir` still holds the admin token and the keys.
+    pub async fn start_on(
+        bin: &Path,
+        dir: &Path,
+        store: Option<&str>,
+        echo: bool,
+    ) -> anyhow::Result<Serve> {
+        let mut command = Command::new(bin);
+        command.arg("serve");
+        if let Some(store) = store {
+            command.arg("--store").arg(store);
+        }
+        let mut child = command
             .arg("--data-dir")
             .arg(dir)
             .arg("--listen")
@@ -36,6 +51,7 @@ impl Serve {
             .current_dir(dir)
             .env_remove("RIPCORD_CONFIG")
             .env_remove("RIPCORD_POLICIES")
+            .env_remove("RIPCORD_STORE")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())

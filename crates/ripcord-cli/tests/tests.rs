@@ -4,6 +4,7 @@ mod audit;
 mod cli;
 mod evidence;
 mod incident_artifacts;
+mod postgres;
 mod recovery;
 mod report;
 mod serve;

@@ -167,8 +167,11 @@ pub async fn start(config: Config) -> anyhow::Result<Server> {
         .unwrap_or_else(|| config.data_dir.join("secrets.key"));
     let secrets = auth::secrets_key(&secrets_path)
         .with_context(|| format!("the secrets key {}", secrets_path.display()))?;
-    let store: Arc<dyn Store> =
-        Arc::new(ripcord_store::open(&config.store_spec()).await?.sealing_secrets(&secrets)?);
+    let store: Arc<dyn Store> = Arc::new(
+        ripcord_store::open(&config.store_spec())
+            .await?
+            .sealing_secrets(&secrets)?,
+    );
     // What an earlier run left unsigned (it crashed, or another process
     // appended) is signed before anything new is added.
     signing

@@ -2,7 +2,9 @@
 //! once a minute of its clock, in the transaction of the journal entry it
 //! covers; a restart restores it and replays only the journal after it,
 //! and ends where the full replay would. A snapshot it cannot use is
-//! passed over for the full replay.
+//! passed over for the full replay. The first test runs on both stores:
+//! on PostgreSQL it is the server's end-to-end check (ingest, snapshot,
+//! restart, the same state).
 
 use std::time::Duration;
 
@@ -10,13 +12,16 @@ use crate::support::{Result, Running, start_with};
 use ripcord_core::{Dur, Time};
 use ripcord_server::clock::Clock;
 use ripcord_server::hub::Recovery;
-use ripcord_store::{Batch, Snapshot, Store};
+use ripcord_store::testing::TestDatabase;
+use ripcord_store::{Batch, Snapshot, Store, StoreSpec};
 use serde_json::{Value, json};
 
-async fn started() -> Result<(Running, Clock, String)> {
+/// A server on `store` (`None`: the embedded one) with a release at 30%.
+async fn started(store: Option<StoreSpec>) -> Result<(Running, Clock, String)> {
     let clock = Clock::manual(Time(ripcord_server::clock::wall_now().0 / 1000 * 1000));
     let manual = clock.clone();
     let run = start_with(move |c| {
+        c.store = store;
         c.clock = manual;
         c.tick = Duration::from_secs(3600);
     })
@@ -60,9 +65,10 @@ async fn entries_after(store: &dyn Store, seq: i64) -> Result<usize> {
     Ok(store.journal("support-bot", seq + 1, 100_000).await?.len())
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_restart_loads_the_snapshot_and_replays_only_the_journal_after_it() -> Result {
-    let (run, clock, id) = started().await?;
+async fn a_restart_loads_the_snapshot_and_replays_only_the_journal_after_it(
+    store: Option<StoreSpec>,
+) -> Result {
+    let (run, clock, id) = started(store).await?;
     traffic(&run, &clock).await?;
     let store = run.server.app.hub.store.clone();
     let snap = store
@@ -89,13 +95,48 @@ async fn a_restart_loads_the_snapshot_and_replays_only_the_journal_after_it() ->
         }
     );
     assert_eq!(run.get_json(&format!("/v1/releases/{id}")).await?, before);
+    assert_eq!(
+        run.server
+            .app
+            .hub
+            .store
+            .journal_count("support-bot", "events")
+            .await?,
+        3
+    );
+    let log: String = run
+        .server
+        .app
+        .hub
+        .store
+        .audit(1, 10_000)
+        .await?
+        .iter()
+        .map(|l| format!("{}\n", l.line))
+        .collect();
+    assert!(
+        ripcord_core::audit::verify(&log).is_ok(),
+        "the audit chain verifies"
+    );
     run.server.shutdown().await?;
     Ok(())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_sqlite_a_restart_loads_the_snapshot_and_replays_only_the_journal_after_it() -> Result {
+    a_restart_loads_the_snapshot_and_replays_only_the_journal_after_it(None).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_postgres_a_restart_loads_the_snapshot_and_replays_only_the_journal_after_it() -> Result
+{
+    let db = TestDatabase::create().await;
+    a_restart_loads_the_snapshot_and_replays_only_the_journal_after_it(Some(db.url.parse()?)).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_snapshot_that_cannot_be_used_is_passed_over_for_the_full_replay() -> Result {
-    let (run, clock, id) = started().await?;
+    let (run, clock, id) = started(None).await?;
     traffic(&run, &clock).await?;
     let store = run.server.app.hub.store.clone();
     let start = store

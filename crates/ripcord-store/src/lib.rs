@@ -37,13 +37,10 @@ pub enum StoreError {
     Db(#[from] sqlx::Error),
     #[error("stored record is unreadable: {0}")]
     Corrupt(String),
-    /// The spec is shown without its password.
-    #[error("cannot open the store {spec}: {source}")]
-    Open {
-        spec: String,
-        #[source]
-        source: sqlx::Error,
-    },
+    /// The spec is shown without its password. (The cause is in the
+    /// message, not a `source`, so that it is not printed twice.)
+    #[error("cannot open the store {spec}: {cause}")]
+    Open { spec: String, cause: sqlx::Error },
     #[error("{0}")]
     Spec(String),
 }

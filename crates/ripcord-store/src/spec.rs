@@ -131,9 +131,9 @@ pub async fn open(spec: &StoreSpec) -> Result<SqlStore> {
         StoreSpec::Postgres(url) => SqlStore::connect_postgres(url.expose()).await,
     };
     opened.map_err(|e| match e {
-        StoreError::Db(source) => StoreError::Open {
+        StoreError::Db(cause) => StoreError::Open {
             spec: spec.to_string(),
-            source,
+            cause,
         },
         other => other,
     })

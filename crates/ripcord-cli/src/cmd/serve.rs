@@ -311,7 +311,10 @@ mod tests {
         let mut a = args();
         a.config = Some(file);
         let err = config(a).err().unwrap().to_string();
-        assert!(err.contains("expected postgres://USER@HOST:PORT/DB"), "{err}");
+        assert!(
+            err.contains("expected postgres://USER@HOST:PORT/DB"),
+            "{err}"
+        );
     }
 
     #[test]
