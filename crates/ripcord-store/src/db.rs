@@ -24,7 +24,7 @@ use crate::{Result, schema};
 /// first: the counterpart of SQLite's `BEGIN IMMEDIATE`, so that writers of
 /// several processes take turns and the audit chain's tail one of them
 /// reads is still the tail when it appends. (`ripcord` in ASCII.)
-const WRITE_LOCK: i64 = 0x7269_7063_6f72_64;
+const WRITE_LOCK: i64 = 0x0072_6970_636f_7264;
 
 /// A connection pool of one of the drivers.
 pub(crate) enum Pool {
