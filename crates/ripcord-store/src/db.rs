@@ -6,7 +6,8 @@
 //! driver's rows ([`Rows`]). [`Q`]'s methods dispatch to the driver here.
 //! Everything the two databases do differently is in this module and in
 //! [`crate::schema`]: how a write transaction starts (and so serialises
-//! writers), the DDL, and what an integrity check is.
+//! writers), the few migrations that differ, and what an integrity check
+//! is.
 //!
 //! Why not sqlx's `Any` driver: it drops SQLite's connect options (WAL,
 //! `synchronous=FULL`, the busy timeout) that durability depends on. Why
@@ -18,7 +19,8 @@ use sqlx::postgres::{PgPool, PgRow};
 use sqlx::sqlite::{SqlitePool, SqliteRow};
 use sqlx::{Database, Encode, FromRow, Postgres, Sqlite, Transaction, Type};
 
-use crate::{Result, schema};
+use crate::Result;
+use crate::schema::{self, Migration};
 
 /// The key of the PostgreSQL advisory lock every write transaction takes
 /// first: the counterpart of SQLite's `BEGIN IMMEDIATE`, so that writers of
@@ -58,11 +60,12 @@ impl Pool {
         })
     }
 
-    /// The schema migrations of this driver ([`crate::schema`]).
-    pub(crate) fn migrations(&self) -> &'static [&'static str] {
-        match self {
-            Pool::Sqlite(_) => schema::SQLITE,
-            Pool::Postgres(_) => schema::POSTGRES,
+    /// The text of a migration for this driver ([`crate::schema`]).
+    pub(crate) fn dialect(&self, migration: &Migration) -> &'static str {
+        match (migration, self) {
+            (Migration::Both(sql), _) => sql,
+            (Migration::Each { sqlite, .. }, Pool::Sqlite(_)) => sqlite,
+            (Migration::Each { postgres, .. }, Pool::Postgres(_)) => postgres,
         }
     }
 

@@ -1,12 +1,23 @@
-//! The schema of each database, as migrations applied in order once each
+//! The schema, as migrations applied in order once each
 //! (`schema_migrations` counts them).
 //!
-//! The two lists are separate histories: SQLite's is every change since the
-//! first release, kept so that old files upgrade; PostgreSQL's starts from
-//! the schema those changes add up to (a new PostgreSQL store has no old
-//! rows to carry over). A change to the schema appends one migration to
-//! each list. Column types differ only where the databases do (`BLOB` and
-//! `BYTEA`); JSON is stored as `TEXT` on both, and the store decodes it.
+//! One history serves both databases: most migrations are SQL both accept,
+//! and where they differ a migration has a text for each ([`Migration`]):
+//! binary columns (`BLOB`, `BYTEA`) and a data fix with SQLite's JSON
+//! functions that a PostgreSQL store (never older than PostgreSQL support)
+//! has no rows for. JSON is stored as `TEXT` on both, and the store
+//! decodes it. A change to the schema appends one migration.
+
+/// One step of the schema.
+pub(crate) enum Migration {
+    Both(&'static str),
+    Each {
+        sqlite: &'static str,
+        postgres: &'static str,
+    },
+}
+
+use Migration::{Both, Each};
 
 /// The tables the store uses (for PostgreSQL's integrity check).
 pub(crate) const TABLES: &[&str] = &[
@@ -26,9 +37,9 @@ pub(crate) const TABLES: &[&str] = &[
     "snapshots",
 ];
 
-/// SQLite's migrations, in the order stores met them.
-pub(crate) const SQLITE: &[&str] = &[
-    r#"
+pub(crate) const MIGRATIONS: &[Migration] = &[
+    Both(
+        r#"
 CREATE TABLE policies (
     service TEXT NOT NULL,
     version BIGINT NOT NULL,
@@ -87,7 +98,9 @@ CREATE TABLE sinks (
     PRIMARY KEY (service, url)
 );
 "#,
-    r#"
+    ),
+    Both(
+        r#"
 CREATE TABLE audit (
     seq BIGINT PRIMARY KEY,
     at_ms BIGINT NOT NULL,
@@ -98,7 +111,9 @@ CREATE TABLE audit (
     hash TEXT NOT NULL
 );
 "#,
-    r#"
+    ),
+    Both(
+        r#"
 CREATE TABLE docs (
     kind TEXT NOT NULL,
     id TEXT NOT NULL,
@@ -124,155 +139,73 @@ CREATE TABLE tokens (
     created_by TEXT NOT NULL
 );
 "#,
+    ),
     // Notification channels share the outbox: how each entry is delivered.
-    r#"
+    Both(
+        r#"
 ALTER TABLE outbox ADD COLUMN kind TEXT NOT NULL DEFAULT 'webhook';
 "#,
-    r#"
+    ),
+    Each {
+        sqlite: r#"
 CREATE TABLE blobs (
     hash TEXT PRIMARY KEY,
     bytes BLOB NOT NULL,
     created_at TEXT NOT NULL DEFAULT CURRENT_TIMESTAMP
 );
 "#,
-    // Idempotency answers expire (ingest keys): when each was given.
-    r#"
-ALTER TABLE answers ADD COLUMN at_ms BIGINT NOT NULL DEFAULT 0;
-CREATE INDEX answers_at ON answers (at_ms);
-"#,
-    // Tokens belong to a person and may be scoped to services (a JSON
-    // array of names; empty: every service).
-    r#"
-ALTER TABLE tokens ADD COLUMN person TEXT;
-ALTER TABLE tokens ADD COLUMN services TEXT NOT NULL DEFAULT '[]';
-"#,
-    // A signed webhook's idempotency key has a column of its own. Webhooks
-    // queued before carry it only in their payload: copied from there, so
-    // that a retry sends the key its first attempt sent. (`json_extract`
-    // is SQLite's; a new store of another backend has no such rows.)
-    r#"
-ALTER TABLE outbox ADD COLUMN idempotency_key TEXT;
-UPDATE outbox SET idempotency_key = json_extract(payload, '$.idempotency_key')
-WHERE kind = 'webhook' AND json_valid(payload);
-"#,
-    // The latest snapshot of each service's engine, with the journal
-    // position it covers (restart = snapshot + the journal after it).
-    r#"
-CREATE TABLE snapshots (
-    service TEXT PRIMARY KEY,
-    journal_seq BIGINT NOT NULL,
-    body BLOB NOT NULL
-);
-"#,
-];
-
-/// PostgreSQL's migrations: the first is SQLite's list above added up.
-pub(crate) const POSTGRES: &[&str] = &[r#"
-CREATE TABLE policies (
-    service TEXT NOT NULL,
-    version BIGINT NOT NULL,
-    yaml TEXT NOT NULL,
-    created_at TEXT NOT NULL,
-    PRIMARY KEY (service, version)
-);
-CREATE TABLE versions (
-    service TEXT NOT NULL,
-    version TEXT NOT NULL,
-    provenance TEXT NOT NULL,
-    registered_at TEXT NOT NULL,
-    PRIMARY KEY (service, version)
-);
-CREATE TABLE releases (
-    id TEXT PRIMARY KEY,
-    service TEXT NOT NULL,
-    created_seq BIGINT NOT NULL,
-    body TEXT NOT NULL
-);
-CREATE INDEX releases_service ON releases (service, created_seq);
-CREATE TABLE journal (
-    seq BIGINT PRIMARY KEY,
-    service TEXT NOT NULL,
-    kind TEXT NOT NULL,
-    body TEXT NOT NULL
-);
-CREATE INDEX journal_service ON journal (service, kind, seq);
-CREATE TABLE decisions (
-    seq BIGINT PRIMARY KEY,
-    service TEXT NOT NULL,
-    at_ms BIGINT NOT NULL,
-    line TEXT NOT NULL
-);
-CREATE INDEX decisions_service ON decisions (service, at_ms, seq);
-CREATE TABLE outbox (
-    id TEXT PRIMARY KEY,
-    service TEXT NOT NULL,
-    kind TEXT NOT NULL DEFAULT 'webhook',
-    url TEXT NOT NULL,
-    secret TEXT NOT NULL,
-    payload TEXT NOT NULL,
-    idempotency_key TEXT,
-    attempts BIGINT NOT NULL,
-    next_at_ms BIGINT NOT NULL,
-    delivered_at_ms BIGINT,
-    last_error TEXT
-);
-CREATE INDEX outbox_due ON outbox (delivered_at_ms, next_at_ms);
-CREATE TABLE answers (
-    key TEXT PRIMARY KEY,
-    answer TEXT NOT NULL,
-    at_ms BIGINT NOT NULL DEFAULT 0
-);
-CREATE INDEX answers_at ON answers (at_ms);
-CREATE TABLE sinks (
-    service TEXT NOT NULL,
-    url TEXT NOT NULL,
-    secret TEXT NOT NULL,
-    PRIMARY KEY (service, url)
-);
-CREATE TABLE audit (
-    seq BIGINT PRIMARY KEY,
-    at_ms BIGINT NOT NULL,
-    principal TEXT NOT NULL,
-    action TEXT NOT NULL,
-    subject TEXT NOT NULL,
-    line TEXT NOT NULL,
-    hash TEXT NOT NULL
-);
-CREATE TABLE docs (
-    kind TEXT NOT NULL,
-    id TEXT NOT NULL,
-    service TEXT NOT NULL,
-    created_ms BIGINT NOT NULL,
-    body TEXT NOT NULL,
-    PRIMARY KEY (kind, id)
-);
-CREATE TABLE timers (
-    id TEXT PRIMARY KEY,
-    service TEXT NOT NULL,
-    due_ms BIGINT NOT NULL,
-    body TEXT NOT NULL
-);
-CREATE INDEX timers_due ON timers (due_ms);
-CREATE TABLE tokens (
-    name TEXT PRIMARY KEY,
-    role TEXT NOT NULL,
-    hash TEXT NOT NULL UNIQUE,
-    created_at_ms BIGINT NOT NULL,
-    expires_at_ms BIGINT,
-    revoked_at_ms BIGINT,
-    created_by TEXT NOT NULL,
-    person TEXT,
-    services TEXT NOT NULL DEFAULT '[]'
-);
+        postgres: r#"
 CREATE TABLE blobs (
     hash TEXT PRIMARY KEY,
     bytes BYTEA NOT NULL,
     created_at TEXT NOT NULL
         DEFAULT to_char(now() AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS')
 );
+"#,
+    },
+    // Idempotency answers expire (ingest keys): when each was given.
+    Both(
+        r#"
+ALTER TABLE answers ADD COLUMN at_ms BIGINT NOT NULL DEFAULT 0;
+CREATE INDEX answers_at ON answers (at_ms);
+"#,
+    ),
+    // Tokens belong to a person and may be scoped to services (a JSON
+    // array of names; empty: every service).
+    Both(
+        r#"
+ALTER TABLE tokens ADD COLUMN person TEXT;
+ALTER TABLE tokens ADD COLUMN services TEXT NOT NULL DEFAULT '[]';
+"#,
+    ),
+    // A signed webhook's idempotency key has a column of its own. Webhooks
+    // queued before carry it only in their payload: copied from there, so
+    // that a retry sends the key its first attempt sent. (`json_extract`
+    // is SQLite's; a PostgreSQL store has no such rows.)
+    Each {
+        sqlite: r#"
+ALTER TABLE outbox ADD COLUMN idempotency_key TEXT;
+UPDATE outbox SET idempotency_key = json_extract(payload, '$.idempotency_key')
+WHERE kind = 'webhook' AND json_valid(payload);
+"#,
+        postgres: "ALTER TABLE outbox ADD COLUMN idempotency_key TEXT;",
+    },
+    // The latest snapshot of each service's engine, with the journal
+    // position it covers (restart = snapshot + the journal after it).
+    Each {
+        sqlite: r#"
+CREATE TABLE snapshots (
+    service TEXT PRIMARY KEY,
+    journal_seq BIGINT NOT NULL,
+    body BLOB NOT NULL
+);
+"#,
+        postgres: r#"
 CREATE TABLE snapshots (
     service TEXT PRIMARY KEY,
     journal_seq BIGINT NOT NULL,
     body BYTEA NOT NULL
 );
-"#];
+"#,
+    },
+];

@@ -17,6 +17,7 @@ use sqlx::{Connection, PgConnection};
 use ripcord_core::audit::{GENESIS, Record, hex, link, to_line};
 
 use crate::db::{Pool, Tx, q};
+use crate::schema::MIGRATIONS;
 use crate::{
     AuditLine, Batch, DecisionEntry, Doc, JournalEntry, OutboxCounts, OutboxEntry, PendingAudit,
     PolicyRecord, PublishCheckpoint, ReleaseRecord, Result, SignCheckpoint, Sink, Snapshot, Store,
@@ -208,9 +209,8 @@ impl SqlStore {
         let done: i64 = q("SELECT COUNT(*) FROM schema_migrations")
             .scalar(&mut tx)
             .await?;
-        let migrations = self.pool.migrations();
-        for (i, sql) in migrations.iter().enumerate().skip(done as usize) {
-            tx.raw(sql).await?;
+        for (i, migration) in MIGRATIONS.iter().enumerate().skip(done as usize) {
+            tx.raw(self.pool.dialect(migration)).await?;
             q("INSERT INTO schema_migrations (version) VALUES ($1)")
                 .bind(i as i64 + 1)
                 .execute(&mut tx)
@@ -942,8 +942,8 @@ mod tests {
         tx.raw("CREATE TABLE schema_migrations (version BIGINT PRIMARY KEY)")
             .await?;
         // Migration 8 adds the column: the schema as of migration 7.
-        for (i, sql) in crate::schema::SQLITE[..7].iter().enumerate() {
-            tx.raw(sql).await?;
+        for (i, migration) in MIGRATIONS[..7].iter().enumerate() {
+            tx.raw(pool.dialect(migration)).await?;
             q("INSERT INTO schema_migrations (version) VALUES ($1)")
                 .bind(i as i64 + 1)
                 .execute(&mut tx)
