@@ -177,6 +177,56 @@ impl SqlStore {
         Ok(())
     }
 
+    /// Writes what an engine input changed: its journal entries,
+    /// decisions, deliveries, releases and idempotency answers.
+    async fn write_engine(&self, tx: &mut Tx, batch: &Batch) -> Result<()> {
+        for j in &batch.journal {
+            q("INSERT INTO journal (seq, service, kind, body) VALUES ($1, $2, $3, $4)")
+                .bind(j.seq)
+                .bind(&j.service)
+                .bind(&j.kind)
+                .bind(&j.body)
+                .execute(&mut *tx)
+                .await?;
+        }
+        for d in &batch.decisions {
+            q("INSERT INTO decisions (seq, service, at_ms, line) VALUES ($1, $2, $3, $4)")
+                .bind(d.seq)
+                .bind(&d.service)
+                .bind(d.at_ms)
+                .bind(&d.line)
+                .execute(&mut *tx)
+                .await?;
+        }
+        for o in &batch.outbox {
+            self.insert_outbox(tx, o).await?;
+        }
+        for r in &batch.releases {
+            let seq = batch.journal.first().map_or(0, |j| j.seq);
+            q(
+                "INSERT INTO releases (id, service, created_seq, body) VALUES ($1, $2, $3, $4) \
+                 ON CONFLICT (id) DO UPDATE SET body = excluded.body",
+            )
+            .bind(&r.id)
+            .bind(&r.service)
+            .bind(seq)
+            .bind(&r.body.to_string())
+            .execute(&mut *tx)
+            .await?;
+        }
+        for (key, answer) in &batch.answers {
+            q(
+                "INSERT INTO answers (key, answer, at_ms) VALUES ($1, $2, $3) ON CONFLICT (key) DO NOTHING",
+            )
+            .bind(key)
+            .bind(answer)
+            .bind(batch.answered_at_ms)
+            .execute(&mut *tx)
+            .await?;
+        }
+        Ok(())
+    }
+
     /// An outbox row as read by `due` and `due_per_sink`, its secret unsealed.
     fn outbox_entry(&self, r: OutboxRow) -> Result<OutboxEntry> {
         Ok(OutboxEntry {
@@ -290,6 +340,18 @@ async fn append_audit(tx: &mut Tx, pending: &[&PendingAudit]) -> Result<Vec<Audi
     Ok(appended)
 }
 
+/// Ends a write that changes at most one thing: with its audit record,
+/// committed, when it `changed` something (`true`); rolled back, with no
+/// record, when not.
+async fn commit_audited(mut tx: Tx, changed: bool, audit: &PendingAudit) -> Result<bool> {
+    if !changed {
+        return Ok(false);
+    }
+    append_audit(&mut tx, &[audit]).await?;
+    tx.commit().await?;
+    Ok(true)
+}
+
 /// Upserts a batch's documents and applies its timer changes.
 async fn write_governance(tx: &mut Tx, batch: &Batch) -> Result<()> {
     for d in &batch.docs {
@@ -346,50 +408,7 @@ impl Store for SqlStore {
         let _appending = self.appending.lock().await;
         let mut tx = self.pool.write_tx().await?;
         for batch in batches {
-            for j in &batch.journal {
-                q("INSERT INTO journal (seq, service, kind, body) VALUES ($1, $2, $3, $4)")
-                    .bind(j.seq)
-                    .bind(&j.service)
-                    .bind(&j.kind)
-                    .bind(&j.body)
-                    .execute(&mut tx)
-                    .await?;
-            }
-            for d in &batch.decisions {
-                q("INSERT INTO decisions (seq, service, at_ms, line) VALUES ($1, $2, $3, $4)")
-                    .bind(d.seq)
-                    .bind(&d.service)
-                    .bind(d.at_ms)
-                    .bind(&d.line)
-                    .execute(&mut tx)
-                    .await?;
-            }
-            for o in &batch.outbox {
-                self.insert_outbox(&mut tx, o).await?;
-            }
-            for r in &batch.releases {
-                let seq = batch.journal.first().map_or(0, |j| j.seq);
-                q(
-                    "INSERT INTO releases (id, service, created_seq, body) VALUES ($1, $2, $3, $4) \
-                     ON CONFLICT (id) DO UPDATE SET body = excluded.body",
-                )
-                .bind(&r.id)
-                .bind(&r.service)
-                .bind(seq)
-                .bind(&r.body.to_string())
-                .execute(&mut tx)
-                .await?;
-            }
-            for (key, answer) in &batch.answers {
-                q(
-                    "INSERT INTO answers (key, answer, at_ms) VALUES ($1, $2, $3) ON CONFLICT (key) DO NOTHING",
-                )
-                .bind(key)
-                .bind(answer)
-                .bind(batch.answered_at_ms)
-                .execute(&mut tx)
-                .await?;
-            }
+            self.write_engine(&mut tx, batch).await?;
         }
         for batch in batches {
             write_governance(&mut tx, batch).await?;
@@ -511,12 +530,7 @@ impl Store for SqlStore {
         .bind(&record.registered_at)
         .execute(&mut tx)
         .await?;
-        if done != 1 {
-            return Ok(false);
-        }
-        append_audit(&mut tx, &[audit]).await?;
-        tx.commit().await?;
-        Ok(true)
+        commit_audited(tx, done == 1, audit).await
     }
 
     async fn version(&self, service: &str, version: &str) -> Result<Option<VersionRecord>> {
@@ -776,12 +790,8 @@ impl Store for SqlStore {
     async fn put_blob(&self, hash: &str, bytes: &[u8], audit: &PendingAudit) -> Result<bool> {
         let _appending = self.appending.lock().await;
         let mut tx = self.pool.write_tx().await?;
-        if !insert_blob(&mut tx, hash, bytes).await? {
-            return Ok(false);
-        }
-        append_audit(&mut tx, &[audit]).await?;
-        tx.commit().await?;
-        Ok(true)
+        let inserted = insert_blob(&mut tx, hash, bytes).await?;
+        commit_audited(tx, inserted, audit).await
     }
 
     async fn blob(&self, hash: &str) -> Result<Option<Vec<u8>>> {
@@ -859,12 +869,7 @@ impl Store for SqlStore {
         .bind(&serde_json::to_string(&token.services).unwrap_or_else(|_| "[]".into()))
         .execute(&mut tx)
         .await?;
-        if done != 1 {
-            return Ok(false);
-        }
-        append_audit(&mut tx, &[audit]).await?;
-        tx.commit().await?;
-        Ok(true)
+        commit_audited(tx, done == 1, audit).await
     }
 
     async fn token_by_hash(&self, hash: &str) -> Result<Option<TokenRecord>> {
@@ -899,12 +904,7 @@ impl Store for SqlStore {
                 .bind(name)
                 .execute(&mut tx)
                 .await?;
-        if done != 1 {
-            return Ok(false);
-        }
-        append_audit(&mut tx, &[audit]).await?;
-        tx.commit().await?;
-        Ok(true)
+        commit_audited(tx, done == 1, audit).await
     }
 }
 
