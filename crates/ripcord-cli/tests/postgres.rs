@@ -50,6 +50,10 @@ async fn serve_token_and_audit_share_one_postgres_store_across_a_kill() {
     let mut server = Serve::start_on(bin, dir.path(), Some(&db.url), false)
         .await
         .unwrap();
+    assert!(
+        !dir.path().join("ripcord.db").exists(),
+        "no SQLite file beside a PostgreSQL store"
+    );
     let path = "/v1/policies/support-bot";
     assert_eq!(
         status(&server, reqwest::Method::PUT, path, &server.token).await,

@@ -148,7 +148,7 @@ pub struct Server {
 /// Opens the store, recovers, and starts serving.
 pub async fn start(config: Config) -> anyhow::Result<Server> {
     notify::check_all(&config.channels)?;
-    private_data_dir(&config.data_dir)?;
+    private_data_dir(&config.data_dir, &config.store_spec())?;
     let issued = Tokens::load_or_create(&config.data_dir, config.roles.clone())
         .context("the admin token")?;
     let key_path = match &config.audit_key {
@@ -264,7 +264,11 @@ fn signing(
 /// file 0600 before SQLite opens it — SQLite gives its `-wal` and `-shm`
 /// files the store file's mode. Files left by older versions are set
 /// 0600 too.
-pub fn private_data_dir(dir: &Path) -> anyhow::Result<()> {
+///
+/// An SQLite store elsewhere gets its file made 0600 the same way; a
+/// PostgreSQL store has no file (and the data dir no empty `ripcord.db`
+/// that a command without `--store` would mistake for the store).
+pub fn private_data_dir(dir: &Path, store: &StoreSpec) -> anyhow::Result<()> {
     use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
     std::fs::DirBuilder::new()
         .recursive(true)
@@ -276,13 +280,14 @@ pub fn private_data_dir(dir: &Path) -> anyhow::Result<()> {
             .with_context(|| format!("setting the mode of {} to {mode:o}", path.display()))
     };
     private(dir, 0o700)?;
-    let db = dir.join("ripcord.db");
-    std::fs::OpenOptions::new()
-        .append(true)
-        .create(true)
-        .mode(0o600)
-        .open(&db)
-        .with_context(|| format!("creating {}", db.display()))?;
+    if let StoreSpec::Sqlite(db) = store {
+        std::fs::OpenOptions::new()
+            .append(true)
+            .create(true)
+            .mode(0o600)
+            .open(db)
+            .with_context(|| format!("creating {}", db.display()))?;
+    }
     for name in [
         "ripcord.db",
         "ripcord.db-wal",

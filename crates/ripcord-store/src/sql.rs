@@ -2,8 +2,8 @@
 //! runs it on either).
 //!
 //! SQLite is one file (bundled SQLite through sqlx), WAL, `synchronous=FULL`
-//! so that a committed transaction survives power loss. PostgreSQL commits
-//! durably with its default `synchronous_commit=on`.
+//! so that a committed transaction survives power loss. PostgreSQL
+//! connections set `synchronous_commit=on` (its default) for the same.
 
 use std::path::Path;
 use std::str::FromStr;
@@ -118,7 +118,10 @@ impl SqlStore {
     /// libpq's URL form) and brings its schema up to date. The database
     /// must exist; the tables are created.
     pub async fn connect_postgres(url: &str) -> Result<SqlStore> {
-        let options = PgConnectOptions::from_str(url)?.application_name("ripcord");
+        // Acknowledged means durable, whatever the server's default.
+        let options = PgConnectOptions::from_str(url)?
+            .application_name("ripcord")
+            .options([("synchronous_commit", "on")]);
         // One attempt first: the pool would retry an unreachable server
         // until its acquire timeout, and the error would say less.
         PgConnection::connect_with(&options).await?.close().await?;

@@ -23,10 +23,10 @@ use super::store::StoreArg;
 
 #[derive(Args)]
 pub struct ServeArgs {
-    /// Where the store and the admin token live [default: ./ripcord-data].
+    /// Where the admin token, the keys and (without --store) the store
+    /// live [default: ./ripcord-data].
     #[arg(long, env = "RIPCORD_DATA_DIR")]
     data_dir: Option<PathBuf>,
-    /// [default: the config's `store:`, else ripcord.db in the data dir]
     #[command(flatten)]
     store: StoreArg,
     /// Address to listen on [default: 127.0.0.1:7070].

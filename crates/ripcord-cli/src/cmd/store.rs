@@ -11,8 +11,9 @@ use ripcord_store::{SqlStore, StoreSpec};
 
 #[derive(Args, Clone, Debug, Default)]
 pub struct StoreArg {
-    /// The store: postgres://USER@HOST:PORT/DB or sqlite://PATH
-    /// [default: ripcord.db in the data dir].
+    /// The store: postgres://USER@HOST:PORT/DB or sqlite://PATH [default:
+    /// `store:` of ripcord.yaml for serve and token, else ripcord.db in
+    /// the data dir].
     #[arg(long, env = "RIPCORD_STORE")]
     pub store: Option<StoreSpec>,
 }

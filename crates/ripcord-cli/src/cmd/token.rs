@@ -34,7 +34,6 @@ struct Place {
     /// The server's data dir [default: the config's `data_dir`, else ./ripcord-data].
     #[arg(long, env = "RIPCORD_DATA_DIR")]
     data_dir: Option<PathBuf>,
-    /// [default: the config's `store`, else ripcord.db in the data dir]
     #[command(flatten)]
     store: StoreArg,
     /// Config file with custom `roles:` and `store:` [default: ./ripcord.yaml when it exists].
@@ -137,9 +136,7 @@ async fn open(at: &Located, create: bool) -> anyhow::Result<SqlStore> {
     if !create {
         return open_existing(&at.spec).await;
     }
-    if matches!(at.spec, StoreSpec::Sqlite(_)) {
-        ripcord_server::private_data_dir(&at.data_dir)?;
-    }
+    ripcord_server::private_data_dir(&at.data_dir, &at.spec)?;
     Ok(ripcord_store::open(&at.spec).await?)
 }
 
