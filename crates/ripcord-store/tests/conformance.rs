@@ -733,6 +733,24 @@ impl Place {
     }
 }
 
+/// Runs a test written against a [`Place`] once per backend, as
+/// `<test>::sqlite` (a file) and `<test>::postgres`.
+macro_rules! on_each_backend {
+    ($test:ident $(, $runtime:tt)?) => {
+        mod $test {
+            #[tokio::test $($runtime)?]
+            async fn sqlite() {
+                super::$test(super::Place::sqlite()).await;
+            }
+
+            #[tokio::test $($runtime)?]
+            async fn postgres() {
+                super::$test(super::Place::postgres().await).await;
+            }
+        }
+    };
+}
+
 #[tokio::test]
 async fn sqlite_in_memory_conforms() {
     conformance(&SqlStore::in_memory().await.unwrap()).await;
@@ -756,15 +774,7 @@ async fn conforms_and_keeps_everything_across_reopening(place: Place) {
     );
 }
 
-#[tokio::test]
-async fn sqlite_file_conforms_and_keeps_everything_across_reopening() {
-    conforms_and_keeps_everything_across_reopening(Place::sqlite()).await;
-}
-
-#[tokio::test]
-async fn postgres_conforms_and_keeps_everything_across_reopening() {
-    conforms_and_keeps_everything_across_reopening(Place::postgres().await).await;
-}
+on_each_backend!(conforms_and_keeps_everything_across_reopening);
 
 /// `ripcord token` opens the store while the server has it open: the
 /// audit chain must continue from what is stored, not from either
@@ -804,15 +814,7 @@ async fn two_stores_append_to_one_chain(place: Place) {
     assert_eq!(ripcord_core::audit::verify(&text).unwrap().records, 4);
 }
 
-#[tokio::test]
-async fn two_stores_on_one_file_append_to_one_chain() {
-    two_stores_append_to_one_chain(Place::sqlite()).await;
-}
-
-#[tokio::test]
-async fn two_stores_on_one_postgres_database_append_to_one_chain() {
-    two_stores_append_to_one_chain(Place::postgres().await).await;
-}
+on_each_backend!(two_stores_append_to_one_chain);
 
 /// Writes from several connections at once, through two stores on one
 /// database (the server's and a CLI's, or two servers'): the writer's
@@ -877,15 +879,10 @@ async fn concurrent_writes_from_two_stores_all_succeed(place: Place) {
     assert_eq!(ripcord_core::audit::verify(&text).unwrap().records, 200);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn concurrent_writes_from_two_stores_on_one_file_all_succeed() {
-    concurrent_writes_from_two_stores_all_succeed(Place::sqlite()).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn concurrent_writes_from_two_stores_on_one_postgres_database_all_succeed() {
-    concurrent_writes_from_two_stores_all_succeed(Place::postgres().await).await;
-}
+on_each_backend!(
+    concurrent_writes_from_two_stores_all_succeed,
+    (flavor = "multi_thread", worker_threads = 4)
+);
 
 /// Two servers starting at once on a new database: the schema is made
 /// once (the migrations run under the write lock), and both open.
@@ -922,15 +919,7 @@ async fn secrets_are_sealed_at_rest(place: Place) {
     assert!(!raw[0].secret.contains("c2VjcmV0"), "{:?}", raw[0].secret);
 }
 
-#[tokio::test]
-async fn sqlite_secrets_are_sealed_at_rest() {
-    secrets_are_sealed_at_rest(Place::sqlite()).await;
-}
-
-#[tokio::test]
-async fn postgres_secrets_are_sealed_at_rest() {
-    secrets_are_sealed_at_rest(Place::postgres().await).await;
-}
+on_each_backend!(secrets_are_sealed_at_rest);
 
 /// An unreachable PostgreSQL server is an error that names the store
 /// (without its password), not a hang or a panic.
