@@ -12,7 +12,7 @@ use sqlx::{Row, SqlitePool};
 use ripcord_core::audit::{GENESIS, Record, hex, link, to_line};
 
 use crate::{
-    AuditLine, Batch, DecisionEntry, Doc, JournalEntry, OutboxCounts, OutboxEntry, PendingAudit,
+    AuditLine, Batch, DataClass, DecisionEntry, Doc, EventsEntry, Expired, Held, JournalEntry, OutboxCounts, OutboxEntry, PendingAudit,
     PolicyRecord, PublishCheckpoint, ReleaseRecord, Result, SignCheckpoint, Sink, Snapshot, Store,
     StoreError, Timer, TimerChange, TokenRecord, VersionRecord,
 };
@@ -153,6 +153,35 @@ CREATE TABLE snapshots (
     service TEXT PRIMARY KEY,
     journal_seq BIGINT NOT NULL,
     body BLOB NOT NULL
+);
+"#,
+    // Retention: the age of journal entries and blobs by the server's
+    // clock, and the release journal entries and decisions belong to (what
+    // a legal hold keeps). Entries of unknown age count from the upgrade,
+    // so that nothing goes before a full period has passed; old decisions
+    // find their release by its engine name; a service's last pruned
+    // journal entry tells a restart what it can no longer replay.
+    r#"
+ALTER TABLE journal ADD COLUMN at_ms BIGINT NOT NULL DEFAULT 0;
+ALTER TABLE journal ADD COLUMN release_id TEXT;
+ALTER TABLE decisions ADD COLUMN release_id TEXT;
+ALTER TABLE blobs ADD COLUMN at_ms BIGINT NOT NULL DEFAULT 0;
+UPDATE journal SET at_ms = CAST(strftime('%s', 'now') AS INTEGER) * 1000;
+UPDATE journal SET release_id = (
+    SELECT r.id FROM releases r WHERE r.service = journal.service AND r.created_seq <= journal.seq
+    ORDER BY r.created_seq DESC LIMIT 1);
+UPDATE decisions SET release_id = (
+    SELECT r.id FROM releases r WHERE r.service = decisions.service AND json_valid(r.body)
+    AND json_extract(r.body, '$.engine_release') = json_extract(decisions.line, '$.release')
+    ORDER BY r.created_seq DESC LIMIT 1)
+WHERE json_valid(line);
+UPDATE blobs SET at_ms = COALESCE(CAST(strftime('%s', created_at) AS INTEGER) * 1000, 0);
+CREATE INDEX journal_age ON journal (at_ms);
+CREATE INDEX decisions_age ON decisions (at_ms);
+CREATE INDEX blobs_age ON blobs (at_ms);
+CREATE TABLE pruned (
+    service TEXT PRIMARY KEY,
+    through_seq BIGINT NOT NULL
 );
 "#,
 ];
@@ -410,15 +439,39 @@ async fn write_governance(
 }
 
 /// Inserts a blob unless its address is stored; `true` if inserted.
-async fn insert_blob(tx: &mut sqlx::SqliteConnection, hash: &str, bytes: &[u8]) -> Result<bool> {
+async fn insert_blob(
+    tx: &mut sqlx::SqliteConnection,
+    hash: &str,
+    bytes: &[u8],
+    at_ms: i64,
+) -> Result<bool> {
     let done = sqlx::query(
-        "INSERT INTO blobs (hash, bytes) VALUES ($1, $2) ON CONFLICT (hash) DO NOTHING",
+        "INSERT INTO blobs (hash, bytes, at_ms) VALUES ($1, $2, $3) ON CONFLICT (hash) DO NOTHING",
     )
     .bind(hash)
     .bind(bytes)
+    .bind(at_ms)
     .execute(&mut *tx)
     .await?;
     Ok(done.rows_affected() == 1)
+}
+
+/// A purge's changes: journal bodies replaced, blobs deleted.
+async fn rewrite(tx: &mut sqlx::SqliteConnection, batch: &Batch) -> Result<()> {
+    for (seq, body) in &batch.rewrites {
+        sqlx::query("UPDATE journal SET body = $1 WHERE seq = $2")
+            .bind(body)
+            .bind(seq)
+            .execute(&mut *tx)
+            .await?;
+    }
+    for hash in &batch.forget_blobs {
+        sqlx::query("DELETE FROM blobs WHERE hash = $1")
+            .bind(hash)
+            .execute(&mut *tx)
+            .await?;
+    }
+    Ok(())
 }
 
 #[async_trait]
@@ -429,23 +482,28 @@ impl Store for SqliteStore {
         for batch in batches {
             for j in &batch.journal {
                 sqlx::query(
-                    "INSERT INTO journal (seq, service, kind, body) VALUES ($1, $2, $3, $4)",
+                    "INSERT INTO journal (seq, service, kind, body, at_ms, release_id) \
+                     VALUES ($1, $2, $3, $4, $5, $6)",
                 )
                 .bind(j.seq)
                 .bind(&j.service)
                 .bind(&j.kind)
                 .bind(&j.body)
+                .bind(batch.answered_at_ms)
+                .bind(&batch.release)
                 .execute(&mut *tx)
                 .await?;
             }
             for d in &batch.decisions {
                 sqlx::query(
-                    "INSERT INTO decisions (seq, service, at_ms, line) VALUES ($1, $2, $3, $4)",
+                    "INSERT INTO decisions (seq, service, at_ms, line, release_id) \
+                     VALUES ($1, $2, $3, $4, $5)",
                 )
                 .bind(d.seq)
                 .bind(&d.service)
                 .bind(d.at_ms)
                 .bind(&d.line)
+                .bind(&batch.release)
                 .execute(&mut *tx)
                 .await?;
             }
@@ -479,8 +537,11 @@ impl Store for SqliteStore {
         for batch in batches {
             write_governance(&mut tx, batch).await?;
         }
-        for (hash, bytes) in batches.iter().flat_map(|b| &b.blobs) {
-            insert_blob(&mut tx, hash, bytes).await?;
+        for batch in batches {
+            for (hash, bytes) in &batch.blobs {
+                insert_blob(&mut tx, hash, bytes, batch.answered_at_ms).await?;
+            }
+            rewrite(&mut tx, batch).await?;
         }
         for snap in batches.iter().flat_map(|b| &b.snapshots) {
             sqlx::query(
@@ -877,7 +938,7 @@ impl Store for SqliteStore {
     async fn put_blob(&self, hash: &str, bytes: &[u8], audit: &PendingAudit) -> Result<bool> {
         let _appending = self.appending.lock().await;
         let mut tx = self.write_tx().await?;
-        if !insert_blob(&mut tx, hash, bytes).await? {
+        if !insert_blob(&mut tx, hash, bytes, audit.at_ms).await? {
             return Ok(false);
         }
         append_audit(&mut tx, &[audit]).await?;
@@ -947,6 +1008,87 @@ impl Store for SqliteStore {
             .await?;
         Ok(rows.into_iter().filter(|r| r != "ok").collect())
     }
+    async fn expire(
+        &self,
+        class: DataClass,
+        before_ms: i64,
+        limit: i64,
+        held: &Held,
+        audit: &PendingAudit,
+    ) -> Result<Expired> {
+        let _appending = self.appending.lock().await;
+        let mut tx = self.write_tx().await?;
+        let (expired, detail) =
+            crate::retention::expire(&mut tx, class, (before_ms, limit), held).await?;
+        if expired.deleted == 0 {
+            return Ok(expired);
+        }
+        let mut record = audit.clone();
+        // The action audit verification looks for to accept a cut prefix.
+        record.action = ripcord_core::audit::EXPIRED.into();
+        record.detail = serde_json::json!({
+            "class": class.as_str(),
+            "before_ms": before_ms,
+            "deleted": expired.deleted,
+            "held": expired.held,
+        });
+        if let (Some(to), serde_json::Value::Object(from)) = (record.detail.as_object_mut(), detail)
+        {
+            to.extend(from);
+        }
+        append_audit(&mut tx, &[&record]).await?;
+        tx.commit().await?;
+        Ok(expired)
+    }
+
+    async fn pruned_through(&self, service: &str) -> Result<Option<i64>> {
+        Ok(
+            sqlx::query_scalar("SELECT through_seq FROM pruned WHERE service = $1")
+                .bind(service)
+                .fetch_optional(&self.pool)
+                .await?,
+        )
+    }
+
+    async fn events_containing(
+        &self,
+        needles: Option<&[String]>,
+        after: i64,
+        limit: i64,
+    ) -> Result<Vec<EventsEntry>> {
+        let needles = needles.unwrap_or(&[]);
+        // LIKE, with its wildcards escaped, is portable; it may match more
+        // than asked (SQLite's is case-blind), never less: callers parse.
+        let any: Vec<String> = (0..needles.len())
+            .map(|i| format!("body LIKE ${} ESCAPE '!'", i + 3))
+            .collect();
+        let filter = if any.is_empty() {
+            String::new()
+        } else {
+            format!(" AND ({})", any.join(" OR "))
+        };
+        let sql = format!(
+            "SELECT seq, service, release_id, body FROM journal \
+             WHERE kind = 'events' AND seq > $1{filter} ORDER BY seq LIMIT $2"
+        );
+        // Constants and placeholders only; the needles are bound.
+        let mut query = sqlx::query_as(sqlx::AssertSqlSafe(sql)).bind(after).bind(limit);
+        for n in needles {
+            query = query.bind(like_pattern(n));
+        }
+        Ok(query.fetch_all(&self.pool).await?)
+    }
+
+    async fn blob_addresses(&self, after: &str, limit: i64) -> Result<Vec<String>> {
+        Ok(
+            sqlx::query_scalar("SELECT hash FROM blobs WHERE hash > $1 ORDER BY hash LIMIT $2")
+                .bind(after)
+                .bind(limit)
+                .fetch_all(&self.pool)
+                .await?,
+        )
+    }
+
     async fn put_token(&self, token: &TokenRecord, audit: &PendingAudit) -> Result<bool> {
         let _appending = self.appending.lock().await;
         let mut tx = self.write_tx().await?;
@@ -1012,6 +1154,20 @@ impl Store for SqliteStore {
         tx.commit().await?;
         Ok(true)
     }
+}
+
+/// `%text%` for LIKE with `!` escaping its wildcards and itself.
+fn like_pattern(text: &str) -> String {
+    let mut out = String::with_capacity(text.len() + 2);
+    out.push('%');
+    for c in text.chars() {
+        if matches!(c, '%' | '_' | '!') {
+            out.push('!');
+        }
+        out.push(c);
+    }
+    out.push('%');
+    out
 }
 
 fn token_row(row: &sqlx::sqlite::SqliteRow) -> Result<TokenRecord> {
