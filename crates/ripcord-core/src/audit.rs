@@ -509,12 +509,7 @@ pub fn verify_signed(text: &str, expect: &Expect) -> Result<Verified, Broken> {
         seq: last + 1,
         why: String::new(),
     };
-    if let Some(p) = expect
-        .published
-        .iter()
-        .rev()
-        .find(|p| p.seq > last)
-    {
+    if let Some(p) = expect.published.iter().rev().find(|p| p.seq > last) {
         return Err(Broken {
             why: format!(
                 "the log ends at record {}, but checkpoint record {} was published \
@@ -639,13 +634,26 @@ mod tests {
 
     #[test]
     fn a_deleted_prefix_no_retention_record_accounts_for_is_found() {
-        let text: String = chain(10).lines().skip(4).map(|l| format!("{l}\n")).collect();
+        let text: String = chain(10)
+            .lines()
+            .skip(4)
+            .map(|l| format!("{l}\n"))
+            .collect();
         let broken = verify(&text).unwrap_err();
         assert_eq!((broken.line, broken.seq), (1, 1));
-        assert!(broken.why.contains("records 1–4 are missing"), "{}", broken.why);
+        assert!(
+            broken.why.contains("records 1–4 are missing"),
+            "{}",
+            broken.why
+        );
         // A retention record naming another hash does not vouch either.
         let forged = pruned(10, 4, Some(&"ab".repeat(32)));
-        assert!(verify(&forged).unwrap_err().why.contains("records 1–4 are missing"));
+        assert!(
+            verify(&forged)
+                .unwrap_err()
+                .why
+                .contains("records 1–4 are missing")
+        );
     }
 
     #[test]

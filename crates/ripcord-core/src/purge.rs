@@ -78,6 +78,18 @@ impl Unit {
     }
 }
 
+/// The key ([`Unit::key`]) of the unit a raw event line names in plain
+/// form; `None` for a line without one. What a purge recorded by key
+/// (not by id) is matched against.
+pub fn unit_key(line: &str) -> Option<String> {
+    let Ok(Value::Object(map)) = serde_json::from_str::<Value>(line) else {
+        return None;
+    };
+    map.get("unit")
+        .and_then(Value::as_str)
+        .map(|u| address(u.as_bytes()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -124,5 +136,7 @@ mod tests {
         assert_eq!(Unit::new("a\"b").needles(), None);
         assert_eq!(Unit::new("zoë").needles().unwrap(), ["zoë", "\\u"]);
         assert_eq!(Unit::new("u").key().len(), 64);
+        assert_eq!(unit_key(r#"{"unit":"u"}"#), Some(Unit::new("u").key()));
+        assert_eq!(unit_key(r#"{"version":"v1"}"#), None);
     }
 }

@@ -66,7 +66,9 @@ async fn keys<T>(
 where
     T: for<'r> sqlx::Decode<'r, sqlx::Sqlite> + sqlx::Type<sqlx::Sqlite> + Send + Unpin,
 {
-    let mut query = sqlx::query_scalar::<_, T>(AssertSqlSafe(sql)).bind(before_ms).bind(limit);
+    let mut query = sqlx::query_scalar::<_, T>(AssertSqlSafe(sql))
+        .bind(before_ms)
+        .bind(limit);
     for h in held {
         query = query.bind(h);
     }
@@ -237,9 +239,22 @@ async fn audit(
         last = Some((row.try_get("seq")?, row.try_get("hash")?));
         deleted += 1;
     }
-    let kept = count_held(tx, "audit WHERE at_ms < $1", "subject", before_ms, &held.subjects).await?;
+    let kept = count_held(
+        tx,
+        "audit WHERE at_ms < $1",
+        "subject",
+        before_ms,
+        &held.subjects,
+    )
+    .await?;
     let Some((through_seq, through_hash)) = last else {
-        return Ok((Expired { deleted: 0, held: kept }, json!({})));
+        return Ok((
+            Expired {
+                deleted: 0,
+                held: kept,
+            },
+            json!({}),
+        ));
     };
     sqlx::query("DELETE FROM audit WHERE seq <= $1")
         .bind(through_seq)

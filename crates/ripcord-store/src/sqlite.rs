@@ -12,9 +12,10 @@ use sqlx::{Row, SqlitePool};
 use ripcord_core::audit::{GENESIS, Record, hex, link, to_line};
 
 use crate::{
-    AuditLine, Batch, DataClass, DecisionEntry, Doc, EventsEntry, Expired, Held, JournalEntry, OutboxCounts, OutboxEntry, PendingAudit,
-    PolicyRecord, PublishCheckpoint, ReleaseRecord, Result, SignCheckpoint, Sink, Snapshot, Store,
-    StoreError, Timer, TimerChange, TokenRecord, VersionRecord,
+    AuditLine, Batch, DataClass, DecisionEntry, Doc, EventsEntry, Expired, Held, JournalEntry,
+    OutboxCounts, OutboxEntry, PendingAudit, PolicyRecord, PublishCheckpoint, ReleaseRecord,
+    Result, SignCheckpoint, Sink, Snapshot, Store, StoreError, Timer, TimerChange, TokenRecord,
+    VersionRecord,
 };
 
 /// Schema migrations, applied in order once each. Portable SQL only.
@@ -1072,7 +1073,9 @@ impl Store for SqliteStore {
              WHERE kind = 'events' AND seq > $1{filter} ORDER BY seq LIMIT $2"
         );
         // Constants and placeholders only; the needles are bound.
-        let mut query = sqlx::query_as(sqlx::AssertSqlSafe(sql)).bind(after).bind(limit);
+        let mut query = sqlx::query_as(sqlx::AssertSqlSafe(sql))
+            .bind(after)
+            .bind(limit);
         for n in needles {
             query = query.bind(like_pattern(n));
         }

@@ -54,7 +54,13 @@ fn held_release(id: &str) -> Held {
 
 async fn expire(store: &dyn Store, class: DataClass, day: i64, held: &Held) -> Expired {
     store
-        .expire(class, day * DAY, 1000, held, &record(day * DAY, "retention"))
+        .expire(
+            class,
+            day * DAY,
+            1000,
+            held,
+            &record(day * DAY, "retention"),
+        )
         .await
         .unwrap()
 }
@@ -187,7 +193,10 @@ pub async fn the_audit_log_loses_its_oldest_records_and_still_verifies(store: &d
 pub async fn a_purge_finds_entries_by_text_and_rewrites_them(store: &dyn Store) {
     two_releases(store).await;
     let needles = ["u-5".to_string(), "no%such_".to_string()];
-    let found = store.events_containing(Some(&needles), 0, 10).await.unwrap();
+    let found = store
+        .events_containing(Some(&needles), 0, 10)
+        .await
+        .unwrap();
     assert_eq!(
         found
             .iter()
@@ -197,7 +206,10 @@ pub async fn a_purge_finds_entries_by_text_and_rewrites_them(store: &dyn Store) 
     );
     // `%` and `_` in a needle are literal.
     let wild = ["u%".to_string(), "_-2".to_string()];
-    assert_eq!(store.events_containing(Some(&wild), 0, 10).await.unwrap(), []);
+    assert_eq!(
+        store.events_containing(Some(&wild), 0, 10).await.unwrap(),
+        []
+    );
     let all = store.events_containing(None, 0, 10).await.unwrap();
     assert_eq!(all.iter().map(|e| e.seq).collect::<Vec<_>>(), [2, 5]);
     let batch = Batch {
