@@ -10,12 +10,15 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::Args;
+use ripcord_core::Dur;
 use ripcord_core::engine::EventLimits;
 use ripcord_core::policy::units::parse_duration;
 use ripcord_server::audit_sign::CheckpointChannels;
 use ripcord_server::auth::{RoleSpec, Roles};
 use ripcord_server::notify::{ChannelConfig, check_all};
+use ripcord_server::retention::Retention;
 use ripcord_server::sinks::{Allowed, Range};
+use ripcord_store::DataClass;
 use serde::Deserialize;
 
 #[derive(Args)]
@@ -75,6 +78,79 @@ pub struct FileConfig {
     /// What one event may claim (`limits: {max_outputs: 10000}`).
     #[serde(default)]
     limits: Limits,
+    /// How long each class of data is kept (`retention: {raw_events: 30d}`).
+    #[serde(default)]
+    retention: RetentionConfig,
+}
+
+/// `retention:` — each class's period (`30d`, `12h`) and the task's pace;
+/// what is not given keeps its default (`Retention::default()`).
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RetentionConfig {
+    raw_events: Option<String>,
+    decisions: Option<String>,
+    evidence: Option<String>,
+    audit: Option<String>,
+    every: Option<String>,
+    batch: Option<i64>,
+}
+
+impl RetentionConfig {
+    fn lower(&self, origin: &str) -> anyhow::Result<Retention> {
+        let mut out = Retention::default();
+        let duration = |name: &str, text: &str, min: Dur, max: Dur| {
+            let d = parse_duration(text)
+                .map_err(|e| anyhow::anyhow!("{origin}: retention.{name}: {e}"))?;
+            if d < min || d > max {
+                anyhow::bail!(
+                    "{origin}: retention.{name}: must be between {} and {}, got {text}",
+                    show(min),
+                    show(max)
+                );
+            }
+            Ok(d)
+        };
+        let classes = [
+            (DataClass::RawEvents, &self.raw_events),
+            (DataClass::Decisions, &self.decisions),
+            (DataClass::Evidence, &self.evidence),
+            (DataClass::Audit, &self.audit),
+        ];
+        for (class, text) in classes {
+            if let Some(text) = text {
+                let keep = duration(
+                    class.as_str(),
+                    text,
+                    Dur::from_mins(1),
+                    Dur(100 * 365 * DAY),
+                )?;
+                out.keep.insert(class, keep);
+            }
+        }
+        if let Some(text) = &self.every {
+            let every = duration("every", text, Dur::from_secs(1), Dur(DAY))?;
+            out.every = std::time::Duration::from_millis(every.0.unsigned_abs());
+        }
+        if let Some(batch) = self.batch {
+            if !(1..=10_000).contains(&batch) {
+                anyhow::bail!("{origin}: retention.batch: must be from 1 to 10000, got {batch}");
+            }
+            out.batch = batch;
+        }
+        Ok(out)
+    }
+}
+
+const DAY: i64 = 86_400_000;
+
+/// A bound as people write it: `1m`, `1d`, `36500d`.
+fn show(d: Dur) -> String {
+    match d.0 {
+        ms if ms % DAY == 0 => format!("{}d", ms / DAY),
+        ms if ms % 60_000 == 0 => format!("{}m", ms / 60_000),
+        ms => format!("{}s", ms / 1000),
+    }
 }
 
 /// `limits:` — per-event bounds; each defaults to `EventLimits::default()`.
@@ -191,6 +267,7 @@ pub fn config(args: ServeArgs) -> anyhow::Result<ripcord_server::Config> {
     CheckpointChannels::resolve(&config.audit_checkpoint_channels, &config.channels)
         .map_err(|e| anyhow::anyhow!("{origin}: {e}"))?;
     config.engine.limits = file.limits.lower(&origin)?;
+    config.retention = file.retention.lower(&origin)?;
     Ok(config)
 }
 

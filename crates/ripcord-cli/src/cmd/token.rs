@@ -135,7 +135,7 @@ async fn open(data_dir: &Path, create: bool) -> anyhow::Result<SqliteStore> {
 }
 
 /// Who ran the command, for the audit log.
-fn local_principal() -> String {
+pub fn local_principal() -> String {
     let user = std::env::var("USER").unwrap_or_default();
     if user.is_empty() {
         "local".to_string()
