@@ -425,3 +425,63 @@ async fn holds_need_a_target_a_reason_and_the_retention_permission() -> Result {
     assert_eq!(listed["holds"][0]["lifted"]["reason"], "done");
     Ok(())
 }
+
+/// The store's bytes on disk (the file and its write-ahead log).
+fn disk(dir: &std::path::Path) -> u64 {
+    ["ripcord.db", "ripcord.db-wal"]
+        .iter()
+        .filter_map(|f| std::fs::metadata(dir.join(f)).ok())
+        .map(|m| m.len())
+        .sum()
+}
+
+/// Ten days of a live release at a steady rate with raw events kept a
+/// day: the journal and the file stop growing once retention catches up.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_retention_on_the_store_stops_growing_under_steady_traffic() -> Result {
+    use crate::support::start_with;
+    use ripcord_server::clock::Clock;
+    let clock = Clock::manual(Time(ripcord_server::clock::wall_now().0 / 1000 * 1000));
+    let manual = clock.clone();
+    let run = start_with(move |c| {
+        c.clock = manual;
+        c.tick = std::time::Duration::from_secs(3600);
+        c.retention
+            .keep
+            .insert(ripcord_store::DataClass::RawEvents, Dur(DAY));
+    })
+    .await?;
+    run.release_at_30().await?;
+    let store = run.server.app.hub.store.clone();
+    let mut rows = Vec::new();
+    let mut bytes = Vec::new();
+    for day in 0..10 {
+        for hour in 0..24 {
+            let ts = clock.now().to_rfc3339();
+            let events: Vec<Value> = (0..400)
+                .map(|i| {
+                    json!({"ts": ts, "service": "support-bot",
+                           "version": if i % 3 == 0 { "v2" } else { "v1" },
+                           "unit": format!("user-{day}-{hour}-{i}"),
+                           "prompt": "a question of a realistic length about an order",
+                           "values": {"outputs": 1, "moderation_fail": 0, "latency_ms": 700}})
+                })
+                .collect();
+            let (status, body) = run.post("/v1/events", &Value::Array(events)).await?;
+            assert_eq!(status, 202, "{body}");
+            clock.advance(Dur(3_600_000));
+            run.server.app.hub.tick_all().await;
+        }
+        let (status, _) = run.post("/v1/retention/run", &json!({})).await?;
+        assert_eq!(status, 200);
+        rows.push(store.journal("support-bot", 0, 10_000_000).await?.len());
+        bytes.push(disk(run.dir.path()));
+    }
+    eprintln!("journal entries per day: {rows:?}\nstore bytes per day: {bytes:?}");
+    // A day and a bit of entries at most (48 per day, and the start).
+    assert!(rows[3..].iter().all(|&r| r <= 2 * 48 + 1), "{rows:?}");
+    assert_eq!(rows[9], rows[5], "{rows:?}");
+    // Freed pages are reused: the file grows no more after the first days.
+    assert!(bytes[9] <= bytes[4] + bytes[4] / 10, "{bytes:?}");
+    Ok(())
+}
