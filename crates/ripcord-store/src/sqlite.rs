@@ -1196,9 +1196,8 @@ fn token_row(row: &sqlx::sqlite::SqliteRow) -> Result<TokenRecord> {
 mod tests {
     use super::*;
 
-    /// A store at the schema before the outbox's key column, with the
-    /// given outbox rows (id, kind, payload).
-    async fn before_key_column(rows: &[(&str, &str, &str)]) -> Result<SqliteStore> {
+    /// An in-memory store at the schema of the first `n` migrations.
+    async fn at_migration(n: usize) -> Result<SqlitePool> {
         let options = SqliteConnectOptions::from_str("sqlite::memory:")?;
         let pool = SqlitePoolOptions::new()
             .max_connections(1)
@@ -1207,14 +1206,77 @@ mod tests {
         sqlx::query("CREATE TABLE schema_migrations (version BIGINT PRIMARY KEY)")
             .execute(&pool)
             .await?;
-        // Migration 8 adds the column: the schema as of migration 7.
-        for (i, sql) in MIGRATIONS[..7].iter().enumerate() {
+        for (i, sql) in MIGRATIONS[..n].iter().enumerate() {
             sqlx::raw_sql(*sql).execute(&pool).await?;
             sqlx::query("INSERT INTO schema_migrations (version) VALUES ($1)")
                 .bind(i as i64 + 1)
                 .execute(&pool)
                 .await?;
         }
+        Ok(pool)
+    }
+
+    fn on(pool: SqlitePool) -> SqliteStore {
+        SqliteStore {
+            pool,
+            appending: tokio::sync::Mutex::new(()),
+            sealer: None,
+        }
+    }
+
+    /// Rows stored before retention's columns get their release (the
+    /// journal's from the release records, the decisions' by the release's
+    /// engine name) and an age that lets them stay a full period.
+    #[tokio::test]
+    async fn rows_stored_before_retention_get_their_release_and_a_fresh_age() -> Result<()> {
+        let pool = at_migration(9).await?;
+        for sql in [
+            "INSERT INTO releases VALUES ('svc-1', 'svc', 1, '{\"engine_release\":\"svc:v1->v2#1\"}')",
+            "INSERT INTO releases VALUES ('svc-2', 'svc', 3, '{\"engine_release\":\"svc:v1->v3#1\"}')",
+            "INSERT INTO journal VALUES (1, 'svc', 'start', '{}'), (2, 'svc', 'events', ''), \
+             (3, 'svc', 'start', '{}'), (4, 'svc', 'tick', '{}')",
+            "INSERT INTO decisions VALUES (1, 'svc', 5, '{\"release\":\"svc:v1->v2#1\"}'), \
+             (2, 'svc', 6, '{\"release\":\"svc:v1->v3#1\"}'), (3, 'svc', 7, 'not json')",
+            "INSERT INTO blobs (hash, bytes, created_at) VALUES ('b', x'00', '2026-01-01 00:00:00')",
+        ] {
+            sqlx::query(sql).execute(&pool).await?;
+        }
+        let store = on(pool);
+        store.migrate().await?;
+        let journal: Vec<(i64, Option<String>, i64)> =
+            sqlx::query_as("SELECT seq, release_id, at_ms FROM journal ORDER BY seq")
+                .fetch_all(&store.pool)
+                .await?;
+        let releases: Vec<_> = journal.iter().map(|(s, r, _)| (*s, r.clone())).collect();
+        let svc = |n: &str| Some(n.to_string());
+        assert_eq!(
+            releases,
+            [
+                (1, svc("svc-1")),
+                (2, svc("svc-1")),
+                (3, svc("svc-2")),
+                (4, svc("svc-2"))
+            ]
+        );
+        // Stamped at the upgrade (this century, by the wall clock).
+        assert!(journal.iter().all(|(_, _, at)| *at > 1_700_000_000_000));
+        let decisions: Vec<Option<String>> =
+            sqlx::query_scalar("SELECT release_id FROM decisions ORDER BY seq")
+                .fetch_all(&store.pool)
+                .await?;
+        assert_eq!(decisions, [svc("svc-1"), svc("svc-2"), None]);
+        let blob: i64 = sqlx::query_scalar("SELECT at_ms FROM blobs")
+            .fetch_one(&store.pool)
+            .await?;
+        assert_eq!(blob, 1_767_225_600_000);
+        Ok(())
+    }
+
+    /// A store at the schema before the outbox's key column, with the
+    /// given outbox rows (id, kind, payload).
+    async fn before_key_column(rows: &[(&str, &str, &str)]) -> Result<SqliteStore> {
+        // Migration 8 adds the column: the schema as of migration 7.
+        let pool = at_migration(7).await?;
         for (id, kind, payload) in rows {
             sqlx::query(
                 "INSERT INTO outbox (id, service, kind, url, secret, payload, attempts, next_at_ms) \
@@ -1226,11 +1288,7 @@ mod tests {
             .execute(&pool)
             .await?;
         }
-        Ok(SqliteStore {
-            pool,
-            appending: tokio::sync::Mutex::new(()),
-            sealer: None,
-        })
+        Ok(on(pool))
     }
 
     /// A webhook queued before the key had its column is retried with the

@@ -354,6 +354,46 @@ mod tests {
         assert_eq!(c.data_dir, PathBuf::from("/srv/ripcord"));
     }
 
+    /// The config from `yaml`, or its error's text.
+    fn from_yaml(yaml: &str) -> Result<ripcord_server::Config, String> {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("ripcord.yaml");
+        std::fs::write(&file, yaml).unwrap();
+        let mut a = args();
+        a.config = Some(file);
+        config(a).map_err(|e| format!("{e:#}"))
+    }
+
+    #[test]
+    fn retention_periods_come_from_the_config_and_mistakes_name_the_key() {
+        let c = from_yaml("retention: {raw_events: 7d, every: 30s, batch: 100}\n").unwrap();
+        let keep = |class| c.retention.keep(class).0;
+        assert_eq!(keep(DataClass::RawEvents), 7 * DAY);
+        // What is not given keeps its default.
+        assert_eq!(keep(DataClass::Audit), 2190 * DAY);
+        assert_eq!(c.retention.every, std::time::Duration::from_secs(30));
+        assert_eq!(c.retention.batch, 100);
+        for (yaml, error) in [
+            ("retention: {raw_events: soon}", "retention.raw_events: "),
+            (
+                "retention: {audit: 10s}",
+                "retention.audit: must be between 1m and 36500d, got 10s",
+            ),
+            (
+                "retention: {every: 2d}",
+                "retention.every: must be between 1s and 1d, got 2d",
+            ),
+            (
+                "retention: {batch: 0}",
+                "retention.batch: must be from 1 to 10000, got 0",
+            ),
+            ("retention: {raw_event: 1d}", "unknown field `raw_event`"),
+        ] {
+            let e = from_yaml(yaml).map(|_| ()).unwrap_err();
+            assert!(e.contains(error), "{yaml}: {e}");
+        }
+    }
+
     #[test]
     fn custom_roles_come_from_the_config_file_and_mistakes_name_the_key() {
         let dir = tempfile::tempdir().unwrap();
