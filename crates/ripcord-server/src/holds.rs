@@ -19,6 +19,9 @@ use crate::hub::govern::{read_doc, read_docs};
 /// The document kind of holds.
 pub const HOLD: &str = "hold";
 
+/// Active holds at most: each one is read by every retention pass.
+pub const MAX_ACTIVE: usize = 1000;
+
 /// What a hold keeps.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case", deny_unknown_fields)]

@@ -91,6 +91,8 @@ pub struct Status {
     last: std::sync::Mutex<Option<Report>>,
     totals: std::sync::Mutex<BTreeMap<&'static str, u64>>,
     applied: tokio::sync::Mutex<BTreeSet<String>>,
+    /// Held by the purge running, so that purges run one at a time.
+    pub purging: tokio::sync::Mutex<()>,
 }
 
 impl Status {
@@ -100,6 +102,7 @@ impl Status {
             last: Default::default(),
             totals: Default::default(),
             applied: Default::default(),
+            purging: Default::default(),
         }
     }
 

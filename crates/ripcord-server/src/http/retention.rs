@@ -102,6 +102,16 @@ async fn place(
     };
     let reason = text("reason", &req.reason)?;
     let store = &*app.hub.store;
+    let active = holds::list(store)
+        .await?
+        .iter()
+        .filter(|h| h.active())
+        .count();
+    if active >= holds::MAX_ACTIVE {
+        return Err(ApiError::conflict(format!(
+            "{active} holds are active, the most there may be; lift one first"
+        )));
+    }
     let service = holds::service_of(store, &on).await?;
     p.require_service(&service)?;
     let (hold, batch) = holds::place(on, service, reason, &p.name, app.hub.now());
@@ -158,16 +168,25 @@ async fn purge_unit(
         .flush()
         .await
         .map_err(|e| ApiError::unavailable(format!("nothing was purged: {e}")))?;
-    let held = holds::held(&*app.hub.store).await?;
-    let request = purge::Request {
-        unit: &unit,
-        reason: &reason,
-        by: &p.name,
-        now: app.hub.now(),
-    };
-    let purged = purge::purge(&app.hub, &request, &held)
+    // Run apart from the request, one purge at a time: a purge of a long
+    // journal goes on to the end even when the client stops waiting.
+    let task = tokio::spawn(async move {
+        let _one = app.retention.purging.lock().await;
+        let held = holds::held(&*app.hub.store).await?;
+        let request = purge::Request {
+            unit: &unit,
+            reason: &reason,
+            by: &p.name,
+            now: app.hub.now(),
+        };
+        let purged = purge::purge(&app.hub, &request, &held)
+            .await
+            .map_err(|e| ApiError::unavailable(format!("the purge stopped: {e:#}")))?;
+        retention::applied(&app.retention, &purged.id).await;
+        Ok::<_, ApiError>(purged)
+    });
+    let purged = task
         .await
-        .map_err(|e| ApiError::unavailable(format!("the purge stopped: {e:#}")))?;
-    retention::applied(&app.retention, &purged.id).await;
+        .map_err(|e| ApiError::unavailable(format!("the purge stopped: {e}")))??;
     Ok(Json(json!(purged)))
 }
