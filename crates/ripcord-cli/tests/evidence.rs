@@ -78,6 +78,19 @@ async fn put_bundle(store: &dyn Store, yaml: &str) -> (String, Vec<u8>) {
     (frozen.address, frozen.bytes)
 }
 
+/// A data dir (in a temp dir) whose store has the policy.
+async fn data_dir() -> (tempfile::TempDir, std::path::PathBuf, SqliteStore) {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    std::fs::create_dir(&data).unwrap();
+    let store = SqliteStore::open(&data.join("ripcord.db")).await.unwrap();
+    store
+        .put_policy("support-bot", POLICY, "t", &audit())
+        .await
+        .unwrap();
+    (dir, data, store)
+}
+
 fn entries(archive: &Path) -> BTreeMap<String, Vec<u8>> {
     let file = std::fs::File::open(archive).unwrap();
     let mut tar = tar::Archive::new(flate2::read::GzDecoder::new(file));
@@ -96,14 +109,7 @@ fn entries(archive: &Path) -> BTreeMap<String, Vec<u8>> {
 
 #[tokio::test]
 async fn an_export_holds_the_bundle_its_parts_and_their_hashes() {
-    let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("data");
-    std::fs::create_dir(&data).unwrap();
-    let store = SqliteStore::open(&data.join("ripcord.db")).await.unwrap();
-    store
-        .put_policy("support-bot", POLICY, "t", &audit())
-        .await
-        .unwrap();
+    let (dir, data, store) = data_dir().await;
     let (hash, bytes) = put_bundle(&store, POLICY).await;
     drop(store);
 
@@ -172,14 +178,7 @@ async fn an_export_holds_the_bundle_its_parts_and_their_hashes() {
 
 #[tokio::test]
 async fn evidence_that_does_not_verify_exits_1() {
-    let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("data");
-    std::fs::create_dir(&data).unwrap();
-    let store = SqliteStore::open(&data.join("ripcord.db")).await.unwrap();
-    store
-        .put_policy("support-bot", POLICY, "t", &audit())
-        .await
-        .unwrap();
+    let (dir, data, store) = data_dir().await;
     // Bytes stored under an address they do not hash to (a changed bundle).
     let (_, bytes) = put_bundle(&store, POLICY).await;
     let mut changed = bytes.clone();
@@ -223,14 +222,7 @@ async fn evidence_that_does_not_verify_exits_1() {
 /// a purged copy; the answer counts both.
 #[tokio::test]
 async fn purge_erases_a_unit_from_the_journal_and_the_bundles_on_the_store() {
-    let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("data");
-    std::fs::create_dir(&data).unwrap();
-    let store = SqliteStore::open(&data.join("ripcord.db")).await.unwrap();
-    store
-        .put_policy("support-bot", POLICY, "t", &audit())
-        .await
-        .unwrap();
+    let (dir, data, store) = data_dir().await;
     let (hash, bytes) = put_bundle(&store, POLICY).await;
     let bundle = ripcord_core::evidence::open(&hash, &bytes).unwrap();
     // A unit the bundle sampled (its lines carry the unit hashed).

@@ -222,8 +222,21 @@ fn sampled_unit(bundle: &evidence::Bundle) -> Result<String> {
     Ok(line["unit"].as_str().ok_or("no unit")?.to_string())
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_purge_erases_one_person_everywhere_and_is_audited_by_key_only() -> Result {
+/// A regressed release, one of the units its bundle sampled, and where
+/// that unit's lines are before a purge.
+struct Before {
+    gov: GovServer,
+    incident: Value,
+    store: std::sync::Arc<dyn Store>,
+    address: String,
+    old: evidence::Bundle,
+    unit: String,
+    in_journal: usize,
+    in_bundle: usize,
+    in_live: usize,
+}
+
+async fn before_purge() -> Result<Before> {
     let (gov, incident) = regressed().await?;
     let store = store(&gov);
     let address = incident["evidence"]
@@ -235,6 +248,32 @@ async fn a_purge_erases_one_person_everywhere_and_is_audited_by_key_only() -> Re
     let in_journal = naming(&journal_lines(&*store).await?, &unit);
     let in_bundle = naming(&old.events, &unit);
     let in_live = naming(&live_sample(&gov).await?, &unit);
+    Ok(Before {
+        gov,
+        incident,
+        store,
+        address,
+        old,
+        unit,
+        in_journal,
+        in_bundle,
+        in_live,
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_purge_erases_one_person_everywhere_and_is_audited_by_key_only() -> Result {
+    let Before {
+        gov,
+        incident: _,
+        store,
+        address,
+        old,
+        unit,
+        in_journal,
+        in_bundle,
+        in_live,
+    } = before_purge().await?;
     let in_stored = naming(&stored_sample(&*store).await?, &unit);
     assert!(in_journal > 1 && in_bundle > 0);
 
@@ -286,17 +325,17 @@ async fn a_purge_erases_one_person_everywhere_and_is_audited_by_key_only() -> Re
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_hold_keeps_a_person_s_data_from_a_purge() -> Result {
-    let (gov, incident) = regressed().await?;
-    let store = store(&gov);
-    let address = incident["evidence"]
-        .as_str()
-        .unwrap_or_default()
-        .to_string();
-    let old = bundle(&*store, &address).await?;
-    let unit = sampled_unit(&old)?;
-    let in_journal = naming(&journal_lines(&*store).await?, &unit);
-    let in_bundle = naming(&old.events, &unit);
-    let in_live = naming(&live_sample(&gov).await?, &unit);
+    let Before {
+        gov,
+        incident,
+        store,
+        address,
+        old,
+        unit,
+        in_journal,
+        in_bundle,
+        in_live,
+    } = before_purge().await?;
     let hold = json!({"release": incident["release"], "reason": "regulator inquiry"});
     gov.ok("post", "/v1/holds", None, Some(hold)).await?;
 
