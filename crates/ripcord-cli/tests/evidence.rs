@@ -222,7 +222,7 @@ async fn evidence_that_does_not_verify_exits_1() {
 /// a purged copy; the answer counts both.
 #[tokio::test]
 async fn purge_erases_a_unit_from_the_journal_and_the_bundles_on_the_store() {
-    let (dir, data, store) = data_dir().await;
+    let (_dir, data, store) = data_dir().await;
     let (hash, bytes) = put_bundle(&store, POLICY).await;
     let bundle = ripcord_core::evidence::open(&hash, &bytes).unwrap();
     // A unit the bundle sampled (its lines carry the unit hashed).

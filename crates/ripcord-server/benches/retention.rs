@@ -141,7 +141,7 @@ async fn run(days: usize, scale: u64, keep: Option<Dur>) -> Result<Vec<Day>> {
             let batch: Vec<Value> = (0..n)
                 .map(|i| {
                     let user = (slot as u64 * 7919 + i * 104_729) % 50_000;
-                    json!({"ts": ts, "service": "taxi", "version": if user % 2 == 0 { "v1" } else { "v2" },
+                    json!({"ts": ts, "service": "taxi", "version": if user.is_multiple_of(2) { "v1" } else { "v2" },
                            "unit": format!("user-{user}"), "segment": {"locale": "en-US"},
                            "prompt": "Where is my ride? It has been twenty minutes.",
                            "values": {"outputs": 1, "moderation_fail": u8::from(i % 97 == 0), "latency_ms": 400 + (i * 37) % 900}})
