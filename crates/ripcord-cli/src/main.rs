@@ -49,6 +49,8 @@ enum Command {
     Evidence(cmd::evidence::EvidenceArgs),
     /// The post-incident report of an incident, as markdown or HTML.
     Report(cmd::report::ReportArgs),
+    /// Erase one person's raw events and evidence samples, audited.
+    Purge(cmd::purge::PurgeArgs),
 }
 
 fn main() -> ExitCode {
@@ -66,6 +68,7 @@ fn main() -> ExitCode {
         Command::Template(args) => cmd::template::run(args),
         Command::Evidence(args) => cmd::evidence::run(args),
         Command::Report(args) => cmd::report::run(args),
+        Command::Purge(args) => cmd::purge::run(args),
     };
     match result {
         Ok(code) => code,

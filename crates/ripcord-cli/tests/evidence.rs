@@ -78,6 +78,19 @@ async fn put_bundle(store: &dyn Store, yaml: &str) -> (String, Vec<u8>) {
     (frozen.address, frozen.bytes)
 }
 
+/// A data dir (in a temp dir) whose store has the policy.
+async fn data_dir() -> (tempfile::TempDir, std::path::PathBuf, SqlStore) {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    std::fs::create_dir(&data).unwrap();
+    let store = SqlStore::open(&data.join("ripcord.db")).await.unwrap();
+    store
+        .put_policy("support-bot", POLICY, "t", &audit())
+        .await
+        .unwrap();
+    (dir, data, store)
+}
+
 fn entries(archive: &Path) -> BTreeMap<String, Vec<u8>> {
     let file = std::fs::File::open(archive).unwrap();
     let mut tar = tar::Archive::new(flate2::read::GzDecoder::new(file));
@@ -96,14 +109,7 @@ fn entries(archive: &Path) -> BTreeMap<String, Vec<u8>> {
 
 #[tokio::test]
 async fn an_export_holds_the_bundle_its_parts_and_their_hashes() {
-    let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("data");
-    std::fs::create_dir(&data).unwrap();
-    let store = SqlStore::open(&data.join("ripcord.db")).await.unwrap();
-    store
-        .put_policy("support-bot", POLICY, "t", &audit())
-        .await
-        .unwrap();
+    let (dir, data, store) = data_dir().await;
     let (hash, bytes) = put_bundle(&store, POLICY).await;
     drop(store);
 
@@ -172,14 +178,7 @@ async fn an_export_holds_the_bundle_its_parts_and_their_hashes() {
 
 #[tokio::test]
 async fn evidence_that_does_not_verify_exits_1() {
-    let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("data");
-    std::fs::create_dir(&data).unwrap();
-    let store = SqlStore::open(&data.join("ripcord.db")).await.unwrap();
-    store
-        .put_policy("support-bot", POLICY, "t", &audit())
-        .await
-        .unwrap();
+    let (dir, data, store) = data_dir().await;
     // Bytes stored under an address they do not hash to (a changed bundle).
     let (_, bytes) = put_bundle(&store, POLICY).await;
     let mut changed = bytes.clone();
@@ -216,4 +215,79 @@ async fn evidence_that_does_not_verify_exits_1() {
     let (code, text) = ripcord(&["evidence", "export", "inc-1", "--data-dir", data, "-o", out]);
     assert_eq!(code, 2, "{text}");
     assert!(!Path::new(out).exists());
+}
+
+/// `ripcord purge` on the store: the unit's journal lines and its sampled
+/// lines (hashed by the policy's redaction) go; the bundle is replaced by
+/// a purged copy; the answer counts both.
+#[tokio::test]
+async fn purge_erases_a_unit_from_the_journal_and_the_bundles_on_the_store() {
+    let (_dir, data, store) = data_dir().await;
+    let (hash, bytes) = put_bundle(&store, POLICY).await;
+    let bundle = ripcord_core::evidence::open(&hash, &bytes).unwrap();
+    // A unit the bundle sampled (its lines carry the unit hashed).
+    let id = (0..10)
+        .map(|i| format!("u{i}"))
+        .find(|u| {
+            let unit = ripcord_core::purge::Unit::new(u);
+            bundle.events.iter().any(|l| unit.named_by(l))
+        })
+        .unwrap();
+    let unit = ripcord_core::purge::Unit::new(&id);
+    let sampled = bundle.events.iter().filter(|l| unit.named_by(l)).count();
+    let lines = format!(
+        "{{\"unit\":\"{id}\",\"version\":\"v1\"}}\n{{\"unit\":\"u30\",\"version\":\"v1\"}}\n"
+    );
+    let batch = ripcord_store::Batch {
+        journal: vec![ripcord_store::JournalEntry {
+            seq: 1,
+            service: "support-bot".into(),
+            kind: "events".into(),
+            body: lines,
+        }],
+        ..Default::default()
+    };
+    store.commit(&[batch]).await.unwrap();
+    drop(store);
+
+    let data_dir = data.to_str().unwrap();
+    let args = [
+        "purge",
+        "--unit",
+        &id,
+        "--reason",
+        "DSR-9",
+        "--data-dir",
+        data_dir,
+    ];
+    let (code, text) = ripcord(&args);
+    assert_eq!(code, 0, "{text}");
+    let purged: Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(purged["journal_lines"], json!(1));
+    assert_eq!(purged["bundle_lines"], json!(sampled));
+    assert_eq!(purged["bundles"], json!(1));
+    assert_eq!(purged["unit_key"], json!(unit.key()));
+
+    let store = SqlStore::open(&data.join("ripcord.db")).await.unwrap();
+    let journal = store.journal("support-bot", 0, 10).await.unwrap();
+    assert_eq!(journal[0].body, "{\"unit\":\"u30\",\"version\":\"v1\"}\n");
+    assert_eq!(store.blob(&hash).await.unwrap(), None);
+    let (from, to) = (&purged["replaced"][0][0], &purged["replaced"][0][1]);
+    assert_eq!(from, &json!(hash));
+    let copy = store.blob(to.as_str().unwrap()).await.unwrap().unwrap();
+    let copy = ripcord_core::evidence::open(to.as_str().unwrap(), &copy).unwrap();
+    assert_eq!(copy.events.len() + sampled, bundle.events.len());
+    let (code, text) = ripcord(&[
+        "purge",
+        "--unit",
+        " ",
+        "--reason",
+        "x",
+        "--data-dir",
+        data_dir,
+    ]);
+    assert_eq!(
+        (code, text.trim()),
+        (2, "error: --unit and --reason must not be empty")
+    );
 }

@@ -91,7 +91,11 @@ impl std::fmt::Display for Broken {
 /// What a verified chain holds.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Verified {
+    /// Records in the export.
     pub records: i64,
+    /// The last record retention deleted before the export's first (0:
+    /// the export starts at record 1).
+    pub pruned_through: i64,
     pub last_hash: [u8; 32],
     /// Signed checkpoints found (all valid).
     pub checkpoints: i64,
@@ -103,6 +107,21 @@ pub struct Verified {
 
 /// The action of checkpoint records.
 pub const CHECKPOINT: &str = "checkpoint";
+
+/// The action of the record retention writes when it deletes records of
+/// a class; for the audit class its detail names the last deleted record
+/// (`through_seq`) and its hash (`through_hash`), which is what lets a log
+/// whose oldest records were deleted still verify from its first kept one.
+pub const EXPIRED: &str = "retention.expired";
+
+/// Whether `r` is a retention record vouching for the deletion of every
+/// record up to `through` (seq and hash hex).
+fn vouches_for(r: &Record, through: &(i64, String)) -> bool {
+    r.action == EXPIRED
+        && r.detail["class"] == "audit"
+        && r.detail["through_seq"] == through.0
+        && r.detail["through_hash"] == through.1.as_str()
+}
 
 /// What a checkpoint signs: the head of the chain after record `upto`.
 pub fn checkpoint_message(upto: i64, head: &[u8; 32]) -> String {
@@ -274,15 +293,32 @@ fn walk(
     let mut checkpoints = 0;
     let mut signed_upto = 0;
     let mut public_key = None;
+    // Records retention deleted before the first line, until a retention
+    // record vouches for them: (last deleted seq, its hash).
+    let mut pruned: Option<(i64, String)> = None;
+    let mut vouched = false;
     let body = text.strip_suffix('\n').unwrap_or(text);
     if body.is_empty() {
         return Ok(Verified {
             records: 0,
+            pruned_through: 0,
             last_hash: GENESIS,
             checkpoints,
             signed_upto,
             public_key,
         });
+    }
+    // An export that starts after record 1 links from its first line's
+    // `prev` (a bad one fails that line's check below).
+    if let Some(first) = body
+        .split('\n')
+        .next()
+        .and_then(|l| serde_json::from_str::<Line>(l).ok())
+        .filter(|l| l.seq > 1)
+    {
+        prev = unhex(&first.prev).unwrap_or(GENESIS);
+        expected = first.seq;
+        pruned = Some((first.seq - 1, first.prev));
     }
     for (i, raw) in body.split('\n').enumerate() {
         let broken = |why: String| Broken {
@@ -321,11 +357,24 @@ fn walk(
             signed_upto = record.seq - 1;
         }
         each(&record, &hash).map_err(broken)?;
+        vouched = vouched || pruned.as_ref().is_some_and(|p| vouches_for(&record, p));
         prev = hash;
         expected += 1;
     }
+    let pruned_through = pruned.as_ref().map_or(0, |p| p.0);
+    if pruned.is_some() && !vouched {
+        return Err(Broken {
+            line: 1,
+            seq: 1,
+            why: format!(
+                "records 1–{pruned_through} are missing and no retention record accounts \
+                 for them: they were deleted"
+            ),
+        });
+    }
     Ok(Verified {
-        records: expected - 1,
+        records: expected - 1 - pruned_through,
+        pruned_through,
         last_hash: prev,
         checkpoints,
         signed_upto,
@@ -424,6 +473,9 @@ pub fn verify_signed(text: &str, expect: &Expect) -> Result<Verified, Broken> {
     // The first record not yet covered by a checkpoint: (seq, at).
     let mut unsigned: Option<(i64, i64)> = None;
     let mut each = |r: &Record, hash: &[u8; 32]| -> Result<(), String> {
+        // Checkpoints of records retention deleted: only possible before
+        // the first record, since no record in between can be missing.
+        while next.next_if(|p| p.seq < r.seq).is_some() {}
         if let Some(p) = next.next_if(|p| p.seq == r.seq)
             && p.hash != *hash
         {
@@ -451,22 +503,18 @@ pub fn verify_signed(text: &str, expect: &Expect) -> Result<Verified, Broken> {
         Ok(())
     };
     let verified = walk(text, Some(&expect.key), &mut each)?;
+    let last = verified.pruned_through + verified.records;
     let end = Broken {
         line: verified.records as usize + 1,
-        seq: verified.records + 1,
+        seq: last + 1,
         why: String::new(),
     };
-    if let Some(p) = expect
-        .published
-        .iter()
-        .rev()
-        .find(|p| p.seq > verified.records)
-    {
+    if let Some(p) = expect.published.iter().rev().find(|p| p.seq > last) {
         return Err(Broken {
             why: format!(
                 "the log ends at record {}, but checkpoint record {} was published \
                  (line {} of the checkpoints file): records were cut off",
-                verified.records, p.seq, p.line
+                last, p.seq, p.line
             ),
             ..end
         });
@@ -479,7 +527,7 @@ pub fn verify_signed(text: &str, expect: &Expect) -> Result<Verified, Broken> {
                     "records {first}–{} are unsigned and the oldest is {} old, more than the \
                      period ({}) allows: the server stopped without signing them, or the \
                      checkpoints after them were cut off",
-                    verified.records,
+                    last,
                     ms(age),
                     ms(expect.period_ms)
                 ),
@@ -545,6 +593,67 @@ mod tests {
         };
         let hash = link(&head, &r);
         text + &to_line(&r, &head, &hash) + "\n"
+    }
+
+    /// `chain(n)` with a retention record appended that names record
+    /// `through` (and its hash) as the last one deleted, and the lines up
+    /// to `through` cut off.
+    fn pruned(n: i64, through: i64, vouch_hash: Option<&str>) -> String {
+        let full = chain(n);
+        let lines: Vec<&str> = full.lines().collect();
+        let cut_hash = serde_json::from_str::<Value>(lines[through as usize - 1]).unwrap()["hash"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        let last: Value = serde_json::from_str(lines[n as usize - 1]).unwrap();
+        let prev = unhex::<32>(last["hash"].as_str().unwrap()).unwrap();
+        let r = Record {
+            seq: n + 1,
+            at: 1_795_168_900_000,
+            principal: "ripcord".into(),
+            action: EXPIRED.into(),
+            subject: "audit".into(),
+            detail: json!({"class": "audit", "deleted": through, "through_seq": through,
+                "through_hash": vouch_hash.unwrap_or(&cut_hash)}),
+        };
+        let hash = link(&prev, &r);
+        let mut text: String = lines[through as usize..]
+            .iter()
+            .map(|l| format!("{l}\n"))
+            .collect();
+        text.push_str(&to_line(&r, &prev, &hash));
+        text.push('\n');
+        text
+    }
+
+    #[test]
+    fn a_log_whose_oldest_records_retention_deleted_verifies_from_its_first_kept_record() {
+        let verified = verify(&pruned(10, 4, None)).unwrap();
+        assert_eq!((verified.pruned_through, verified.records), (4, 7));
+    }
+
+    #[test]
+    fn a_deleted_prefix_no_retention_record_accounts_for_is_found() {
+        let text: String = chain(10)
+            .lines()
+            .skip(4)
+            .map(|l| format!("{l}\n"))
+            .collect();
+        let broken = verify(&text).unwrap_err();
+        assert_eq!((broken.line, broken.seq), (1, 1));
+        assert!(
+            broken.why.contains("records 1–4 are missing"),
+            "{}",
+            broken.why
+        );
+        // A retention record naming another hash does not vouch either.
+        let forged = pruned(10, 4, Some(&"ab".repeat(32)));
+        assert!(
+            verify(&forged)
+                .unwrap_err()
+                .why
+                .contains("records 1–4 are missing")
+        );
     }
 
     #[test]

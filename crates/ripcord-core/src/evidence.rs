@@ -93,6 +93,15 @@ impl Reservoir {
     pub fn lines(&self) -> &[String] {
         &self.lines
     }
+
+    /// Drops the kept lines `erase` picks (a purged person's); how many.
+    /// The slots they leave are filled by later lines, so the sample stays
+    /// uniform over what it is offered from now on.
+    pub fn forget(&mut self, erase: impl Fn(&str) -> bool) -> usize {
+        let before = self.lines.len();
+        self.lines.retain(|l| !erase(l));
+        before - self.lines.len()
+    }
 }
 
 /// Redaction rules: dotted field paths into a raw event's JSON object
@@ -325,10 +334,17 @@ pub struct Bundle {
     pub events_seen: u64,
     /// Sampled lines left out because they could not be redacted.
     pub events_withheld: u64,
+    /// Sampled lines erased afterwards by purges of the people they named.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub events_purged: u64,
     /// The rules applied to `events`.
     pub redaction: Redaction,
     /// RFC 3339.
     pub frozen_at: String,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 /// What the server knows when an incident opens.
@@ -380,6 +396,7 @@ pub fn freeze(input: FreezeInput<'_>) -> Frozen {
         events,
         events_seen: input.sample.seen(),
         events_withheld: withheld,
+        events_purged: 0,
         redaction: input.redaction.clone(),
         frozen_at: input.frozen_at.to_rfc3339(),
     };

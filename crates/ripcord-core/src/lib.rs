@@ -20,6 +20,7 @@ pub mod json;
 pub mod limits;
 pub mod ndjson;
 pub mod policy;
+pub mod purge;
 pub mod record;
 mod rfc3339;
 mod splitmix;

@@ -11,6 +11,7 @@ pub mod auth;
 pub mod checks;
 pub mod clock;
 pub mod error;
+pub mod holds;
 pub mod http;
 pub mod hub;
 pub mod incidents;
@@ -21,6 +22,8 @@ pub mod names;
 pub mod notify;
 pub mod notify_bridge;
 pub mod openapi;
+pub mod purge;
+pub mod retention;
 pub mod sinks;
 pub mod slow;
 pub mod webhook_secret;
@@ -97,6 +100,8 @@ pub struct Config {
     /// The key that seals webhook secrets in the store; `None`:
     /// `<data-dir>/secrets.key`.
     pub secrets_key: Option<PathBuf>,
+    /// How long each class of data is kept (`retention:`).
+    pub retention: retention::Retention,
 }
 
 impl Config {
@@ -122,6 +127,7 @@ impl Config {
             channels: BTreeMap::new(),
             clock: clock::Clock::Wall,
             secrets_key: None,
+            retention: retention::Retention::default(),
         }
     }
 
@@ -192,6 +198,7 @@ pub async fn start(config: Config) -> anyhow::Result<Server> {
         ingest_slots: slow::IngestSlots::new(config.ingest_slots, config.ingest_slots_per_token),
         body_rate: config.ingest_body_rate,
         sinks_allowed: config.webhooks.allowed.clone(),
+        retention: retention::Status::new(config.retention.clone()),
     });
     let router = http::router(app.clone())
         .layer(TimeoutLayer::with_status_code(
@@ -216,6 +223,7 @@ pub async fn start(config: Config) -> anyhow::Result<Server> {
     let audit_public_key = ripcord_core::audit::hex(signer.verifying_key().as_bytes());
     let workers = vec![
         tokio::spawn(tick(app.clone(), config.tick, stopped.clone())),
+        tokio::spawn(retention(app.clone(), stopped.clone())),
         tokio::spawn(audit_sign::run(store.clone(), signing, stopped.clone())),
         tokio::spawn(webhooks::run(store, delivery(&config), stopped)),
     ];
@@ -342,6 +350,22 @@ async fn load_policies(hub: &Hub, dir: &Path) -> anyhow::Result<()> {
             .map_err(|e| anyhow::anyhow!("{origin}: {}", e.message))?;
     }
     Ok(())
+}
+
+/// The retention task: a pass every `retention.every`, until stopped.
+async fn retention(app: Arc<App>, mut stop: watch::Receiver<bool>) {
+    let mut interval = tokio::time::interval(app.retention.config.every);
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    loop {
+        tokio::select! {
+            _ = interval.tick() => {
+                if let Err(e) = retention::pass(&app.hub, &app.retention).await {
+                    tracing::warn!("retention: the pass failed: {}", e.message);
+                }
+            }
+            _ = stop.changed() => return,
+        }
+    }
 }
 
 async fn tick(app: Arc<App>, every: Duration, mut stop: watch::Receiver<bool>) {

@@ -50,6 +50,10 @@ fn describe() {
         "Accepted events the engine did not count, by reason."
     );
     describe_counter!(
+        "ripcord_retention_deleted_total",
+        "Rows retention deleted, by class (raw_events, decisions, evidence, audit)."
+    );
+    describe_counter!(
         "ripcord_incidents_opened_total",
         "Incidents opened, by kind (real or drill) and severity."
     );
@@ -117,6 +121,11 @@ pub fn incident_opened(kind: &str, severity: &str) {
 /// An incident escalated one level (or re-paged the last level).
 pub fn incident_escalated(kind: &str) {
     counter!("ripcord_incident_escalations_total", "kind" => kind.to_string()).increment(1);
+}
+
+/// Rows retention deleted, by class.
+pub fn retention_deleted(class: &'static str, n: u64) {
+    counter!("ripcord_retention_deleted_total", "class" => class).increment(n);
 }
 
 pub fn evaluation(took: Duration) {

@@ -154,6 +154,32 @@ impl Store for Faulty {
     async fn tokens(&self) -> Result<Vec<TokenRecord>> {
         self.inner.tokens().await
     }
+    async fn expire(
+        &self,
+        class: DataClass,
+        before_ms: i64,
+        limit: i64,
+        held: &Held,
+        audit: &PendingAudit,
+    ) -> Result<Expired> {
+        self.inner
+            .expire(class, before_ms, limit, held, audit)
+            .await
+    }
+    async fn pruned_through(&self, service: &str) -> Result<Option<i64>> {
+        self.inner.pruned_through(service).await
+    }
+    async fn events_containing(
+        &self,
+        needles: Option<&[String]>,
+        after: i64,
+        limit: i64,
+    ) -> Result<Vec<EventsEntry>> {
+        self.inner.events_containing(needles, after, limit).await
+    }
+    async fn blob_addresses(&self, after: &str, limit: i64) -> Result<Vec<String>> {
+        self.inner.blob_addresses(after, limit).await
+    }
     async fn revoke_token(&self, name: &str, at_ms: i64, audit: &PendingAudit) -> Result<bool> {
         self.inner.revoke_token(name, at_ms, audit).await
     }

@@ -20,13 +20,25 @@ pub struct GovServer {
     pub http: reqwest::Client,
     hooks: String,
     dirs: [tempfile::TempDir; 2],
+    adjust: fn(&mut ripcord_server::Config),
 }
 
 impl GovServer {
     /// A server whose clock starts at `at`, with `policy` in force.
     pub async fn start(policy: &str, hooks: &str, at: Time) -> Result<GovServer> {
+        GovServer::start_with(policy, hooks, at, |_| {}).await
+    }
+
+    /// [`GovServer::start`] with the config adjusted (at every start).
+    pub async fn start_with(
+        policy: &str,
+        hooks: &str,
+        at: Time,
+        adjust: fn(&mut ripcord_server::Config),
+    ) -> Result<GovServer> {
         let dirs = [tempfile::tempdir()?, tempfile::tempdir()?];
-        let gov = GovServer::boot(dirs, hooks.to_string(), Clock::manual(at)).await?;
+        let clock = Clock::manual(at);
+        let gov = GovServer::boot(dirs, hooks.to_string(), clock, adjust).await?;
         let (status, body) = gov.put_policy(policy, "").await?;
         assert_eq!(status, 201, "{body}");
         for v in ["v1", "v2"] {
@@ -37,7 +49,12 @@ impl GovServer {
         Ok(gov)
     }
 
-    async fn boot(dirs: [tempfile::TempDir; 2], hooks: String, clock: Clock) -> Result<GovServer> {
+    async fn boot(
+        dirs: [tempfile::TempDir; 2],
+        hooks: String,
+        clock: Clock,
+        adjust: fn(&mut ripcord_server::Config),
+    ) -> Result<GovServer> {
         let [data, keys] = &dirs;
         let mut config =
             ripcord_server::Config::new(data.path().to_path_buf(), "127.0.0.1:0".parse()?);
@@ -49,6 +66,7 @@ impl GovServer {
             "chat: {{kind: slack, url: \"{hooks}/slack\"}}\n\
              pager: {{kind: pagerduty, url: \"{hooks}/pagerduty\", routing_key: R0UT1NGKEY0123456789012345678901}}\n"
         ))?;
+        adjust(&mut config);
         let server = ripcord_server::start(config).await?;
         let admin = std::fs::read_to_string(&server.token_path)?
             .trim()
@@ -61,6 +79,7 @@ impl GovServer {
             http: client()?,
             hooks,
             dirs,
+            adjust,
         })
     }
 
@@ -72,11 +91,12 @@ impl GovServer {
             clock,
             hooks,
             dirs,
+            adjust,
             ..
         } = self;
         server.shutdown().await?;
         clock.advance(down);
-        GovServer::boot(dirs, hooks, clock).await
+        GovServer::boot(dirs, hooks, clock, adjust).await
     }
 
     /// `PUT /v1/policies/gov-svc` with `query` (e.g. `?answers=...`).

@@ -273,6 +273,30 @@ fn expected() -> Vec<Row> {
             None,
             &["admin", "auditor"],
         ),
+        ("read", "get", "/v1/retention", None, READERS),
+        ("retention", "post", "/v1/retention/run", None, ADMIN_ONLY),
+        ("read", "get", "/v1/holds", None, READERS),
+        (
+            "retention",
+            "post",
+            "/v1/holds",
+            Some(json!({})),
+            ADMIN_ONLY,
+        ),
+        (
+            "retention",
+            "post",
+            "/v1/holds/{id}/lift",
+            Some(json!({})),
+            ADMIN_ONLY,
+        ),
+        (
+            "retention",
+            "post",
+            "/v1/purge",
+            Some(json!({})),
+            ADMIN_ONLY,
+        ),
     ]
 }
 

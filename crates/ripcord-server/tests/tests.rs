@@ -10,6 +10,7 @@ mod layering;
 mod notify;
 mod ofrep;
 mod openapi;
+mod retention;
 mod rights;
 mod roles;
 mod sinks;

@@ -15,9 +15,11 @@
 //! every `&mut Connection`, `Encode`/`Decode` for every column type) would
 //! have to be repeated on every function that runs a query.
 
+use std::borrow::Cow;
+
 use sqlx::postgres::{PgPool, PgRow};
 use sqlx::sqlite::{SqlitePool, SqliteRow};
-use sqlx::{Database, Encode, FromRow, Postgres, Sqlite, Transaction, Type};
+use sqlx::{AssertSqlSafe, Database, Encode, FromRow, Postgres, Sqlite, Transaction, Type};
 
 use crate::Result;
 use crate::schema::{self, Migration};
@@ -176,6 +178,12 @@ impl From<i64> for Arg<'_> {
     }
 }
 
+impl From<&i64> for Arg<'_> {
+    fn from(v: &i64) -> Self {
+        Arg::Int(Some(*v))
+    }
+}
+
 impl From<Option<i64>> for Arg<'_> {
     fn from(v: Option<i64>) -> Self {
         Arg::Int(v)
@@ -208,14 +216,24 @@ impl<T> Rows for T where
 
 /// One statement with its arguments, run on either driver.
 pub(crate) struct Q<'a> {
-    sql: &'static str,
+    sql: Cow<'static, str>,
     args: Vec<Arg<'a>>,
 }
 
 /// Starts a query; `$1`, `$2`, … are its arguments in order.
 pub(crate) fn q<'a>(sql: &'static str) -> Q<'a> {
     Q {
-        sql,
+        sql: Cow::Borrowed(sql),
+        args: Vec::new(),
+    }
+}
+
+/// A query whose text is put together at run time (a list of `$n`
+/// placeholders as long as the values it binds). Only for SQL made of
+/// constants and placeholders: every value is bound, never spliced in.
+pub(crate) fn q_built<'a>(sql: String) -> Q<'a> {
+    Q {
+        sql: Cow::Owned(sql),
         args: Vec::new(),
     }
 }
@@ -246,20 +264,26 @@ macro_rules! dispatch {
     ($self:ident, $on:expr, |$query:ident, $exec:ident| $run:expr) => {
         match Into::<On<'_>>::into($on) {
             On::Pool(Pool::Sqlite($exec)) => {
-                let $query = bind_all(sqlx::query::<Sqlite>($self.sql), &$self.args);
+                let $query = bind_all(sqlx::query::<Sqlite>(AssertSqlSafe($self.sql)), &$self.args);
                 $run
             }
             On::Pool(Pool::Postgres($exec)) => {
-                let $query = bind_all(sqlx::query::<Postgres>($self.sql), &$self.args);
+                let $query = bind_all(
+                    sqlx::query::<Postgres>(AssertSqlSafe($self.sql)),
+                    &$self.args,
+                );
                 $run
             }
             On::Tx(Tx::Sqlite(tx)) => {
-                let $query = bind_all(sqlx::query::<Sqlite>($self.sql), &$self.args);
+                let $query = bind_all(sqlx::query::<Sqlite>(AssertSqlSafe($self.sql)), &$self.args);
                 let $exec = &mut **tx;
                 $run
             }
             On::Tx(Tx::Postgres(tx)) => {
-                let $query = bind_all(sqlx::query::<Postgres>($self.sql), &$self.args);
+                let $query = bind_all(
+                    sqlx::query::<Postgres>(AssertSqlSafe($self.sql)),
+                    &$self.args,
+                );
                 let $exec = &mut **tx;
                 $run
             }

@@ -18,6 +18,7 @@
 //! (`tests/conformance.rs`). [`open`] opens the store a [`StoreSpec`] names.
 
 mod db;
+mod retention;
 mod schema;
 pub mod seal;
 mod spec;
@@ -260,8 +261,17 @@ pub struct Batch {
     pub releases: Vec<ReleaseRecord>,
     /// (idempotency key, the answer given the first time).
     pub answers: Vec<(String, String)>,
-    /// When the answers were given, in ms (for their expiry).
+    /// When the batch was made, in ms of the server's clock: the age of its
+    /// answers, journal entries and blobs for their expiry.
     pub answered_at_ms: i64,
+    /// The release the batch's journal entries and decisions belong to
+    /// (what a legal hold on it keeps).
+    pub release: Option<String>,
+    /// Journal bodies replaced by `seq` (a purge's rewrite; the entry keeps
+    /// its place and kind).
+    pub rewrites: Vec<(i64, String)>,
+    /// Blobs deleted by address (a bundle replaced by its purged copy).
+    pub forget_blobs: Vec<String>,
     pub audit: Vec<PendingAudit>,
     /// Upserted by (kind, id).
     pub docs: Vec<Doc>,
@@ -286,7 +296,70 @@ impl Batch {
             && self.timers.is_empty()
             && self.blobs.is_empty()
             && self.snapshots.is_empty()
+            && self.rewrites.is_empty()
+            && self.forget_blobs.is_empty()
     }
+}
+
+/// What retention deletes by age, each class with its own period.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum DataClass {
+    /// The journal: accepted event batches and the ticks and commands
+    /// between them. A release's start entries are kept (they are small
+    /// and name what ran), and so is what a restart still replays.
+    RawEvents,
+    Decisions,
+    /// Evidence bundles.
+    Evidence,
+    /// The audit log's oldest records (a prefix: the chain stays whole).
+    Audit,
+}
+
+impl DataClass {
+    pub const ALL: [DataClass; 4] = [
+        DataClass::RawEvents,
+        DataClass::Decisions,
+        DataClass::Evidence,
+        DataClass::Audit,
+    ];
+
+    /// The name in `ripcord.yaml`, the API and the audit log.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DataClass::RawEvents => "raw_events",
+            DataClass::Decisions => "decisions",
+            DataClass::Evidence => "evidence",
+            DataClass::Audit => "audit",
+        }
+    }
+}
+
+/// What legal holds keep from every deletion: the data of these releases
+/// (journal entries, decisions), these blobs (evidence bundles) and the
+/// audit records about these subjects. Built in one place by the server
+/// (`retention::Holds`) and honoured by every deletion the store makes.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Held {
+    pub releases: std::collections::BTreeSet<String>,
+    pub blobs: std::collections::BTreeSet<String>,
+    pub subjects: std::collections::BTreeSet<String>,
+}
+
+/// What one expiry pass over a class did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Expired {
+    pub deleted: u64,
+    /// Rows old enough to go that a legal hold kept.
+    pub held: u64,
+}
+
+/// A journal entry a purge looks at: an `events` entry with its release.
+#[derive(Clone, Debug, PartialEq, sqlx::FromRow)]
+pub struct EventsEntry {
+    pub seq: i64,
+    pub service: String,
+    pub release_id: Option<String>,
+    pub body: String,
 }
 
 /// Counts for `/metrics` and tests.
@@ -409,6 +482,33 @@ pub trait Store: Send + Sync + 'static {
     /// The count of stored events per service, from `events` journal
     /// entries' line counts (for tests and `/metrics`).
     async fn journal_count(&self, service: &str, kind: &str) -> Result<i64>;
+
+    /// Deletes up to `limit` rows of `class` older than `before_ms` that
+    /// `held` does not keep, oldest first, with the retention record
+    /// (`audit`'s time, principal and subject; action `retention.expired`;
+    /// a detail with the class and counts) in the
+    /// same transaction; nothing is written when nothing is deleted.
+    async fn expire(
+        &self,
+        class: DataClass,
+        before_ms: i64,
+        limit: i64,
+        held: &Held,
+        audit: &PendingAudit,
+    ) -> Result<Expired>;
+    /// The last journal entry of a service retention deleted (a restart
+    /// cannot replay from before it).
+    async fn pruned_through(&self, service: &str) -> Result<Option<i64>>;
+    /// Up to `limit` `events` journal entries after `after`, in order, whose
+    /// body contains one of `needles` (every entry when `None`).
+    async fn events_containing(
+        &self,
+        needles: Option<&[String]>,
+        after: i64,
+        limit: i64,
+    ) -> Result<Vec<EventsEntry>>;
+    /// Up to `limit` blob addresses after `after`, in order.
+    async fn blob_addresses(&self, after: &str, limit: i64) -> Result<Vec<String>>;
 
     /// Stores a new token; `false` (and nothing written) if its name is
     /// taken, revoked or not.

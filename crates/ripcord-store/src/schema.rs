@@ -35,6 +35,7 @@ pub(crate) const TABLES: &[&str] = &[
     "tokens",
     "blobs",
     "snapshots",
+    "pruned",
 ];
 
 pub(crate) const MIGRATIONS: &[Migration] = &[
@@ -205,6 +206,51 @@ CREATE TABLE snapshots (
     service TEXT PRIMARY KEY,
     journal_seq BIGINT NOT NULL,
     body BYTEA NOT NULL
+);
+"#,
+    },
+    // Retention: the age of journal entries and blobs by the server's
+    // clock, and the release journal entries and decisions belong to (what
+    // a legal hold keeps). Entries of unknown age count from the upgrade,
+    // so that nothing goes before a full period has passed; old decisions
+    // find their release by its engine name; a service's last pruned
+    // journal entry tells a restart what it can no longer replay. (The
+    // backfill is SQLite's: a PostgreSQL store has no rows from before.)
+    Each {
+        sqlite: r#"
+ALTER TABLE journal ADD COLUMN at_ms BIGINT NOT NULL DEFAULT 0;
+ALTER TABLE journal ADD COLUMN release_id TEXT;
+ALTER TABLE decisions ADD COLUMN release_id TEXT;
+ALTER TABLE blobs ADD COLUMN at_ms BIGINT NOT NULL DEFAULT 0;
+UPDATE journal SET at_ms = CAST(strftime('%s', 'now') AS INTEGER) * 1000;
+UPDATE journal SET release_id = (
+    SELECT r.id FROM releases r WHERE r.service = journal.service AND r.created_seq <= journal.seq
+    ORDER BY r.created_seq DESC LIMIT 1);
+UPDATE decisions SET release_id = (
+    SELECT r.id FROM releases r WHERE r.service = decisions.service AND json_valid(r.body)
+    AND json_extract(r.body, '$.engine_release') = json_extract(decisions.line, '$.release')
+    ORDER BY r.created_seq DESC LIMIT 1)
+WHERE json_valid(line);
+UPDATE blobs SET at_ms = COALESCE(CAST(strftime('%s', created_at) AS INTEGER) * 1000, 0);
+CREATE INDEX journal_age ON journal (at_ms);
+CREATE INDEX decisions_age ON decisions (at_ms);
+CREATE INDEX blobs_age ON blobs (at_ms);
+CREATE TABLE pruned (
+    service TEXT PRIMARY KEY,
+    through_seq BIGINT NOT NULL
+);
+"#,
+        postgres: r#"
+ALTER TABLE journal ADD COLUMN at_ms BIGINT NOT NULL DEFAULT 0;
+ALTER TABLE journal ADD COLUMN release_id TEXT;
+ALTER TABLE decisions ADD COLUMN release_id TEXT;
+ALTER TABLE blobs ADD COLUMN at_ms BIGINT NOT NULL DEFAULT 0;
+CREATE INDEX journal_age ON journal (at_ms);
+CREATE INDEX decisions_age ON decisions (at_ms);
+CREATE INDEX blobs_age ON blobs (at_ms);
+CREATE TABLE pruned (
+    service TEXT PRIMARY KEY,
+    through_seq BIGINT NOT NULL
 );
 "#,
     },

@@ -16,12 +16,13 @@ use sqlx::{Connection, PgConnection};
 
 use ripcord_core::audit::{GENESIS, Record, hex, link, to_line};
 
-use crate::db::{Pool, Tx, q};
+use crate::db::{Pool, Tx, q, q_built};
 use crate::schema::MIGRATIONS;
 use crate::{
-    AuditLine, Batch, DecisionEntry, Doc, JournalEntry, OutboxCounts, OutboxEntry, PendingAudit,
-    PolicyRecord, PublishCheckpoint, ReleaseRecord, Result, SignCheckpoint, Sink, Snapshot, Store,
-    StoreError, Timer, TimerChange, TokenRecord, VersionRecord,
+    AuditLine, Batch, DataClass, DecisionEntry, Doc, EventsEntry, Expired, Held, JournalEntry,
+    OutboxCounts, OutboxEntry, PendingAudit, PolicyRecord, PublishCheckpoint, ReleaseRecord,
+    Result, SignCheckpoint, Sink, Snapshot, Store, StoreError, Timer, TimerChange, TokenRecord,
+    VersionRecord,
 };
 
 /// Connections a PostgreSQL store keeps: the writer, the checkpoint task
@@ -184,22 +185,31 @@ impl SqlStore {
     /// decisions, deliveries, releases and idempotency answers.
     async fn write_engine(&self, tx: &mut Tx, batch: &Batch) -> Result<()> {
         for j in &batch.journal {
-            q("INSERT INTO journal (seq, service, kind, body) VALUES ($1, $2, $3, $4)")
-                .bind(j.seq)
-                .bind(&j.service)
-                .bind(&j.kind)
-                .bind(&j.body)
-                .execute(&mut *tx)
-                .await?;
+            q(
+                "INSERT INTO journal (seq, service, kind, body, at_ms, release_id) \
+               VALUES ($1, $2, $3, $4, $5, $6)",
+            )
+            .bind(j.seq)
+            .bind(&j.service)
+            .bind(&j.kind)
+            .bind(&j.body)
+            .bind(batch.answered_at_ms)
+            .bind(&batch.release)
+            .execute(&mut *tx)
+            .await?;
         }
         for d in &batch.decisions {
-            q("INSERT INTO decisions (seq, service, at_ms, line) VALUES ($1, $2, $3, $4)")
-                .bind(d.seq)
-                .bind(&d.service)
-                .bind(d.at_ms)
-                .bind(&d.line)
-                .execute(&mut *tx)
-                .await?;
+            q(
+                "INSERT INTO decisions (seq, service, at_ms, line, release_id) \
+               VALUES ($1, $2, $3, $4, $5)",
+            )
+            .bind(d.seq)
+            .bind(&d.service)
+            .bind(d.at_ms)
+            .bind(&d.line)
+            .bind(&batch.release)
+            .execute(&mut *tx)
+            .await?;
         }
         for o in &batch.outbox {
             self.insert_outbox(tx, o).await?;
@@ -396,13 +406,48 @@ async fn write_governance(tx: &mut Tx, batch: &Batch) -> Result<()> {
 }
 
 /// Inserts a blob unless its address is stored; `true` if inserted.
-async fn insert_blob(tx: &mut Tx, hash: &str, bytes: &[u8]) -> Result<bool> {
-    let done = q("INSERT INTO blobs (hash, bytes) VALUES ($1, $2) ON CONFLICT (hash) DO NOTHING")
-        .bind(hash)
-        .bind(bytes)
-        .execute(&mut *tx)
-        .await?;
+async fn insert_blob(tx: &mut Tx, hash: &str, bytes: &[u8], at_ms: i64) -> Result<bool> {
+    let done = q(
+        "INSERT INTO blobs (hash, bytes, at_ms) VALUES ($1, $2, $3) ON CONFLICT (hash) DO NOTHING",
+    )
+    .bind(hash)
+    .bind(bytes)
+    .bind(at_ms)
+    .execute(&mut *tx)
+    .await?;
     Ok(done == 1)
+}
+
+/// A purge's changes: journal bodies replaced, blobs deleted.
+async fn rewrite(tx: &mut Tx, batch: &Batch) -> Result<()> {
+    for (seq, body) in &batch.rewrites {
+        q("UPDATE journal SET body = $1 WHERE seq = $2")
+            .bind(body)
+            .bind(*seq)
+            .execute(&mut *tx)
+            .await?;
+    }
+    for hash in &batch.forget_blobs {
+        q("DELETE FROM blobs WHERE hash = $1")
+            .bind(hash)
+            .execute(&mut *tx)
+            .await?;
+    }
+    Ok(())
+}
+
+/// `%text%` for LIKE with `!` escaping its wildcards and itself.
+fn like_pattern(text: &str) -> String {
+    let mut out = String::with_capacity(text.len() + 2);
+    out.push('%');
+    for c in text.chars() {
+        if matches!(c, '%' | '_' | '!') {
+            out.push('!');
+        }
+        out.push(c);
+    }
+    out.push('%');
+    out
 }
 
 #[async_trait]
@@ -416,8 +461,11 @@ impl Store for SqlStore {
         for batch in batches {
             write_governance(&mut tx, batch).await?;
         }
-        for (hash, bytes) in batches.iter().flat_map(|b| &b.blobs) {
-            insert_blob(&mut tx, hash, bytes).await?;
+        for batch in batches {
+            for (hash, bytes) in &batch.blobs {
+                insert_blob(&mut tx, hash, bytes, batch.answered_at_ms).await?;
+            }
+            rewrite(&mut tx, batch).await?;
         }
         for snap in batches.iter().flat_map(|b| &b.snapshots) {
             q(
@@ -793,7 +841,7 @@ impl Store for SqlStore {
     async fn put_blob(&self, hash: &str, bytes: &[u8], audit: &PendingAudit) -> Result<bool> {
         let _appending = self.appending.lock().await;
         let mut tx = self.pool.write_tx().await?;
-        let inserted = insert_blob(&mut tx, hash, bytes).await?;
+        let inserted = insert_blob(&mut tx, hash, bytes, audit.at_ms).await?;
         commit_audited(tx, inserted, audit).await
     }
 
@@ -851,6 +899,86 @@ impl Store for SqlStore {
 
     async fn integrity(&self) -> Result<Vec<String>> {
         self.pool.integrity().await
+    }
+
+    async fn expire(
+        &self,
+        class: DataClass,
+        before_ms: i64,
+        limit: i64,
+        held: &Held,
+        audit: &PendingAudit,
+    ) -> Result<Expired> {
+        let _appending = self.appending.lock().await;
+        let mut tx = self.pool.write_tx().await?;
+        let (expired, detail) =
+            crate::retention::expire(&mut tx, class, (before_ms, limit), held).await?;
+        if expired.deleted == 0 {
+            return Ok(expired);
+        }
+        let mut record = audit.clone();
+        // The action audit verification looks for to accept a cut prefix.
+        record.action = ripcord_core::audit::EXPIRED.into();
+        record.detail = serde_json::json!({
+            "class": class.as_str(),
+            "before_ms": before_ms,
+            "deleted": expired.deleted,
+            "held": expired.held,
+        });
+        if let (Some(to), serde_json::Value::Object(from)) = (record.detail.as_object_mut(), detail)
+        {
+            to.extend(from);
+        }
+        append_audit(&mut tx, &[&record]).await?;
+        tx.commit().await?;
+        Ok(expired)
+    }
+
+    async fn pruned_through(&self, service: &str) -> Result<Option<i64>> {
+        q("SELECT through_seq FROM pruned WHERE service = $1")
+            .bind(service)
+            .scalar_optional(&self.pool)
+            .await
+    }
+
+    async fn events_containing(
+        &self,
+        needles: Option<&[String]>,
+        after: i64,
+        limit: i64,
+    ) -> Result<Vec<EventsEntry>> {
+        let needles = needles.unwrap_or(&[]);
+        // LIKE, with its wildcards escaped, is portable; it may match more
+        // than asked (SQLite's is case-blind), never less: callers parse.
+        let any: Vec<String> = (0..needles.len())
+            .map(|i| format!("body LIKE ${} ESCAPE '!'", i + 3))
+            .collect();
+        let filter = if any.is_empty() {
+            String::new()
+        } else {
+            format!(" AND ({})", any.join(" OR "))
+        };
+        let patterns: Vec<String> = needles.iter().map(|n| like_pattern(n)).collect();
+        let mut query = q_built(format!(
+            "SELECT seq, service, release_id, body FROM journal \
+             WHERE kind = 'events' AND seq > $1{filter} ORDER BY seq LIMIT $2"
+        ))
+        .bind(after)
+        .bind(limit);
+        for p in &patterns {
+            query = query.bind(p);
+        }
+        query.fetch_all(&self.pool).await
+    }
+
+    async fn blob_addresses(&self, after: &str, limit: i64) -> Result<Vec<String>> {
+        let rows: Vec<(String,)> =
+            q("SELECT hash FROM blobs WHERE hash > $1 ORDER BY hash LIMIT $2")
+                .bind(after)
+                .bind(limit)
+                .fetch_all(&self.pool)
+                .await?;
+        Ok(rows.into_iter().map(|(h,)| h).collect())
     }
 
     async fn put_token(&self, token: &TokenRecord, audit: &PendingAudit) -> Result<bool> {

@@ -5,6 +5,7 @@ pub mod bench;
 pub mod demo;
 pub mod evidence;
 pub mod policy;
+pub mod purge;
 pub mod replay;
 pub mod report;
 pub mod serve;

@@ -10,13 +10,15 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::Args;
+use ripcord_core::Dur;
 use ripcord_core::engine::EventLimits;
 use ripcord_core::policy::units::parse_duration;
 use ripcord_server::audit_sign::CheckpointChannels;
 use ripcord_server::auth::{RoleSpec, Roles};
 use ripcord_server::notify::{ChannelConfig, check_all};
+use ripcord_server::retention::Retention;
 use ripcord_server::sinks::{Allowed, Range};
-use ripcord_store::StoreSpec;
+use ripcord_store::{DataClass, StoreSpec};
 use serde::Deserialize;
 
 use super::store::StoreArg;
@@ -83,6 +85,79 @@ pub struct FileConfig {
     /// What one event may claim (`limits: {max_outputs: 10000}`).
     #[serde(default)]
     limits: Limits,
+    /// How long each class of data is kept (`retention: {raw_events: 30d}`).
+    #[serde(default)]
+    retention: RetentionConfig,
+}
+
+/// `retention:` — each class's period (`30d`, `12h`) and the task's pace;
+/// what is not given keeps its default (`Retention::default()`).
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RetentionConfig {
+    raw_events: Option<String>,
+    decisions: Option<String>,
+    evidence: Option<String>,
+    audit: Option<String>,
+    every: Option<String>,
+    batch: Option<i64>,
+}
+
+impl RetentionConfig {
+    fn lower(&self, origin: &str) -> anyhow::Result<Retention> {
+        let mut out = Retention::default();
+        let duration = |name: &str, text: &str, min: Dur, max: Dur| {
+            let d = parse_duration(text)
+                .map_err(|e| anyhow::anyhow!("{origin}: retention.{name}: {e}"))?;
+            if d < min || d > max {
+                anyhow::bail!(
+                    "{origin}: retention.{name}: must be between {} and {}, got {text}",
+                    show(min),
+                    show(max)
+                );
+            }
+            Ok(d)
+        };
+        let classes = [
+            (DataClass::RawEvents, &self.raw_events),
+            (DataClass::Decisions, &self.decisions),
+            (DataClass::Evidence, &self.evidence),
+            (DataClass::Audit, &self.audit),
+        ];
+        for (class, text) in classes {
+            if let Some(text) = text {
+                let keep = duration(
+                    class.as_str(),
+                    text,
+                    Dur::from_mins(1),
+                    Dur(100 * 365 * DAY),
+                )?;
+                out.keep.insert(class, keep);
+            }
+        }
+        if let Some(text) = &self.every {
+            let every = duration("every", text, Dur::from_secs(1), Dur(DAY))?;
+            out.every = std::time::Duration::from_millis(every.0.unsigned_abs());
+        }
+        if let Some(batch) = self.batch {
+            if !(1..=10_000).contains(&batch) {
+                anyhow::bail!("{origin}: retention.batch: must be from 1 to 10000, got {batch}");
+            }
+            out.batch = batch;
+        }
+        Ok(out)
+    }
+}
+
+const DAY: i64 = 86_400_000;
+
+/// A bound as people write it: `1m`, `1d`, `36500d`.
+fn show(d: Dur) -> String {
+    match d.0 {
+        ms if ms % DAY == 0 => format!("{}d", ms / DAY),
+        ms if ms % 60_000 == 0 => format!("{}m", ms / 60_000),
+        ms => format!("{}s", ms / 1000),
+    }
 }
 
 /// `limits:` — per-event bounds; each defaults to `EventLimits::default()`.
@@ -200,6 +275,7 @@ pub fn config(args: ServeArgs) -> anyhow::Result<ripcord_server::Config> {
     CheckpointChannels::resolve(&config.audit_checkpoint_channels, &config.channels)
         .map_err(|e| anyhow::anyhow!("{origin}: {e}"))?;
     config.engine.limits = file.limits.lower(&origin)?;
+    config.retention = file.retention.lower(&origin)?;
     Ok(config)
 }
 
@@ -285,6 +361,46 @@ mod tests {
         let c = config(a).unwrap();
         assert_eq!(c.listen.to_string(), "127.0.0.1:7171");
         assert_eq!(c.data_dir, PathBuf::from("/srv/ripcord"));
+    }
+
+    /// The config from `yaml`, or its error's text.
+    fn from_yaml(yaml: &str) -> Result<ripcord_server::Config, String> {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("ripcord.yaml");
+        std::fs::write(&file, yaml).unwrap();
+        let mut a = args();
+        a.config = Some(file);
+        config(a).map_err(|e| format!("{e:#}"))
+    }
+
+    #[test]
+    fn retention_periods_come_from_the_config_and_mistakes_name_the_key() {
+        let c = from_yaml("retention: {raw_events: 7d, every: 30s, batch: 100}\n").unwrap();
+        let keep = |class| c.retention.keep(class).0;
+        assert_eq!(keep(DataClass::RawEvents), 7 * DAY);
+        // What is not given keeps its default.
+        assert_eq!(keep(DataClass::Audit), 2190 * DAY);
+        assert_eq!(c.retention.every, std::time::Duration::from_secs(30));
+        assert_eq!(c.retention.batch, 100);
+        for (yaml, error) in [
+            ("retention: {raw_events: soon}", "retention.raw_events: "),
+            (
+                "retention: {audit: 10s}",
+                "retention.audit: must be between 1m and 36500d, got 10s",
+            ),
+            (
+                "retention: {every: 2d}",
+                "retention.every: must be between 1s and 1d, got 2d",
+            ),
+            (
+                "retention: {batch: 0}",
+                "retention.batch: must be from 1 to 10000, got 0",
+            ),
+            ("retention: {raw_event: 1d}", "unknown field `raw_event`"),
+        ] {
+            let e = from_yaml(yaml).map(|_| ()).unwrap_err();
+            assert!(e.contains(error), "{yaml}: {e}");
+        }
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! How every command that opens the store finds it: `--store` or
 //! `RIPCORD_STORE` (`postgres://…` or `sqlite://PATH`), else `ripcord.db`
-//! in the data dir — the same for `serve`, `token`, `audit`, `evidence`
-//! and `report`.
+//! in the data dir — the same for `serve`, `token`, `audit`, `evidence`,
+//! `report` and `purge`.
 
 use std::path::Path;
 

@@ -141,7 +141,7 @@ async fn open(at: &Located, create: bool) -> anyhow::Result<SqlStore> {
 }
 
 /// Who ran the command, for the audit log.
-fn local_principal() -> String {
+pub fn local_principal() -> String {
     let user = std::env::var("USER").unwrap_or_default();
     if user.is_empty() {
         "local".to_string()

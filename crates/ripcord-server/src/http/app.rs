@@ -22,6 +22,8 @@ pub struct App {
     pub body_rate: BodyRate,
     /// Address ranges webhook sinks may name beyond the public internet.
     pub sinks_allowed: Allowed,
+    /// The retention task's settings and last report.
+    pub retention: crate::retention::Status,
 }
 
 pub type Shared = Arc<App>;

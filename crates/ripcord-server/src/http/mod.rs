@@ -23,6 +23,7 @@ mod ops;
 mod policies;
 mod releases;
 mod requests;
+mod retention;
 mod sinks;
 mod tokens;
 mod versions;
@@ -54,6 +55,7 @@ fn routes() -> Router<Shared> {
         .merge(ops::routes())
         .merge(tokens::routes())
         .merge(audit::routes())
+        .merge(retention::routes())
 }
 
 pub fn router(app: Shared) -> Router {

@@ -101,6 +101,9 @@ pub struct Snapshots {
     pub last_at: Option<Time>,
     /// Journal body bytes written since, which a restart would replay.
     pub bytes_since: usize,
+    /// The last journal entry applied to the state (what a snapshot taken
+    /// now covers).
+    pub last_seq: Option<i64>,
 }
 
 /// How recovery rebuilt a service's engine.
@@ -372,6 +375,9 @@ impl Hub {
         if let Some(start) = self.store.last_start(name).await? {
             state.snapshots.start_seq = Some(start);
             let snapshot = self.restore(name, start, &mut state).await;
+            if snapshot.is_none() {
+                self.replayable(name, start).await?;
+            }
             let from = snapshot.map_or(start, |seq| seq + 1);
             let replayed = self.replay(name, from, &mut state).await?;
             state.recovery = Recovery { snapshot, replayed };
@@ -396,6 +402,77 @@ impl Hub {
             map.insert(name.to_string(), service);
         }
         Ok(())
+    }
+
+    /// Refuses to rebuild a release from its start when retention deleted
+    /// journal entries after it: only its snapshot can rebuild it, and a
+    /// replay would silently miss what was deleted.
+    async fn replayable(&self, name: &str, start: i64) -> anyhow::Result<()> {
+        match self.store.pruned_through(name).await? {
+            Some(pruned) if pruned > start => anyhow::bail!(
+                "{name}: its snapshot cannot be used and retention deleted journal entries \
+                 of its release up to entry {pruned}: the release cannot be rebuilt by \
+                 replaying it (restore the snapshot, or run the ripcord version that wrote it)"
+            ),
+            _ => Ok(()),
+        }
+    }
+
+    /// Applies a purge to what services hold in memory: the sample lines
+    /// `erase` picks are forgotten (and the service snapshotted again, so
+    /// that no stored snapshot keeps them), except in a release `held`
+    /// keeps; incidents point at the bundles that replaced theirs. How
+    /// many sample lines were forgotten, and how many a hold kept.
+    pub async fn forget(
+        &self,
+        erase: &(dyn Fn(&str) -> bool + Sync),
+        replaced: &[(String, String)],
+        held: &ripcord_store::Held,
+    ) -> anyhow::Result<(u64, u64)> {
+        let (mut forgotten, mut kept) = (0, 0);
+        for name in self.service_names() {
+            let Some(service) = self.service(&name) else {
+                continue;
+            };
+            let mut state = service.state.lock().await;
+            for inc in &mut state.gov.incidents {
+                if let Some((_, to)) = replaced
+                    .iter()
+                    .find(|(from, _)| inc.evidence.as_ref() == Some(from))
+                {
+                    inc.evidence = Some(to.clone());
+                }
+            }
+            let is_held = state
+                .current
+                .as_ref()
+                .is_some_and(|c| held.releases.contains(&c.id));
+            let Some(sample) = state.evidence.sample.as_mut() else {
+                continue;
+            };
+            if is_held {
+                kept += sample.lines().iter().filter(|l| erase(l)).count() as u64;
+                continue;
+            }
+            let n = sample.forget(erase) as u64;
+            if n == 0 {
+                continue;
+            }
+            forgotten += n;
+            let mut batch = Batch::default();
+            if let Some(seq) = state.snapshots.last_seq {
+                take_snapshot(&name, &mut state, (seq, self.now()), &mut batch);
+            }
+            drop(state);
+            if !batch.is_empty() {
+                let durable = self.writer.submit(batch).await;
+                durable
+                    .await
+                    .map_err(|_| anyhow::anyhow!("the writer has stopped"))?
+                    .map_err(anyhow::Error::msg)?;
+            }
+        }
+        Ok((forgotten, kept))
     }
 
     /// Feeds the journal from `start` on through a fresh engine. Decisions
@@ -424,6 +501,7 @@ impl Hub {
                 };
                 let lines: Vec<String> = scratch.iter().map(decision_to_line).collect();
                 state.evidence.remember(kind, &stored.body, &lines);
+                state.snapshots.last_seq = Some(stored.seq);
                 replayed += 1;
             }
         }
@@ -443,7 +521,11 @@ impl Hub {
             }
         };
         match self.restore_from(name, start, &stored, state).await {
-            Ok(used) => used.then_some(stored.journal_seq),
+            Ok(true) => {
+                state.snapshots.last_seq = Some(stored.journal_seq);
+                Some(stored.journal_seq)
+            }
+            Ok(false) => None,
             Err(e) => {
                 tracing::warn!(
                     "{name}: the snapshot at journal entry {} is not used ({e:#}); \
@@ -911,6 +993,9 @@ impl Hub {
         if batch.answered_at_ms == 0 {
             batch.answered_at_ms = now.0;
         }
+        // What a legal hold on this release keeps (before a re-release
+        // below moves `current` on).
+        batch.release = state.current.as_ref().map(|c| c.id.clone());
         // Each decision's record is built once, from the typed decision: its
         // line is stored and kept for evidence; its value goes into the
         // audit log, the deliveries and governance's timeline.
@@ -929,6 +1014,7 @@ impl Hub {
         if kind == Kind::Start {
             state.snapshots.start_seq = Some(journal_seq);
         }
+        state.snapshots.last_seq = Some(journal_seq);
         snapshot_if_due(&service.name, state, (journal_seq, now), &mut batch);
         for ((d, line), record) in decisions.iter().zip(&lines).zip(&records) {
             metrics::decision(d);
@@ -1175,9 +1261,6 @@ fn with_steps(mut policy: Policy, start: &Start) -> Result<Policy, String> {
 /// behind; a snapshot that cannot be taken is logged (recovery then
 /// replays further back).
 fn snapshot_if_due(service: &str, state: &mut State, (seq, now): (i64, Time), batch: &mut Batch) {
-    let (Some(engine), Some(start_seq)) = (state.engine.as_ref(), state.snapshots.start_seq) else {
-        return;
-    };
     let recent = state
         .snapshots
         .last_at
@@ -1185,6 +1268,14 @@ fn snapshot_if_due(service: &str, state: &mut State, (seq, now): (i64, Time), ba
     if recent && state.snapshots.bytes_since < SNAPSHOT_BYTES {
         return;
     }
+    take_snapshot(service, state, (seq, now), batch);
+}
+
+/// Adds a snapshot of the service as of journal entry `seq` to `batch`.
+fn take_snapshot(service: &str, state: &mut State, (seq, now): (i64, Time), batch: &mut Batch) {
+    let (Some(engine), Some(start_seq)) = (state.engine.as_ref(), state.snapshots.start_seq) else {
+        return;
+    };
     let body = engine
         .snapshot()
         .map_err(|e| e.to_string())
