@@ -13,8 +13,8 @@
 //! One implementation ([`SqlStore`], `sql.rs`) serves both databases: its
 //! SQL is written once in the dialect both accept (no `AUTOINCREMENT`, no
 //! SQLite-only types, `ON CONFLICT` upserts), and what differs — how a
-//! write transaction takes the write lock, the DDL, the integrity check —
-//! is in `db.rs` and `schema.rs`. Both pass the same conformance tests
+//! write transaction takes the write lock, the few migrations that differ,
+//! the integrity check — is in `db.rs` and `schema.rs`. Both pass the same conformance tests
 //! (`tests/conformance.rs`). [`open`] opens the store a [`StoreSpec`] names.
 
 mod db;
