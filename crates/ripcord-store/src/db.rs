@@ -62,12 +62,16 @@ impl Pool {
         })
     }
 
-    /// The text of a migration for this driver ([`crate::schema`]).
-    pub(crate) fn dialect(&self, migration: &Migration) -> &'static str {
+    /// What this driver runs of a migration ([`crate::schema`]), in order.
+    pub(crate) fn dialect(&self, migration: &Migration) -> Vec<&'static str> {
         match (migration, self) {
-            (Migration::Both(sql), _) => sql,
-            (Migration::Each { sqlite, .. }, Pool::Sqlite(_)) => sqlite,
-            (Migration::Each { postgres, .. }, Pool::Postgres(_)) => postgres,
+            (Migration::Both(sql), _) => vec![sql],
+            (Migration::SqliteBackfill { change, backfill }, Pool::Sqlite(_)) => {
+                vec![change, backfill]
+            }
+            (Migration::SqliteBackfill { change, .. }, Pool::Postgres(_)) => vec![change],
+            (Migration::Each { sqlite, .. }, Pool::Sqlite(_)) => vec![sqlite],
+            (Migration::Each { postgres, .. }, Pool::Postgres(_)) => vec![postgres],
         }
     }
 

@@ -1,23 +1,30 @@
 //! The schema, as migrations applied in order once each
 //! (`schema_migrations` counts them).
 //!
-//! One history serves both databases: most migrations are SQL both accept,
-//! and where they differ a migration has a text for each ([`Migration`]):
-//! binary columns (`BLOB`, `BYTEA`) and a data fix with SQLite's JSON
-//! functions that a PostgreSQL store (never older than PostgreSQL support)
-//! has no rows for. JSON is stored as `TEXT` on both, and the store
+//! One history serves both databases: most migrations are SQL both accept;
+//! where they differ ([`Migration`]) a migration has a text for each
+//! (binary columns: `BLOB`, `BYTEA`), or a backfill with SQLite's functions
+//! of rows that a PostgreSQL store (never older than PostgreSQL support)
+//! does not have. JSON is stored as `TEXT` on both, and the store
 //! decodes it. A change to the schema appends one migration.
 
 /// One step of the schema.
 pub(crate) enum Migration {
     Both(&'static str),
+    /// A change both make, then a backfill of rows that only an SQLite
+    /// store can have (from before PostgreSQL support), with SQLite's
+    /// functions.
+    SqliteBackfill {
+        change: &'static str,
+        backfill: &'static str,
+    },
     Each {
         sqlite: &'static str,
         postgres: &'static str,
     },
 }
 
-use Migration::{Both, Each};
+use Migration::{Both, Each, SqliteBackfill};
 
 /// The tables the store uses (for PostgreSQL's integrity check).
 pub(crate) const TABLES: &[&str] = &[
@@ -183,13 +190,12 @@ ALTER TABLE tokens ADD COLUMN services TEXT NOT NULL DEFAULT '[]';
     // queued before carry it only in their payload: copied from there, so
     // that a retry sends the key its first attempt sent. (`json_extract`
     // is SQLite's; a PostgreSQL store has no such rows.)
-    Each {
-        sqlite: r#"
-ALTER TABLE outbox ADD COLUMN idempotency_key TEXT;
+    SqliteBackfill {
+        change: "ALTER TABLE outbox ADD COLUMN idempotency_key TEXT;",
+        backfill: r#"
 UPDATE outbox SET idempotency_key = json_extract(payload, '$.idempotency_key')
 WHERE kind = 'webhook' AND json_valid(payload);
 "#,
-        postgres: "ALTER TABLE outbox ADD COLUMN idempotency_key TEXT;",
     },
     // The latest snapshot of each service's engine, with the journal
     // position it covers (restart = snapshot + the journal after it).
@@ -214,14 +220,22 @@ CREATE TABLE snapshots (
     // a legal hold keeps). Entries of unknown age count from the upgrade,
     // so that nothing goes before a full period has passed; old decisions
     // find their release by its engine name; a service's last pruned
-    // journal entry tells a restart what it can no longer replay. (The
-    // backfill is SQLite's: a PostgreSQL store has no rows from before.)
-    Each {
-        sqlite: r#"
+    // journal entry tells a restart what it can no longer replay.
+    SqliteBackfill {
+        change: r#"
 ALTER TABLE journal ADD COLUMN at_ms BIGINT NOT NULL DEFAULT 0;
 ALTER TABLE journal ADD COLUMN release_id TEXT;
 ALTER TABLE decisions ADD COLUMN release_id TEXT;
 ALTER TABLE blobs ADD COLUMN at_ms BIGINT NOT NULL DEFAULT 0;
+CREATE INDEX journal_age ON journal (at_ms);
+CREATE INDEX decisions_age ON decisions (at_ms);
+CREATE INDEX blobs_age ON blobs (at_ms);
+CREATE TABLE pruned (
+    service TEXT PRIMARY KEY,
+    through_seq BIGINT NOT NULL
+);
+"#,
+        backfill: r#"
 UPDATE journal SET at_ms = CAST(strftime('%s', 'now') AS INTEGER) * 1000;
 UPDATE journal SET release_id = (
     SELECT r.id FROM releases r WHERE r.service = journal.service AND r.created_seq <= journal.seq
@@ -232,26 +246,6 @@ UPDATE decisions SET release_id = (
     ORDER BY r.created_seq DESC LIMIT 1)
 WHERE json_valid(line);
 UPDATE blobs SET at_ms = COALESCE(CAST(strftime('%s', created_at) AS INTEGER) * 1000, 0);
-CREATE INDEX journal_age ON journal (at_ms);
-CREATE INDEX decisions_age ON decisions (at_ms);
-CREATE INDEX blobs_age ON blobs (at_ms);
-CREATE TABLE pruned (
-    service TEXT PRIMARY KEY,
-    through_seq BIGINT NOT NULL
-);
-"#,
-        postgres: r#"
-ALTER TABLE journal ADD COLUMN at_ms BIGINT NOT NULL DEFAULT 0;
-ALTER TABLE journal ADD COLUMN release_id TEXT;
-ALTER TABLE decisions ADD COLUMN release_id TEXT;
-ALTER TABLE blobs ADD COLUMN at_ms BIGINT NOT NULL DEFAULT 0;
-CREATE INDEX journal_age ON journal (at_ms);
-CREATE INDEX decisions_age ON decisions (at_ms);
-CREATE INDEX blobs_age ON blobs (at_ms);
-CREATE TABLE pruned (
-    service TEXT PRIMARY KEY,
-    through_seq BIGINT NOT NULL
-);
 "#,
     },
 ];

@@ -273,7 +273,9 @@ impl SqlStore {
             .scalar(&mut tx)
             .await?;
         for (i, migration) in MIGRATIONS.iter().enumerate().skip(done as usize) {
-            tx.raw(self.pool.dialect(migration)).await?;
+            for sql in self.pool.dialect(migration) {
+                tx.raw(sql).await?;
+            }
             q("INSERT INTO schema_migrations (version) VALUES ($1)")
                 .bind(i as i64 + 1)
                 .execute(&mut tx)
@@ -1074,7 +1076,9 @@ mod tests {
             .await?;
         // Migration 8 adds the column: the schema as of migration 7.
         for (i, migration) in MIGRATIONS[..7].iter().enumerate() {
-            tx.raw(pool.dialect(migration)).await?;
+            for sql in pool.dialect(migration) {
+                tx.raw(sql).await?;
+            }
             q("INSERT INTO schema_migrations (version) VALUES ($1)")
                 .bind(i as i64 + 1)
                 .execute(&mut tx)
