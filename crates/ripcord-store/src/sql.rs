@@ -315,9 +315,9 @@ async fn is_checkpoint(tx: &mut Tx, seq: i64) -> Result<bool> {
 }
 
 /// Appends audit records inside a transaction, linking them from the
-/// stored tail. The tail is read from the file, not kept in memory, because
-/// another process (`ripcord token`, another server) may have appended
-/// since.
+/// stored tail. The tail is read from the database (under its write lock),
+/// not kept in memory, because another process (`ripcord token`, another
+/// server) may have appended since.
 async fn append_audit(tx: &mut Tx, pending: &[&PendingAudit]) -> Result<Vec<AuditLine>> {
     if pending.is_empty() {
         return Ok(Vec::new());
