@@ -183,6 +183,18 @@ impl Store for Faulty {
     async fn revoke_token(&self, name: &str, at_ms: i64, audit: &PendingAudit) -> Result<bool> {
         self.inner.revoke_token(name, at_ms, audit).await
     }
+    async fn acquire_lease(&self, holder: &str, ttl_ms: i64) -> Result<Lease> {
+        self.inner.acquire_lease(holder, ttl_ms).await
+    }
+    async fn lease(&self) -> Result<Option<Lease>> {
+        self.inner.lease().await
+    }
+    async fn release_lease(&self, holder: &str) -> Result<()> {
+        self.inner.release_lease(holder).await
+    }
+    fn fence(&self, holder: &str, epoch: i64) {
+        self.inner.fence(holder, epoch)
+    }
 }
 
 fn batch(units: std::ops::Range<u32>) -> String {

@@ -47,8 +47,10 @@ impl Pool {
     /// Begins a write transaction, waiting for the write lock first. A
     /// transaction that read before taking it could append to an audit
     /// chain whose tail another writer has since moved (a fork), and on
-    /// SQLite it fails outright with "database is locked".
-    pub(crate) async fn write_tx(&self) -> Result<Tx> {
+    /// SQLite it fails outright with "database is locked". Unfenced: only
+    /// migrations and the lease itself begin here; every other write goes
+    /// through `SqlStore::write_tx`, which checks the store's fence.
+    pub(crate) async fn begin_write(&self) -> Result<Tx> {
         Ok(match self {
             Pool::Sqlite(p) => Tx::Sqlite(p.begin_with("BEGIN IMMEDIATE").await?),
             Pool::Postgres(p) => {
@@ -141,6 +143,24 @@ impl<'c> From<&'c mut Tx> for On<'c> {
     fn from(tx: &'c mut Tx) -> On<'c> {
         On::Tx(tx)
     }
+}
+
+/// Milliseconds since the Unix epoch by the database server's clock: the
+/// one clock every replica shares, so that none with a skewed clock of
+/// its own moves the lease. PostgreSQL's `clock_timestamp()`, not `now()`,
+/// which is when the transaction began, before it waited for the write
+/// lock; SQLite's `'now'` is read once per statement.
+pub(crate) async fn now_ms<'c>(on: impl Into<On<'c>>) -> Result<i64> {
+    let on = on.into();
+    let sql = match &on {
+        On::Pool(Pool::Sqlite(_)) | On::Tx(Tx::Sqlite(_)) => {
+            "SELECT CAST((julianday('now') - 2440587.5) * 86400000.0 AS BIGINT)"
+        }
+        On::Pool(Pool::Postgres(_)) | On::Tx(Tx::Postgres(_)) => {
+            "SELECT CAST(floor(extract(epoch FROM clock_timestamp()) * 1000) AS BIGINT)"
+        }
+    };
+    q(sql).scalar(on).await
 }
 
 /// A query argument. The columns the store binds are text, integers and

@@ -18,6 +18,7 @@
 //! (`tests/conformance.rs`). [`open`] opens the store a [`StoreSpec`] names.
 
 mod db;
+mod lease;
 mod retention;
 mod schema;
 pub mod seal;
@@ -44,6 +45,21 @@ pub enum StoreError {
     Open { spec: String, cause: sqlx::Error },
     #[error("{0}")]
     Spec(String),
+    /// A fenced store's write found the leader lease taken over
+    /// ([`Store::fence`]); nothing of the write was stored. The process
+    /// must stop acting as the leader.
+    #[error(
+        "fenced: a newer leader holds the lease ({} at epoch {epoch}; this store writes for \
+         epoch {ours}), so nothing was written and this process must stop acting as the leader",
+        .held_by.as_deref().unwrap_or("no one")
+    )]
+    Fenced {
+        /// The lease's holder now; `None` if the lease row is gone.
+        held_by: Option<String>,
+        epoch: i64,
+        /// The epoch the store was fenced to.
+        ours: i64,
+    },
 }
 
 /// A JSON column: stored as text on every database (PostgreSQL's `JSON`
@@ -362,6 +378,32 @@ pub struct EventsEntry {
     pub body: String,
 }
 
+/// The leader lease as the database has it, with the database's clock
+/// at the time it was read (every time here is the database's, in ms
+/// since the Unix epoch).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Lease {
+    pub holder: String,
+    /// The fencing token: 1 for the first holder, +1 each time the lease
+    /// changes hands; a renewal keeps it.
+    pub epoch: i64,
+    pub expires_ms: i64,
+    /// The database's clock when the lease was read or written.
+    pub now_ms: i64,
+}
+
+impl Lease {
+    /// Whether the lease has not ended.
+    pub fn is_live(&self) -> bool {
+        self.expires_ms > self.now_ms
+    }
+
+    /// Whether `holder` holds it and it has not ended.
+    pub fn is_held_by(&self, holder: &str) -> bool {
+        self.holder == holder && self.is_live()
+    }
+}
+
 /// Counts for `/metrics` and tests.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, sqlx::FromRow)]
 pub struct OutboxCounts {
@@ -520,4 +562,27 @@ pub trait Store: Send + Sync + 'static {
     /// Marks a token revoked at `at_ms`; `false` if there is no such token
     /// or it was revoked already (its first revocation time stays).
     async fn revoke_token(&self, name: &str, at_ms: i64, audit: &PendingAudit) -> Result<bool>;
+
+    /// Asks for the leader lease for `holder` (unique per process) for
+    /// `ttl_ms` by the database's clock, in one write transaction: granted
+    /// when nobody holds it, it has expired or `holder` holds it (a
+    /// renewal). A new holder gets the next epoch, a renewal keeps it.
+    /// Returns the lease after the call: `is_held_by(holder)` says whether
+    /// it was granted. Not fenced: a deposed leader asking again learns
+    /// who leads instead of failing.
+    async fn acquire_lease(&self, holder: &str, ttl_ms: i64) -> Result<Lease>;
+    /// The leader lease, if anyone ever took it (live or not).
+    async fn lease(&self) -> Result<Option<Lease>>;
+    /// Ends `holder`'s lease at once (a clean shutdown), so that another
+    /// takes it without waiting for it to expire; nothing when someone
+    /// else holds it.
+    async fn release_lease(&self, holder: &str) -> Result<()>;
+    /// Fences this store to the lease of `holder` at `epoch`: from now on
+    /// every write transaction first checks, under the database's write
+    /// lock, that the lease still names them, and otherwise writes nothing
+    /// and fails with [`StoreError::Fenced`]. An expired lease nobody has
+    /// taken still passes (no other leader can have written since); ending
+    /// its own work before its lease ends is the leader's job. A store
+    /// never fenced (one server, the CLI) writes whoever leads.
+    fn fence(&self, holder: &str, epoch: i64);
 }

@@ -43,6 +43,7 @@ pub(crate) const TABLES: &[&str] = &[
     "blobs",
     "snapshots",
     "pruned",
+    "leases",
 ];
 
 pub(crate) const MIGRATIONS: &[Migration] = &[
@@ -248,4 +249,16 @@ WHERE json_valid(line);
 UPDATE blobs SET at_ms = COALESCE(CAST(strftime('%s', created_at) AS INTEGER) * 1000, 0);
 "#,
     },
+    // The leader lease (one row, `leader`): its epoch is the fencing
+    // token a leader's every write checks (`lease.rs`).
+    Both(
+        r#"
+CREATE TABLE leases (
+    name TEXT PRIMARY KEY,
+    holder TEXT NOT NULL,
+    epoch BIGINT NOT NULL,
+    expires_ms BIGINT NOT NULL
+);
+"#,
+    ),
 ];

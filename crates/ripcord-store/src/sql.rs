@@ -16,11 +16,12 @@ use sqlx::{Connection, PgConnection};
 
 use ripcord_core::audit::{GENESIS, Record, hex, link, to_line};
 
-use crate::db::{Pool, Tx, q, q_built};
+use crate::db::{Pool, Q, Tx, q, q_built};
+use crate::lease::{self, Fence};
 use crate::schema::MIGRATIONS;
 use crate::{
     AuditLine, Batch, DataClass, DecisionEntry, Doc, EventsEntry, Expired, Held, JournalEntry,
-    OutboxCounts, OutboxEntry, PendingAudit, PolicyRecord, PublishCheckpoint, ReleaseRecord,
+    Lease, OutboxCounts, OutboxEntry, PendingAudit, PolicyRecord, PublishCheckpoint, ReleaseRecord,
     Result, SignCheckpoint, Sink, Snapshot, Store, StoreError, Timer, TimerChange, TokenRecord,
     VersionRecord,
 };
@@ -32,13 +33,16 @@ const PG_CONNECTIONS: u32 = 8;
 pub struct SqlStore {
     pool: Pool,
     /// Held by every transaction that appends to the audit chain. The
-    /// database's write lock ([`Pool::write_tx`]) is what keeps the chain
+    /// database's write lock ([`Pool::begin_write`]) is what keeps the chain
     /// from forking; this only keeps this process's writers from holding
     /// several pooled connections while they wait for it.
     appending: tokio::sync::Mutex<()>,
     /// Seals webhook secrets before they are written; `None`: stored as
     /// given (a store opened without a key, such as `ripcord token`'s).
     sealer: Option<crate::seal::Sealer>,
+    /// The lease this store writes under ([`Store::fence`]); `None`:
+    /// unfenced. A std mutex: it is never held across an await.
+    fence: std::sync::Mutex<Option<Fence>>,
 }
 
 /// An outbox row as stored (its secret sealed).
@@ -139,6 +143,7 @@ impl SqlStore {
             pool,
             appending: tokio::sync::Mutex::new(()),
             sealer: None,
+            fence: std::sync::Mutex::new(None),
         };
         store.migrate().await?;
         Ok(store)
@@ -149,6 +154,32 @@ impl SqlStore {
     pub fn sealing_secrets(mut self, key: &[u8; 32]) -> Result<SqlStore> {
         self.sealer = Some(crate::seal::Sealer::new(key)?);
         Ok(self)
+    }
+
+    /// Begins a write transaction: the database's write lock, then, when
+    /// the store is fenced, the lease check ([`crate::lease`]) inside the
+    /// locked transaction, so that no take-over can come between the check
+    /// and the commit. A failed check drops (rolls back) the transaction.
+    async fn write_tx(&self) -> Result<Tx> {
+        let mut tx = self.pool.begin_write().await?;
+        let fence = self
+            .fence
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone();
+        if let Some(fence) = fence {
+            lease::check(&mut tx, &fence).await?;
+        }
+        Ok(tx)
+    }
+
+    /// Runs one writing statement in a write transaction of its own (not
+    /// on a pooled connection), so that it is fenced like every write.
+    async fn write_one(&self, query: Q<'_>) -> Result<u64> {
+        let mut tx = self.write_tx().await?;
+        let changed = query.execute(&mut tx).await?;
+        tx.commit().await?;
+        Ok(changed)
     }
 
     fn seal(&self, secret: &str, url: &str) -> Result<String> {
@@ -266,7 +297,7 @@ impl SqlStore {
     /// it holds the write lock, so two processes opening one new database
     /// at once apply each migration once (the second finds them done).
     async fn migrate(&self) -> Result<()> {
-        let mut tx = self.pool.write_tx().await?;
+        let mut tx = self.pool.begin_write().await?;
         tx.raw("CREATE TABLE IF NOT EXISTS schema_migrations (version BIGINT PRIMARY KEY)")
             .await?;
         let done: i64 = q("SELECT COUNT(*) FROM schema_migrations")
@@ -456,7 +487,7 @@ fn like_pattern(text: &str) -> String {
 impl Store for SqlStore {
     async fn commit(&self, batches: &[Batch]) -> Result<()> {
         let _appending = self.appending.lock().await;
-        let mut tx = self.pool.write_tx().await?;
+        let mut tx = self.write_tx().await?;
         for batch in batches {
             self.write_engine(&mut tx, batch).await?;
         }
@@ -511,7 +542,7 @@ impl Store for SqlStore {
         audit: &PendingAudit,
     ) -> Result<i64> {
         let _appending = self.appending.lock().await;
-        let mut tx = self.pool.write_tx().await?;
+        let mut tx = self.write_tx().await?;
         let last: Option<i64> = q("SELECT MAX(version) FROM policies WHERE service = $1")
             .bind(service)
             .scalar(&mut tx)
@@ -572,7 +603,7 @@ impl Store for SqlStore {
 
     async fn register_version(&self, record: &VersionRecord, audit: &PendingAudit) -> Result<bool> {
         let _appending = self.appending.lock().await;
-        let mut tx = self.pool.write_tx().await?;
+        let mut tx = self.write_tx().await?;
         let done = q(
             "INSERT INTO versions (service, version, provenance, registered_at) \
              VALUES ($1, $2, $3, $4) ON CONFLICT (service, version) DO NOTHING",
@@ -684,17 +715,17 @@ impl Store for SqlStore {
 
     async fn forget_answers(&self, prefix: &str, before_ms: i64) -> Result<u64> {
         // substr rather than LIKE: a prefix may hold `%` or `_`.
-        let done = q("DELETE FROM answers WHERE at_ms < $1 AND substr(key, 1, length($2)) = $2")
-            .bind(before_ms)
-            .bind(prefix)
-            .execute(&self.pool)
-            .await?;
-        Ok(done)
+        self.write_one(
+            q("DELETE FROM answers WHERE at_ms < $1 AND substr(key, 1, length($2)) = $2")
+                .bind(before_ms)
+                .bind(prefix),
+        )
+        .await
     }
 
     async fn set_sinks(&self, service: &str, sinks: &[Sink], audit: &PendingAudit) -> Result<()> {
         let _appending = self.appending.lock().await;
-        let mut tx = self.pool.write_tx().await?;
+        let mut tx = self.write_tx().await?;
         q("DELETE FROM sinks WHERE service = $1")
             .bind(service)
             .execute(&mut tx)
@@ -761,26 +792,28 @@ impl Store for SqlStore {
     }
 
     async fn delivered(&self, id: &str, at_ms: i64) -> Result<()> {
-        q(
-            "UPDATE outbox SET delivered_at_ms = $1, attempts = attempts + 1, last_error = NULL \
-             WHERE id = $2",
+        self.write_one(
+            q(
+                "UPDATE outbox SET delivered_at_ms = $1, attempts = attempts + 1, \
+                 last_error = NULL WHERE id = $2",
+            )
+            .bind(at_ms)
+            .bind(id),
         )
-        .bind(at_ms)
-        .bind(id)
-        .execute(&self.pool)
         .await?;
         Ok(())
     }
 
     async fn retry_later(&self, id: &str, next_at_ms: i64, error: &str) -> Result<()> {
-        q(
-            "UPDATE outbox SET next_at_ms = $1, attempts = attempts + 1, last_error = $2 \
-             WHERE id = $3",
+        self.write_one(
+            q(
+                "UPDATE outbox SET next_at_ms = $1, attempts = attempts + 1, last_error = $2 \
+                 WHERE id = $3",
+            )
+            .bind(next_at_ms)
+            .bind(error)
+            .bind(id),
         )
-        .bind(next_at_ms)
-        .bind(error)
-        .bind(id)
-        .execute(&self.pool)
         .await?;
         Ok(())
     }
@@ -806,7 +839,7 @@ impl Store for SqlStore {
         let _appending = self.appending.lock().await;
         // Immediate: the head read is the head signed, even with another
         // process appending.
-        let mut tx = self.pool.write_tx().await?;
+        let mut tx = self.write_tx().await?;
         let head = stored_tail(&mut tx).await?;
         if head.0 <= only_after || is_checkpoint(&mut tx, head.0).await? {
             return Ok(None);
@@ -842,7 +875,7 @@ impl Store for SqlStore {
 
     async fn put_blob(&self, hash: &str, bytes: &[u8], audit: &PendingAudit) -> Result<bool> {
         let _appending = self.appending.lock().await;
-        let mut tx = self.pool.write_tx().await?;
+        let mut tx = self.write_tx().await?;
         let inserted = insert_blob(&mut tx, hash, bytes, audit.at_ms).await?;
         commit_audited(tx, inserted, audit).await
     }
@@ -912,7 +945,7 @@ impl Store for SqlStore {
         audit: &PendingAudit,
     ) -> Result<Expired> {
         let _appending = self.appending.lock().await;
-        let mut tx = self.pool.write_tx().await?;
+        let mut tx = self.write_tx().await?;
         let (expired, detail) =
             crate::retention::expire(&mut tx, class, (before_ms, limit), held).await?;
         if expired.deleted == 0 {
@@ -985,7 +1018,7 @@ impl Store for SqlStore {
 
     async fn put_token(&self, token: &TokenRecord, audit: &PendingAudit) -> Result<bool> {
         let _appending = self.appending.lock().await;
-        let mut tx = self.pool.write_tx().await?;
+        let mut tx = self.write_tx().await?;
         let done = q(concat!(
             "INSERT INTO tokens (",
             token_columns!(),
@@ -1030,7 +1063,7 @@ impl Store for SqlStore {
 
     async fn revoke_token(&self, name: &str, at_ms: i64, audit: &PendingAudit) -> Result<bool> {
         let _appending = self.appending.lock().await;
-        let mut tx = self.pool.write_tx().await?;
+        let mut tx = self.write_tx().await?;
         let done =
             q("UPDATE tokens SET revoked_at_ms = $1 WHERE name = $2 AND revoked_at_ms IS NULL")
                 .bind(at_ms)
@@ -1038,6 +1071,35 @@ impl Store for SqlStore {
                 .execute(&mut tx)
                 .await?;
         commit_audited(tx, done == 1, audit).await
+    }
+
+    async fn acquire_lease(&self, holder: &str, ttl_ms: i64) -> Result<Lease> {
+        // Unfenced: asking again is how a deposed leader learns who leads.
+        let mut tx = self.pool.begin_write().await?;
+        let lease = lease::acquire(&mut tx, holder, ttl_ms).await?;
+        tx.commit().await?;
+        Ok(lease)
+    }
+
+    async fn lease(&self) -> Result<Option<Lease>> {
+        lease::read(&self.pool).await
+    }
+
+    async fn release_lease(&self, holder: &str) -> Result<()> {
+        let mut tx = self.pool.begin_write().await?;
+        lease::release(&mut tx, holder).await?;
+        tx.commit().await
+    }
+
+    fn fence(&self, holder: &str, epoch: i64) {
+        let fence = Fence {
+            holder: holder.to_string(),
+            epoch,
+        };
+        *self
+            .fence
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(fence);
     }
 }
 
@@ -1071,7 +1133,7 @@ mod tests {
                 .connect_with(options)
                 .await?,
         );
-        let mut tx = pool.write_tx().await?;
+        let mut tx = pool.begin_write().await?;
         tx.raw("CREATE TABLE schema_migrations (version BIGINT PRIMARY KEY)")
             .await?;
         // Migration 8 adds the column: the schema as of migration 7.

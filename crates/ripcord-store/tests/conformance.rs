@@ -703,14 +703,14 @@ async fn conformance(store: &dyn Store) {
 
 /// Where a test's stores live: each `open` is another store (another
 /// process, say) on the same database.
-struct Place {
+pub(crate) struct Place {
     spec: StoreSpec,
     _dir: Option<tempfile::TempDir>,
     _db: Option<TestDatabase>,
 }
 
 impl Place {
-    fn sqlite() -> Place {
+    pub(crate) fn sqlite() -> Place {
         let dir = tempfile::tempdir().unwrap();
         Place {
             spec: StoreSpec::in_data_dir(dir.path()),
@@ -719,7 +719,7 @@ impl Place {
         }
     }
 
-    async fn postgres() -> Place {
+    pub(crate) async fn postgres() -> Place {
         let db = TestDatabase::create().await;
         Place {
             spec: db.url.parse().unwrap(),
@@ -728,7 +728,7 @@ impl Place {
         }
     }
 
-    async fn open(&self) -> SqlStore {
+    pub(crate) async fn open(&self) -> SqlStore {
         ripcord_store::open(&self.spec).await.unwrap()
     }
 }
