@@ -1162,6 +1162,7 @@ mod tests {
             pool,
             appending: tokio::sync::Mutex::new(()),
             sealer: None,
+            fence: std::sync::Mutex::new(None),
         })
     }
 
