@@ -10,7 +10,9 @@ pub mod audit_sign;
 pub mod auth;
 pub mod checks;
 pub mod clock;
+pub mod cluster;
 pub mod error;
+pub mod follow;
 pub mod holds;
 pub mod http;
 pub mod hub;
@@ -102,6 +104,9 @@ pub struct Config {
     pub secrets_key: Option<PathBuf>,
     /// How long each class of data is kept (`retention:`).
     pub retention: retention::Retention,
+    /// Several replicas on one store, one leader (`--lease`); `None`: this
+    /// process is the only one.
+    pub cluster: Option<cluster::Cluster>,
 }
 
 impl Config {
@@ -128,6 +133,7 @@ impl Config {
             clock: clock::Clock::Wall,
             secrets_key: None,
             retention: retention::Retention::default(),
+            cluster: None,
         }
     }
 
@@ -146,13 +152,92 @@ pub struct Server {
     /// The public key of the audit checkpoints (hex).
     pub audit_public_key: String,
     pub app: Arc<App>,
+    /// This replica's place in a cluster (a store on PostgreSQL).
+    pub membership: Option<Arc<cluster::Membership>>,
     stop: watch::Sender<bool>,
     serving: tokio::task::JoinHandle<std::io::Result<()>>,
     workers: Vec<tokio::task::JoinHandle<()>>,
 }
 
+/// What the listener serves: the full router once this replica leads (or,
+/// alone, has recovered); before and after, a follower's router (in a
+/// cluster) or a retryable 503 (alone, while it recovers).
+struct Switch {
+    inner: std::sync::RwLock<Option<axum::Router>>,
+    standby: Option<axum::Router>,
+}
+
+impl Switch {
+    fn set(&self, router: Option<axum::Router>) {
+        if let Ok(mut inner) = self.inner.write() {
+            *inner = router;
+        }
+    }
+
+    fn router(self: &Arc<Switch>) -> axum::Router {
+        axum::Router::new()
+            .fallback(switched)
+            .with_state(self.clone())
+    }
+}
+
+async fn switched(
+    axum::extract::State(switch): axum::extract::State<Arc<Switch>>,
+    request: axum::extract::Request,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    use tower::ServiceExt;
+    let inner = switch.inner.read().ok().and_then(|r| r.clone());
+    match inner.or_else(|| switch.standby.clone()) {
+        Some(router) => match router.oneshot(request).await {
+            Ok(response) => response,
+            Err(never) => match never {},
+        },
+        None => error::ApiError::unavailable("starting: recovering from the store; retry")
+            .into_response(),
+    }
+}
+
+/// A router with the request timeout and the panic guard around it.
+fn guarded(router: axum::Router, config: &Config) -> axum::Router {
+    router
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::REQUEST_TIMEOUT,
+            config.request_timeout,
+        ))
+        .layer(axum::middleware::map_response(timeout_body))
+        .layer(CatchPanicLayer::new())
+}
+
 /// Opens the store, recovers, and starts serving.
 pub async fn start(config: Config) -> anyhow::Result<Server> {
+    bind(config).await?.lead().await
+}
+
+/// A server that has opened its store and answers on its address, but
+/// neither leads nor has recovered yet: a follower's answers (in a cluster) until
+/// [`Starting::lead`] returns.
+pub struct Starting {
+    pub addr: SocketAddr,
+    config: Config,
+    store: Arc<dyn Store>,
+    tokens: Arc<Tokens>,
+    token_path: PathBuf,
+    token_created: bool,
+    signer: Arc<ed25519_dalek::SigningKey>,
+    signing: audit_sign::Signing,
+    membership: Option<Arc<cluster::Membership>>,
+    switch: Arc<Switch>,
+    stop: watch::Sender<bool>,
+    stopped: watch::Receiver<bool>,
+    serving: tokio::task::JoinHandle<std::io::Result<()>>,
+    /// A follower's refreshing of its assignments (in a cluster).
+    following: Option<tokio::task::JoinHandle<()>>,
+}
+
+/// Checks the config, opens the store and starts answering (a follower's
+/// answers) on the listen address.
+pub async fn bind(config: Config) -> anyhow::Result<Starting> {
     notify::check_all(&config.channels)?;
     private_data_dir(&config.data_dir, &config.store_spec())?;
     let issued = Tokens::load_or_create(&config.data_dir, config.roles.clone())
@@ -178,65 +263,152 @@ pub async fn start(config: Config) -> anyhow::Result<Server> {
             .await?
             .sealing_secrets(&secrets)?,
     );
-    // What an earlier run left unsigned (it crashed, or another process
-    // appended) is signed before anything new is added.
-    signing
-        .checkpoint(&*store, 0)
-        .await
-        .context("signing the audit log's unsigned tail")?;
-    let hub = Hub::load(store.clone(), config.engine.clone())
-        .await
-        .context("recovering from the store")?
-        .with_clock(config.clock.clone());
-    if let Some(dir) = &config.policies {
-        load_policies(&hub, dir).await?;
-    }
-    metrics::handle();
-    let app = Arc::new(App {
-        hub,
-        tokens: issued.tokens,
-        ingest_slots: slow::IngestSlots::new(config.ingest_slots, config.ingest_slots_per_token),
-        body_rate: config.ingest_body_rate,
-        sinks_allowed: config.webhooks.allowed.clone(),
-        retention: retention::Status::new(config.retention.clone()),
-    });
-    let router = http::router(app.clone())
-        .layer(TimeoutLayer::with_status_code(
-            StatusCode::REQUEST_TIMEOUT,
-            config.request_timeout,
-        ))
-        .layer(axum::middleware::map_response(timeout_body))
-        .layer(CatchPanicLayer::new());
+    // The listener answers at once: a follower's answers until this replica
+    // leads (or, alone, has recovered).
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("listening on {}", config.listen))?;
     let addr = listener.local_addr()?;
-    let _ = app.hub.link_base.set(format!("http://{addr}"));
-    let _ = app.hub.channels.set(config.channels.clone());
+    let membership = config.cluster.clone().map(|mut c| {
+        if c.node.is_empty() {
+            c.node = format!("http://{addr}");
+        }
+        cluster::Membership::new(c)
+    });
+    let tokens = Arc::new(issued.tokens);
     let (stop, stopped) = watch::channel(false);
+    let follower = membership.clone().map(|m| {
+        follow::Follower::new(
+            m,
+            tokens.clone(),
+            store.clone(),
+            config.clock.clone(),
+            config.request_timeout,
+        )
+    });
+    let following = follower
+        .clone()
+        .map(|f| tokio::spawn(follow::run(f, stopped.clone())));
+    let switch = Arc::new(Switch {
+        inner: std::sync::RwLock::new(None),
+        standby: follower.map(|f| guarded(http::follower_router(f), &config)),
+    });
     let serving = tokio::spawn(slow::serve(
         listener,
-        router,
+        switch.router(),
         config.header_read_timeout,
         stopped.clone(),
     ));
-    let audit_public_key = ripcord_core::audit::hex(signer.verifying_key().as_bytes());
-    let workers = vec![
-        tokio::spawn(tick(app.clone(), config.tick, stopped.clone())),
-        tokio::spawn(retention(app.clone(), stopped.clone())),
-        tokio::spawn(audit_sign::run(store.clone(), signing, stopped.clone())),
-        tokio::spawn(webhooks::run(store, delivery(&config), stopped)),
-    ];
-    Ok(Server {
+    Ok(Starting {
         addr,
+        config,
+        store,
+        tokens,
         token_path: issued.path,
         token_created: issued.created,
-        audit_public_key,
-        app,
+        signer,
+        signing,
+        membership,
+        switch,
         stop,
+        stopped,
         serving,
-        workers,
+        following,
     })
+}
+
+impl Starting {
+    /// Whether it follows until it holds a lease (several replicas on one store).
+    pub fn in_cluster(&self) -> bool {
+        self.membership.is_some()
+    }
+
+    /// Waits to lead (at once when alone), recovers from the store, and
+    /// serves everything.
+    pub async fn lead(self) -> anyhow::Result<Server> {
+        let Starting {
+            addr,
+            config,
+            store,
+            tokens,
+            token_path,
+            token_created,
+            signer,
+            signing,
+            membership,
+            switch,
+            stop,
+            stopped,
+            serving,
+            following,
+        } = self;
+        if let Some(m) = &membership {
+            cluster::lead(&*store, m)
+                .await
+                .context("taking the lease")?;
+        }
+        // What an earlier run left unsigned (it crashed, or another process
+        // appended) is signed before anything new is added.
+        signing
+            .checkpoint(&*store, 0)
+            .await
+            .context("signing the audit log's unsigned tail")?;
+        let hub = Hub::load(store.clone(), config.engine.clone())
+            .await
+            .context("recovering from the store")?
+            .with_clock(config.clock.clone());
+        if let Some(dir) = &config.policies {
+            load_policies(&hub, dir).await?;
+        }
+        metrics::handle();
+        let app = Arc::new(App {
+            hub,
+            tokens,
+            ingest_slots: slow::IngestSlots::new(
+                config.ingest_slots,
+                config.ingest_slots_per_token,
+            ),
+            body_rate: config.ingest_body_rate,
+            sinks_allowed: config.webhooks.allowed.clone(),
+            retention: retention::Status::new(config.retention.clone()),
+            membership: membership.clone(),
+        });
+        let router = guarded(http::router(app.clone()), &config);
+        let base = match &membership {
+            Some(m) => m.cluster.node.clone(),
+            None => format!("http://{addr}"),
+        };
+        let _ = app.hub.link_base.set(base);
+        let _ = app.hub.channels.set(config.channels.clone());
+        switch.set(Some(router));
+        let audit_public_key = ripcord_core::audit::hex(signer.verifying_key().as_bytes());
+        let mut workers = vec![
+            tokio::spawn(tick(app.clone(), config.tick, stopped.clone())),
+            tokio::spawn(retention(app.clone(), stopped.clone())),
+            tokio::spawn(audit_sign::run(store.clone(), signing, stopped.clone())),
+            tokio::spawn(webhooks::run(
+                store.clone(),
+                delivery(&config),
+                stopped.clone(),
+            )),
+        ];
+        workers.extend(following);
+        if let Some(m) = &membership {
+            workers.push(tokio::spawn(step_down(m.clone(), switch, stopped.clone())));
+            workers.push(tokio::spawn(cluster::keep(store, m.clone(), stopped)));
+        }
+        Ok(Server {
+            addr,
+            token_path,
+            token_created,
+            audit_public_key,
+            app,
+            membership,
+            stop,
+            serving,
+            workers,
+        })
+    }
 }
 
 /// How checkpoints are signed with `key`, and where they are published:
@@ -352,6 +524,22 @@ async fn load_policies(hub: &Hub, dir: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Once this replica stops leading, the listener answers as a follower
+/// and the writer takes nothing more: its engines are stale.
+async fn step_down(
+    membership: Arc<cluster::Membership>,
+    switch: Arc<Switch>,
+    mut stop: watch::Receiver<bool>,
+) {
+    tokio::select! {
+        why = membership.lost() => {
+            switch.set(None);
+            tracing::error!("no longer leading ({why}): restart this process to stand by");
+        }
+        _ = stop.changed() => {}
+    }
+}
+
 /// The retention task: a pass every `retention.every`, until stopped.
 async fn retention(app: Arc<App>, mut stop: watch::Receiver<bool>) {
     let mut interval = tokio::time::interval(app.retention.config.every);
@@ -410,6 +598,18 @@ impl Server {
             .flush()
             .await
             .map_err(|e| anyhow::anyhow!(e))?;
+        // After the last write: a follower may take over at once.
+        if let Some(m) = &self.membership {
+            self.app.hub.store.release_lease(&m.cluster.node).await?;
+        }
         Ok(())
+    }
+
+    /// Resolves when this replica stops leading (never, alone).
+    pub async fn lost(&self) -> String {
+        match &self.membership {
+            Some(m) => m.lost().await,
+            None => std::future::pending().await,
+        }
     }
 }

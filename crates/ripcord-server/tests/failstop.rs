@@ -65,6 +65,9 @@ impl Store for Faulty {
     async fn releases(&self, service: Option<&str>) -> Result<Vec<ReleaseRecord>> {
         self.inner.releases(service).await
     }
+    async fn current_releases(&self) -> Result<Vec<ReleaseRecord>> {
+        self.inner.current_releases().await
+    }
     async fn last_start(&self, service: &str) -> Result<Option<i64>> {
         self.inner.last_start(service).await
     }

@@ -13,7 +13,13 @@ type Result<T = ()> = std::result::Result<T, Box<dyn std::error::Error>>;
 const METHODS: [&str; 5] = ["get", "put", "post", "delete", "patch"];
 
 /// The operations that need no token.
-const OPEN: [&str; 4] = ["/healthz", "/readyz", "/metrics", "/openapi.json"];
+const OPEN: [&str; 5] = [
+    "/healthz",
+    "/readyz",
+    "/v1/cluster",
+    "/metrics",
+    "/openapi.json",
+];
 
 fn document() -> Value {
     ripcord_server::openapi::document()

@@ -56,6 +56,7 @@ fn expected() -> Vec<Row> {
     vec![
         ("-", "get", "/healthz", None, OPEN),
         ("-", "get", "/readyz", None, OPEN),
+        ("-", "get", "/v1/cluster", None, OPEN),
         ("-", "get", "/metrics", None, OPEN),
         ("-", "get", "/openapi.json", None, OPEN),
         ("ingest", "post", "/v1/events", Some(json!([])), PRODUCERS),
@@ -780,7 +781,7 @@ async fn a_route_missing_from_the_table_is_refused() -> Result {
         .route("/v1/unlisted", axum::routing::get(|| async { "open?" }))
         .route_layer(axum::middleware::from_fn_with_state(
             app.clone(),
-            ripcord_server::http::authorize::authorize,
+            ripcord_server::http::authorize::authorize::<ripcord_server::http::Shared>,
         ))
         .with_state(app);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;

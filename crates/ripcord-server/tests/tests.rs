@@ -1,6 +1,7 @@
 //! Integration tests of the live service: one binary, shared set-up in `support`.
 
 mod api;
+mod cluster;
 mod failstop;
 mod gov_server;
 mod governance;

@@ -445,6 +445,9 @@ pub trait Store: Send + Sync + 'static {
     async fn release(&self, id: &str) -> Result<Option<ReleaseRecord>>;
     /// Releases, oldest first; all services when `service` is `None`.
     async fn releases(&self, service: Option<&str>) -> Result<Vec<ReleaseRecord>>;
+    /// Each service's newest releases: those stored by its latest batch
+    /// that started one (two when a release and its successor were).
+    async fn current_releases(&self) -> Result<Vec<ReleaseRecord>>;
 
     /// The service's latest engine snapshot.
     async fn snapshot(&self, service: &str) -> Result<Option<Snapshot>>;

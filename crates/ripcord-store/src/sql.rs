@@ -666,6 +666,17 @@ impl Store for SqlStore {
         Ok(rows)
     }
 
+    async fn current_releases(&self) -> Result<Vec<ReleaseRecord>> {
+        let rows = q(
+            "SELECT id, service, body FROM releases r WHERE created_seq = \
+             (SELECT MAX(created_seq) FROM releases n WHERE n.service = r.service) \
+             ORDER BY service, id",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows)
+    }
+
     async fn last_start(&self, service: &str) -> Result<Option<i64>> {
         Ok(
             q("SELECT MAX(seq) FROM journal WHERE service = $1 AND kind = 'start'")

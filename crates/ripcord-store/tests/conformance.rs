@@ -176,11 +176,31 @@ async fn a_commit_writes_everything_or_nothing(store: &dyn Store) {
     let mut again = good;
     again.answers = vec![("action:svc-1:k".into(), "{\"changed\":false}".into())];
     store.commit(&[again]).await.unwrap();
-    assert_eq!(store.release("svc-1").await.unwrap(), Some(update));
+    assert_eq!(store.release("svc-1").await.unwrap(), Some(update.clone()));
     assert_eq!(
         store.answer("action:svc-1:k").await.unwrap().as_deref(),
         Some("{\"changed\":true}")
     );
+    assert_eq!(store.current_releases().await.unwrap(), vec![update]);
+
+    // A newer release, and another service's: each service's newest.
+    let next = ReleaseRecord {
+        id: "svc-2".into(),
+        service: "svc".into(),
+        body: json!({"state": "ramping"}),
+    };
+    let other = ReleaseRecord {
+        id: "web-1".into(),
+        service: "web".into(),
+        body: json!({"state": "ramping"}),
+    };
+    let later = Batch {
+        journal: vec![journal(4, "svc", "start", "{}")],
+        releases: vec![next.clone(), other.clone()],
+        ..Batch::default()
+    };
+    store.commit(&[later]).await.unwrap();
+    assert_eq!(store.current_releases().await.unwrap(), vec![next, other]);
 }
 
 async fn the_journal_and_decisions_page_in_order(store: &dyn Store) {

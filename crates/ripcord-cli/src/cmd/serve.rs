@@ -56,6 +56,42 @@ pub struct ServeArgs {
     /// Config file [default: ./ripcord.yaml when it exists].
     #[arg(long, env = "RIPCORD_CONFIG")]
     config: Option<PathBuf>,
+    /// With a PostgreSQL store: the leader lease's period; several
+    /// `ripcord serve` on one database elect one leader, the others stand
+    /// by and take over within two periods [default: 5s].
+    #[arg(long, env = "RIPCORD_LEASE")]
+    lease: Option<String>,
+    /// With a PostgreSQL store: the URL other replicas' clients reach this
+    /// one at, named in the lease [default: http://<listen address>].
+    #[arg(long, env = "RIPCORD_ADVERTISE")]
+    advertise: Option<String>,
+}
+
+/// Replicas elect a leader on a PostgreSQL store; an SQLite file has one
+/// server.
+fn cluster(
+    store: &ripcord_store::StoreSpec,
+    lease: Option<&str>,
+    advertise: Option<String>,
+) -> anyhow::Result<Option<ripcord_server::cluster::Cluster>> {
+    let on_postgres = matches!(store, ripcord_store::StoreSpec::Postgres(_));
+    if !on_postgres {
+        if lease.is_some() || advertise.is_some() {
+            anyhow::bail!("--lease and --advertise need a PostgreSQL store (--store postgres://…)");
+        }
+        return Ok(None);
+    }
+    let lease = match lease {
+        Some(text) => parse_duration(text).map_err(|e| anyhow::anyhow!("--lease: {e}"))?,
+        None => Dur::from_secs(5),
+    };
+    if !(200..=600_000).contains(&lease.0) {
+        anyhow::bail!("--lease: must be between 200ms and 10m");
+    }
+    Ok(Some(ripcord_server::cluster::Cluster {
+        node: advertise.unwrap_or_default(),
+        lease: std::time::Duration::from_millis(lease.0.unsigned_abs()),
+    }))
 }
 
 /// `ripcord.yaml`.
@@ -253,6 +289,7 @@ pub fn config(args: ServeArgs) -> anyhow::Result<ripcord_server::Config> {
         .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 7070)));
     let mut config = ripcord_server::Config::new(data_dir, listen);
     config.store = args.store.store.or(file.store);
+    config.cluster = cluster(&config.store_spec(), args.lease.as_deref(), args.advertise)?;
     config.policies = args.policies.or(file.policies);
     config.audit_key = args.audit_key.or(file.audit_key);
     config.audit_checkpoints = args.audit_checkpoints.or(file.audit_checkpoints);
@@ -287,7 +324,15 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
 }
 
 async fn serve(config: ripcord_server::Config) -> anyhow::Result<()> {
-    let server = ripcord_server::start(config.clone()).await?;
+    let starting = ripcord_server::bind(config.clone()).await?;
+    if starting.in_cluster() {
+        eprintln!(
+            "ripcord following on http://{} until it holds the lease (store: {})",
+            starting.addr,
+            config.store_spec()
+        );
+    }
+    let server = starting.lead().await?;
     if server.token_created {
         eprintln!(
             "created the admin token in {} (mode 0600); send it as `Authorization: Bearer <token>`",
@@ -305,7 +350,13 @@ async fn serve(config: ripcord_server::Config) -> anyhow::Result<()> {
         server.addr,
         config.store_spec()
     );
-    shutdown_signal().await;
+    tokio::select! {
+        () = shutdown_signal() => {}
+        why = server.lost() => {
+            // Its engines are stale now: a fresh process follows.
+            anyhow::bail!("stopped leading ({why}); exiting so that a supervisor restarts ripcord as a follower");
+        }
+    }
     eprintln!("shutting down: finishing requests in flight");
     server.shutdown().await?;
     eprintln!("stopped; everything acknowledged is stored");
@@ -342,6 +393,8 @@ mod tests {
             audit_checkpoint_channels: None,
             webhooks_allow: None,
             config: None,
+            lease: None,
+            advertise: None,
         }
     }
 

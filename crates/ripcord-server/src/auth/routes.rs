@@ -22,6 +22,7 @@ pub enum Need {
 pub const ROUTES: &[(&str, &str, Need)] = &[
     ("GET", "/healthz", Need::Open),
     ("GET", "/readyz", Need::Open),
+    ("GET", "/v1/cluster", Need::Open),
     ("GET", "/metrics", Need::Open),
     ("GET", "/openapi.json", Need::Open),
     ("POST", "/v1/events", Need::Permission(Ingest)),

@@ -3,8 +3,13 @@
 
 use std::sync::Arc;
 
+use ripcord_core::Time;
+use ripcord_store::Store;
+
+use crate::assignment::{self, Assigner};
 use crate::auth::Tokens;
-use crate::hub::Hub;
+use crate::error::ApiError;
+use crate::hub::{Assignment, Hub};
 use crate::sinks::Allowed;
 use crate::slow::{BodyRate, IngestSlots};
 
@@ -16,7 +21,8 @@ pub const INGEST_SLOTS_PER_TOKEN: usize = 4;
 
 pub struct App {
     pub hub: Hub,
-    pub tokens: Tokens,
+    /// Shared with the follower this replica was before it led.
+    pub tokens: Arc<Tokens>,
     pub ingest_slots: IngestSlots,
     /// The slowest ingest body a slot is held for.
     pub body_rate: BodyRate,
@@ -24,6 +30,30 @@ pub struct App {
     pub sinks_allowed: Allowed,
     /// The retention task's settings and last report.
     pub retention: crate::retention::Status,
+    /// This replica's place in a cluster; `None`: it is the only one.
+    pub membership: Option<Arc<crate::cluster::Membership>>,
 }
 
 pub type Shared = Arc<App>;
+
+impl Assigner for Shared {
+    fn tokens(&self) -> &Tokens {
+        &self.tokens
+    }
+
+    fn store(&self) -> &dyn Store {
+        self.hub.store.as_ref()
+    }
+
+    fn now(&self) -> Time {
+        self.hub.now()
+    }
+
+    fn current(&self, service: &str) -> Result<Assignment, ApiError> {
+        assignment::current(&self.hub, service)
+    }
+
+    fn services(&self) -> Vec<String> {
+        self.hub.service_names()
+    }
+}

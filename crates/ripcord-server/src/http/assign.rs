@@ -6,14 +6,14 @@ use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::app::Shared;
 use super::extract::QueryParams;
-use crate::assignment::assign_unit;
+use crate::assignment::{Assigner, assign_unit};
 use crate::auth::Principal;
 use crate::error::ApiError;
 
-pub fn routes() -> Router<Shared> {
-    Router::new().route("/v1/assign", get(assign))
+/// On the leader and on followers alike.
+pub fn routes<S: Assigner>() -> Router<S> {
+    Router::new().route("/v1/assign", get(assign::<S>))
 }
 
 #[derive(Deserialize)]
@@ -22,8 +22,8 @@ struct AssignQuery {
     unit: Option<String>,
 }
 
-async fn assign(
-    State(app): State<Shared>,
+async fn assign<S: Assigner>(
+    State(app): State<S>,
     principal: Principal,
     QueryParams(q): QueryParams<AssignQuery>,
 ) -> Result<Json<Value>, ApiError> {
@@ -35,7 +35,7 @@ async fn assign(
         .unit
         .filter(|u| !u.is_empty())
         .ok_or_else(|| ApiError::bad_request("unit: query parameter is required"))?;
-    let a = assign_unit(&app.hub, &service, &unit)?;
+    let a = assign_unit(&app, &service, &unit)?;
     Ok(Json(json!({
         "service": service,
         "version": a.version,

@@ -8,16 +8,21 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
 use super::app::Shared;
+use crate::assignment::Assigner;
 use crate::auth::routes::{self, Need};
 use crate::auth::tokens::TokenError;
-use crate::auth::{Permission, Principal, Scope};
+use crate::auth::{Permission, Principal, Scope, Tokens};
 use crate::error::ApiError;
 
 /// Resolves the bearer token to a [`Principal`], checks the permission the
 /// route needs (from [`routes::ROUTES`]) and hands the principal to the
 /// handler. 401: no valid token; 403: the role may not, or the route is
 /// not in the table.
-pub async fn authorize(State(app): State<Shared>, request: Request, next: Next) -> Response {
+pub async fn authorize<S: Assigner>(
+    State(app): State<S>,
+    request: Request,
+    next: Next,
+) -> Response {
     let route = request
         .extensions()
         .get::<MatchedPath>()
@@ -38,18 +43,18 @@ pub async fn authorize(State(app): State<Shared>, request: Request, next: Next) 
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok());
     let principal = match app
-        .tokens
-        .authenticate(app.hub.store.as_ref(), authorization, app.hub.now())
+        .tokens()
+        .authenticate(app.store(), authorization, app.now())
         .await
     {
         Ok(p) => p,
         Err(e) => return e.into_response(),
     };
     let allowed = match need {
-        Need::Permission(p) => app.tokens.require(&principal, p, &what),
+        Need::Permission(p) => app.tokens().require(&principal, p, &what),
         // The handler checks the action's own permission; here the role
         // must have at least one of them.
-        Need::Action => any_action(&app, &principal, &what),
+        Need::Action => any_action(app.tokens(), &principal, &what),
         Need::Open => Ok(()),
     };
     if let Err(e) = allowed {
@@ -83,13 +88,11 @@ async fn in_scope(
     }
 }
 
-fn any_action(app: &Shared, principal: &Principal, what: &str) -> Result<(), ApiError> {
-    let roles = &app.tokens.roles;
+fn any_action(tokens: &Tokens, principal: &Principal, what: &str) -> Result<(), ApiError> {
+    let roles = &tokens.roles;
     if roles.permissions(&principal.role).is_none() {
         // `require` says the role is undefined.
-        return app
-            .tokens
-            .require(principal, Permission::ReleasePause, what);
+        return tokens.require(principal, Permission::ReleasePause, what);
     }
     if routes::ACTIONS
         .iter()

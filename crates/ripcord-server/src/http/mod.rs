@@ -28,6 +28,8 @@ mod sinks;
 mod tokens;
 mod versions;
 
+use std::sync::Arc;
+
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, Request};
 use axum::http::StatusCode;
@@ -36,6 +38,7 @@ use axum::response::Response;
 
 pub use self::app::{App, INGEST_SLOTS, INGEST_SLOTS_PER_TOKEN, Shared};
 use crate::error::ApiError;
+use crate::follow::Follower;
 use crate::metrics;
 pub use crate::slow::BODY_LIMIT;
 
@@ -59,14 +62,35 @@ fn routes() -> Router<Shared> {
 }
 
 pub fn router(app: Shared) -> Router {
-    routes()
+    let routes = routes()
         // Every routed request is checked against the route table
         // (`auth::routes`); an unknown path is a 404 either way.
         .route_layer(middleware::from_fn_with_state(
             app.clone(),
-            authorize::authorize,
+            authorize::authorize::<Shared>,
         ))
-        .fallback(|| async { ApiError::not_found("no such endpoint; see /openapi.json") })
+        .fallback(|| async { ApiError::not_found("no such endpoint; see /openapi.json") });
+    edge(routes).with_state(app)
+}
+
+/// What a replica that does not lead serves: assignments and OFREP from
+/// its own copy, through the same token check; everything else through
+/// `follow::fallback` (forwarded to the leader, or a retryable 503).
+pub fn follower_router(follower: Arc<Follower>) -> Router {
+    let routes = Router::new()
+        .merge(assign::routes())
+        .merge(ofrep::routes())
+        .route_layer(middleware::from_fn_with_state(
+            follower.clone(),
+            authorize::authorize::<Arc<Follower>>,
+        ))
+        .fallback(crate::follow::fallback);
+    edge(routes).with_state(follower)
+}
+
+/// The layers every request passes, whoever answers it.
+fn edge<S: Clone + Send + Sync + 'static>(routes: Router<S>) -> Router<S> {
+    routes
         .method_not_allowed_fallback(|| async {
             ApiError {
                 status: StatusCode::METHOD_NOT_ALLOWED,
@@ -83,7 +107,6 @@ pub fn router(app: Shared) -> Router {
         }))
         .layer(middleware::from_fn(count_responses))
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
-        .with_state(app)
 }
 
 async fn count_responses(request: Request, next: Next) -> Response {

@@ -12,15 +12,15 @@ use axum::{Json, Router};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
-use super::app::Shared;
-use crate::assignment::assign_unit;
+use crate::assignment::{Assigner, assign_unit};
 use crate::auth::Principal;
 use crate::error::ApiError;
 
-pub fn routes() -> Router<Shared> {
+/// On the leader and on followers alike.
+pub fn routes<S: Assigner>() -> Router<S> {
     Router::new()
-        .route("/ofrep/v1/evaluate/flags/{key}", post(evaluate))
-        .route("/ofrep/v1/evaluate/flags", post(bulk))
+        .route("/ofrep/v1/evaluate/flags/{key}", post(evaluate::<S>))
+        .route("/ofrep/v1/evaluate/flags", post(bulk::<S>))
 }
 
 /// An OFREP error, in the protocol's shape.
@@ -97,8 +97,8 @@ fn targeting_key(
 }
 
 /// One flag's evaluation, or why there is none.
-fn evaluation(app: &Shared, flag: &str, unit: &str) -> Result<Value, ApiError> {
-    let a = assign_unit(&app.hub, flag, unit)?;
+fn evaluation(app: &impl Assigner, flag: &str, unit: &str) -> Result<Value, ApiError> {
+    let a = assign_unit(app, flag, unit)?;
     // A split while both versions serve; static once one serves everybody.
     let reason = if a.share > 0.0 && a.share < 1.0 {
         "SPLIT"
@@ -115,8 +115,8 @@ fn evaluation(app: &Shared, flag: &str, unit: &str) -> Result<Value, ApiError> {
 }
 
 /// `POST /ofrep/v1/evaluate/flags/{key}`.
-async fn evaluate(
-    State(app): State<Shared>,
+async fn evaluate<S: Assigner>(
+    State(app): State<S>,
     principal: Principal,
     Path(flag): Path<String>,
     bytes: Result<Bytes, BytesRejection>,
@@ -151,8 +151,8 @@ async fn evaluate(
 /// `POST /ofrep/v1/evaluate/flags`: every service with a release (of the
 /// token's scope), with an
 /// ETag over the answer so that an unchanged answer costs a 304.
-async fn bulk(
-    State(app): State<Shared>,
+async fn bulk<S: Assigner>(
+    State(app): State<S>,
     principal: Principal,
     headers: HeaderMap,
     bytes: Result<Bytes, BytesRejection>,
@@ -162,8 +162,7 @@ async fn bulk(
         Err(response) => return *response,
     };
     let flags: Vec<Value> = app
-        .hub
-        .service_names()
+        .services()
         .iter()
         .filter(|name| principal.scope.allows(name))
         .filter_map(|name| evaluation(&app, name, &unit).ok())

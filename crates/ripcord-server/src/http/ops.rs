@@ -18,6 +18,7 @@ pub fn routes() -> Router<Shared> {
         .route("/metrics", get(metrics_text))
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
+        .route("/v1/cluster", get(cluster))
         .route("/openapi.json", get(|| async { Json(openapi::document()) }))
 }
 
@@ -32,7 +33,25 @@ async fn metrics_text(State(app): State<Shared>) -> Response {
         .into_response()
 }
 
+/// `GET /v1/cluster`: this replica, its role and the leader.
+async fn cluster(State(app): State<Shared>) -> axum::Json<serde_json::Value> {
+    axum::Json(match &app.membership {
+        Some(m) => m.describe(),
+        None => serde_json::json!({
+            "node": app.hub.link_base.get(),
+            "role": "single",
+            "lease_ms": null,
+            "leader": null,
+        }),
+    })
+}
+
 async fn readyz(State(app): State<Shared>) -> Result<&'static str, ApiError> {
+    if let Some(m) = &app.membership
+        && !matches!(m.role(), crate::cluster::Role::Leader(_))
+    {
+        return Err(ApiError::unavailable("this replica does not lead"));
+    }
     if app.hub.writer.has_failed() {
         return Err(ApiError::unavailable(
             "store: a commit failed; restart ripcord to recover from what is stored",

@@ -1311,13 +1311,20 @@ pub fn record(view: &ReleaseView) -> ReleaseRecord {
 }
 
 fn assignment_of(state: &State) -> Option<Assignment> {
-    let view = state.current.as_ref()?;
-    Some(Assignment {
-        release: view.id.clone(),
-        baseline: view.baseline.clone(),
-        candidate: view.candidate.clone(),
-        share: view.share,
-    })
+    state.current.as_ref().map(Assignment::of)
+}
+
+impl Assignment {
+    /// Who gets which version while `view` is the service's release; what
+    /// a follower replica reads from the stored record too.
+    pub fn of(view: &ReleaseView) -> Assignment {
+        Assignment {
+            release: view.id.clone(),
+            baseline: view.baseline.clone(),
+            candidate: view.candidate.clone(),
+            share: view.share,
+        }
+    }
 }
 
 /// One decision for one sink, as a Standard Webhooks message.
