@@ -12,6 +12,7 @@ use crate::support::{
 };
 use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
+use ripcord_store::testing::TestDatabase;
 use serde_json::Value;
 
 const BIN: &str = env!("CARGO_BIN_EXE_ripcord");
@@ -332,18 +333,184 @@ fn count_actions(log: &[String], action: &str) -> Vec<String> {
         .collect()
 }
 
+/// The servers a staged-rollback test drives, and what replaces the one
+/// it kills.
+trait Fleet {
+    /// The server that takes requests now.
+    fn serving(&self) -> &Serve;
+    /// Kills the serving process (SIGKILL) and returns once its
+    /// replacement takes requests.
+    async fn kill_and_replace(&mut self);
+}
+
+/// One process on an SQLite file, started again on it.
+struct Restarted {
+    dir: tempfile::TempDir,
+    server: Serve,
+}
+
+impl Fleet for Restarted {
+    fn serving(&self) -> &Serve {
+        &self.server
+    }
+
+    async fn kill_and_replace(&mut self) {
+        self.server.kill9();
+        self.server = Serve::start(Path::new(BIN), self.dir.path(), true)
+            .await
+            .unwrap();
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_9_during_a_staged_rollback_completes_it_exactly_once() {
-    let started = Instant::now();
-    let deadline = started + Duration::from_secs(45);
     let dir = tempfile::tempdir().unwrap();
-    let c = client().unwrap();
-    let mut rng = StdRng::seed_from_u64(0x5EED_0002);
-    let (sink, deliveries) = receiver().await;
-    let mut server = Serve::start(Path::new(BIN), dir.path(), true)
+    let server = Serve::start(Path::new(BIN), dir.path(), true)
         .await
         .unwrap();
-    let release = set_up_release(&c, &server, "rb-svc", ROLLBACK_POLICY, Some(&sink))
+    let mut fleet = Restarted { dir, server };
+    let log = staged_rollback_across_kills(&mut fleet, 0x5EED_0002).await;
+    eprintln!("{} decisions", log.len());
+}
+
+/// The lease of the replicas below: a follower must lead within two.
+const LEASE: Duration = Duration::from_secs(1);
+
+/// Two `ripcord serve` on one PostgreSQL database, sharing a data
+/// directory (the admin token and keys): the leader takes requests. A
+/// kill hands over to the follower, and a new follower is started.
+struct Replicas {
+    dir: tempfile::TempDir,
+    store: String,
+    leader: Serve,
+    follower: Serve,
+    /// From each kill until the follower was ready (it leads, recovered).
+    takeovers: Vec<Duration>,
+}
+
+impl Replicas {
+    async fn start(store: String) -> Replicas {
+        let dir = tempfile::tempdir().unwrap();
+        let leader = replica(dir.path(), &store).await;
+        until_ready(&leader, Duration::from_secs(10)).await;
+        let follower = replica(dir.path(), &store).await;
+        until_following(&follower, &leader).await;
+        Replicas {
+            dir,
+            store,
+            leader,
+            follower,
+            takeovers: Vec::new(),
+        }
+    }
+}
+
+impl Fleet for Replicas {
+    fn serving(&self) -> &Serve {
+        &self.leader
+    }
+
+    async fn kill_and_replace(&mut self) {
+        self.leader.kill9();
+        let killed = Instant::now();
+        until_ready(&self.follower, 3 * LEASE).await;
+        self.takeovers.push(killed.elapsed());
+        let next = replica(self.dir.path(), &self.store).await;
+        until_following(&next, &self.follower).await;
+        self.leader = std::mem::replace(&mut self.follower, next);
+    }
+}
+
+async fn replica(dir: &Path, store: &str) -> Serve {
+    let args = ["--store", store, "--lease", "1s"];
+    Serve::start_with(Path::new(BIN), dir, &args, true)
+        .await
+        .unwrap()
+}
+
+/// Waits until `server` answers `/readyz` with 200: it leads and has
+/// recovered.
+async fn until_ready(server: &Serve, within: Duration) {
+    let c = client().unwrap();
+    let deadline = Instant::now() + within;
+    loop {
+        let status = c
+            .get(server.url("/readyz"))
+            .send()
+            .await
+            .map(|r| r.status());
+        if status.is_ok_and(|s| s == 200) {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{} was not ready within {within:?}",
+            server.base
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Waits until `follower` names `leader` as the leader.
+async fn until_following(follower: &Serve, leader: &Serve) {
+    let c = client().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let cluster: Value = c
+            .get(follower.url("/v1/cluster"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if cluster["role"] == "follower" && cluster["leader"]["node"] == leader.base.as_str() {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "never followed {}: {cluster}",
+            leader.base
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_of_the_leader_during_a_staged_rollback_hands_it_to_a_follower() {
+    let db = TestDatabase::create().await;
+    let mut fleet = Replicas::start(db.url.clone()).await;
+    staged_rollback_across_kills(&mut fleet, 0x5EED_0003).await;
+    let takeovers = fleet.takeovers.clone();
+    assert_eq!(takeovers.len(), 2, "{takeovers:?}");
+    for took in &takeovers {
+        assert!(
+            *took < 2 * LEASE,
+            "a follower took {took:?} to lead: {takeovers:?}"
+        );
+    }
+    // The follower assigns as the leader does: everybody on v1.
+    let c = client().unwrap();
+    for unit in ["a", "b", "c", "d", "e", "f", "g", "h"] {
+        let version = crate::support::assigned(&c, &fleet.follower, "rb-svc", unit)
+            .await
+            .unwrap();
+        assert_eq!(version, "v1");
+    }
+    eprintln!("takeovers after kill -9 of the leader: {takeovers:?} (lease {LEASE:?})");
+}
+
+/// Drives `rb-svc` into its staged rollback and kills the serving process
+/// in the middle of each stage's verification; the rollback completes
+/// once, every decision is delivered, and nothing happens twice. The
+/// decision log.
+async fn staged_rollback_across_kills(fleet: &mut impl Fleet, seed: u64) -> Vec<String> {
+    let started = Instant::now();
+    let deadline = started + Duration::from_secs(45);
+    let c = client().unwrap();
+    let mut rng = StdRng::seed_from_u64(seed);
+    let (sink, deliveries) = receiver().await;
+    let release = set_up_release(&c, fleet.serving(), "rb-svc", ROLLBACK_POLICY, Some(&sink))
         .await
         .unwrap();
     let id = release["id"].as_str().unwrap().to_string();
@@ -353,8 +520,8 @@ async fn kill_9_during_a_staged_rollback_completes_it_exactly_once() {
     loop {
         assert!(Instant::now() < deadline, "the trigger never fired");
         let (body, _) = batch(&mut rng, "rb-svc", 200, (0.01, 0.30));
-        assert!(post(&c, &server.base, &server.token, body).await);
-        let r = get_json(&c, &server, &release_path).await.unwrap();
+        assert!(post(&c, &fleet.serving().base, &fleet.serving().token, body).await);
+        let r = get_json(&c, fleet.serving(), &release_path).await.unwrap();
         if r["state"] == "rolling_back" {
             break;
         }
@@ -363,8 +530,10 @@ async fn kill_9_during_a_staged_rollback_completes_it_exactly_once() {
 
     // From now on, healthy traffic that follows the assignment, across
     // restarts.
-    let target: Arc<Mutex<(String, String)>> =
-        Arc::new(Mutex::new((server.base.clone(), server.token.clone())));
+    let target: Arc<Mutex<(String, String)>> = Arc::new(Mutex::new((
+        fleet.serving().base.clone(),
+        fleet.serving().token.clone(),
+    )));
     let stop = Arc::new(AtomicBool::new(false));
     let healthy = {
         let (target, stop) = (target.clone(), stop.clone());
@@ -403,7 +572,7 @@ async fn kill_9_during_a_staged_rollback_completes_it_exactly_once() {
     let mut last_stage = None;
     loop {
         assert!(Instant::now() < deadline, "the rollback never completed");
-        let r = get_json(&c, &server, &release_path).await.unwrap();
+        let r = get_json(&c, fleet.serving(), &release_path).await.unwrap();
         if r["state"] == "rolled_back" {
             break;
         }
@@ -412,23 +581,20 @@ async fn kill_9_during_a_staged_rollback_completes_it_exactly_once() {
         if last_stage.as_ref() != Some(&stage) {
             last_stage = Some(stage.clone());
             tokio::time::sleep(Duration::from_millis(1200)).await;
-            let r = get_json(&c, &server, &release_path).await.unwrap();
+            let r = get_json(&c, fleet.serving(), &release_path).await.unwrap();
             if r["state"] != "rolling_back" || r["stage"] != stage {
                 continue;
             }
-            let log_before = decisions(&c, &server, "rb-svc").await.unwrap();
-            server.kill9();
-            server = Serve::start(Path::new(BIN), dir.path(), true)
-                .await
-                .unwrap();
-            *target.lock().unwrap() = (server.base.clone(), server.token.clone());
-            let log_after = decisions(&c, &server, "rb-svc").await.unwrap();
+            let log_before = decisions(&c, fleet.serving(), "rb-svc").await.unwrap();
+            fleet.kill_and_replace().await;
+            *target.lock().unwrap() = (fleet.serving().base.clone(), fleet.serving().token.clone());
+            let log_after = decisions(&c, fleet.serving(), "rb-svc").await.unwrap();
             no_duplicates(&log_after);
             assert!(
                 log_after.starts_with(&log_before),
                 "the restart lost decisions"
             );
-            let r = get_json(&c, &server, &release_path).await.unwrap();
+            let r = get_json(&c, fleet.serving(), &release_path).await.unwrap();
             assert_eq!(r["state"], "rolling_back", "right after the restart: {r}");
             assert_eq!(r["stage"], stage, "right after the restart: {r}");
             killed_in.push(stage);
@@ -447,18 +613,18 @@ async fn kill_9_during_a_staged_rollback_completes_it_exactly_once() {
     stop.store(true, Ordering::SeqCst);
     healthy.await.unwrap();
 
-    let r = get_json(&c, &server, &release_path).await.unwrap();
+    let r = get_json(&c, fleet.serving(), &release_path).await.unwrap();
     assert_eq!(r["state"], "rolled_back", "{r}");
     assert_eq!(r["share"], 0.0, "{r}");
     for unit in ["a", "b", "c", "d", "e", "f", "g", "h"] {
         assert_eq!(
-            crate::support::assigned(&c, &server, "rb-svc", unit)
+            crate::support::assigned(&c, fleet.serving(), "rb-svc", unit)
                 .await
                 .unwrap(),
             "v1"
         );
     }
-    let log = decisions(&c, &server, "rb-svc").await.unwrap();
+    let log = decisions(&c, fleet.serving(), "rb-svc").await.unwrap();
     no_duplicates(&log);
     let stages = count_actions(&log, "rollback_stage");
     let complete = count_actions(&log, "rollback_complete");
@@ -512,4 +678,5 @@ async fn kill_9_during_a_staged_rollback_completes_it_exactly_once() {
         by_id.len(),
         started.elapsed()
     );
+    log
 }

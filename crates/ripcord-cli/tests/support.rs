@@ -34,11 +34,23 @@ impl Serve {
         store: Option<&str>,
         echo: bool,
     ) -> anyhow::Result<Serve> {
+        let args: Vec<&str> = match store {
+            Some(store) => vec!["--store", store],
+            None => vec![],
+        };
+        Serve::start_with(bin, dir, &args, echo).await
+    }
+
+    /// Like [`Serve::start`], with more arguments; waits until it says
+    /// where it serves or, one of several replicas, where it follows.
+    pub async fn start_with(
+        bin: &Path,
+        dir: &Path,
+        args: &[&str],
+        echo: bool,
+    ) -> anyhow::Result<Serve> {
         let mut command = Command::new(bin);
-        command.arg("serve");
-        if let Some(store) = store {
-            command.arg("--store").arg(store);
-        }
+        command.arg("serve").args(args);
         let mut child = command
             .arg("--data-dir")
             .arg(dir)
@@ -67,7 +79,10 @@ impl Serve {
         std::thread::spawn(move || {
             for line in BufReader::new(stderr).lines() {
                 let Ok(line) = line else { break };
-                if let Some(rest) = line.strip_prefix("ripcord serving on http://") {
+                let rest = line
+                    .strip_prefix("ripcord serving on http://")
+                    .or_else(|| line.strip_prefix("ripcord following on http://"));
+                if let Some(rest) = rest {
                     let addr = rest.split_whitespace().next().unwrap_or_default();
                     let _ = tx.send(addr.to_string());
                 }
