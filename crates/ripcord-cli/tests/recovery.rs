@@ -19,7 +19,7 @@ const BIN: &str = env!("CARGO_BIN_EXE_ripcord");
 
 /// Fires quickly on 30% vs 1% moderation failures and rolls back in two
 /// stages, each verified for a few seconds.
-const ROLLBACK_POLICY: &str = "\
+pub(crate) const ROLLBACK_POLICY: &str = "\
 service: rb-svc
 srm: off
 signals:
@@ -41,11 +41,16 @@ rollout:
 ";
 
 /// Per-side event counts of one batch (or a sum of batches).
-type Sides = (u64, u64);
+pub(crate) type Sides = (u64, u64);
 
 /// A batch of `n` events for `service`, versions picked at random; each
 /// side's events fail moderation with its own probability.
-fn batch(rng: &mut StdRng, service: &str, n: usize, fail: (f64, f64)) -> (String, Sides) {
+pub(crate) fn batch(
+    rng: &mut StdRng,
+    service: &str,
+    n: usize,
+    fail: (f64, f64),
+) -> (String, Sides) {
     let ts = rfc3339_now();
     let mut body = String::with_capacity(n * 170 + 2);
     let mut sides = (0, 0);
@@ -98,13 +103,13 @@ fn following(rng: &mut StdRng, service: &str, n: usize, share: f64) -> String {
 /// What the senders saw: batches acknowledged with 202, and batches whose
 /// request failed (in flight at a kill: stored or not).
 #[derive(Default)]
-struct Ledger {
-    acked: Sides,
-    in_flight: Vec<Sides>,
+pub(crate) struct Ledger {
+    pub(crate) acked: Sides,
+    pub(crate) in_flight: Vec<Sides>,
 }
 
 /// Sends batches until `stop`, or until a request fails (the server died).
-async fn sender(
+pub(crate) async fn sender(
     base: String,
     token: String,
     seed: u64,
@@ -133,6 +138,13 @@ async fn sender(
                 l.acked.0 += sides.0;
                 l.acked.1 += sides.1;
             }
+            // Retryable: the server is going (a lost leader), or a
+            // follower could not reach the leader, which may have stored
+            // the batch before it died.
+            Ok(r) if r.status() == reqwest::StatusCode::SERVICE_UNAVAILABLE => {
+                ledger.lock().unwrap().in_flight.push(sides);
+                return;
+            }
             Ok(r) => panic!(
                 "POST /v1/events: {} {}",
                 r.status(),
@@ -147,7 +159,7 @@ async fn sender(
 }
 
 /// Every per-side sum of a subset of `batches`.
-fn subset_sums(batches: &[Sides]) -> BTreeSet<Sides> {
+pub(crate) fn subset_sums(batches: &[Sides]) -> BTreeSet<Sides> {
     let mut sums = BTreeSet::from([(0, 0)]);
     for b in batches {
         let more: Vec<Sides> = sums.iter().map(|s| (s.0 + b.0, s.1 + b.1)).collect();
@@ -156,7 +168,7 @@ fn subset_sums(batches: &[Sides]) -> BTreeSet<Sides> {
     sums
 }
 
-fn no_duplicates(lines: &[String]) {
+pub(crate) fn no_duplicates(lines: &[String]) {
     let mut seen = HashSet::new();
     for l in lines {
         assert!(seen.insert(l), "duplicate decision line: {l}");
@@ -310,7 +322,7 @@ async fn receiver() -> (String, Arc<Mutex<Vec<(String, Value)>>>) {
 }
 
 /// Posts one batch; true on 202.
-async fn post(c: &reqwest::Client, base: &str, token: &str, body: String) -> bool {
+pub(crate) async fn post(c: &reqwest::Client, base: &str, token: &str, body: String) -> bool {
     c.post(format!("{base}/v1/events"))
         .header("authorization", format!("Bearer {token}"))
         .header("content-type", "application/json")
@@ -374,7 +386,7 @@ async fn kill_9_during_a_staged_rollback_completes_it_exactly_once() {
 }
 
 /// The lease of the replicas below: a follower must lead within two.
-const LEASE: Duration = Duration::from_secs(1);
+pub(crate) const LEASE: Duration = Duration::from_secs(1);
 
 /// Two `ripcord serve` on one PostgreSQL database, sharing a data
 /// directory (the admin token and keys): the leader takes requests. A
@@ -421,7 +433,7 @@ impl Fleet for Replicas {
     }
 }
 
-async fn replica(dir: &Path, store: &str) -> Serve {
+pub(crate) async fn replica(dir: &Path, store: &str) -> Serve {
     let args = ["--store", store, "--lease", "1s"];
     Serve::start_with(Path::new(BIN), dir, &args, true)
         .await
@@ -430,7 +442,7 @@ async fn replica(dir: &Path, store: &str) -> Serve {
 
 /// Waits until `server` answers `/readyz` with 200: it leads and has
 /// recovered.
-async fn until_ready(server: &Serve, within: Duration) {
+pub(crate) async fn until_ready(server: &Serve, within: Duration) {
     let c = client().unwrap();
     let deadline = Instant::now() + within;
     loop {
@@ -452,7 +464,7 @@ async fn until_ready(server: &Serve, within: Duration) {
 }
 
 /// Waits until `follower` names `leader` as the leader.
-async fn until_following(follower: &Serve, leader: &Serve) {
+pub(crate) async fn until_following(follower: &Serve, leader: &Serve) {
     let c = client().unwrap();
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {

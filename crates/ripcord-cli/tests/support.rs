@@ -108,6 +108,14 @@ impl Serve {
         Ok(serve)
     }
 
+    /// Whether the process has exited by itself (it is then reaped).
+    #[allow(dead_code)]
+    pub fn exited(&mut self) -> bool {
+        self.child
+            .as_mut()
+            .is_some_and(|c| c.try_wait().is_ok_and(|status| status.is_some()))
+    }
+
     /// SIGKILL, then reap.
     pub fn kill9(&mut self) {
         if let Some(mut child) = self.child.take() {

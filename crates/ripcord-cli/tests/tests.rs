@@ -3,6 +3,7 @@
 mod audit;
 mod cli;
 mod evidence;
+mod faults;
 mod incident_artifacts;
 mod postgres;
 mod recovery;

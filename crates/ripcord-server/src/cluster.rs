@@ -118,27 +118,44 @@ pub async fn lead(store: &dyn Store, membership: &Membership) -> Result<Lease, S
 }
 
 /// Renews the lease every third of a period until stopped, or until it is
-/// lost: taken (a newer epoch holds it) or not renewed for three quarters
-/// of a period, which is before it can expire (the period runs from when
-/// the renewal was sent, so a slow answer only makes this earlier).
+/// lost: taken (a newer epoch holds it), or not renewed for three quarters
+/// of a period. That deadline is before the lease can end (the period runs
+/// from when the renewal was sent, and the database starts it later
+/// still), so a leader cut off from the database stops acting while its
+/// lease still holds: a renewal that hangs is given up at the deadline,
+/// and after a failed one the next try comes no later than it.
+///
+/// A leader whose writer failed (`failed`: a commit failed, so it takes
+/// nothing more until it restarts) hands the lease on at once rather than
+/// holding it while it cannot write.
 pub async fn keep(
     store: Arc<dyn Store>,
     membership: Arc<Membership>,
+    failed: impl Fn() -> bool,
     mut stop: watch::Receiver<bool>,
 ) {
     let Cluster { node, lease } = membership.cluster.clone();
     let ttl = lease.as_millis() as i64;
     let mut renewed = Instant::now();
     loop {
+        if failed() {
+            let handed = tokio::time::timeout(lease / 3, store.release_lease(&node)).await;
+            if !matches!(handed, Ok(Ok(()))) {
+                tracing::warn!("{node}: the lease could not be handed on; it ends by itself");
+            }
+            return stop_leading(&membership, "a commit failed".to_string());
+        }
+        let deadline = renewed + lease * 3 / 4;
+        let pause = (lease / 3).min(deadline.saturating_duration_since(Instant::now()));
         tokio::select! {
-            () = tokio::time::sleep(lease / 3) => {}
+            () = tokio::time::sleep(pause) => {}
             // The lease is handed over by `Server::shutdown`, after the
             // last write.
             _ = stop.changed() => return,
         }
         let sent = Instant::now();
-        // A renewal that hangs counts against the deadline too.
-        let why = match tokio::time::timeout(lease / 3, store.acquire_lease(&node, ttl)).await {
+        let left = deadline.saturating_duration_since(sent);
+        let why = match tokio::time::timeout(left, store.acquire_lease(&node, ttl)).await {
             Ok(Ok(state)) if state.is_held_by(&node) => {
                 renewed = sent;
                 membership.set(Role::Leader(state));
@@ -149,9 +166,9 @@ pub async fn keep(
                 return stop_leading(&membership, why);
             }
             Ok(Err(e)) => format!("renewing the lease failed: {e}"),
-            Err(_) => "renewing the lease timed out".to_string(),
+            Err(_) => "renewing the lease did not finish in time".to_string(),
         };
-        if renewed.elapsed() >= lease * 3 / 4 {
+        if Instant::now() >= deadline {
             return stop_leading(&membership, why);
         }
         tracing::warn!("{node}: {why}; retrying");

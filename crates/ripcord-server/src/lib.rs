@@ -395,7 +395,16 @@ impl Starting {
         workers.extend(following);
         if let Some(m) = &membership {
             workers.push(tokio::spawn(step_down(m.clone(), switch, stopped.clone())));
-            workers.push(tokio::spawn(cluster::keep(store, m.clone(), stopped)));
+            let failed = {
+                let app = app.clone();
+                move || app.hub.writer.has_failed()
+            };
+            workers.push(tokio::spawn(cluster::keep(
+                store,
+                m.clone(),
+                failed,
+                stopped,
+            )));
         }
         Ok(Server {
             addr,

@@ -51,14 +51,29 @@ impl Pool {
     /// migrations and the lease itself begin here; every other write goes
     /// through `SqlStore::write_tx`, which checks the store's fence.
     pub(crate) async fn begin_write(&self) -> Result<Tx> {
+        self.begin_write_within(0).await
+    }
+
+    /// Like [`Pool::begin_write`]; on PostgreSQL, when `idle_ms` > 0, the
+    /// server ends the session if the transaction sits idle that long. A
+    /// leader cut off from the database mid-transaction holds the write
+    /// lock, which every other replica's writes (taking the lease too)
+    /// wait for; the database, not the lost leader, has to let it go.
+    pub(crate) async fn begin_write_within(&self, idle_ms: i64) -> Result<Tx> {
         Ok(match self {
             Pool::Sqlite(p) => Tx::Sqlite(p.begin_with("BEGIN IMMEDIATE").await?),
             Pool::Postgres(p) => {
                 let mut tx = p.begin().await?;
-                sqlx::query("SELECT pg_advisory_xact_lock($1)")
-                    .bind(WRITE_LOCK)
-                    .execute(&mut *tx)
-                    .await?;
+                // One round trip: the setting (local to the transaction),
+                // then the lock.
+                sqlx::query(
+                    "SELECT set_config('idle_in_transaction_session_timeout', $2, true), \
+                     pg_advisory_xact_lock($1)",
+                )
+                .bind(WRITE_LOCK)
+                .bind(idle_ms.max(0).to_string())
+                .execute(&mut *tx)
+                .await?;
                 Tx::Postgres(tx)
             }
         })

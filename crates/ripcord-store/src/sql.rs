@@ -43,6 +43,9 @@ pub struct SqlStore {
     /// The lease this store writes under ([`Store::fence`]); `None`:
     /// unfenced. A std mutex: it is never held across an await.
     fence: std::sync::Mutex<Option<Fence>>,
+    /// The lease period last asked for (ms; 0: none): how long a write
+    /// transaction may sit idle before the database ends it.
+    lease_ms: std::sync::atomic::AtomicI64,
 }
 
 /// An outbox row as stored (its secret sealed).
@@ -144,6 +147,7 @@ impl SqlStore {
             appending: tokio::sync::Mutex::new(()),
             sealer: None,
             fence: std::sync::Mutex::new(None),
+            lease_ms: std::sync::atomic::AtomicI64::new(0),
         };
         store.migrate().await?;
         Ok(store)
@@ -161,7 +165,7 @@ impl SqlStore {
     /// locked transaction, so that no take-over can come between the check
     /// and the commit. A failed check drops (rolls back) the transaction.
     async fn write_tx(&self) -> Result<Tx> {
-        let mut tx = self.pool.begin_write().await?;
+        let mut tx = self.pool.begin_write_within(self.idle_ms()).await?;
         let fence = self
             .fence
             .lock()
@@ -171,6 +175,12 @@ impl SqlStore {
             lease::check(&mut tx, &fence).await?;
         }
         Ok(tx)
+    }
+
+    /// How long a write transaction may sit idle: a lease period, when
+    /// replicas share the database (0: no limit).
+    fn idle_ms(&self) -> i64 {
+        self.lease_ms.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Runs one writing statement in a write transaction of its own (not
@@ -1085,8 +1095,10 @@ impl Store for SqlStore {
     }
 
     async fn acquire_lease(&self, holder: &str, ttl_ms: i64) -> Result<Lease> {
+        self.lease_ms
+            .store(ttl_ms.max(0), std::sync::atomic::Ordering::Relaxed);
         // Unfenced: asking again is how a deposed leader learns who leads.
-        let mut tx = self.pool.begin_write().await?;
+        let mut tx = self.pool.begin_write_within(self.idle_ms()).await?;
         let lease = lease::acquire(&mut tx, holder, ttl_ms).await?;
         tx.commit().await?;
         Ok(lease)
@@ -1174,6 +1186,7 @@ mod tests {
             appending: tokio::sync::Mutex::new(()),
             sealer: None,
             fence: std::sync::Mutex::new(None),
+            lease_ms: std::sync::atomic::AtomicI64::new(0),
         })
     }
 

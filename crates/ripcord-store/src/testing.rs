@@ -63,6 +63,33 @@ impl TestDatabase {
     }
 }
 
+impl TestDatabase {
+    /// Terminates every session connected to the database
+    /// (`pg_terminate_backend`), as an operator or a failover of the
+    /// server would; how many.
+    ///
+    /// # Panics
+    ///
+    /// When the server cannot be reached.
+    pub async fn terminate_sessions(&self) -> i64 {
+        let terminated = async {
+            let mut conn = PgConnection::connect(&self.admin).await?;
+            let (n,): (i64,) = sqlx::query_as(
+                "SELECT count(*) FILTER (WHERE pg_terminate_backend(pid)) \
+                 FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()",
+            )
+            .bind(&self.name)
+            .fetch_one(&mut conn)
+            .await?;
+            conn.close().await?;
+            Ok::<_, sqlx::Error>(n)
+        };
+        terminated
+            .await
+            .unwrap_or_else(|e| panic!("terminating the sessions of {}: {e}", self.name))
+    }
+}
+
 impl Drop for TestDatabase {
     fn drop(&mut self) {
         let (admin, name) = (self.admin.clone(), self.name.clone());

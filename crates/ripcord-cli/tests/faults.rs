@@ -1,0 +1,325 @@
+//! Faults between replicas and their PostgreSQL database, with real
+//! `ripcord serve` processes: the leader cut off from the database by a
+//! TCP proxy that stops forwarding (it stops before its lease ends; a
+//! follower takes over; nothing it had in flight lands after), and every
+//! session of the database terminated by `pg_terminate_backend`.
+
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use rand::rngs::StdRng;
+use rand::{RngExt, SeedableRng};
+use ripcord_store::testing::TestDatabase;
+use ripcord_store::{Store, StoreSpec};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
+
+use crate::recovery::{
+    LEASE, Ledger, Sides, batch, no_duplicates, post, replica, sender, subset_sums,
+    until_following, until_ready,
+};
+use crate::support::{Serve, client, decisions, get_json, quiet_policy, set_up_release};
+
+/// A TCP proxy to the PostgreSQL server that can stop forwarding: the
+/// connections stay open and nothing passes either way (a partition, not
+/// a refusal), until it forwards again.
+struct Proxy {
+    addr: std::net::SocketAddr,
+    forwarding: watch::Sender<bool>,
+}
+
+impl Proxy {
+    async fn to(upstream: String) -> Proxy {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (forwarding, _) = watch::channel(true);
+        let gate = forwarding.clone();
+        tokio::spawn(async move {
+            while let Ok((client, _)) = listener.accept().await {
+                let Ok(server) = TcpStream::connect(&upstream).await else {
+                    continue;
+                };
+                let (cr, cw) = client.into_split();
+                let (sr, sw) = server.into_split();
+                tokio::spawn(pipe(cr, sw, gate.subscribe()));
+                tokio::spawn(pipe(sr, cw, gate.subscribe()));
+            }
+        });
+        Proxy { addr, forwarding }
+    }
+
+    fn cut(&self) {
+        self.forwarding.send_replace(false);
+    }
+
+    fn heal(&self) {
+        self.forwarding.send_replace(true);
+    }
+}
+
+/// Copies `from` to `to`, holding what it read while the gate is shut.
+async fn pipe(
+    mut from: tokio::net::tcp::OwnedReadHalf,
+    mut to: tokio::net::tcp::OwnedWriteHalf,
+    mut gate: watch::Receiver<bool>,
+) {
+    let mut buf = vec![0u8; 16 * 1024];
+    loop {
+        let n = match from.read(&mut buf).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => n,
+        };
+        if gate.wait_for(|open| *open).await.is_err() || to.write_all(&buf[..n]).await.is_err() {
+            break;
+        }
+    }
+    if gate.wait_for(|open| *open).await.is_ok() {
+        let _ = to.shutdown().await;
+    }
+}
+
+/// The database URL with its host and port replaced by `addr`.
+fn through(url: &str, addr: std::net::SocketAddr) -> String {
+    let (scheme, rest) = url.split_once("://").unwrap();
+    let (authority, path) = rest.split_once('/').unwrap();
+    let user = authority.split_once('@').map_or("", |(u, _)| u);
+    format!("{scheme}://{user}@{addr}/{path}")
+}
+
+fn host_port(url: &str) -> String {
+    let rest = url.split_once("://").unwrap().1;
+    let authority = rest.split_once('/').unwrap().0;
+    authority
+        .rsplit_once('@')
+        .map_or(authority, |(_, h)| h)
+        .to_string()
+}
+
+/// Events stored for the release, per side.
+async fn stored(c: &reqwest::Client, s: &Serve, id: &str) -> Sides {
+    let r = get_json(c, s, &format!("/v1/releases/{id}")).await.unwrap();
+    (
+        r["events"]["baseline"].as_u64().unwrap(),
+        r["events"]["candidate"].as_u64().unwrap(),
+    )
+}
+
+/// Acknowledged events are all stored, and what is stored beyond them is
+/// some of the batches whose answer never came.
+fn accounted(stored: Sides, ledger: &Ledger) {
+    let extra = stored
+        .0
+        .checked_sub(ledger.acked.0)
+        .zip(stored.1.checked_sub(ledger.acked.1));
+    let Some(extra) = extra else {
+        panic!(
+            "acknowledged events were lost: stored {stored:?}, acknowledged {:?}",
+            ledger.acked
+        );
+    };
+    assert!(
+        subset_sums(&ledger.in_flight).contains(&extra),
+        "stored {stored:?} = acknowledged {:?} + {extra:?}, no set of the batches in flight {:?}",
+        ledger.acked,
+        ledger.in_flight
+    );
+}
+
+/// Two senders to `s` until `stop` (or until their requests fail).
+fn senders(
+    s: &Serve,
+    rng: &mut StdRng,
+    stop: &Arc<AtomicBool>,
+    ledger: &Arc<Mutex<Ledger>>,
+) -> Vec<tokio::task::JoinHandle<()>> {
+    (0..2)
+        .map(|_| {
+            tokio::spawn(sender(
+                s.base.clone(),
+                s.token.clone(),
+                rng.random(),
+                stop.clone(),
+                ledger.clone(),
+            ))
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_leader_cut_off_from_the_database_stops_before_its_lease_ends() {
+    let db = TestDatabase::create().await;
+    let proxy = Proxy::to(host_port(&db.url)).await;
+    let dir = tempfile::tempdir().unwrap();
+    let c = client().unwrap();
+    let mut rng = StdRng::seed_from_u64(0x5EED_0004);
+    let mut leader = replica(dir.path(), &through(&db.url, proxy.addr)).await;
+    until_ready(&leader, Duration::from_secs(10)).await;
+    let follower = replica(dir.path(), &db.url).await;
+    until_following(&follower, &leader).await;
+    let policy = quiet_policy("ingest-svc");
+    let release = set_up_release(&c, &leader, "ingest-svc", &policy, None)
+        .await
+        .unwrap();
+    let id = release["id"].as_str().unwrap().to_string();
+    let watcher: Arc<dyn Store> = Arc::new(
+        ripcord_store::open(&db.url.parse::<StoreSpec>().unwrap())
+            .await
+            .unwrap(),
+    );
+
+    // Ingest to the leader, then cut it off in the middle of it.
+    let ledger = Arc::new(Mutex::new(Ledger::default()));
+    let stop = Arc::new(AtomicBool::new(false));
+    let sending = senders(&leader, &mut rng, &stop, &ledger);
+    tokio::time::sleep(Duration::from_millis(rng.random_range(300..700))).await;
+    let before = watcher.lease().await.unwrap().unwrap();
+    assert_eq!(before.holder, leader.base);
+    proxy.cut();
+    let cut = Instant::now();
+
+    // It stops acting (the process exits) while its lease still holds.
+    while !leader.exited() {
+        assert!(cut.elapsed() < 2 * LEASE, "the cut-off leader kept going");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let stopped = cut.elapsed();
+    let lease = watcher.lease().await.unwrap().unwrap();
+    assert_eq!(
+        (lease.holder.as_str(), lease.epoch),
+        (leader.base.as_str(), before.epoch),
+        "the lease changed hands before the old leader stopped: {lease:?}"
+    );
+    assert!(
+        lease.now_ms < lease.expires_ms,
+        "the old leader stopped {} ms after its lease ended",
+        lease.now_ms - lease.expires_ms
+    );
+    stop.store(true, Ordering::SeqCst);
+    for s in sending {
+        s.await.unwrap();
+    }
+
+    // The follower leads within two lease periods of the cut, and takes
+    // writes; then the partition heals, and what the old leader had in
+    // flight arrives late.
+    until_ready(&follower, (2 * LEASE).saturating_sub(cut.elapsed())).await;
+    let took = cut.elapsed();
+    let (body, sides) = batch(&mut rng, "ingest-svc", 200, (0.01, 0.01));
+    assert!(post(&c, &follower.base, &follower.token, body).await);
+    {
+        let mut l = ledger.lock().unwrap();
+        l.acked.0 += sides.0;
+        l.acked.1 += sides.1;
+    }
+    let log = decisions(&c, &follower, "ingest-svc").await.unwrap();
+    proxy.heal();
+    tokio::time::sleep(LEASE).await;
+
+    let lease = watcher.lease().await.unwrap().unwrap();
+    assert_eq!(lease.holder, follower.base, "{lease:?}");
+    assert_eq!(lease.epoch, before.epoch + 1, "{lease:?}");
+    accounted(stored(&c, &follower, &id).await, &ledger.lock().unwrap());
+    let after = decisions(&c, &follower, "ingest-svc").await.unwrap();
+    no_duplicates(&after);
+    assert_eq!(after, log, "decisions changed after the partition healed");
+    let (code, out, err) = audit_verify(dir.path(), &db.url);
+    assert_eq!(code, 0, "{out}{err}");
+    eprintln!(
+        "cut-off leader stopped {stopped:?} after the cut; the follower was ready after {took:?} (lease {LEASE:?}); {:?}",
+        ledger.lock().unwrap().acked
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn terminating_every_database_session_loses_no_acknowledged_event() {
+    let db = TestDatabase::create().await;
+    let dir = tempfile::tempdir().unwrap();
+    let c = client().unwrap();
+    let mut rng = StdRng::seed_from_u64(0x5EED_0005);
+    let mut replicas = vec![replica(dir.path(), &db.url).await];
+    until_ready(&replicas[0], Duration::from_secs(10)).await;
+    replicas.push(replica(dir.path(), &db.url).await);
+    until_following(&replicas[1], &replicas[0]).await;
+    let policy = quiet_policy("ingest-svc");
+    let release = set_up_release(&c, &replicas[0], "ingest-svc", &policy, None)
+        .await
+        .unwrap();
+    let id = release["id"].as_str().unwrap().to_string();
+
+    let ledger = Arc::new(Mutex::new(Ledger::default()));
+    let stop = Arc::new(AtomicBool::new(false));
+    let sending = senders(&replicas[0], &mut rng, &stop, &ledger);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let terminated = db.terminate_sessions().await;
+    assert!(
+        terminated >= 2,
+        "only {terminated} sessions were terminated"
+    );
+    let at = Instant::now();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    stop.store(true, Ordering::SeqCst);
+    for s in sending {
+        s.await.unwrap();
+    }
+
+    // Whoever leads now (the same leader, its pool reconnected, or the
+    // follower after the lease), it has every acknowledged event and takes
+    // more.
+    let i = ready_one(&c, &mut replicas, 3 * LEASE).await;
+    let took = at.elapsed();
+    let leader = &replicas[i];
+    let (body, sides) = batch(&mut rng, "ingest-svc", 200, (0.01, 0.01));
+    assert!(post(&c, &leader.base, &leader.token, body).await);
+    {
+        let mut l = ledger.lock().unwrap();
+        l.acked.0 += sides.0;
+        l.acked.1 += sides.1;
+    }
+    accounted(stored(&c, leader, &id).await, &ledger.lock().unwrap());
+    no_duplicates(&decisions(&c, leader, "ingest-svc").await.unwrap());
+    let (code, out, err) = audit_verify(dir.path(), &db.url);
+    assert_eq!(code, 0, "{out}{err}");
+    eprintln!(
+        "{terminated} sessions terminated; replica {i} was ready {took:?} later; {:?}",
+        ledger.lock().unwrap().acked
+    );
+}
+
+/// The first replica that is running and ready (it leads), within `within`.
+async fn ready_one(c: &reqwest::Client, replicas: &mut [Serve], within: Duration) -> usize {
+    let deadline = Instant::now() + within;
+    loop {
+        for (i, r) in replicas.iter_mut().enumerate() {
+            if r.exited() {
+                continue;
+            }
+            let ready = c.get(r.url("/readyz")).send().await;
+            if ready.is_ok_and(|a| a.status() == 200) {
+                return i;
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no replica was ready within {within:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+fn audit_verify(dir: &Path, store: &str) -> (i32, String, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_ripcord"))
+        .args(["audit", "verify", "--store", store])
+        .current_dir(dir)
+        .env_remove("RIPCORD_STORE")
+        .env_remove("RIPCORD_CONFIG")
+        .output()
+        .expect("running ripcord audit verify");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).to_string(),
+        String::from_utf8_lossy(&out.stderr).to_string(),
+    )
+}
