@@ -323,3 +323,95 @@ fn audit_verify(dir: &Path, store: &str) -> (i32, String, String) {
         String::from_utf8_lossy(&out.stderr).to_string(),
     )
 }
+
+/// Kills in [`seeded_kill_9s_across_three_replicas_lose_and_duplicate_nothing`]:
+/// `RIPCORD_KILLS`, 10 by default (the issue's 100 take a few minutes:
+/// `RIPCORD_KILLS=100 scripts/test -p ripcord-cli faults::seeded`).
+fn kills() -> usize {
+    std::env::var("RIPCORD_KILLS")
+        .ok()
+        .and_then(|k| k.parse().ok())
+        .unwrap_or(10)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn seeded_kill_9s_across_three_replicas_lose_and_duplicate_nothing() {
+    let db = TestDatabase::create().await;
+    let dir = tempfile::tempdir().unwrap();
+    let c = client().unwrap();
+    let mut rng = StdRng::seed_from_u64(0x5EED_0006);
+    let mut replicas = vec![replica(dir.path(), &db.url).await];
+    until_ready(&replicas[0], Duration::from_secs(10)).await;
+    for _ in 0..2 {
+        let next = replica(dir.path(), &db.url).await;
+        until_following(&next, &replicas[0]).await;
+        replicas.push(next);
+    }
+    let policy = quiet_policy("ingest-svc");
+    let release = set_up_release(&c, &replicas[0], "ingest-svc", &policy, None)
+        .await
+        .unwrap();
+    let id = release["id"].as_str().unwrap().to_string();
+    let mut leader = 0;
+    let mut takeovers = Vec::new();
+    let mut acked = (0, 0);
+    for kill in 0..kills() {
+        let before = stored(&c, &replicas[leader], &id).await;
+        let log_before = decisions(&c, &replicas[leader], "ingest-svc")
+            .await
+            .unwrap();
+        // One sender to the leader, one through a follower (forwarded).
+        let ledger = Arc::new(Mutex::new(Ledger::default()));
+        let stop = Arc::new(AtomicBool::new(false));
+        let follower = (leader + rng.random_range(1..3)) % 3;
+        let sending: Vec<_> = [leader, follower]
+            .into_iter()
+            .map(|i| {
+                tokio::spawn(sender(
+                    replicas[i].base.clone(),
+                    replicas[i].token.clone(),
+                    rng.random(),
+                    stop.clone(),
+                    ledger.clone(),
+                ))
+            })
+            .collect();
+        tokio::time::sleep(Duration::from_millis(rng.random_range(100..600))).await;
+        replicas[leader].kill9();
+        let killed = Instant::now();
+        stop.store(true, Ordering::SeqCst);
+        for s in sending {
+            s.await.unwrap();
+        }
+        let next = ready_one(&c, &mut replicas, 2 * LEASE).await;
+        takeovers.push(killed.elapsed());
+
+        let after = stored(&c, &replicas[next], &id).await;
+        let l = ledger.lock().unwrap();
+        let grown = (after.0 - before.0, after.1 - before.1);
+        accounted(grown, &l);
+        acked = (acked.0 + l.acked.0, acked.1 + l.acked.1);
+        drop(l);
+        let log_after = decisions(&c, &replicas[next], "ingest-svc").await.unwrap();
+        no_duplicates(&log_after);
+        assert!(
+            log_after.starts_with(&log_before),
+            "kill {kill}: decisions were lost"
+        );
+        // A new replica in place of the killed one.
+        replicas[leader] = replica(dir.path(), &db.url).await;
+        until_following(&replicas[leader], &replicas[next]).await;
+        leader = next;
+    }
+    let (code, out, err) = audit_verify(dir.path(), &db.url);
+    assert_eq!(code, 0, "{out}{err}");
+    takeovers.sort();
+    eprintln!(
+        "{} kill -9s of the leader across 3 replicas: takeover min {:?}, median {:?}, max {:?} \
+         (lease {LEASE:?}); {acked:?} events acknowledged, none lost",
+        takeovers.len(),
+        takeovers[0],
+        takeovers[takeovers.len() / 2],
+        takeovers[takeovers.len() - 1],
+    );
+}
