@@ -65,6 +65,9 @@ fn main() -> anyhow::Result<()> {
         .build()?;
     let has = |flag: &str| std::env::args().any(|a| a == flag);
     let (only_restart, only_assign) = (has("--restart"), has("--assign"));
+    if has("--cluster") {
+        return runtime.block_on(cluster(quick));
+    }
     runtime.block_on(async {
         if !only_restart && !only_assign {
             ingest(quick).await?;
@@ -637,6 +640,198 @@ async fn assign_throughput(quick: bool) -> anyhow::Result<()> {
         let (a, a50) = hammer(&server, connections, run_for, assign_path).await?;
         println!(
             "| {connections} | {h:.0} | {h50:.0} | {a:.0} | {a50:.0} | {:.2} |",
+            a / h
+        );
+    }
+    Ok(())
+}
+
+/// Replicas on one PostgreSQL database (`--cluster`): take-over time
+/// against the lease, durable ingest against SQLite with 1, 2 and 4
+/// replicas, and assignment throughput per replica.
+async fn cluster(quick: bool) -> anyhow::Result<()> {
+    failover(quick).await?;
+    replicated_ingest(quick).await?;
+    replicated_assign(quick).await
+}
+
+/// `n` replicas of `ripcord serve` on `store` sharing `dir`; the first
+/// leads. A release of `service` at 50% is set up on it.
+async fn replicas(
+    dir: &Path,
+    store: &str,
+    lease: &str,
+    n: usize,
+    service: &str,
+) -> anyhow::Result<Vec<Serve>> {
+    let args = ["--store", store, "--lease", lease];
+    let mut out = vec![Serve::start_with(Path::new(BIN), dir, &args, false).await?];
+    until_ready(&out[0], Duration::from_secs(30)).await?;
+    for _ in 1..n {
+        out.push(Serve::start_with(Path::new(BIN), dir, &args, false).await?);
+    }
+    let c = client()?;
+    set_up_release(&c, &out[0], service, &quiet_policy(service), None).await?;
+    // Followers assign once they have read the release.
+    for r in &out[1..] {
+        while assigned(&c, r, service, "u").await.is_err() {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+    Ok(out)
+}
+
+async fn until_ready(s: &Serve, within: Duration) -> anyhow::Result<Duration> {
+    let c = client()?;
+    let started = Instant::now();
+    loop {
+        let ready = c.get(s.url("/readyz")).send().await;
+        if ready.is_ok_and(|r| r.status() == 200) {
+            return Ok(started.elapsed());
+        }
+        if started.elapsed() > within {
+            bail!("{} was not ready within {within:?}", s.base);
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+/// Kill -9 of the leader → the follower answers `/readyz` (it leads and
+/// has recovered), per lease period.
+async fn failover(quick: bool) -> anyhow::Result<()> {
+    let runs = if quick { 2 } else { 5 };
+    let leases: &[(&str, f64)] = if quick {
+        &[("500ms", 0.5), ("1s", 1.0)]
+    } else {
+        &[("500ms", 0.5), ("1s", 1.0), ("2s", 2.0), ("5s", 5.0)]
+    };
+    println!(
+        "\n### Fail-over: kill -9 of the leader until the follower is ready, {runs} runs per lease\n"
+    );
+    println!("| lease | median s | max s | max / lease |");
+    println!("|---|---|---|---|");
+    for (lease, secs) in leases {
+        let mut took = Vec::new();
+        for _ in 0..runs {
+            let db = ripcord_store::testing::TestDatabase::create().await;
+            let dir = tempfile::tempdir()?;
+            let mut fleet = replicas(dir.path(), &db.url, lease, 2, "fo-svc").await?;
+            fleet[0].kill9();
+            let t = until_ready(&fleet[1], Duration::from_secs(60)).await?;
+            took.push(t.as_secs_f64());
+        }
+        let max = took.iter().copied().fold(0.0, f64::max);
+        println!(
+            "| {lease} | {:.2} | {max:.2} | {:.2} |",
+            median(&took),
+            max / secs
+        );
+    }
+    Ok(())
+}
+
+/// Events per second for `run_for` from 2 connections per replica, each
+/// posting batches of `BATCH` to its own replica (a follower forwards).
+async fn ingest_into(
+    servers: &[Serve],
+    service: &str,
+    run_for: Duration,
+) -> anyhow::Result<(f64, f64, f64)> {
+    let bodies = Arc::new(bodies(service, 16, false));
+    let started = Instant::now();
+    let until = started + run_for;
+    let mut tasks = Vec::new();
+    for (k, s) in servers.iter().flat_map(|s| [s, s]).enumerate() {
+        let (url, auth, bodies) = (s.url("/v1/events"), s.auth(), bodies.clone());
+        tasks.push(tokio::spawn(async move {
+            let c = client()?;
+            let (mut accepted, mut latencies, mut i) = (0u64, Vec::new(), k);
+            while Instant::now() < until {
+                let sent = Instant::now();
+                let r = c
+                    .post(&url)
+                    .header("authorization", &auth)
+                    .header("content-type", "application/json")
+                    .body(bodies[i % bodies.len()])
+                    .send()
+                    .await?;
+                let (status, text) = (r.status(), r.text().await?);
+                if status != reqwest::StatusCode::ACCEPTED {
+                    bail!("POST /v1/events: {status}: {text}");
+                }
+                latencies.push(sent.elapsed().as_secs_f64() * 1e3);
+                accepted += serde_json::from_str::<serde_json::Value>(&text)?["accepted"]
+                    .as_u64()
+                    .unwrap_or(0);
+                i += 1;
+            }
+            Ok::<_, anyhow::Error>((accepted, latencies))
+        }));
+    }
+    let (mut accepted, mut latencies) = (0, Vec::new());
+    for t in tasks {
+        let (a, l) = t.await??;
+        accepted += a;
+        latencies.extend(l);
+    }
+    latencies.sort_by(f64::total_cmp);
+    let p99 = latencies
+        .get(((latencies.len() as f64 - 1.0) * 0.99).round() as usize)
+        .copied()
+        .unwrap_or(0.0);
+    Ok((
+        accepted as f64 / started.elapsed().as_secs_f64(),
+        median(&latencies),
+        p99,
+    ))
+}
+
+/// Durable ingest: one SQLite server, then 1, 2 and 4 replicas on
+/// PostgreSQL, 2 connections per server.
+async fn replicated_ingest(quick: bool) -> anyhow::Result<()> {
+    let run_for = Duration::from_secs(if quick { 2 } else { 10 });
+    println!(
+        "\n### Durable ingest: SQLite against PostgreSQL replicas, 2 connections per server, {run_for:?} per row\n"
+    );
+    println!("| store | replicas | events/s | p50 ms | p99 ms |");
+    println!("|---|---|---|---|---|");
+    {
+        let dir = tempfile::tempdir()?;
+        let server = Serve::start(Path::new(BIN), dir.path(), false).await?;
+        set_up_release(&client()?, &server, "ri-svc", &quiet_policy("ri-svc"), None).await?;
+        let (per_s, p50, p99) =
+            ingest_into(std::slice::from_ref(&server), "ri-svc", run_for).await?;
+        println!("| SQLite | 1 | {per_s:.0} | {p50:.1} | {p99:.1} |");
+    }
+    for n in [1, 2, 4] {
+        let db = ripcord_store::testing::TestDatabase::create().await;
+        let dir = tempfile::tempdir()?;
+        let fleet = replicas(dir.path(), &db.url, "5s", n, "ri-svc").await?;
+        let (per_s, p50, p99) = ingest_into(&fleet, "ri-svc", run_for).await?;
+        println!("| PostgreSQL | {n} | {per_s:.0} | {p50:.1} | {p99:.1} |");
+    }
+    Ok(())
+}
+
+/// `/v1/assign` on the leader and on a follower of two replicas, each
+/// against its own `/healthz` in the same run.
+async fn replicated_assign(quick: bool) -> anyhow::Result<()> {
+    let run_for = Duration::from_secs(if quick { 2 } else { 5 });
+    let db = ripcord_store::testing::TestDatabase::create().await;
+    let dir = tempfile::tempdir()?;
+    let fleet = replicas(dir.path(), &db.url, "5s", 2, "assign-svc").await?;
+    println!(
+        "\n### Assignment throughput per replica: two replicas on PostgreSQL, 2 connections, {run_for:?} per cell\n"
+    );
+    println!(
+        "| replica | /healthz req/s | /healthz p50 µs | /v1/assign req/s | /v1/assign p50 µs | assign / healthz |"
+    );
+    println!("|---|---|---|---|---|---|");
+    for (name, s) in [("leader", &fleet[0]), ("follower", &fleet[1])] {
+        let (h, h50) = hammer(s, 2, run_for, healthz_path).await?;
+        let (a, a50) = hammer(s, 2, run_for, assign_path).await?;
+        println!(
+            "| {name} | {h:.0} | {h50:.0} | {a:.0} | {a50:.0} | {:.2} |",
             a / h
         );
     }
