@@ -4,7 +4,6 @@
 //! follower takes over; nothing it had in flight lands after), and every
 //! session of the database terminated by `pg_terminate_backend`.
 
-use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -17,9 +16,10 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 
+use crate::postgres::ripcord;
 use crate::recovery::{
-    LEASE, Ledger, Sides, batch, no_duplicates, post, replica, sender, subset_sums,
-    until_following, until_ready,
+    LEASE, Ledger, Sides, accounted, batch, no_duplicates, post, replica, sender, until_following,
+    until_ready,
 };
 use crate::support::{Serve, client, decisions, get_json, quiet_policy, set_up_release};
 
@@ -105,27 +105,6 @@ async fn stored(c: &reqwest::Client, s: &Serve, id: &str) -> Sides {
         r["events"]["baseline"].as_u64().unwrap(),
         r["events"]["candidate"].as_u64().unwrap(),
     )
-}
-
-/// Acknowledged events are all stored, and what is stored beyond them is
-/// some of the batches whose answer never came.
-fn accounted(stored: Sides, ledger: &Ledger) {
-    let extra = stored
-        .0
-        .checked_sub(ledger.acked.0)
-        .zip(stored.1.checked_sub(ledger.acked.1));
-    let Some(extra) = extra else {
-        panic!(
-            "acknowledged events were lost: stored {stored:?}, acknowledged {:?}",
-            ledger.acked
-        );
-    };
-    assert!(
-        subset_sums(&ledger.in_flight).contains(&extra),
-        "stored {stored:?} = acknowledged {:?} + {extra:?}, no set of the batches in flight {:?}",
-        ledger.acked,
-        ledger.in_flight
-    );
 }
 
 /// Two senders to `s` until `stop` (or until their requests fail).
@@ -225,7 +204,7 @@ async fn a_leader_cut_off_from_the_database_stops_before_its_lease_ends() {
     let after = decisions(&c, &follower, "ingest-svc").await.unwrap();
     no_duplicates(&after);
     assert_eq!(after, log, "decisions changed after the partition healed");
-    let (code, out, err) = audit_verify(dir.path(), &db.url);
+    let (code, out, err) = ripcord("", dir.path(), &["audit", "verify", "--store", &db.url]);
     assert_eq!(code, 0, "{out}{err}");
     eprintln!(
         "cut-off leader stopped {stopped:?} after the cut; the follower was ready after {took:?} (lease {LEASE:?}); {:?}",
@@ -280,7 +259,7 @@ async fn terminating_every_database_session_loses_no_acknowledged_event() {
     }
     accounted(stored(&c, leader, &id).await, &ledger.lock().unwrap());
     no_duplicates(&decisions(&c, leader, "ingest-svc").await.unwrap());
-    let (code, out, err) = audit_verify(dir.path(), &db.url);
+    let (code, out, err) = ripcord("", dir.path(), &["audit", "verify", "--store", &db.url]);
     assert_eq!(code, 0, "{out}{err}");
     eprintln!(
         "{terminated} sessions terminated; replica {i} was ready {took:?} later; {:?}",
@@ -307,21 +286,6 @@ async fn ready_one(c: &reqwest::Client, replicas: &mut [Serve], within: Duration
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-}
-
-fn audit_verify(dir: &Path, store: &str) -> (i32, String, String) {
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_ripcord"))
-        .args(["audit", "verify", "--store", store])
-        .current_dir(dir)
-        .env_remove("RIPCORD_STORE")
-        .env_remove("RIPCORD_CONFIG")
-        .output()
-        .expect("running ripcord audit verify");
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).to_string(),
-        String::from_utf8_lossy(&out.stderr).to_string(),
-    )
 }
 
 /// Kills in [`seeded_kill_9s_across_three_replicas_lose_and_duplicate_nothing`]:
@@ -403,7 +367,7 @@ async fn seeded_kill_9s_across_three_replicas_lose_and_duplicate_nothing() {
         until_following(&replicas[leader], &replicas[next]).await;
         leader = next;
     }
-    let (code, out, err) = audit_verify(dir.path(), &db.url);
+    let (code, out, err) = ripcord("", dir.path(), &["audit", "verify", "--store", &db.url]);
     assert_eq!(code, 0, "{out}{err}");
     takeovers.sort();
     eprintln!(

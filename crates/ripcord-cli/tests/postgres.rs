@@ -14,7 +14,7 @@ const BIN: &str = env!("CARGO_BIN_EXE_ripcord");
 
 /// Runs `ripcord <args>` with `RIPCORD_STORE` set to `store`; (exit code,
 /// stdout, stderr).
-fn ripcord(store: &str, dir: &Path, args: &[&str]) -> (i32, String, String) {
+pub(crate) fn ripcord(store: &str, dir: &Path, args: &[&str]) -> (i32, String, String) {
     let out = Command::new(BIN)
         .args(args)
         .current_dir(dir)

@@ -168,6 +168,27 @@ pub(crate) fn subset_sums(batches: &[Sides]) -> BTreeSet<Sides> {
     sums
 }
 
+/// Acknowledged events are all stored, and what is stored beyond them is
+/// some of the batches whose answer never came (batches are atomic).
+pub(crate) fn accounted(stored: Sides, ledger: &Ledger) {
+    let extra = stored
+        .0
+        .checked_sub(ledger.acked.0)
+        .zip(stored.1.checked_sub(ledger.acked.1));
+    let Some(extra) = extra else {
+        panic!(
+            "acknowledged events were lost: stored {stored:?}, acknowledged {:?}",
+            ledger.acked
+        );
+    };
+    assert!(
+        subset_sums(&ledger.in_flight).contains(&extra),
+        "stored {stored:?} = acknowledged {:?} + {extra:?}, no set of the batches in flight {:?}",
+        ledger.acked,
+        ledger.in_flight
+    );
+}
+
 pub(crate) fn no_duplicates(lines: &[String]) {
     let mut seen = HashSet::new();
     for l in lines {
@@ -239,24 +260,7 @@ async fn kill_9_during_ingest_keeps_every_acknowledged_event_and_nothing_else() 
             l.acked.0 + l.acked.1 > 0,
             "cycle {cycle}: nothing was acknowledged"
         );
-        // Batches are atomic: what is stored beyond the acknowledged is
-        // exactly some of the batches in flight at a kill.
-        let extra = stored
-            .0
-            .checked_sub(l.acked.0)
-            .zip(stored.1.checked_sub(l.acked.1));
-        let Some(extra) = extra else {
-            panic!(
-                "cycle {cycle}: acknowledged events were lost: stored {stored:?}, acknowledged {:?}",
-                l.acked
-            );
-        };
-        assert!(
-            subset_sums(&l.in_flight).contains(&extra),
-            "cycle {cycle}: stored {stored:?} = acknowledged {:?} + {extra:?}, which is no set of the batches in flight {:?}",
-            l.acked,
-            l.in_flight
-        );
+        accounted(stored, &l);
         eprintln!(
             "cycle {cycle}: acknowledged {:?}, in flight at kills {:?}, stored {stored:?}",
             l.acked, l.in_flight
