@@ -351,11 +351,11 @@ async fn seeded_kill_9s_across_three_replicas_lose_and_duplicate_nothing() {
         takeovers.push(killed.elapsed());
 
         let after = stored(&c, &replicas[next], &id).await;
-        let l = ledger.lock().unwrap();
-        let grown = (after.0 - before.0, after.1 - before.1);
-        accounted(grown, &l);
-        acked = (acked.0 + l.acked.0, acked.1 + l.acked.1);
-        drop(l);
+        {
+            let l = ledger.lock().unwrap();
+            accounted((after.0 - before.0, after.1 - before.1), &l);
+            acked = (acked.0 + l.acked.0, acked.1 + l.acked.1);
+        }
         let log_after = decisions(&c, &replicas[next], "ingest-svc").await.unwrap();
         no_duplicates(&log_after);
         assert!(
