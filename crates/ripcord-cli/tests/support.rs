@@ -42,13 +42,17 @@ impl Serve {
     }
 
     /// Like [`Serve::start`], with more arguments; waits until it says
-    /// where it serves or, one of several replicas, where it follows.
+    /// where it serves or, with `--lease`, where it follows.
     pub async fn start_with(
         bin: &Path,
         dir: &Path,
         args: &[&str],
         echo: bool,
     ) -> anyhow::Result<Serve> {
+        // One of several replicas (`--lease`) answers as soon as it follows;
+        // a server alone, once it serves (on PostgreSQL it takes the lease
+        // first).
+        let follows = args.contains(&"--lease");
         let mut command = Command::new(bin);
         command.arg("serve").args(args);
         let mut child = command
@@ -79,9 +83,9 @@ impl Serve {
         std::thread::spawn(move || {
             for line in BufReader::new(stderr).lines() {
                 let Ok(line) = line else { break };
-                let rest = line
-                    .strip_prefix("ripcord serving on http://")
-                    .or_else(|| line.strip_prefix("ripcord following on http://"));
+                let rest = line.strip_prefix("ripcord serving on http://").or_else(|| {
+                    follows.then(|| line.strip_prefix("ripcord following on http://"))?
+                });
                 if let Some(rest) = rest {
                     let addr = rest.split_whitespace().next().unwrap_or_default();
                     let _ = tx.send(addr.to_string());
