@@ -60,23 +60,65 @@ impl Pool {
     /// lock, which every other replica's writes (taking the lease too)
     /// wait for; the database, not the lost leader, has to let it go.
     pub(crate) async fn begin_write_within(&self, idle_ms: i64) -> Result<Tx> {
+        self.begin_locked(idle_ms, 0).await
+    }
+
+    /// A write transaction that waits at most `wait_ms` for the write lock
+    /// on PostgreSQL (0: as long as it takes), for taking or renewing the
+    /// lease: a lock held by a lost leader must not stall the replica that
+    /// would break it ([`Pool::break_stuck_writers`]). SQLite's wait is its
+    /// busy timeout.
+    pub(crate) async fn begin_lease(&self, idle_ms: i64, wait_ms: i64) -> Result<Tx> {
+        self.begin_locked(idle_ms, wait_ms).await
+    }
+
+    async fn begin_locked(&self, idle_ms: i64, wait_ms: i64) -> Result<Tx> {
         Ok(match self {
             Pool::Sqlite(p) => Tx::Sqlite(p.begin_with("BEGIN IMMEDIATE").await?),
             Pool::Postgres(p) => {
                 let mut tx = p.begin().await?;
-                // One round trip: the setting (local to the transaction),
+                // One round trip: the settings (local to the transaction),
                 // then the lock.
                 sqlx::query(
                     "SELECT set_config('idle_in_transaction_session_timeout', $2, true), \
-                     pg_advisory_xact_lock($1)",
+                     set_config('lock_timeout', $3, true), pg_advisory_xact_lock($1)",
                 )
                 .bind(WRITE_LOCK)
                 .bind(idle_ms.max(0).to_string())
+                .bind(wait_ms.max(0).to_string())
                 .execute(&mut *tx)
                 .await?;
                 Tx::Postgres(tx)
             }
         })
+    }
+
+    /// On PostgreSQL, ends the sessions of this database that have held the
+    /// write lock in a transaction begun more than `older_than_ms` ago; how
+    /// many. Called only by a replica about to take an expired lease from
+    /// another holder: such a transaction is a lost leader's, stuck where
+    /// the idle timeout does not reach (cut off in the middle of a
+    /// message), and it would hold the lock until its connection ends.
+    /// Nothing on SQLite, whose lock dies with its process.
+    pub(crate) async fn break_stuck_writers(&self, older_than_ms: i64) -> Result<i64> {
+        let Pool::Postgres(p) = self else {
+            return Ok(0);
+        };
+        let (ended,): (i64,) = sqlx::query_as(
+            "SELECT count(*) FILTER (WHERE pg_terminate_backend(a.pid)) \
+             FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid \
+             WHERE l.locktype = 'advisory' AND l.granted \
+               AND l.classid::bigint = $1 AND l.objid::bigint = $2 AND l.objsubid = 1 \
+               AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database()) \
+               AND a.pid <> pg_backend_pid() \
+               AND a.xact_start < clock_timestamp() - make_interval(secs => $3)",
+        )
+        .bind(WRITE_LOCK >> 32)
+        .bind(WRITE_LOCK & 0xffff_ffff)
+        .bind(older_than_ms as f64 / 1000.0)
+        .fetch_one(p)
+        .await?;
+        Ok(ended)
     }
 
     /// What this driver runs of a migration ([`crate::schema`]), in order.

@@ -1097,8 +1097,21 @@ impl Store for SqlStore {
     async fn acquire_lease(&self, holder: &str, ttl_ms: i64) -> Result<Lease> {
         self.lease_ms
             .store(ttl_ms.max(0), std::sync::atomic::Ordering::Relaxed);
+        // About to take an expired lease from another holder: a write
+        // transaction older than half a period is the lost leader's.
+        let taking = lease::read(&self.pool)
+            .await?
+            .is_some_and(|l| l.holder != holder && !l.is_live());
+        if taking {
+            let ended = self.pool.break_stuck_writers(ttl_ms / 2).await?;
+            if ended > 0 {
+                tracing::warn!(
+                    "ended {ended} session(s) of the lost leader that held the write lock"
+                );
+            }
+        }
         // Unfenced: asking again is how a deposed leader learns who leads.
-        let mut tx = self.pool.begin_write_within(self.idle_ms()).await?;
+        let mut tx = self.pool.begin_lease(self.idle_ms(), ttl_ms / 3).await?;
         let lease = lease::acquire(&mut tx, holder, ttl_ms).await?;
         tx.commit().await?;
         Ok(lease)

@@ -751,6 +751,11 @@ impl Place {
     pub(crate) async fn open(&self) -> SqlStore {
         ripcord_store::open(&self.spec).await.unwrap()
     }
+
+    /// The PostgreSQL database's URL (for a connection of a test's own).
+    pub(crate) fn url(&self) -> &str {
+        self._db.as_ref().map_or("", |db| db.url.as_str())
+    }
 }
 
 /// Runs a test written against a [`Place`] once per backend, as

@@ -235,3 +235,46 @@ async fn an_in_memory_store_leases_and_fences() {
         other => panic!("not fenced: {other:?}"),
     }
 }
+
+/// On PostgreSQL: a lost leader's session that holds the write lock while
+/// busy (here a long statement; in life, cut off in the middle of a
+/// message, where the idle timeout does not reach) is ended by the replica
+/// that takes the expired lease, which then holds it at once rather than
+/// when the session would have let go (a minute here).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_next_leader_ends_a_lost_leaders_session_that_holds_the_write_lock() {
+    use sqlx::Connection;
+    let place = Place::postgres().await;
+    let (a, b) = (place.open().await, place.open().await);
+    let url = place.url().to_string();
+    assert!(a.acquire_lease("a", SHORT).await.unwrap().is_held_by("a"));
+    let (locked_tx, locked) = tokio::sync::oneshot::channel();
+    let stuck = tokio::spawn(async move {
+        let mut conn = sqlx::PgConnection::connect(&url).await.unwrap();
+        let mut tx = conn.begin().await.unwrap();
+        // The store's write lock (`ripcord` in ASCII).
+        sqlx::query("SELECT pg_advisory_xact_lock(32204078770516580)")
+            .execute(&mut *tx)
+            .await
+            .unwrap();
+        let _ = locked_tx.send(());
+        sqlx::query("SELECT pg_sleep(60)").execute(&mut *tx).await
+    });
+    locked.await.unwrap();
+    let asked = Instant::now();
+    let lease = loop {
+        match b.acquire_lease("b", 2 * SHORT).await {
+            Ok(lease) if lease.is_held_by("b") => break lease,
+            // Refused while a's lease is live; a lock wait cut short.
+            Ok(_) | Err(_) => {}
+        }
+        assert!(
+            asked.elapsed() < Duration::from_secs(5),
+            "b never took the lease"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_eq!(lease.epoch, 2);
+    let ended = stuck.await.unwrap();
+    assert!(ended.is_err(), "the stuck session was not ended: {ended:?}");
+}
