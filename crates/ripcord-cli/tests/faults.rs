@@ -216,25 +216,87 @@ async fn a_leader_cut_off_from_the_database_stops_before_its_lease_ends() {
     );
 }
 
+/// Two replicas on one store with a release of `ingest-svc`, and two
+/// senders posting to the leader: the set-up of a fault during ingest.
+struct Ingesting {
+    store: String,
+    dir: tempfile::TempDir,
+    c: reqwest::Client,
+    rng: StdRng,
+    replicas: Vec<Serve>,
+    id: String,
+    ledger: Arc<Mutex<Ledger>>,
+    stop: Arc<AtomicBool>,
+    sending: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Ingesting {
+    async fn start(store: &str, seed: u64) -> Ingesting {
+        let dir = tempfile::tempdir().unwrap();
+        let c = client().unwrap();
+        let mut rng = StdRng::seed_from_u64(seed);
+        let mut replicas = vec![replica(dir.path(), store).await];
+        until_ready(&replicas[0], Duration::from_secs(10)).await;
+        replicas.push(replica(dir.path(), store).await);
+        until_following(&replicas[1], &replicas[0]).await;
+        let policy = quiet_policy("ingest-svc");
+        let release = set_up_release(&c, &replicas[0], "ingest-svc", &policy, None)
+            .await
+            .unwrap();
+        let ledger = Arc::new(Mutex::new(Ledger::default()));
+        let stop = Arc::new(AtomicBool::new(false));
+        let sending = senders(&replicas[0], &mut rng, &stop, &ledger);
+        Ingesting {
+            store: store.to_string(),
+            dir,
+            c,
+            rng,
+            replicas,
+            id: release["id"].as_str().unwrap().to_string(),
+            ledger,
+            stop,
+            sending,
+        }
+    }
+
+    async fn stop_sending(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        for s in self.sending.drain(..) {
+            s.await.unwrap();
+        }
+    }
+
+    /// Whoever leads within `within` (the same leader, or the follower)
+    /// has every acknowledged event and takes more; no decision is
+    /// doubled; the audit chain verifies. Which replica leads.
+    async fn everything_kept(&mut self, within: Duration) -> usize {
+        let i = ready_one(&self.c, &mut self.replicas, within).await;
+        let leader = &self.replicas[i];
+        let (body, sides) = batch(&mut self.rng, "ingest-svc", 200, (0.01, 0.01));
+        assert!(post(&self.c, &leader.base, &leader.token, body).await);
+        {
+            let mut l = self.ledger.lock().unwrap();
+            l.acked.0 += sides.0;
+            l.acked.1 += sides.1;
+        }
+        let kept = stored(&self.c, leader, &self.id).await;
+        accounted(kept, &self.ledger.lock().unwrap());
+        no_duplicates(&decisions(&self.c, leader, "ingest-svc").await.unwrap());
+        let verify = ["audit", "verify", "--store", self.store.as_str()];
+        let (code, out, err) = ripcord("", self.dir.path(), &verify);
+        assert_eq!(code, 0, "{out}{err}");
+        i
+    }
+
+    fn acked(&self) -> Sides {
+        self.ledger.lock().unwrap().acked
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn terminating_every_database_session_loses_no_acknowledged_event() {
     let db = TestDatabase::create().await;
-    let dir = tempfile::tempdir().unwrap();
-    let c = client().unwrap();
-    let mut rng = StdRng::seed_from_u64(0x5EED_0005);
-    let mut replicas = vec![replica(dir.path(), &db.url).await];
-    until_ready(&replicas[0], Duration::from_secs(10)).await;
-    replicas.push(replica(dir.path(), &db.url).await);
-    until_following(&replicas[1], &replicas[0]).await;
-    let policy = quiet_policy("ingest-svc");
-    let release = set_up_release(&c, &replicas[0], "ingest-svc", &policy, None)
-        .await
-        .unwrap();
-    let id = release["id"].as_str().unwrap().to_string();
-
-    let ledger = Arc::new(Mutex::new(Ledger::default()));
-    let stop = Arc::new(AtomicBool::new(false));
-    let sending = senders(&replicas[0], &mut rng, &stop, &ledger);
+    let mut run = Ingesting::start(&db.url, 0x5EED_0005).await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     let terminated = db.terminate_sessions().await;
     assert!(
@@ -243,31 +305,12 @@ async fn terminating_every_database_session_loses_no_acknowledged_event() {
     );
     let at = Instant::now();
     tokio::time::sleep(Duration::from_millis(300)).await;
-    stop.store(true, Ordering::SeqCst);
-    for s in sending {
-        s.await.unwrap();
-    }
-
-    // Whoever leads now (the same leader, its pool reconnected, or the
-    // follower after the lease), it has every acknowledged event and takes
-    // more.
-    let i = ready_one(&c, &mut replicas, 3 * LEASE).await;
-    let took = at.elapsed();
-    let leader = &replicas[i];
-    let (body, sides) = batch(&mut rng, "ingest-svc", 200, (0.01, 0.01));
-    assert!(post(&c, &leader.base, &leader.token, body).await);
-    {
-        let mut l = ledger.lock().unwrap();
-        l.acked.0 += sides.0;
-        l.acked.1 += sides.1;
-    }
-    accounted(stored(&c, leader, &id).await, &ledger.lock().unwrap());
-    no_duplicates(&decisions(&c, leader, "ingest-svc").await.unwrap());
-    let (code, out, err) = ripcord("", dir.path(), &["audit", "verify", "--store", &db.url]);
-    assert_eq!(code, 0, "{out}{err}");
+    run.stop_sending().await;
+    let i = run.everything_kept(3 * LEASE).await;
     eprintln!(
-        "{terminated} sessions terminated; replica {i} was ready {took:?} later; {:?}",
-        ledger.lock().unwrap().acked
+        "{terminated} sessions terminated; replica {i} was ready within {:?}; {:?}",
+        at.elapsed(),
+        run.acked()
     );
 }
 
@@ -456,22 +499,25 @@ impl PrivatePostgres {
         );
     }
 
-    fn run(&self, tool: &str, args: &[&str]) {
+    /// `tool` of the PostgreSQL binaries, as the `postgres` user when root.
+    fn command(&self, tool: &str) -> std::process::Command {
         let path = self.bin.join(tool);
-        let mut command = if is_root() {
+        if is_root() {
             let mut c = std::process::Command::new("runuser");
-            c.args(["-u", "postgres", "--"]).arg(&path);
+            c.args(["-u", "postgres", "--"]).arg(path);
             c
         } else {
-            std::process::Command::new(&path)
-        };
-        let out = command
+            std::process::Command::new(path)
+        }
+    }
+
+    fn run(&self, tool: &str, args: &[&str]) {
+        let out = self
+            .command(tool)
             .args(args)
             .stdin(std::process::Stdio::null())
             .output()
-            .unwrap_or_else(|e| {
-                panic!("{}: {e} (scripts/test installs PostgreSQL)", path.display())
-            });
+            .unwrap_or_else(|e| panic!("{tool}: {e} (scripts/test installs PostgreSQL)"));
         assert!(
             out.status.success(),
             "{tool} {args:?}: {}{}",
@@ -484,17 +530,8 @@ impl PrivatePostgres {
 impl Drop for PrivatePostgres {
     fn drop(&mut self) {
         let data = self.data();
-        let path = self.bin.join("pg_ctl");
-        let mut command = if is_root() {
-            let mut c = std::process::Command::new("runuser");
-            c.args(["-u", "postgres", "--"]).arg(&path);
-            c
-        } else {
-            std::process::Command::new(&path)
-        };
-        let _ = command
-            .args(["stop", "-m", "immediate", "-D", &data])
-            .output();
+        let stop = ["stop", "-m", "immediate", "-D", &data];
+        let _ = self.command("pg_ctl").args(stop).output();
     }
 }
 
@@ -508,55 +545,25 @@ fn is_root() -> bool {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_postgres_restart_loses_no_acknowledged_event() {
     let pg = PrivatePostgres::start();
-    let store = pg.url();
-    let dir = tempfile::tempdir().unwrap();
-    let c = client().unwrap();
-    let mut rng = StdRng::seed_from_u64(0x5EED_0007);
-    let mut replicas = vec![replica(dir.path(), &store).await];
-    until_ready(&replicas[0], Duration::from_secs(10)).await;
-    replicas.push(replica(dir.path(), &store).await);
-    until_following(&replicas[1], &replicas[0]).await;
-    let policy = quiet_policy("ingest-svc");
-    let release = set_up_release(&c, &replicas[0], "ingest-svc", &policy, None)
-        .await
-        .unwrap();
-    let id = release["id"].as_str().unwrap().to_string();
-
-    let ledger = Arc::new(Mutex::new(Ledger::default()));
-    let stop = Arc::new(AtomicBool::new(false));
-    let sending = senders(&replicas[0], &mut rng, &stop, &ledger);
+    let mut run = Ingesting::start(&pg.url(), 0x5EED_0007).await;
     tokio::time::sleep(Duration::from_millis(400)).await;
     let restarting = Instant::now();
-    let restart = tokio::task::spawn_blocking(move || {
+    let pg = tokio::task::spawn_blocking(move || {
         pg.ctl("restart");
         pg
-    });
-    let pg = restart.await.unwrap();
+    })
+    .await
+    .unwrap();
     let down = restarting.elapsed();
-    stop.store(true, Ordering::SeqCst);
-    for s in sending {
-        s.await.unwrap();
-    }
-
+    run.stop_sending().await;
     // Once the database is back, a replica leads within two lease
     // periods: the leader (if it kept its lease), or the follower.
-    let i = ready_one(&c, &mut replicas, 2 * LEASE).await;
-    let took = restarting.elapsed();
-    let leader = &replicas[i];
-    let (body, sides) = batch(&mut rng, "ingest-svc", 200, (0.01, 0.01));
-    assert!(post(&c, &leader.base, &leader.token, body).await);
-    {
-        let mut l = ledger.lock().unwrap();
-        l.acked.0 += sides.0;
-        l.acked.1 += sides.1;
-    }
-    accounted(stored(&c, leader, &id).await, &ledger.lock().unwrap());
-    no_duplicates(&decisions(&c, leader, "ingest-svc").await.unwrap());
-    let (code, out, err) = ripcord("", dir.path(), &["audit", "verify", "--store", &store]);
-    assert_eq!(code, 0, "{out}{err}");
+    let i = run.everything_kept(2 * LEASE).await;
     eprintln!(
-        "PostgreSQL restarted in {down:?}; replica {i} was ready {took:?} after the restart began; {:?}",
-        ledger.lock().unwrap().acked
+        "PostgreSQL restarted in {down:?}; replica {i} was ready within {:?} of the restart's start; {:?}",
+        restarting.elapsed(),
+        run.acked()
     );
+    drop(run);
     drop(pg);
 }
