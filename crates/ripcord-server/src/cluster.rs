@@ -92,17 +92,23 @@ impl Membership {
 
 /// Stands by until this replica holds the lease; then fences the store to
 /// its epoch and returns the lease.
-pub async fn lead(store: &dyn Store, membership: &Membership) -> Result<Lease, StoreError> {
+/// Also when the winning request was sent: the lease runs from no earlier,
+/// which is what [`keep`] counts from.
+pub async fn lead(
+    store: &dyn Store,
+    membership: &Membership,
+) -> Result<(Lease, Instant), StoreError> {
     let Cluster { node, lease } = &membership.cluster;
     let ttl = lease.as_millis() as i64;
     let mut announced: Option<String> = None;
     loop {
+        let sent = Instant::now();
         match store.acquire_lease(node, ttl).await {
             Ok(state) if state.is_held_by(node) => {
                 store.fence(node, state.epoch);
                 tracing::info!("{node} leads (epoch {})", state.epoch);
                 membership.set(Role::Leader(state.clone()));
-                return Ok(state);
+                return Ok((state, sent));
             }
             Ok(state) => {
                 if announced.as_deref() != Some(state.holder.as_str()) {
@@ -128,15 +134,20 @@ pub async fn lead(store: &dyn Store, membership: &Membership) -> Result<Lease, S
 /// A leader whose writer failed (`failed`: a commit failed, so it takes
 /// nothing more until it restarts) hands the lease on at once rather than
 /// holding it while it cannot write.
+///
+/// It starts as soon as the lease is won (`renewed`: when that request
+/// was sent), before recovery, so that a recovery longer than a lease
+/// period neither loses the lease nor runs past it.
 pub async fn keep(
     store: Arc<dyn Store>,
     membership: Arc<Membership>,
+    renewed: Instant,
     failed: impl Fn() -> bool,
     mut stop: watch::Receiver<bool>,
 ) {
     let Cluster { node, lease } = membership.cluster.clone();
     let ttl = lease.as_millis() as i64;
-    let mut renewed = Instant::now();
+    let mut renewed = renewed;
     loop {
         if failed() {
             let handed = tokio::time::timeout(lease / 3, store.release_lease(&node)).await;

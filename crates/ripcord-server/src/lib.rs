@@ -342,10 +342,24 @@ impl Starting {
             serving,
             following,
         } = self;
+        // Renewing starts as soon as the lease is won; the writer it
+        // watches exists once recovery has built the hub.
+        let recovered: Arc<std::sync::OnceLock<Arc<App>>> = Arc::default();
+        let mut keeping = None;
         if let Some(m) = &membership {
-            cluster::lead(&*store, m)
+            let (_, won) = cluster::lead(&*store, m)
                 .await
                 .context("taking the lease")?;
+            let failed = {
+                let recovered = recovered.clone();
+                move || {
+                    recovered
+                        .get()
+                        .is_some_and(|app| app.hub.writer.has_failed())
+                }
+            };
+            let keep = cluster::keep(store.clone(), m.clone(), won, failed, stopped.clone());
+            keeping = Some(tokio::spawn(keep));
         }
         // What an earlier run left unsigned (it crashed, or another process
         // appended) is signed before anything new is added.
@@ -393,18 +407,10 @@ impl Starting {
             )),
         ];
         workers.extend(following);
+        workers.extend(keeping);
+        let _ = recovered.set(app.clone());
         if let Some(m) = &membership {
-            workers.push(tokio::spawn(step_down(m.clone(), switch, stopped.clone())));
-            let failed = {
-                let app = app.clone();
-                move || app.hub.writer.has_failed()
-            };
-            workers.push(tokio::spawn(cluster::keep(
-                store,
-                m.clone(),
-                failed,
-                stopped,
-            )));
+            workers.push(tokio::spawn(step_down(m.clone(), switch, stopped)));
         }
         Ok(Server {
             addr,
