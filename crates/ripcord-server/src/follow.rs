@@ -189,7 +189,7 @@ pub async fn run(follower: Arc<Follower>, mut stop: watch::Receiver<bool>) {
 pub async fn fallback(State(follower): State<Arc<Follower>>, request: Request) -> Response {
     match request.uri().path() {
         "/healthz" => return "ok\n".into_response(),
-        "/metrics" => return crate::metrics::render().into_response(),
+        "/metrics" => return crate::metrics::exposition(),
         "/v1/cluster" => return axum::Json(follower.describe()).into_response(),
         "/readyz" => return not_leading(&follower, "this replica does not lead"),
         _ => {}

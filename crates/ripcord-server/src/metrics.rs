@@ -96,6 +96,20 @@ pub fn render() -> String {
     handle().map(PrometheusHandle::render).unwrap_or_default()
 }
 
+/// `GET /metrics`'s answer: the exposition text with its content type (the
+/// leader's and a follower's alike).
+pub fn exposition() -> axum::response::Response {
+    use axum::response::IntoResponse;
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4",
+        )],
+        render(),
+    )
+        .into_response()
+}
+
 pub fn ingested(accepted: usize, rejected: usize) {
     counter!("ripcord_events_accepted_total").increment(accepted as u64);
     counter!("ripcord_events_rejected_total").increment(rejected as u64);

@@ -4,8 +4,7 @@
 use std::time::Duration;
 
 use axum::extract::State;
-use axum::http::header;
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use axum::routing::get;
 use axum::{Json, Router};
 
@@ -26,11 +25,7 @@ async fn metrics_text(State(app): State<Shared>) -> Response {
     if let Ok(counts) = app.hub.store.outbox_counts().await {
         ::metrics::gauge!("ripcord_webhook_outbox_pending").set(counts.pending as f64);
     }
-    (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        metrics::render(),
-    )
-        .into_response()
+    metrics::exposition()
 }
 
 /// `GET /v1/cluster`: this replica, its role and the leader.
