@@ -37,7 +37,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail};
 use ripcord_store::Store;
-use support::{Serve, assigned, client, event, quiet_policy, rfc3339_now, set_up_release};
+use support::{
+    Serve, assigned, client, event, quiet_policy, rfc3339_now, set_up_release, until_ready,
+};
 
 const BIN: &str = env!("CARGO_BIN_EXE_ripcord");
 
@@ -681,21 +683,6 @@ async fn replicas(
         }
     }
     Ok(out)
-}
-
-async fn until_ready(s: &Serve, within: Duration) -> anyhow::Result<Duration> {
-    let c = client()?;
-    let started = Instant::now();
-    loop {
-        let ready = c.get(s.url("/readyz")).send().await;
-        if ready.is_ok_and(|r| r.status() == 200) {
-            return Ok(started.elapsed());
-        }
-        if started.elapsed() > within {
-            bail!("{} was not ready within {within:?}", s.base);
-        }
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
 }
 
 /// Kill -9 of the leader → the follower answers `/readyz` (it leads and

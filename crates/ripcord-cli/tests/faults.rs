@@ -19,9 +19,10 @@ use tokio::sync::watch;
 use crate::postgres::ripcord;
 use crate::recovery::{
     LEASE, Ledger, Sides, accounted, batch, no_duplicates, post, replica, sender, until_following,
-    until_ready,
 };
-use crate::support::{Serve, client, decisions, get_json, quiet_policy, set_up_release};
+use crate::support::{
+    Serve, client, decisions, get_json, quiet_policy, set_up_release, until_ready,
+};
 
 /// A TCP proxy to the PostgreSQL server that can stop forwarding: the
 /// connections stay open and nothing passes either way (a partition, not
@@ -135,7 +136,7 @@ async fn a_leader_cut_off_from_the_database_stops_before_its_lease_ends() {
     let c = client().unwrap();
     let mut rng = StdRng::seed_from_u64(0x5EED_0004);
     let mut leader = replica(dir.path(), &through(&db.url, proxy.addr)).await;
-    until_ready(&leader, Duration::from_secs(10)).await;
+    until_ready(&leader, Duration::from_secs(10)).await.unwrap();
     let follower = replica(dir.path(), &db.url).await;
     until_following(&follower, &leader).await;
     let policy = quiet_policy("ingest-svc");
@@ -188,7 +189,9 @@ async fn a_leader_cut_off_from_the_database_stops_before_its_lease_ends() {
     // leader's session is not idle in its transaction, and it would keep
     // the write lock until its connection ends (this proxy holds it open):
     // the follower ends it once the lease has expired.
-    until_ready(&follower, (2 * LEASE).saturating_sub(cut.elapsed())).await;
+    until_ready(&follower, (2 * LEASE).saturating_sub(cut.elapsed()))
+        .await
+        .unwrap();
     let took = cut.elapsed();
     let (body, sides) = batch(&mut rng, "ingest-svc", 200, (0.01, 0.01));
     assert!(post(&c, &follower.base, &follower.token, body).await);
@@ -236,7 +239,9 @@ impl Ingesting {
         let c = client().unwrap();
         let mut rng = StdRng::seed_from_u64(seed);
         let mut replicas = vec![replica(dir.path(), store).await];
-        until_ready(&replicas[0], Duration::from_secs(10)).await;
+        until_ready(&replicas[0], Duration::from_secs(10))
+            .await
+            .unwrap();
         replicas.push(replica(dir.path(), store).await);
         until_following(&replicas[1], &replicas[0]).await;
         let policy = quiet_policy("ingest-svc");
@@ -352,7 +357,9 @@ async fn seeded_kill_9s_across_three_replicas_lose_and_duplicate_nothing() {
     let c = client().unwrap();
     let mut rng = StdRng::seed_from_u64(0x5EED_0006);
     let mut replicas = vec![replica(dir.path(), &db.url).await];
-    until_ready(&replicas[0], Duration::from_secs(10)).await;
+    until_ready(&replicas[0], Duration::from_secs(10))
+        .await
+        .unwrap();
     for _ in 0..2 {
         let next = replica(dir.path(), &db.url).await;
         until_following(&next, &replicas[0]).await;

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use crate::support::{
     Serve, client, decisions, event, get_json, quiet_policy, rfc3339_now, set_up_release,
+    until_ready,
 };
 use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
@@ -408,7 +409,7 @@ impl Replicas {
     async fn start(store: String) -> Replicas {
         let dir = tempfile::tempdir().unwrap();
         let leader = replica(dir.path(), &store).await;
-        until_ready(&leader, Duration::from_secs(10)).await;
+        until_ready(&leader, Duration::from_secs(10)).await.unwrap();
         let follower = replica(dir.path(), &store).await;
         until_following(&follower, &leader).await;
         Replicas {
@@ -429,7 +430,7 @@ impl Fleet for Replicas {
     async fn kill_and_replace(&mut self) {
         self.leader.kill9();
         let killed = Instant::now();
-        until_ready(&self.follower, 3 * LEASE).await;
+        until_ready(&self.follower, 3 * LEASE).await.unwrap();
         self.takeovers.push(killed.elapsed());
         let next = replica(self.dir.path(), &self.store).await;
         until_following(&next, &self.follower).await;
@@ -442,29 +443,6 @@ pub(crate) async fn replica(dir: &Path, store: &str) -> Serve {
     Serve::start_with(Path::new(BIN), dir, &args, true)
         .await
         .unwrap()
-}
-
-/// Waits until `server` answers `/readyz` with 200: it leads and has
-/// recovered.
-pub(crate) async fn until_ready(server: &Serve, within: Duration) {
-    let c = client().unwrap();
-    let deadline = Instant::now() + within;
-    loop {
-        let status = c
-            .get(server.url("/readyz"))
-            .send()
-            .await
-            .map(|r| r.status());
-        if status.is_ok_and(|s| s == 200) {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{} was not ready within {within:?}",
-            server.base
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
 }
 
 /// Waits until `follower` names `leader` as the leader.

@@ -155,6 +155,24 @@ impl Drop for Serve {
     }
 }
 
+/// Waits until `server` answers `/readyz` with 200 (it leads and has
+/// recovered); how long that took. An error after `within`.
+#[allow(dead_code)]
+pub async fn until_ready(server: &Serve, within: Duration) -> anyhow::Result<Duration> {
+    let c = client()?;
+    let started = std::time::Instant::now();
+    loop {
+        let ready = c.get(server.url("/readyz")).send().await;
+        if ready.is_ok_and(|r| r.status() == 200) {
+            return Ok(started.elapsed());
+        }
+        if started.elapsed() > within {
+            bail!("{} was not ready within {within:?}", server.base);
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
 pub fn client() -> anyhow::Result<reqwest::Client> {
     Ok(reqwest::Client::builder()
         .no_proxy()
