@@ -151,9 +151,8 @@ pub struct Server {
     pub token_created: bool,
     /// The public key of the audit checkpoints (hex).
     pub audit_public_key: String,
+    /// Also this replica's place in a cluster (`App::membership`).
     pub app: Arc<App>,
-    /// This replica's place in a cluster (a store on PostgreSQL).
-    pub membership: Option<Arc<cluster::Membership>>,
     stop: watch::Sender<bool>,
     serving: tokio::task::JoinHandle<std::io::Result<()>>,
     workers: Vec<tokio::task::JoinHandle<()>>,
@@ -418,7 +417,6 @@ impl Starting {
             token_created,
             audit_public_key,
             app,
-            membership,
             stop,
             serving,
             workers,
@@ -614,7 +612,7 @@ impl Server {
             .await
             .map_err(|e| anyhow::anyhow!(e))?;
         // After the last write: a follower may take over at once.
-        if let Some(m) = &self.membership {
+        if let Some(m) = &self.app.membership {
             self.app.hub.store.release_lease(&m.cluster.node).await?;
         }
         Ok(())
@@ -622,7 +620,7 @@ impl Server {
 
     /// Resolves when this replica stops leading (never, alone).
     pub async fn lost(&self) -> String {
-        match &self.membership {
+        match &self.app.membership {
             Some(m) => m.lost().await,
             None => std::future::pending().await,
         }
