@@ -4,6 +4,7 @@ mod criteria;
 mod governance;
 mod ndjson;
 mod policy;
+mod readings;
 mod release;
 mod snapshot;
 mod statistics;

@@ -626,6 +626,35 @@ impl CriterionState {
         };
     }
 
+    /// Whether it was breaching at its last evaluation (its `for` timer runs).
+    pub fn breaching(&self) -> bool {
+        self.breaching_since.is_some()
+    }
+
+    /// Whether it is breached but was not breaching at its last evaluation
+    /// (its `clear_for` timer runs).
+    pub fn clearing(&self) -> bool {
+        self.breached && self.clear_since.is_some()
+    }
+
+    /// The bound as a number in the units of [`Evidence::estimate`] and
+    /// [`Evidence::window_estimate`], so that a chart can draw it against
+    /// them: the tolerated ratio for rate ratios (`1/max_ratio` when lower is
+    /// worse, as the test reads it), `−d` for a score's `max_decrease` (the
+    /// estimate is candidate − baseline), the policy's number otherwise.
+    /// After promotion the estimate is against the level at promotion and
+    /// the same number applies: it is what the window check compares with
+    /// before promotion, and the bound the policy states.
+    pub fn limit(&self) -> Option<f64> {
+        let limit = match (&self.template, self.spec.bound) {
+            _ if self.latency.is_some() => self.bound_value(),
+            (Test::Ratio(_), _) => self.tolerated_ratio(),
+            (_, Bound::MaxDecrease(d)) => -d,
+            (_, bound) => bound.value(),
+        };
+        limit.is_finite().then_some(limit)
+    }
+
     /// Whether the criterion is breaching (or has breached) and must be
     /// looked at on every event, not only on flags and ticks.
     pub fn is_active(&self) -> bool {

@@ -7,10 +7,12 @@
 //! tick is "now".
 
 mod criterion;
+mod reading;
 mod release;
 mod units;
 mod window;
 
+pub use reading::{Reading, Verdict};
 pub use release::{Engine, SNAPSHOT_VERSION, SnapshotError, pct, state_name};
 
 pub use crate::limits::EventLimits;

@@ -197,6 +197,14 @@ impl Engine {
         self.now
     }
 
+    /// The current release's criteria, in policy order; none before the
+    /// first release.
+    pub(super) fn criteria(&self) -> &[CriterionState] {
+        self.release
+            .as_ref()
+            .map_or(&[], |run| run.criteria.as_slice())
+    }
+
     pub fn status(&self) -> Option<ReleaseStatus> {
         let run = self.release.as_ref()?;
         Some(ReleaseStatus {
