@@ -2,6 +2,7 @@
 
 mod audit;
 mod cli;
+mod dashboard;
 mod evidence;
 mod faults;
 mod incident_artifacts;

@@ -33,7 +33,11 @@ pub trait Assigner: Clone + Send + Sync + 'static {
 
 /// The leader's assignment of a service, as its engine last decided.
 pub fn current(hub: &Hub, service: &str) -> Result<Assignment, ApiError> {
-    hub.known(service)?.assignment().ok_or_else(|| {
+    let known = hub.known(service)?;
+    known
+        .assign_calls
+        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    known.assignment().ok_or_else(|| {
         ApiError::not_found(format!(
             "service \"{service}\" has no release; POST /v1/releases first"
         ))

@@ -11,6 +11,7 @@ pub mod auth;
 pub mod checks;
 pub mod clock;
 pub mod cluster;
+pub mod dashboard;
 pub mod error;
 pub mod follow;
 pub mod holds;
@@ -385,6 +386,7 @@ impl Starting {
             sinks_allowed: config.webhooks.allowed.clone(),
             retention: retention::Status::new(config.retention.clone()),
             membership: membership.clone(),
+            dashboard: dashboard::Dashboard::default(),
         });
         let router = guarded(http::router(app.clone()), &config);
         let base = match &membership {

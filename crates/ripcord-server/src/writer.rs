@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 
 use ripcord_store::{Batch, Store};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, watch};
 
 /// Requests queued beyond this wait at `submit` (backpressure, bounded
 /// memory).
@@ -27,6 +27,9 @@ pub struct Writer {
     failed: Arc<AtomicBool>,
     journal_seq: AtomicI64,
     decision_seq: AtomicI64,
+    /// Counts commits that changed something; the dashboard's live
+    /// updates wait on it.
+    changes: watch::Receiver<u64>,
 }
 
 /// Resolves when the batch is durable (or failed to be).
@@ -37,6 +40,7 @@ impl Writer {
         let (queue, mut rx) = mpsc::channel::<(Batch, Done)>(QUEUE);
         let failed = Arc::new(AtomicBool::new(false));
         let stopped = failed.clone();
+        let (changed, changes) = watch::channel(0u64);
         tokio::spawn(async move {
             while let Some(first) = rx.recv().await {
                 let mut jobs = vec![first];
@@ -55,9 +59,15 @@ impl Writer {
                 } else {
                     store.commit(&batches).await.map_err(|e| e.to_string())
                 };
-                if let Err(e) = &result {
-                    tracing::error!("commit failed: {e}");
-                    stopped.store(true, Ordering::SeqCst);
+                match &result {
+                    Err(e) => {
+                        tracing::error!("commit failed: {e}");
+                        stopped.store(true, Ordering::SeqCst);
+                    }
+                    Ok(()) if batches.iter().any(|b| !b.is_empty()) => {
+                        changed.send_modify(|n| *n += 1);
+                    }
+                    Ok(()) => {}
                 }
                 for (_, done) in jobs {
                     let _ = done.send(result.clone());
@@ -69,7 +79,13 @@ impl Writer {
             failed,
             journal_seq: AtomicI64::new(last_journal),
             decision_seq: AtomicI64::new(last_decision),
+            changes,
         }
+    }
+
+    /// Moves on after every commit that changed something.
+    pub fn changes(&self) -> watch::Receiver<u64> {
+        self.changes.clone()
     }
 
     /// Whether a commit has failed (the writer refuses everything since).

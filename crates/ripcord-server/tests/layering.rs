@@ -2,7 +2,7 @@
 //! modules (a folder counts as one), the HTTP layer at the top with nothing
 //! below it importing it, and no route module importing another or the
 //! router (what they share lives in `http::app`, `http::extract`,
-//! `http::paging` and `http::authorize`).
+//! `http::paging`, `http::authorize` and `http::act`).
 //!
 //! The graph is read from the sources: every `crate::…`, `super::…` and
 //! `child::…` path of a module file (in `use` trees and in code), resolved
@@ -19,6 +19,7 @@ const SHARED_HTTP: &[&str] = &[
     "http::extract",
     "http::paging",
     "http::authorize",
+    "http::act",
 ];
 
 type Graph = BTreeMap<String, BTreeSet<String>>;

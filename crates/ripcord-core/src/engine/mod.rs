@@ -222,6 +222,23 @@ impl ReleaseState {
     }
 }
 
+/// The sample-ratio check as it stands: what a dashboard's health column
+/// shows before (and after) the check halts a release.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct SrmReading {
+    /// Candidate units (or outputs) seen.
+    pub candidate: f64,
+    pub baseline: f64,
+    /// The candidate units the assigned shares predict.
+    pub expected: f64,
+    /// The anytime-valid e-value against "the split is as assigned".
+    pub e_value: f64,
+    /// The e-value at which the check halts the release.
+    pub threshold: f64,
+    /// Whether the check has halted the release.
+    pub fired: bool,
+}
+
 /// A snapshot of the release, for drivers and reports.
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct ReleaseStatus {

@@ -218,6 +218,25 @@ impl Engine {
         })
     }
 
+    /// The sample-ratio check of the running release as it stands now,
+    /// for dashboards; `None` without a release or with the check off.
+    pub fn srm(&self) -> Option<super::SrmReading> {
+        let run = self.release.as_ref()?;
+        let srm = &self.policy.srm;
+        if !srm.enabled {
+            return None;
+        }
+        let (candidate, baseline, expected) = run.srm.counts();
+        Some(super::SrmReading {
+            candidate,
+            baseline,
+            expected,
+            e_value: run.srm.log_e_value().exp(),
+            threshold: 1.0 / (1.0 - srm.confidence),
+            fired: run.srm_fired,
+        })
+    }
+
     /// Declares a release (a control line, or `--baseline/--candidate`).
     /// The first declaration of a baseline/candidate pair starts a release at
     /// `release.share`; a later one for the same pair records the share now

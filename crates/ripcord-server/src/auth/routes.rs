@@ -131,6 +131,38 @@ pub const ROUTES: &[(&str, &str, Need)] = &[
     ),
 ];
 
+/// The dashboard's routes (`/ui/…`). Each needs a logged-in session
+/// besides what the table says (`Open`: nothing more); the login form and
+/// the static assets are outside this table and need nothing.
+pub const UI_ROUTES: &[(&str, &str, Need)] = &[
+    ("GET", "/ui", Need::Permission(Read)),
+    ("GET", "/ui/", Need::Permission(Read)),
+    ("GET", "/ui/events", Need::Permission(Read)),
+    ("POST", "/ui/logout", Need::Open),
+    ("GET", "/ui/releases/{id}", Need::Permission(Read)),
+    ("POST", "/ui/releases/{id}/actions", Need::Action),
+    ("GET", "/ui/incidents", Need::Permission(Read)),
+    ("GET", "/ui/incidents/{id}", Need::Permission(Read)),
+    ("GET", "/ui/incidents/{id}/evidence", Need::Permission(Read)),
+    (
+        "POST",
+        "/ui/incidents/{id}/acknowledge",
+        Need::Permission(IncidentAck),
+    ),
+    (
+        "POST",
+        "/ui/incidents/{id}/status",
+        Need::Permission(IncidentUpdate),
+    ),
+    (
+        "POST",
+        "/ui/incidents/{id}/steps/{step}",
+        Need::Permission(IncidentUpdate),
+    ),
+    ("GET", "/ui/policies/{service}", Need::Permission(Read)),
+    ("GET", "/ui/audit", Need::Permission(AuditRead)),
+];
+
 /// Release actions and the permission each needs.
 pub const ACTIONS: &[(&str, Permission)] = &[
     ("pause", ReleasePause),
@@ -144,15 +176,25 @@ pub const ACTIONS: &[(&str, Permission)] = &[
 
 /// What `method path` needs, if the table says.
 pub fn need(method: &Method, path: &str) -> Option<Need> {
+    lookup(ROUTES, method, path)
+}
+
+fn lookup(table: &[(&str, &str, Need)], method: &Method, path: &str) -> Option<Need> {
     let method = if method == Method::HEAD {
         "GET"
     } else {
         method.as_str()
     };
-    ROUTES
+    table
         .iter()
         .find(|(m, p, _)| *m == method && *p == path)
         .map(|(_, _, need)| *need)
+}
+
+/// What the dashboard's `method path` needs besides a session, if the
+/// table says.
+pub fn ui_need(method: &Method, path: &str) -> Option<Need> {
+    lookup(UI_ROUTES, method, path)
 }
 
 /// The permission a release action needs; `None` for an unknown action.

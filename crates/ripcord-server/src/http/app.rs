@@ -32,6 +32,8 @@ pub struct App {
     pub retention: crate::retention::Status,
     /// This replica's place in a cluster; `None`: it is the only one.
     pub membership: Option<Arc<crate::cluster::Membership>>,
+    /// The dashboard's sessions and live streams.
+    pub dashboard: crate::dashboard::Dashboard,
 }
 
 pub type Shared = Arc<App>;

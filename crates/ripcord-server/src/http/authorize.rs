@@ -50,14 +50,7 @@ pub async fn authorize<S: Assigner>(
         Ok(p) => p,
         Err(e) => return e.into_response(),
     };
-    let allowed = match need {
-        Need::Permission(p) => app.tokens().require(&principal, p, &what),
-        // The handler checks the action's own permission; here the role
-        // must have at least one of them.
-        Need::Action => any_action(app.tokens(), &principal, &what),
-        Need::Open => Ok(()),
-    };
-    if let Err(e) = allowed {
+    if let Err(e) = allowed(app.tokens(), &principal, need, &what) {
         return e.into_response();
     }
     let (mut parts, body) = request.into_parts();
@@ -85,6 +78,22 @@ async fn in_scope(
     match params.iter().find(|(k, _)| *k == "service") {
         Some((_, service)) => principal.require_service(service),
         None => Ok(()),
+    }
+}
+
+/// 403 unless the principal's role meets what the route needs.
+pub fn allowed(
+    tokens: &Tokens,
+    principal: &Principal,
+    need: Need,
+    what: &str,
+) -> Result<(), ApiError> {
+    match need {
+        Need::Permission(p) => tokens.require(principal, p, what),
+        // The handler checks the action's own permission; here the role
+        // must have at least one of them.
+        Need::Action => any_action(tokens, principal, what),
+        Need::Open => Ok(()),
     }
 }
 

@@ -4,10 +4,12 @@
 //!
 //! Architecture Invariant: route modules import none of each other nor
 //! this one; what they share is in [`app`] (the state), [`extract`] (the
-//! body, query and caller extractors), [`paging`] and [`authorize`] (the
-//! auth middleware). Nothing outside `http` but the crate root imports it
+//! body, query and caller extractors), [`paging`], [`authorize`] (the
+//! auth middleware) and [`act`] (a release action, which the API and the
+//! dashboard both take). Nothing outside `http` but the crate root imports it
 //! (`tests/layering.rs`).
 
+pub mod act;
 pub mod app;
 pub mod authorize;
 pub mod extract;
@@ -26,6 +28,7 @@ mod requests;
 mod retention;
 mod sinks;
 mod tokens;
+mod ui;
 mod versions;
 
 use std::sync::Arc;
@@ -69,6 +72,9 @@ pub fn router(app: Shared) -> Router {
             app.clone(),
             authorize::authorize::<Shared>,
         ))
+        // The dashboard checks its session cookie instead of a bearer
+        // token (`ui::routes`), against its own table.
+        .merge(ui::routes(app.clone()))
         .fallback(|| async { ApiError::not_found("no such endpoint; see /openapi.json") });
     edge(routes).with_state(app)
 }

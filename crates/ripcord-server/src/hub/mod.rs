@@ -64,6 +64,9 @@ pub struct Service {
     pub state: tokio::sync::Mutex<State>,
     /// What `/v1/assign` and OFREP read, without waiting for the engine.
     assignment: RwLock<Option<Assignment>>,
+    /// Assignment and OFREP answers this replica gave (the dashboard's
+    /// "assignment calls seen").
+    pub assign_calls: std::sync::atomic::AtomicU64,
 }
 
 pub struct State {
@@ -392,6 +395,7 @@ impl Hub {
             name: name.to_string(),
             state: tokio::sync::Mutex::new(state),
             assignment: RwLock::new(None),
+            assign_calls: std::sync::atomic::AtomicU64::new(0),
         });
         {
             let state = service.state.lock().await;
