@@ -2,6 +2,7 @@
 
 mod api;
 mod cluster;
+mod dashboard;
 mod failstop;
 mod gov_server;
 mod governance;
