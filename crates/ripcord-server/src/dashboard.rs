@@ -109,14 +109,18 @@ impl Drop for LiveSlot {
 pub struct Issued {
     pub id: String,
     pub csrf: String,
+    /// Whether the token had no other live session (a login worth an
+    /// audit record; logging in again and again adds none).
+    pub first: bool,
 }
 
 impl Sessions {
     /// Opens a session for a token's digest at `now`.
     pub fn open(&self, digest: [u8; 32], now: Time) -> std::io::Result<Issued> {
-        let issued = Issued {
+        let mut issued = Issued {
             id: crate::auth::new_token()?,
             csrf: crate::auth::new_token()?,
+            first: false,
         };
         let session = Session {
             digest,
@@ -128,7 +132,9 @@ impl Sessions {
             return Err(std::io::Error::other("the session table is poisoned"));
         };
         map.retain(|_, s| s.expires > now);
-        if map.values().filter(|s| s.digest == digest).count() >= PER_TOKEN {
+        let held = map.values().filter(|s| s.digest == digest).count();
+        issued.first = held == 0;
+        if held >= PER_TOKEN {
             evict_oldest(&mut map, |s| s.digest == digest);
         }
         if map.len() >= MAX_SESSIONS {
@@ -191,9 +197,11 @@ mod tests {
         let sessions = Sessions::default();
         let t0 = Time(1_000);
         let first = sessions.open([1; 32], t0).unwrap();
+        assert!(first.first);
+        assert!(!sessions.open([1; 32], t0).unwrap().first);
         assert!(sessions.get(&first.id, t0 + Dur(1)).is_some());
         assert!(sessions.get(&first.id, t0 + LIFETIME).is_none());
-        for i in 1..=PER_TOKEN as i64 {
+        for i in 2..=PER_TOKEN as i64 {
             sessions.open([1; 32], t0 + Dur(i)).unwrap();
         }
         // The ninth login of the same token replaced the first.

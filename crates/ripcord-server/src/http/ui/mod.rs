@@ -345,18 +345,24 @@ async fn login(State(app): State<Shared>, request: Request) -> Result<Response, 
         .tokens
         .authenticate_digest(app.hub.store.as_ref(), token_digest, now)
         .await;
-    if token.trim().is_empty() || principal.is_err() {
-        return login_page(
-            StatusCode::UNAUTHORIZED,
-            next.as_deref(),
-            Some("token: not a token this server accepts (unknown, revoked or expired)."),
-        );
-    }
+    let principal = match principal {
+        Ok(p) if !token.trim().is_empty() => p,
+        _ => {
+            return login_page(
+                StatusCode::UNAUTHORIZED,
+                next.as_deref(),
+                Some("token: not a token this server accepts (unknown, revoked or expired)."),
+            );
+        }
+    };
     let issued = app
         .dashboard
         .sessions
         .open(token_digest, now)
         .map_err(|e| UiError(ApiError::unavailable(e.to_string())))?;
+    if issued.first {
+        audit_login(&app, &principal).await?;
+    }
     let mut response = Redirect::to(safe_next(next.as_deref())).into_response();
     let lifetime_s = crate::dashboard::LIFETIME.0 / 1000;
     let headers = response.headers_mut();
@@ -366,6 +372,25 @@ async fn login(State(app): State<Shared>, request: Request) -> Result<Response, 
     );
     headers.append(header::SET_COOKIE, set_cookie(LOGIN_COOKIE, "", 0));
     Ok(response)
+}
+
+/// Records that a token opened the dashboard (once while it has a live
+/// session: repeated logins add nothing to the log).
+async fn audit_login(app: &Shared, principal: &Principal) -> Result<(), UiError> {
+    let record = crate::hub::audit(
+        app.hub.now(),
+        &principal.name,
+        "dashboard.login",
+        "dashboard",
+        json!({"role": principal.role}),
+    );
+    let batch = ripcord_store::Batch {
+        audit: vec![record],
+        ..Default::default()
+    };
+    let pending = app.hub.writer.submit(batch).await;
+    crate::ingest::durable(pending).await?;
+    Ok(())
 }
 
 async fn logout(
