@@ -256,13 +256,13 @@ async fn every_form_needs_the_sessions_csrf_value_and_the_role_its_action_needs(
     let actions: Vec<&Value> = audit.iter().map(|r| &r["action"]).collect();
     assert_eq!(
         actions,
-        ["command.pause"],
+        ["dashboard.login", "command.pause"],
         "the audit log names the person's token"
     );
     assert!(
-        audit[0].to_string().contains("\"checking\""),
+        audit[1].to_string().contains("\"checking\""),
         "the reason is kept: {}",
-        audit[0]
+        audit[1]
     );
     Ok(())
 }
