@@ -178,6 +178,10 @@ async fn logging_in_sets_a_strict_http_only_cookie_for_the_dashboard_only() -> R
     let cookie = session.split(';').next().unwrap_or_default();
     let page = c.get(h.url("/ui/")).header(COOKIE, cookie).send().await?;
     assert_eq!(page.status(), StatusCode::OK);
+    let csp = page.headers()["content-security-policy"].to_str()?;
+    assert!(csp.starts_with("default-src 'self';"), "{csp}");
+    assert!(csp.contains("frame-ancestors 'none'"), "{csp}");
+    assert_eq!(page.headers()["cache-control"], "no-store");
     let page = page.text().await?;
     assert!(
         page.contains("vera <span class=\"role\">(viewer)</span>"),
