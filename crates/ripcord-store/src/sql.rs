@@ -22,8 +22,8 @@ use crate::schema::MIGRATIONS;
 use crate::{
     AuditLine, Batch, DataClass, DecisionEntry, Doc, EventsEntry, Expired, Held, JournalEntry,
     Lease, OutboxCounts, OutboxEntry, PendingAudit, PolicyRecord, PublishCheckpoint, ReleaseRecord,
-    Result, SignCheckpoint, Sink, Snapshot, Store, StoreError, Timer, TimerChange, TokenRecord,
-    VersionRecord,
+    Result, SeriesPoint, SignCheckpoint, Sink, Snapshot, Store, StoreError, Timer, TimerChange,
+    TokenRecord, VersionRecord,
 };
 
 /// Connections a PostgreSQL store keeps: the writer, the checkpoint task
@@ -479,6 +479,21 @@ async fn rewrite(tx: &mut Tx, batch: &Batch) -> Result<()> {
     Ok(())
 }
 
+/// Records a series point; one already at that instant is replaced.
+async fn insert_point(tx: &mut Tx, point: &SeriesPoint) -> Result<()> {
+    q(
+        "INSERT INTO series (release, service, at_ms, body) VALUES ($1, $2, $3, $4) \
+         ON CONFLICT (release, at_ms) DO UPDATE SET body = excluded.body",
+    )
+    .bind(&point.release)
+    .bind(&point.service)
+    .bind(point.at_ms)
+    .bind(&point.body.to_string())
+    .execute(&mut *tx)
+    .await?;
+    Ok(())
+}
+
 /// `%text%` for LIKE with `!` escaping its wildcards and itself.
 fn like_pattern(text: &str) -> String {
     let mut out = String::with_capacity(text.len() + 2);
@@ -509,6 +524,9 @@ impl Store for SqlStore {
                 insert_blob(&mut tx, hash, bytes, batch.answered_at_ms).await?;
             }
             rewrite(&mut tx, batch).await?;
+        }
+        for point in batches.iter().flat_map(|b| &b.series) {
+            insert_point(&mut tx, point).await?;
         }
         for snap in batches.iter().flat_map(|b| &b.snapshots) {
             q(
@@ -721,6 +739,17 @@ impl Store for SqlStore {
         .bind(service)
         .bind(since_ms)
         .bind(after)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows)
+    }
+
+    async fn series(&self, release: &str, from_ms: i64, limit: i64) -> Result<Vec<SeriesPoint>> {
+        let rows = q("SELECT release, service, at_ms, body FROM series \
+             WHERE release = $1 AND at_ms >= $2 ORDER BY at_ms LIMIT $3")
+        .bind(release)
+        .bind(from_ms)
         .bind(limit)
         .fetch_all(&self.pool)
         .await?;
