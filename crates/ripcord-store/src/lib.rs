@@ -313,6 +313,11 @@ pub struct Batch {
     pub snapshots: Vec<Snapshot>,
     /// Upserted by (release, at_ms).
     pub series: Vec<SeriesPoint>,
+    /// The most points a release of `series` may hold (0: no bound). A
+    /// release that goes over loses every other point, the first and the
+    /// newest kept: its chart keeps covering the whole release, at half
+    /// the resolution.
+    pub series_max: i64,
 }
 
 impl Batch {

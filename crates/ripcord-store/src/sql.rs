@@ -479,6 +479,50 @@ async fn rewrite(tx: &mut Tx, batch: &Batch) -> Result<()> {
     Ok(())
 }
 
+/// Records a batch's series points, then thins each release that went
+/// over the batch's bound.
+async fn write_series(tx: &mut Tx, batch: &Batch) -> Result<()> {
+    for point in &batch.series {
+        insert_point(tx, point).await?;
+    }
+    if batch.series_max <= 0 {
+        return Ok(());
+    }
+    let mut releases: Vec<&str> = batch.series.iter().map(|p| p.release.as_str()).collect();
+    releases.sort_unstable();
+    releases.dedup();
+    for release in releases {
+        thin_series(tx, release, batch.series_max).await?;
+    }
+    Ok(())
+}
+
+/// Drops every other point of a release holding more than `max` (the
+/// 2nd, 4th, … oldest; never the newest), until it holds at most `max`.
+async fn thin_series(tx: &mut Tx, release: &str, max: i64) -> Result<()> {
+    loop {
+        let count: i64 = q("SELECT COUNT(*) FROM series WHERE release = $1")
+            .bind(release)
+            .scalar(&mut *tx)
+            .await?;
+        if count <= max {
+            return Ok(());
+        }
+        let dropped = q("DELETE FROM series WHERE release = $1 AND at_ms IN (\
+             SELECT at_ms FROM (SELECT at_ms, ROW_NUMBER() OVER (ORDER BY at_ms) AS n \
+               FROM series WHERE release = $1) ranked \
+             WHERE ranked.n % 2 = 0 \
+               AND ranked.at_ms < (SELECT MAX(at_ms) FROM series WHERE release = $1))")
+        .bind(release)
+        .execute(&mut *tx)
+        .await?;
+        // Two points and a bound of one: the newest stays whatever the bound.
+        if dropped == 0 {
+            return Ok(());
+        }
+    }
+}
+
 /// Records a series point; one already at that instant is replaced.
 async fn insert_point(tx: &mut Tx, point: &SeriesPoint) -> Result<()> {
     q(
@@ -525,8 +569,8 @@ impl Store for SqlStore {
             }
             rewrite(&mut tx, batch).await?;
         }
-        for point in batches.iter().flat_map(|b| &b.series) {
-            insert_point(&mut tx, point).await?;
+        for batch in batches {
+            write_series(&mut tx, batch).await?;
         }
         for snap in batches.iter().flat_map(|b| &b.snapshots) {
             q(

@@ -756,6 +756,53 @@ async fn series_points_upsert_by_instant_and_page_in_order(store: &dyn Store) {
     assert_eq!(store.series("r-1", 4_000, 10).await.unwrap(), []);
 }
 
+/// A release over its bound keeps every other point, its first and its
+/// newest: the whole release at half the resolution.
+async fn a_release_over_its_bound_loses_every_other_point(store: &dyn Store) {
+    let batch = Batch {
+        series: (1..=6).map(|i| point("thin", i * 1_000, i)).collect(),
+        series_max: 6,
+        ..Batch::default()
+    };
+    store.commit(&[batch]).await.unwrap();
+    let at = |points: Vec<SeriesPoint>| points.iter().map(|p| p.at_ms / 1_000).collect::<Vec<_>>();
+    assert_eq!(
+        at(store.series("thin", 0, 100).await.unwrap()),
+        [1, 2, 3, 4, 5, 6]
+    );
+    let over = Batch {
+        series: vec![point("thin", 7_000, 7), point("other", 7_000, 7)],
+        series_max: 6,
+        ..Batch::default()
+    };
+    store.commit(&[over]).await.unwrap();
+    assert_eq!(
+        at(store.series("thin", 0, 100).await.unwrap()),
+        [1, 3, 5, 7]
+    );
+    // Another release's points are not counted against it.
+    assert_eq!(at(store.series("other", 0, 100).await.unwrap()), [7]);
+    // An even count keeps its newest point too.
+    let more = Batch {
+        series: (8..=10).map(|i| point("thin", i * 1_000, i)).collect(),
+        series_max: 6,
+        ..Batch::default()
+    };
+    store.commit(&[more]).await.unwrap();
+    assert_eq!(
+        at(store.series("thin", 0, 100).await.unwrap()),
+        [1, 5, 8, 10]
+    );
+    // A bound of one still keeps the newest of two.
+    let tiny = Batch {
+        series: vec![point("tiny", 1_000, 1), point("tiny", 2_000, 2)],
+        series_max: 1,
+        ..Batch::default()
+    };
+    store.commit(&[tiny]).await.unwrap();
+    assert_eq!(at(store.series("tiny", 0, 100).await.unwrap()), [1, 2]);
+}
+
 async fn conformance(store: &dyn Store) {
     policies_are_versioned(store).await;
     versions_are_immutable(store).await;
@@ -773,6 +820,7 @@ async fn conformance(store: &dyn Store) {
     expired_answers_are_forgotten_by_prefix(store).await;
     the_latest_snapshot_is_kept_with_its_journal_position(store).await;
     series_points_upsert_by_instant_and_page_in_order(store).await;
+    a_release_over_its_bound_loses_every_other_point(store).await;
     // Last: it adds an audit record and an undelivered outbox entry.
     a_checkpoint_is_queued_for_publishing_with_its_record(store).await;
 }
