@@ -14,6 +14,7 @@ mod openapi;
 mod retention;
 mod rights;
 mod roles;
+mod series;
 mod sinks;
 mod snapshots;
 mod support;
