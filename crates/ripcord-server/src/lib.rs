@@ -68,6 +68,10 @@ pub struct Config {
     pub engine: EngineOptions,
     /// How often the engines are ticked with the wall clock.
     pub tick: Duration,
+    /// How often a running release's criteria are recorded as a series
+    /// point (`--series-every`), and how many points a release keeps (see
+    /// `hub::series`).
+    pub series: hub::series::SeriesOptions,
     /// Ingest requests handled at once; more are answered 429.
     pub ingest_slots: usize,
     /// Of those, how many one token may hold.
@@ -119,6 +123,7 @@ impl Config {
             policies: None,
             engine: EngineOptions::default(),
             tick: Duration::from_millis(1000),
+            series: hub::series::SeriesOptions::default(),
             ingest_slots: http::INGEST_SLOTS,
             ingest_slots_per_token: http::INGEST_SLOTS_PER_TOKEN,
             ingest_body_rate: slow::BodyRate::default(),
@@ -370,7 +375,8 @@ impl Starting {
         let hub = Hub::load(store.clone(), config.engine.clone())
             .await
             .context("recovering from the store")?
-            .with_clock(config.clock.clone());
+            .with_clock(config.clock.clone())
+            .with_series(config.series);
         if let Some(dir) = &config.policies {
             load_policies(&hub, dir).await?;
         }

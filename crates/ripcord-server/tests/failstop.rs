@@ -86,6 +86,9 @@ impl Store for Faulty {
     ) -> Result<Vec<DecisionEntry>> {
         self.inner.decisions(service, since_ms, after, limit).await
     }
+    async fn series(&self, release: &str, from_ms: i64, limit: i64) -> Result<Vec<SeriesPoint>> {
+        self.inner.series(release, from_ms, limit).await
+    }
     async fn answer(&self, key: &str) -> Result<Option<String>> {
         self.inner.answer(key).await
     }

@@ -21,7 +21,7 @@ const OPEN: [&str; 5] = [
     "/openapi.json",
 ];
 
-fn document() -> Value {
+pub(crate) fn document() -> Value {
     ripcord_server::openapi::document()
 }
 
@@ -96,7 +96,7 @@ fn response_schema<'a>(doc: &'a Value, path: &str, method: &str, status: u16) ->
 }
 
 /// Checks an answer's status is documented and its body matches it.
-fn check(doc: &Value, path: &str, method: &str, status: StatusCode, body: &Value) {
+pub(crate) fn check(doc: &Value, path: &str, method: &str, status: StatusCode, body: &Value) {
     let schema = response_schema(doc, path, method, status.as_u16());
     assert_valid(doc, schema, body, &format!("{method} {path} {status}"));
 }
@@ -396,6 +396,15 @@ async fn answers_validate(api: &Api, doc: &Value) -> Result {
         .json(Method::GET, &format!("/v1/releases/{id}"), None)
         .await?;
     check(doc, "/v1/releases/{id}", "get", status, &body);
+    // (`series.rs` checks an answer with points against the schema too.)
+    let series = format!("/v1/releases/{id}/series");
+    let (status, body) = api.json(Method::GET, &series, None).await?;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    check(doc, "/v1/releases/{id}/series", "get", status, &body);
+    let (status, body) = api
+        .json(Method::GET, &format!("{series}?limit=0"), None)
+        .await?;
+    check(doc, "/v1/releases/{id}/series", "get", status, &body);
     let (status, body) = api
         .json(Method::GET, "/v1/releases?service=support-bot", None)
         .await?;

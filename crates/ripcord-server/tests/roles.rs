@@ -119,6 +119,7 @@ fn expected() -> Vec<Row> {
         ),
         ("read", "get", "/v1/releases", None, READERS),
         ("read", "get", "/v1/releases/{id}", None, READERS),
+        ("read", "get", "/v1/releases/{id}/series", None, READERS),
         (
             "release_pause",
             "post",

@@ -15,6 +15,7 @@ mod openapi;
 mod retention;
 mod rights;
 mod roles;
+mod series;
 mod sinks;
 mod snapshots;
 mod support;

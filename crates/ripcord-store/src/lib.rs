@@ -267,6 +267,19 @@ pub struct Snapshot {
     pub body: Vec<u8>,
 }
 
+/// One point of a release's series: its criteria's readings at `at_ms`
+/// (the server defines the body).
+#[derive(Clone, Debug, PartialEq, sqlx::FromRow)]
+pub struct SeriesPoint {
+    /// The release's id (as its record has it).
+    pub release: String,
+    pub service: String,
+    /// Milliseconds since the Unix epoch, by the server's clock.
+    pub at_ms: i64,
+    #[sqlx(try_from = "crate::JsonText")]
+    pub body: serde_json::Value,
+}
+
 /// Everything one engine input changes, written atomically.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Batch {
@@ -298,6 +311,13 @@ pub struct Batch {
     /// Replace the service's snapshot, in the transaction of the journal
     /// entry it covers.
     pub snapshots: Vec<Snapshot>,
+    /// Upserted by (release, at_ms).
+    pub series: Vec<SeriesPoint>,
+    /// The most points a release of `series` may hold (0: no bound). A
+    /// release that goes over loses every other point, the first and the
+    /// newest kept: its chart keeps covering the whole release, at half
+    /// the resolution.
+    pub series_max: i64,
 }
 
 impl Batch {
@@ -314,6 +334,7 @@ impl Batch {
             && self.snapshots.is_empty()
             && self.rewrites.is_empty()
             && self.forget_blobs.is_empty()
+            && self.series.is_empty()
     }
 }
 
@@ -351,7 +372,7 @@ impl DataClass {
 }
 
 /// What legal holds keep from every deletion: the data of these releases
-/// (journal entries, decisions), these blobs (evidence bundles) and the
+/// (journal entries, decisions, series points), these blobs (evidence bundles) and the
 /// audit records about these subjects. Built in one place by the server
 /// (`retention::Holds`) and honoured by every deletion the store makes.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -466,6 +487,10 @@ pub trait Store: Send + Sync + 'static {
         after: i64,
         limit: i64,
     ) -> Result<Vec<DecisionEntry>>;
+
+    /// Up to `limit` points of a release's series at or after `from_ms`,
+    /// oldest first.
+    async fn series(&self, release: &str, from_ms: i64, limit: i64) -> Result<Vec<SeriesPoint>>;
 
     /// The answer first given for an idempotency key.
     async fn answer(&self, key: &str) -> Result<Option<String>>;

@@ -166,7 +166,13 @@ async fn journal(
 }
 
 const OLD_DECISIONS: &str = "decisions WHERE at_ms < $1";
+const OLD_SERIES: &str = "series WHERE at_ms < $1";
 
+/// Decisions, then the series points drawn from the same figures: a
+/// chart of a release should not outlive the decisions it explains, nor
+/// go before them. The pass shares `limit` between them (decisions
+/// first), so it still deletes at most `limit` rows and the caller's
+/// "a full pass means more to do" holds for both.
 async fn decisions(
     tx: &mut Tx,
     (before_ms, limit): (i64, i64),
@@ -179,11 +185,38 @@ async fn decisions(
     let seqs: Vec<i64> = keys(tx, sql, (before_ms, limit), &held.releases).await?;
     let kept = count_held(tx, OLD_DECISIONS, "release_id", before_ms, &held.releases).await?;
     delete_in(tx, "decisions", "seq", &seqs).await?;
+    let room = limit - seqs.len() as i64;
+    let (points, points_kept) = series(tx, (before_ms, room), held).await?;
     let expired = Expired {
-        deleted: seqs.len() as u64,
-        held: kept,
+        deleted: seqs.len() as u64 + points,
+        held: kept + points_kept,
     };
-    Ok((expired, json!({})))
+    Ok((expired, json!({ "series_points": points })))
+}
+
+/// Up to `limit` old series points of no held release: how many went,
+/// and how many old ones a hold kept.
+async fn series(tx: &mut Tx, (before_ms, limit): (i64, i64), held: &Held) -> Result<(u64, u64)> {
+    let kept = count_held(tx, OLD_SERIES, "release", before_ms, &held.releases).await?;
+    if limit <= 0 {
+        return Ok((0, kept));
+    }
+    // Held values from `$3`, as `keys` binds them.
+    let filter = format!(
+        "{OLD_SERIES}{}",
+        not_held("release", held.releases.len(), 3)
+    );
+    let mut query = q_built(format!(
+        "DELETE FROM series WHERE (release, at_ms) IN \
+         (SELECT release, at_ms FROM {filter} ORDER BY at_ms LIMIT $2)"
+    ))
+    .bind(before_ms)
+    .bind(limit);
+    for h in &held.releases {
+        query = query.bind(h);
+    }
+    let deleted = query.execute(&mut *tx).await?;
+    Ok((deleted, kept))
 }
 
 const OLD_BLOBS: &str = "blobs WHERE at_ms < $1";

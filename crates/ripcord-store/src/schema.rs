@@ -44,6 +44,7 @@ pub(crate) const TABLES: &[&str] = &[
     "snapshots",
     "pruned",
     "leases",
+    "series",
 ];
 
 pub(crate) const MIGRATIONS: &[Migration] = &[
@@ -259,6 +260,21 @@ CREATE TABLE leases (
     epoch BIGINT NOT NULL,
     expires_ms BIGINT NOT NULL
 );
+"#,
+    ),
+    // Each release's readings at a fixed cadence, for charts: one JSON
+    // point per (release, instant), so recording an instant again (a
+    // retried write) replaces it. Points expire with decisions, by age.
+    Both(
+        r#"
+CREATE TABLE series (
+    release TEXT NOT NULL,
+    service TEXT NOT NULL,
+    at_ms BIGINT NOT NULL,
+    body TEXT NOT NULL,
+    PRIMARY KEY (release, at_ms)
+);
+CREATE INDEX series_age ON series (at_ms);
 "#,
     ),
 ];

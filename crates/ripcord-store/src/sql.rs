@@ -22,8 +22,8 @@ use crate::schema::MIGRATIONS;
 use crate::{
     AuditLine, Batch, DataClass, DecisionEntry, Doc, EventsEntry, Expired, Held, JournalEntry,
     Lease, OutboxCounts, OutboxEntry, PendingAudit, PolicyRecord, PublishCheckpoint, ReleaseRecord,
-    Result, SignCheckpoint, Sink, Snapshot, Store, StoreError, Timer, TimerChange, TokenRecord,
-    VersionRecord,
+    Result, SeriesPoint, SignCheckpoint, Sink, Snapshot, Store, StoreError, Timer, TimerChange,
+    TokenRecord, VersionRecord,
 };
 
 /// Connections a PostgreSQL store keeps: the writer, the checkpoint task
@@ -479,6 +479,65 @@ async fn rewrite(tx: &mut Tx, batch: &Batch) -> Result<()> {
     Ok(())
 }
 
+/// Records a batch's series points, then thins each release that went
+/// over the batch's bound.
+async fn write_series(tx: &mut Tx, batch: &Batch) -> Result<()> {
+    for point in &batch.series {
+        insert_point(tx, point).await?;
+    }
+    if batch.series_max <= 0 {
+        return Ok(());
+    }
+    let mut releases: Vec<&str> = batch.series.iter().map(|p| p.release.as_str()).collect();
+    releases.sort_unstable();
+    releases.dedup();
+    for release in releases {
+        thin_series(tx, release, batch.series_max).await?;
+    }
+    Ok(())
+}
+
+/// Drops every other point of a release holding more than `max` (the
+/// 2nd, 4th, … oldest; never the newest), until it holds at most `max`.
+async fn thin_series(tx: &mut Tx, release: &str, max: i64) -> Result<()> {
+    loop {
+        let count: i64 = q("SELECT COUNT(*) FROM series WHERE release = $1")
+            .bind(release)
+            .scalar(&mut *tx)
+            .await?;
+        if count <= max {
+            return Ok(());
+        }
+        let dropped = q("DELETE FROM series WHERE release = $1 AND at_ms IN (\
+             SELECT at_ms FROM (SELECT at_ms, ROW_NUMBER() OVER (ORDER BY at_ms) AS n \
+               FROM series WHERE release = $1) ranked \
+             WHERE ranked.n % 2 = 0 \
+               AND ranked.at_ms < (SELECT MAX(at_ms) FROM series WHERE release = $1))")
+        .bind(release)
+        .execute(&mut *tx)
+        .await?;
+        // Two points and a bound of one: the newest stays whatever the bound.
+        if dropped == 0 {
+            return Ok(());
+        }
+    }
+}
+
+/// Records a series point; one already at that instant is replaced.
+async fn insert_point(tx: &mut Tx, point: &SeriesPoint) -> Result<()> {
+    q(
+        "INSERT INTO series (release, service, at_ms, body) VALUES ($1, $2, $3, $4) \
+         ON CONFLICT (release, at_ms) DO UPDATE SET body = excluded.body",
+    )
+    .bind(&point.release)
+    .bind(&point.service)
+    .bind(point.at_ms)
+    .bind(&point.body.to_string())
+    .execute(&mut *tx)
+    .await?;
+    Ok(())
+}
+
 /// `%text%` for LIKE with `!` escaping its wildcards and itself.
 fn like_pattern(text: &str) -> String {
     let mut out = String::with_capacity(text.len() + 2);
@@ -509,6 +568,9 @@ impl Store for SqlStore {
                 insert_blob(&mut tx, hash, bytes, batch.answered_at_ms).await?;
             }
             rewrite(&mut tx, batch).await?;
+        }
+        for batch in batches {
+            write_series(&mut tx, batch).await?;
         }
         for snap in batches.iter().flat_map(|b| &b.snapshots) {
             q(
@@ -721,6 +783,17 @@ impl Store for SqlStore {
         .bind(service)
         .bind(since_ms)
         .bind(after)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows)
+    }
+
+    async fn series(&self, release: &str, from_ms: i64, limit: i64) -> Result<Vec<SeriesPoint>> {
+        let rows = q("SELECT release, service, at_ms, body FROM series \
+             WHERE release = $1 AND at_ms >= $2 ORDER BY at_ms LIMIT $3")
+        .bind(release)
+        .bind(from_ms)
         .bind(limit)
         .fetch_all(&self.pool)
         .await?;

@@ -6,8 +6,8 @@
 
 use ripcord_store::{
     Batch, DecisionEntry, Doc, JournalEntry, OutboxCounts, OutboxEntry, PendingAudit,
-    ReleaseRecord, Sink, Snapshot, SqlStore, Store, StoreSpec, Timer, TimerChange, TokenRecord,
-    VersionRecord,
+    ReleaseRecord, SeriesPoint, Sink, Snapshot, SqlStore, Store, StoreSpec, Timer, TimerChange,
+    TokenRecord, VersionRecord,
 };
 
 fn audit(action: &str) -> PendingAudit {
@@ -701,6 +701,108 @@ async fn the_latest_snapshot_is_kept_with_its_journal_position(store: &dyn Store
     );
 }
 
+fn point(release: &str, at_ms: i64, figure: i64) -> SeriesPoint {
+    SeriesPoint {
+        release: release.into(),
+        service: "series-svc".into(),
+        at_ms,
+        body: json!({ "figure": figure }),
+    }
+}
+
+async fn series_points_upsert_by_instant_and_page_in_order(store: &dyn Store) {
+    assert_eq!(store.series("r-1", 0, 10).await.unwrap(), []);
+    // Written out of order, and with another release's point between.
+    let batch = Batch {
+        series: vec![
+            point("r-1", 3_000, 3),
+            point("r-2", 2_000, 20),
+            point("r-1", 1_000, 1),
+        ],
+        ..Batch::default()
+    };
+    assert!(!batch.is_empty());
+    store.commit(&[batch]).await.unwrap();
+    // The same instant again replaces its point.
+    let again = Batch {
+        series: vec![point("r-1", 2_000, 2), point("r-1", 3_000, 33)],
+        ..Batch::default()
+    };
+    store.commit(&[again]).await.unwrap();
+    let all = store.series("r-1", 0, 10).await.unwrap();
+    assert_eq!(
+        all,
+        [
+            point("r-1", 1_000, 1),
+            point("r-1", 2_000, 2),
+            point("r-1", 3_000, 33)
+        ]
+    );
+    assert_eq!(
+        store.series("r-1", 2_000, 1).await.unwrap(),
+        [point("r-1", 2_000, 2)]
+    );
+    assert_eq!(
+        store.series("r-2", 0, 10).await.unwrap(),
+        [point("r-2", 2_000, 20)]
+    );
+    // A batch that fails writes none of its points.
+    let clash = Batch {
+        journal: vec![journal(1, "svc", "tick", "{}")],
+        series: vec![point("r-1", 4_000, 4)],
+        ..Batch::default()
+    };
+    assert!(store.commit(&[clash]).await.is_err());
+    assert_eq!(store.series("r-1", 4_000, 10).await.unwrap(), []);
+}
+
+/// A release over its bound keeps every other point, its first and its
+/// newest: the whole release at half the resolution.
+async fn a_release_over_its_bound_loses_every_other_point(store: &dyn Store) {
+    let batch = Batch {
+        series: (1..=6).map(|i| point("thin", i * 1_000, i)).collect(),
+        series_max: 6,
+        ..Batch::default()
+    };
+    store.commit(&[batch]).await.unwrap();
+    let at = |points: Vec<SeriesPoint>| points.iter().map(|p| p.at_ms / 1_000).collect::<Vec<_>>();
+    assert_eq!(
+        at(store.series("thin", 0, 100).await.unwrap()),
+        [1, 2, 3, 4, 5, 6]
+    );
+    let over = Batch {
+        series: vec![point("thin", 7_000, 7), point("other", 7_000, 7)],
+        series_max: 6,
+        ..Batch::default()
+    };
+    store.commit(&[over]).await.unwrap();
+    assert_eq!(
+        at(store.series("thin", 0, 100).await.unwrap()),
+        [1, 3, 5, 7]
+    );
+    // Another release's points are not counted against it.
+    assert_eq!(at(store.series("other", 0, 100).await.unwrap()), [7]);
+    // An even count keeps its newest point too.
+    let more = Batch {
+        series: (8..=10).map(|i| point("thin", i * 1_000, i)).collect(),
+        series_max: 6,
+        ..Batch::default()
+    };
+    store.commit(&[more]).await.unwrap();
+    assert_eq!(
+        at(store.series("thin", 0, 100).await.unwrap()),
+        [1, 5, 8, 10]
+    );
+    // A bound of one still keeps the newest of two.
+    let tiny = Batch {
+        series: vec![point("tiny", 1_000, 1), point("tiny", 2_000, 2)],
+        series_max: 1,
+        ..Batch::default()
+    };
+    store.commit(&[tiny]).await.unwrap();
+    assert_eq!(at(store.series("tiny", 0, 100).await.unwrap()), [1, 2]);
+}
+
 async fn conformance(store: &dyn Store) {
     policies_are_versioned(store).await;
     versions_are_immutable(store).await;
@@ -717,6 +819,8 @@ async fn conformance(store: &dyn Store) {
     blobs_are_stored_once_by_address(store).await;
     expired_answers_are_forgotten_by_prefix(store).await;
     the_latest_snapshot_is_kept_with_its_journal_position(store).await;
+    series_points_upsert_by_instant_and_page_in_order(store).await;
+    a_release_over_its_bound_loses_every_other_point(store).await;
     // Last: it adds an audit record and an undelivered outbox entry.
     a_checkpoint_is_queued_for_publishing_with_its_record(store).await;
 }

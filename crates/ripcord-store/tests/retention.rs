@@ -5,8 +5,8 @@ use std::collections::BTreeSet;
 
 use ripcord_store::testing::TestDatabase;
 use ripcord_store::{
-    Batch, DataClass, DecisionEntry, Expired, Held, JournalEntry, PendingAudit, Snapshot, SqlStore,
-    Store,
+    Batch, DataClass, DecisionEntry, Expired, Held, JournalEntry, PendingAudit, SeriesPoint,
+    Snapshot, SqlStore, Store,
 };
 use serde_json::json;
 
@@ -165,6 +165,70 @@ pub async fn decisions_and_evidence_go_by_age_unless_held(store: &dyn Store) {
     assert_eq!(addresses, ["b2", "b9"]);
 }
 
+/// A series point of `release` at day `day`.
+fn point(release: &str, day: i64) -> SeriesPoint {
+    SeriesPoint {
+        release: release.into(),
+        service: "svc".into(),
+        at_ms: day * DAY,
+        body: json!({ "day": day }),
+    }
+}
+
+async fn point_days(store: &dyn Store, release: &str) -> Vec<i64> {
+    let points = store.series(release, 0, 100).await.unwrap();
+    points.iter().map(|p| p.at_ms / DAY).collect()
+}
+
+/// Series points go with the decisions class, by age, and a hold on
+/// their release keeps them; a pass shares its limit between the two.
+pub async fn series_points_go_with_decisions_unless_held(store: &dyn Store) {
+    two_releases(store).await;
+    let points = [
+        ("r-1", 1),
+        ("r-1", 2),
+        ("r-1", 3),
+        ("r-2", 4),
+        ("r-2", 5),
+        ("r-2", 6),
+    ];
+    let batch = Batch {
+        series: points.iter().map(|(r, d)| point(r, *d)).collect(),
+        ..Batch::default()
+    };
+    store.commit(&[batch]).await.unwrap();
+    // Older than day 5: decisions 1–4 and points of days 1–4; r-2 is held.
+    let held = held_release("r-2");
+    assert_eq!(
+        expire(store, DataClass::Decisions, 5, &held).await,
+        Expired {
+            deleted: 3 + 3,
+            held: 1 + 1
+        }
+    );
+    assert_eq!(point_days(store, "r-1").await, Vec::<i64>::new());
+    assert_eq!(point_days(store, "r-2").await, [4, 5, 6]);
+    let last = store.audit(1, 100).await.unwrap();
+    let record: serde_json::Value = serde_json::from_str(&last.last().unwrap().line).unwrap();
+    assert_eq!(record["detail"]["series_points"], 3);
+    // Unheld, two rows a pass: decisions first (those of days 4 and 5
+    // fill the first pass), then the points, oldest first.
+    let none = Held::default();
+    let mut passes = Vec::new();
+    for _ in 0..3 {
+        let pass = store
+            .expire(DataClass::Decisions, 6 * DAY, 2, &none, &record_at(6))
+            .await
+            .unwrap();
+        passes.push((pass.deleted, point_days(store, "r-2").await));
+    }
+    assert_eq!(passes, [(2, vec![4, 5, 6]), (2, vec![6]), (0, vec![6])]);
+}
+
+fn record_at(day: i64) -> PendingAudit {
+    record(day * DAY, "retention")
+}
+
 /// The audit log loses a prefix, stops at a held subject, and what is
 /// left verifies from its first record.
 pub async fn the_audit_log_loses_its_oldest_records_and_still_verifies(store: &dyn Store) {
@@ -241,6 +305,7 @@ where
 {
     raw_events_go_by_age_but_never_held_ones_starts_or_the_replayed_tail(&*open().await).await;
     decisions_and_evidence_go_by_age_unless_held(&*open().await).await;
+    series_points_go_with_decisions_unless_held(&*open().await).await;
     the_audit_log_loses_its_oldest_records_and_still_verifies(&*open().await).await;
     a_purge_finds_entries_by_text_and_rewrites_them(&*open().await).await;
 }

@@ -65,6 +65,20 @@ pub struct ServeArgs {
     /// one at, named in the lease [default: http://<listen address>].
     #[arg(long, env = "RIPCORD_ADVERTISE")]
     advertise: Option<String>,
+    /// How often a running release's criteria are recorded for
+    /// `GET /v1/releases/{id}/series`, 1s to 1h; long releases double it
+    /// so that a release keeps at most 10,080 points [default: 60s].
+    #[arg(long, env = "RIPCORD_SERIES_EVERY")]
+    series_every: Option<String>,
+}
+
+/// `--series-every`: a duration from a second to an hour.
+fn series_every(text: &str) -> anyhow::Result<Dur> {
+    let every = parse_duration(text).map_err(|e| anyhow::anyhow!("--series-every: {e}"))?;
+    if !(1_000..=3_600_000).contains(&every.0) {
+        anyhow::bail!("--series-every: must be between 1s and 1h, got {text}");
+    }
+    Ok(every)
 }
 
 /// Replicas elect a leader on a PostgreSQL store; an SQLite file has one
@@ -291,6 +305,9 @@ pub fn config(args: ServeArgs) -> anyhow::Result<ripcord_server::Config> {
     config.store = args.store.store.or(file.store);
     config.cluster = cluster(&config.store_spec(), args.lease.as_deref(), args.advertise)?;
     config.policies = args.policies.or(file.policies);
+    if let Some(text) = &args.series_every {
+        config.series.every = series_every(text)?;
+    }
     config.audit_key = args.audit_key.or(file.audit_key);
     config.audit_checkpoints = args.audit_checkpoints.or(file.audit_checkpoints);
     let allow = args.webhooks_allow.unwrap_or(file.webhooks.allow);
@@ -395,7 +412,29 @@ mod tests {
             config: None,
             lease: None,
             advertise: None,
+            series_every: None,
         }
+    }
+
+    #[test]
+    fn series_every_takes_a_duration_from_a_second_to_an_hour() {
+        let with = |text: Option<&str>| {
+            let mut a = args();
+            a.series_every = text.map(str::to_string);
+            config(a).map(|c| c.series.every).map_err(|e| e.to_string())
+        };
+        assert_eq!(with(None), Ok(Dur::from_secs(60)));
+        assert_eq!(with(Some("15s")), Ok(Dur::from_secs(15)));
+        assert_eq!(with(Some("1h")), Ok(Dur::from_mins(60)));
+        assert_eq!(
+            with(Some("500ms")),
+            Err("--series-every: must be between 1s and 1h, got 500ms".into())
+        );
+        assert_eq!(
+            with(Some("2h")),
+            Err("--series-every: must be between 1s and 1h, got 2h".into())
+        );
+        assert!(with(Some("often")).is_err_and(|e| e.starts_with("--series-every: ")));
     }
 
     #[test]

@@ -65,6 +65,7 @@ pub const ROUTES: &[(&str, &str, Need)] = &[
     ("POST", "/v1/releases", Need::Permission(ReleaseStart)),
     ("GET", "/v1/releases", Need::Permission(Read)),
     ("GET", "/v1/releases/{id}", Need::Permission(Read)),
+    ("GET", "/v1/releases/{id}/series", Need::Permission(Read)),
     ("POST", "/v1/releases/{id}/actions", Need::Action),
     ("GET", "/v1/assign", Need::Permission(Assign)),
     ("GET", "/v1/decisions", Need::Permission(Read)),

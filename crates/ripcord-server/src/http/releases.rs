@@ -6,6 +6,8 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
+use ripcord_core::Time;
+use ripcord_store::StoreError;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -15,13 +17,14 @@ use super::extract::{JsonBody, QueryParams};
 use super::paging::{PageQuery, page};
 use crate::auth::{Permission, Principal};
 use crate::error::ApiError;
-use crate::hub::StepView;
+use crate::hub::{ReleaseView, StepView, series};
 use crate::ingest::durable;
 
 pub fn routes() -> Router<Shared> {
     Router::new()
         .route("/v1/releases", post(post_release).get(list_releases))
         .route("/v1/releases/{id}", get(get_release))
+        .route("/v1/releases/{id}/series", get(get_series))
         .route("/v1/releases/{id}/actions", post(post_action))
 }
 
@@ -102,6 +105,55 @@ async fn get_release(
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
     Ok(Json(release_in_scope(&app, &principal, &id).await?.body))
+}
+
+/// Series points an answer holds when the query names no `limit`, and at
+/// most: a week of points at one a minute fits in two pages.
+const SERIES_LIMIT: i64 = 2_000;
+const SERIES_MAX_LIMIT: i64 = 10_000;
+
+#[derive(Deserialize)]
+struct SeriesQuery {
+    from: Option<String>,
+    limit: Option<i64>,
+}
+
+/// The release's series points from `from` on, oldest first, with the
+/// cadence they are recorded at now.
+async fn get_series(
+    State(app): State<Shared>,
+    principal: Principal,
+    Path(id): Path<String>,
+    QueryParams(q): QueryParams<SeriesQuery>,
+) -> Result<Json<Value>, ApiError> {
+    let from = match &q.from {
+        Some(text) => {
+            Time::parse_rfc3339(text)
+                .ok_or_else(|| {
+                    ApiError::bad_request(format!("from: \"{text}\" is not an RFC 3339 instant"))
+                })?
+                .0
+        }
+        None => i64::MIN,
+    };
+    let limit = match q.limit {
+        None => SERIES_LIMIT,
+        Some(n) if (1..=SERIES_MAX_LIMIT).contains(&n) => n,
+        Some(n) => {
+            return Err(ApiError::bad_request(format!(
+                "limit: must be between 1 and {SERIES_MAX_LIMIT}, got {n}"
+            )));
+        }
+    };
+    let record = release_in_scope(&app, &principal, &id).await?;
+    let view: ReleaseView = serde_json::from_value(record.body)
+        .map_err(|e| StoreError::Corrupt(format!("release {id}: {e}")))?;
+    let every = series::cadence(&app.hub.series, &view, app.hub.now());
+    let points = app.hub.store.series(&id, from, limit).await?;
+    let points: Vec<Value> = points.into_iter().map(|p| p.body).collect();
+    Ok(Json(
+        json!({"release": id, "every_ms": every.0, "points": points}),
+    ))
 }
 
 #[derive(Deserialize)]

@@ -10,13 +10,16 @@
 
 pub mod answer;
 pub mod govern;
+pub mod series;
 pub mod snapshot;
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 
 use anyhow::Context;
-use ripcord_core::engine::{Command, Engine, EngineOptions, Phase, ReleaseState, ReleaseStatus};
+use ripcord_core::engine::{
+    Command, Engine, EngineOptions, Phase, Reading, ReleaseState, ReleaseStatus,
+};
 use ripcord_core::evidence::{Provenance, Reservoir, seed_for};
 use ripcord_core::policy::{Policy, RolloutStep, load_policy};
 use ripcord_core::record::{DecisionRecord, decision_to_line};
@@ -37,6 +40,7 @@ use crate::writer::{Durable, Writer};
 use answer::{CommandAnswer, Ran};
 use ripcord_govern::Governance;
 use ripcord_govern::record::{INCIDENT, Incident, REQUEST, Request, RequestState};
+use series::{Cadence, SeriesOptions};
 use snapshot::{SNAPSHOT_BYTES, SNAPSHOT_EVERY, ServiceSnapshot};
 
 /// Journal entries are read back this many at a time during recovery.
@@ -56,6 +60,8 @@ pub struct Hub {
     pub clock: Clock,
     /// When expired ingest idempotency keys were last forgotten (ms).
     pub keys_pruned_ms: std::sync::atomic::AtomicI64,
+    /// The cadence and bound of releases' series ([`series`]).
+    pub series: SeriesOptions,
 }
 
 /// One service: its policy, engine and current release.
@@ -95,6 +101,8 @@ pub struct State {
     pub snapshots: Snapshots,
     /// How the service was rebuilt at start.
     pub recovery: Recovery,
+    /// When the current release's next series point is due.
+    pub series: Cadence,
 }
 
 #[derive(Clone, Copy, Debug, Default)]
@@ -296,6 +304,7 @@ impl Hub {
             services: RwLock::new(HashMap::new()),
             clock: Clock::Wall,
             keys_pruned_ms: std::sync::atomic::AtomicI64::new(0),
+            series: SeriesOptions::default(),
         };
         for name in hub.store.services().await? {
             hub.recover(&name).await?;
@@ -307,6 +316,23 @@ impl Hub {
     pub fn with_clock(mut self, clock: Clock) -> Hub {
         self.clock = clock;
         self
+    }
+
+    /// The same hub recording series points at `options`' cadence and
+    /// bound (see [`series`]).
+    pub fn with_series(mut self, options: SeriesOptions) -> Hub {
+        self.series = options;
+        self
+    }
+
+    /// The current release's id (as its record has it) and its criteria's
+    /// readings now; `None` for an unknown service or one that has not
+    /// started a release.
+    pub async fn readings(&self, service: &str) -> Option<(String, Vec<Reading>)> {
+        let service = self.service(service)?;
+        let state = service.state.lock().await;
+        let id = state.current.as_ref()?.id.clone();
+        Some((id, state.engine.as_ref()?.readings()))
     }
 
     /// "Now" for everything the server decides.
@@ -371,6 +397,7 @@ impl Hub {
             evidence: EvidenceInputs::default(),
             snapshots: Snapshots::default(),
             recovery: Recovery::default(),
+            series: Cadence::default(),
         };
         if let Some(first) = first_of_chain(&*self.store, state.current.as_ref()).await? {
             state.evidence = self.evidence_inputs(name, &first, &state.policy).await?;
@@ -753,6 +780,7 @@ impl Hub {
             policy_version: view.policy_version,
         });
         state.current = Some(view.clone());
+        state.series = Cadence::starting(now);
         state.drill = drill;
         state.evidence = self
             .evidence_inputs(&service.name, &view, &state.policy)
@@ -922,7 +950,8 @@ impl Hub {
         }
     }
 
-    /// Advances every service's engine to the wall clock.
+    /// Advances every service's engine to the hub's clock, recording the
+    /// series points that are due.
     pub async fn tick_all(&self) {
         let services: Vec<Arc<Service>> = self
             .services
@@ -932,34 +961,74 @@ impl Hub {
         let now = self.now();
         for service in services {
             let mut state = service.state.lock().await;
-            // A settled release has no timers left: its ticks would only
-            // lengthen the journal (recovery replays exactly what was fed,
-            // so skipping them here skips them there too).
-            let settled = state
-                .current
-                .as_ref()
-                .is_some_and(|c| matches!(c.state, Phase::RolledBack | Phase::Promoted));
-            let Some(engine) = state.engine.as_mut().filter(|_| !settled) else {
-                continue;
-            };
-            // Only ticks that move time forward change anything.
-            if now.0 / 1000 <= engine.now().0 / 1000 {
-                continue;
-            }
-            let mut decisions = Vec::new();
-            engine.tick(now, &mut decisions);
-            let applied = self
-                .finish(
-                    &service,
-                    &mut state,
-                    (Kind::Tick, now.0.to_string()),
-                    decisions,
-                    Batch::default(),
-                    ENGINE,
-                )
-                .await;
+            let durable = self.tick_one(&service, &mut state, now).await;
             drop(state);
-            let _ = applied.durable.await;
+            if let Some(durable) = durable {
+                let _ = durable.await;
+            }
+        }
+    }
+
+    /// One service's tick and series point, queued in one batch.
+    async fn tick_one(&self, service: &Service, state: &mut State, now: Time) -> Option<Durable> {
+        // A settled release has no timers left: its ticks would only
+        // lengthen the journal (recovery replays exactly what was fed,
+        // so skipping them here skips them there too).
+        if state.current.as_ref().is_none_or(|c| is_settled(c.state)) {
+            return None;
+        }
+        let engine = state.engine.as_mut()?;
+        // Only ticks that move time forward change anything.
+        let moves = now.0 / 1000 > engine.now().0 / 1000;
+        let mut decisions = Vec::new();
+        if moves {
+            engine.tick(now, &mut decisions);
+        }
+        let mut batch = Batch::default();
+        self.series_point_if_due(state, now, &mut batch);
+        if !moves {
+            // Events dated ahead of the clock moved the engine on: no tick,
+            // but the point is still due (and journals nothing).
+            return (!batch.is_empty()).then_some(self.writer.submit(batch).await);
+        }
+        let entry = (Kind::Tick, now.0.to_string());
+        let applied = self
+            .finish(service, state, entry, decisions, batch, ENGINE)
+            .await;
+        Some(applied.durable)
+    }
+
+    /// Adds the current release's series point to `batch` when one is due.
+    fn series_point_if_due(&self, state: &mut State, now: Time, batch: &mut Batch) {
+        let (Some(view), Some(engine)) = (state.current.as_ref(), state.engine.as_ref()) else {
+            return;
+        };
+        let start = series::started(view, now);
+        if state.series.due(&self.series, start, now) {
+            batch
+                .series
+                .push(series::point(view, &engine.readings(), now));
+            batch.series_max = self.series.max;
+        }
+    }
+
+    /// When the input settled the release (rolled back or promoted), its
+    /// last point, so that its chart ends at the decision. The tick's own
+    /// point at this instant, if any, read the same engine: it is kept.
+    fn series_point_if_settled(&self, state: &State, was_running: bool, batch: &mut Batch) {
+        let (Some(view), Some(engine)) = (state.current.as_ref(), state.engine.as_ref()) else {
+            return;
+        };
+        let now = self.now();
+        let recorded = batch
+            .series
+            .iter()
+            .any(|p| p.release == view.id && p.at_ms == now.0);
+        if was_running && is_settled(view.state) && !recorded {
+            batch
+                .series
+                .push(series::point(view, &engine.readings(), now));
+            batch.series_max = self.series.max;
         }
     }
 
@@ -1047,7 +1116,9 @@ impl Hub {
                 line: line.clone(),
             });
         }
+        let was_running = state.current.as_ref().is_some_and(|c| !is_settled(c.state));
         self.refresh_release(state, &mut batch, now, (actor, decisions));
+        self.series_point_if_settled(state, was_running, &mut batch);
         let ctx = self.ctx(&service.name, now);
         govern::on_decisions(&ctx, state, (decisions, &records), actor, &mut batch);
         service.set_assignment(assignment_of(state));
@@ -1113,6 +1184,11 @@ impl Hub {
             batch.releases.push(record(view));
         }
     }
+}
+
+/// Whether a release is over: rolled back or promoted.
+fn is_settled(phase: Phase) -> bool {
+    matches!(phase, Phase::RolledBack | Phase::Promoted)
 }
 
 /// Feeds one non-start journal entry to the engine; its kind.
