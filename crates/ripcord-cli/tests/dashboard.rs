@@ -32,8 +32,9 @@ async fn a_release_manager_watches_a_rollback_and_acts_from_the_dashboard() -> a
     let config = dir.path().join("ripcord.yaml");
     std::fs::write(&config, CONFIG)?;
     let config = config.to_string_lossy().to_string();
-    let serve =
-        Serve::start_with(Path::new(BIN), dir.path(), &["--config", &config], false).await?;
+    // A series point a second: the story lasts seconds, not hours.
+    let args = ["--config", &config, "--series-every", "1s"];
+    let serve = Serve::start_with(Path::new(BIN), dir.path(), &args, false).await?;
     let out = artifacts();
     std::fs::create_dir_all(&out)?;
     let here = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests");
@@ -65,6 +66,7 @@ async fn a_release_manager_watches_a_rollback_and_acts_from_the_dashboard() -> a
         "releases",
         "release-before",
         "release-rolled-back",
+        "release-timeline",
         "release-paused",
         "incident-open",
         "incident-acknowledged",

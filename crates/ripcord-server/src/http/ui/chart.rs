@@ -281,24 +281,20 @@ fn axes(svg: &mut String, f: &Frame) {
             y = f.y(v) + 4.0
         );
     }
-    let minutes = (f.t1 - f.t0) as f64 / 60_000.0;
     let _ = write!(
         svg,
-        r#"<text class="label" x="{LEFT}" y="{y}">−{span}</text><text class="label" x="{x}" y="{y}" text-anchor="end">now</text>"#,
-        span = span_text(minutes),
+        r#"<text class="label" x="{LEFT}" y="{y}">{}</text><text class="label" x="{x}" y="{y}" text-anchor="end">{}</text>"#,
+        clock(f.t0),
+        clock(f.t1),
         x = W - PAD,
         y = H - 6.0
     );
 }
 
-fn span_text(minutes: f64) -> String {
-    if minutes < 1.0 {
-        format!("{:.0} s", minutes * 60.0)
-    } else if minutes < 120.0 {
-        format!("{minutes:.0} min")
-    } else {
-        format!("{:.1} h", minutes / 60.0)
-    }
+/// A time of day in UTC (`14:59:57Z`); the day is on the page.
+fn clock(ms: i64) -> String {
+    let text = ripcord_core::Time(ms).to_rfc3339();
+    text.get(11..19).map_or(text.clone(), |t| format!("{t}Z"))
 }
 
 fn band_path(svg: &mut String, f: &Frame, band: &[(i64, f64, f64)]) {

@@ -69,7 +69,7 @@ pub async fn release(
         .map_err(|e| ApiError::unserialisable("the release record", e))?;
     let live = view::live(&app, &view.service).await;
     let live = live.filter(|l| l.release == view.id);
-    let tiles = view::tiles(&app, &view, live.as_ref()).await;
+    let tiles = view::tiles(&app, &view, live.as_ref()).await?;
     let timeline = view::decisions(&app, &view).await?;
     let requests = pending_requests(&app, &view).await?;
     let incidents: Vec<Value> = app

@@ -12,11 +12,13 @@ use super::chart::{self, Sample, num};
 use crate::auth::Principal;
 use crate::error::ApiError;
 use crate::http::app::Shared;
-use crate::hub::ReleaseView;
+use crate::hub::{ReleaseView, series};
 
 /// Series points read for one release page (about a day at the default
 /// cadence of one a minute); older ones are left to the API's paging.
 const SERIES_POINTS: i64 = 1500;
+/// Points drawn per chart.
+const DRAWN: usize = 240;
 /// Decisions read for one release's timeline.
 const DECISIONS: i64 = 2000;
 
@@ -88,7 +90,7 @@ pub fn phase(view: &ReleaseView) -> Value {
     use ripcord_core::engine::Phase;
     let (mark, tone) = match view.state {
         Phase::RollingBack | Phase::RolledBack => ("↩", "bad"),
-        Phase::Paused => ("⏸", "warn"),
+        Phase::Paused => ("‖", "warn"),
         Phase::Promoted => ("✓", "good"),
         _ => ("▶", "neutral"),
     };
@@ -172,33 +174,62 @@ pub fn duration(d: Dur) -> String {
 
 /// One tile per criterion: the live verdict and figures, the recorded
 /// series drawn as charts, the explanation and the breakdown.
-pub async fn tiles(app: &Shared, view: &ReleaseView, live: Option<&Live>) -> Vec<Value> {
+pub async fn tiles(
+    app: &Shared,
+    view: &ReleaseView,
+    live: Option<&Live>,
+) -> Result<Vec<Value>, ApiError> {
     let live = live.filter(|l| l.release == view.id);
-    let points = recorded(app, view).await;
-    let now = app.hub.now();
+    let mut points = recorded(app, view).await?;
+    // The readings of this moment, as one more point of the same shape.
+    if let Some(l) = live {
+        let now = series::point(view, &l.readings, app.hub.now());
+        points.push((now.at_ms, now.body));
+    }
     let names = criterion_names(live, &points);
-    names
+    Ok(names
         .iter()
         .enumerate()
         .map(|(i, name)| {
-            let mut samples: Vec<Sample> = points
+            let samples: Vec<Sample> = points
                 .iter()
                 .filter_map(|(at, body)| sample_of_point(*at, body, name))
                 .collect();
+            let samples = thin(samples, DRAWN);
             let reading =
                 live.and_then(|l| l.readings.iter().find(|r| r.evidence.criterion == *name));
-            if let Some(r) = reading {
-                samples.push(sample_of_reading(now, r));
-            }
             tile(i, name, reading, &samples)
         })
-        .collect()
+        .collect())
 }
 
-/// The release's recorded series: (ms, point) oldest first.
-async fn recorded(app: &Shared, view: &ReleaseView) -> Vec<(i64, Value)> {
-    let _ = (app, view, SERIES_POINTS);
-    Vec::new() // SERIES: until the store has them
+/// The release's recent recorded series, (ms, point) oldest first: at
+/// most [`SERIES_POINTS`] at the cadence the release is recorded at now
+/// (which slows as it ages, so a long release still shows its whole run).
+async fn recorded(app: &Shared, view: &ReleaseView) -> Result<Vec<(i64, Value)>, ApiError> {
+    let now = app.hub.now();
+    let every = series::cadence(&app.hub.series, view, now);
+    let start = Time::parse_rfc3339(&view.created_at).map_or(0, |t| t.0);
+    let from = start.max(now.0.saturating_sub(every.0.saturating_mul(SERIES_POINTS)));
+    let points = app.hub.store.series(&view.id, from, SERIES_POINTS).await?;
+    Ok(points.into_iter().map(|p| (p.at_ms, p.body)).collect())
+}
+
+/// At most `keep` samples, evenly spaced, the newest always among them:
+/// a chart is a few hundred pixels wide, and the page stays light however
+/// many points a long release recorded.
+fn thin(samples: Vec<Sample>, keep: usize) -> Vec<Sample> {
+    if samples.len() <= keep || keep < 2 {
+        return samples;
+    }
+    let step = samples.len().div_ceil(keep - 1);
+    let last = samples.len() - 1;
+    samples
+        .into_iter()
+        .enumerate()
+        .filter(|(i, _)| i % step == 0 || *i == last)
+        .map(|(_, s)| s)
+        .collect()
 }
 
 /// The criteria to draw: the live ones, else those the series recorded.
@@ -283,24 +314,6 @@ fn breakdown(e: &Evidence) -> Vec<Value> {
         .collect()
 }
 
-fn rate(s: &ripcord_core::decision::Samples) -> Option<f64> {
-    (s.n > 0.0).then(|| s.sum / s.n)
-}
-
-fn sample_of_reading(now: Time, r: &Reading) -> Sample {
-    let e = &r.evidence;
-    Sample {
-        at: now.0,
-        candidate_rate: rate(&e.window_candidate),
-        baseline_rate: e.window_baseline.as_ref().and_then(rate),
-        estimate: e.estimate,
-        interval: e.interval,
-        statistic: Some(e.statistic),
-        threshold: Some(e.threshold),
-        limit: r.limit,
-    }
-}
-
 /// A criterion's figures from a recorded series point.
 fn sample_of_point(at: i64, body: &Value, name: &str) -> Option<Sample> {
     let c = body["criteria"]
@@ -368,6 +381,27 @@ mod tests {
         assert_eq!(duration(Dur(-5)), "0s");
         assert_eq!(percent(0.05), "5%");
         assert_eq!(percent(0.125), "12.5%");
+    }
+
+    #[test]
+    fn thinning_keeps_the_first_and_the_newest_and_at_most_the_count() {
+        let samples: Vec<Sample> = (0..1000)
+            .map(|i| Sample {
+                at: i,
+                ..Sample::default()
+            })
+            .collect();
+        let kept = thin(samples, 240);
+        assert!(kept.len() <= 240, "{}", kept.len());
+        assert_eq!(kept.first().map(|s| s.at), Some(0));
+        assert_eq!(kept.last().map(|s| s.at), Some(999));
+        let few: Vec<Sample> = (0..5)
+            .map(|i| Sample {
+                at: i,
+                ..Sample::default()
+            })
+            .collect();
+        assert_eq!(thin(few, 240).len(), 5);
     }
 
     #[test]
