@@ -4,7 +4,6 @@
 mod cmd;
 mod input;
 mod output;
-mod report;
 
 use std::process::ExitCode;
 

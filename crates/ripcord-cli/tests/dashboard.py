@@ -311,6 +311,16 @@ def acknowledge(page):
     page.wait_for_selector('[data-ack="yes"]')
     check("rita" in page.locator('[data-ack="yes"]').text_content(), "the acknowledgement names rita")
     shot(page, "incident-acknowledged")
+    with page.expect_download() as got:
+        page.get_by_role("link", name="evidence-").click()
+    archive = got.value.path()
+    with open(archive, "rb") as f:
+        check(f.read(2) == b"\x1f\x8b", "the evidence link downloads the .tar.gz archive")
+    page.get_by_role("link", name="post-incident report").click()
+    page.wait_for_load_state("load")
+    check(page.locator("h1").first.text_content().strip() != "", "the report has a title")
+    check(page.get_by_role("heading", name="What-if").count() == 1, "the report carries its what-if section")
+    shot(page, "report")
 
 
 def audit_lists_rita(page):
@@ -367,6 +377,8 @@ def main():
             with open(os.path.join(OUT, "failure.html"), "w", encoding="utf-8") as f:
                 f.write(page.content())
             shot(page, "failure")
+            with open(os.path.join(OUT, "failure-audit.ndjson"), "w", encoding="utf-8") as f:
+                f.write(Api(ADMIN).call("GET", "/v1/audit?limit=1000"))
             print(f"failed on {page.url}; see failure.html and failure.png", flush=True)
             raise
         browser.close()

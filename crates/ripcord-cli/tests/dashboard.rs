@@ -70,6 +70,7 @@ async fn a_release_manager_watches_a_rollback_and_acts_from_the_dashboard() -> a
         "release-paused",
         "incident-open",
         "incident-acknowledged",
+        "report",
         "audit",
         "policy-diff",
     ] {

@@ -626,6 +626,25 @@ mod tests {
         text
     }
 
+    /// A record of a real log (record 16 of the dashboard test's): its
+    /// floats' shortest decimal forms parse back to the same doubles only
+    /// with serde_json's exact float parser (`float_roundtrip`, now on for
+    /// the workspace). Without it the server and `ripcord audit verify`
+    /// recomputed the hash from a neighbouring double and read a genuine
+    /// log as changed. Test builds always had the exact parser (the
+    /// dev-dependency jsonschema turns it on), which is how the bug hid:
+    /// this test pins the behaviour, and the dashboard's browser test,
+    /// which verifies a real server's log, is the one that caught it.
+    #[test]
+    fn a_record_with_long_decimals_links_to_its_own_hash() {
+        let raw = r#"{"action":"decision.criterion_breached","at":1796655955636,"detail":{"at":"2026-12-07T15:05:55.629Z","explanation":{"criterion":"moderation_rel","evidence":[{"bound":"candidate ≤ 1.2 × baseline","breached_for":"1.001s","confidence":0.95,"criterion":"moderation_rel","estimate":3.8868745467730235,"interval":[1.6101822610827379,null],"samples":{"baseline":{"flagged_or_sum":14.0,"n":670.0},"candidate":{"flagged_or_sum":48.0,"n":591.0}},"signal":"moderation_fail","statistic":3347.8126070922267,"test":"flags split per stratum of realised counts, noncentral hypergeometric mixture likelihood ratio (anytime-valid)","threshold":40.0,"window":"20s","window_estimate":3.8868745467730235,"window_samples":{"baseline":{"flagged_or_sum":14.0,"n":670.0},"candidate":{"flagged_or_sum":48.0,"n":591.0}}}],"release":"chat:v1->v2#1","summary":"moderation_rel breached: candidate ≤ 1.2 × baseline — estimate 3.887 (last 20s: 3.887); statistic 3347.8 vs 40 at 95% confidence; candidate 48/591, baseline 14/670"},"kind":"criterion_breached","service":"chat"},"hash":"b95e3862bfa511ea9fb6c4bb31a814f456f1f23f6f4db510c1f4ec0db8bc3e69","prev":"d0058c6422177e783070791e2d4cfdc3ddb81fe043ab0a4bfeb33521e798fab0","principal":"engine","seq":16,"subject":"chat-1"}"#;
+        let line: Line = serde_json::from_str(raw).unwrap();
+        let (record, prev, hash) = line.into_parts();
+        let prev = unhex::<32>(&prev).unwrap();
+        assert_eq!(hex(&link(&prev, &record)), hash);
+        assert_eq!(to_line(&record, &prev, &link(&prev, &record)), raw);
+    }
+
     #[test]
     fn a_log_whose_oldest_records_retention_deleted_verifies_from_its_first_kept_record() {
         let verified = verify(&pruned(10, 4, None)).unwrap();

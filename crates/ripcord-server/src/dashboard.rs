@@ -47,6 +47,29 @@ pub struct Dashboard {
     pub live: LiveSlots,
     /// The audit log's verification at the last head seen.
     pub audit: Mutex<Option<AuditCheck>>,
+    /// A post-incident report being drawn (one at a time: its what-if
+    /// replays a week of releases).
+    report: Arc<std::sync::atomic::AtomicBool>,
+}
+
+/// The turn to draw a report; dropping it lets the next one in.
+pub struct ReportTurn(Arc<std::sync::atomic::AtomicBool>);
+
+impl Dashboard {
+    /// The turn to draw a report, unless one is being drawn.
+    pub fn report_turn(&self) -> Option<ReportTurn> {
+        use std::sync::atomic::Ordering;
+        self.report
+            .compare_exchange(false, true, Ordering::SeqCst, Ordering::SeqCst)
+            .ok()
+            .map(|_| ReportTurn(self.report.clone()))
+    }
+}
+
+impl Drop for ReportTurn {
+    fn drop(&mut self) {
+        self.0.store(false, std::sync::atomic::Ordering::SeqCst);
+    }
 }
 
 /// The result of verifying the audit log up to `head` (its last record).

@@ -14,4 +14,3 @@ pub mod store;
 pub mod template;
 pub mod test;
 pub mod token;
-pub mod whatif_source;

@@ -13,15 +13,13 @@ use std::process::ExitCode;
 
 use anyhow::{Context, bail};
 use clap::Args;
-use ripcord_core::Time;
 use ripcord_core::whatif::Table;
-use ripcord_govern::record::{INCIDENT, Incident};
-use ripcord_govern::{IncidentReport, ReleaseFacts};
-use ripcord_store::Store;
+use ripcord_govern::IncidentReport;
 use serde_json::Value;
 
 use crate::cmd::store::{StoreArg, open_existing};
-use crate::report::{Chart, Format, Input, render};
+use ripcord_server::report::source::{load_incident, load_whatif, of_release, release_decisions};
+use ripcord_server::report::{Chart, Format, Input, render};
 
 #[derive(Args)]
 pub struct ReportArgs {
@@ -153,63 +151,6 @@ fn read_incident(path: &Path) -> anyhow::Result<IncidentReport> {
         .map_err(|e| anyhow::anyhow!("incident document: {}: {}", e.path(), e.inner()))
 }
 
-/// The incident as stored, with the versions of its release.
-pub async fn load_incident(store: &dyn Store, incident: &str) -> anyhow::Result<IncidentReport> {
-    let Some(doc) = store.doc(INCIDENT, incident).await? else {
-        bail!("incident {incident:?} is not in the store");
-    };
-    let incident: Incident = serde_json::from_value(doc.body)
-        .with_context(|| format!("incident {incident} as stored"))?;
-    let release = match &incident.release {
-        Some(id) => match store.release(id).await? {
-            Some(r) => Some(
-                serde_json::from_value::<ReleaseFacts>(r.body)
-                    .with_context(|| format!("release {id} as stored"))?,
-            ),
-            None => None,
-        },
-        None => None,
-    };
-    Ok(IncidentReport { incident, release })
-}
-
-/// The what-if table for the incident: its release and the service's
-/// other releases of the week before, replayed under a grid of bounds and
-/// `for` durations (`whatif_source`).
-pub async fn load_whatif(
-    store: &dyn Store,
-    doc: &IncidentReport,
-    days: u32,
-) -> anyhow::Result<Option<Table>> {
-    crate::cmd::whatif_source::load(store, doc, days).await
-}
-
-/// The decisions of the incident's release: the service's decisions from a
-/// day before the incident opened whose release is `baseline->candidate`.
-async fn release_decisions(store: &dyn Store, doc: &IncidentReport) -> anyhow::Result<Vec<String>> {
-    const DAY_MS: i64 = 86_400_000;
-    const PAGE: i64 = 10_000;
-    let opened = Time::parse_rfc3339(&doc.incident.opened_at).with_context(|| {
-        format!(
-            "incident.opened_at {:?} is not RFC 3339",
-            doc.incident.opened_at
-        )
-    })?;
-    let mut out = Vec::new();
-    let mut after = 0;
-    loop {
-        let page = store
-            .decisions(&doc.incident.service, opened.0 - DAY_MS, after, PAGE)
-            .await?;
-        let Some(last) = page.last() else { break };
-        after = last.seq;
-        // The store's lines are the server's own records.
-        let ours = |l: &String| serde_json::from_str(l).is_ok_and(|r| of_release(&r, doc));
-        out.extend(page.into_iter().map(|d| d.line).filter(ours));
-    }
-    Ok(out)
-}
-
 /// The incident's release's lines of a decision log file; a line that is
 /// not JSON is an error naming it.
 fn decisions_file(path: &Path, doc: &IncidentReport) -> anyhow::Result<Vec<String>> {
@@ -227,17 +168,4 @@ fn decisions_file(path: &Path, doc: &IncidentReport) -> anyhow::Result<Vec<Strin
         }
     }
     Ok(lines)
-}
-
-/// Whether a decision record belongs to the incident's release (the engine
-/// names releases `service:baserecord->candidate#generation`); an incident
-/// without a release has none.
-fn of_release(record: &Value, doc: &IncidentReport) -> bool {
-    let Some(r) = &doc.release else {
-        return false;
-    };
-    let release = format!("{}:{}->{}#", doc.incident.service, r.baseline, r.candidate);
-    record["explanation"]["release"]
-        .as_str()
-        .is_some_and(|r| r.starts_with(&release))
 }

@@ -145,6 +145,7 @@ pub const UI_ROUTES: &[(&str, &str, Need)] = &[
     ("GET", "/ui/incidents", Need::Permission(Read)),
     ("GET", "/ui/incidents/{id}", Need::Permission(Read)),
     ("GET", "/ui/incidents/{id}/evidence", Need::Permission(Read)),
+    ("GET", "/ui/incidents/{id}/report", Need::Permission(Read)),
     (
         "POST",
         "/ui/incidents/{id}/acknowledge",

@@ -51,6 +51,7 @@ pub fn routes(app: Shared) -> Router<Shared> {
         .route("/ui/incidents", get(pages::incidents))
         .route("/ui/incidents/{id}", get(pages::incident))
         .route("/ui/incidents/{id}/evidence", get(pages::evidence))
+        .route("/ui/incidents/{id}/report", get(pages::report))
         .route("/ui/incidents/{id}/acknowledge", post(pages::acknowledge))
         .route("/ui/incidents/{id}/status", post(pages::status))
         .route("/ui/incidents/{id}/steps/{step}", post(pages::step))
@@ -69,13 +70,12 @@ pub fn routes(app: Shared) -> Router<Shared> {
 /// markup from reaching elsewhere.
 async fn hardened(mut response: Response) -> Response {
     let headers = response.headers_mut();
-    headers.insert(
-        header::CONTENT_SECURITY_POLICY,
-        HeaderValue::from_static(
+    headers
+        .entry(header::CONTENT_SECURITY_POLICY)
+        .or_insert(HeaderValue::from_static(
             "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; \
              form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
-        ),
-    );
+        ));
     headers.insert(
         header::X_CONTENT_TYPE_OPTIONS,
         HeaderValue::from_static("nosniff"),

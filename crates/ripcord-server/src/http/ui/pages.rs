@@ -15,15 +15,20 @@ use serde_json::{Value, json};
 use super::view::{self, Live};
 use super::{UiError, Viewer, frame, render, with};
 use crate::error::ApiError;
+use crate::evidence_archive::{Failure, export};
 use crate::http::act::{ActionBody, act, release_in_scope};
 use crate::http::app::Shared;
 use crate::hub::ReleaseView;
 use crate::hub::govern::read_docs;
 use crate::incidents::Ask;
 use crate::ingest::durable;
+use crate::report::{Format, Input, render as render_report, source};
 
 type Page = Result<Html<String>, UiError>;
 
+/// The what-if of a report looks at the releases of this many days before
+/// the incident (`ripcord report`'s default).
+const REPORT_DAYS: u32 = 7;
 /// Audit records shown per page.
 const AUDIT_PAGE: i64 = 100;
 /// The audit log is verified on the page up to this many records; the
@@ -360,31 +365,72 @@ pub async fn step(
 }
 
 /// `GET /ui/incidents/{id}/evidence`: the bundle frozen when the incident
-/// opened, checked against its address before it is handed out.
+/// opened, as the same verified `.tar.gz` `ripcord evidence export` writes.
 pub async fn evidence(
     State(app): State<Shared>,
     Extension(viewer): Extension<Viewer>,
     Path(id): Path<String>,
 ) -> Result<Response, UiError> {
     let inc = incident_in_scope(&app, &viewer, &id).await?;
-    let address = inc
-        .evidence
-        .ok_or_else(|| ApiError::not_found(format!("incident {id} has no evidence bundle")))?;
-    let bytes = app.hub.store.blob(&address).await?.ok_or_else(|| {
-        ApiError::not_found(format!("evidence bundle {address} is not in the store"))
-    })?;
-    ripcord_core::evidence::open(&address, &bytes)
-        .map_err(|e| ApiError::unavailable(format!("evidence bundle {address}: {e}")))?;
+    let (address, archive) =
+        export(app.hub.store.as_ref(), &inc.id)
+            .await
+            .map_err(|e| match e {
+                Failure::Unverified(why) => {
+                    ApiError::conflict(format!("the evidence does not verify: {why}"))
+                }
+                Failure::Other(e) => ApiError::not_found(format!("{e:#}")),
+            })?;
     let name = format!(
-        "attachment; filename=\"evidence-{}.json\"",
+        "attachment; filename=\"evidence-{}.tar.gz\"",
         address.get(..12).unwrap_or(&address)
     );
     Ok((
         [
-            (header::CONTENT_TYPE, "application/json".to_string()),
+            (header::CONTENT_TYPE, "application/gzip".to_string()),
             (header::CONTENT_DISPOSITION, name),
         ],
-        bytes,
+        archive,
+    )
+        .into_response())
+}
+
+/// `GET /ui/incidents/{id}/report`: the post-incident report as
+/// `ripcord report INCIDENT --format html` writes it. Its what-if replays
+/// a week of releases, so one is drawn at a time; others get 429.
+pub async fn report(
+    State(app): State<Shared>,
+    Extension(viewer): Extension<Viewer>,
+    Path(id): Path<String>,
+) -> Result<Response, UiError> {
+    let inc = incident_in_scope(&app, &viewer, &id).await?;
+    let Some(_turn) = app.dashboard.report_turn() else {
+        return Err(UiError(ApiError::overloaded(2)));
+    };
+    let store = app.hub.store.as_ref();
+    let failed = |e: anyhow::Error| UiError(ApiError::unavailable(format!("the report: {e:#}")));
+    let doc = source::load_incident(store, &inc.id)
+        .await
+        .map_err(failed)?;
+    let decisions = source::release_decisions(store, &doc)
+        .await
+        .map_err(failed)?;
+    let whatif = source::load_whatif(store, &doc, REPORT_DAYS)
+        .await
+        .map_err(failed)?;
+    let input = Input {
+        doc: &doc,
+        decisions: &decisions,
+        whatif: whatif.as_ref(),
+    };
+    let rendered = render_report(&input, Format::Html, &inc.id).map_err(failed)?;
+    // The report is one self-contained file: its own inline stylesheet
+    // and SVG, and nothing else.
+    let policy =
+        "default-src 'none'; style-src 'unsafe-inline'; img-src data:; frame-ancestors 'none'";
+    Ok((
+        [(header::CONTENT_SECURITY_POLICY, policy)],
+        Html(rendered.text),
     )
         .into_response())
 }

@@ -5,6 +5,7 @@
 
 use std::collections::BTreeSet;
 
+use crate::journal::{Entry, Start, decode};
 use anyhow::Context;
 use ripcord_core::Time;
 use ripcord_core::engine::EngineOptions;
@@ -16,7 +17,6 @@ use ripcord_core::time::Dur;
 use ripcord_core::whatif::{Item, Question, Stream, Table, what_if};
 use ripcord_govern::IncidentReport;
 use ripcord_govern::record::{EntryKind, INCIDENT, Incident, IncidentKind};
-use ripcord_server::journal::{Entry, Start, decode};
 use ripcord_store::Store;
 
 use crate::report::deciding_signals;

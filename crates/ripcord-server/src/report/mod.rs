@@ -9,6 +9,8 @@
 //! file can be opened on its own.
 
 pub mod chart;
+pub mod replays;
+pub mod source;
 
 use anyhow::Context;
 use serde::Deserialize;
