@@ -123,7 +123,10 @@ async fn each_class_goes_after_its_period_unless_a_hold_keeps_it() -> Result {
         .filter(|e| e.kind != "start" && e.seq <= snap.journal_seq)
         .count() as u64;
     let decisions = store.decisions("gov-svc", 0, 0, 1_000_000).await?.len() as u64;
-    assert!(deletable > 0 && decisions > 0);
+    // Series points go with the decisions they chart.
+    let release = incident["release"].as_str().unwrap_or_default();
+    let points = store.series(release, i64::MIN, 1_000_000).await?.len() as u64;
+    assert!(deletable > 0 && decisions > 0 && points > 0);
 
     // Nothing is old enough yet.
     let nothing = run_retention(&gov).await?;
@@ -135,7 +138,7 @@ async fn each_class_goes_after_its_period_unless_a_hold_keeps_it() -> Result {
     gov.clock.advance(Dur(2200 * DAY));
     let held = run_retention(&gov).await?;
     assert_eq!(held["raw_events"], (0, deletable));
-    assert_eq!(held["decisions"], (0, decisions));
+    assert_eq!(held["decisions"], (0, decisions + points));
     assert_eq!(held["evidence"], (0, 1));
     assert!(store.blob(&address).await?.is_some());
     // The audit log loses only the records before the first about the held
@@ -155,7 +158,8 @@ async fn each_class_goes_after_its_period_unless_a_hold_keeps_it() -> Result {
         .await?;
     let freed = run_retention(&gov).await?;
     assert_eq!(freed["raw_events"], (deletable, 0));
-    assert_eq!(freed["decisions"], (decisions, 0));
+    assert_eq!(freed["decisions"], (decisions + points, 0));
+    assert_eq!(store.series(release, i64::MIN, 10).await?, []);
     assert_eq!(freed["evidence"], (1, 0));
     assert_eq!(store.blob(&address).await?, None);
     // Release starts and the tail a restart replays stay.
@@ -175,7 +179,10 @@ async fn each_class_goes_after_its_period_unless_a_hold_keeps_it() -> Result {
     // The report is kept for GET /v1/retention.
     let status = gov.ok("get", "/v1/retention", None, None).await?;
     assert_eq!(status["keep_ms"]["raw_events"], json!(30 * DAY));
-    assert_eq!(status["deleted_since_start"]["decisions"], json!(decisions));
+    assert_eq!(
+        status["deleted_since_start"]["decisions"],
+        json!(decisions + points)
+    );
     Ok(())
 }
 

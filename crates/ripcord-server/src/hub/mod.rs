@@ -989,7 +989,10 @@ impl Hub {
         if !moves {
             // Events dated ahead of the clock moved the engine on: no tick,
             // but the point is still due (and journals nothing).
-            return (!batch.is_empty()).then_some(self.writer.submit(batch).await);
+            if batch.is_empty() {
+                return None;
+            }
+            return Some(self.writer.submit(batch).await);
         }
         let entry = (Kind::Tick, now.0.to_string());
         let applied = self
@@ -1013,17 +1016,19 @@ impl Hub {
     }
 
     /// When the input settled the release (rolled back or promoted), its
-    /// last point, so that its chart ends at the decision. The tick's own
-    /// point at this instant, if any, read the same engine: it is kept.
-    fn series_point_if_settled(&self, state: &State, was_running: bool, batch: &mut Batch) {
+    /// last point, so that its chart ends at the decision. A point the
+    /// batch already holds (the tick's own) read the engine after the same
+    /// input: it is that last point.
+    fn series_point_if_settled(
+        &self,
+        state: &State,
+        (was_running, now): (bool, Time),
+        batch: &mut Batch,
+    ) {
         let (Some(view), Some(engine)) = (state.current.as_ref(), state.engine.as_ref()) else {
             return;
         };
-        let now = self.now();
-        let recorded = batch
-            .series
-            .iter()
-            .any(|p| p.release == view.id && p.at_ms == now.0);
+        let recorded = batch.series.iter().any(|p| p.release == view.id);
         if was_running && is_settled(view.state) && !recorded {
             batch
                 .series
@@ -1118,7 +1123,7 @@ impl Hub {
         }
         let was_running = state.current.as_ref().is_some_and(|c| !is_settled(c.state));
         self.refresh_release(state, &mut batch, now, (actor, decisions));
-        self.series_point_if_settled(state, was_running, &mut batch);
+        self.series_point_if_settled(state, (was_running, now), &mut batch);
         let ctx = self.ctx(&service.name, now);
         govern::on_decisions(&ctx, state, (decisions, &records), actor, &mut batch);
         service.set_assignment(assignment_of(state));
