@@ -412,3 +412,47 @@ async fn live_updates_announce_commits_and_are_capped_per_session() -> Result {
     assert_eq!(again.status(), StatusCode::OK);
     Ok(())
 }
+
+#[tokio::test]
+async fn an_unacknowledged_incident_past_its_deadline_is_marked_overdue_in_words() -> Result {
+    let at = ripcord_core::Time(ripcord_server::clock::wall_now().0 / 1000 * 1000);
+    let clock = ripcord_server::clock::Clock::manual(at);
+    let h = crate::support::start_with(|c| c.clock = clock.clone()).await?;
+    h.release_at_30().await?;
+    let declare =
+        json!({"service": "support-bot", "kind": "real", "severity": "critical", "title": "loops"});
+    let (status, inc) = h.post("/v1/incidents", &declare).await?;
+    assert_eq!(status, 201, "{inc}");
+    let id = inc["id"].as_str().unwrap_or_default().to_string();
+    let c = browser()?;
+    let otto = log_in(&h, &c, &token(&h, "otto", "operator").await?).await?;
+    let page = |c: reqwest::Client, cookie: String, url: String| async move {
+        c.get(url).header(COOKIE, cookie).send().await?.text().await
+    };
+    let url = h.url(&format!("/ui/incidents/{id}"));
+    let before = page(c.clone(), otto.cookie.clone(), url.clone()).await?;
+    assert!(before.contains("data-ack=\"no\""), "{before}");
+    assert!(
+        before.contains("due by <time>"),
+        "the deadline is shown: {before}"
+    );
+    assert!(!before.contains("overdue"), "{before}");
+    // The example policy gives a critical incident 5 minutes.
+    clock.advance(ripcord_core::Dur(6 * 60 * 1000));
+    let after = page(c.clone(), otto.cookie.clone(), url.clone()).await?;
+    assert!(after.contains("✕ overdue</span>"), "{after}");
+
+    let ack = c
+        .post(h.url(&format!("/ui/incidents/{id}/acknowledge")))
+        .header(COOKIE, &otto.cookie)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(encode(&[("csrf", otto.csrf.as_str()), ("note", "on it")]))
+        .send()
+        .await?;
+    assert_eq!(ack.status(), StatusCode::SEE_OTHER);
+    let acked = page(c, otto.cookie.clone(), url).await?;
+    assert!(acked.contains("data-ack=\"yes\""), "{acked}");
+    assert!(acked.contains("by otto"), "{acked}");
+    assert!(!acked.contains("overdue"), "{acked}");
+    Ok(())
+}
