@@ -231,6 +231,20 @@ def viewer_sees_no_actions(page, releases, tokens):
     log_out(page)
 
 
+def hidden_tab_closes_the_stream(page):
+    """While the tab is hidden the page lets its stream go; it reopens
+    when the tab is shown again."""
+    page.wait_for_selector("#live-status:has-text('on')")
+    flip = """(hidden) => {
+      Object.defineProperty(document, 'hidden', {configurable: true, get: () => hidden});
+      document.dispatchEvent(new Event('visibilitychange'));
+    }"""
+    page.evaluate(flip, True)
+    page.wait_for_selector("#live-status:has-text('paused while the tab is hidden')")
+    page.evaluate(flip, False)
+    page.wait_for_selector("#live-status:has-text('on')")
+
+
 def watch_the_rollback(page, api, traffic, releases):
     page.goto(BASE + f"/ui/releases/{releases['chat']}")
     page.wait_for_selector("#live-status:has-text('on')")
@@ -367,6 +381,7 @@ def main():
             viewer_sees_no_actions(page, releases, tokens)
             log_in(page, tokens["rita"])
             shot(page, "releases")
+            hidden_tab_closes_the_stream(page)
             watch_the_rollback(page, api, traffic, releases)
             pause_and_resume(page, releases)
             acknowledge(page)
