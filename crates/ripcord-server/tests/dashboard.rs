@@ -38,6 +38,16 @@ fn set_cookie(r: &reqwest::Response, name: &str) -> Option<String> {
         .map(str::to_string)
 }
 
+/// `GET path` with a session cookie.
+async fn get(
+    c: &reqwest::Client,
+    h: &Running,
+    path: &str,
+    cookie: &str,
+) -> reqwest::Result<reqwest::Response> {
+    c.get(h.url(path)).header(COOKIE, cookie).send().await
+}
+
 /// A form body, URL-encoded.
 fn encode(pairs: &[(&str, &str)]) -> String {
     form_urlencoded::Serializer::new(String::new())
@@ -84,13 +94,7 @@ async fn log_in(h: &Running, c: &reqwest::Client, token: &str) -> Result<Person>
     assert_eq!(r.status(), StatusCode::SEE_OTHER, "login");
     let session = set_cookie(&r, "ripcord_session").unwrap_or_default();
     let cookie = session.split(';').next().unwrap_or_default().to_string();
-    let page = c
-        .get(h.url("/ui/"))
-        .header(COOKIE, &cookie)
-        .send()
-        .await?
-        .text()
-        .await?;
+    let page = get(&c, &h, "/ui/", &cookie).await?.text().await?;
     Ok(Person {
         cookie,
         csrf: hidden(&page, "csrf"),
@@ -176,7 +180,7 @@ async fn logging_in_sets_a_strict_http_only_cookie_for_the_dashboard_only() -> R
         "{session}"
     );
     let cookie = session.split(';').next().unwrap_or_default();
-    let page = c.get(h.url("/ui/")).header(COOKIE, cookie).send().await?;
+    let page = get(&c, &h, "/ui/", cookie).await?;
     assert_eq!(page.status(), StatusCode::OK);
     let csp = page.headers()["content-security-policy"].to_str()?;
     assert!(csp.starts_with("default-src 'self';"), "{csp}");
@@ -189,11 +193,7 @@ async fn logging_in_sets_a_strict_http_only_cookie_for_the_dashboard_only() -> R
     );
     assert!(page.contains("data-release=\"support-bot-1\""), "{page}");
     // The cookie is no credential for the API.
-    let api = c
-        .get(h.url("/v1/releases"))
-        .header(COOKIE, cookie)
-        .send()
-        .await?;
+    let api = get(&c, &h, "/v1/releases", cookie).await?;
     assert_eq!(api.status(), StatusCode::UNAUTHORIZED);
     Ok(())
 }
@@ -206,10 +206,7 @@ async fn every_form_needs_the_sessions_csrf_value_and_the_role_its_action_needs(
     let vera = log_in(&h, &c, &token(&h, "vera", "viewer").await?).await?;
     let otto = log_in(&h, &c, &token(&h, "otto", "operator").await?).await?;
 
-    let page = c
-        .get(h.url(&format!("/ui/releases/{release}")))
-        .header(COOKIE, &vera.cookie)
-        .send()
+    let page = get(&c, &h, &format!("/ui/releases/{release}"), &vera.cookie)
         .await?
         .text()
         .await?;
@@ -355,20 +352,12 @@ async fn live_updates_announce_commits_and_are_capped_per_session() -> Result {
     let vera = log_in(&h, &c, &token(&h, "vera", "viewer").await?).await?;
     let mut streams = Vec::new();
     for _ in 0..4 {
-        let r = c
-            .get(h.url("/ui/events"))
-            .header(COOKIE, &vera.cookie)
-            .send()
-            .await?;
+        let r = get(&c, &h, "/ui/events", &vera.cookie).await?;
         assert_eq!(r.status(), StatusCode::OK);
         assert_eq!(r.headers()["content-type"], "text/event-stream");
         streams.push(r);
     }
-    let fifth = c
-        .get(h.url("/ui/events"))
-        .header(COOKIE, &vera.cookie)
-        .send()
-        .await?;
+    let fifth = get(&c, &h, "/ui/events", &vera.cookie).await?;
     assert_eq!(fifth.status(), StatusCode::TOO_MANY_REQUESTS);
     assert_eq!(fifth.headers()["retry-after"], "5");
     // Without a session, no stream.
@@ -404,11 +393,7 @@ async fn live_updates_announce_commits_and_are_capped_per_session() -> Result {
     drop(streams);
     drop(first);
     tokio::time::sleep(Duration::from_millis(200)).await;
-    let again = c
-        .get(h.url("/ui/events"))
-        .header(COOKIE, &vera.cookie)
-        .send()
-        .await?;
+    let again = get(&c, &h, "/ui/events", &vera.cookie).await?;
     assert_eq!(again.status(), StatusCode::OK);
     Ok(())
 }

@@ -23,12 +23,7 @@ pub async fn authorize<S: Assigner>(
     request: Request,
     next: Next,
 ) -> Response {
-    let route = request
-        .extensions()
-        .get::<MatchedPath>()
-        .map(|m| m.as_str().to_string())
-        .unwrap_or_default();
-    let what = format!("{} {route}", request.method());
+    let (route, what) = matched(&request);
     let Some(need) = routes::need(request.method(), &route) else {
         return ApiError::forbidden(format!(
             "no permission is defined for this route ({what}); refused until one is"
@@ -79,6 +74,18 @@ async fn in_scope(
         Some((_, service)) => principal.require_service(service),
         None => Ok(()),
     }
+}
+
+/// The request's route as routed (`/v1/releases/{id}`) and how messages
+/// name it (`POST /v1/releases/{id}`).
+pub fn matched(request: &Request) -> (String, String) {
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|m| m.as_str().to_string())
+        .unwrap_or_default();
+    let what = format!("{} {route}", request.method());
+    (route, what)
 }
 
 /// 403 unless the principal's role meets what the route needs.

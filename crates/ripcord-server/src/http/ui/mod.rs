@@ -18,7 +18,7 @@ use std::sync::OnceLock;
 
 use axum::Router;
 use axum::body::{Body, Bytes};
-use axum::extract::{MatchedPath, Request, State};
+use axum::extract::{Request, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{Html, IntoResponse, Redirect, Response};
@@ -27,7 +27,7 @@ use minijinja::Environment;
 use serde_json::{Value, json};
 
 use super::app::Shared;
-use super::authorize::allowed;
+use super::authorize::{allowed, matched};
 use crate::auth::routes::ui_need;
 use crate::auth::{Permission, Principal, digest};
 use crate::dashboard::{Session, same_secret};
@@ -201,12 +201,7 @@ async fn asset(axum::extract::Path(name): axum::extract::Path<String>) -> Respon
 /// value; hands the handler a [`Viewer`] (and the principal, as the API's
 /// handlers take it).
 async fn guard(State(app): State<Shared>, request: Request, next: Next) -> Response {
-    let route = request
-        .extensions()
-        .get::<MatchedPath>()
-        .map(|m| m.as_str().to_string())
-        .unwrap_or_default();
-    let what = format!("{} {route}", request.method());
+    let (route, what) = matched(&request);
     let Some(need) = ui_need(request.method(), &route) else {
         return UiError(ApiError::forbidden(format!(
             "no permission is defined for this page ({what}); refused until one is"
