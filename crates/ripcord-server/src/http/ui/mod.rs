@@ -168,8 +168,8 @@ pub fn render(name: &str, ctx: Value) -> Result<Html<String>, UiError> {
         })
 }
 
-/// The assets: one stylesheet and one script, named by content so that
-/// a browser may keep them for good.
+/// The assets: one stylesheet and one script, which a browser keeps for
+/// five minutes (a new binary's assets reach open pages soon after).
 const ASSETS: &[(&str, &str, &str)] = &[
     (
         "ui.css",
@@ -220,19 +220,21 @@ async fn guard(State(app): State<Shared>, request: Request, next: Next) -> Respo
         .await
     {
         Ok(p) => p,
-        Err(e) => {
+        // The token was revoked or expired: the session ends with it.
+        Err(e) if e.status == StatusCode::UNAUTHORIZED => {
             app.dashboard.sessions.close(&id);
             return to_login(&request, Some(&e.message));
         }
+        // The store did not answer: the session stays.
+        Err(e) => return UiError(e).into_response(),
     };
     if let Err(e) = allowed(&app.tokens, &principal, need, &what) {
         return UiError(e).into_response();
     }
-    let request = match checked_form(request, &session).await {
+    let mut request = match checked_form(request, &session).await {
         Ok(r) => r,
         Err(e) => return e.into_response(),
     };
-    let mut request = request;
     let viewer = Viewer {
         principal: principal.clone(),
         session: id,

@@ -9,6 +9,7 @@ use axum::response::{Html, IntoResponse, Redirect, Response};
 use ripcord_core::engine::Phase;
 use ripcord_govern::IncidentCommand;
 use ripcord_govern::record::{Incident, REQUEST, Request};
+use ripcord_govern::words::{IncidentKind, RequestState, StepKindName, StepStatus};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -154,7 +155,7 @@ async fn pending_requests(app: &Shared, view: &ReleaseView) -> Result<Vec<Value>
                 "id": r.id,
                 "action": r.action.as_str(),
                 "state": r.state.as_str(),
-                "pending": r.state.as_str() == "pending",
+                "pending": r.state == RequestState::Pending,
                 "requested_by": r.requested_by,
                 "requested_at": r.requested_at,
                 "reason": r.reason,
@@ -222,7 +223,7 @@ fn incident_line(i: &Incident) -> Value {
         "opened_at": i.opened_at,
         "ack_by": i.ack_by,
         "acknowledged_at": i.acknowledged_at,
-        "drill": i.kind.as_str() == "drill",
+        "drill": i.kind == IncidentKind::Drill,
     })
 }
 
@@ -261,7 +262,7 @@ pub async fn incident(
         .steps
         .iter()
         .map(|s| {
-            let open = s.done_at.is_none() && s.status.as_str() != "skipped";
+            let open = matches!(s.status, StepStatus::Pending | StepStatus::Overdue);
             json!({
                 "name": s.name,
                 "playbook": s.playbook,
@@ -270,11 +271,11 @@ pub async fn incident(
                 "due_at": s.due_at,
                 "status": s.status.as_str(),
                 "open": open,
-                "overdue": open && overdue(&s.due_at),
+                "overdue": s.status == StepStatus::Overdue || (open && overdue(&s.due_at)),
                 "done_at": s.done_at,
                 "done_by": s.done_by,
                 "note": s.note,
-                "manual": s.kind.as_str() == "manual",
+                "manual": s.kind == StepKindName::Manual,
             })
         })
         .collect();
