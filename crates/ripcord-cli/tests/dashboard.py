@@ -338,12 +338,12 @@ def acknowledge(page):
 
 
 def audit_lists_rita(page):
-    page.goto(BASE + "/ui/audit")
+    page.goto(BASE + "/ui/audit?after=0")
     check(page.locator('[data-verified="yes"]').count() == 1, "the audit page verifies the chain")
     actions = set()
     while True:
         for row in page.locator("tr[data-seq]").all():
-            if row.locator("td.who").text_content().strip() == "rita":
+            if row.locator("td.principal").text_content().strip() == "rita":
                 actions.add(row.locator("td.what").text_content().strip())
         later = page.get_by_role("link", name="Later records")
         if later.count() == 0:

@@ -94,7 +94,7 @@ async fn log_in(h: &Running, c: &reqwest::Client, token: &str) -> Result<Person>
     assert_eq!(r.status(), StatusCode::SEE_OTHER, "login");
     let session = set_cookie(&r, "ripcord_session").unwrap_or_default();
     let cookie = session.split(';').next().unwrap_or_default().to_string();
-    let page = get(&c, &h, "/ui/", &cookie).await?.text().await?;
+    let page = get(c, h, "/ui/", &cookie).await?.text().await?;
     Ok(Person {
         cookie,
         csrf: hidden(&page, "csrf"),

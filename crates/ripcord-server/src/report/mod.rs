@@ -602,12 +602,15 @@ mod tests {
     use ripcord_core::whatif::Row;
 
     fn doc() -> IncidentReport {
-        serde_json::from_str(include_str!("../../tests/fixtures/incident.json")).unwrap()
+        serde_json::from_str(include_str!(
+            "../../../ripcord-cli/tests/fixtures/incident.json"
+        ))
+        .unwrap()
     }
 
     /// The fixture's decisions of the incident's release.
     fn decisions() -> Vec<String> {
-        include_str!("../../tests/fixtures/decisions.ndjson")
+        include_str!("../../../ripcord-cli/tests/fixtures/decisions.ndjson")
             .lines()
             .filter(|l| l.contains("v12->v13"))
             .map(str::to_string)

@@ -15,6 +15,7 @@ use serde_json::{Value, json};
 
 use super::view::{self, Live};
 use super::{UiError, Viewer, frame, render, with};
+use crate::dashboard::AuditCheck;
 use crate::error::ApiError;
 use crate::evidence_archive::{Failure, export};
 use crate::http::act::{ActionBody, act, release_in_scope};
@@ -515,7 +516,10 @@ pub async fn audit(
     Extension(viewer): Extension<Viewer>,
     Query(q): Query<AuditQuery>,
 ) -> Page {
-    let after = q.after.unwrap_or(0).max(0);
+    let check = verification(&app).await?;
+    // Without a cursor, the newest page: what an on-call engineer looks for.
+    let newest = (check.head - AUDIT_PAGE).max(0);
+    let after = q.after.unwrap_or(newest).max(0);
     let lines = app
         .hub
         .store
@@ -536,13 +540,12 @@ pub async fn audit(
         })
         .collect();
     let next = (lines.len() as i64 == AUDIT_PAGE).then(|| lines.last().map(|l| l.seq));
-    let check = verification(&app).await?;
     let page = json!({
         "records": records,
         "after": after,
         "previous": (after > 0).then(|| (after - AUDIT_PAGE).max(0)),
         "next": next.flatten(),
-        "check": check,
+        "check": check_json(&check),
     });
     render("audit.html", with(frame(&app, &viewer, "audit"), page))
 }
@@ -565,7 +568,7 @@ fn compact(detail: &Value) -> String {
 /// The chain verified from its first record to the head (at most
 /// [`AUDIT_VERIFY_MAX`] records), remembered until the head moves: the
 /// records are read each time, the hashing is done once per head.
-async fn verification(app: &Shared) -> Result<Value, UiError> {
+async fn verification(app: &Shared) -> Result<AuditCheck, UiError> {
     const CHUNK: i64 = 10_000;
     let mut text = String::new();
     let (mut from, mut read, mut head) = (1i64, 0i64, 0i64);
@@ -584,9 +587,9 @@ async fn verification(app: &Shared) -> Result<Value, UiError> {
     }
     let cached = app.dashboard.audit.lock().ok().and_then(|c| c.clone());
     if let Some(c) = cached.filter(|c| c.head == head) {
-        return Ok(check_json(&c));
+        return Ok(c);
     }
-    let check = crate::dashboard::AuditCheck {
+    let check = AuditCheck {
         head,
         outcome: ripcord_core::audit::verify(&text),
         partial: read >= AUDIT_VERIFY_MAX,
@@ -594,10 +597,10 @@ async fn verification(app: &Shared) -> Result<Value, UiError> {
     if let Ok(mut slot) = app.dashboard.audit.lock() {
         *slot = Some(check.clone());
     }
-    Ok(check_json(&check))
+    Ok(check)
 }
 
-fn check_json(c: &crate::dashboard::AuditCheck) -> Value {
+fn check_json(c: &AuditCheck) -> Value {
     match &c.outcome {
         Ok(v) => json!({
             "ok": true,
