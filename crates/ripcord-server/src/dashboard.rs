@@ -221,9 +221,11 @@ mod tests {
         let t0 = Time(1_000);
         let first = sessions.open([1; 32], t0).unwrap();
         assert!(first.first);
-        assert!(!sessions.open([1; 32], t0).unwrap().first);
+        // A second login of the same token while the first session lives.
+        assert!(!sessions.open([1; 32], t0 + Dur(1)).unwrap().first);
         assert!(sessions.get(&first.id, t0 + Dur(1)).is_some());
         assert!(sessions.get(&first.id, t0 + LIFETIME).is_none());
+        // Logins 3 to 9, a millisecond apart: the ninth replaces the oldest.
         for i in 2..=PER_TOKEN as i64 {
             sessions.open([1; 32], t0 + Dur(i)).unwrap();
         }
