@@ -26,6 +26,7 @@ pub mod names;
 pub mod notify;
 pub mod notify_bridge;
 pub mod openapi;
+pub mod otlp;
 pub mod purge;
 pub mod report;
 pub mod retention;
@@ -395,6 +396,7 @@ impl Starting {
             retention: retention::Status::new(config.retention.clone()),
             membership: membership.clone(),
             dashboard: dashboard::Dashboard::default(),
+            otlp_responses: otlp::Responses::default(),
         });
         let router = guarded(http::router(app.clone()), &config);
         let base = match &membership {

@@ -12,6 +12,7 @@ mod layering;
 mod notify;
 mod ofrep;
 mod openapi;
+mod otlp;
 mod retention;
 mod rights;
 mod roles;

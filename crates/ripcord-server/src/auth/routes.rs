@@ -26,6 +26,8 @@ pub const ROUTES: &[(&str, &str, Need)] = &[
     ("GET", "/metrics", Need::Open),
     ("GET", "/openapi.json", Need::Open),
     ("POST", "/v1/events", Need::Permission(Ingest)),
+    ("POST", "/otlp/v1/traces", Need::Permission(Ingest)),
+    ("POST", "/otlp/v1/logs", Need::Permission(Ingest)),
     (
         "PUT",
         "/v1/policies/{service}",

@@ -34,6 +34,8 @@ pub struct App {
     pub membership: Option<Arc<crate::cluster::Membership>>,
     /// The dashboard's sessions and live streams.
     pub dashboard: crate::dashboard::Dashboard,
+    /// GenAI responses seen over OTLP, for their late evaluations.
+    pub otlp_responses: crate::otlp::Responses,
 }
 
 pub type Shared = Arc<App>;

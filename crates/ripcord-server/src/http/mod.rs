@@ -22,6 +22,7 @@ mod events;
 mod incidents;
 mod ofrep;
 mod ops;
+mod otlp;
 mod policies;
 mod releases;
 mod requests;
@@ -62,6 +63,7 @@ fn routes() -> Router<Shared> {
         .merge(tokens::routes())
         .merge(audit::routes())
         .merge(retention::routes())
+        .merge(otlp::routes())
 }
 
 pub fn router(app: Shared) -> Router {

@@ -1,0 +1,466 @@
+//! OpenTelemetry (OTLP) spans and log records as ripcord events, by the
+//! GenAI semantic conventions, with no configuration:
+//!
+//! - the service is the resource's `service.name`, the version its
+//!   `service.version`;
+//! - the unit is the first of `user.id`, `session.id`,
+//!   `gen_ai.conversation.id` on the item (or its resource), else the trace
+//!   id;
+//! - a span with `gen_ai.*` attributes is one output: `outputs: 1`, its
+//!   duration in every latency signal's field, and `error: 1` when it
+//!   failed (`error.type`, or status ERROR); other spans are not ours and
+//!   are skipped, not refused;
+//! - a `gen_ai.evaluation.result` log record is a judge's result for the
+//!   signal named by `gen_ai.evaluation.name`: a score signal takes
+//!   `gen_ai.evaluation.score.value`, a rate signal a flag
+//!   (`gen_ai.evaluation.score.label` in [`FLAGGED`]) with one of its
+//!   denominator. It keeps the generation time, version and unit of the
+//!   response it judges (`gen_ai.response.id`, seen in a span within the
+//!   engine's lateness), so late judges land in the right bucket.
+//!
+//! The events then take `/v1/events`' path (`ingest`): the same checks,
+//! the same durability, per-item refusals.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Mutex;
+
+use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value};
+use opentelemetry_proto::tonic::logs::v1::LogRecord;
+use opentelemetry_proto::tonic::trace::v1::Span;
+use ripcord_core::policy::{Signal, SignalKind};
+use ripcord_core::{Dur, Time};
+use serde_json::{Map, Value, json};
+
+/// Labels that flag an evaluation for a rate signal.
+pub const FLAGGED: &[&str] = &["fail", "failed", "true", "yes", "flagged", "unsafe", "bad"];
+/// The attributes that name a unit, in order of preference.
+const UNIT_KEYS: &[&str] = &["user.id", "session.id", "gen_ai.conversation.id"];
+/// Responses remembered for late evaluations to attach to.
+const RESPONSES_KEPT: usize = 200_000;
+const EVALUATION: &str = "gen_ai.evaluation.result";
+
+/// What a GenAI response was, for evaluations that come later.
+#[derive(Clone, Debug, PartialEq)]
+struct Response {
+    service: String,
+    version: String,
+    unit: String,
+    at: Time,
+}
+
+/// Responses seen in spans, by `gen_ai.response.id`: bounded in count and
+/// kept only for the engine's lateness (an older event would be refused).
+#[derive(Default)]
+pub struct Responses {
+    inner: Mutex<Remembered>,
+}
+
+/// The responses by id, and their ids oldest first (for expiry).
+#[derive(Default)]
+struct Remembered {
+    by_id: HashMap<String, Response>,
+    order: VecDeque<(Time, String)>,
+}
+
+impl Responses {
+    fn remember(&self, id: String, r: Response) {
+        let Ok(mut guard) = self.inner.lock() else {
+            return;
+        };
+        let Remembered { by_id: map, order } = &mut *guard;
+        if map.len() >= RESPONSES_KEPT
+            && let Some((_, oldest)) = order.pop_front()
+        {
+            map.remove(&oldest);
+        }
+        order.push_back((r.at, id.clone()));
+        map.insert(id, r);
+    }
+
+    fn find(&self, id: &str, now: Time, lateness: Dur) -> Option<Response> {
+        let mut guard = self.inner.lock().ok()?;
+        let Remembered { by_id: map, order } = &mut *guard;
+        while let Some((at, old)) = order.front()
+            && *at + lateness < now
+        {
+            map.remove(old);
+            order.pop_front();
+        }
+        map.get(id).cloned()
+    }
+}
+
+/// The events of one export and the items that could not be events.
+#[derive(Debug, Default, PartialEq)]
+pub struct Mapped {
+    /// NDJSON event lines, each with what it came from.
+    pub events: Vec<(String, String)>,
+    /// (what, why) of each item refused before ingest.
+    pub refused: Vec<(String, String)>,
+}
+
+/// The signals each service's policy declares, by service.
+pub type Signals = HashMap<String, Vec<Signal>>;
+
+/// The service names an export's resources give.
+pub fn trace_services(req: &ExportTraceServiceRequest) -> Vec<String> {
+    req.resource_spans
+        .iter()
+        .filter_map(|r| text(r.resource.as_ref().map(|r| &r.attributes)?, "service.name"))
+        .collect()
+}
+
+pub fn log_services(req: &ExportLogsServiceRequest) -> Vec<String> {
+    req.resource_logs
+        .iter()
+        .filter_map(|r| text(r.resource.as_ref().map(|r| &r.attributes)?, "service.name"))
+        .collect()
+}
+
+/// Spans as events; GenAI responses are remembered for their judges.
+pub fn spans(req: &ExportTraceServiceRequest, signals: &Signals, responses: &Responses) -> Mapped {
+    let mut out = Mapped::default();
+    for (r, rs) in req.resource_spans.iter().enumerate() {
+        let resource = rs.resource.as_ref().map_or(&[][..], |r| &r.attributes[..]);
+        for (s, span) in rs.scope_spans.iter().flat_map(|ss| &ss.spans).enumerate() {
+            let what = format!("resource_spans[{r}] span {s} ({})", span.name);
+            if !is_gen_ai(&span.attributes) {
+                continue;
+            }
+            match span_event(resource, span, signals) {
+                Ok((line, response)) => {
+                    if let Some((id, resp)) = response {
+                        responses.remember(id, resp);
+                    }
+                    out.events.push((what, line));
+                }
+                Err(why) => out.refused.push((what, why)),
+            }
+        }
+    }
+    out
+}
+
+/// Evaluation log records as events; other records are skipped.
+pub fn logs(
+    req: &ExportLogsServiceRequest,
+    signals: &Signals,
+    responses: &Responses,
+    now: Time,
+    lateness: Dur,
+) -> Mapped {
+    let mut out = Mapped::default();
+    for (r, rl) in req.resource_logs.iter().enumerate() {
+        let resource = rl.resource.as_ref().map_or(&[][..], |r| &r.attributes[..]);
+        for (l, log) in rl
+            .scope_logs
+            .iter()
+            .flat_map(|sl| &sl.log_records)
+            .enumerate()
+        {
+            if event_name(log) != EVALUATION {
+                continue;
+            }
+            let what = format!("resource_logs[{r}] log record {l} ({EVALUATION})");
+            let joined = text(&log.attributes, "gen_ai.response.id")
+                .and_then(|id| responses.find(&id, now, lateness));
+            match evaluation_event(resource, log, signals, joined) {
+                Ok(line) => out.events.push((what, line)),
+                Err(why) => out.refused.push((what, why)),
+            }
+        }
+    }
+    out
+}
+
+fn event_name(log: &LogRecord) -> String {
+    if !log.event_name.is_empty() {
+        return log.event_name.clone();
+    }
+    text(&log.attributes, "event.name").unwrap_or_default()
+}
+
+fn is_gen_ai(attributes: &[KeyValue]) -> bool {
+    attributes.iter().any(|kv| kv.key.starts_with("gen_ai."))
+}
+
+type SpanEvent = (String, Option<(String, Response)>);
+
+fn span_event(resource: &[KeyValue], span: &Span, signals: &Signals) -> Result<SpanEvent, String> {
+    let (service, version) = identity(resource, &span.attributes)?;
+    let policy = signals
+        .get(&service)
+        .ok_or_else(|| format!("service: no policy for \"{service}\""))?;
+    let unit = unit(resource, &span.attributes).unwrap_or_else(|| hex(&span.trace_id));
+    let at = time(span.end_time_unix_nano)?;
+    let mut values = Map::new();
+    values.insert("outputs".into(), json!(1));
+    let ms = span
+        .end_time_unix_nano
+        .saturating_sub(span.start_time_unix_nano) as f64
+        / 1e6;
+    let failed = text(&span.attributes, "error.type").is_some()
+        || span.status.as_ref().is_some_and(|s| s.code == 2);
+    for signal in policy {
+        match &signal.kind {
+            SignalKind::Latency { field } => {
+                values.insert(field.clone(), json!(ms));
+            }
+            SignalKind::Rate { numerator, .. } if numerator == "error" => {
+                values.insert("error".into(), json!(u8::from(failed)));
+            }
+            _ => {}
+        }
+    }
+    let line = line(&service, &version, &unit, at, values);
+    let response = text(&span.attributes, "gen_ai.response.id").map(|id| {
+        let r = Response {
+            service,
+            version,
+            unit,
+            at,
+        };
+        (id, r)
+    });
+    Ok((line, response))
+}
+
+fn evaluation_event(
+    resource: &[KeyValue],
+    log: &LogRecord,
+    signals: &Signals,
+    joined: Option<Response>,
+) -> Result<String, String> {
+    let name =
+        text(&log.attributes, "gen_ai.evaluation.name").ok_or("gen_ai.evaluation.name: missing")?;
+    let r = match joined {
+        Some(r) => r,
+        None => {
+            let (service, version) = identity(resource, &log.attributes)?;
+            let unit = unit(resource, &log.attributes).unwrap_or_else(|| hex(&log.trace_id));
+            let nanos = if log.time_unix_nano > 0 {
+                log.time_unix_nano
+            } else {
+                log.observed_time_unix_nano
+            };
+            Response {
+                service,
+                version,
+                unit,
+                at: time(nanos)?,
+            }
+        }
+    };
+    let policy = signals
+        .get(&r.service)
+        .ok_or_else(|| format!("service: no policy for \"{}\"", r.service))?;
+    let signal = policy.iter().find(|s| s.name == name).ok_or_else(|| {
+        format!(
+            "gen_ai.evaluation.name: \"{name}\" is not a signal of {}'s policy",
+            r.service
+        )
+    })?;
+    let mut values = Map::new();
+    match &signal.kind {
+        SignalKind::Score { field, .. } => {
+            let score = number(&log.attributes, "gen_ai.evaluation.score.value")
+                .ok_or("gen_ai.evaluation.score.value: missing or not a number")?;
+            if !score.is_finite() {
+                return Err(format!(
+                    "gen_ai.evaluation.score.value: {score} is not a finite number"
+                ));
+            }
+            values.insert(field.clone(), json!(score));
+        }
+        SignalKind::Rate {
+            numerator,
+            denominator,
+        } => {
+            let label = text(&log.attributes, "gen_ai.evaluation.score.label")
+                .ok_or("gen_ai.evaluation.score.label: missing")?;
+            let flagged = FLAGGED.contains(&label.to_ascii_lowercase().as_str());
+            values.insert(denominator.clone(), json!(1));
+            values.insert(numerator.clone(), json!(u8::from(flagged)));
+        }
+        _ => {
+            return Err(format!(
+                "gen_ai.evaluation.name: \"{name}\" is neither a score nor a rate signal"
+            ));
+        }
+    }
+    Ok(line(&r.service, &r.version, &r.unit, r.at, values))
+}
+
+fn identity(resource: &[KeyValue], item: &[KeyValue]) -> Result<(String, String), String> {
+    let service = text(resource, "service.name")
+        .ok_or("resource attribute service.name: missing (it names the ripcord service)")?;
+    let version = text(resource, "service.version")
+        .or_else(|| text(item, "service.version"))
+        .ok_or("resource attribute service.version: missing (it names the version)")?;
+    Ok((service, version))
+}
+
+fn unit(resource: &[KeyValue], item: &[KeyValue]) -> Option<String> {
+    UNIT_KEYS
+        .iter()
+        .find_map(|k| text(item, k).or_else(|| text(resource, k)))
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn time(nanos: u64) -> Result<Time, String> {
+    if nanos == 0 {
+        return Err("time: missing (0)".into());
+    }
+    Ok(Time((nanos / 1_000_000) as i64))
+}
+
+fn line(service: &str, version: &str, unit: &str, at: Time, values: Map<String, Value>) -> String {
+    json!({
+        "ts": at.to_rfc3339(), "service": service, "version": version,
+        "unit": unit, "values": values,
+    })
+    .to_string()
+}
+
+fn value<'a>(attributes: &'a [KeyValue], key: &str) -> Option<&'a any_value::Value> {
+    attributes
+        .iter()
+        .find(|kv| kv.key == key)
+        .and_then(|kv| kv.value.as_ref())
+        .and_then(|v: &AnyValue| v.value.as_ref())
+}
+
+/// A string attribute (numbers and booleans in their usual text).
+fn text(attributes: &[KeyValue], key: &str) -> Option<String> {
+    match value(attributes, key)? {
+        any_value::Value::StringValue(s) if !s.is_empty() => Some(s.clone()),
+        any_value::Value::IntValue(i) => Some(i.to_string()),
+        any_value::Value::BoolValue(b) => Some(b.to_string()),
+        _ => None,
+    }
+}
+
+fn number(attributes: &[KeyValue], key: &str) -> Option<f64> {
+    match value(attributes, key)? {
+        any_value::Value::DoubleValue(d) => Some(*d),
+        any_value::Value::IntValue(i) => Some(*i as f64),
+        any_value::Value::StringValue(s) => s.parse().ok(),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use opentelemetry_proto::tonic::trace::v1::Status;
+    use ripcord_core::policy::{Category, Direction};
+
+    fn attr(key: &str, v: &str) -> KeyValue {
+        KeyValue {
+            key: key.into(),
+            value: Some(AnyValue {
+                value: Some(any_value::Value::StringValue(v.into())),
+            }),
+            ..Default::default()
+        }
+    }
+
+    fn signals() -> Signals {
+        let signal = |name: &str, kind: SignalKind| Signal {
+            name: name.into(),
+            category: Category::Operational,
+            kind,
+            direction: Direction::HigherIsWorse,
+            unit: None,
+        };
+        let rate = |n: &str, d: &str| SignalKind::Rate {
+            numerator: n.into(),
+            denominator: d.into(),
+        };
+        let list = vec![
+            signal(
+                "gen_latency",
+                SignalKind::Latency {
+                    field: "gen_latency".into(),
+                },
+            ),
+            signal("error", rate("error", "outputs")),
+            signal("hallucination", rate("hallucination", "judged")),
+        ];
+        Signals::from([("svc".to_string(), list)])
+    }
+
+    #[test]
+    fn a_failed_genai_span_is_one_output_with_its_latency_and_error_and_is_remembered() {
+        let resource = [attr("service.name", "svc"), attr("service.version", "v2")];
+        let span = Span {
+            trace_id: vec![0xab, 0x01],
+            start_time_unix_nano: 1_796_000_000_000_000_000,
+            end_time_unix_nano: 1_796_000_000_250_000_000,
+            attributes: vec![attr("gen_ai.response.id", "r1")],
+            status: Some(Status {
+                code: 2,
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let (line, response) = span_event(&resource, &span, &signals()).unwrap();
+        let event: Value = serde_json::from_str(&line).unwrap();
+        assert_eq!(event["unit"], "ab01", "no unit attribute: the trace id");
+        assert_eq!(
+            event["values"],
+            json!({"outputs": 1, "gen_latency": 250.0, "error": 1})
+        );
+        let (id, r) = response.unwrap();
+        assert_eq!((id.as_str(), r.version.as_str()), ("r1", "v2"));
+        let responses = Responses::default();
+        responses.remember(id, r.clone());
+        let lateness = Dur(30_000);
+        assert_eq!(
+            responses.find("r1", r.at + lateness, lateness),
+            Some(r.clone())
+        );
+        assert_eq!(
+            responses.find("r1", r.at + lateness + Dur(1), lateness),
+            None
+        );
+    }
+
+    #[test]
+    fn a_judges_label_flags_a_rate_with_one_of_its_denominator() {
+        let joined = Response {
+            service: "svc".into(),
+            version: "v1".into(),
+            unit: "u1".into(),
+            at: Time(1_796_000_000_000),
+        };
+        let log = |label: &str| LogRecord {
+            attributes: vec![
+                attr("gen_ai.evaluation.name", "hallucination"),
+                attr("gen_ai.evaluation.score.label", label),
+            ],
+            ..Default::default()
+        };
+        for (label, flag) in [("FAIL", 1), ("pass", 0), ("Yes", 1)] {
+            let line =
+                evaluation_event(&[], &log(label), &signals(), Some(joined.clone())).unwrap();
+            let event: Value = serde_json::from_str(&line).unwrap();
+            assert_eq!(
+                event["values"],
+                json!({"judged": 1, "hallucination": flag}),
+                "{label}"
+            );
+            assert_eq!(event["version"], "v1");
+        }
+        let orphan = evaluation_event(&[], &log("fail"), &signals(), None).unwrap_err();
+        assert!(
+            orphan.starts_with("resource attribute service.name: missing"),
+            "{orphan}"
+        );
+    }
+}
