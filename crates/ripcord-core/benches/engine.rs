@@ -103,6 +103,7 @@ fn policy() -> Policy {
         },
         srm: SrmCheck::default(),
         governance: Governance::default(),
+        sources: Default::default(),
     }
 }
 

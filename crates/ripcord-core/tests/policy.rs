@@ -576,3 +576,39 @@ fn a_holdback_is_a_small_share_of_units_named_with_its_place_when_wrong() {
         )]
     );
 }
+
+#[test]
+fn otlp_sources_load_and_their_mistakes_are_placed() {
+    let base = "service: s\nsignals:\n  hallucination: {category: safety, kind: rate, denominator: judged}\n  utility: {category: quality, kind: score, range: [0, 1]}\n  latency_ms: {category: operational, kind: latency}\ncriteria:\n  h: {signal: hallucination, max_ratio: 1.2}\ntriggers:\n  t: {when: h, severity: critical, action: pause}\n";
+    let good = format!(
+        "{base}sources:\n  otlp:\n    version: [gen_ai.request.model, service.version]\n    unit: user.id\n    segment: {{locale: user.locale}}\n    evaluations:\n      groundedness: {{signal: hallucination, flag: [ungrounded]}}\n      relevance: {{signal: utility}}\n"
+    );
+    let p = load_policy(&good, "p.yaml").unwrap_or_else(|d| panic!("{d}"));
+    let o = &p.sources.otlp;
+    assert_eq!(o.version, ["gen_ai.request.model", "service.version"]);
+    assert_eq!(o.unit, ["user.id"]);
+    assert_eq!(
+        o.segment,
+        [("locale".to_string(), "user.locale".to_string())]
+    );
+    assert_eq!(o.evaluations.len(), 2);
+    assert_eq!(o.evaluations[0].flag, ["ungrounded"]);
+    // Without `sources`, the conventional defaults.
+    let plain = load_policy(base, "p.yaml").unwrap_or_else(|d| panic!("{d}"));
+    assert_eq!(plain.sources.otlp.version, ["service.version"]);
+    let bad = format!(
+        "{base}sources:\n  otlp:\n    versoin: x\n    evaluations:\n      g: {{signal: halucination}}\n      l: {{signal: latency_ms}}\n"
+    );
+    assert_eq!(
+        problems(&bad),
+        [
+            (12, 5, "unknown field `versoin`".to_string()),
+            (14, 19, "unknown signal `halucination`".to_string()),
+            (
+                15,
+                19,
+                "signal `latency_ms` is neither a rate nor a score".to_string()
+            ),
+        ]
+    );
+}

@@ -87,6 +87,7 @@ pub fn relative_policy(max_ratio: f64) -> Policy {
             ..SrmCheck::default()
         },
         governance: Governance::default(),
+        sources: Default::default(),
     }
 }
 

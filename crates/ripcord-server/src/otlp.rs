@@ -29,14 +29,12 @@ use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value};
 use opentelemetry_proto::tonic::logs::v1::LogRecord;
 use opentelemetry_proto::tonic::trace::v1::Span;
-use ripcord_core::policy::{Signal, SignalKind};
+use ripcord_core::policy::{OtlpSources, Signal, SignalKind};
 use ripcord_core::{Dur, Time};
 use serde_json::{Map, Value, json};
 
 /// Labels that flag an evaluation for a rate signal.
 pub const FLAGGED: &[&str] = &["fail", "failed", "true", "yes", "flagged", "unsafe", "bad"];
-/// The attributes that name a unit, in order of preference.
-const UNIT_KEYS: &[&str] = &["user.id", "session.id", "gen_ai.conversation.id"];
 /// Responses remembered for late evaluations to attach to.
 const RESPONSES_KEPT: usize = 200_000;
 const EVALUATION: &str = "gen_ai.evaluation.result";
@@ -47,6 +45,7 @@ struct Response {
     service: String,
     version: String,
     unit: String,
+    segment: Map<String, Value>,
     at: Time,
 }
 
@@ -101,8 +100,16 @@ pub struct Mapped {
     pub refused: Vec<(String, String)>,
 }
 
-/// The signals each service's policy declares, by service.
-pub type Signals = HashMap<String, Vec<Signal>>;
+/// What one service's policy says about OTLP: its signals and its
+/// `sources.otlp` mapping.
+#[derive(Clone, Debug, Default)]
+pub struct Target {
+    pub signals: Vec<Signal>,
+    pub map: OtlpSources,
+}
+
+/// Each service's [`Target`], by service.
+pub type Signals = HashMap<String, Target>;
 
 /// The service names an export's resources give.
 pub fn trace_services(req: &ExportTraceServiceRequest) -> Vec<String> {
@@ -189,11 +196,10 @@ fn is_gen_ai(attributes: &[KeyValue]) -> bool {
 type SpanEvent = (String, Option<(String, Response)>);
 
 fn span_event(resource: &[KeyValue], span: &Span, signals: &Signals) -> Result<SpanEvent, String> {
-    let (service, version) = identity(resource, &span.attributes)?;
-    let policy = signals
-        .get(&service)
-        .ok_or_else(|| format!("service: no policy for \"{service}\""))?;
-    let unit = unit(resource, &span.attributes).unwrap_or_else(|| hex(&span.trace_id));
+    let (service, target) = target(resource, signals)?;
+    let version = version(resource, &span.attributes, target)?;
+    let unit = unit(resource, &span.attributes, target).unwrap_or_else(|| hex(&span.trace_id));
+    let segment = segment(resource, &span.attributes, target);
     let at = time(span.end_time_unix_nano)?;
     let mut values = Map::new();
     values.insert("outputs".into(), json!(1));
@@ -203,7 +209,7 @@ fn span_event(resource: &[KeyValue], span: &Span, signals: &Signals) -> Result<S
         / 1e6;
     let failed = text(&span.attributes, "error.type").is_some()
         || span.status.as_ref().is_some_and(|s| s.code == 2);
-    for signal in policy {
+    for signal in &target.signals {
         match &signal.kind {
             SignalKind::Latency { field } => {
                 values.insert(field.clone(), json!(ms));
@@ -214,17 +220,39 @@ fn span_event(resource: &[KeyValue], span: &Span, signals: &Signals) -> Result<S
             _ => {}
         }
     }
-    let line = line(&service, &version, &unit, at, values);
+    let line = line(&service, &version, &unit, at, &segment, values);
     let response = text(&span.attributes, "gen_ai.response.id").map(|id| {
         let r = Response {
             service,
             version,
             unit,
+            segment,
             at,
         };
         (id, r)
     });
     Ok((line, response))
+}
+
+/// Who and when an evaluation is about: the response it names, else its
+/// own attributes and time.
+fn judged(resource: &[KeyValue], log: &LogRecord, signals: &Signals) -> Result<Response, String> {
+    let (service, target) = target(resource, signals)?;
+    let version = version(resource, &log.attributes, target)?;
+    let unit = unit(resource, &log.attributes, target).unwrap_or_else(|| hex(&log.trace_id));
+    let segment = segment(resource, &log.attributes, target);
+    let nanos = if log.time_unix_nano > 0 {
+        log.time_unix_nano
+    } else {
+        log.observed_time_unix_nano
+    };
+    Ok(Response {
+        service,
+        version,
+        unit,
+        segment,
+        at: time(nanos)?,
+    })
 }
 
 fn evaluation_event(
@@ -237,31 +265,12 @@ fn evaluation_event(
         text(&log.attributes, "gen_ai.evaluation.name").ok_or("gen_ai.evaluation.name: missing")?;
     let r = match joined {
         Some(r) => r,
-        None => {
-            let (service, version) = identity(resource, &log.attributes)?;
-            let unit = unit(resource, &log.attributes).unwrap_or_else(|| hex(&log.trace_id));
-            let nanos = if log.time_unix_nano > 0 {
-                log.time_unix_nano
-            } else {
-                log.observed_time_unix_nano
-            };
-            Response {
-                service,
-                version,
-                unit,
-                at: time(nanos)?,
-            }
-        }
+        None => judged(resource, log, signals)?,
     };
-    let policy = signals
+    let target = signals
         .get(&r.service)
         .ok_or_else(|| format!("service: no policy for \"{}\"", r.service))?;
-    let signal = policy.iter().find(|s| s.name == name).ok_or_else(|| {
-        format!(
-            "gen_ai.evaluation.name: \"{name}\" is not a signal of {}'s policy",
-            r.service
-        )
-    })?;
+    let (signal, flags) = evaluated(target, &name, &r.service)?;
     let mut values = Map::new();
     match &signal.kind {
         SignalKind::Score { field, .. } => {
@@ -280,7 +289,7 @@ fn evaluation_event(
         } => {
             let label = text(&log.attributes, "gen_ai.evaluation.score.label")
                 .ok_or("gen_ai.evaluation.score.label: missing")?;
-            let flagged = FLAGGED.contains(&label.to_ascii_lowercase().as_str());
+            let flagged = flags.contains(&label.to_ascii_lowercase());
             values.insert(denominator.clone(), json!(1));
             values.insert(numerator.clone(), json!(u8::from(flagged)));
         }
@@ -290,22 +299,77 @@ fn evaluation_event(
             ));
         }
     }
-    Ok(line(&r.service, &r.version, &r.unit, r.at, values))
+    Ok(line(
+        &r.service, &r.version, &r.unit, r.at, &r.segment, values,
+    ))
 }
 
-fn identity(resource: &[KeyValue], item: &[KeyValue]) -> Result<(String, String), String> {
+/// The signal an evaluation feeds and the labels that flag it: the
+/// policy's `sources.otlp.evaluations` entry, else the signal of the
+/// evaluation's own name with [`FLAGGED`].
+fn evaluated<'a>(
+    target: &'a Target,
+    name: &str,
+    service: &str,
+) -> Result<(&'a Signal, Vec<String>), String> {
+    let mapped = target.map.evaluations.iter().find(|e| e.name == name);
+    let signal_name = mapped.map_or(name, |e| e.signal.as_str());
+    let flags = match mapped {
+        Some(e) if !e.flag.is_empty() => e.flag.iter().map(|f| f.to_ascii_lowercase()).collect(),
+        _ => FLAGGED.iter().map(|f| f.to_string()).collect(),
+    };
+    let signal = target
+        .signals
+        .iter()
+        .find(|s| s.name == signal_name)
+        .ok_or_else(|| {
+            format!(
+                "gen_ai.evaluation.name: \"{name}\" is not a signal of {service}'s policy (nor mapped in sources.otlp.evaluations)"
+            )
+        })?;
+    Ok((signal, flags))
+}
+
+/// The service (the resource's `service.name`) and what its policy says.
+fn target<'a>(resource: &[KeyValue], signals: &'a Signals) -> Result<(String, &'a Target), String> {
     let service = text(resource, "service.name")
         .ok_or("resource attribute service.name: missing (it names the ripcord service)")?;
-    let version = text(resource, "service.version")
-        .or_else(|| text(item, "service.version"))
-        .ok_or("resource attribute service.version: missing (it names the version)")?;
-    Ok((service, version))
+    let target = signals
+        .get(&service)
+        .ok_or_else(|| format!("service: no policy for \"{service}\""))?;
+    Ok((service, target))
 }
 
-fn unit(resource: &[KeyValue], item: &[KeyValue]) -> Option<String> {
-    UNIT_KEYS
-        .iter()
+/// The first of the mapping's attributes found on the item, then on its
+/// resource.
+fn first(resource: &[KeyValue], item: &[KeyValue], keys: &[String]) -> Option<String> {
+    keys.iter()
         .find_map(|k| text(item, k).or_else(|| text(resource, k)))
+}
+
+fn version(resource: &[KeyValue], item: &[KeyValue], target: &Target) -> Result<String, String> {
+    first(resource, item, &target.map.version).ok_or_else(|| {
+        format!(
+            "attribute {}: missing (it names the version)",
+            target.map.version.join(" or ")
+        )
+    })
+}
+
+fn unit(resource: &[KeyValue], item: &[KeyValue], target: &Target) -> Option<String> {
+    first(resource, item, &target.map.unit)
+}
+
+fn segment(resource: &[KeyValue], item: &[KeyValue], target: &Target) -> Map<String, Value> {
+    target
+        .map
+        .segment
+        .iter()
+        .filter_map(|(key, attr)| {
+            let v = text(item, attr).or_else(|| text(resource, attr))?;
+            Some((key.clone(), Value::String(v)))
+        })
+        .collect()
 }
 
 fn hex(bytes: &[u8]) -> String {
@@ -319,12 +383,22 @@ fn time(nanos: u64) -> Result<Time, String> {
     Ok(Time((nanos / 1_000_000) as i64))
 }
 
-fn line(service: &str, version: &str, unit: &str, at: Time, values: Map<String, Value>) -> String {
-    json!({
+fn line(
+    service: &str,
+    version: &str,
+    unit: &str,
+    at: Time,
+    segment: &Map<String, Value>,
+    values: Map<String, Value>,
+) -> String {
+    let mut event = json!({
         "ts": at.to_rfc3339(), "service": service, "version": version,
         "unit": unit, "values": values,
-    })
-    .to_string()
+    });
+    if !segment.is_empty() {
+        event["segment"] = Value::Object(segment.clone());
+    }
+    event.to_string()
 }
 
 fn value<'a>(attributes: &'a [KeyValue], key: &str) -> Option<&'a any_value::Value> {
@@ -392,7 +466,11 @@ mod tests {
             signal("error", rate("error", "outputs")),
             signal("hallucination", rate("hallucination", "judged")),
         ];
-        Signals::from([("svc".to_string(), list)])
+        let target = Target {
+            signals: list,
+            map: OtlpSources::default(),
+        };
+        Signals::from([("svc".to_string(), target)])
     }
 
     #[test]
@@ -437,6 +515,7 @@ mod tests {
             service: "svc".into(),
             version: "v1".into(),
             unit: "u1".into(),
+            segment: Map::new(),
             at: Time(1_796_000_000_000),
         };
         let log = |label: &str| LogRecord {
@@ -462,5 +541,46 @@ mod tests {
             orphan.starts_with("resource attribute service.name: missing"),
             "{orphan}"
         );
+    }
+
+    #[test]
+    fn the_policys_sources_choose_version_unit_segment_and_what_an_evaluation_feeds() {
+        let mut signals = signals();
+        if let Some(t) = signals.get_mut("svc") {
+            t.map.version = vec!["gen_ai.request.model".into()];
+            t.map.unit = vec!["app.user".into()];
+            t.map.segment = vec![("locale".into(), "user.locale".into())];
+            t.map.evaluations = vec![ripcord_core::policy::OtlpEvaluation {
+                name: "groundedness".into(),
+                signal: "hallucination".into(),
+                flag: vec!["ungrounded".into()],
+            }];
+        }
+        let resource = [attr("service.name", "svc"), attr("user.locale", "de")];
+        let log = |label: &str| LogRecord {
+            time_unix_nano: 1_796_000_000_000_000_000,
+            attributes: vec![
+                attr("gen_ai.evaluation.name", "groundedness"),
+                attr("gen_ai.evaluation.score.label", label),
+                attr("gen_ai.request.model", "llama-3.1-8b"),
+                attr("app.user", "alice"),
+            ],
+            ..Default::default()
+        };
+        let line = evaluation_event(&resource, &log("ungrounded"), &signals, None).unwrap();
+        let event: Value = serde_json::from_str(&line).unwrap();
+        assert_eq!(
+            (&event["version"], &event["unit"], &event["segment"]),
+            (
+                &json!("llama-3.1-8b"),
+                &json!("alice"),
+                &json!({"locale": "de"})
+            )
+        );
+        assert_eq!(event["values"], json!({"judged": 1, "hallucination": 1}));
+        // Only the policy's labels flag now.
+        let line = evaluation_event(&resource, &log("fail"), &signals, None).unwrap();
+        let event: Value = serde_json::from_str(&line).unwrap();
+        assert_eq!(event["values"]["hallucination"], 0);
     }
 }

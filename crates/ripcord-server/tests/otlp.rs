@@ -186,9 +186,7 @@ async fn otlp_json_and_gzip_are_read_and_bad_items_are_refused_with_reasons() ->
     );
     let message = partial["errorMessage"].as_str().unwrap_or_default();
     assert!(
-        message.starts_with(
-            "resource_spans[1] span 0 (chat): resource attribute service.version: missing"
-        ),
+        message.starts_with("resource_spans[1] span 0 (chat): attribute service.version: missing"),
         "{message}"
     );
     let release = h.get_json(&format!("/v1/releases/{otel}")).await?;

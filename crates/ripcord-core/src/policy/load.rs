@@ -13,6 +13,7 @@ use super::yaml::{self, Key, Node, Pos, Source, Value};
 use super::*;
 
 mod governance;
+mod sources;
 
 /// Loads and validates a policy; `origin` names the file in messages.
 pub fn load_policy(source: &str, origin: &str) -> Result<Policy, Diagnostics> {
@@ -65,6 +66,7 @@ const TOP: &[&str] = &[
     "playbooks",
     "templates",
     "evidence",
+    "sources",
 ];
 const SIGNAL: &[&str] = &[
     "category",
@@ -400,6 +402,10 @@ fn lower(cx: &mut Cx, root: Node) -> Option<Policy> {
         None => Some(SrmCheck::default()),
     };
     let governance = governance::lower_governance(cx, &top, &names(&triggers_node));
+    let sources = match top.get("sources") {
+        Some(n) => sources::lower_sources(cx, n, &signals),
+        None => Some(Sources::default()),
+    };
     Some(Policy {
         service: service?,
         scenario,
@@ -408,6 +414,7 @@ fn lower(cx: &mut Cx, root: Node) -> Option<Policy> {
         triggers,
         rollout: rollout?,
         srm: srm?,
+        sources: sources?,
         governance: governance?,
     })
 }

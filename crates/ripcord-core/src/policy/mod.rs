@@ -41,6 +41,51 @@ pub struct Policy {
     pub srm: SrmCheck,
     /// Decision rights, incident rules, playbooks, templates, evidence.
     pub governance: Governance,
+    /// How telemetry from elsewhere (OTLP) maps onto the signals.
+    #[serde(default)]
+    pub sources: Sources,
+}
+
+/// `sources:` of a policy.
+#[derive(Clone, Debug, PartialEq, Default, serde::Serialize, serde::Deserialize)]
+pub struct Sources {
+    pub otlp: OtlpSources,
+}
+
+/// How OpenTelemetry spans and log records become events.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct OtlpSources {
+    /// Attributes naming the version, first found wins (on the item, then
+    /// its resource).
+    pub version: Vec<String>,
+    /// Attributes naming the unit, first found wins (else the trace id).
+    pub unit: Vec<String>,
+    /// (segment key, attribute) pairs.
+    pub segment: Vec<(String, String)>,
+    /// Evaluations (`gen_ai.evaluation.name`) and the signals they feed;
+    /// an evaluation not listed feeds the signal of its own name.
+    pub evaluations: Vec<OtlpEvaluation>,
+}
+
+impl Default for OtlpSources {
+    fn default() -> OtlpSources {
+        OtlpSources {
+            version: vec!["service.version".into()],
+            unit: ["user.id", "session.id", "gen_ai.conversation.id"]
+                .map(String::from)
+                .to_vec(),
+            segment: Vec::new(),
+            evaluations: Vec::new(),
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct OtlpEvaluation {
+    pub name: String,
+    pub signal: String,
+    /// For a rate: the labels that flag (empty: the default set).
+    pub flag: Vec<String>,
 }
 
 /// Serialised in snake case (`user_experience`), as governance documents

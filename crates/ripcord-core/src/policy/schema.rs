@@ -114,7 +114,8 @@ pub fn schema() -> Value {
             "incidents": incidents(&duration),
             "playbooks": playbooks(&role, &duration),
             "templates": templates(),
-            "evidence": evidence()
+            "evidence": evidence(),
+            "sources": sources()
         },
         "$defs": {
             "condition": {"anyOf": [
@@ -209,4 +210,22 @@ fn evidence() -> Value {
         "sample": {"type": "integer", "minimum": 0, "maximum": 100000},
         "redact": {"type": "object", "additionalProperties": false, "properties": {
             "drop": paths.clone(), "hash": paths}}}})
+}
+
+/// `sources:`: how OTLP telemetry maps onto the signals.
+fn sources() -> Value {
+    let names = json!({"anyOf": [
+        {"type": "string", "minLength": 1},
+        {"type": "array", "minItems": 1, "items": {"type": "string", "minLength": 1}}]});
+    json!({"type": "object", "additionalProperties": false, "properties": {
+        "otlp": {"type": "object", "additionalProperties": false, "properties": {
+            "version": names, "unit": names,
+            "segment": {"type": "object", "additionalProperties": {"type": "string", "minLength": 1},
+                "description": "segment key: the attribute that gives it"},
+            "evaluations": {"type": "object", "additionalProperties": {
+                "type": "object", "additionalProperties": false, "required": ["signal"],
+                "properties": {"signal": {"type": "string"}, "flag": names}},
+                "description": "gen_ai.evaluation.name: the signal it feeds (and, for a rate, the labels that flag)"}
+        }}
+    }})
 }

@@ -169,8 +169,12 @@ async fn signals(app: &Shared, names: Vec<String>) -> Signals {
             continue;
         }
         if let Some(service) = app.hub.service(&name) {
-            let signals = service.state.lock().await.policy.signals.clone();
-            out.insert(name, signals);
+            let state = service.state.lock().await;
+            let target = otlp::Target {
+                signals: state.policy.signals.clone(),
+                map: state.policy.sources.otlp.clone(),
+            };
+            out.insert(name, target);
         }
     }
     out
