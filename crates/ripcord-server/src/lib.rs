@@ -23,6 +23,7 @@ pub mod ingest;
 pub mod journal;
 pub mod metrics;
 pub mod names;
+pub mod nats;
 pub mod notify;
 pub mod notify_bridge;
 pub mod openapi;
@@ -114,6 +115,9 @@ pub struct Config {
     /// Several replicas on one store, one leader (`--lease`); `None`: this
     /// process is the only one.
     pub cluster: Option<cluster::Cluster>,
+    /// A NATS JetStream stream to consume events from (`--nats`), while
+    /// this replica leads.
+    pub nats: Option<nats::Source>,
 }
 
 impl Config {
@@ -142,6 +146,7 @@ impl Config {
             secrets_key: None,
             retention: retention::Retention::default(),
             cluster: None,
+            nats: None,
         }
     }
 
@@ -415,6 +420,13 @@ impl Starting {
                 stopped.clone(),
             )),
         ];
+        if let Some(source) = &config.nats {
+            workers.push(tokio::spawn(nats::run(
+                app.clone(),
+                source.clone(),
+                stopped.clone(),
+            )));
+        }
         workers.extend(following);
         workers.extend(keeping);
         let _ = recovered.set(app.clone());
