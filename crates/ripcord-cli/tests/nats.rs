@@ -46,6 +46,10 @@ impl TestStream {
             name: name.clone(),
             subjects: vec![subject.clone()],
             storage: stream::StorageType::Memory,
+            // JetStream's own de-duplication by `Nats-Msg-Id` is kept
+            // short, so that a test can publish a message again and see
+            // ripcord's idempotency keys catch it.
+            duplicate_window: Duration::from_millis(100),
             ..Default::default()
         })
         .await
@@ -54,18 +58,34 @@ impl TestStream {
     }
 
     /// Publishes one message, with a `Nats-Msg-Id` when `id` is given,
-    /// and waits for JetStream to store it.
-    async fn publish(&self, body: String, id: Option<String>) {
+    /// and waits for JetStream to store it; whether it was stored (not a
+    /// duplicate within the stream's window).
+    async fn publish(&self, body: String, id: Option<String>) -> bool {
         let mut headers = async_nats::HeaderMap::new();
         if let Some(id) = id {
             headers.insert(async_nats::header::NATS_MESSAGE_ID, id.as_str());
         }
-        self.js
+        let ack = self
+            .js
             .publish_with_headers(self.subject.clone(), headers, body.into())
             .await
             .unwrap()
             .await
             .unwrap();
+        !ack.duplicate
+    }
+
+    /// Publishes a message that JetStream stores again although its
+    /// `Nats-Msg-Id` was seen: after the duplicate window.
+    async fn publish_again(&self, body: &str, id: &str) {
+        let started = Instant::now();
+        while !self.publish(body.to_string(), Some(id.to_string())).await {
+            assert!(
+                started.elapsed() < Duration::from_secs(5),
+                "still a duplicate"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
     }
 
     /// Waits until ripcord's consumer has every message acknowledged
@@ -205,7 +225,7 @@ async fn kill_9_while_consuming_a_stream_counts_every_event_exactly_once() {
         published.0 += sides.0;
         published.1 += sides.1;
         let msg_id = (i % 2 == 0).then(|| format!("batch-{i}"));
-        stream.publish(body, msg_id).await;
+        assert!(stream.publish(body, msg_id).await);
     }
     let total = published.0 + published.1;
     // Killed as soon as some of the events are stored.
@@ -219,7 +239,12 @@ async fn kill_9_while_consuming_a_stream_counts_every_event_exactly_once() {
     };
     eprintln!("killed with {at_kill} of {total} events stored");
     let server = serve(dir.path(), &stream).await;
-    stream.until_all_acked(Duration::from_secs(15)).await;
+    // The messages the killed process had taken come again after the
+    // consumer's ack wait.
+    let ack_wait = ripcord_server::nats::ACK_WAIT;
+    stream
+        .until_all_acked(ack_wait + Duration::from_secs(8))
+        .await;
     let stored = counted(&c, &server, &id).await;
     assert_eq!(
         stored, published,
@@ -255,7 +280,7 @@ async fn a_message_with_bad_lines_keeps_its_good_events_and_is_acked_and_counted
     ));
     event(&mut body, &ts, "nats-bad", "v2", "u4", false);
     body.push('\n');
-    stream.publish(body, Some("bad-1".into())).await;
+    assert!(stream.publish(body, Some("bad-1".into())).await);
     stream.until_all_acked(Duration::from_secs(10)).await;
     assert_eq!(counted(&c, &server, &id).await, (1, 1), "the good lines");
     for line in [
@@ -265,6 +290,38 @@ async fn a_message_with_bad_lines_keeps_its_good_events_and_is_acked_and_counted
     ] {
         until_metric(&c, &server, line, Duration::from_secs(5)).await;
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_id_seen_before_counts_once_and_reused_for_other_events_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let stream = TestStream::new("dup").await;
+    let c = client().unwrap();
+    let server = serve(dir.path(), &stream).await;
+    let release = set_up_release(&c, &server, "nats-dup", &quiet_policy("nats-dup"), None)
+        .await
+        .unwrap();
+    let id = release["id"].as_str().unwrap().to_string();
+    let mut rng = StdRng::seed_from_u64(0x4A75_0002);
+    let (body, sides) = ndjson(&mut rng, "nats-dup", 50);
+    assert!(stream.publish(body.clone(), Some("m-1".into())).await);
+    stream.until_all_acked(Duration::from_secs(10)).await;
+    assert_eq!(counted(&c, &server, &id).await, sides);
+    // The same message stored twice by JetStream (as when a producer
+    // retries after the duplicate window), which is also what a
+    // redelivery looks like to ripcord: answered from the store.
+    stream.publish_again(&body, "m-1").await;
+    stream.until_all_acked(Duration::from_secs(10)).await;
+    assert_eq!(counted(&c, &server, &id).await, sides, "counted once");
+    // The id reused for other events: a producer's mistake, refused whole.
+    let (other, _) = ndjson(&mut rng, "nats-dup", 10);
+    stream.publish_again(&other, "m-1").await;
+    stream.until_all_acked(Duration::from_secs(10)).await;
+    assert_eq!(counted(&c, &server, &id).await, sides);
+    let line = "ripcord_nats_messages_total{result=\"rejected\"} 1";
+    until_metric(&c, &server, line, Duration::from_secs(5)).await;
+    let line = "ripcord_nats_messages_total{result=\"ingested\"} 2";
+    until_metric(&c, &server, line, Duration::from_secs(5)).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

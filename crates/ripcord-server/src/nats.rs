@@ -38,10 +38,12 @@ pub const DEFAULT_CONSUMER: &str = "ripcord";
 pub const BATCH: usize = 256;
 /// How long a nak'd message waits before it is delivered again.
 const NAK_DELAY: Duration = Duration::from_secs(2);
-/// Unacknowledged messages are redelivered after this long: longer than a
-/// batch takes to commit even on a slow disk, so that redelivery is the
-/// exception it is meant to be (and harmless when it happens).
-const ACK_WAIT: Duration = Duration::from_secs(60);
+/// Unacknowledged messages are redelivered after this long. It is also how
+/// long the messages a killed ripcord had taken wait before its successor
+/// gets them, so it is short; a message whose commit takes longer (a
+/// stalled disk) is delivered twice, which its idempotency key makes
+/// harmless.
+pub const ACK_WAIT: Duration = Duration::from_secs(10);
 /// A silent server is noticed within about twice this.
 const HEARTBEAT: Duration = Duration::from_secs(5);
 const BACKOFF_FIRST: Duration = Duration::from_millis(250);

@@ -390,9 +390,24 @@ pub fn config(args: ServeArgs) -> anyhow::Result<ripcord_server::Config> {
 
 pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let config = config(args)?;
+    logs();
     let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(serve(config))?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// The server's warnings (a retention pass that failed, a NATS server out
+/// of reach) on stderr, beside what `serve` prints itself; `RUST_LOG`
+/// chooses others.
+fn logs() {
+    use std::io::IsTerminal;
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,ripcord_server=info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .try_init();
 }
 
 async fn serve(config: ripcord_server::Config) -> anyhow::Result<()> {
