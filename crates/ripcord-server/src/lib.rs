@@ -446,6 +446,16 @@ impl Starting {
     }
 }
 
+impl nats::Server for App {
+    fn hub(&self) -> &Hub {
+        &self.hub
+    }
+
+    fn membership(&self) -> Option<&Arc<cluster::Membership>> {
+        self.membership.as_ref()
+    }
+}
+
 /// How checkpoints are signed with `key`, and where they are published:
 /// the operator's file and channels, both checked now rather than at the
 /// first checkpoint.

@@ -26,8 +26,9 @@ use futures_util::StreamExt;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
+use crate::cluster::Membership;
 use crate::error::ApiError;
-use crate::http::App;
+use crate::hub::Hub;
 use crate::ingest::{Key, Outcome, ingest_ndjson};
 use crate::metrics;
 use crate::slow::BODY_LIMIT;
@@ -129,6 +130,14 @@ impl fmt::Display for Source {
     }
 }
 
+/// The running server as the source sees it: implemented by the HTTP
+/// layer's `App` (in `lib.rs`), which this module may not import.
+pub trait Server: Send + Sync + 'static {
+    fn hub(&self) -> &Hub;
+    /// This replica's place in a cluster; `None`: it is the only one.
+    fn membership(&self) -> Option<&Arc<Membership>>;
+}
+
 /// Why a session with the server ended, short of a shutdown.
 #[derive(Debug, thiserror::Error)]
 enum Failure {
@@ -144,7 +153,7 @@ enum Failure {
 
 /// Consumes until `stop` (or until this replica no longer leads),
 /// reconnecting with backoff whenever the server is unreachable.
-pub async fn run(app: Arc<App>, source: Source, mut stop: watch::Receiver<bool>) {
+pub async fn run<S: Server>(app: Arc<S>, source: Source, mut stop: watch::Receiver<bool>) {
     metrics::nats_connected(false);
     let mut backoff = BACKOFF_FIRST;
     loop {
@@ -156,7 +165,7 @@ pub async fn run(app: Arc<App>, source: Source, mut stop: watch::Receiver<bool>)
         tracing::warn!("NATS source, {source}: {failure}; retrying in {backoff:?}");
         tokio::select! {
             _ = tokio::time::sleep(backoff) => {}
-            _ = stopped(&mut stop, &app) => break,
+            _ = stopped(&mut stop, app.as_ref()) => break,
         }
         backoff = (backoff * 2).min(BACKOFF_MAX);
     }
@@ -165,9 +174,9 @@ pub async fn run(app: Arc<App>, source: Source, mut stop: watch::Receiver<bool>)
 
 /// Resolves on shutdown, or when this replica stops leading: a deposed
 /// leader's writes are refused, so it should stop taking messages too.
-async fn stopped(stop: &mut watch::Receiver<bool>, app: &App) {
+async fn stopped(stop: &mut watch::Receiver<bool>, app: &impl Server) {
     let lost = async {
-        match &app.membership {
+        match app.membership() {
             Some(m) => drop(m.lost().await),
             None => std::future::pending().await,
         }
@@ -180,15 +189,15 @@ async fn stopped(stop: &mut watch::Receiver<bool>, app: &App) {
 
 /// One connection: binds the consumer and handles messages, at most
 /// `batch` at once. `Ok` on shutdown.
-async fn session(
-    app: &Arc<App>,
+async fn session<S: Server>(
+    app: &Arc<S>,
     source: &Source,
     stop: &mut watch::Receiver<bool>,
     backoff: &mut Duration,
 ) -> Result<(), Failure> {
     let bound = tokio::select! {
         bound = bind(source) => bound?,
-        () = stopped(stop, app) => return Ok(()),
+        () = stopped(stop, app.as_ref()) => return Ok(()),
     };
     let (consumer, scope) = bound;
     let mut messages = consumer
@@ -204,7 +213,7 @@ async fn session(
     let mut in_flight = JoinSet::new();
     let ended = loop {
         tokio::select! {
-            () = stopped(stop, app) => break Ok(()),
+            () = stopped(stop, app.as_ref()) => break Ok(()),
             Some(done) = in_flight.join_next() => {
                 if let Ok(Err(failure)) = done {
                     break Err(failure);
@@ -282,12 +291,12 @@ enum Handled {
 /// Ingests one message and acks it, or naks it when the store failed (the
 /// session's failure then).
 async fn handle(
-    app: Arc<App>,
+    app: Arc<impl Server>,
     scope: Arc<str>,
     message: jetstream::Message,
 ) -> Result<Handled, Failure> {
     let key = message_key(&message);
-    let result = ingest(&app, &scope, &key, &message.payload).await;
+    let result = ingest(app.hub(), &scope, &key, &message.payload).await;
     let handled = match result {
         Ok(outcome) if outcome.rejected_count == 0 => Handled::Ingested,
         Ok(outcome) => {
@@ -324,7 +333,7 @@ async fn handle(
 }
 
 /// Ingests a payload under its key; the payload is bounded as an HTTP body.
-async fn ingest(app: &App, scope: &str, key: &str, payload: &[u8]) -> Result<Outcome, ApiError> {
+async fn ingest(hub: &Hub, scope: &str, key: &str, payload: &[u8]) -> Result<Outcome, ApiError> {
     if payload.len() > BODY_LIMIT {
         return Err(ApiError::bad_request(format!(
             "{} bytes, more than the limit of {BODY_LIMIT}",
@@ -332,7 +341,7 @@ async fn ingest(app: &App, scope: &str, key: &str, payload: &[u8]) -> Result<Out
         )));
     }
     let key = Key::new(scope, key, payload)?;
-    ingest_ndjson(&app.hub, payload, &key).await
+    ingest_ndjson(hub, payload, &key).await
 }
 
 /// The message's `Nats-Msg-Id` when it has a usable one (the producer's
