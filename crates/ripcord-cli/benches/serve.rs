@@ -21,6 +21,11 @@
 //! - Assignment throughput: `/v1/assign` requests per second from 1, 2 and
 //!   4 connections against `/healthz` in the same run (what one replica
 //!   serves, next to the cheapest request it answers).
+//! - NATS (`-- --nats`, needs a NATS server with JetStream on
+//!   127.0.0.1:4222): 2 connections of NDJSON over HTTP, then the same
+//!   events as JetStream messages of 1,000 lines, published while ripcord
+//!   is stopped and consumed (each acked after commit) by a fresh start:
+//!   events/s from serving to the last ack.
 //! - Restart: a release of the example policy fed N events (distinct
 //!   units, batches of 1,000), then `kill -9` and a new process on the
 //!   same data: the time from spawning it to serving, the journal replayed
@@ -70,9 +75,15 @@ fn main() -> anyhow::Result<()> {
     if has("--cluster") {
         return runtime.block_on(cluster(quick));
     }
+    if has("--nats") {
+        return runtime.block_on(async {
+            ingest(quick, &[(2, true)]).await?;
+            nats::ingest(quick).await
+        });
+    }
     runtime.block_on(async {
         if !only_restart && !only_assign {
-            ingest(quick).await?;
+            ingest(quick, &[(1, false), (2, false), (4, false), (2, true)]).await?;
             revert(quick).await?;
         }
         if !only_restart {
@@ -134,10 +145,11 @@ struct IngestRow {
     db_mib: f64,
 }
 
-async fn ingest(quick: bool) -> anyhow::Result<()> {
+/// One row per (connections, NDJSON or a JSON array).
+async fn ingest(quick: bool, rows_of: &[(usize, bool)]) -> anyhow::Result<()> {
     let run_for = Duration::from_secs(if quick { 2 } else { 10 });
     let mut rows = Vec::new();
-    for (connections, ndjson) in [(1usize, false), (2, false), (4, false), (2, true)] {
+    for &(connections, ndjson) in rows_of {
         let content_type = if ndjson {
             "application/x-ndjson"
         } else {
@@ -835,4 +847,119 @@ async fn replicated_assign(quick: bool) -> anyhow::Result<()> {
         );
     }
     Ok(())
+}
+
+/// The NATS JetStream source's throughput: messages published while
+/// ripcord is stopped, then consumed by a fresh start.
+mod nats {
+    use std::path::Path;
+    use std::time::{Duration, Instant};
+
+    use anyhow::{anyhow, bail};
+    use async_nats::jetstream::{self, consumer::PullConsumer, stream};
+
+    use super::support::{Serve, client, get_json, quiet_policy, set_up_release};
+    use super::{BATCH, BIN, bodies};
+
+    const URL: &str = "nats://127.0.0.1:4222";
+
+    pub async fn ingest(quick: bool) -> anyhow::Result<()> {
+        let messages = if quick { 200 } else { 1000 };
+        let js = jetstream::new(
+            async_nats::connect(URL)
+                .await
+                .map_err(|e| anyhow!("no NATS server on {URL}: {e}"))?,
+        );
+        let name = format!("RC_BENCH_{}", std::process::id());
+        let subject = format!("rcbench.{name}");
+        js.create_stream(stream::Config {
+            name: name.clone(),
+            subjects: vec![subject.clone()],
+            storage: stream::StorageType::Memory,
+            ..Default::default()
+        })
+        .await?;
+        let result = consume(&js, &name, &subject, messages).await;
+        js.delete_stream(&name).await?;
+        result
+    }
+
+    async fn consume(
+        js: &jetstream::Context,
+        name: &str,
+        subject: &str,
+        messages: usize,
+    ) -> anyhow::Result<()> {
+        let dir = tempfile::tempdir()?;
+        let args = ["--nats", URL, "--nats-stream", name];
+        let mut server = Serve::start_with(Path::new(BIN), dir.path(), &args, false).await?;
+        let c = client()?;
+        let release =
+            set_up_release(&c, &server, "bench-svc", &quiet_policy("bench-svc"), None).await?;
+        let id = release["id"].as_str().unwrap_or_default().to_string();
+        // The consumer exists once the source has bound it.
+        let stream = js.get_stream(name).await?;
+        let started = Instant::now();
+        while stream
+            .get_consumer::<jetstream::consumer::pull::Config>("ripcord")
+            .await
+            .is_err()
+        {
+            if started.elapsed() > Duration::from_secs(10) {
+                bail!("ripcord never bound its consumer");
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        server.kill9();
+        let bodies = bodies("bench-svc", messages, true);
+        for body in &bodies {
+            js.publish(subject.to_string(), body.as_bytes().into())
+                .await?
+                .await?;
+        }
+        let server = Serve::start_with(Path::new(BIN), dir.path(), &args, false).await?;
+        let started = Instant::now();
+        let consumer: PullConsumer = stream
+            .get_consumer("ripcord")
+            .await
+            .map_err(|e| anyhow!("the consumer: {e}"))?;
+        until_acked(consumer).await?;
+        let elapsed = started.elapsed();
+        let r = get_json(&c, &server, &format!("/v1/releases/{id}")).await?;
+        let stored = r["events"]["baseline"].as_u64().unwrap_or(0)
+            + r["events"]["candidate"].as_u64().unwrap_or(0);
+        let events = (messages * BATCH) as u64;
+        if stored != events {
+            bail!("{stored} events counted of {events} published");
+        }
+        println!(
+            "\n## Ingest: NATS JetStream, {messages} messages of {BATCH} NDJSON lines, acked after commit\n"
+        );
+        println!(
+            "| events | seconds (serving → last ack) | events/s | server peak RSS (VmHWM) MiB |"
+        );
+        println!("|---|---|---|---|");
+        println!(
+            "| {events} | {:.2} | {:.0} | {:.1} |",
+            elapsed.as_secs_f64(),
+            events as f64 / elapsed.as_secs_f64(),
+            server.peak_rss_kib().unwrap_or(0) as f64 / 1024.0
+        );
+        Ok(())
+    }
+
+    /// Polls the consumer until nothing is pending or awaiting an ack.
+    async fn until_acked(mut consumer: PullConsumer) -> anyhow::Result<()> {
+        let started = Instant::now();
+        loop {
+            let info = consumer.info().await?;
+            if info.num_pending == 0 && info.num_ack_pending == 0 {
+                return Ok(());
+            }
+            if started.elapsed() > Duration::from_secs(120) {
+                bail!("not consumed within 2 minutes: {info:?}");
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
 }

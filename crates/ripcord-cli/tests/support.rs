@@ -68,6 +68,8 @@ impl Serve {
             .env_remove("RIPCORD_CONFIG")
             .env_remove("RIPCORD_POLICIES")
             .env_remove("RIPCORD_STORE")
+            .env_remove("RIPCORD_NATS")
+            .env_remove("RIPCORD_NATS_STREAM")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())

@@ -6,6 +6,7 @@ mod dashboard;
 mod evidence;
 mod faults;
 mod incident_artifacts;
+mod nats;
 mod postgres;
 mod recovery;
 mod report;

@@ -202,6 +202,33 @@ pub async fn ingest_for(
     key: Option<&Key>,
     principal: Option<&Principal>,
 ) -> Result<(StatusCode, Value), ApiError> {
+    let (outcome, out_of_scope) = tally(hub, body, ndjson, key, principal).await?;
+    if outcome.accepted == 0 && out_of_scope > 0 && out_of_scope == outcome.rejected_count {
+        return Err(ApiError {
+            details: Some(json!(outcome.rejected)),
+            ..ApiError::forbidden(outcome.rejected[0].error.clone())
+        });
+    }
+    answer(outcome)
+}
+
+/// Ingests an NDJSON body for a source inside the server (the NATS
+/// consumer): the typed outcome rather than an HTTP answer, so that the
+/// caller counts refusals without reading them back out of JSON.
+pub async fn ingest_ndjson(hub: &Hub, body: &[u8], key: &Key) -> Result<Outcome, ApiError> {
+    let (outcome, _) = tally(hub, body, true, Some(key), None).await?;
+    Ok(outcome)
+}
+
+/// Parses and ingests a body: the outcome, and how many items were refused
+/// for being outside the principal's scope.
+async fn tally(
+    hub: &Hub,
+    body: &[u8],
+    ndjson: bool,
+    key: Option<&Key>,
+    principal: Option<&Principal>,
+) -> Result<(Outcome, usize), ApiError> {
     let mut outcome = Outcome::default();
     let mut parser = Parser {
         good: Vec::new(),
@@ -246,13 +273,7 @@ pub async fn ingest_for(
     }
     outcome.trim();
     metrics::ingested(outcome.accepted, outcome.rejected_count);
-    if outcome.accepted == 0 && out_of_scope > 0 && out_of_scope == outcome.rejected_count {
-        return Err(ApiError {
-            details: Some(json!(outcome.rejected)),
-            ..ApiError::forbidden(outcome.rejected[0].error.clone())
-        });
-    }
-    answer(outcome)
+    Ok((outcome, out_of_scope))
 }
 
 /// 202 when anything was accepted; 400 otherwise, with the refusals.

@@ -23,6 +23,7 @@ pub mod ingest;
 pub mod journal;
 pub mod metrics;
 pub mod names;
+pub mod nats;
 pub mod notify;
 pub mod notify_bridge;
 pub mod openapi;
@@ -115,6 +116,9 @@ pub struct Config {
     /// Several replicas on one store, one leader (`--lease`); `None`: this
     /// process is the only one.
     pub cluster: Option<cluster::Cluster>,
+    /// A NATS JetStream stream to consume events from (`--nats`), while
+    /// this replica leads.
+    pub nats: Option<nats::Source>,
 }
 
 impl Config {
@@ -143,6 +147,7 @@ impl Config {
             secrets_key: None,
             retention: retention::Retention::default(),
             cluster: None,
+            nats: None,
         }
     }
 
@@ -417,6 +422,13 @@ impl Starting {
                 stopped.clone(),
             )),
         ];
+        if let Some(source) = &config.nats {
+            workers.push(tokio::spawn(nats::run(
+                app.clone(),
+                source.clone(),
+                stopped.clone(),
+            )));
+        }
         workers.extend(following);
         workers.extend(keeping);
         let _ = recovered.set(app.clone());
@@ -433,6 +445,16 @@ impl Starting {
             serving,
             workers,
         })
+    }
+}
+
+impl nats::Server for App {
+    fn hub(&self) -> &Hub {
+        &self.hub
+    }
+
+    fn membership(&self) -> Option<&Arc<cluster::Membership>> {
+        self.membership.as_ref()
     }
 }
 

@@ -39,11 +39,11 @@ pub fn handle() -> Option<&'static PrometheusHandle> {
 fn describe() {
     describe_counter!(
         "ripcord_events_accepted_total",
-        "Events accepted by POST /v1/events (durable when answered)."
+        "Events accepted by POST /v1/events and the NATS source (durable when answered)."
     );
     describe_counter!(
         "ripcord_events_rejected_total",
-        "Events refused by POST /v1/events, listed per item in the answer."
+        "Events refused by POST /v1/events (listed per item in the answer) and the NATS source."
     );
     describe_counter!(
         "ripcord_events_ignored_total",
@@ -89,6 +89,18 @@ fn describe() {
     describe_counter!(
         "ripcord_http_responses_total",
         "HTTP responses, by status class."
+    );
+    describe_gauge!(
+        "ripcord_nats_connected",
+        "1 while the NATS JetStream source is connected to its server, else 0."
+    );
+    describe_counter!(
+        "ripcord_nats_messages_total",
+        "NATS messages handled, by result: ingested, rejected (acked with refused lines), retried (nak'd: the store was unavailable)."
+    );
+    describe_counter!(
+        "ripcord_nats_rejected_total",
+        "Lines of NATS messages refused (a message refused whole counts one); the messages are acked."
     );
 }
 
@@ -177,4 +189,19 @@ pub fn http_request(status: u16) {
         _ => "5xx",
     };
     counter!("ripcord_http_responses_total", "class" => class).increment(1);
+}
+
+/// Whether the NATS source is connected.
+pub fn nats_connected(on: bool) {
+    gauge!("ripcord_nats_connected").set(if on { 1.0 } else { 0.0 });
+}
+
+/// A NATS message handled: `ingested`, `rejected` or `retried`.
+pub fn nats_message(result: &'static str) {
+    counter!("ripcord_nats_messages_total", "result" => result).increment(1);
+}
+
+/// Lines of NATS messages refused.
+pub fn nats_rejected(lines: u64) {
+    counter!("ripcord_nats_rejected_total").increment(lines);
 }

@@ -70,6 +70,51 @@ pub struct ServeArgs {
     /// so that a release keeps at most 10,080 points [default: 60s].
     #[arg(long, env = "RIPCORD_SERIES_EVERY")]
     series_every: Option<String>,
+    /// Also take events from a NATS JetStream stream on this server
+    /// (nats://HOST:PORT), through a durable pull consumer; see
+    /// docs/sources.md.
+    #[arg(long, env = "RIPCORD_NATS")]
+    nats: Option<String>,
+    /// With --nats: the stream to consume (created by the operator).
+    #[arg(long, env = "RIPCORD_NATS_STREAM")]
+    nats_stream: Option<String>,
+    /// With --nats: the durable consumer's name, created or bound
+    /// [default: ripcord].
+    #[arg(long, env = "RIPCORD_NATS_CONSUMER")]
+    nats_consumer: Option<String>,
+    /// With --nats: only the stream's messages on this subject filter
+    /// (`events.>`) [default: all].
+    #[arg(long, env = "RIPCORD_NATS_SUBJECT")]
+    nats_subject: Option<String>,
+}
+
+/// `nats:` in `ripcord.yaml` and the `--nats*` flags, each flag winning
+/// over its key.
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct NatsConfig {
+    url: Option<String>,
+    stream: Option<String>,
+    consumer: Option<String>,
+    subject: Option<String>,
+}
+
+impl NatsConfig {
+    fn lower(self) -> anyhow::Result<Option<ripcord_server::nats::Source>> {
+        let Some(url) = &self.url else {
+            if self.stream.is_some() || self.consumer.is_some() || self.subject.is_some() {
+                anyhow::bail!("--nats-stream, --nats-consumer and --nats-subject need --nats URL");
+            }
+            return Ok(None);
+        };
+        let source = ripcord_server::nats::Source::new(
+            url,
+            self.stream.as_deref(),
+            self.consumer.as_deref(),
+            self.subject.as_deref(),
+        )?;
+        Ok(Some(source))
+    }
 }
 
 /// `--series-every`: a duration from a second to an hour.
@@ -138,6 +183,9 @@ pub struct FileConfig {
     /// How long each class of data is kept (`retention: {raw_events: 30d}`).
     #[serde(default)]
     retention: RetentionConfig,
+    /// A NATS JetStream source: `{url: nats://…, stream: EVENTS}`.
+    #[serde(default)]
+    nats: NatsConfig,
 }
 
 /// `retention:` — each class's period (`30d`, `12h`) and the task's pace;
@@ -330,14 +378,36 @@ pub fn config(args: ServeArgs) -> anyhow::Result<ripcord_server::Config> {
         .map_err(|e| anyhow::anyhow!("{origin}: {e}"))?;
     config.engine.limits = file.limits.lower(&origin)?;
     config.retention = file.retention.lower(&origin)?;
+    let nats = NatsConfig {
+        url: args.nats.or(file.nats.url),
+        stream: args.nats_stream.or(file.nats.stream),
+        consumer: args.nats_consumer.or(file.nats.consumer),
+        subject: args.nats_subject.or(file.nats.subject),
+    };
+    config.nats = nats.lower()?;
     Ok(config)
 }
 
 pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let config = config(args)?;
+    logs();
     let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(serve(config))?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// The server's warnings (a retention pass that failed, a NATS server out
+/// of reach) on stderr, beside what `serve` prints itself; `RUST_LOG`
+/// chooses others.
+fn logs() {
+    use std::io::IsTerminal;
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,ripcord_server=info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .try_init();
 }
 
 async fn serve(config: ripcord_server::Config) -> anyhow::Result<()> {
@@ -413,6 +483,43 @@ mod tests {
             lease: None,
             advertise: None,
             series_every: None,
+            nats: None,
+            nats_stream: None,
+            nats_consumer: None,
+            nats_subject: None,
+        }
+    }
+
+    #[test]
+    fn the_nats_source_comes_from_flags_then_the_config_file() {
+        let c = from_yaml("nats: {url: nats://10.0.0.5:4222, stream: EVENTS}\n").unwrap();
+        let source = c.nats.unwrap();
+        assert_eq!(source.url, "nats://10.0.0.5:4222");
+        assert_eq!(source.stream, "EVENTS");
+        assert_eq!(source.consumer, "ripcord");
+        assert_eq!(source.subject, None);
+        let mut a = args();
+        a.nats = Some("nats://127.0.0.1:4222".into());
+        a.nats_stream = Some("S".into());
+        a.nats_consumer = Some("rc-1".into());
+        a.nats_subject = Some("events.>".into());
+        let source = config(a).unwrap().nats.unwrap();
+        assert_eq!(
+            (source.consumer.as_str(), source.subject.as_deref()),
+            ("rc-1", Some("events.>"))
+        );
+        assert!(config(args()).unwrap().nats.is_none());
+        for (yaml, error) in [
+            ("nats: {stream: S}", "need --nats URL"),
+            ("nats: {url: nats://h:4222}", "--nats-stream: required"),
+            (
+                "nats: {url: nats://h:4222, stream: a.b}",
+                "--nats-stream: \"a.b\"",
+            ),
+            ("nats: {urll: x}", "unknown field `urll`"),
+        ] {
+            let e = from_yaml(yaml).map(|_| ()).unwrap_err();
+            assert!(e.contains(error), "{yaml}: {e}");
         }
     }
 
