@@ -21,6 +21,9 @@
 //! - Assignment throughput: `/v1/assign` requests per second from 1, 2 and
 //!   4 connections against `/healthz` in the same run (what one replica
 //!   serves, next to the cheapest request it answers).
+//! - OTLP (`-- --otlp`): GenAI spans over OTLP/HTTP protobuf, batches of
+//!   1,000 spans from 2 connections, acknowledged after commit, next to
+//!   the NDJSON row of `/v1/events` in the same run.
 //! - NATS (`-- --nats`, needs a NATS server with JetStream on
 //!   127.0.0.1:4222): 2 connections of NDJSON over HTTP, then the same
 //!   events as JetStream messages of 1,000 lines, published while ripcord
@@ -74,6 +77,12 @@ fn main() -> anyhow::Result<()> {
     let (only_restart, only_assign) = (has("--restart"), has("--assign"));
     if has("--cluster") {
         return runtime.block_on(cluster(quick));
+    }
+    if has("--otlp") {
+        return runtime.block_on(async {
+            ingest(quick, &[(2, true)]).await?;
+            otlp::ingest(quick).await
+        });
     }
     if has("--nats") {
         return runtime.block_on(async {
@@ -961,5 +970,153 @@ mod nats {
             }
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
+    }
+}
+
+/// OTLP/HTTP: GenAI spans as protobuf exports.
+mod otlp {
+    use std::path::Path;
+    use std::sync::Arc;
+    use std::time::{Duration, Instant};
+
+    use anyhow::bail;
+    use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+    use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value};
+    use opentelemetry_proto::tonic::resource::v1::Resource;
+    use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
+    use prost::Message;
+
+    use super::support::{Serve, client, get_json, now_ms, set_up_release};
+    use super::{BATCH, BIN};
+
+    const POLICY: &str = "service: otlp-svc
+srm: off
+signals:
+  latency_ms: {category: operational, kind: latency, unit: ms}
+  error: {category: operational, kind: rate, denominator: outputs}
+criteria:
+  latency_p95: {signal: latency_ms, quantile: 0.95, absolute: 1000000, min_samples: 1000000000, window: 10m}
+  errors: {signal: error, absolute: 0.99, min_samples: 1000000000, window: 10m}
+triggers:
+  slow: {when: latency_p95, severity: minor, action: notify}
+rollout:
+  steps:
+    - {share: 0.5, hold: 1h}
+";
+
+    fn attr(key: &str, v: &str) -> KeyValue {
+        KeyValue {
+            key: key.into(),
+            value: Some(AnyValue {
+                value: Some(any_value::Value::StringValue(v.into())),
+            }),
+            ..Default::default()
+        }
+    }
+
+    /// Export `b`: `BATCH` GenAI spans, half per version, ending now.
+    fn export(b: usize, now_ns: u64) -> Vec<u8> {
+        let resource = |version: &str, half: usize| {
+            let spans = (0..BATCH / 2)
+                .map(|i| Span {
+                    name: "chat".into(),
+                    trace_id: vec![1; 16],
+                    span_id: vec![2; 8],
+                    start_time_unix_nano: now_ns - 300_000_000,
+                    end_time_unix_nano: now_ns,
+                    attributes: vec![
+                        attr("gen_ai.operation.name", "chat"),
+                        attr("user.id", &format!("u{b}-{half}-{i}")),
+                    ],
+                    ..Default::default()
+                })
+                .collect();
+            ResourceSpans {
+                resource: Some(Resource {
+                    attributes: vec![
+                        attr("service.name", "otlp-svc"),
+                        attr("service.version", version),
+                    ],
+                    ..Default::default()
+                }),
+                scope_spans: vec![ScopeSpans {
+                    spans,
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }
+        };
+        ExportTraceServiceRequest {
+            resource_spans: vec![resource("v1", 0), resource("v2", 1)],
+        }
+        .encode_to_vec()
+    }
+
+    pub async fn ingest(quick: bool) -> anyhow::Result<()> {
+        let run_for = Duration::from_secs(if quick { 2 } else { 10 });
+        let dir = tempfile::tempdir()?;
+        let server = Serve::start_with(Path::new(BIN), dir.path(), &[], false).await?;
+        let c = client()?;
+        let release = set_up_release(&c, &server, "otlp-svc", POLICY, None).await?;
+        let id = release["id"].as_str().unwrap_or_default().to_string();
+        let now_ns = now_ms() as u64 * 1_000_000;
+        let bodies: Arc<Vec<Vec<u8>>> = Arc::new((0..16).map(|b| export(b, now_ns)).collect());
+        let started = Instant::now();
+        let until = started + run_for;
+        let mut tasks = Vec::new();
+        for k in 0..2 {
+            let (url, auth, bodies) =
+                (server.url("/otlp/v1/traces"), server.auth(), bodies.clone());
+            tasks.push(tokio::spawn(async move {
+                let c = client()?;
+                let mut sent = 0u64;
+                let mut i = k;
+                while Instant::now() < until {
+                    let r = c
+                        .post(&url)
+                        .header("authorization", &auth)
+                        .header("content-type", "application/x-protobuf")
+                        .body(bodies[i % bodies.len()].clone())
+                        .send()
+                        .await?;
+                    let status = r.status();
+                    let answer = r.bytes().await?;
+                    if status == reqwest::StatusCode::TOO_MANY_REQUESTS {
+                        continue;
+                    }
+                    if status != reqwest::StatusCode::OK || !answer.is_empty() {
+                        bail!(
+                            "POST /otlp/v1/traces: {status}, {} answer bytes",
+                            answer.len()
+                        );
+                    }
+                    sent += BATCH as u64;
+                    i += 1;
+                }
+                Ok::<u64, anyhow::Error>(sent)
+            }));
+        }
+        let mut spans = 0;
+        for t in tasks {
+            spans += t.await??;
+        }
+        let elapsed = started.elapsed().as_secs_f64();
+        let r = get_json(&c, &server, &format!("/v1/releases/{id}")).await?;
+        let stored = r["events"]["baseline"].as_u64().unwrap_or(0)
+            + r["events"]["candidate"].as_u64().unwrap_or(0);
+        if stored != spans {
+            bail!("{stored} events counted of {spans} spans acknowledged");
+        }
+        println!(
+            "\n## Ingest: OTLP/HTTP protobuf, {BATCH} GenAI spans per export, 2 connections, 200 after commit\n"
+        );
+        println!("| spans | seconds | spans/s | server peak RSS (VmHWM) MiB |");
+        println!("|---|---|---|---|");
+        println!(
+            "| {spans} | {elapsed:.2} | {:.0} | {:.1} |",
+            spans as f64 / elapsed,
+            server.peak_rss_kib().unwrap_or(0) as f64 / 1024.0
+        );
+        Ok(())
     }
 }
