@@ -279,6 +279,41 @@ async fn after_a_failed_commit_nothing_more_is_acknowledged_until_a_restart() {
     assert_eq!(release.body["events"]["baseline"], 15);
 }
 
+/// A hub on a `Faulty` store at `path`, with a release of `support-bot`.
+async fn release_on_faulty(path: &std::path::Path) -> (Arc<Faulty>, Hub) {
+    let store = Arc::new(Faulty {
+        inner: SqlStore::open(path).await.unwrap(),
+        broken: AtomicBool::new(false),
+    });
+    let hub = Hub::load(store.clone(), EngineOptions::default())
+        .await
+        .unwrap();
+    let policy = include_str!("../../../examples/conversational-agent/policy.yaml");
+    hub.put_policy("support-bot", policy, "test").await.unwrap();
+    let service = hub.service("support-bot").unwrap();
+    hub.start_release(&service, "v1", "v2", None, false, "test")
+        .await
+        .unwrap();
+    // The release is stored before any fault.
+    hub.writer.flush().await.unwrap();
+    (store, hub)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retry_after_a_failed_commit_is_not_answered_from_memory() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, hub) = release_on_faulty(&dir.path().join("ripcord.db")).await;
+    store.broken.store(true, Ordering::SeqCst);
+    let body = batch(0..10);
+    let key = ripcord_server::ingest::Key::new("test", "k-1", body.as_bytes()).unwrap();
+    for attempt in ["first", "retry"] {
+        let err = ingest(&hub, body.as_bytes(), true, Some(&key))
+            .await
+            .unwrap_err();
+        assert_eq!(err.status, 503, "{attempt}: {}", err.message);
+    }
+}
+
 /// The NATS source's view of a bare hub.
 struct Alone(Hub);
 
@@ -339,19 +374,7 @@ async fn a_nats_message_that_cannot_be_stored_is_not_acked_and_counts_once_after
 
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("ripcord.db");
-    let store = Arc::new(Faulty {
-        inner: SqlStore::open(&path).await.unwrap(),
-        broken: AtomicBool::new(false),
-    });
-    let hub = Hub::load(store.clone(), EngineOptions::default())
-        .await
-        .unwrap();
-    let policy = include_str!("../../../examples/conversational-agent/policy.yaml");
-    hub.put_policy("support-bot", policy, "test").await.unwrap();
-    let service = hub.service("support-bot").unwrap();
-    hub.start_release(&service, "v1", "v2", None, false, "test")
-        .await
-        .unwrap();
+    let (store, hub) = release_on_faulty(&path).await;
     store.broken.store(true, Ordering::SeqCst);
     js.publish(subject.clone(), batch(0..10).into())
         .await
