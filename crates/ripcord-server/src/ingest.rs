@@ -331,7 +331,7 @@ async fn ingest_service(
     let mut state = service.state.lock().await;
     let stored_key = key.map(|k| k.for_service(name));
     if let (Some(key), Some(stored)) = (key, &stored_key)
-        && let Some(prior) = remembered(hub, in_memory(&state, stored), stored, key).await?
+        && let Some(prior) = remembered(hub, in_memory(hub, &state, stored)?, stored, key).await?
     {
         outcome.merge(prior);
         return Ok(());
@@ -468,7 +468,19 @@ async fn remembered(
     Ok(Some(prior.outcome))
 }
 
-fn in_memory(state: &State, stored: &str) -> Option<String> {
+/// An answer remembered in memory may belong to a batch that never became
+/// durable: once the writer has failed, none is given (a retry after the
+/// restart is answered from the store, or ingested).
+fn in_memory(hub: &Hub, state: &State, stored: &str) -> Result<Option<String>, ApiError> {
+    if hub.writer.has_failed() {
+        return Err(ApiError::unavailable(
+            "nothing was stored: an earlier commit failed; restart ripcord to recover from the store",
+        ));
+    }
+    Ok(in_memory_answer(state, stored))
+}
+
+fn in_memory_answer(state: &State, stored: &str) -> Option<String> {
     state
         .ingest_keys
         .iter()

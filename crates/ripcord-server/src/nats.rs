@@ -35,8 +35,16 @@ use crate::slow::BODY_LIMIT;
 
 /// The durable consumer's name unless `--nats-consumer` says otherwise.
 pub const DEFAULT_CONSUMER: &str = "ripcord";
-/// Messages pulled in one request, and also the most handled at once.
-pub const BATCH: usize = 256;
+/// Messages pulled in one request (the client asks for the next batch
+/// before this one is used up). No byte limit on the pull: JetStream never
+/// delivers a message larger than a pull's byte limit, which would stall
+/// the consumer on it; what waits here is bounded by the server's
+/// `max_payload` (1 MiB by default) times this plus [`IN_FLIGHT`].
+pub const BATCH: usize = 64;
+/// Messages handled at once, as many as HTTP ingest slots: enough for
+/// group commit to put several in one transaction, while the memory they
+/// hold stays bounded.
+pub const IN_FLIGHT: usize = 16;
 /// How long a nak'd message waits before it is delivered again.
 const NAK_DELAY: Duration = Duration::from_secs(2);
 /// Unacknowledged messages are redelivered after this long. It is also how
@@ -188,7 +196,7 @@ async fn stopped(stop: &mut watch::Receiver<bool>, app: &impl Server) {
 }
 
 /// One connection: binds the consumer and handles messages, at most
-/// `batch` at once. `Ok` on shutdown.
+/// [`IN_FLIGHT`] at once. `Ok` on shutdown.
 async fn session<S: Server>(
     app: &Arc<S>,
     source: &Source,
@@ -219,7 +227,7 @@ async fn session<S: Server>(
                     break Err(failure);
                 }
             }
-            next = messages.next(), if in_flight.len() < source.batch => match next {
+            next = messages.next(), if in_flight.len() < IN_FLIGHT => match next {
                 Some(Ok(message)) => {
                     in_flight.spawn(handle(app.clone(), scope.clone(), message));
                 }
@@ -275,9 +283,9 @@ fn consumer_config(source: &Source) -> pull::Config {
         filter_subject: source.subject.clone().unwrap_or_default(),
         ack_policy: jetstream::consumer::AckPolicy::Explicit,
         ack_wait: ACK_WAIT,
-        // A pulled batch and the one being handled: more would only wait
+        // A pulled batch and what is being handled: more would only wait
         // in this process while their ack wait runs.
-        max_ack_pending: i64::try_from(2 * source.batch).unwrap_or(i64::MAX),
+        max_ack_pending: i64::try_from(source.batch + IN_FLIGHT).unwrap_or(i64::MAX),
         ..Default::default()
     }
 }
@@ -346,16 +354,18 @@ async fn ingest(hub: &Hub, scope: &str, key: &str, payload: &[u8]) -> Result<Out
 
 /// The message's `Nats-Msg-Id` when it has a usable one (the producer's
 /// own id survives a publish retried after JetStream's duplicate window),
-/// else its stream sequence.
+/// else its stream sequence. Prefixed, so that an id never meets a
+/// sequence's key; an id that does not fit a key (over 196 characters,
+/// not printable ASCII) falls back to the sequence.
 fn message_key(message: &jetstream::Message) -> String {
     let id = message
         .headers
         .as_ref()
         .and_then(|h| h.get(async_nats::header::NATS_MESSAGE_ID))
-        .map(|v| v.as_str())
+        .map(|v| format!("id:{}", v.as_str()))
         .filter(|id| Key::new("", id, b"").is_ok());
     match (id, message.info()) {
-        (Some(id), _) => format!("id:{id}"),
+        (Some(id), _) => id,
         (None, Ok(info)) => format!("stream:{}", info.stream_sequence),
         // Not a JetStream delivery (no ack subject): it cannot be acked
         // either, so any key will do.

@@ -278,3 +278,134 @@ async fn after_a_failed_commit_nothing_more_is_acknowledged_until_a_restart() {
     let release = reopened.release("support-bot-1").await.unwrap().unwrap();
     assert_eq!(release.body["events"]["baseline"], 15);
 }
+
+/// A hub on a `Faulty` store at `path`, with a release of `support-bot`.
+async fn release_on_faulty(path: &std::path::Path) -> (Arc<Faulty>, Hub) {
+    let store = Arc::new(Faulty {
+        inner: SqlStore::open(path).await.unwrap(),
+        broken: AtomicBool::new(false),
+    });
+    let hub = Hub::load(store.clone(), EngineOptions::default())
+        .await
+        .unwrap();
+    let policy = include_str!("../../../examples/conversational-agent/policy.yaml");
+    hub.put_policy("support-bot", policy, "test").await.unwrap();
+    let service = hub.service("support-bot").unwrap();
+    hub.start_release(&service, "v1", "v2", None, false, "test")
+        .await
+        .unwrap();
+    // The release is stored before any fault.
+    hub.writer.flush().await.unwrap();
+    (store, hub)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retry_after_a_failed_commit_is_not_answered_from_memory() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, hub) = release_on_faulty(&dir.path().join("ripcord.db")).await;
+    store.broken.store(true, Ordering::SeqCst);
+    let body = batch(0..10);
+    let key = ripcord_server::ingest::Key::new("test", "k-1", body.as_bytes()).unwrap();
+    for attempt in ["first", "retry"] {
+        let err = ingest(&hub, body.as_bytes(), true, Some(&key))
+            .await
+            .unwrap_err();
+        assert_eq!(err.status, 503, "{attempt}: {}", err.message);
+    }
+}
+
+/// The NATS source's view of a bare hub.
+struct Alone(Hub);
+
+impl ripcord_server::nats::Server for Alone {
+    fn hub(&self) -> &Hub {
+        &self.0
+    }
+
+    fn membership(&self) -> Option<&Arc<ripcord_server::cluster::Membership>> {
+        None
+    }
+}
+
+/// Waits until the consumer's state satisfies `done`.
+async fn until_consumer(
+    stream: &async_nats::jetstream::stream::Stream,
+    what: &str,
+    done: impl Fn(&async_nats::jetstream::consumer::Info) -> bool,
+) -> async_nats::jetstream::consumer::Info {
+    let started = std::time::Instant::now();
+    loop {
+        let consumer: std::result::Result<async_nats::jetstream::consumer::PullConsumer, _> =
+            stream.get_consumer("ripcord").await;
+        if let Ok(mut consumer) = consumer {
+            let info = consumer.info().await.unwrap().clone();
+            if done(&info) {
+                return info;
+            }
+        }
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(10),
+            "the consumer never got to: {what}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_nats_message_that_cannot_be_stored_is_not_acked_and_counts_once_after_a_restart() {
+    use async_nats::jetstream::{self, stream};
+    use ripcord_server::nats;
+    let client = async_nats::connect("nats://127.0.0.1:4222")
+        .await
+        .expect("a NATS server with JetStream on 127.0.0.1:4222 (scripts/test starts one)");
+    let js = jetstream::new(client);
+    let name = format!("RC_failstop_{}_{}", std::process::id(), wall_now().0);
+    let subject = format!("rctest.{name}");
+    let events = js
+        .create_stream(stream::Config {
+            name: name.clone(),
+            subjects: vec![subject.clone()],
+            storage: stream::StorageType::Memory,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let source = nats::Source::new("nats://127.0.0.1:4222", Some(&name), None, None).unwrap();
+
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("ripcord.db");
+    let (store, hub) = release_on_faulty(&path).await;
+    store.broken.store(true, Ordering::SeqCst);
+    js.publish(subject.clone(), batch(0..10).into())
+        .await
+        .unwrap()
+        .await
+        .unwrap();
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let running = tokio::spawn(nats::run(Arc::new(Alone(hub)), source.clone(), stopped));
+    // Nak'd, delivered again after the nak's delay, and never acked.
+    let info = until_consumer(&events, "a redelivery", |i| {
+        i.delivered.consumer_sequence >= 2
+    })
+    .await;
+    assert_eq!(info.ack_floor.stream_sequence, 0, "{info:?}");
+    stop.send(true).unwrap();
+    running.await.unwrap();
+
+    // A restart on the mended store takes the message and counts it once.
+    let reopened = Arc::new(SqlStore::open(&path).await.unwrap());
+    let hub = Hub::load(reopened.clone(), EngineOptions::default())
+        .await
+        .unwrap();
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let running = tokio::spawn(nats::run(Arc::new(Alone(hub)), source, stopped));
+    until_consumer(&events, "every message acked", |i| {
+        i.ack_floor.stream_sequence == 1 && i.num_ack_pending == 0
+    })
+    .await;
+    stop.send(true).unwrap();
+    running.await.unwrap();
+    let release = reopened.release("support-bot-1").await.unwrap().unwrap();
+    assert_eq!(release.body["events"]["baseline"], 10);
+    let _ = js.delete_stream(&name).await;
+}
