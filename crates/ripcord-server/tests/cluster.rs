@@ -204,6 +204,17 @@ async fn a_follower_assigns_like_the_leader_forwards_the_rest_and_takes_over() -
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 
+    // The rollback's one stage verifies for 0 s and completes on the
+    // leader's next tick: wait for it, so that what the successor serves
+    // is compared with a settled release, not one a tick away from it.
+    let settling = Instant::now();
+    while get(&a, &path, &token).await?.2["state"] != json!("rolled_back") {
+        assert!(
+            settling.elapsed() < Duration::from_secs(3),
+            "the rollback did not complete"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     // The leader hands the lease on as it stops; the follower leads.
     let before = get(&a, &path, &token).await?.2;
     let stopped = Instant::now();

@@ -61,6 +61,20 @@ fn expected() -> Vec<Row> {
         ("-", "get", "/openapi.json", None, OPEN),
         ("ingest", "post", "/v1/events", Some(json!([])), PRODUCERS),
         (
+            "ingest",
+            "post",
+            "/otlp/v1/traces",
+            Some(json!({})),
+            PRODUCERS,
+        ),
+        (
+            "ingest",
+            "post",
+            "/otlp/v1/logs",
+            Some(json!({})),
+            PRODUCERS,
+        ),
+        (
             "policy_write",
             "put",
             "/v1/policies/{service}",
