@@ -30,6 +30,7 @@ fn the_example_policies_load() {
         "conversational-agent",
         "image-generator",
         "data-augmentation",
+        "otlp",
     ] {
         let text = example(name);
         if let Err(d) = load_policy(&text, name) {

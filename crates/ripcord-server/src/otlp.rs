@@ -8,8 +8,9 @@
 //!   id;
 //! - a span with `gen_ai.*` attributes is one output: `outputs: 1`, its
 //!   duration in every latency signal's field, and `error: 1` when it
-//!   failed (`error.type`, or status ERROR); other spans are not ours and
-//!   are skipped, not refused;
+//!   failed (`error.type`, or status ERROR), and a guardrail's verdict
+//!   (a `gen_ai.guardrail.result` span event) as `moderation_fail`; other
+//!   spans are not ours and are skipped, not refused;
 //! - a `gen_ai.evaluation.result` log record is a judge's result for the
 //!   signal named by `gen_ai.evaluation.name`: a score signal takes
 //!   `gen_ai.evaluation.score.value`, a rate signal a flag
@@ -38,6 +39,13 @@ pub const FLAGGED: &[&str] = &["fail", "failed", "true", "yes", "flagged", "unsa
 /// Responses remembered for late evaluations to attach to.
 const RESPONSES_KEPT: usize = 200_000;
 const EVALUATION: &str = "gen_ai.evaluation.result";
+const GUARDRAIL: &str = "gen_ai.guardrail.result";
+/// The signal a guardrail's verdict flags.
+const MODERATION: &str = "moderation_fail";
+/// Guardrail decisions that flag the output.
+pub const BLOCKED: &[&str] = &[
+    "block", "blocked", "deny", "denied", "flag", "flagged", "redact", "redacted",
+];
 
 /// What a GenAI response was, for evaluations that come later.
 #[derive(Clone, Debug, PartialEq)]
@@ -220,6 +228,9 @@ fn span_event(resource: &[KeyValue], span: &Span, signals: &Signals) -> Result<S
             _ => {}
         }
     }
+    if let Some((numerator, flagged)) = guardrail(span, target) {
+        values.insert(numerator, json!(u8::from(flagged)));
+    }
     let line = line(&service, &version, &unit, at, &segment, values);
     let response = text(&span.attributes, "gen_ai.response.id").map(|id| {
         let r = Response {
@@ -232,6 +243,27 @@ fn span_event(resource: &[KeyValue], span: &Span, signals: &Signals) -> Result<S
         (id, r)
     });
     Ok((line, response))
+}
+
+/// A guardrail's verdict on the span's own output: a
+/// `gen_ai.guardrail.result` span event whose `gen_ai.guardrail.decision`
+/// (or `gen_ai.guardrail.action`) is one of [`BLOCKED`] flags the rate
+/// signal `moderation_fail` on the same event, which already counts the
+/// output, so nothing is counted twice. Policies without that signal
+/// ignore guardrails.
+fn guardrail(span: &Span, target: &Target) -> Option<(String, bool)> {
+    let event = span.events.iter().find(|e| e.name == GUARDRAIL)?;
+    let numerator = target.signals.iter().find_map(|s| match &s.kind {
+        SignalKind::Rate {
+            numerator,
+            denominator,
+        } if s.name == MODERATION && denominator == "outputs" => Some(numerator.clone()),
+        _ => None,
+    })?;
+    let decision = text(&event.attributes, "gen_ai.guardrail.decision")
+        .or_else(|| text(&event.attributes, "gen_ai.guardrail.action"))?;
+    let flagged = BLOCKED.contains(&decision.to_ascii_lowercase().as_str());
+    Some((numerator, flagged))
 }
 
 /// Who and when an evaluation is about: the response it names, else its
@@ -507,6 +539,41 @@ mod tests {
             responses.find("r1", r.at + lateness + Dur(1), lateness),
             None
         );
+    }
+
+    #[test]
+    fn a_guardrail_that_blocked_flags_moderation_on_the_outputs_own_event() {
+        let mut signals = signals();
+        if let Some(t) = signals.get_mut("svc") {
+            t.signals.push(Signal {
+                name: "moderation_fail".into(),
+                category: Category::Safety,
+                kind: SignalKind::Rate {
+                    numerator: "moderation_fail".into(),
+                    denominator: "outputs".into(),
+                },
+                direction: Direction::HigherIsWorse,
+                unit: None,
+            });
+        }
+        let resource = [attr("service.name", "svc"), attr("service.version", "v1")];
+        let span = |decision: &str| Span {
+            start_time_unix_nano: 1_796_000_000_000_000_000,
+            end_time_unix_nano: 1_796_000_000_100_000_000,
+            attributes: vec![attr("user.id", "u1")],
+            events: vec![opentelemetry_proto::tonic::trace::v1::span::Event {
+                name: "gen_ai.guardrail.result".into(),
+                attributes: vec![attr("gen_ai.guardrail.decision", decision)],
+                ..Default::default()
+            }],
+            ..Default::default()
+        };
+        for (decision, flag) in [("BLOCK", 1), ("allow", 0)] {
+            let (line, _) = span_event(&resource, &span(decision), &signals).unwrap();
+            let event: Value = serde_json::from_str(&line).unwrap();
+            assert_eq!(event["values"]["outputs"], 1, "{decision}");
+            assert_eq!(event["values"]["moderation_fail"], flag, "{decision}");
+        }
     }
 
     #[test]
