@@ -49,12 +49,11 @@ async fn traces(
     principal: Principal,
     request: Request,
 ) -> Result<Response, ApiError> {
-    let _slot = app.ingest_slots.acquire(&principal.name)?;
-    let (encoding, bytes) = body(&app, request).await?;
-    let req: ExportTraceServiceRequest = decode(encoding, &bytes)?;
-    let signals = signals(&app, otlp::trace_services(&req)).await;
-    let mapped = otlp::spans(&req, &signals, &app.otlp_responses);
-    let (rejected, message) = ingest(&app, &principal, mapped).await?;
+    let map = |req: &ExportTraceServiceRequest, signals: &Signals| {
+        otlp::spans(req, signals, &app.otlp_responses)
+    };
+    let (encoding, rejected, message) =
+        receive(&app, &principal, request, otlp::trace_services, map).await?;
     let answer = ExportTraceServiceResponse {
         partial_success: (rejected > 0).then_some(ExportTracePartialSuccess {
             rejected_spans: rejected,
@@ -69,13 +68,12 @@ async fn logs(
     principal: Principal,
     request: Request,
 ) -> Result<Response, ApiError> {
-    let _slot = app.ingest_slots.acquire(&principal.name)?;
-    let (encoding, bytes) = body(&app, request).await?;
-    let req: ExportLogsServiceRequest = decode(encoding, &bytes)?;
-    let signals = signals(&app, otlp::log_services(&req)).await;
-    let lateness = app.hub.options.lateness;
-    let mapped = otlp::logs(&req, &signals, &app.otlp_responses, app.hub.now(), lateness);
-    let (rejected, message) = ingest(&app, &principal, mapped).await?;
+    let (now, lateness) = (app.hub.now(), app.hub.options.lateness);
+    let map = |req: &ExportLogsServiceRequest, signals: &Signals| {
+        otlp::logs(req, signals, &app.otlp_responses, now, lateness)
+    };
+    let (encoding, rejected, message) =
+        receive(&app, &principal, request, otlp::log_services, map).await?;
     let answer = ExportLogsServiceResponse {
         partial_success: (rejected > 0).then_some(ExportLogsPartialSuccess {
             rejected_log_records: rejected,
@@ -83,6 +81,28 @@ async fn logs(
         }),
     };
     Ok(encode(encoding, &answer))
+}
+
+/// One export, whichever signal: an ingest slot, the body decoded, its
+/// items mapped by the services' policies and ingested. The encoding to
+/// answer in, the items refused and the first reasons.
+async fn receive<R>(
+    app: &Shared,
+    principal: &Principal,
+    request: Request,
+    services: fn(&R) -> Vec<String>,
+    map: impl FnOnce(&R, &Signals) -> Mapped,
+) -> Result<(Encoding, i64, String), ApiError>
+where
+    R: Message + Default + serde::de::DeserializeOwned,
+{
+    let _slot = app.ingest_slots.acquire(&principal.name)?;
+    let (encoding, bytes) = body(app, request).await?;
+    let req: R = decode(encoding, &bytes)?;
+    let signals = signals(app, services(&req)).await;
+    let mapped = map(&req, &signals);
+    let (rejected, message) = ingest(app, principal, mapped).await?;
+    Ok((encoding, rejected, message))
 }
 
 /// The body's encoding and its bytes, gunzipped, within the body limit.
