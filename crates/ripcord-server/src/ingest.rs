@@ -442,8 +442,9 @@ fn observe(
     (body, decisions, counts)
 }
 
-/// The answer already given to this key for this service: from memory when
-/// its batch may not be durable yet, else from the store.
+/// The answer already given to this key for this service: from memory
+/// (once its batch is durable) while it may not be in the store yet, else
+/// from the store.
 async fn remembered(
     hub: &Hub,
     in_memory: Option<String>,
@@ -451,7 +452,17 @@ async fn remembered(
     key: &Key,
 ) -> Result<Option<Outcome>, ApiError> {
     let text = match in_memory {
-        Some(text) => Some(text),
+        Some(text) => {
+            // Its batch was queued before this retry took the service's
+            // lock, so it commits before this flush: answer only once it
+            // is durable. A commit that fails meanwhile gets this retry a
+            // 503 (and the retry after the restart is ingested), never
+            // the answer of events that were lost.
+            hub.writer.flush().await.map_err(|e| {
+                ApiError::unavailable(format!("nothing was stored: {e}; retry later"))
+            })?;
+            Some(text)
+        }
         None => hub.store.answer(stored).await?,
     };
     let Some(text) = text else {

@@ -12,15 +12,20 @@ use ripcord_server::hub::Hub;
 use ripcord_server::ingest::ingest;
 use ripcord_store::*;
 
-/// The real SQLite store, with commits that fail while `broken` is set.
+/// The real SQLite store, with commits that fail while `broken` is set
+/// (after 300 ms while `slow` is: a commit still in flight).
 struct Faulty {
     inner: SqlStore,
     broken: AtomicBool,
+    slow: AtomicBool,
 }
 
 #[async_trait]
 impl Store for Faulty {
     async fn commit(&self, batches: &[Batch]) -> Result<()> {
+        if self.slow.load(Ordering::SeqCst) {
+            tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        }
         if self.broken.load(Ordering::SeqCst) {
             return Err(StoreError::Corrupt("disk full (injected)".into()));
         }
@@ -221,6 +226,7 @@ async fn after_a_failed_commit_nothing_more_is_acknowledged_until_a_restart() {
     let store = Arc::new(Faulty {
         inner: SqlStore::open(&path).await.unwrap(),
         broken: AtomicBool::new(false),
+        slow: AtomicBool::new(false),
     });
     let hub = Hub::load(store.clone(), EngineOptions::default())
         .await
@@ -284,6 +290,7 @@ async fn release_on_faulty(path: &std::path::Path) -> (Arc<Faulty>, Hub) {
     let store = Arc::new(Faulty {
         inner: SqlStore::open(path).await.unwrap(),
         broken: AtomicBool::new(false),
+        slow: AtomicBool::new(false),
     });
     let hub = Hub::load(store.clone(), EngineOptions::default())
         .await
@@ -312,6 +319,40 @@ async fn a_retry_after_a_failed_commit_is_not_answered_from_memory() {
             .unwrap_err();
         assert_eq!(err.status, 503, "{attempt}: {}", err.message);
     }
+}
+
+/// A retry that arrives while the first attempt's batch is still being
+/// committed waits for that commit: when it fails, the retry gets 503 too,
+/// not the remembered answer of events that were never stored.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retry_while_the_first_commit_is_in_flight_waits_for_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, hub) = release_on_faulty(&dir.path().join("ripcord.db")).await;
+    store.slow.store(true, Ordering::SeqCst);
+    store.broken.store(true, Ordering::SeqCst);
+    let hub = Arc::new(hub);
+    let body = batch(0..10);
+    let key = ripcord_server::ingest::Key::new("test", "k-2", body.as_bytes()).unwrap();
+    let first = {
+        let (hub, body) = (hub.clone(), body.clone());
+        let key = ripcord_server::ingest::Key::new("test", "k-2", body.as_bytes()).unwrap();
+        tokio::spawn(async move { ingest(&hub, body.as_bytes(), true, Some(&key)).await })
+    };
+    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    let retry = ingest(&hub, body.as_bytes(), true, Some(&key)).await;
+    assert_eq!(
+        retry
+            .map(|(s, _)| s.as_u16())
+            .map_err(|e| e.status.as_u16()),
+        Err(503)
+    );
+    let first = first.await.unwrap();
+    assert_eq!(
+        first
+            .map(|(s, _)| s.as_u16())
+            .map_err(|e| e.status.as_u16()),
+        Err(503)
+    );
 }
 
 /// The NATS source's view of a bare hub.
