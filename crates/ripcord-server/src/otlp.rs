@@ -102,10 +102,48 @@ impl Responses {
 /// The events of one export and the items that could not be events.
 #[derive(Debug, Default, PartialEq)]
 pub struct Mapped {
-    /// NDJSON event lines, each with what it came from.
-    pub events: Vec<(String, String)>,
-    /// (what, why) of each item refused before ingest.
+    /// NDJSON event lines, each with where it came from.
+    pub events: Vec<(Origin, String)>,
+    /// (what, why) of the first [`LISTED`] items refused before ingest.
     pub refused: Vec<(String, String)>,
+    /// Every item refused before ingest, listed or not.
+    pub refused_count: usize,
+}
+
+/// Where an event came from in its export; put in words only when it is
+/// refused (a large export's events carry two numbers, not a string).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Origin {
+    pub logs: bool,
+    pub resource: usize,
+    pub item: usize,
+}
+
+impl std::fmt::Display for Origin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.logs {
+            write!(
+                f,
+                "resource_logs[{}] log record {}",
+                self.resource, self.item
+            )
+        } else {
+            write!(f, "resource_spans[{}] span {}", self.resource, self.item)
+        }
+    }
+}
+
+/// Refusals kept with their reasons; the rest are only counted (a hostile
+/// export of a million bad spans must not become a million strings).
+pub const LISTED: usize = 100;
+
+impl Mapped {
+    fn refuse(&mut self, what: String, why: String) {
+        self.refused_count += 1;
+        if self.refused.len() < LISTED {
+            self.refused.push((what, why));
+        }
+    }
 }
 
 /// What one service's policy says about OTLP: its signals and its
@@ -140,18 +178,22 @@ pub fn spans(req: &ExportTraceServiceRequest, signals: &Signals, responses: &Res
     for (r, rs) in req.resource_spans.iter().enumerate() {
         let resource = rs.resource.as_ref().map_or(&[][..], |r| &r.attributes[..]);
         for (s, span) in rs.scope_spans.iter().flat_map(|ss| &ss.spans).enumerate() {
-            let what = format!("resource_spans[{r}] span {s} ({})", span.name);
             if !is_gen_ai(&span.attributes) {
                 continue;
             }
+            let origin = Origin {
+                logs: false,
+                resource: r,
+                item: s,
+            };
             match span_event(resource, span, signals) {
                 Ok((line, response)) => {
                     if let Some((id, resp)) = response {
                         responses.remember(id, resp);
                     }
-                    out.events.push((what, line));
+                    out.events.push((origin, line));
                 }
-                Err(why) => out.refused.push((what, why)),
+                Err(why) => out.refuse(format!("{origin} ({})", span.name), why),
             }
         }
     }
@@ -178,12 +220,16 @@ pub fn logs(
             if event_name(log) != EVALUATION {
                 continue;
             }
-            let what = format!("resource_logs[{r}] log record {l} ({EVALUATION})");
+            let origin = Origin {
+                logs: true,
+                resource: r,
+                item: l,
+            };
             let joined = text(&log.attributes, "gen_ai.response.id")
                 .and_then(|id| responses.find(&id, now, lateness));
             match evaluation_event(resource, log, signals, joined) {
-                Ok(line) => out.events.push((what, line)),
-                Err(why) => out.refused.push((what, why)),
+                Ok(line) => out.events.push((origin, line)),
+                Err(why) => out.refuse(format!("{origin} ({EVALUATION})"), why),
             }
         }
     }
@@ -574,6 +620,21 @@ mod tests {
             assert_eq!(event["values"]["outputs"], 1, "{decision}");
             assert_eq!(event["values"]["moderation_fail"], flag, "{decision}");
         }
+    }
+
+    #[test]
+    fn refusals_past_the_listed_ones_are_counted_not_kept() {
+        let mut m = Mapped::default();
+        for i in 0..LISTED + 50 {
+            m.refuse(format!("item {i}"), "bad".into());
+        }
+        assert_eq!((m.refused.len(), m.refused_count), (LISTED, LISTED + 50));
+        let origin = Origin {
+            logs: true,
+            resource: 2,
+            item: 7,
+        };
+        assert_eq!(origin.to_string(), "resource_logs[2] log record 7");
     }
 
     #[test]

@@ -207,12 +207,16 @@ async fn ingest(
     principal: &Principal,
     mapped: Mapped,
 ) -> Result<(i64, String), ApiError> {
-    let Mapped { events, refused } = mapped;
+    let Mapped {
+        events,
+        refused,
+        refused_count,
+    } = mapped;
     let mut reasons: Vec<String> = refused
         .iter()
         .map(|(what, why)| format!("{what}: {why}"))
         .collect();
-    let mut rejected = refused.len() as i64;
+    let mut rejected = refused_count as i64;
     if !events.is_empty() {
         let mut body = String::new();
         for (_, line) in &events {
@@ -229,7 +233,7 @@ async fn ingest(
             let what = r["index"]
                 .as_u64()
                 .and_then(|i| events.get(i as usize))
-                .map_or("an item", |(what, _)| what.as_str());
+                .map_or("an item".to_string(), |(origin, _)| origin.to_string());
             reasons.push(format!(
                 "{what}: {}",
                 r["error"].as_str().unwrap_or_default()
@@ -238,7 +242,7 @@ async fn ingest(
     }
     let shown = reasons.len().min(REASONS);
     let mut message = reasons[..shown].join("; ");
-    if reasons.len() > shown {
+    if rejected > shown as i64 {
         message.push_str(&format!("; and {} more", rejected - shown as i64));
     }
     Ok((rejected, message))
