@@ -223,20 +223,7 @@ fn batch(units: std::ops::Range<u32>) -> String {
 async fn after_a_failed_commit_nothing_more_is_acknowledged_until_a_restart() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("ripcord.db");
-    let store = Arc::new(Faulty {
-        inner: SqlStore::open(&path).await.unwrap(),
-        broken: AtomicBool::new(false),
-        slow: AtomicBool::new(false),
-    });
-    let hub = Hub::load(store.clone(), EngineOptions::default())
-        .await
-        .unwrap();
-    let policy = include_str!("../../../examples/conversational-agent/policy.yaml");
-    hub.put_policy("support-bot", policy, "test").await.unwrap();
-    let service = hub.service("support-bot").unwrap();
-    hub.start_release(&service, "v1", "v2", None, false, "test")
-        .await
-        .unwrap();
+    let (store, hub) = release_on_faulty(&path).await;
     assert_eq!(
         ingest(&hub, batch(0..10).as_bytes(), true, None)
             .await
