@@ -177,24 +177,6 @@ fn silence_is_its_own_verdict_never_a_statistical_breach() {
     assert!(out.iter().any(|d| d.kind == DecisionKind::TriggerFired));
 }
 
-fn score_policy(bound: Bound) -> Policy {
-    let mut p = relative_policy(1.0);
-    p.srm.enabled = false;
-    p.signals = vec![Signal {
-        name: "utility".into(),
-        category: Category::Quality,
-        kind: SignalKind::Score {
-            field: "utility".into(),
-            min: 0.0,
-            max: 1.0,
-        },
-        direction: Direction::LowerIsWorse,
-        unit: None,
-    }];
-    p.criteria[0] = criterion("utility", 0, bound);
-    p
-}
-
 fn utility_run(p: Policy, candidate_mean: f64) -> Vec<Decision> {
     let mut e = engine(p, ShareSource::Engine);
     let mut out = Vec::new();

@@ -194,20 +194,7 @@ fn a_rate_ratio_reads_against_the_tolerated_ratio() {
 }
 
 fn score_reading(bound: Bound) -> Reading {
-    let mut p = relative_policy(1.0);
-    p.srm.enabled = false;
-    p.signals = vec![Signal {
-        name: "utility".into(),
-        category: Category::Quality,
-        kind: SignalKind::Score {
-            field: "utility".into(),
-            min: 0.0,
-            max: 1.0,
-        },
-        direction: Direction::LowerIsWorse,
-        unit: None,
-    }];
-    p.criteria[0] = criterion("utility", 0, bound);
+    let p = score_policy(bound);
     let (mut e, mut out) = started(p);
     for i in 1..=200 {
         let ts = T0 + Dur(i * 100);

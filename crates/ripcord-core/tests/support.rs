@@ -238,3 +238,22 @@ pub fn kinds(decisions: &[Decision]) -> Vec<String> {
         })
         .collect()
 }
+
+/// One score signal `utility` (lower is worse) and one criterion on it.
+pub fn score_policy(bound: Bound) -> Policy {
+    let mut p = relative_policy(1.0);
+    p.srm.enabled = false;
+    p.signals = vec![Signal {
+        name: "utility".into(),
+        category: Category::Quality,
+        kind: SignalKind::Score {
+            field: "utility".into(),
+            min: 0.0,
+            max: 1.0,
+        },
+        direction: Direction::LowerIsWorse,
+        unit: None,
+    }];
+    p.criteria[0] = criterion("utility", 0, bound);
+    p
+}
