@@ -613,3 +613,108 @@ fn otlp_sources_load_and_their_mistakes_are_placed() {
         ]
     );
 }
+
+#[test]
+fn prometheus_sources_load_and_their_mistakes_are_placed() {
+    let base = "service: s\nsrm: {count: outputs}\nsignals:\n  hallucination: {category: safety, kind: rate}\n  error: {category: operational, kind: rate}\n  utility: {category: quality, kind: score, range: [0, 1]}\ncriteria:\n  h: {signal: hallucination, max_ratio: 1.2}\ntriggers:\n  t: {when: h, severity: critical, action: pause}\n";
+    let good = format!(
+        "{base}sources:\n  prometheus:\n    url: http://127.0.0.1:9090/\n    step: 15s\n    version_label: model_version\n    counters:\n      outputs: genai_outputs_total{{job=\"chat\"}}\n      hallucination: genai_hallucinations_total{{job=\"chat\"}}\n"
+    );
+    let p = load_policy(&good, "p.yaml").unwrap_or_else(|d| panic!("{d}"));
+    let s = p.sources.prometheus.as_ref().expect("a prometheus source");
+    assert_eq!(s.url, "http://127.0.0.1:9090");
+    assert_eq!(s.step, ripcord_core::Dur(15_000));
+    assert_eq!(s.version_label, "model_version");
+    let counters: Vec<(&str, &str, &str)> = s
+        .counters
+        .iter()
+        .map(|c| {
+            (
+                c.field.as_str(),
+                c.selector.as_str(),
+                c.denominator.as_str(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        counters,
+        [
+            ("outputs", "genai_outputs_total{job=\"chat\"}", "outputs"),
+            (
+                "hallucination",
+                "genai_hallucinations_total{job=\"chat\"}",
+                "outputs"
+            ),
+        ]
+    );
+    // The defaults: a 30 s step and the `version` label; none without the section.
+    let short = format!(
+        "{base}sources:\n  prometheus:\n    url: https://prom.example\n    counters: {{outputs: o_total, error: e_total}}\n"
+    );
+    let p = load_policy(&short, "p.yaml").unwrap_or_else(|d| panic!("{d}"));
+    let s = p.sources.prometheus.as_ref().expect("a prometheus source");
+    assert_eq!(
+        (s.step, s.version_label.as_str()),
+        (ripcord_core::Dur(30_000), "version")
+    );
+    assert_eq!(
+        load_policy(base, "p.yaml").map(|p| p.sources.prometheus),
+        Ok(None)
+    );
+
+    let bad = format!(
+        "{base}sources:\n  prometheus:\n    url: prometheus:9090\n    step: 100ms\n    version_label: model-version\n    counters:\n      hallucinations: h_total\n      error: rate(e_total[5m])\n      utility: u_total\n"
+    );
+    assert_eq!(
+        problems(&bad),
+        [
+            (13, 10, "\"prometheus:9090\" must start with http:// or https://".to_string()),
+            (14, 11, "must be between 1s and 1h".to_string()),
+            (
+                15,
+                20,
+                "\"model-version\" is not a Prometheus label name ([a-zA-Z_][a-zA-Z0-9_]*)"
+                    .to_string()
+            ),
+            (
+                17,
+                7,
+                "`hallucinations` is neither the numerator nor the denominator of a rate signal"
+                    .to_string()
+            ),
+            (
+                18,
+                14,
+                "`rate(e_total[5m])` is not a counter selector: unexpected `(` (functions, ranges and operators are not taken)"
+                    .to_string()
+            ),
+            (
+                19,
+                7,
+                "`utility` is neither the numerator nor the denominator of a rate signal"
+                    .to_string()
+            ),
+        ]
+    );
+    // A numerator needs its denominator's counter; counters carry no units.
+    let lonely = format!(
+        "{}sources:\n  prometheus:\n    url: http://p:9090\n    counters: {{hallucination: h_total}}\n",
+        base.replace("srm: {count: outputs}\n", "")
+    );
+    assert_eq!(
+        problems(&lonely),
+        [
+            (
+                12,
+                5,
+                "counters carry no units, so the sample-ratio check cannot count units".to_string()
+            ),
+            (
+                13,
+                16,
+                "`hallucination` counts flags over `outputs`, which has no counter here"
+                    .to_string()
+            ),
+        ]
+    );
+}

@@ -13,6 +13,7 @@ use super::yaml::{self, Key, Node, Pos, Source, Value};
 use super::*;
 
 mod governance;
+mod prometheus;
 mod sources;
 
 /// Loads and validates a policy; `origin` names the file in messages.
@@ -403,7 +404,7 @@ fn lower(cx: &mut Cx, root: Node) -> Option<Policy> {
     };
     let governance = governance::lower_governance(cx, &top, &names(&triggers_node));
     let sources = match top.get("sources") {
-        Some(n) => sources::lower_sources(cx, n, &signals),
+        Some(n) => sources::lower_sources(cx, n, &signals, srm.as_ref()),
         None => Some(Sources::default()),
     };
     Some(Policy {

@@ -50,6 +50,46 @@ pub struct Policy {
 #[derive(Clone, Debug, PartialEq, Default, serde::Serialize, serde::Deserialize)]
 pub struct Sources {
     pub otlp: OtlpSources,
+    /// Counters read from a Prometheus server, if the policy names one.
+    #[serde(default)]
+    pub prometheus: Option<PrometheusSource>,
+}
+
+/// `sources.prometheus`: per-version counters read from a Prometheus
+/// server's HTTP API every `step`, their increases becoming pre-aggregated
+/// events (counts, never ratios, so that the statistics stay exact).
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct PrometheusSource {
+    /// The server's base address (`http://prometheus:9090`, no trailing
+    /// slash); `/api/v1/query` is appended.
+    pub url: String,
+    /// How often the counters are read: each read's increases are one
+    /// event per version.
+    pub step: Dur,
+    /// The label whose value names the version.
+    pub version_label: String,
+    /// Which event field each counter feeds, in policy order.
+    pub counters: Vec<PrometheusCounter>,
+}
+
+impl PrometheusSource {
+    pub const DEFAULT_STEP: Dur = Dur(30_000);
+    pub const MIN_STEP: Dur = Dur(1_000);
+    pub const MAX_STEP: Dur = Dur(3_600_000);
+    pub const DEFAULT_VERSION_LABEL: &str = "version";
+}
+
+/// One counter: an instant-vector selector (a metric name and label
+/// matchers, nothing computed) and the event field it feeds.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct PrometheusCounter {
+    pub field: String,
+    pub selector: String,
+    /// The denominator field this counter's increases travel with: itself
+    /// for a denominator, the denominator of its (first) rate for a
+    /// numerator. A numerator's increases wait until its denominator has
+    /// a fresh sample, so that no flag arrives without its outputs.
+    pub denominator: String,
 }
 
 /// How OpenTelemetry spans and log records become events.

@@ -212,7 +212,8 @@ fn evidence() -> Value {
             "drop": paths.clone(), "hash": paths}}}})
 }
 
-/// `sources:`: how OTLP telemetry maps onto the signals.
+/// `sources:`: how OTLP telemetry and Prometheus counters map onto the
+/// signals.
 fn sources() -> Value {
     let names = json!({"anyOf": [
         {"type": "string", "minLength": 1},
@@ -226,6 +227,15 @@ fn sources() -> Value {
                 "type": "object", "additionalProperties": false, "required": ["signal"],
                 "properties": {"signal": {"type": "string"}, "flag": names}},
                 "description": "gen_ai.evaluation.name: the signal it feeds (and, for a rate, the labels that flag)"}
-        }}
+        }},
+        "prometheus": {"type": "object", "additionalProperties": false, "required": ["url", "counters"],
+            "properties": {
+                "url": {"type": "string", "pattern": "^https?://[^/\\s?#]", "description": "the Prometheus server's base address"},
+                "step": {"type": "string", "pattern": "^([0-9.]+(ms|s|m|h|d))+$"},
+                "version_label": {"type": "string", "pattern": "^[a-zA-Z_][a-zA-Z0-9_]*$"},
+                "counters": {"type": "object", "minProperties": 1,
+                    "additionalProperties": {"type": "string", "minLength": 1},
+                    "description": "event field (a rate's numerator or denominator): the counter's selector, e.g. genai_outputs_total{job=\"chat\"}"}
+            }}
     }})
 }

@@ -1,16 +1,29 @@
 //! `sources:`: how telemetry from elsewhere maps onto the policy's
-//! signals. Today `sources.otlp`, for OpenTelemetry spans and log records.
+//! signals: `sources.otlp`, for OpenTelemetry spans and log records, and
+//! `sources.prometheus`, for counters on a Prometheus server.
 
 use super::{Cx, Node, Value, suggest};
-use crate::policy::{OtlpEvaluation, OtlpSources, Signal, SignalKind, Sources};
+use crate::policy::{OtlpEvaluation, OtlpSources, Signal, SignalKind, Sources, SrmCheck};
 
-pub(crate) fn lower_sources(cx: &mut Cx, node: &Node, signals: &[Signal]) -> Option<Sources> {
-    let f = cx.fields(node, "sources", &["otlp"])?;
+pub(crate) fn lower_sources(
+    cx: &mut Cx,
+    node: &Node,
+    signals: &[Signal],
+    srm: Option<&SrmCheck>,
+) -> Option<Sources> {
+    let f = cx.fields(node, "sources", &["otlp", "prometheus"])?;
     let otlp = match f.get("otlp") {
-        Some(n) => lower_otlp(cx, n, signals)?,
-        None => OtlpSources::default(),
+        Some(n) => lower_otlp(cx, n, signals),
+        None => Some(OtlpSources::default()),
     };
-    Some(Sources { otlp })
+    let prometheus = match f.get("prometheus") {
+        Some(n) => super::prometheus::lower_prometheus(cx, n, signals, srm).map(Some),
+        None => Some(None),
+    };
+    Some(Sources {
+        otlp: otlp?,
+        prometheus: prometheus?,
+    })
 }
 
 fn lower_otlp(cx: &mut Cx, node: &Node, signals: &[Signal]) -> Option<OtlpSources> {
