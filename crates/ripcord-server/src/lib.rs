@@ -21,6 +21,7 @@ pub mod hub;
 pub mod incidents;
 pub mod ingest;
 pub mod journal;
+pub mod leader;
 pub mod metrics;
 pub mod names;
 pub mod nats;
@@ -28,6 +29,7 @@ pub mod notify;
 pub mod notify_bridge;
 pub mod openapi;
 pub mod otlp;
+pub mod prometheus;
 pub mod purge;
 pub mod report;
 pub mod retention;
@@ -429,6 +431,7 @@ impl Starting {
                 stopped.clone(),
             )));
         }
+        workers.push(tokio::spawn(prometheus::run(app.clone(), stopped.clone())));
         workers.extend(following);
         workers.extend(keeping);
         let _ = recovered.set(app.clone());
@@ -448,7 +451,7 @@ impl Starting {
     }
 }
 
-impl nats::Server for App {
+impl leader::Server for App {
     fn hub(&self) -> &Hub {
         &self.hub
     }

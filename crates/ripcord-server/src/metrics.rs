@@ -102,6 +102,18 @@ fn describe() {
         "ripcord_nats_rejected_total",
         "Lines of NATS messages refused (a message refused whole counts one); the messages are acked."
     );
+    describe_counter!(
+        "ripcord_prometheus_steps_total",
+        "Steps of a service's Prometheus source, by result: ok (read and ingested), failed (Prometheus unreachable or refusing, or the store unavailable; counted again by the next step)."
+    );
+    describe_counter!(
+        "ripcord_prometheus_no_data_total",
+        "Steps at which a release version had no new sample in any of its service's Prometheus counters (no event: no data, never zero)."
+    );
+    describe_counter!(
+        "ripcord_prometheus_resets_total",
+        "Counter resets seen by a service's Prometheus source (a value below the last one: the new value counts as the increase)."
+    );
 }
 
 pub fn render() -> String {
@@ -204,4 +216,25 @@ pub fn nats_message(result: &'static str) {
 /// Lines of NATS messages refused.
 pub fn nats_rejected(lines: u64) {
     counter!("ripcord_nats_rejected_total").increment(lines);
+}
+
+/// A step of a service's Prometheus source: `ok` or `failed`.
+pub fn prometheus_step(service: &str, result: &'static str) {
+    counter!("ripcord_prometheus_steps_total", "service" => service.to_string(), "result" => result)
+        .increment(1);
+}
+
+/// A release version with no new sample at a step.
+pub fn prometheus_no_data(service: &str, version: &str) {
+    counter!(
+        "ripcord_prometheus_no_data_total",
+        "service" => service.to_string(),
+        "version" => version.to_string()
+    )
+    .increment(1);
+}
+
+/// Counter resets seen at a step.
+pub fn prometheus_resets(service: &str, resets: u64) {
+    counter!("ripcord_prometheus_resets_total", "service" => service.to_string()).increment(resets);
 }

@@ -26,10 +26,10 @@ use futures_util::StreamExt;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
-use crate::cluster::Membership;
 use crate::error::ApiError;
 use crate::hub::Hub;
 use crate::ingest::{Key, Outcome, ingest_ndjson};
+use crate::leader::{Server, stopped};
 use crate::metrics;
 use crate::slow::BODY_LIMIT;
 
@@ -138,14 +138,6 @@ impl fmt::Display for Source {
     }
 }
 
-/// The running server as the source sees it: implemented by the HTTP
-/// layer's `App` (in `lib.rs`), which this module may not import.
-pub trait Server: Send + Sync + 'static {
-    fn hub(&self) -> &Hub;
-    /// This replica's place in a cluster; `None`: it is the only one.
-    fn membership(&self) -> Option<&Arc<Membership>>;
-}
-
 /// Why a session with the server ended, short of a shutdown.
 #[derive(Debug, thiserror::Error)]
 enum Failure {
@@ -178,21 +170,6 @@ pub async fn run<S: Server>(app: Arc<S>, source: Source, mut stop: watch::Receiv
         backoff = (backoff * 2).min(BACKOFF_MAX);
     }
     metrics::nats_connected(false);
-}
-
-/// Resolves on shutdown, or when this replica stops leading: a deposed
-/// leader's writes are refused, so it should stop taking messages too.
-async fn stopped(stop: &mut watch::Receiver<bool>, app: &impl Server) {
-    let lost = async {
-        match app.membership() {
-            Some(m) => drop(m.lost().await),
-            None => std::future::pending().await,
-        }
-    };
-    tokio::select! {
-        _ = stop.changed() => {}
-        () = lost => {}
-    }
 }
 
 /// One connection: binds the consumer and handles messages, at most
