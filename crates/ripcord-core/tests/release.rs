@@ -405,6 +405,48 @@ fn a_sample_ratio_mismatch_halts_the_release_instead_of_deciding() {
     );
 }
 
+/// Two hours of minute buckets of 2,000 outputs, the baseline's line of
+/// each minute before the candidate's (as a source aggregating per version
+/// sends them), the candidate getting `split` of the outputs.
+fn minute_buckets(split: f64) -> Vec<Decision> {
+    let mut e = engine(relative_policy(1.2), ShareSource::Recorded);
+    let mut out = Vec::new();
+    declare(&mut e, T0, 0.5, &mut out);
+    for m in 1..=120 {
+        let ts = T0 + Dur::from_mins(m);
+        let c = (2_000.0 * split).round();
+        let _ = e.observe(
+            &bucket(ts, "v12", 2_000.0 - c, "moderation_fail", 5.0),
+            &mut out,
+        );
+        let _ = e.observe(&bucket(ts, "v13", c, "moderation_fail", 5.0), &mut out);
+    }
+    e.tick(T0 + Dur::from_mins(121), &mut out);
+    out
+}
+
+#[test]
+fn pre_aggregated_buckets_are_checked_for_sample_ratio_once_both_versions_are_in() {
+    // Between the baseline's 1,000 and the candidate's 1,000 the split is
+    // 1,000 to 0: checked there, every healthy release would halt.
+    let healthy = minute_buckets(0.5);
+    assert!(
+        healthy.iter().all(|d| d.action != Some(ActionKind::Pause)),
+        "{:?}",
+        kinds(&healthy)
+    );
+    let broken = minute_buckets(0.4);
+    let pause = first(&broken, ActionKind::Pause);
+    assert!(
+        pause
+            .explanation
+            .summary
+            .starts_with("sample ratio mismatch: the candidate got 800 of 2000 outputs"),
+        "{}",
+        pause.explanation.summary
+    );
+}
+
 #[test]
 fn a_rolled_back_release_can_be_re_released_as_a_new_generation() {
     let mut e = engine(relative_policy(1.2), ShareSource::Engine);

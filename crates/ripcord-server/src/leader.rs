@@ -30,4 +30,3 @@ pub async fn stopped(stop: &mut watch::Receiver<bool>, app: &impl Server) {
         () = lost => {}
     }
 }
-

@@ -345,7 +345,7 @@ async fn a_retry_while_the_first_commit_is_in_flight_waits_for_it() {
 /// The NATS source's view of a bare hub.
 struct Alone(Hub);
 
-impl ripcord_server::nats::Server for Alone {
+impl ripcord_server::leader::Server for Alone {
     fn hub(&self) -> &Hub {
         &self.0
     }

@@ -13,6 +13,7 @@ mod notify;
 mod ofrep;
 mod openapi;
 mod otlp;
+mod prometheus;
 mod retention;
 mod rights;
 mod roles;

@@ -380,7 +380,13 @@ impl Engine {
             }
         }
         self.after_transitions(transitions, out);
-        self.check_srm(out);
+        // Pre-aggregated outputs are checked once time moves past their
+        // stamp (`advance`), when the other version's bucket of the same
+        // period is in too: a stream sends one version's bucket before the
+        // other's, and between the two the split is off by a whole bucket.
+        if self.policy.srm.count == SrmCount::Units {
+            self.check_srm(out);
+        }
         Ok(())
     }
 
@@ -394,6 +400,10 @@ impl Engine {
     fn advance(&mut self, ts: Time, out: &mut Vec<Decision>) {
         if ts <= self.now {
             return;
+        }
+        if self.policy.srm.count == SrmCount::Outputs {
+            // Every bucket stamped up to now is in: see `observe`.
+            self.check_srm(out);
         }
         self.now = ts;
         let second = ts.0.div_euclid(1000);
