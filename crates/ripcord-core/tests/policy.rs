@@ -31,6 +31,7 @@ fn the_example_policies_load() {
         "image-generator",
         "data-augmentation",
         "otlp",
+        "prometheus",
     ] {
         let text = example(name);
         if let Err(d) = load_policy(&text, name) {
@@ -468,6 +469,8 @@ fn the_schema_is_valid_and_accepts_every_example_and_preset() {
         "conversational-agent",
         "image-generator",
         "data-augmentation",
+        "otlp",
+        "prometheus",
     ] {
         validate_against_schema(&example(name)).unwrap_or_else(|e| panic!("{name}: {e}"));
     }

@@ -89,10 +89,11 @@ struct Prometheus {
 }
 
 async fn prometheus(dir: &Path, target: u16) -> Result<Prometheus> {
-    let binary = ["/usr/bin/prometheus", "/usr/local/bin/prometheus"]
-        .into_iter()
-        .find(|p| Path::new(p).exists())
-        .expect("Prometheus is missing: run the tests with scripts/test, which installs Debian's prometheus package");
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    let binary = std::env::split_paths(&path)
+        .map(|dir| dir.join("prometheus"))
+        .find(|p| p.is_file())
+        .expect("prometheus is not on PATH: run the tests with scripts/test, which installs Debian's prometheus package");
     let port = TcpListener::bind("127.0.0.1:0").await?.local_addr()?.port();
     let config = dir.join("prometheus.yml");
     std::fs::write(
@@ -101,7 +102,7 @@ async fn prometheus(dir: &Path, target: u16) -> Result<Prometheus> {
             "global:\n  scrape_interval: 1s\n  scrape_timeout: 900ms\nscrape_configs:\n  - job_name: genai\n    static_configs:\n      - targets: ['127.0.0.1:{target}']\n"
         ),
     )?;
-    let child = Command::new(binary)
+    let child = Command::new(&binary)
         .arg(format!("--config.file={}", config.display()))
         .arg(format!(
             "--storage.tsdb.path={}",
@@ -161,7 +162,7 @@ fn traffic(counters: Shared, every: [u64; 2]) -> tokio::task::JoinHandle<()> {
             let mut c = lock(&counters);
             for (version, every) in ["v1", "v2"].into_iter().zip(every) {
                 c.add(version, "genai_outputs_total", 20.0);
-                if tick % every == 0 {
+                if tick.is_multiple_of(every) {
                     c.add(version, "genai_hallucinations_total", 1.0);
                 }
             }
