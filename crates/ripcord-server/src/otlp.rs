@@ -11,6 +11,9 @@
 //!   failed (`error.type`, or status ERROR), and a guardrail's verdict
 //!   (a `gen_ai.guardrail.result` span event) as `moderation_fail`; other
 //!   spans are not ours and are skipped, not refused;
+//! - a `gen_ai.guardrail.result` log record is a guardrail's verdict on the
+//!   response it names, as `moderation_fail` over a denominator of its
+//!   own (the span counted `outputs` already);
 //! - a `gen_ai.evaluation.result` log record is a judge's result for the
 //!   signal named by `gen_ai.evaluation.name`: a score signal takes
 //!   `gen_ai.evaluation.score.value`, a rate signal a flag
@@ -200,7 +203,8 @@ pub fn spans(req: &ExportTraceServiceRequest, signals: &Signals, responses: &Res
     out
 }
 
-/// Evaluation log records as events; other records are skipped.
+/// Evaluation and guardrail log records as events; other records are
+/// skipped.
 pub fn logs(
     req: &ExportLogsServiceRequest,
     signals: &Signals,
@@ -217,7 +221,8 @@ pub fn logs(
             .flat_map(|sl| &sl.log_records)
             .enumerate()
         {
-            if event_name(log) != EVALUATION {
+            let name = event_name(log);
+            if name != EVALUATION && name != GUARDRAIL {
                 continue;
             }
             let origin = Origin {
@@ -227,9 +232,15 @@ pub fn logs(
             };
             let joined = text(&log.attributes, "gen_ai.response.id")
                 .and_then(|id| responses.find(&id, now, lateness));
-            match evaluation_event(resource, log, signals, joined) {
-                Ok(line) => out.events.push((origin, line)),
-                Err(why) => out.refuse(format!("{origin} ({EVALUATION})"), why),
+            let mapped = if name == EVALUATION {
+                evaluation_event(resource, log, signals, joined).map(Some)
+            } else {
+                guardrail_record(resource, log, signals, joined)
+            };
+            match mapped {
+                Ok(Some(line)) => out.events.push((origin, line)),
+                Ok(None) => {}
+                Err(why) => out.refuse(format!("{origin} ({name})"), why),
             }
         }
     }
@@ -274,8 +285,8 @@ fn span_event(resource: &[KeyValue], span: &Span, signals: &Signals) -> Result<S
             _ => {}
         }
     }
-    if let Some((numerator, flagged)) = guardrail(span, target) {
-        values.insert(numerator, json!(u8::from(flagged)));
+    for (field, flagged) in guardrail(span, target).into_iter().flatten() {
+        values.insert(field, json!(u8::from(flagged)));
     }
     let line = line(&service, &version, &unit, at, &segment, values);
     let response = text(&span.attributes, "gen_ai.response.id").map(|id| {
@@ -294,22 +305,76 @@ fn span_event(resource: &[KeyValue], span: &Span, signals: &Signals) -> Result<S
 /// A guardrail's verdict on the span's own output: a
 /// `gen_ai.guardrail.result` span event whose `gen_ai.guardrail.decision`
 /// (or `gen_ai.guardrail.action`) is one of [`BLOCKED`] flags the rate
-/// signal `moderation_fail` on the same event, which already counts the
-/// output, so nothing is counted twice. Policies without that signal
-/// ignore guardrails.
-fn guardrail(span: &Span, target: &Target) -> Option<(String, bool)> {
+/// signal `moderation_fail` on the same event: its numerator, and its
+/// denominator when that is not `outputs` (which the span counts already),
+/// so nothing is counted twice. Policies without that signal ignore
+/// guardrails.
+fn guardrail(span: &Span, target: &Target) -> Option<Vec<(String, bool)>> {
     let event = span.events.iter().find(|e| e.name == GUARDRAIL)?;
-    let numerator = target.signals.iter().find_map(|s| match &s.kind {
+    let (numerator, denominator) = moderation(target)?;
+    let flagged = blocked(&event.attributes)?;
+    let mut values = vec![(numerator.to_string(), flagged)];
+    if denominator != "outputs" {
+        values.push((denominator.to_string(), true));
+    }
+    Some(values)
+}
+
+/// A guardrail's verdict as a log record (span events are deprecated in
+/// favour of them): it names its response by `gen_ai.response.id` and
+/// lands in that output's bucket, like a late judge. Its own event cannot
+/// add to the span's `outputs`, so `moderation_fail` must count over a
+/// denominator of its own (one per checked response, e.g. `guarded`).
+/// `None`: the policy has no `moderation_fail`, guardrails are not its.
+fn guardrail_record(
+    resource: &[KeyValue],
+    log: &LogRecord,
+    signals: &Signals,
+    joined: Option<Response>,
+) -> Result<Option<String>, String> {
+    let r = match joined {
+        Some(r) => r,
+        None => judged(resource, log, signals)?,
+    };
+    let target = signals
+        .get(&r.service)
+        .ok_or_else(|| format!("service: no policy for \"{}\"", r.service))?;
+    let Some((numerator, denominator)) = moderation(target) else {
+        return Ok(None);
+    };
+    if denominator == "outputs" {
+        return Err(format!(
+            "{MODERATION} counts over `outputs`, which the response's span counts already: \
+             give it a denominator of its own (`denominator: guarded`) to take guardrail \
+             results as log records"
+        ));
+    }
+    let flagged = blocked(&log.attributes)
+        .ok_or("gen_ai.guardrail.decision (or gen_ai.guardrail.action): missing")?;
+    let mut values = Map::new();
+    values.insert(denominator.to_string(), json!(1));
+    values.insert(numerator.to_string(), json!(u8::from(flagged)));
+    Ok(Some(line(
+        &r.service, &r.version, &r.unit, r.at, &r.segment, values,
+    )))
+}
+
+/// The policy's `moderation_fail` rate: its numerator and denominator.
+fn moderation(target: &Target) -> Option<(&str, &str)> {
+    target.signals.iter().find_map(|s| match &s.kind {
         SignalKind::Rate {
             numerator,
             denominator,
-        } if s.name == MODERATION && denominator == "outputs" => Some(numerator.clone()),
+        } if s.name == MODERATION => Some((numerator.as_str(), denominator.as_str())),
         _ => None,
-    })?;
-    let decision = text(&event.attributes, "gen_ai.guardrail.decision")
-        .or_else(|| text(&event.attributes, "gen_ai.guardrail.action"))?;
-    let flagged = BLOCKED.contains(&decision.to_ascii_lowercase().as_str());
-    Some((numerator, flagged))
+    })
+}
+
+/// Whether a guardrail's decision (or action) is one that flags.
+fn blocked(attributes: &[KeyValue]) -> Option<bool> {
+    let decision = text(attributes, "gen_ai.guardrail.decision")
+        .or_else(|| text(attributes, "gen_ai.guardrail.action"))?;
+    Some(BLOCKED.contains(&decision.to_ascii_lowercase().as_str()))
 }
 
 /// Who and when an evaluation is about: the response it names, else its
@@ -620,6 +685,105 @@ mod tests {
             assert_eq!(event["values"]["outputs"], 1, "{decision}");
             assert_eq!(event["values"]["moderation_fail"], flag, "{decision}");
         }
+    }
+
+    fn with_moderation(denominator: &str) -> Signals {
+        let mut signals = signals();
+        if let Some(t) = signals.get_mut("svc") {
+            t.signals.push(Signal {
+                name: "moderation_fail".into(),
+                category: Category::Safety,
+                kind: SignalKind::Rate {
+                    numerator: "moderation_fail".into(),
+                    denominator: denominator.into(),
+                },
+                direction: Direction::HigherIsWorse,
+                unit: None,
+            });
+        }
+        signals
+    }
+
+    #[test]
+    fn a_guardrail_log_record_flags_the_response_it_names_over_its_own_denominator() {
+        let joined = Response {
+            service: "svc".into(),
+            version: "v2".into(),
+            unit: "u9".into(),
+            segment: Map::new(),
+            at: Time(1_796_000_000_000),
+        };
+        let log = |decision: &str| LogRecord {
+            event_name: "gen_ai.guardrail.result".into(),
+            attributes: vec![
+                attr("gen_ai.response.id", "r9"),
+                attr("gen_ai.guardrail.decision", decision),
+            ],
+            ..Default::default()
+        };
+        let guarded = with_moderation("guarded");
+        for (decision, flag) in [("blocked", 1), ("Redact", 1), ("allow", 0)] {
+            let line = guardrail_record(&[], &log(decision), &guarded, Some(joined.clone()))
+                .unwrap()
+                .unwrap();
+            let event: Value = serde_json::from_str(&line).unwrap();
+            assert_eq!(
+                event["values"],
+                json!({"guarded": 1, "moderation_fail": flag}),
+                "{decision}"
+            );
+            assert_eq!(
+                (&event["version"], &event["unit"]),
+                (&json!("v2"), &json!("u9"))
+            );
+            assert_eq!(
+                event["ts"], "2026-11-30T00:53:20.000Z",
+                "the response's time"
+            );
+        }
+        // Over `outputs` the span counted the output already: refused, with why.
+        let outputs = with_moderation("outputs");
+        let why =
+            guardrail_record(&[], &log("blocked"), &outputs, Some(joined.clone())).unwrap_err();
+        assert!(
+            why.starts_with("moderation_fail counts over `outputs`"),
+            "{why}"
+        );
+        // A policy without moderation_fail takes no guardrails: skipped.
+        assert_eq!(
+            guardrail_record(&[], &log("blocked"), &signals(), Some(joined.clone())),
+            Ok(None)
+        );
+        let undecided = LogRecord {
+            attributes: vec![],
+            ..log("x")
+        };
+        assert_eq!(
+            guardrail_record(&[], &undecided, &guarded, Some(joined)),
+            Err("gen_ai.guardrail.decision (or gen_ai.guardrail.action): missing".into())
+        );
+        // As a span event with its own denominator, the span's event
+        // carries both.
+        let resource = [attr("service.name", "svc"), attr("service.version", "v1")];
+        let span = Span {
+            end_time_unix_nano: 1_796_000_000_100_000_000,
+            attributes: vec![attr("gen_ai.response.id", "r1")],
+            events: vec![opentelemetry_proto::tonic::trace::v1::span::Event {
+                name: "gen_ai.guardrail.result".into(),
+                attributes: vec![attr("gen_ai.guardrail.action", "deny")],
+                ..Default::default()
+            }],
+            ..Default::default()
+        };
+        let (line, _) = span_event(&resource, &span, &guarded).unwrap();
+        let event: Value = serde_json::from_str(&line).unwrap();
+        assert_eq!(
+            (
+                &event["values"]["guarded"],
+                &event["values"]["moderation_fail"]
+            ),
+            (&json!(1), &json!(1))
+        );
     }
 
     #[test]
