@@ -71,8 +71,18 @@ class Api:
         elif body is not None:
             data = json.dumps(body).encode()
             headers["content-type"] = "application/json"
-        self.conn.request(method, path, body=data, headers=headers)
-        response = self.conn.getresponse()
+        try:
+            self.conn.request(method, path, body=data, headers=headers)
+            response = self.conn.getresponse()
+        except (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError):
+            # The server closed the kept-alive connection as the request
+            # went out (an idle timeout on a loaded machine): a read is
+            # asked again on a new connection, a write is not.
+            if method != "GET":
+                raise
+            self.conn.close()
+            self.conn.request(method, path, body=data, headers=headers)
+            response = self.conn.getresponse()
         text = response.read().decode()
         if response.status not in expect:
             fail(f"{method} {path}: {response.status} {text}")
