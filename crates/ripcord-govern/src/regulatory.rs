@@ -129,7 +129,8 @@ impl RegulatoryClasses {
     }
 }
 
-fn check_class(c: &RegulatoryClass) -> Result<(), String> {
+/// One class's problem, if it has one, naming its field.
+pub fn check_class(c: &RegulatoryClass) -> Result<(), String> {
     let ok_name = !c.name.is_empty()
         && c.name.len() <= 64
         && c.name

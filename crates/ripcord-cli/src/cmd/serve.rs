@@ -16,7 +16,11 @@ use ripcord_core::policy::units::parse_duration;
 use ripcord_server::audit_sign::CheckpointChannels;
 use ripcord_server::auth::{RoleSpec, Roles};
 use ripcord_server::notify::{ChannelConfig, check_all};
+use ripcord_govern::regulatory::check_class;
+use ripcord_govern::{RegulatoryClass, RegulatoryClasses};
+use ripcord_server::report::regulatory::{Provider, Regulation, SystemId};
 use ripcord_server::retention::Retention;
+use serde_saphyr::Spanned;
 use ripcord_server::sinks::{Allowed, Range};
 use ripcord_store::{DataClass, StoreSpec};
 use serde::Deserialize;
@@ -186,6 +190,76 @@ pub struct FileConfig {
     /// A NATS JetStream source: `{url: nats://…, stream: EVENTS}`.
     #[serde(default)]
     nats: NatsConfig,
+    /// Regulatory classes with their reporting deadlines, the provider
+    /// and the systems' registrations (`docs/governance.md`).
+    #[serde(default)]
+    pub regulatory: RegulatoryConfig,
+}
+
+/// `regulatory:` — the class table (replacing the EU AI Act Article 73
+/// default when given), the provider and each service's registration.
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct RegulatoryConfig {
+    framework: Option<String>,
+    classes: Option<BTreeMap<String, ClassConfig>>,
+    #[serde(default)]
+    provider: Provider,
+    #[serde(default)]
+    systems: BTreeMap<String, SystemId>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ClassConfig {
+    /// The reporting period from awareness (`2d`, `15d`).
+    deadline: Spanned<String>,
+    #[serde(default)]
+    description: String,
+}
+
+impl RegulatoryConfig {
+    /// The validated regulation; a problem names its key, and a class's
+    /// deadline its line and column.
+    pub fn lower(&self, origin: &str) -> anyhow::Result<Regulation> {
+        let defaults = RegulatoryClasses::default();
+        let framework = self
+            .framework
+            .clone()
+            .unwrap_or_else(|| defaults.framework.clone());
+        let classes = match &self.classes {
+            None if self.framework.is_none() => defaults,
+            None => RegulatoryClasses::new(framework, defaults.classes().to_vec())
+                .map_err(|e| anyhow::anyhow!("{origin}: {e}"))?,
+            Some(table) => {
+                let mut classes = Vec::with_capacity(table.len());
+                for (name, c) in table {
+                    classes.push(lower_class(origin, name, c)?);
+                }
+                RegulatoryClasses::new(framework, classes)
+                    .map_err(|e| anyhow::anyhow!("{origin}: {e}"))?
+            }
+        };
+        Ok(Regulation {
+            classes,
+            provider: self.provider.clone(),
+            systems: self.systems.clone(),
+        })
+    }
+}
+
+fn lower_class(origin: &str, name: &str, c: &ClassConfig) -> anyhow::Result<RegulatoryClass> {
+    let at = &c.deadline.referenced;
+    let here = format!("{origin}:{}:{}", at.line(), at.column());
+    let deadline = parse_duration(&c.deadline.value)
+        .map_err(|e| anyhow::anyhow!("{here}: regulatory.classes.{name}.deadline: {e}"))?;
+    let class = RegulatoryClass {
+        name: name.to_string(),
+        description: c.description.clone(),
+        deadline,
+    };
+    check_class(&class).map_err(|e| anyhow::anyhow!("{here}: {e}"))?;
+    Ok(class)
 }
 
 /// `retention:` — each class's period (`30d`, `12h`) and the task's pace;
@@ -385,6 +459,7 @@ pub fn config(args: ServeArgs) -> anyhow::Result<ripcord_server::Config> {
         subject: args.nats_subject.or(file.nats.subject),
     };
     config.nats = nats.lower()?;
+    config.regulatory = file.regulatory.lower(&origin)?;
     Ok(config)
 }
 

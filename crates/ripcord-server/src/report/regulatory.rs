@@ -35,6 +35,7 @@ pub struct Regulation {
 /// The provider of the AI system (Article 73(1)): the organisation that
 /// reports.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct Provider {
     pub name: String,
     pub address: String,
@@ -43,6 +44,7 @@ pub struct Provider {
 
 /// How a service is known to the regulator.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct SystemId {
     pub name: String,
     /// The EU database registration (Article 71), or another register's id.
