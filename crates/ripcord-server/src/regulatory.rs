@@ -20,7 +20,7 @@ use crate::error::ApiError;
 use crate::hub::{Hub, Service, State, audit, govern};
 use crate::incidents::active_or;
 use crate::report::regulatory::{
-    Filing, Narrative, Regulation, RegulatoryReport, Sources, build, filed, sources,
+    Filing, Narrative, Regulation, RegulatoryReport, build, filed, sources,
 };
 use crate::writer::Durable;
 
@@ -165,15 +165,10 @@ impl Hub {
         filing: Option<(ReportStage, usize, Time, &Principal)>,
     ) -> Result<RegulatoryReport, ApiError> {
         let unavailable = |e: anyhow::Error| ApiError::unavailable(format!("{e:#}"));
-        let (doc, decisions, versions) = sources(&*self.store, inc.clone())
+        let gathered = sources(&*self.store, inc.clone())
             .await
             .map_err(unavailable)?;
-        let src = Sources {
-            doc: &doc,
-            decisions: &decisions,
-            versions: &versions,
-            regulation: self.regulation(),
-        };
+        let src = gathered.sources(self.regulation());
         let filing = filing.map(|(stage, number, at, p)| Filing {
             stage,
             number,

@@ -20,7 +20,7 @@ use serde_json::Value;
 use crate::cmd::serve::{config_path, read_config};
 use crate::cmd::store::{StoreArg, open_existing};
 use ripcord_server::report::regulatory::{
-    Narrative, RegulatoryReport, Sources, build, filed, markdown, sources,
+    Gathered, Narrative, RegulatoryReport, build, filed, markdown, sources,
 };
 use ripcord_server::report::source::{load_incident, load_whatif, of_release, release_decisions};
 use ripcord_server::report::{Chart, Format, Input, render};
@@ -142,14 +142,19 @@ async fn regulatory(args: &ReportArgs) -> anyhow::Result<RegulatoryReport> {
     let origin = config_path(args.config.as_deref())
         .map_or_else(|| "ripcord.yaml".to_string(), |p| p.display().to_string());
     let regulation = file.regulatory.lower(&origin)?;
-    let (doc, decisions, versions) = match &args.incident_file {
+    let gathered = match &args.incident_file {
         Some(path) => {
             let doc = read_incident(path)?;
             let decisions = match &args.decisions {
                 Some(d) => decisions_file(d, &doc)?,
                 None => Vec::new(),
             };
-            (doc, decisions, Vec::new())
+            Gathered {
+                doc,
+                decisions,
+                versions: Vec::new(),
+                exposure: None,
+            }
         }
         None => {
             let store = open_existing(&args.store.spec(&args.data_dir)).await?;
@@ -157,19 +162,14 @@ async fn regulatory(args: &ReportArgs) -> anyhow::Result<RegulatoryReport> {
             if let Some(latest) = filed(&store, &doc.incident).await?.pop() {
                 return Ok(latest);
             }
-            let (doc, mut decisions, versions) = sources(&store, doc.incident).await?;
+            let mut gathered = sources(&store, doc.incident).await?;
             if let Some(d) = &args.decisions {
-                decisions = decisions_file(d, &doc)?;
+                gathered.decisions = decisions_file(d, &gathered.doc)?;
             }
-            (doc, decisions, versions)
+            gathered
         }
     };
-    let src = Sources {
-        doc: &doc,
-        decisions: &decisions,
-        versions: &versions,
-        regulation: &regulation,
-    };
+    let src = gathered.sources(&regulation);
     Ok(build(&src, &Narrative::default(), None))
 }
 

@@ -12,6 +12,7 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
 use anyhow::Context;
+use ripcord_core::Time;
 use ripcord_govern::record::{Incident, StepKindName};
 use ripcord_govern::regulatory::{REGULATORY_REPORT, Regulatory};
 use ripcord_govern::{IncidentReport, RegulatoryClasses, ReportStage};
@@ -183,8 +184,34 @@ pub struct Dates {
 pub struct Affected {
     pub persons: Option<u64>,
     pub harm: Option<String>,
-    /// The share of traffic the candidate served when the incident opened.
+    /// The highest share of traffic the candidate served in the release.
     pub exposed_share: Option<f64>,
+    /// Events (outputs or requests) the candidate served in the release.
+    pub candidate_events: Option<u64>,
+}
+
+/// How far the candidate reached, from the release record.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct Exposure {
+    pub peak_share: f64,
+    pub candidate_events: u64,
+}
+
+impl Exposure {
+    /// From a release record as stored: the largest share among its
+    /// moves and its current one, and its candidate event count.
+    pub fn of_release(body: &Value) -> Exposure {
+        let moves = body["moves"].as_array().into_iter().flatten();
+        let shares = moves.flat_map(|m| [m["from"].as_f64(), m["to"].as_f64()]);
+        let peak_share = shares
+            .chain([body["share"].as_f64()])
+            .flatten()
+            .fold(0.0, f64::max);
+        Exposure {
+            peak_share,
+            candidate_events: body["events"]["candidate"].as_u64().unwrap_or(0),
+        }
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -237,7 +264,28 @@ pub struct Sources<'a> {
     pub doc: &'a IncidentReport,
     pub decisions: &'a [String],
     pub versions: &'a [VersionRecord],
+    pub exposure: Option<Exposure>,
     pub regulation: &'a Regulation,
+}
+
+/// What [`sources`] reads from the store.
+pub struct Gathered {
+    pub doc: IncidentReport,
+    pub decisions: Vec<String>,
+    pub versions: Vec<VersionRecord>,
+    pub exposure: Option<Exposure>,
+}
+
+impl Gathered {
+    pub fn sources<'a>(&'a self, regulation: &'a Regulation) -> Sources<'a> {
+        Sources {
+            doc: &self.doc,
+            decisions: &self.decisions,
+            versions: &self.versions,
+            exposure: self.exposure,
+            regulation,
+        }
+    }
 }
 
 /// Who filed the report, when, as which stage and number.
@@ -250,21 +298,28 @@ pub struct Filing {
 
 /// What a report of `incident` is assembled from in the store: its
 /// release, the release's decisions and both versions' provenance.
-pub async fn sources(
-    store: &dyn Store,
-    incident: Incident,
-) -> anyhow::Result<(IncidentReport, Vec<String>, Vec<VersionRecord>)> {
+pub async fn sources(store: &dyn Store, incident: Incident) -> anyhow::Result<Gathered> {
     let doc = with_release(store, incident).await?;
     let decisions = release_decisions(store, &doc).await?;
     let mut versions = Vec::new();
+    let mut exposure = None;
     if let Some(r) = &doc.release {
         for v in [&r.baseline, &r.candidate] {
             if let Some(rec) = store.version(&doc.incident.service, v).await? {
                 versions.push(rec);
             }
         }
+        exposure = store
+            .release(&r.id)
+            .await?
+            .map(|rec| Exposure::of_release(&rec.body));
     }
-    Ok((doc, decisions, versions))
+    Ok(Gathered {
+        doc,
+        decisions,
+        versions,
+        exposure,
+    })
 }
 
 /// The reports filed for `incident`, oldest first.
@@ -303,7 +358,7 @@ pub fn build(src: &Sources, narrative: &Narrative, filing: Option<Filing>) -> Re
         incident: inc.id.clone(),
         stage: filing.as_ref().map(|f| f.stage),
         filed_at: filing.as_ref().map(|f| f.at.clone()),
-        filed_by: filing.map(|f| f.by),
+        filed_by: filing.as_ref().map(|f| f.by.clone()),
         follows,
         framework: reg.map_or_else(
             || src.regulation.classes.framework.clone(),
@@ -319,7 +374,7 @@ pub fn build(src: &Sources, narrative: &Narrative, filing: Option<Filing>) -> Re
             incident_kind: inc.kind.as_str().into(),
         },
         versions: versions(src),
-        classification: classification(inc, reg),
+        classification: classification(inc, reg, filing.as_ref()),
         description: narrative
             .description
             .clone()
@@ -331,7 +386,11 @@ pub fn build(src: &Sources, narrative: &Narrative, filing: Option<Filing>) -> Re
                 .harm
                 .clone()
                 .or_else(|| reg.and_then(|r| r.harm.clone())),
-            exposed_share: release.map(|r| r.share),
+            exposed_share: src
+                .exposure
+                .map(|e| e.peak_share)
+                .or(release.map(|r| r.share)),
+            candidate_events: src.exposure.map(|e| e.candidate_events),
         },
         causal_analysis: narrative
             .causal_analysis
@@ -363,14 +422,30 @@ fn versions(src: &Sources) -> Vec<VersionFacts> {
         .collect()
 }
 
-fn classification(inc: &Incident, reg: Option<&Regulatory>) -> Classification {
+/// The class and deadline; a filing that is the first report meets the
+/// deadline (or misses it) by its own time.
+fn classification(inc: &Incident, reg: Option<&Regulatory>, filing: Option<&Filing>) -> Classification {
+    let first = reg.is_some_and(|r| r.reported_at.is_none());
+    let (reported_at, deadline_met) = match (reg, filing) {
+        (Some(r), Some(f)) if first => {
+            let met = match (Time::parse_rfc3339(&f.at), Time::parse_rfc3339(&r.due_at)) {
+                (Some(at), Some(due)) => Some(at <= due),
+                _ => None,
+            };
+            (Some(f.at.clone()), met)
+        }
+        _ => (
+            reg.and_then(|r| r.reported_at.clone()),
+            reg.and_then(|r| r.deadline_met),
+        ),
+    };
     Classification {
         class: reg.map(|r| r.class.clone()),
         description: reg.map(|r| r.class_description.clone()),
         deadline_days: reg.map(|r| r.deadline_ms as f64 / 86_400_000.0),
         due_at: reg.map(|r| r.due_at.clone()),
-        reported_at: reg.and_then(|r| r.reported_at.clone()),
-        deadline_met: reg.and_then(|r| r.deadline_met),
+        reported_at,
+        deadline_met,
         severity: inc.severity.as_str().into(),
         categories: inc.categories.iter().map(|c| c.as_str().into()).collect(),
     }
@@ -613,7 +688,13 @@ pub fn markdown(r: &RegulatoryReport) -> String {
             ),
             ("harm", or(&r.affected.harm)),
             (
-                "share of traffic exposed",
+                "candidate events served",
+                r.affected
+                    .candidate_events
+                    .map_or_else(|| "—".into(), |n| n.to_string()),
+            ),
+            (
+                "share of traffic exposed (peak)",
                 r.affected
                     .exposed_share
                     .map_or_else(|| "—".into(), |s| format!("{:.1}%", s * 100.0)),
