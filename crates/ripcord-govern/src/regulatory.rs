@@ -102,10 +102,7 @@ impl RegulatoryClasses {
                 return Err(format!("regulatory.classes.{}: given twice", c.name));
             }
         }
-        Ok(RegulatoryClasses {
-            framework,
-            classes,
-        })
+        Ok(RegulatoryClasses { framework, classes })
     }
 
     pub fn get(&self, name: &str) -> Option<&RegulatoryClass> {
@@ -243,7 +240,10 @@ pub fn classify(
     if let Some(h) = &c.harm
         && h.len() > 10_000
     {
-        return restore(inc, Refusal::BadRequest("harm: at most 10000 characters".into()));
+        return restore(
+            inc,
+            Refusal::BadRequest("harm: at most 10000 characters".into()),
+        );
     }
     let due = aware + c.class.deadline;
     let kept = previous.clone();
@@ -278,11 +278,7 @@ pub fn classify(
         by.name,
         reg.aware_at,
         reg.due_at,
-        if reported {
-            " (already reported)"
-        } else {
-            ""
-        }
+        if reported { " (already reported)" } else { "" }
     );
     let detail = json!({"class": reg.class, "aware_at": reg.aware_at, "due_at": reg.due_at,
                         "affected": reg.affected, "harm": reg.harm});
@@ -406,7 +402,12 @@ pub fn may_file(inc: &Incident, stage: ReportStage) -> Result<usize, Refusal> {
 
 /// Records a filed report on the incident: the first one meets the
 /// deadline (its timers are cancelled), and the timeline says which.
-pub fn file(s: &Setting, inc: &mut Incident, filed: Filed, fx: &mut Effects) -> Result<(), Refusal> {
+pub fn file(
+    s: &Setting,
+    inc: &mut Incident,
+    filed: Filed,
+    fx: &mut Effects,
+) -> Result<(), Refusal> {
     may_file(inc, filed.stage)?;
     let Some(reg) = inc.regulatory.as_mut() else {
         return Ok(());

@@ -160,8 +160,8 @@ async fn reporting_deadlines_remind_and_escalate_after_a_restart() -> Result {
     let path = format!("/v1/incidents/{id}");
     gov.ok("post", &format!("{path}/acknowledge"), None, None)
         .await?;
-    let opened = Time::parse_rfc3339(inc["opened_at"].as_str().unwrap_or_default())
-        .ok_or("opened_at")?;
+    let opened =
+        Time::parse_rfc3339(inc["opened_at"].as_str().unwrap_or_default()).ok_or("opened_at")?;
     // Bad input names the field.
     let classify = format!("{path}/classify");
     for (body, message) in [
@@ -178,7 +178,12 @@ async fn reporting_deadlines_remind_and_escalate_after_a_restart() -> Result {
         assert_eq!((status, answer["message"].as_str()), (400, Some(message)));
     }
     let (status, answer) = gov
-        .call("post", &format!("{path}/regulatory-reports"), None, Some(json!({"stage": "initial"})))
+        .call(
+            "post",
+            &format!("{path}/regulatory-reports"),
+            None,
+            Some(json!({"stage": "initial"})),
+        )
         .await?;
     assert_eq!(status, 409, "{answer}");
     // Classified widespread: two days from awareness (the opening).
@@ -190,7 +195,10 @@ async fn reporting_deadlines_remind_and_escalate_after_a_restart() -> Result {
     assert_eq!(reg["framework"], "EU AI Act Article 73");
     assert_eq!(reg["aware_at"], inc["opened_at"]);
     assert_eq!(reg["due_at"], (opened + Dur(2 * DAY)).to_rfc3339());
-    assert_eq!((&reg["affected"], &reg["classified_by"]), (&json!(1200), &json!("admin")));
+    assert_eq!(
+        (&reg["affected"], &reg["classified_by"]),
+        (&json!(1200), &json!("admin"))
+    );
     assert_eq!(
         timers(&gov).await?,
         [
@@ -227,13 +235,17 @@ async fn reporting_deadlines_remind_and_escalate_after_a_restart() -> Result {
         Some(format!("the widespread_infringement regulatory report (EU AI Act Article 73) was due by {due} and none is filed; escalated to level 1").as_str())
     );
     let reminders = entries(&inc, "regulatory");
-    assert!(reminders.iter().any(|r| r.starts_with("reminder: 90%")), "{reminders:?}");
+    assert!(
+        reminders.iter().any(|r| r.starts_with("reminder: 90%")),
+        "{reminders:?}"
+    );
     let pages = delivered(&gov, &inbox, "pagerduty", 1).await?;
     assert_eq!(pages[0]["event_action"], "trigger");
     assert!(timers(&gov).await?.is_empty());
     // The late initial report says the deadline was missed.
     let reports = format!("{path}/regulatory-reports");
-    let initial = json!({"stage": "initial", "description": "users were told to stop a medication"});
+    let initial =
+        json!({"stage": "initial", "description": "users were told to stop a medication"});
     let (status, filed) = gov.call("post", &reports, None, Some(initial)).await?;
     assert_eq!(status, 201, "{filed}");
     assert_eq!(filed["id"], format!("{id}/report-1"));
@@ -256,8 +268,13 @@ async fn a_report_filed_in_time_stops_the_reminders_and_follows_the_stages() -> 
     let now = gov.clock.now();
     let aware = (now - Dur(DAY)).to_rfc3339();
     let body = json!({"class": "death", "aware_at": aware});
-    let inc = gov.ok("post", &format!("{path}/classify"), None, Some(body)).await?;
-    assert_eq!(inc["regulatory"]["due_at"], (now + Dur(9 * DAY)).to_rfc3339());
+    let inc = gov
+        .ok("post", &format!("{path}/classify"), None, Some(body))
+        .await?;
+    assert_eq!(
+        inc["regulatory"]["due_at"],
+        (now + Dur(9 * DAY)).to_rfc3339()
+    );
     let reports = format!("{path}/regulatory-reports");
     let file = |stage: &str, extra: Value| {
         let mut body = json!({"stage": stage});
@@ -269,7 +286,10 @@ async fn a_report_filed_in_time_stops_the_reminders_and_follows_the_stages() -> 
     let (status, answer) = file("update", json!({})).await?;
     assert_eq!(
         (status, answer["message"].as_str().unwrap_or_default()),
-        (409, "incident inc-gov-svc-1 has no initial regulatory report to update")
+        (
+            409,
+            "incident inc-gov-svc-1 has no initial regulatory report to update"
+        )
     );
     let (status, answer) = file("later", json!({})).await?;
     assert_eq!(
@@ -284,21 +304,38 @@ async fn a_report_filed_in_time_stops_the_reminders_and_follows_the_stages() -> 
     let (status, answer) = file("final", json!({})).await?;
     assert_eq!(
         (status, answer["message"].as_str().unwrap_or_default()),
-        (400, "causal_analysis: the final report needs the causal analysis people wrote")
+        (
+            400,
+            "causal_analysis: the final report needs the causal analysis people wrote"
+        )
     );
     let (status, last) = file("final", json!({"causal_analysis": "a prompt change"})).await?;
     assert_eq!(status, 201, "{last}");
-    assert_eq!(last["follows"], json!(["inc-gov-svc-1/report-1", "inc-gov-svc-1/report-2"]));
+    assert_eq!(
+        last["follows"],
+        json!(["inc-gov-svc-1/report-1", "inc-gov-svc-1/report-2"])
+    );
     let (status, _) = file("update", json!({})).await?;
     assert_eq!(status, 409);
     let (status, _) = gov
-        .call("post", &format!("{path}/classify"), None, Some(json!({"class": "serious_incident"})))
+        .call(
+            "post",
+            &format!("{path}/classify"),
+            None,
+            Some(json!({"class": "serious_incident"})),
+        )
         .await?;
     assert_eq!(status, 409);
     // Kept: all three, in order; audited, each with its hash.
     let list = gov.ok("get", &reports, None, None).await?;
-    let stages: Vec<&Value> = list["reports"].as_array().map(|r| r.iter().map(|x| &x["stage"]).collect()).unwrap_or_default();
-    assert_eq!(stages, [&json!("initial"), &json!("update"), &json!("final")]);
+    let stages: Vec<&Value> = list["reports"]
+        .as_array()
+        .map(|r| r.iter().map(|x| &x["stage"]).collect())
+        .unwrap_or_default();
+    assert_eq!(
+        stages,
+        [&json!("initial"), &json!("update"), &json!("final")]
+    );
     assert_eq!(list["regulatory"]["deadline_met"], true);
     assert_eq!(list["reports"][1]["affected"]["persons"], 3);
     let audit = gov.server.app.hub.store.audit(1, 10_000).await?;
@@ -306,16 +343,30 @@ async fn a_report_filed_in_time_stops_the_reminders_and_follows_the_stages() -> 
         .iter()
         .filter_map(|l| serde_json::from_str::<Value>(&l.line).ok())
         .filter(|x| x["action"] == "incident.regulatory_report")
-        .filter(|x| x["subject"].as_str().is_some_and(|s| s.contains("/report-")))
+        .filter(|x| {
+            x["subject"]
+                .as_str()
+                .is_some_and(|s| s.contains("/report-"))
+        })
         .map(|x| {
             let subject = x["subject"].as_str().unwrap_or_default().to_string();
-            (subject, x["detail"]["sha256"].as_str().unwrap_or_default().to_string())
+            (
+                subject,
+                x["detail"]["sha256"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string(),
+            )
         })
         .collect();
     let subjects: Vec<&String> = filed.iter().map(|(s, _)| s).collect();
     assert_eq!(
         subjects,
-        ["inc-gov-svc-1/report-1", "inc-gov-svc-1/report-2", "inc-gov-svc-1/report-3"],
+        [
+            "inc-gov-svc-1/report-1",
+            "inc-gov-svc-1/report-2",
+            "inc-gov-svc-1/report-3"
+        ],
         "{audit:?}"
     );
     let hashes: Vec<&String> = filed.iter().map(|(_, h)| h).collect();
@@ -348,45 +399,98 @@ async fn the_regulatory_report_of_a_rolled_back_incident_has_every_field() -> Re
     gov.send(10, false).await?;
     gov.advance(100).await;
     let path = "/v1/incidents/inc-gov-svc-1";
-    gov.ok("post", &format!("{path}/steps/verify"), None, None).await?;
+    gov.ok("post", &format!("{path}/steps/verify"), None, None)
+        .await?;
     let body = json!({"class": "serious_incident", "affected": 40, "harm": "unsafe answers shown"});
-    gov.ok("post", &format!("{path}/classify"), None, Some(body)).await?;
+    gov.ok("post", &format!("{path}/classify"), None, Some(body))
+        .await?;
     let narrative = json!({"stage": "final", "causal_analysis": "v2's safety filter was disabled",
                            "corrective_actions": ["re-enable the filter in CI"]});
-    let r = gov.ok("post", &format!("{path}/regulatory-reports"), None, Some(narrative)).await?;
+    let r = gov
+        .ok(
+            "post",
+            &format!("{path}/regulatory-reports"),
+            None,
+            Some(narrative),
+        )
+        .await?;
     for field in [
-        "id", "incident", "stage", "filed_at", "filed_by", "framework", "provider", "system",
-        "versions", "classification", "description", "dates", "affected", "causal_analysis",
-        "corrective_actions", "evidence",
+        "id",
+        "incident",
+        "stage",
+        "filed_at",
+        "filed_by",
+        "framework",
+        "provider",
+        "system",
+        "versions",
+        "classification",
+        "description",
+        "dates",
+        "affected",
+        "causal_analysis",
+        "corrective_actions",
+        "evidence",
     ] {
         let v = &r[field];
-        assert!(!v.is_null() && v != "" && v != &json!([]), "{field} is empty: {r}");
+        assert!(
+            !v.is_null() && v != "" && v != &json!([]),
+            "{field} is empty: {r}"
+        );
     }
     assert_eq!(
         r["provider"],
         json!({"name": "Example AI GmbH", "address": "Hauptstr. 1, 10115 Berlin", "contact": "compliance@example.eu"})
     );
-    assert_eq!((&r["system"]["name"], &r["system"]["registration"]), (&json!("Support assistant"), &json!("EU-DB-0042")));
+    assert_eq!(
+        (&r["system"]["name"], &r["system"]["registration"]),
+        (&json!("Support assistant"), &json!("EU-DB-0042"))
+    );
     assert_eq!(r["system"]["release"], "gov-svc-1");
     let versions: Vec<(&Value, &Value, &Value)> = r["versions"]
         .as_array()
-        .map(|v| v.iter().map(|x| (&x["role"], &x["version"], &x["provenance"]["model_id"])).collect())
+        .map(|v| {
+            v.iter()
+                .map(|x| (&x["role"], &x["version"], &x["provenance"]["model_id"]))
+                .collect()
+        })
         .unwrap_or_default();
     assert_eq!(
         versions,
-        [(&json!("baseline"), &json!("v1"), &json!("m")), (&json!("candidate"), &json!("v2"), &json!("m"))]
+        [
+            (&json!("baseline"), &json!("v1"), &json!("m")),
+            (&json!("candidate"), &json!("v2"), &json!("m"))
+        ]
     );
     assert!(r["versions"][1]["registered_at"].is_string());
     let c = &r["classification"];
-    assert_eq!((&c["class"], &c["deadline_days"], &c["deadline_met"]), (&json!("serious_incident"), &json!(15.0), &json!(true)));
+    assert_eq!(
+        (&c["class"], &c["deadline_days"], &c["deadline_met"]),
+        (&json!("serious_incident"), &json!(15.0), &json!(true))
+    );
     let d = &r["dates"];
-    for k in ["occurred_at", "detected_at", "opened_at", "aware_at", "classified_at", "mitigated_at"] {
+    for k in [
+        "occurred_at",
+        "detected_at",
+        "opened_at",
+        "aware_at",
+        "classified_at",
+        "mitigated_at",
+    ] {
         assert!(d[k].is_string(), "dates.{k}: {d}");
     }
     assert_eq!(d["aware_at"], d["opened_at"]);
-    assert_eq!((&r["affected"]["persons"], &r["affected"]["harm"]), (&json!(40), &json!("unsafe answers shown")));
+    assert_eq!(
+        (&r["affected"]["persons"], &r["affected"]["harm"]),
+        (&json!(40), &json!("unsafe answers shown"))
+    );
     assert_eq!(r["affected"]["exposed_share"], 0.5);
-    assert!(r["affected"]["candidate_events"].as_u64().is_some_and(|n| n > 0), "{r}");
+    assert!(
+        r["affected"]["candidate_events"]
+            .as_u64()
+            .is_some_and(|n| n > 0),
+        "{r}"
+    );
     assert_eq!(r["causal_analysis"], "v2's safety filter was disabled");
     let rollback = &r["corrective_actions"]["rollback"];
     assert!(rollback["started_at"].is_string(), "{rollback}");
@@ -395,21 +499,44 @@ async fn the_regulatory_report_of_a_rolled_back_incident_has_every_field() -> Re
         .as_array()
         .map(|v| v.iter().map(|x| (&x["by"], &x["status"])).collect())
         .unwrap_or_default();
-    assert_eq!(verification, [(&json!("engine"), &json!("done")), (&json!("verify"), &json!("done"))]);
-    assert_eq!(r["corrective_actions"]["other"], json!(["re-enable the filter in CI"]));
+    assert_eq!(
+        verification,
+        [
+            (&json!("engine"), &json!("done")),
+            (&json!("verify"), &json!("done"))
+        ]
+    );
+    assert_eq!(
+        r["corrective_actions"]["other"],
+        json!(["re-enable the filter in CI"])
+    );
     let address = r["evidence"]["address"].as_str().unwrap_or_default();
     assert_eq!(address.len(), 64, "{r}");
-    assert_eq!(r["evidence"]["export"], "ripcord evidence export inc-gov-svc-1");
+    assert_eq!(
+        r["evidence"]["export"],
+        "ripcord evidence export inc-gov-svc-1"
+    );
     // The draft reads the same record; as markdown, every section.
     let (status, md) = gov
-        .call("get", &format!("{path}/regulatory-reports/draft?format=markdown"), None, None)
+        .call(
+            "get",
+            &format!("{path}/regulatory-reports/draft?format=markdown"),
+            None,
+            None,
+        )
         .await?;
     assert_eq!(status, 200);
     let md = md.as_str().unwrap_or_default();
     for section in [
-        "## Provider and system", "## Versions", "## Classification and deadline",
-        "## Description", "## Dates", "## Affected people and harm", "## Causal analysis",
-        "## Corrective actions", "## Evidence",
+        "## Provider and system",
+        "## Versions",
+        "## Classification and deadline",
+        "## Description",
+        "## Dates",
+        "## Affected people and harm",
+        "## Causal analysis",
+        "## Corrective actions",
+        "## Evidence",
     ] {
         assert!(md.contains(section), "{section}: {md}");
     }

@@ -183,14 +183,20 @@ fn write_regulatory(report: &RegulatoryReport, output: Option<&Path>) -> anyhow:
             std::fs::write(path, &md).with_context(|| format!("writing {}", path.display()))?;
             let json_path = path.with_extension("json");
             if json_path == path {
-                bail!("--output {}: the JSON would overwrite the markdown; name it .md", path.display());
+                bail!(
+                    "--output {}: the JSON would overwrite the markdown; name it .md",
+                    path.display()
+                );
             }
             std::fs::write(&json_path, json + "\n")
                 .with_context(|| format!("writing {}", json_path.display()))?;
         }
         None => {
             let mut out = std::io::stdout().lock();
-            write!(out, "{md}\n## Machine-readable form\n\n```json\n{json}\n```\n")?;
+            write!(
+                out,
+                "{md}\n## Machine-readable form\n\n```json\n{json}\n```\n"
+            )?;
         }
     }
     Ok(())

@@ -13,17 +13,17 @@ use clap::Args;
 use ripcord_core::Dur;
 use ripcord_core::engine::EventLimits;
 use ripcord_core::policy::units::parse_duration;
+use ripcord_govern::regulatory::check_class;
+use ripcord_govern::{RegulatoryClass, RegulatoryClasses};
 use ripcord_server::audit_sign::CheckpointChannels;
 use ripcord_server::auth::{RoleSpec, Roles};
 use ripcord_server::notify::{ChannelConfig, check_all};
-use ripcord_govern::regulatory::check_class;
-use ripcord_govern::{RegulatoryClass, RegulatoryClasses};
 use ripcord_server::report::regulatory::{Provider, Regulation, SystemId};
 use ripcord_server::retention::Retention;
-use serde_saphyr::Spanned;
 use ripcord_server::sinks::{Allowed, Range};
 use ripcord_store::{DataClass, StoreSpec};
 use serde::Deserialize;
+use serde_saphyr::Spanned;
 
 use super::store::StoreArg;
 
@@ -671,6 +671,54 @@ mod tests {
                 "retention.batch: must be from 1 to 10000, got 0",
             ),
             ("retention: {raw_event: 1d}", "unknown field `raw_event`"),
+        ] {
+            let e = from_yaml(yaml).map(|_| ()).unwrap_err();
+            assert!(e.contains(error), "{yaml}: {e}");
+        }
+    }
+
+    #[test]
+    fn regulatory_classes_default_to_article_73_and_mistakes_name_the_key() {
+        let days = |c: &ripcord_server::Config, name: &str| {
+            c.regulatory.classes.get(name).map(|x| x.deadline.0 / DAY)
+        };
+        let c = config(args()).unwrap();
+        assert_eq!(c.regulatory.classes.framework, "EU AI Act Article 73");
+        assert_eq!(days(&c, "widespread_infringement"), Some(2));
+        assert_eq!(days(&c, "critical_infrastructure"), Some(2));
+        assert_eq!(days(&c, "death"), Some(10));
+        assert_eq!(days(&c, "serious_incident"), Some(15));
+        let c = from_yaml(
+            "regulatory:\n  framework: Internal policy 7\n  provider: {name: Example AI GmbH}\n  classes:\n    outage: {deadline: 3d, description: any outage}\n    breach: {deadline: 12h}\n",
+        )
+        .unwrap();
+        assert_eq!(c.regulatory.classes.framework, "Internal policy 7");
+        assert_eq!(c.regulatory.classes.classes().len(), 2);
+        assert_eq!(days(&c, "outage"), Some(3));
+        assert_eq!(days(&c, "death"), None);
+        assert_eq!(c.regulatory.provider.name, "Example AI GmbH");
+        for (yaml, error) in [
+            (
+                "regulatory:\n  classes:\n    death: {deadline: soon}\n",
+                "ripcord.yaml:3:23: regulatory.classes.death.deadline: ",
+            ),
+            (
+                "regulatory:\n  classes:\n    death: {deadline: 5m}\n",
+                "ripcord.yaml:3:23: regulatory.classes.death.deadline: must be between 1h and 366d",
+            ),
+            (
+                "regulatory:\n  classes:\n    Death: {deadline: 1d}\n",
+                "regulatory.classes.Death: a class name is 1 to 64 of a-z, 0-9, _ and -",
+            ),
+            (
+                "regulatory:\n  classes: {}\n",
+                "regulatory.classes: must have 1 to 32 classes, got 0",
+            ),
+            (
+                "regulatory:\n  classes:\n    death: {deadlin: 1d}\n",
+                "unknown field `deadlin`",
+            ),
+            ("regulatory:\n  provider: {nme: x}\n", "unknown field `nme`"),
         ] {
             let e = from_yaml(yaml).map(|_| ()).unwrap_err();
             assert!(e.contains(error), "{yaml}: {e}");

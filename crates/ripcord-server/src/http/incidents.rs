@@ -16,11 +16,11 @@ use super::paging::{self, PageQuery};
 use crate::auth::Principal;
 use crate::error::ApiError;
 use crate::incidents::Ask;
+use crate::ingest::durable;
 use crate::regulatory::ClassifyAsk;
 use crate::report::regulatory::{Narrative, markdown};
-use ripcord_govern::ReportStage;
-use crate::ingest::durable;
 use ripcord_govern::IncidentCommand;
+use ripcord_govern::ReportStage;
 use ripcord_govern::record::ActionItem;
 
 pub fn routes() -> Router<Shared> {
@@ -259,7 +259,9 @@ async fn reports(
     let inc = app.hub.incident(&id).await?;
     p.require_service(&inc.service)?;
     let reports = app.hub.regulatory_reports(&inc).await?;
-    Ok(Json(json!({"incident": inc.id, "regulatory": inc.regulatory, "reports": reports})))
+    Ok(Json(
+        json!({"incident": inc.id, "regulatory": inc.regulatory, "reports": reports}),
+    ))
 }
 
 #[derive(Deserialize)]
@@ -324,7 +326,10 @@ async fn draft_report(
     match q.format.as_deref() {
         None | Some("json") => Ok(Json(json!(draft)).into_response()),
         Some("markdown") => Ok((
-            [(axum::http::header::CONTENT_TYPE, "text/markdown; charset=utf-8")],
+            [(
+                axum::http::header::CONTENT_TYPE,
+                "text/markdown; charset=utf-8",
+            )],
             markdown(&draft),
         )
             .into_response()),

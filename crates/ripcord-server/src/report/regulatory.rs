@@ -99,7 +99,9 @@ impl Narrative {
             .iter()
             .position(|a| a.len() > MAX_TEXT)
         {
-            return Err(format!("corrective_actions[{i}]: at most {MAX_TEXT} characters"));
+            return Err(format!(
+                "corrective_actions[{i}]: at most {MAX_TEXT} characters"
+            ));
         }
         if let Some(at) = &self.occurred_at
             && ripcord_core::Time::parse_rfc3339(at).is_none()
@@ -368,7 +370,9 @@ pub fn build(src: &Sources, narrative: &Narrative, filing: Option<Filing>) -> Re
         system: System {
             service: inc.service.clone(),
             name: system_id.map_or_else(|| inc.service.clone(), |s| s.name.clone()),
-            registration: system_id.map(|s| s.registration.clone()).unwrap_or_default(),
+            registration: system_id
+                .map(|s| s.registration.clone())
+                .unwrap_or_default(),
             release: inc.release.clone(),
             policy_version: inc.policy_version,
             incident_kind: inc.kind.as_str().into(),
@@ -424,7 +428,11 @@ fn versions(src: &Sources) -> Vec<VersionFacts> {
 
 /// The class and deadline; a filing that is the first report meets the
 /// deadline (or misses it) by its own time.
-fn classification(inc: &Incident, reg: Option<&Regulatory>, filing: Option<&Filing>) -> Classification {
+fn classification(
+    inc: &Incident,
+    reg: Option<&Regulatory>,
+    filing: Option<&Filing>,
+) -> Classification {
     let first = reg.is_some_and(|r| r.reported_at.is_none());
     let (reported_at, deadline_met) = match (reg, filing) {
         (Some(r), Some(f)) if first => {
@@ -593,7 +601,11 @@ fn corrective(inc: &Incident, decisions: &[String], n: &Narrative) -> Corrective
 pub fn markdown(r: &RegulatoryReport) -> String {
     let mut md = String::new();
     let stage = r.stage.map_or("draft", |s| s.as_str());
-    let _ = writeln!(md, "# Regulatory incident report: {} ({stage})\n", r.incident);
+    let _ = writeln!(
+        md,
+        "# Regulatory incident report: {} ({stage})\n",
+        r.incident
+    );
     let or = |v: &Option<String>| v.clone().unwrap_or_else(|| "—".into());
     let rows = |md: &mut String, rows: &[(&str, String)]| {
         md.push_str("| field | value |\n|---|---|\n");
@@ -608,7 +620,10 @@ pub fn markdown(r: &RegulatoryReport) -> String {
             ("report", r.id.clone()),
             ("framework", r.framework.clone()),
             ("stage", stage.into()),
-            ("filed", format!("{} by {}", or(&r.filed_at), or(&r.filed_by))),
+            (
+                "filed",
+                format!("{} by {}", or(&r.filed_at), or(&r.filed_by)),
+            ),
             ("follows", r.follows.join(", ")),
         ],
     );
@@ -725,7 +740,13 @@ fn corrective_md(md: &mut String, a: &CorrectiveActions) {
             );
             for s in &r.steps {
                 let share = s.share.map_or_else(|| "—".into(), |x| format!("{x}"));
-                let _ = writeln!(md, "| {} | {} | {share} | {} |", s.at, s.action, cell(&s.summary));
+                let _ = writeln!(
+                    md,
+                    "| {} | {} | {share} | {} |",
+                    s.at,
+                    s.action,
+                    cell(&s.summary)
+                );
             }
             md.push('\n');
         }
