@@ -296,6 +296,20 @@ async fn a_report_filed_in_time_stops_the_reminders_and_follows_the_stages() -> 
         (status, answer["message"].as_str().unwrap_or_default()),
         (400, "stage: \"later\" is not one of initial, update, final")
     );
+    let (status, answer) = file("initial", json!({"occurred_at": "yesterday"})).await?;
+    assert_eq!(
+        (status, answer["message"].as_str().unwrap_or_default()),
+        (400, "occurred_at: \"yesterday\" is not an RFC 3339 time")
+    );
+    let (status, answer) = file("initial", json!({"severity": "low"})).await?;
+    assert_eq!(status, 400, "{answer}");
+    assert!(
+        answer["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("severity"),
+        "{answer}"
+    );
     let (status, _) = file("initial", json!({})).await?;
     assert_eq!(status, 201);
     assert!(timers(&gov).await?.is_empty(), "the deadline is met");
@@ -359,6 +373,13 @@ async fn a_report_filed_in_time_stops_the_reminders_and_follows_the_stages() -> 
             )
         })
         .collect();
+    let classified = audit
+        .iter()
+        .filter_map(|l| serde_json::from_str::<Value>(&l.line).ok())
+        .find(|x| x["action"] == "incident.classify");
+    let classified = classified.ok_or("no incident.classify audit record")?;
+    assert_eq!(classified["subject"], "inc-gov-svc-1");
+    assert_eq!(classified["detail"]["last"]["detail"]["class"], "death");
     let subjects: Vec<&String> = filed.iter().map(|(s, _)| s).collect();
     assert_eq!(
         subjects,
