@@ -107,6 +107,59 @@ async fn reminder(gov: &GovServer, inbox: &Inbox) -> Result<String> {
     Err("no reminder on Slack".into())
 }
 
+/// The dashboard's page `path`, logged in with the admin token.
+async fn dashboard_page(gov: &GovServer, path: &str) -> Result<String> {
+    use reqwest::header::{COOKIE, SET_COOKIE};
+    let cookie = |r: &reqwest::Response, name: &str| {
+        r.headers()
+            .get_all(SET_COOKIE)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .find(|v| v.starts_with(&format!("{name}=")))
+            .and_then(|v| v.split(';').next())
+            .unwrap_or_default()
+            .to_string()
+    };
+    let url = |p: &str| format!("{}{p}", gov.base);
+    // The session cookie comes with the login's redirect.
+    let http = reqwest::Client::builder()
+        .no_proxy()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()?;
+    let form = http.get(url("/ui/login")).send().await?;
+    let login = cookie(&form, "ripcord_login");
+    let text = form.text().await?;
+    let csrf = text
+        .split("name=\"csrf\" value=\"")
+        .nth(1)
+        .and_then(|r| r.split('"').next())
+        .unwrap_or_default()
+        .to_string();
+    let body = form_urlencoded::Serializer::new(String::new())
+        .extend_pairs([
+            ("csrf", csrf.as_str()),
+            ("token", gov.admin.as_str()),
+            ("next", "/ui/"),
+        ])
+        .finish();
+    let r = http
+        .post(url("/ui/login"))
+        .header(COOKIE, login)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(body)
+        .send()
+        .await?;
+    let session = cookie(&r, "ripcord_session");
+    let page = gov
+        .http
+        .get(url(path))
+        .header(COOKIE, session)
+        .send()
+        .await?;
+    assert_eq!(page.status(), 200, "{path}");
+    Ok(page.text().await?)
+}
+
 async fn start(policy: &str, hooks: &str) -> Result<GovServer> {
     let near = Time(ripcord_server::clock::wall_now().0 / 1000 * 1000);
     GovServer::start_with(policy, hooks, near, provider).await
@@ -283,6 +336,12 @@ async fn a_report_filed_in_time_stops_the_reminders_and_follows_the_stages() -> 
         }
         gov.call("post", &reports, None, Some(body))
     };
+    let page = dashboard_page(&gov, "/ui/incidents/inc-gov-svc-1").await?;
+    let due = (now + Dur(9 * DAY)).to_rfc3339();
+    let line = format!(
+        "data-regulatory=\"death\">death under EU AI Act Article 73; aware at <time>{aware}</time>; report due by <time>{due}</time>; 0 report(s) filed"
+    );
+    assert!(page.contains(&line), "{page}");
     let (status, answer) = file("update", json!({})).await?;
     assert_eq!(
         (status, answer["message"].as_str().unwrap_or_default()),
