@@ -726,6 +726,42 @@ mod tests {
     }
 
     #[test]
+    fn the_documented_regulatory_example_loads() {
+        let doc = std::fs::read_to_string(
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/governance.md"),
+        )
+        .unwrap();
+        let yaml = doc
+            .split("```yaml\n")
+            .find(|block| block.starts_with("regulatory:"))
+            .and_then(|block| block.split("```").next())
+            .unwrap();
+        let c = from_yaml(yaml).unwrap();
+        let r = &c.regulatory;
+        let names: Vec<&str> = r
+            .classes
+            .classes()
+            .iter()
+            .map(|c| c.name.as_str())
+            .collect();
+        assert_eq!(
+            names,
+            [
+                "death",
+                "internal_sev1",
+                "serious_incident",
+                "widespread_infringement"
+            ]
+        );
+        assert_eq!(
+            r.classes.get("internal_sev1").map(|c| c.deadline.0),
+            Some(DAY / 2)
+        );
+        assert_eq!(r.provider.name, "Example AI GmbH");
+        assert_eq!(r.systems["support-bot"].registration, "EU-DB-0042");
+    }
+
+    #[test]
     fn the_store_comes_from_the_flag_then_the_config_file_then_the_data_dir() {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("ripcord.yaml");
