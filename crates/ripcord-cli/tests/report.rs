@@ -158,3 +158,77 @@ fn a_decision_file_line_that_is_not_json_is_an_error_naming_the_line() {
     let at = format!("{}:{line}: not a JSON decision", bad.display());
     assert!(err.contains(&at), "{err}");
 }
+
+/// The fixture incident classified under Article 73's 15-day class.
+fn classified(dir: &std::path::Path) -> String {
+    let text = std::fs::read_to_string(INCIDENT).unwrap();
+    let mut doc: serde_json::Value = serde_json::from_str(&text).unwrap();
+    doc["incident"]["regulatory"] = serde_json::json!({
+        "framework": "EU AI Act Article 73", "class": "serious_incident",
+        "class_description": "any other serious incident", "deadline_ms": 15 * 86_400_000_i64,
+        "aware_at": "2026-11-20T10:30:00.000Z", "due_at": "2026-12-05T10:30:00.000Z",
+        "classified_at": "2026-11-20T11:00:00.000Z", "classified_by": "sam",
+        "affected": 12, "harm": "unsafe replies", "reports": []
+    });
+    let path = dir.join("incident.json");
+    std::fs::write(&path, doc.to_string()).unwrap();
+    path.to_string_lossy().to_string()
+}
+
+#[test]
+fn the_regulatory_report_is_written_as_markdown_and_json() {
+    let dir = tempfile::tempdir().unwrap();
+    let incident = classified(dir.path());
+    let config = dir.path().join("ripcord.yaml");
+    std::fs::write(
+        &config,
+        "regulatory:\n  provider: {name: Example AI GmbH, address: Berlin, contact: c@example.eu}\n  systems:\n    support-bot: {name: Support assistant, registration: EU-DB-7}\n",
+    )
+    .unwrap();
+    let out = dir.path().join("art73.md");
+    let args = [
+        "report",
+        "inc-20261120-1",
+        "--format",
+        "regulatory",
+        "--incident-file",
+        &incident,
+        "--decisions",
+        DECISIONS,
+        "--config",
+        config.to_str().unwrap(),
+        "-o",
+        out.to_str().unwrap(),
+    ];
+    let (code, _, err) = ripcord(&args);
+    assert_eq!(code, 0, "{err}");
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.path().join("art73.json")).unwrap())
+            .unwrap();
+    assert_eq!(json["id"], "inc-20261120-1/draft");
+    assert_eq!(json["stage"], serde_json::Value::Null);
+    assert_eq!(json["provider"]["name"], "Example AI GmbH");
+    assert_eq!(json["system"]["registration"], "EU-DB-7");
+    assert_eq!(json["classification"]["deadline_days"], 15.0);
+    assert_eq!(json["dates"]["aware_at"], "2026-11-20T10:30:00.000Z");
+    assert_eq!(json["affected"]["persons"], 12);
+    assert!(
+        json["corrective_actions"]["rollback"]["started_at"].is_string(),
+        "{json}"
+    );
+    let md = std::fs::read_to_string(&out).unwrap();
+    assert!(
+        md.starts_with("# Regulatory incident report: inc-20261120-1 (draft)"),
+        "{md}"
+    );
+    assert!(md.contains("| registration | EU-DB-7 |"), "{md}");
+    assert!(md.contains("| period | 15 days from awareness |"), "{md}");
+    // On standard output: the markdown, then the JSON.
+    let (code, stdout, err) = ripcord(&args[..args.len() - 2]);
+    assert_eq!(code, 0, "{err}");
+    assert!(stdout.starts_with(&md), "{stdout}");
+    assert!(
+        stdout.contains("## Machine-readable form\n\n```json\n{"),
+        "{stdout}"
+    );
+}

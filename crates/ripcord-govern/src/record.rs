@@ -7,6 +7,7 @@ use ripcord_core::policy::{Category, OnTimeout, Severity};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
+pub use crate::regulatory::Regulatory;
 pub use crate::words::{
     ActionWord, EntryKind, IncidentKind, IncidentState, RequestState, StepKindName, StepStatus,
 };
@@ -54,6 +55,10 @@ pub struct Incident {
     /// Policy versions that cite this incident as the one they answer.
     #[serde(default)]
     pub policy_changes: Vec<i64>,
+    /// The regulatory class, awareness, reporting deadline and filed
+    /// reports, once someone classified the incident.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub regulatory: Option<Regulatory>,
     pub timeline: Vec<Entry>,
 }
 
@@ -217,6 +222,7 @@ impl Incident {
             approvals: Vec::new(),
             review: None,
             policy_changes: Vec::new(),
+            regulatory: None,
             timeline: Vec::new(),
         }
     }
@@ -315,6 +321,13 @@ impl Incident {
             "signals": self.signals,
             "message": message,
             "link": link,
+            "regulatory": self.regulatory.as_ref().map(|r| json!({
+                "class": r.class,
+                "framework": r.framework,
+                "aware_at": r.aware_at,
+                "due_at": r.due_at,
+                "reported_at": r.reported_at,
+            })),
         })
     }
 }

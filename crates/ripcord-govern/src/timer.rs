@@ -19,6 +19,9 @@ pub enum Due {
     Step { step: String },
     /// An approval request's window closes.
     Request,
+    /// A regulatory reporting deadline: a reminder at `percent` of the
+    /// period, or the deadline itself at 100.
+    Report { percent: u32 },
 }
 
 impl Due {
@@ -31,6 +34,7 @@ impl Due {
             Due::Status => format!("{subject}/status"),
             Due::Step { step } => format!("{subject}/step/{step}"),
             Due::Request => format!("{subject}/deadline"),
+            Due::Report { percent } => format!("{subject}/report/{percent}"),
         }
     }
 }
@@ -92,6 +96,10 @@ mod tests {
             (
                 Due::Request,
                 json!({"subject": "inc-a-1", "due": "request"}),
+            ),
+            (
+                Due::Report { percent: 90 },
+                json!({"subject": "inc-a-1", "due": "report", "percent": 90}),
             ),
         ];
         for (due, stored) in cases {

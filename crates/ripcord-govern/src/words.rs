@@ -90,6 +90,17 @@ words! {
         Playbook = "playbook",
         Evidence = "evidence",
         Policy = "policy",
+        Regulatory = "regulatory",
+    }
+}
+
+words! {
+    /// A regulatory report's stage: the initial report that meets the
+    /// deadline, updates, and the final one.
+    ReportStage {
+        Initial = "initial",
+        Update = "update",
+        Final = "final",
     }
 }
 

@@ -748,3 +748,90 @@ fn a_cited_incident_records_the_policy_version_that_answers_it() {
     assert_eq!(fx.audit[0].action, "incident.policy_change");
     assert_eq!(stored(&fx)[0].policy_changes, [3]);
 }
+
+/// Classified `death` (10 days) with awareness 6 days before `now`: the
+/// 50% reminder is past and not set, 90% and the deadline are; a timer of
+/// a resolved incident still fires; the first report cancels them all.
+#[test]
+fn a_reporting_deadline_counts_from_awareness_and_outlives_resolution() {
+    use ripcord_govern::regulatory::{self, Classify};
+    use ripcord_govern::{Filed, RegulatoryClasses, ReportStage};
+    const DAY: i64 = 86_400_000;
+    let (policy, inbox) = (policy(), Inbox::default());
+    let (mut gov, mut inc, _) = opened(&policy, &inbox);
+    let now = T0 + Dur(DAY);
+    let s = setting(now, &policy, &inbox);
+    let classes = RegulatoryClasses::default();
+    let by = Person {
+        name: "sam",
+        role: "safety_lead",
+        person: "sam",
+    };
+    let aware = T0 - Dur(5 * DAY);
+    let ask = |aware_at| Classify {
+        class: classes.get("death").unwrap(),
+        framework: &classes.framework,
+        aware_at,
+        affected: Some(1),
+        harm: None,
+    };
+    let mut fx = Effects::default();
+    let future = Some(now + Dur(1));
+    let refused = regulatory::classify(&s, &mut inc, ask(future), by, &mut fx).unwrap_err();
+    assert!(matches!(refused, Refusal::BadRequest(m) if m.starts_with("aware_at: ")));
+    assert_eq!(inc.regulatory, None);
+    regulatory::classify(&s, &mut inc, ask(Some(aware)), by, &mut fx).unwrap();
+    let due = aware + Dur(10 * DAY);
+    assert_eq!(
+        fx.timers,
+        [
+            TimerChange::Cancel {
+                id: format!("{}/report/50", inc.id)
+            },
+            TimerChange::set(&inc.id, Due::Report { percent: 90 }, aware + Dur(9 * DAY)),
+            TimerChange::set(&inc.id, Due::Report { percent: 100 }, due),
+        ]
+    );
+    assert_eq!(
+        inc.regulatory.as_ref().map(|r| r.due_at.clone()),
+        Some(due.to_rfc3339())
+    );
+    // Resolved, then the deadline passes: it escalates all the same.
+    inc.state = ripcord_govern::record::IncidentState::Resolved;
+    gov.store_active(&inc);
+    let late = setting(due, &policy, &inbox);
+    let fx = gov.on_report_timer(&late, inc.clone(), 100);
+    let last = fx.docs.last();
+    let Some(DocChange::Incident(after)) = last else {
+        panic!("no incident stored: {fx:?}");
+    };
+    assert_eq!(after.escalation_level, 1);
+    assert_eq!(
+        inbox.got.borrow().last(),
+        Some(&("pager".to_string(), NotifyKind::Escalate))
+    );
+    assert_eq!(
+        fx.audit.last().map(|a| a.action.as_str()),
+        Some("incident.regulatory_deadline")
+    );
+    // The first report (late) cancels every reporting timer.
+    let mut inc = *after.clone();
+    let mut fx = Effects::default();
+    let filed = Filed {
+        id: format!("{}/report-1", inc.id),
+        stage: ReportStage::Initial,
+        filed_at: due.to_rfc3339(),
+        filed_by: "sam".into(),
+        sha256: "00".repeat(32),
+    };
+    let later = setting(due + Dur(1), &policy, &inbox);
+    regulatory::file(&later, &mut inc, filed, &mut fx).unwrap();
+    let reg = inc.regulatory.as_ref().unwrap();
+    assert_eq!(reg.deadline_met, Some(false));
+    assert_eq!(fx.timers.len(), 3);
+    assert!(
+        fx.timers
+            .iter()
+            .all(|t| matches!(t, TimerChange::Cancel { .. }))
+    );
+}

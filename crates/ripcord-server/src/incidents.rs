@@ -165,6 +165,14 @@ impl Hub {
                 .timers
                 .push(ripcord_store::TimerChange::Cancel(timer.id.clone()));
             match serde_json::from_value::<TimerBody>(timer.body) {
+                Ok(TimerBody {
+                    subject,
+                    due: Due::Report { percent },
+                }) => {
+                    let due = (subject.as_str(), percent);
+                    self.report_timer(&service, &mut state, due, &mut batch)
+                        .await;
+                }
                 Ok(body) => self.fire(&service, &mut state, body, &mut batch),
                 Err(e) => tracing::warn!("timer {} has an unreadable body: {e}", timer.id),
             }
@@ -291,7 +299,7 @@ impl Hub {
 
 /// The state's copy of an active incident (it may be newer than the
 /// store's), else the stored one.
-fn active_or(state: &State, stored: Incident) -> Incident {
+pub(crate) fn active_or(state: &State, stored: Incident) -> Incident {
     match state.gov.incidents.iter().find(|i| i.id == stored.id) {
         Some(active) => active.clone(),
         None => stored,

@@ -31,6 +31,7 @@ pub mod openapi;
 pub mod otlp;
 pub mod prometheus;
 pub mod purge;
+pub mod regulatory;
 pub mod report;
 pub mod retention;
 pub mod sinks;
@@ -121,6 +122,9 @@ pub struct Config {
     /// A NATS JetStream stream to consume events from (`--nats`), while
     /// this replica leads.
     pub nats: Option<nats::Source>,
+    /// Regulatory classes with their reporting deadlines, the provider
+    /// and the systems' registrations (`regulatory:`).
+    pub regulatory: report::regulatory::Regulation,
 }
 
 impl Config {
@@ -150,6 +154,7 @@ impl Config {
             retention: retention::Retention::default(),
             cluster: None,
             nats: None,
+            regulatory: report::regulatory::Regulation::default(),
         }
     }
 
@@ -412,6 +417,7 @@ impl Starting {
         };
         let _ = app.hub.link_base.set(base);
         let _ = app.hub.channels.set(config.channels.clone());
+        let _ = app.hub.regulation.set(config.regulatory.clone());
         switch.set(Some(router));
         let audit_public_key = ripcord_core::audit::hex(signer.verifying_key().as_bytes());
         let mut workers = vec![

@@ -14,6 +14,7 @@ mod ofrep;
 mod openapi;
 mod otlp;
 mod prometheus;
+mod regulatory;
 mod retention;
 mod rights;
 mod roles;

@@ -17,7 +17,11 @@ use ripcord_core::whatif::Table;
 use ripcord_govern::IncidentReport;
 use serde_json::Value;
 
+use crate::cmd::serve::{config_path, read_config};
 use crate::cmd::store::{StoreArg, open_existing};
+use ripcord_server::report::regulatory::{
+    Gathered, Narrative, RegulatoryReport, build, filed, markdown, sources,
+};
 use ripcord_server::report::source::{load_incident, load_whatif, of_release, release_decisions};
 use ripcord_server::report::{Chart, Format, Input, render};
 
@@ -51,21 +55,35 @@ pub struct ReportArgs {
     /// many days before the incident.
     #[arg(long, default_value_t = 7)]
     days: u32,
+    /// With `--format regulatory`: the `ripcord.yaml` whose `regulatory:`
+    /// names the provider and the systems, for a report not yet filed
+    /// [default: ./ripcord.yaml if it exists].
+    #[arg(long)]
+    config: Option<PathBuf>,
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
 enum ReportFormat {
     Md,
     Html,
+    /// The regulatory incident report (EU AI Act Article 73 by default):
+    /// the latest one filed, else a draft from the record; markdown with
+    /// its JSON, or `--output X.md` and `X.json`.
+    Regulatory,
 }
 
 pub fn run(args: ReportArgs) -> anyhow::Result<ExitCode> {
     let runtime = tokio::runtime::Runtime::new()?;
-    let (doc, decisions, whatif) = runtime.block_on(gather(&args))?;
     let format = match args.format {
         ReportFormat::Md => Format::Markdown,
         ReportFormat::Html => Format::Html,
+        ReportFormat::Regulatory => {
+            let report = runtime.block_on(regulatory(&args))?;
+            write_regulatory(&report, args.output.as_deref())?;
+            return Ok(ExitCode::SUCCESS);
+        }
     };
+    let (doc, decisions, whatif) = runtime.block_on(gather(&args))?;
     let prefix = args
         .output
         .as_deref()
@@ -113,6 +131,73 @@ fn write_charts(charts: &[Chart], dir: Option<&Path>) -> anyhow::Result<()> {
     for chart in charts {
         let path = dir.join(&chart.file);
         std::fs::write(&path, &chart.svg).with_context(|| format!("writing {}", path.display()))?;
+    }
+    Ok(())
+}
+
+/// The latest regulatory report filed for the incident, else a draft
+/// assembled from the record (and `--incident-file`, `--decisions`).
+async fn regulatory(args: &ReportArgs) -> anyhow::Result<RegulatoryReport> {
+    let file = read_config(args.config.as_deref())?;
+    let origin = config_path(args.config.as_deref())
+        .map_or_else(|| "ripcord.yaml".to_string(), |p| p.display().to_string());
+    let regulation = file.regulatory.lower(&origin)?;
+    let gathered = match &args.incident_file {
+        Some(path) => {
+            let doc = read_incident(path)?;
+            let decisions = match &args.decisions {
+                Some(d) => decisions_file(d, &doc)?,
+                None => Vec::new(),
+            };
+            Gathered {
+                doc,
+                decisions,
+                versions: Vec::new(),
+                exposure: None,
+            }
+        }
+        None => {
+            let store = open_existing(&args.store.spec(&args.data_dir)).await?;
+            let doc = load_incident(&store, &args.incident).await?;
+            if let Some(latest) = filed(&store, &doc.incident).await?.pop() {
+                return Ok(latest);
+            }
+            let mut gathered = sources(&store, doc.incident).await?;
+            if let Some(d) = &args.decisions {
+                gathered.decisions = decisions_file(d, &gathered.doc)?;
+            }
+            gathered
+        }
+    };
+    let src = gathered.sources(&regulation);
+    Ok(build(&src, &Narrative::default(), None))
+}
+
+/// Markdown and JSON: to `--output` and the same name with `.json`, or
+/// both on standard output (the JSON in a fenced block at the end).
+fn write_regulatory(report: &RegulatoryReport, output: Option<&Path>) -> anyhow::Result<()> {
+    let md = markdown(report);
+    let json = serde_json::to_string_pretty(report)?;
+    match output {
+        Some(path) => {
+            std::fs::write(path, &md).with_context(|| format!("writing {}", path.display()))?;
+            let json_path = path.with_extension("json");
+            if json_path == path {
+                bail!(
+                    "--output {}: the JSON would overwrite the markdown; name it .md",
+                    path.display()
+                );
+            }
+            std::fs::write(&json_path, json + "\n")
+                .with_context(|| format!("writing {}", json_path.display()))?;
+        }
+        None => {
+            let mut out = std::io::stdout().lock();
+            write!(
+                out,
+                "{md}\n## Machine-readable form\n\n```json\n{json}\n```\n"
+            )?;
+        }
     }
     Ok(())
 }

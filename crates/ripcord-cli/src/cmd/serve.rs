@@ -13,13 +13,17 @@ use clap::Args;
 use ripcord_core::Dur;
 use ripcord_core::engine::EventLimits;
 use ripcord_core::policy::units::parse_duration;
+use ripcord_govern::regulatory::check_class;
+use ripcord_govern::{RegulatoryClass, RegulatoryClasses};
 use ripcord_server::audit_sign::CheckpointChannels;
 use ripcord_server::auth::{RoleSpec, Roles};
 use ripcord_server::notify::{ChannelConfig, check_all};
+use ripcord_server::report::regulatory::{Provider, Regulation, SystemId};
 use ripcord_server::retention::Retention;
 use ripcord_server::sinks::{Allowed, Range};
 use ripcord_store::{DataClass, StoreSpec};
 use serde::Deserialize;
+use serde_saphyr::Spanned;
 
 use super::store::StoreArg;
 
@@ -186,6 +190,76 @@ pub struct FileConfig {
     /// A NATS JetStream source: `{url: nats://…, stream: EVENTS}`.
     #[serde(default)]
     nats: NatsConfig,
+    /// Regulatory classes with their reporting deadlines, the provider
+    /// and the systems' registrations (`docs/governance.md`).
+    #[serde(default)]
+    pub regulatory: RegulatoryConfig,
+}
+
+/// `regulatory:` — the class table (replacing the EU AI Act Article 73
+/// default when given), the provider and each service's registration.
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct RegulatoryConfig {
+    framework: Option<String>,
+    classes: Option<BTreeMap<String, ClassConfig>>,
+    #[serde(default)]
+    provider: Provider,
+    #[serde(default)]
+    systems: BTreeMap<String, SystemId>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ClassConfig {
+    /// The reporting period from awareness (`2d`, `15d`).
+    deadline: Spanned<String>,
+    #[serde(default)]
+    description: String,
+}
+
+impl RegulatoryConfig {
+    /// The validated regulation; a problem names its key, and a class's
+    /// deadline its line and column.
+    pub fn lower(&self, origin: &str) -> anyhow::Result<Regulation> {
+        let defaults = RegulatoryClasses::default();
+        let framework = self
+            .framework
+            .clone()
+            .unwrap_or_else(|| defaults.framework.clone());
+        let classes = match &self.classes {
+            None if self.framework.is_none() => defaults,
+            None => RegulatoryClasses::new(framework, defaults.classes().to_vec())
+                .map_err(|e| anyhow::anyhow!("{origin}: {e}"))?,
+            Some(table) => {
+                let mut classes = Vec::with_capacity(table.len());
+                for (name, c) in table {
+                    classes.push(lower_class(origin, name, c)?);
+                }
+                RegulatoryClasses::new(framework, classes)
+                    .map_err(|e| anyhow::anyhow!("{origin}: {e}"))?
+            }
+        };
+        Ok(Regulation {
+            classes,
+            provider: self.provider.clone(),
+            systems: self.systems.clone(),
+        })
+    }
+}
+
+fn lower_class(origin: &str, name: &str, c: &ClassConfig) -> anyhow::Result<RegulatoryClass> {
+    let at = &c.deadline.referenced;
+    let here = format!("{origin}:{}:{}", at.line(), at.column());
+    let deadline = parse_duration(&c.deadline.value)
+        .map_err(|e| anyhow::anyhow!("{here}: regulatory.classes.{name}.deadline: {e}"))?;
+    let class = RegulatoryClass {
+        name: name.to_string(),
+        description: c.description.clone(),
+        deadline,
+    };
+    check_class(&class).map_err(|e| anyhow::anyhow!("{here}: {e}"))?;
+    Ok(class)
 }
 
 /// `retention:` — each class's period (`30d`, `12h`) and the task's pace;
@@ -385,6 +459,7 @@ pub fn config(args: ServeArgs) -> anyhow::Result<ripcord_server::Config> {
         subject: args.nats_subject.or(file.nats.subject),
     };
     config.nats = nats.lower()?;
+    config.regulatory = file.regulatory.lower(&origin)?;
     Ok(config)
 }
 
@@ -600,6 +675,90 @@ mod tests {
             let e = from_yaml(yaml).map(|_| ()).unwrap_err();
             assert!(e.contains(error), "{yaml}: {e}");
         }
+    }
+
+    #[test]
+    fn regulatory_classes_default_to_article_73_and_mistakes_name_the_key() {
+        let days = |c: &ripcord_server::Config, name: &str| {
+            c.regulatory.classes.get(name).map(|x| x.deadline.0 / DAY)
+        };
+        let c = config(args()).unwrap();
+        assert_eq!(c.regulatory.classes.framework, "EU AI Act Article 73");
+        assert_eq!(days(&c, "widespread_infringement"), Some(2));
+        assert_eq!(days(&c, "critical_infrastructure"), Some(2));
+        assert_eq!(days(&c, "death"), Some(10));
+        assert_eq!(days(&c, "serious_incident"), Some(15));
+        let c = from_yaml(
+            "regulatory:\n  framework: Internal policy 7\n  provider: {name: Example AI GmbH}\n  classes:\n    outage: {deadline: 3d, description: any outage}\n    breach: {deadline: 12h}\n",
+        )
+        .unwrap();
+        assert_eq!(c.regulatory.classes.framework, "Internal policy 7");
+        assert_eq!(c.regulatory.classes.classes().len(), 2);
+        assert_eq!(days(&c, "outage"), Some(3));
+        assert_eq!(days(&c, "death"), None);
+        assert_eq!(c.regulatory.provider.name, "Example AI GmbH");
+        for (yaml, error) in [
+            (
+                "regulatory:\n  classes:\n    death: {deadline: soon}\n",
+                "ripcord.yaml:3:23: regulatory.classes.death.deadline: ",
+            ),
+            (
+                "regulatory:\n  classes:\n    death: {deadline: 5m}\n",
+                "ripcord.yaml:3:23: regulatory.classes.death.deadline: must be between 1h and 366d",
+            ),
+            (
+                "regulatory:\n  classes:\n    Death: {deadline: 1d}\n",
+                "regulatory.classes.Death: a class name is 1 to 64 of a-z, 0-9, _ and -",
+            ),
+            (
+                "regulatory:\n  classes: {}\n",
+                "regulatory.classes: must have 1 to 32 classes, got 0",
+            ),
+            (
+                "regulatory:\n  classes:\n    death: {deadlin: 1d}\n",
+                "unknown field `deadlin`",
+            ),
+            ("regulatory:\n  provider: {nme: x}\n", "unknown field `nme`"),
+        ] {
+            let e = from_yaml(yaml).map(|_| ()).unwrap_err();
+            assert!(e.contains(error), "{yaml}: {e}");
+        }
+    }
+
+    #[test]
+    fn the_documented_regulatory_example_loads() {
+        let doc = std::fs::read_to_string(
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/governance.md"),
+        )
+        .unwrap();
+        let yaml = doc
+            .split("```yaml\n")
+            .find(|block| block.starts_with("regulatory:"))
+            .and_then(|block| block.split("```").next())
+            .unwrap();
+        let c = from_yaml(yaml).unwrap();
+        let r = &c.regulatory;
+        let names: Vec<&str> = r
+            .classes
+            .classes()
+            .iter()
+            .map(|c| c.name.as_str())
+            .collect();
+        assert_eq!(
+            names,
+            [
+                "death",
+                "internal_sev1",
+                "serious_incident",
+                "widespread_infringement"
+            ]
+        );
+        assert_eq!(
+            r.classes.get("internal_sev1").map(|c| c.deadline.0),
+            Some(DAY / 2)
+        );
+        assert_eq!(r.provider.name, "Example AI GmbH");
+        assert_eq!(r.systems["support-bot"].registration, "EU-DB-0042");
     }
 
     #[test]

@@ -120,6 +120,26 @@ pub const ROUTES: &[(&str, &str, Need)] = &[
         "/v1/incidents/{id}/steps/{step}",
         Need::Permission(IncidentUpdate),
     ),
+    (
+        "POST",
+        "/v1/incidents/{id}/classify",
+        Need::Permission(IncidentUpdate),
+    ),
+    (
+        "GET",
+        "/v1/incidents/{id}/regulatory-reports",
+        Need::Permission(Read),
+    ),
+    (
+        "POST",
+        "/v1/incidents/{id}/regulatory-reports",
+        Need::Permission(IncidentUpdate),
+    ),
+    (
+        "GET",
+        "/v1/incidents/{id}/regulatory-reports/draft",
+        Need::Permission(Read),
+    ),
     ("GET", "/v1/requests", Need::Permission(Read)),
     ("GET", "/v1/requests/{id}", Need::Permission(Read)),
     (

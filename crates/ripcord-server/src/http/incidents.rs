@@ -17,7 +17,10 @@ use crate::auth::Principal;
 use crate::error::ApiError;
 use crate::incidents::Ask;
 use crate::ingest::durable;
+use crate::regulatory::ClassifyAsk;
+use crate::report::regulatory::{Narrative, markdown};
 use ripcord_govern::IncidentCommand;
+use ripcord_govern::ReportStage;
 use ripcord_govern::record::ActionItem;
 
 pub fn routes() -> Router<Shared> {
@@ -30,6 +33,15 @@ pub fn routes() -> Router<Shared> {
         .route("/v1/incidents/{id}/resolve", post(resolve))
         .route("/v1/incidents/{id}/review", post(review))
         .route("/v1/incidents/{id}/steps/{step}", post(step))
+        .route("/v1/incidents/{id}/classify", post(classify))
+        .route(
+            "/v1/incidents/{id}/regulatory-reports",
+            get(reports).post(file_report),
+        )
+        .route(
+            "/v1/incidents/{id}/regulatory-reports/draft",
+            get(draft_report),
+        )
 }
 
 #[derive(Deserialize)]
@@ -208,4 +220,121 @@ async fn step(
     OptionalBody(b): OptionalBody<NoteBody>,
 ) -> Result<Json<Value>, ApiError> {
     ask(&app, &id, Ask::Step { name, note: b.note }, &p).await
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ClassifyBody {
+    class: String,
+    #[serde(default)]
+    aware_at: Option<String>,
+    #[serde(default)]
+    affected: Option<u64>,
+    #[serde(default)]
+    harm: Option<String>,
+}
+
+async fn classify(
+    State(app): State<Shared>,
+    p: Principal,
+    Path(id): Path<String>,
+    JsonBody(b): JsonBody<ClassifyBody>,
+) -> Result<Json<Value>, ApiError> {
+    let ask = ClassifyAsk {
+        class: b.class,
+        aware_at: b.aware_at,
+        affected: b.affected,
+        harm: b.harm,
+    };
+    let (inc, pending) = app.hub.classify(&id, ask, &p).await?;
+    durable(pending).await?;
+    Ok(Json(json!(inc)))
+}
+
+async fn reports(
+    State(app): State<Shared>,
+    p: Principal,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let inc = app.hub.incident(&id).await?;
+    p.require_service(&inc.service)?;
+    let reports = app.hub.regulatory_reports(&inc).await?;
+    Ok(Json(
+        json!({"incident": inc.id, "regulatory": inc.regulatory, "reports": reports}),
+    ))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileBody {
+    stage: String,
+    #[serde(default)]
+    description: Option<String>,
+    #[serde(default)]
+    occurred_at: Option<String>,
+    #[serde(default)]
+    affected: Option<u64>,
+    #[serde(default)]
+    harm: Option<String>,
+    #[serde(default)]
+    causal_analysis: Option<String>,
+    #[serde(default)]
+    corrective_actions: Vec<String>,
+}
+
+async fn file_report(
+    State(app): State<Shared>,
+    p: Principal,
+    Path(id): Path<String>,
+    JsonBody(b): JsonBody<FileBody>,
+) -> Result<Response, ApiError> {
+    let stage = ReportStage::parse(&b.stage).ok_or_else(|| {
+        ApiError::bad_request(format!(
+            "stage: \"{}\" is not one of initial, update, final",
+            b.stage
+        ))
+    })?;
+    let narrative = Narrative {
+        description: b.description,
+        occurred_at: b.occurred_at,
+        affected: b.affected,
+        harm: b.harm,
+        causal_analysis: b.causal_analysis,
+        corrective_actions: b.corrective_actions,
+    };
+    let (report, pending) = app.hub.file_report(&id, stage, narrative, &p).await?;
+    durable(pending).await?;
+    Ok((StatusCode::CREATED, Json(json!(report))).into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DraftQuery {
+    format: Option<String>,
+}
+
+/// The report as it would be filed now, from the record alone.
+async fn draft_report(
+    State(app): State<Shared>,
+    p: Principal,
+    Path(id): Path<String>,
+    QueryParams(q): QueryParams<DraftQuery>,
+) -> Result<Response, ApiError> {
+    let inc = app.hub.incident(&id).await?;
+    p.require_service(&inc.service)?;
+    let draft = app.hub.assemble(&inc, &Narrative::default(), None).await?;
+    match q.format.as_deref() {
+        None | Some("json") => Ok(Json(json!(draft)).into_response()),
+        Some("markdown") => Ok((
+            [(
+                axum::http::header::CONTENT_TYPE,
+                "text/markdown; charset=utf-8",
+            )],
+            markdown(&draft),
+        )
+            .into_response()),
+        Some(other) => Err(ApiError::bad_request(format!(
+            "format: \"{other}\" is not one of json, markdown"
+        ))),
+    }
 }

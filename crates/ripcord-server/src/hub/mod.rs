@@ -55,6 +55,8 @@ pub struct Hub {
     /// Notification channels by name, from the server config.
     pub channels:
         std::sync::OnceLock<std::collections::BTreeMap<String, crate::notify::ChannelConfig>>,
+    /// Regulatory classes and report facts, from the server config.
+    pub regulation: std::sync::OnceLock<crate::report::regulatory::Regulation>,
     services: RwLock<HashMap<String, Arc<Service>>>,
     /// The one clock the server reads ([`Hub::now`]).
     pub clock: Clock,
@@ -301,6 +303,7 @@ impl Hub {
             options,
             link_base: std::sync::OnceLock::new(),
             channels: std::sync::OnceLock::new(),
+            regulation: std::sync::OnceLock::new(),
             services: RwLock::new(HashMap::new()),
             clock: Clock::Wall,
             keys_pruned_ms: std::sync::atomic::AtomicI64::new(0),

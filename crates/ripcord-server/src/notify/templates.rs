@@ -90,6 +90,9 @@ Acknowledge by {{ incident.ack_by }}.
 {% if incident.next_update_by %}
 Next update by {{ incident.next_update_by }}.
 {% endif %}
+{% if regulatory %}
+Regulatory: {{ regulatory.class }} under {{ regulatory.framework }}, aware at {{ regulatory.aware_at }}; {% if regulatory.reported_at %}reported at {{ regulatory.reported_at }}{% else %}report due by {{ regulatory.due_at }}{% endif %}.
+{% endif %}
 {{ link }}
 "#;
 

@@ -9,6 +9,7 @@
 //! file can be opened on its own.
 
 pub mod chart;
+pub mod regulatory;
 pub mod replays;
 pub mod source;
 

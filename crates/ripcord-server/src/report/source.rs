@@ -16,6 +16,11 @@ pub async fn load_incident(store: &dyn Store, incident: &str) -> anyhow::Result<
     };
     let incident: Incident = serde_json::from_value(doc.body)
         .with_context(|| format!("incident {incident} as stored"))?;
+    with_release(store, incident).await
+}
+
+/// The incident with the versions of its release, as stored.
+pub async fn with_release(store: &dyn Store, incident: Incident) -> anyhow::Result<IncidentReport> {
     let release = match &incident.release {
         Some(id) => match store.release(id).await? {
             Some(r) => Some(

@@ -281,7 +281,12 @@ pub async fn incident(
         })
         .collect();
     let ack_overdue = inc.acknowledged_at.is_none() && inc.ack_by.as_deref().is_some_and(overdue);
+    let report_overdue = inc
+        .regulatory
+        .as_ref()
+        .is_some_and(|r| r.reported_at.is_none() && overdue(&r.due_at));
     let page = json!({
+        "report_overdue": report_overdue,
         "incident": inc,
         "line": incident_line(&inc),
         "steps": steps,
