@@ -199,6 +199,7 @@ fn expected() -> Governance {
             drop: strings(&["prompt", "response"]),
             hash: strings(&["unit", "segment.user"]),
         },
+        after_rollback: AfterRollback::default(),
     }
 }
 
@@ -520,6 +521,48 @@ fn mistakes_in_evidence_are_each_reported() {
             "9:11 evidence.sample: must be at most 100000, got 1000000",
             "10:34 evidence.redact.hash: `prompt` is both dropped and hashed [keep it in one list]",
         ]
+    );
+}
+
+#[test]
+fn after_rollback_lowers_its_keep_and_hold() {
+    let p = load("after_rollback:\n  raw_events: {keep: 30d}\n  evidence: {hold: while_incident_open}\n")
+        .unwrap();
+    let rule = &p.governance.after_rollback;
+    assert_eq!(rule.raw_events_keep, Some(Dur(30 * 86_400_000)));
+    assert_eq!(rule.evidence_hold, EvidenceHold::WhileIncidentOpen);
+    assert!(rule.is_set());
+    let p = load("after_rollback:\n  evidence: {hold: until_reviewed}\n").unwrap();
+    assert_eq!(p.governance.after_rollback.raw_events_keep, None);
+    assert_eq!(
+        p.governance.after_rollback.evidence_hold,
+        EvidenceHold::UntilReviewed
+    );
+    assert!(!load("").unwrap().governance.after_rollback.is_set());
+}
+
+#[test]
+fn mistakes_in_after_rollback_are_each_reported() {
+    assert_eq!(
+        problems(
+            "after_rollback:\n  raw_events: {keep: 30days}\n  evidence: {hold: while_open}\n  export: []\n"
+        ),
+        [
+            "9:22 after_rollback.raw_events.keep: invalid duration \"30days\": use e.g. 30s, 10m, 1h30m, 500ms",
+            "10:20 after_rollback.evidence.hold: unknown value `while_open` [expected one of: none, while_incident_open, until_reviewed]",
+            "11:3 after_rollback: unknown field `export` [expected one of: raw_events, evidence]",
+        ]
+    );
+    assert_eq!(
+        problems("after_rollback:\n  raw_events: {keep: 4000d}\n  evidence: {}\n"),
+        [
+            "9:22 after_rollback.raw_events.keep: must be between 0s and 3650d, got 96000h",
+            "10:13 after_rollback.evidence: missing field `hold`",
+        ]
+    );
+    assert_eq!(
+        problems("after_rollback: {raw_events: 30d}\n"),
+        ["8:30 after_rollback.raw_events: expected a mapping, got a string"]
     );
 }
 

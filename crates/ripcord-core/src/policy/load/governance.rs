@@ -26,6 +26,7 @@ const STEP: &[&str] = &[
 const STEP_KINDS: &[&str] = &["manual", "action", "communicate", "check", "verify"];
 const TEMPLATE: &[&str] = &["audience", "subject", "body", "description"];
 const EVIDENCE: &[&str] = &["sample", "redact"];
+const AFTER_ROLLBACK: &[&str] = &["raw_events", "evidence"];
 /// More raw events than this would make every incident's bundle heavy
 /// without making the analysis better.
 const MAX_SAMPLE: u64 = 100_000;
@@ -62,12 +63,16 @@ pub(super) fn lower_governance(
         lower_templates(cx, n)
     });
     let evidence = section(top.get("evidence"), d.evidence, |n| lower_evidence(cx, n));
+    let after_rollback = section(top.get("after_rollback"), d.after_rollback, |n| {
+        lower_after_rollback(cx, n)
+    });
     Some(Governance {
         rights: rights?,
         incidents: incidents?,
         playbooks: playbooks?,
         templates: templates?,
         evidence: evidence?,
+        after_rollback: after_rollback?,
     })
 }
 
@@ -736,4 +741,45 @@ fn field_paths(cx: &mut Cx, node: &Node, path: &str) -> Option<Vec<String>> {
         }
         Some(p)
     })
+}
+
+fn lower_after_rollback(cx: &mut Cx, node: &Node) -> Option<AfterRollback> {
+    let f = cx.fields(node, "after_rollback", AFTER_ROLLBACK)?;
+    let keep = match f.get("raw_events") {
+        Some(n) => raw_events_keep(cx, n).map(Some),
+        None => Some(None),
+    };
+    let hold = match f.get("evidence") {
+        Some(n) => evidence_hold(cx, n),
+        None => Some(EvidenceHold::None),
+    };
+    Some(AfterRollback {
+        raw_events_keep: keep?,
+        evidence_hold: hold?,
+    })
+}
+
+/// `raw_events: {keep: 30d}`: from the rollback, at most ten years.
+fn raw_events_keep(cx: &mut Cx, node: &Node) -> Option<Dur> {
+    let path = "after_rollback.raw_events";
+    let f = cx.fields(node, path, &["keep"])?;
+    let n = need(cx, &f, "keep", path)?;
+    let at = "after_rollback.raw_events.keep";
+    let keep = cx.duration(n, at)?;
+    if keep < Dur::ZERO || keep > AfterRollback::MAX_KEEP {
+        let message = format!("must be between 0s and 3650d, got {keep}");
+        cx.error(n.pos, at, message, None);
+        return None;
+    }
+    Some(keep)
+}
+
+/// `evidence: {hold: while_incident_open}`.
+fn evidence_hold(cx: &mut Cx, node: &Node) -> Option<EvidenceHold> {
+    let path = "after_rollback.evidence";
+    let f = cx.fields(node, path, &["hold"])?;
+    let n = need(cx, &f, "hold", path)?;
+    let names: Vec<&str> = EvidenceHold::ALL.iter().map(|h| h.as_str()).collect();
+    cx.choice(n, "after_rollback.evidence.hold", &names)
+        .map(|i| EvidenceHold::ALL[i])
 }
