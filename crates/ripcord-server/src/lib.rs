@@ -12,6 +12,7 @@ pub mod checks;
 pub mod clock;
 pub mod cluster;
 pub mod dashboard;
+pub mod data_rules;
 pub mod error;
 pub mod evidence_archive;
 pub mod follow;

@@ -32,6 +32,7 @@ use serde_json::{Value, json};
 
 use crate::auth::Principal;
 use crate::clock::Clock;
+use crate::data_rules;
 use crate::error::ApiError;
 pub use crate::journal::StepView;
 use crate::journal::{self, CommandEntry, Entry, Kind, Start};
@@ -1170,6 +1171,16 @@ impl Hub {
         refresh(view, &status);
         if view.share != before.share {
             record_move(view, before.share, now, cause);
+        }
+        if view.state == Phase::RolledBack && before.state != Phase::RolledBack {
+            // The rule of the policy the release ran under.
+            let policy = state.engine.as_ref().map_or(&state.policy, Engine::policy);
+            if let Some((doc, audit)) =
+                data_rules::on_rollback(view, &policy.governance.after_rollback, now)
+            {
+                batch.docs.push(doc);
+                batch.audit.push(audit);
+            }
         }
         let changed =
             *view != before || batch.journal.iter().any(|j| j.kind == Kind::Start.as_str());
