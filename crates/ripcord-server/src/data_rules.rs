@@ -11,8 +11,9 @@
 //! the rule's own evidence hold (an incident of the release still being
 //! worked on) blocks it. Both outcomes are audited, with what and how
 //! many lines, and which holds or incidents blocked it. The evidence hold
-//! also joins [`crate::holds::held`], so that no deletion path takes the
-//! bundles or audit records of those incidents meanwhile.
+//! also joins [`crate::holds::held`], so that no deletion path (the
+//! retention classes, a purge) takes the release's data, its incidents'
+//! bundles or their audit records meanwhile.
 
 use ripcord_core::Time;
 use ripcord_core::policy::governance::{AfterRollback, EvidenceHold};
@@ -196,16 +197,25 @@ fn held_incidents<'a>(rule: &DataRule, incidents: &'a [Incident]) -> Vec<&'a Inc
         .collect()
 }
 
-/// Adds what the rules' evidence holds keep (the bundles and audit
-/// records of the incidents they hold) to `held`.
+/// Adds what the rules' evidence holds keep to `held`: while one of its
+/// incidents is held, the release is kept as a legal hold on that
+/// incident keeps it (its journal entries, decisions, the incidents'
+/// bundles and the audit records about them), since the investigation
+/// still reads them.
 pub fn keep_evidence(rules: &[DataRule], incidents: &[Incident], held: &mut Held) {
     for rule in rules {
-        for inc in held_incidents(rule, incidents) {
+        let kept = held_incidents(rule, incidents);
+        if kept.is_empty() {
+            continue;
+        }
+        for inc in kept {
             held.subjects.insert(inc.id.clone());
             if let Some(address) = &inc.evidence {
                 held.blobs.insert(address.clone());
             }
         }
+        held.subjects.insert(rule.release.clone());
+        held.releases.insert(rule.release.clone());
     }
 }
 
