@@ -584,6 +584,7 @@ fn the_governance_blocks_of_the_reference_are_valid() {
         "playbooks:",
         "templates:",
         "evidence:",
+        "after_rollback:",
     ];
     let blocks: Vec<&str> = text
         .split("```yaml\n")
@@ -591,7 +592,7 @@ fn the_governance_blocks_of_the_reference_are_valid() {
         .filter_map(|b| b.split("```").next())
         .filter(|b| sections.iter().any(|s| b.starts_with(s)))
         .collect();
-    assert_eq!(blocks.len(), 5);
+    assert_eq!(blocks.len(), 6);
     let src = format!(
         "service: s\nscenario: conversational-agent\n{}",
         blocks.concat()
