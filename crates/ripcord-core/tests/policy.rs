@@ -450,6 +450,10 @@ fn the_schema_names_every_field_the_loader_accepts() {
         "keep",
         "while_incident_open",
         "until_reviewed",
+        "export",
+        "\"to\"",
+        "what",
+        "decisions",
     ] {
         assert!(schema.contains(field), "schema lacks {field}");
     }

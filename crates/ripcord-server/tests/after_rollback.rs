@@ -5,7 +5,8 @@
 //! on) blocks the purge; both outcomes are in the audit log.
 
 use crate::gov_server::GovServer;
-use crate::support::{Result, inbox};
+use crate::support::{Inbox, Result, inbox};
+use std::sync::Arc;
 use ripcord_core::{Dur, Time};
 use ripcord_server::hub::snapshot::ServiceSnapshot;
 use ripcord_store::Store;
@@ -15,7 +16,7 @@ const DAY: i64 = 86_400_000;
 
 /// A candidate that fails moderation opens a critical incident and rolls
 /// back; its raw events are kept 7 days after the rollback.
-fn policy(evidence_hold: &str) -> String {
+fn policy(evidence_hold: &str, export: &str) -> String {
     format!(
         "\
 service: gov-svc
@@ -42,16 +43,24 @@ incidents:
 after_rollback:
   raw_events: {{keep: 7d}}
   evidence: {{hold: {evidence_hold}}}
-"
+{export}"
     )
 }
 
 /// A release that regressed and rolled back, then a few minutes of
 /// baseline traffic (so that a snapshot covers the journal); its incident.
 async fn rolled_back(evidence_hold: &str) -> Result<(GovServer, Value)> {
-    let (hooks, _inbox) = inbox().await?;
+    let (gov, incident, _inbox) = rolled_back_with(&policy(evidence_hold, ""), |_| {}).await?;
+    Ok((gov, incident))
+}
+
+async fn rolled_back_with(
+    policy: &str,
+    adjust: fn(&mut ripcord_server::Config),
+) -> Result<(GovServer, Value, Arc<Inbox>)> {
+    let (hooks, inbox) = inbox().await?;
     let near = Time(ripcord_server::clock::wall_now().0 / 1000 * 1000);
-    let gov = GovServer::start(&policy(evidence_hold), &hooks, near).await?;
+    let gov = GovServer::start_with(policy, &hooks, near, adjust).await?;
     gov.release().await?;
     for _ in 0..60 {
         let release = gov.ok("get", "/v1/releases/gov-svc-1", None, None).await?;
@@ -69,7 +78,7 @@ async fn rolled_back(evidence_hold: &str) -> Result<(GovServer, Value)> {
     let release = gov.ok("get", "/v1/releases/gov-svc-1", None, None).await?;
     assert_eq!(release["state"], "rolled_back", "{release}");
     let incident = gov.incidents().await?.first().cloned().ok_or("no incident")?;
-    Ok((gov, incident))
+    Ok((gov, incident, inbox))
 }
 
 fn store(gov: &GovServer) -> std::sync::Arc<dyn Store> {
@@ -295,5 +304,112 @@ async fn the_evidence_hold_keeps_everything_while_the_incident_is_worked_on() ->
     assert_eq!(journal_lines(&*store, "v2").await?, 0);
     assert_eq!(store.blob(&address).await?, None);
     assert_eq!(audited(&*store, "after_rollback.purged").await?.len(), 1);
+    Ok(())
+}
+
+const SECRET: &str = "whsec_AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
+
+/// Adds `safety-hook`, a webhook channel to the test's inbox (`/export`).
+fn with_export_channel(config: &mut ripcord_server::Config) {
+    use ripcord_server::notify::ChannelConfig;
+    let Some(ChannelConfig::Slack { url }) = config.channels.get("chat").cloned() else {
+        return;
+    };
+    let base = url.trim_end_matches("/slack").to_string();
+    let hook = ChannelConfig::Webhook {
+        url: format!("{base}/export"),
+        secret: SECRET.into(),
+    };
+    config.channels.insert("safety-hook".into(), hook);
+}
+
+/// What the inbox received at `path`.
+fn received(inbox: &Inbox, path: &str) -> Vec<Value> {
+    inbox
+        .got
+        .lock()
+        .map(|g| g.iter().filter(|(p, _)| p == path).map(|(_, v)| v.clone()).collect())
+        .unwrap_or_default()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_exports_deliver_evidence_and_decisions_to_the_named_team() -> Result {
+    let export = "  export:
+    - {to: safety-team, what: [evidence, decisions], channel: safety-hook}
+    - {to: legal, what: [decisions], channel: chat}
+    - {to: vendor, what: [evidence], channel: nowhere}
+";
+    let policy = policy("none", export);
+    let (gov, incident, inbox) = rolled_back_with(&policy, with_export_channel).await?;
+    let store = store(&gov);
+    let rule = the_rule(&gov).await?;
+    let states: Vec<&Value> = rule["exports"].as_array().map_or(vec![], |e| e.iter().map(|e| &e["state"]).collect());
+    assert_eq!(states, [&json!("pending"); 3], "{rule}");
+
+    run_retention(&gov).await?;
+    let mut got = Vec::new();
+    for _ in 0..200 {
+        got = received(&inbox, "export");
+        if !got.is_empty() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(got.len(), 1, "{got:?}");
+    let sent = &got[0];
+    assert_eq!(
+        (&sent["type"], &sent["to"], &sent["release"], &sent["version"], &sent["baseline"]),
+        (
+            &json!("ripcord.after_rollback.export"),
+            &json!("safety-team"),
+            &json!("gov-svc-1"),
+            &json!("v2"),
+            &json!("v1")
+        )
+    );
+    let evidence = sent["evidence"].as_array().cloned().unwrap_or_default();
+    assert_eq!(evidence.len(), 1, "{sent}");
+    assert_eq!(evidence[0]["incident"], incident["id"]);
+    assert_eq!(evidence[0]["address"], incident["evidence"]);
+    // The bundle itself, as stored under its address.
+    let address = incident["evidence"].as_str().unwrap_or_default();
+    let bytes = store.blob(address).await?.ok_or("no bundle")?;
+    assert_eq!(evidence[0]["bundle"], serde_json::from_slice::<Value>(&bytes)?);
+    // Every decision of the release, and only those.
+    let release = gov.ok("get", "/v1/releases/gov-svc-1", None, None).await?;
+    let decisions = sent["decisions"].as_array().cloned().unwrap_or_default();
+    let stored = store.decisions("gov-svc", 0, 0, 1_000_000).await?;
+    assert!(!decisions.is_empty());
+    assert_eq!(decisions.len(), stored.len());
+    assert!(
+        decisions
+            .iter()
+            .all(|d| d["explanation"]["release"] == release["engine_release"])
+    );
+    assert_eq!(sent["decisions_truncated"], json!(false));
+
+    let exported = audited(&*store, "after_rollback.export").await?;
+    assert_eq!(exported.len(), 1);
+    assert_eq!(
+        (&exported[0]["detail"]["to"], &exported[0]["detail"]["bundles"], &exported[0]["detail"]["decisions"]),
+        (&json!("safety-team"), &json!(1), &json!(decisions.len()))
+    );
+    let refused = audited(&*store, "after_rollback.export_refused").await?;
+    let whys: Vec<&Value> = refused.iter().map(|r| &r["detail"]["why"]).collect();
+    assert_eq!(
+        whys,
+        [
+            &json!("channel `chat` is a slack channel; exports go to webhook channels"),
+            &json!("no channel `nowhere` in the server's configuration")
+        ]
+    );
+    let rule = the_rule(&gov).await?;
+    let states: Vec<&Value> = rule["exports"].as_array().map_or(vec![], |e| e.iter().map(|e| &e["state"]).collect());
+    assert_eq!(states, [&json!("sent"), &json!("refused"), &json!("refused")]);
+
+    // Done once: the next pass sends nothing again.
+    run_retention(&gov).await?;
+    assert_eq!(audited(&*store, "after_rollback.export").await?.len(), 1);
+    assert_eq!(audited(&*store, "after_rollback.export_refused").await?.len(), 2);
     Ok(())
 }

@@ -305,15 +305,54 @@ pub struct AfterRollback {
     /// purged early.
     pub raw_events_keep: Option<Dur>,
     pub evidence_hold: EvidenceHold,
+    /// What is sent to whom once the release has rolled back.
+    #[serde(default)]
+    pub exports: Vec<Export>,
+}
+
+/// One export of a rolled-back release's data: `what` to the team `to`,
+/// through a notification channel of the server (a signed webhook).
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Export {
+    /// Who receives it (a team or system, as the policy names it).
+    pub to: String,
+    /// In policy order, each at most once.
+    pub what: Vec<ExportPart>,
+    /// A channel name of the server's configuration.
+    pub channel: String,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ExportPart {
+    /// The evidence bundles of the release's incidents.
+    Evidence,
+    /// The release's decision records.
+    Decisions,
+}
+
+impl ExportPart {
+    pub const ALL: [ExportPart; 2] = [ExportPart::Evidence, ExportPart::Decisions];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ExportPart::Evidence => "evidence",
+            ExportPart::Decisions => "decisions",
+        }
+    }
 }
 
 impl AfterRollback {
     /// The longest `keep` a policy may give: ten years.
     pub const MAX_KEEP: Dur = Dur(3650 * 86_400_000);
+    /// The most exports a policy may list.
+    pub const MAX_EXPORTS: usize = 10;
 
     /// Whether a rollback under this policy leaves a data rule to run.
     pub fn is_set(&self) -> bool {
-        self.raw_events_keep.is_some() || self.evidence_hold != EvidenceHold::None
+        self.raw_events_keep.is_some()
+            || self.evidence_hold != EvidenceHold::None
+            || !self.exports.is_empty()
     }
 }
 

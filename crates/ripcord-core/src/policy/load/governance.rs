@@ -26,7 +26,8 @@ const STEP: &[&str] = &[
 const STEP_KINDS: &[&str] = &["manual", "action", "communicate", "check", "verify"];
 const TEMPLATE: &[&str] = &["audience", "subject", "body", "description"];
 const EVIDENCE: &[&str] = &["sample", "redact"];
-const AFTER_ROLLBACK: &[&str] = &["raw_events", "evidence"];
+const AFTER_ROLLBACK: &[&str] = &["raw_events", "evidence", "export"];
+const EXPORT: &[&str] = &["to", "what", "channel"];
 /// More raw events than this would make every incident's bundle heavy
 /// without making the analysis better.
 const MAX_SAMPLE: u64 = 100_000;
@@ -753,9 +754,61 @@ fn lower_after_rollback(cx: &mut Cx, node: &Node) -> Option<AfterRollback> {
         Some(n) => evidence_hold(cx, n),
         None => Some(EvidenceHold::None),
     };
+    let exports = match f.get("export") {
+        Some(n) => lower_exports(cx, n),
+        None => Some(Vec::new()),
+    };
     Some(AfterRollback {
         raw_events_keep: keep?,
         evidence_hold: hold?,
+        exports: exports?,
+    })
+}
+
+/// `export: [{to: safety-team, what: [evidence, decisions], channel: x}]`.
+fn lower_exports(cx: &mut Cx, node: &Node) -> Option<Vec<Export>> {
+    let path = "after_rollback.export";
+    let list = items(cx, node, path)?;
+    if list.len() > AfterRollback::MAX_EXPORTS {
+        let message = format!(
+            "at most {} exports, got {}",
+            AfterRollback::MAX_EXPORTS,
+            list.len()
+        );
+        cx.error(node.pos, path, message, None);
+        return None;
+    }
+    all(list, |i, item| {
+        let p = format!("{path}[{i}]");
+        let f = cx.fields(item, &p, EXPORT)?;
+        let to = need(cx, &f, "to", &p).and_then(|n| role(cx, n, &format!("{p}.to")));
+        let what = need(cx, &f, "what", &p).and_then(|n| export_parts(cx, n, &format!("{p}.what")));
+        let channel = need(cx, &f, "channel", &p).and_then(|n| cx.string(n, &format!("{p}.channel")));
+        Some(Export {
+            to: to?,
+            what: what?,
+            channel: channel?,
+        })
+    })
+}
+
+fn export_parts(cx: &mut Cx, node: &Node, path: &str) -> Option<Vec<ExportPart>> {
+    let names: Vec<&str> = ExportPart::ALL.iter().map(|p| p.as_str()).collect();
+    let list = items(cx, node, path)?;
+    if list.is_empty() {
+        let help = Some(format!("one or more of: {}", names.join(", ")));
+        cx.error(node.pos, path, "must not be empty", help);
+        return None;
+    }
+    let mut seen = Vec::new();
+    all(list, |_, n| {
+        let part = cx.choice(n, path, &names).map(|i| ExportPart::ALL[i])?;
+        if seen.contains(&part) {
+            cx.error(n.pos, path, format!("`{}` is given twice", part.as_str()), None);
+            return None;
+        }
+        seen.push(part);
+        Some(part)
     })
 }
 

@@ -16,7 +16,7 @@
 //! bundles or their audit records meanwhile.
 
 use ripcord_core::Time;
-use ripcord_core::policy::governance::{AfterRollback, EvidenceHold};
+use ripcord_core::policy::governance::{AfterRollback, EvidenceHold, ExportPart};
 use ripcord_govern::record::{INCIDENT, Incident};
 use ripcord_govern::words::IncidentState;
 use ripcord_store::{Batch, Doc, EventsEntry, Held, PendingAudit, Store};
@@ -80,6 +80,39 @@ pub struct DataRule {
     pub purged: Purged,
     #[serde(default)]
     pub purged_at: Option<String>,
+    /// The release as its decisions name it, to find them for an export.
+    #[serde(default)]
+    pub engine_release: String,
+    #[serde(default)]
+    pub exports: Vec<ExportState>,
+}
+
+/// One of the policy's exports and what became of it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ExportState {
+    pub to: String,
+    pub what: Vec<ExportPart>,
+    pub channel: String,
+    pub state: ExportStatus,
+    /// Why it was refused.
+    #[serde(default)]
+    pub why: Option<String>,
+    /// The outbox delivery's id (its `webhook-id`).
+    #[serde(default)]
+    pub delivery: Option<String>,
+    #[serde(default)]
+    pub at: Option<String>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ExportStatus {
+    /// Sent at the next retention pass.
+    Pending,
+    /// Queued in the outbox, in the transaction that recorded it.
+    Sent,
+    /// The channel is not configured, or cannot carry data.
+    Refused,
 }
 
 /// What blocks a due purge.
@@ -148,13 +181,27 @@ pub fn on_rollback(
         blocked_by: Blockers::default(),
         purged: Purged::default(),
         purged_at: None,
+        engine_release: view.engine_release.clone(),
+        exports: rule
+            .exports
+            .iter()
+            .map(|e| ExportState {
+                to: e.to.clone(),
+                what: e.what.clone(),
+                channel: e.channel.clone(),
+                state: ExportStatus::Pending,
+                why: None,
+                delivery: None,
+                at: None,
+            })
+            .collect(),
     };
     let body = json!(data_rule);
     let audit = record(now, "after_rollback.rule", &view.id, body.clone());
     Some((doc(&data_rule, now, body), audit))
 }
 
-fn doc(rule: &DataRule, now: Time, body: Value) -> Doc {
+pub(crate) fn doc(rule: &DataRule, now: Time, body: Value) -> Doc {
     Doc {
         kind: DATA_RULE.into(),
         id: rule.release.clone(),
@@ -164,7 +211,7 @@ fn doc(rule: &DataRule, now: Time, body: Value) -> Doc {
     }
 }
 
-fn record(now: Time, action: &str, subject: &str, detail: Value) -> PendingAudit {
+pub(crate) fn record(now: Time, action: &str, subject: &str, detail: Value) -> PendingAudit {
     PendingAudit {
         at_ms: now.0,
         principal: ACTOR.into(),
@@ -237,9 +284,18 @@ fn legal_holds(rule: &DataRule, holds: &[Hold], incidents: &[Incident]) -> Vec<S
         .collect()
 }
 
-/// One pass over the rules that are due, at `now`.
+/// One pass: the pending exports, then the rules that are due, at `now`.
 pub async fn run(hub: &Hub, now: Time, held: &Held) -> Result<Vec<Outcome>, ApiError> {
     let store = &*hub.store;
+    let exporting: Vec<DataRule> = list(store)
+        .await?
+        .into_iter()
+        .filter(|r| r.exports.iter().any(|e| e.state == ExportStatus::Pending))
+        .take(RULES_PER_PASS)
+        .collect();
+    for rule in exporting {
+        export::run(hub, rule, now).await?;
+    }
     let due: Vec<DataRule> = list(store)
         .await?
         .into_iter()
@@ -534,6 +590,8 @@ fn of_service(line: &str, service: &str) -> bool {
         .and_then(Value::as_str)
         .is_none_or(|s| s == service)
 }
+
+mod export;
 
 #[cfg(test)]
 mod tests {
