@@ -6,11 +6,11 @@
 
 use crate::gov_server::GovServer;
 use crate::support::{Inbox, Result, inbox};
-use std::sync::Arc;
 use ripcord_core::{Dur, Time};
 use ripcord_server::hub::snapshot::ServiceSnapshot;
 use ripcord_store::Store;
 use serde_json::{Value, json};
+use std::sync::Arc;
 
 const DAY: i64 = 86_400_000;
 
@@ -77,7 +77,12 @@ async fn rolled_back_with(
     }
     let release = gov.ok("get", "/v1/releases/gov-svc-1", None, None).await?;
     assert_eq!(release["state"], "rolled_back", "{release}");
-    let incident = gov.incidents().await?.first().cloned().ok_or("no incident")?;
+    let incident = gov
+        .incidents()
+        .await?
+        .first()
+        .cloned()
+        .ok_or("no incident")?;
     Ok((gov, incident, inbox))
 }
 
@@ -129,14 +134,16 @@ async fn audited(store: &dyn Store, action: &str) -> Result<Vec<Value>> {
 
 async fn the_rule(gov: &GovServer) -> Result<Value> {
     let status = gov.ok("get", "/v1/retention", None, None).await?;
-    let rules = status["after_rollback"].as_array().cloned().unwrap_or_default();
+    let rules = status["after_rollback"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
     assert_eq!(rules.len(), 1, "{status}");
     Ok(rules[0].clone())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_candidates_raw_events_go_when_the_keep_has_passed_and_the_baselines_stay() -> Result
-{
+async fn the_candidates_raw_events_go_when_the_keep_has_passed_and_the_baselines_stay() -> Result {
     let (gov, _incident) = rolled_back("none").await?;
     let store = store(&gov);
     let rule = the_rule(&gov).await?;
@@ -144,7 +151,10 @@ async fn the_candidates_raw_events_go_when_the_keep_has_passed_and_the_baselines
         (&rule["release"], &rule["version"], &rule["baseline"]),
         (&json!("gov-svc-1"), &json!("v2"), &json!("v1"))
     );
-    assert_eq!((&rule["state"], &rule["keep_ms"]), (&json!("waiting"), &json!(7 * DAY)));
+    assert_eq!(
+        (&rule["state"], &rule["keep_ms"]),
+        (&json!("waiting"), &json!(7 * DAY))
+    );
     assert_eq!(audited(&*store, "after_rollback.rule").await?.len(), 1);
     let candidate = journal_lines(&*store, "v2").await?;
     let baseline = journal_lines(&*store, "v1").await?;
@@ -164,7 +174,11 @@ async fn the_candidates_raw_events_go_when_the_keep_has_passed_and_the_baselines
     let report = run_retention(&gov).await?;
     let outcome = &report["after_rollback"][0];
     assert_eq!(
-        (&outcome["release"], &outcome["state"], &outcome["kept_lines"]),
+        (
+            &outcome["release"],
+            &outcome["state"],
+            &outcome["kept_lines"]
+        ),
         (&json!("gov-svc-1"), &json!("purged"), &json!(0)),
         "{report}"
     );
@@ -178,7 +192,11 @@ async fn the_candidates_raw_events_go_when_the_keep_has_passed_and_the_baselines
     let detail = &purged[0]["detail"];
     assert_eq!(purged[0]["subject"], "gov-svc-1");
     assert_eq!(
-        (&detail["version"], &detail["what"], &detail["journal_lines"]),
+        (
+            &detail["version"],
+            &detail["what"],
+            &detail["journal_lines"]
+        ),
         (&json!("v2"), &json!("raw_events"), &json!(candidate)),
         "{detail}"
     );
@@ -222,11 +240,18 @@ async fn a_legal_hold_blocks_the_purge_until_it_is_lifted() -> Result {
     let report = run_retention(&gov).await?;
     let outcome = &report["after_rollback"][0];
     assert_eq!(
-        (&outcome["state"], &outcome["purged_lines"], &outcome["kept_lines"]),
+        (
+            &outcome["state"],
+            &outcome["purged_lines"],
+            &outcome["kept_lines"]
+        ),
         (&json!("held"), &json!(0), &json!(candidate)),
         "{report}"
     );
-    assert_eq!(outcome["blocked_by"], json!({"holds": [hold_id], "incidents": []}));
+    assert_eq!(
+        outcome["blocked_by"],
+        json!({"holds": [hold_id], "incidents": []})
+    );
     assert_eq!(journal_lines(&*store, "v2").await?, candidate);
     assert!(sample_lines(&gov, "v2").await?.1 > 0);
     let held = audited(&*store, "after_rollback.held").await?;
@@ -243,8 +268,13 @@ async fn a_legal_hold_blocks_the_purge_until_it_is_lifted() -> Result {
     assert_eq!(the_rule(&gov).await?["state"], "held");
 
     let lift = json!({"reason": "case closed"});
-    gov.ok("post", &format!("/v1/holds/{hold_id}/lift"), None, Some(lift))
-        .await?;
+    gov.ok(
+        "post",
+        &format!("/v1/holds/{hold_id}/lift"),
+        None,
+        Some(lift),
+    )
+    .await?;
     let report = run_retention(&gov).await?;
     assert_eq!(report["after_rollback"][0]["state"], "purged", "{report}");
     assert_eq!(journal_lines(&*store, "v2").await?, 0);
@@ -257,7 +287,10 @@ async fn the_evidence_hold_keeps_everything_while_the_incident_is_worked_on() ->
     let (gov, incident) = rolled_back("while_incident_open").await?;
     let store = store(&gov);
     let id = incident["id"].as_str().unwrap_or_default().to_string();
-    let address = incident["evidence"].as_str().unwrap_or_default().to_string();
+    let address = incident["evidence"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
     assert!(!address.is_empty(), "{incident}");
     let candidate = journal_lines(&*store, "v2").await?;
 
@@ -267,7 +300,10 @@ async fn the_evidence_hold_keeps_everything_while_the_incident_is_worked_on() ->
     let report = run_retention(&gov).await?;
     let outcome = &report["after_rollback"][0];
     assert_eq!(outcome["state"], "held", "{report}");
-    assert_eq!(outcome["blocked_by"], json!({"holds": [], "incidents": [id]}));
+    assert_eq!(
+        outcome["blocked_by"],
+        json!({"holds": [], "incidents": [id]})
+    );
     assert_eq!(journal_lines(&*store, "v2").await?, candidate);
     let held = audited(&*store, "after_rollback.held").await?;
     assert_eq!(held.len(), 1);
@@ -293,7 +329,12 @@ async fn the_evidence_hold_keeps_everything_while_the_incident_is_worked_on() ->
 
     let note = json!({"note": "v2 withdrawn"});
     let resolved = gov
-        .ok("post", &format!("/v1/incidents/{id}/resolve"), None, Some(note))
+        .ok(
+            "post",
+            &format!("/v1/incidents/{id}/resolve"),
+            None,
+            Some(note),
+        )
         .await?;
     assert_eq!(resolved["state"], "resolved");
     // Resolved, the hold ends: the retention classes take what is past
@@ -328,7 +369,12 @@ fn received(inbox: &Inbox, path: &str) -> Vec<Value> {
     inbox
         .got
         .lock()
-        .map(|g| g.iter().filter(|(p, _)| p == path).map(|(_, v)| v.clone()).collect())
+        .map(|g| {
+            g.iter()
+                .filter(|(p, _)| p == path)
+                .map(|(_, v)| v.clone())
+                .collect()
+        })
         .unwrap_or_default()
 }
 
@@ -343,7 +389,9 @@ async fn the_exports_deliver_evidence_and_decisions_to_the_named_team() -> Resul
     let (gov, incident, inbox) = rolled_back_with(&policy, with_export_channel).await?;
     let store = store(&gov);
     let rule = the_rule(&gov).await?;
-    let states: Vec<&Value> = rule["exports"].as_array().map_or(vec![], |e| e.iter().map(|e| &e["state"]).collect());
+    let states: Vec<&Value> = rule["exports"]
+        .as_array()
+        .map_or(vec![], |e| e.iter().map(|e| &e["state"]).collect());
     assert_eq!(states, [&json!("pending"); 3], "{rule}");
 
     run_retention(&gov).await?;
@@ -358,7 +406,13 @@ async fn the_exports_deliver_evidence_and_decisions_to_the_named_team() -> Resul
     assert_eq!(got.len(), 1, "{got:?}");
     let sent = &got[0];
     assert_eq!(
-        (&sent["type"], &sent["to"], &sent["release"], &sent["version"], &sent["baseline"]),
+        (
+            &sent["type"],
+            &sent["to"],
+            &sent["release"],
+            &sent["version"],
+            &sent["baseline"]
+        ),
         (
             &json!("ripcord.after_rollback.export"),
             &json!("safety-team"),
@@ -374,7 +428,10 @@ async fn the_exports_deliver_evidence_and_decisions_to_the_named_team() -> Resul
     // The bundle itself, as stored under its address.
     let address = incident["evidence"].as_str().unwrap_or_default();
     let bytes = store.blob(address).await?.ok_or("no bundle")?;
-    assert_eq!(evidence[0]["bundle"], serde_json::from_slice::<Value>(&bytes)?);
+    assert_eq!(
+        evidence[0]["bundle"],
+        serde_json::from_slice::<Value>(&bytes)?
+    );
     // Every decision of the release, and only those.
     let release = gov.ok("get", "/v1/releases/gov-svc-1", None, None).await?;
     let decisions = sent["decisions"].as_array().cloned().unwrap_or_default();
@@ -391,7 +448,11 @@ async fn the_exports_deliver_evidence_and_decisions_to_the_named_team() -> Resul
     let exported = audited(&*store, "after_rollback.export").await?;
     assert_eq!(exported.len(), 1);
     assert_eq!(
-        (&exported[0]["detail"]["to"], &exported[0]["detail"]["bundles"], &exported[0]["detail"]["decisions"]),
+        (
+            &exported[0]["detail"]["to"],
+            &exported[0]["detail"]["bundles"],
+            &exported[0]["detail"]["decisions"]
+        ),
         (&json!("safety-team"), &json!(1), &json!(decisions.len()))
     );
     let refused = audited(&*store, "after_rollback.export_refused").await?;
@@ -404,12 +465,22 @@ async fn the_exports_deliver_evidence_and_decisions_to_the_named_team() -> Resul
         ]
     );
     let rule = the_rule(&gov).await?;
-    let states: Vec<&Value> = rule["exports"].as_array().map_or(vec![], |e| e.iter().map(|e| &e["state"]).collect());
-    assert_eq!(states, [&json!("sent"), &json!("refused"), &json!("refused")]);
+    let states: Vec<&Value> = rule["exports"]
+        .as_array()
+        .map_or(vec![], |e| e.iter().map(|e| &e["state"]).collect());
+    assert_eq!(
+        states,
+        [&json!("sent"), &json!("refused"), &json!("refused")]
+    );
 
     // Done once: the next pass sends nothing again.
     run_retention(&gov).await?;
     assert_eq!(audited(&*store, "after_rollback.export").await?.len(), 1);
-    assert_eq!(audited(&*store, "after_rollback.export_refused").await?.len(), 2);
+    assert_eq!(
+        audited(&*store, "after_rollback.export_refused")
+            .await?
+            .len(),
+        2
+    );
     Ok(())
 }

@@ -59,14 +59,21 @@ pub async fn run(hub: &Hub, mut rule: DataRule, now: Time) -> Result<(), ApiErro
             }
             found => {
                 let why = match found {
-                    None => format!("no channel `{}` in the server's configuration", export.channel),
+                    None => format!(
+                        "no channel `{}` in the server's configuration",
+                        export.channel
+                    ),
                     Some(c) => format!(
                         "channel `{}` is a {} channel; exports go to webhook channels",
                         export.channel,
                         c.kind().as_str()
                     ),
                 };
-                tracing::warn!("after rollback: export of {} to {}: {why}", rule.release, export.to);
+                tracing::warn!(
+                    "after rollback: export of {} to {}: {why}",
+                    rule.release,
+                    export.to
+                );
                 let detail = json!({
                     "release": rule.release, "to": export.to,
                     "channel": export.channel, "why": why,

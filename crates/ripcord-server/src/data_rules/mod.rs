@@ -161,7 +161,9 @@ pub fn on_rollback(
     if !rule.is_set() {
         return None;
     }
-    let due = rule.raw_events_keep.map(|k| Time(now.0.saturating_add(k.0)));
+    let due = rule
+        .raw_events_keep
+        .map(|k| Time(now.0.saturating_add(k.0)));
     let data_rule = DataRule {
         release: view.id.clone(),
         service: view.service.clone(),

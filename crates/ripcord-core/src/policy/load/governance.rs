@@ -783,7 +783,8 @@ fn lower_exports(cx: &mut Cx, node: &Node) -> Option<Vec<Export>> {
         let f = cx.fields(item, &p, EXPORT)?;
         let to = need(cx, &f, "to", &p).and_then(|n| role(cx, n, &format!("{p}.to")));
         let what = need(cx, &f, "what", &p).and_then(|n| export_parts(cx, n, &format!("{p}.what")));
-        let channel = need(cx, &f, "channel", &p).and_then(|n| cx.string(n, &format!("{p}.channel")));
+        let channel =
+            need(cx, &f, "channel", &p).and_then(|n| cx.string(n, &format!("{p}.channel")));
         Some(Export {
             to: to?,
             what: what?,
@@ -804,7 +805,12 @@ fn export_parts(cx: &mut Cx, node: &Node, path: &str) -> Option<Vec<ExportPart>>
     all(list, |_, n| {
         let part = cx.choice(n, path, &names).map(|i| ExportPart::ALL[i])?;
         if seen.contains(&part) {
-            cx.error(n.pos, path, format!("`{}` is given twice", part.as_str()), None);
+            cx.error(
+                n.pos,
+                path,
+                format!("`{}` is given twice", part.as_str()),
+                None,
+            );
             return None;
         }
         seen.push(part);
