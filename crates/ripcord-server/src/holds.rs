@@ -13,9 +13,9 @@ use ripcord_store::{Batch, Doc, Held, PendingAudit, Store};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use crate::data_rules;
 use crate::error::ApiError;
 use crate::hub::govern::{read_doc, read_docs};
+use crate::rollback_rule as data_rules;
 use ripcord_core::policy::governance::EvidenceHold;
 
 /// The document kind of holds.

@@ -34,6 +34,7 @@ pub mod prometheus;
 pub mod purge;
 pub mod report;
 pub mod retention;
+pub mod rollback_rule;
 pub mod sinks;
 pub mod slow;
 pub mod webhook_secret;
