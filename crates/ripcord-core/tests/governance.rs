@@ -199,6 +199,7 @@ fn expected() -> Governance {
             drop: strings(&["prompt", "response"]),
             hash: strings(&["unit", "segment.user"]),
         },
+        after_rollback: AfterRollback::default(),
     }
 }
 
@@ -524,6 +525,70 @@ fn mistakes_in_evidence_are_each_reported() {
 }
 
 #[test]
+fn after_rollback_lowers_its_keep_and_hold() {
+    let p = load("after_rollback:\n  raw_events: {keep: 30d}\n  evidence: {hold: while_incident_open}\n  export:\n    - {to: safety-team, what: [evidence, decisions], channel: audit-hook}\n")
+        .unwrap();
+    let rule = &p.governance.after_rollback;
+    assert_eq!(
+        rule.exports,
+        [Export {
+            to: "safety-team".into(),
+            what: vec![ExportPart::Evidence, ExportPart::Decisions],
+            channel: "audit-hook".into(),
+        }]
+    );
+    assert_eq!(rule.raw_events_keep, Some(Dur(30 * 86_400_000)));
+    assert_eq!(rule.evidence_hold, EvidenceHold::WhileIncidentOpen);
+    assert!(rule.is_set());
+    let p = load("after_rollback:\n  evidence: {hold: until_reviewed}\n").unwrap();
+    assert_eq!(p.governance.after_rollback.raw_events_keep, None);
+    assert_eq!(
+        p.governance.after_rollback.evidence_hold,
+        EvidenceHold::UntilReviewed
+    );
+    assert!(!load("").unwrap().governance.after_rollback.is_set());
+}
+
+#[test]
+fn mistakes_in_after_rollback_are_each_reported() {
+    assert_eq!(
+        problems(
+            "after_rollback:\n  raw_events: {keep: 30days}\n  evidence: {hold: while_open}\n  exports: []\n"
+        ),
+        [
+            "9:22 after_rollback.raw_events.keep: invalid duration \"30days\": use e.g. 30s, 10m, 1h30m, 500ms",
+            "10:20 after_rollback.evidence.hold: unknown value `while_open` [expected one of: none, while_incident_open, until_reviewed]",
+            "11:3 after_rollback: unknown field `exports` [did you mean `export`?]",
+        ]
+    );
+    assert_eq!(
+        problems("after_rollback:\n  raw_events: {keep: 4000d}\n  evidence: {}\n"),
+        [
+            "9:22 after_rollback.raw_events.keep: must be between 0s and 3650d, got 96000h",
+            "10:13 after_rollback.evidence: missing field `hold`",
+        ]
+    );
+    assert_eq!(
+        problems("after_rollback: {raw_events: 30d}\n"),
+        ["8:30 after_rollback.raw_events: expected a mapping, got a string"]
+    );
+    assert_eq!(
+        problems(
+            "after_rollback:\n  export:\n    - {to: safety team, what: [evidence, evidence, logs], channel: h}\n    - {what: [], via: h}\n"
+        ),
+        [
+            "10:12 after_rollback.export[0].to: invalid role name \"safety team\" [a role is a letter followed by letters, digits, `_` or `-`]",
+            "10:42 after_rollback.export[0].what: `evidence` is given twice",
+            "10:52 after_rollback.export[0].what: unknown value `logs` [expected one of: evidence, decisions]",
+            "11:7 after_rollback.export[1]: missing field `to`",
+            "11:7 after_rollback.export[1]: missing field `channel`",
+            "11:14 after_rollback.export[1].what: must not be empty [one or more of: evidence, decisions]",
+            "11:18 after_rollback.export[1]: unknown field `via` [expected one of: to, what, channel]",
+        ]
+    );
+}
+
+#[test]
 fn an_unknown_top_level_section_suggests_the_governance_one() {
     assert_eq!(
         problems("playbook: {}\n"),
@@ -541,6 +606,7 @@ fn the_governance_blocks_of_the_reference_are_valid() {
         "playbooks:",
         "templates:",
         "evidence:",
+        "after_rollback:",
     ];
     let blocks: Vec<&str> = text
         .split("```yaml\n")
@@ -548,7 +614,7 @@ fn the_governance_blocks_of_the_reference_are_valid() {
         .filter_map(|b| b.split("```").next())
         .filter(|b| sections.iter().any(|s| b.starts_with(s)))
         .collect();
-    assert_eq!(blocks.len(), 5);
+    assert_eq!(blocks.len(), 6);
     let src = format!(
         "service: s\nscenario: conversational-agent\n{}",
         blocks.concat()

@@ -445,6 +445,15 @@ fn the_schema_names_every_field_the_loader_accepts() {
         "redact",
         "drop",
         "hash",
+        "after_rollback",
+        "raw_events",
+        "keep",
+        "while_incident_open",
+        "until_reviewed",
+        "export",
+        "\"to\"",
+        "what",
+        "decisions",
     ] {
         assert!(schema.contains(field), "schema lacks {field}");
     }

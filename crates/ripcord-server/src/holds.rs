@@ -15,6 +15,8 @@ use serde_json::json;
 
 use crate::error::ApiError;
 use crate::hub::govern::{read_doc, read_docs};
+use crate::rollback_rule as data_rules;
+use ripcord_core::policy::governance::EvidenceHold;
 
 /// The document kind of holds.
 pub const HOLD: &str = "hold";
@@ -66,13 +68,19 @@ impl Hold {
 }
 
 /// What the active holds keep: the one check of every deletion path.
+/// Besides the legal holds, the evidence holds of the data rules left by
+/// rollbacks ([`data_rules::keep_evidence`]) keep their incidents'
+/// bundles and audit records.
 pub async fn held(store: &dyn Store) -> Result<Held, ApiError> {
     let holds: Vec<Hold> = read_docs(store, HOLD, None).await?;
+    let rules = data_rules::list(store).await?;
     let mut held = Held::default();
-    if !holds.iter().any(Hold::active) {
+    let holding = |r: &data_rules::DataRule| r.evidence_hold != EvidenceHold::None;
+    if !holds.iter().any(Hold::active) && !rules.iter().any(holding) {
         return Ok(held);
     }
     let incidents: Vec<Incident> = read_docs(store, INCIDENT, None).await?;
+    data_rules::keep_evidence(&rules, &incidents, &mut held);
     for hold in holds.iter().filter(|h| h.active()) {
         let release = match &hold.on {
             Target::Release(id) => Some(id.clone()),

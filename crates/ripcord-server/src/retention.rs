@@ -1,7 +1,8 @@
 //! Retention: a background task that deletes what has outlived its class's
 //! period (`retention:` in `ripcord.yaml`), in small audited batches, and
 //! applies purges made on the store by `ripcord purge` to what the server
-//! holds in memory.
+//! holds in memory; it also runs the data rules rollbacks left
+//! ([`data_rules`]).
 //!
 //! Each pass reads the server's clock once, builds what the legal holds
 //! keep ([`holds::held`]), then deletes class by class, at most
@@ -16,6 +17,7 @@ use ripcord_core::{Dur, Time};
 use ripcord_store::{DataClass, Expired, PendingAudit};
 use serde::Serialize;
 
+use crate::data_rules;
 use crate::error::ApiError;
 use crate::holds;
 use crate::hub::Hub;
@@ -82,6 +84,8 @@ pub struct Report {
     pub classes: Vec<ClassReport>,
     /// Purges from the store applied to the live state in this pass.
     pub purges_applied: usize,
+    /// The data rules of rolled-back releases that were due in this pass.
+    pub after_rollback: Vec<data_rules::Outcome>,
 }
 
 /// The task's state the API shows: the settings, the last pass, the
@@ -135,10 +139,12 @@ pub async fn pass(hub: &Hub, status: &Status) -> Result<Report, ApiError> {
         classes.push(expire_class(hub, status, class, now, &held).await?);
     }
     let purges_applied = apply_purges(hub, status, &held).await?;
+    let after_rollback = data_rules::run(hub, now, &held).await?;
     let report = Report {
         at: now.to_rfc3339(),
         classes,
         purges_applied,
+        after_rollback,
     };
     status.record(&report);
     Ok(report)

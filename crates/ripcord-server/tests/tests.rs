@@ -1,5 +1,6 @@
 //! Integration tests of the live service: one binary, shared set-up in `support`.
 
+mod after_rollback;
 mod api;
 mod cluster;
 mod dashboard;

@@ -299,6 +299,11 @@ pub struct Batch {
     /// Journal bodies replaced by `seq` (a purge's rewrite; the entry keeps
     /// its place and kind).
     pub rewrites: Vec<(i64, String)>,
+    /// (service, seq): a rewrite changed that service's journal up to
+    /// `seq`, so a replay from before it would build another state; kept
+    /// as retention's mark (`pruned_through`), which makes a restart that
+    /// would have to replay refuse rather than rebuild something else.
+    pub unreplayable: Vec<(String, i64)>,
     /// Blobs deleted by address (a bundle replaced by its purged copy).
     pub forget_blobs: Vec<String>,
     pub audit: Vec<PendingAudit>,
@@ -333,6 +338,7 @@ impl Batch {
             && self.blobs.is_empty()
             && self.snapshots.is_empty()
             && self.rewrites.is_empty()
+            && self.unreplayable.is_empty()
             && self.forget_blobs.is_empty()
             && self.series.is_empty()
     }

@@ -144,15 +144,7 @@ async fn journal(
     }
     delete_in(tx, "journal", "seq", &seqs).await?;
     for (service, last) in &through {
-        q(
-            "INSERT INTO pruned (service, through_seq) VALUES ($1, $2) ON CONFLICT (service) \
-           DO UPDATE SET through_seq = CASE WHEN excluded.through_seq > pruned.through_seq \
-           THEN excluded.through_seq ELSE pruned.through_seq END",
-        )
-        .bind(service)
-        .bind(*last)
-        .execute(&mut *tx)
-        .await?;
+        mark_pruned(tx, service, *last).await?;
     }
     let services: serde_json::Map<String, Value> = through
         .into_iter()
@@ -291,4 +283,19 @@ async fn audit(
         expired,
         json!({ "through_seq": through_seq, "through_hash": through_hash }),
     ))
+}
+
+/// Records that `service`'s journal up to `seq` can no longer be replayed
+/// as it was written (the mark only moves forward).
+pub(crate) async fn mark_pruned(tx: &mut Tx, service: &str, seq: i64) -> Result<()> {
+    q(
+        "INSERT INTO pruned (service, through_seq) VALUES ($1, $2) ON CONFLICT (service) \
+       DO UPDATE SET through_seq = CASE WHEN excluded.through_seq > pruned.through_seq \
+       THEN excluded.through_seq ELSE pruned.through_seq END",
+    )
+    .bind(service)
+    .bind(seq)
+    .execute(&mut *tx)
+    .await?;
+    Ok(())
 }

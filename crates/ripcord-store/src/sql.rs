@@ -470,6 +470,9 @@ async fn rewrite(tx: &mut Tx, batch: &Batch) -> Result<()> {
             .execute(&mut *tx)
             .await?;
     }
+    for (service, seq) in &batch.unreplayable {
+        crate::retention::mark_pruned(tx, service, *seq).await?;
+    }
     for hash in &batch.forget_blobs {
         q("DELETE FROM blobs WHERE hash = $1")
             .bind(hash)

@@ -22,6 +22,9 @@ pub struct Governance {
     /// Overrides of and additions to the built-in templates.
     pub templates: Vec<TemplateDef>,
     pub evidence: EvidenceRules,
+    /// What happens to a rolled-back candidate's data.
+    #[serde(default)]
+    pub after_rollback: AfterRollback,
 }
 
 impl Governance {
@@ -287,6 +290,100 @@ impl Default for EvidenceRules {
             sample: 200,
             drop: Vec::new(),
             hash: Vec::new(),
+        }
+    }
+}
+
+/// `after_rollback:` the data rules of a release that rolled back: how
+/// long the candidate's raw events (with its outputs) stay for the
+/// investigation before they are purged, and how long the evidence of the
+/// release's incidents is held. [`Default`] (no section): no rule, the
+/// retention classes alone apply.
+#[derive(Clone, Debug, PartialEq, Default, serde::Serialize, serde::Deserialize)]
+pub struct AfterRollback {
+    /// From the rollback; `None`: the candidate's raw events are not
+    /// purged early.
+    pub raw_events_keep: Option<Dur>,
+    pub evidence_hold: EvidenceHold,
+    /// What is sent to whom once the release has rolled back.
+    #[serde(default)]
+    pub exports: Vec<Export>,
+}
+
+/// One export of a rolled-back release's data: `what` to the team `to`,
+/// through a notification channel of the server (a signed webhook).
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Export {
+    /// Who receives it (a team or system, as the policy names it).
+    pub to: String,
+    /// In policy order, each at most once.
+    pub what: Vec<ExportPart>,
+    /// A channel name of the server's configuration.
+    pub channel: String,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ExportPart {
+    /// The evidence bundles of the release's incidents.
+    Evidence,
+    /// The release's decision records.
+    Decisions,
+}
+
+impl ExportPart {
+    pub const ALL: [ExportPart; 2] = [ExportPart::Evidence, ExportPart::Decisions];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ExportPart::Evidence => "evidence",
+            ExportPart::Decisions => "decisions",
+        }
+    }
+}
+
+impl AfterRollback {
+    /// The longest `keep` a policy may give: ten years.
+    pub const MAX_KEEP: Dur = Dur(3650 * 86_400_000);
+    /// The most exports a policy may list.
+    pub const MAX_EXPORTS: usize = 10;
+
+    /// Whether a rollback under this policy leaves a data rule to run.
+    pub fn is_set(&self) -> bool {
+        self.raw_events_keep.is_some()
+            || self.evidence_hold != EvidenceHold::None
+            || !self.exports.is_empty()
+    }
+}
+
+/// How long the evidence of a rolled-back release's incidents (their
+/// bundles and audit records, and the candidate's raw events still due
+/// for purging) is held against every deletion.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EvidenceHold {
+    /// Retention and the data rule alone decide.
+    #[default]
+    None,
+    /// While one of the release's incidents is open or mitigated.
+    WhileIncidentOpen,
+    /// Until every incident of the release has its post-incident review
+    /// signed off (the report is written).
+    UntilReviewed,
+}
+
+impl EvidenceHold {
+    pub const ALL: [EvidenceHold; 3] = [
+        EvidenceHold::None,
+        EvidenceHold::WhileIncidentOpen,
+        EvidenceHold::UntilReviewed,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EvidenceHold::None => "none",
+            EvidenceHold::WhileIncidentOpen => "while_incident_open",
+            EvidenceHold::UntilReviewed => "until_reviewed",
         }
     }
 }

@@ -67,6 +67,7 @@ const TOP: &[&str] = &[
     "playbooks",
     "templates",
     "evidence",
+    "after_rollback",
     "sources",
 ];
 const SIGNAL: &[&str] = &[

@@ -115,6 +115,7 @@ pub fn schema() -> Value {
             "playbooks": playbooks(&role, &duration),
             "templates": templates(),
             "evidence": evidence(),
+            "after_rollback": after_rollback(&duration),
             "sources": sources()
         },
         "$defs": {
@@ -210,6 +211,23 @@ fn evidence() -> Value {
         "sample": {"type": "integer", "minimum": 0, "maximum": 100000},
         "redact": {"type": "object", "additionalProperties": false, "properties": {
             "drop": paths.clone(), "hash": paths}}}})
+}
+
+/// `after_rollback:` the data rules of a release that rolled back.
+fn after_rollback(duration: &Value) -> Value {
+    json!({"type": "object", "additionalProperties": false, "properties": {
+        "raw_events": {"type": "object", "additionalProperties": false, "required": ["keep"],
+            "properties": {"keep": duration},
+            "description": "how long the rolled-back candidate's raw events stay after the rollback, then purged"},
+        "evidence": {"type": "object", "additionalProperties": false, "required": ["hold"],
+            "properties": {"hold": {"enum": ["none", "while_incident_open", "until_reviewed"]}},
+            "description": "how long the evidence of the release's incidents is held"},
+        "export": {"type": "array", "maxItems": 10, "items": {"type": "object", "additionalProperties": false,
+            "required": ["to", "what", "channel"], "properties": {
+                "to": {"type": "string", "pattern": "^[A-Za-z][A-Za-z0-9_-]*$", "description": "the team or system that receives it"},
+                "what": {"type": "array", "minItems": 1, "uniqueItems": true, "items": {"enum": ["evidence", "decisions"]}},
+                "channel": {"type": "string", "minLength": 1, "description": "a webhook channel of the server's configuration"}}},
+            "description": "what is sent to whom once the release has rolled back"}}})
 }
 
 /// `sources:`: how OTLP telemetry and Prometheus counters map onto the

@@ -16,7 +16,7 @@ use crate::auth::Principal;
 use crate::error::ApiError;
 use crate::holds::{self, Target};
 use crate::ingest::durable;
-use crate::{purge, retention};
+use crate::{data_rules, purge, retention};
 
 /// The longest reason, and the longest unit id a purge accepts.
 const MAX_TEXT: usize = 2048;
@@ -45,22 +45,29 @@ fn text(field: &str, value: &str) -> Result<String, ApiError> {
     Ok(value.to_string())
 }
 
+/// The newest data rules `GET /v1/retention` shows.
+const MAX_RULES_SHOWN: usize = 200;
+
 /// `GET /v1/retention`: each class's period, the last pass and the totals
-/// since the server started.
-async fn settings(State(app): State<Shared>, _p: Principal) -> Json<Value> {
+/// since the server started, and the data rules rollbacks left.
+async fn settings(State(app): State<Shared>, p: Principal) -> Result<Json<Value>, ApiError> {
     let config = &app.retention.config;
     let keep: serde_json::Map<String, Value> = config
         .keep
         .iter()
         .map(|(class, keep)| (class.as_str().to_string(), json!(keep.0)))
         .collect();
-    Json(json!({
+    let mut rules = data_rules::list(&*app.hub.store).await?;
+    rules.retain(|r| p.scope.allows(&r.service));
+    let skip = rules.len().saturating_sub(MAX_RULES_SHOWN);
+    Ok(Json(json!({
         "keep_ms": keep,
         "every_ms": config.every.as_millis() as u64,
         "batch": config.batch,
         "last": app.retention.last(),
         "deleted_since_start": app.retention.totals(),
-    }))
+        "after_rollback": &rules[skip..],
+    })))
 }
 
 /// `POST /v1/retention/run`: one pass now; its report.

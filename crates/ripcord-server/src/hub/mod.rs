@@ -36,6 +36,7 @@ use crate::error::ApiError;
 pub use crate::journal::StepView;
 use crate::journal::{self, CommandEntry, Entry, Kind, Start};
 use crate::metrics;
+use crate::rollback_rule::{self, RolledBack};
 use crate::writer::{Durable, Writer};
 use answer::{CommandAnswer, Ran};
 use ripcord_govern::Governance;
@@ -1173,6 +1174,24 @@ impl Hub {
         refresh(view, &status);
         if view.share != before.share {
             record_move(view, before.share, now, cause);
+        }
+        if view.state == Phase::RolledBack && before.state != Phase::RolledBack {
+            // The rule of the policy the release ran under.
+            let policy = state.engine.as_ref().map_or(&state.policy, Engine::policy);
+            let rolled = RolledBack {
+                release: &view.id,
+                service: &view.service,
+                candidate: &view.candidate,
+                baseline: &view.baseline,
+                engine_release: &view.engine_release,
+                policy_version: view.policy_version,
+            };
+            if let Some((doc, audit)) =
+                rollback_rule::on_rollback(rolled, &policy.governance.after_rollback, now)
+            {
+                batch.docs.push(doc);
+                batch.audit.push(audit);
+            }
         }
         let changed =
             *view != before || batch.journal.iter().any(|j| j.kind == Kind::Start.as_str());

@@ -26,6 +26,8 @@ const STEP: &[&str] = &[
 const STEP_KINDS: &[&str] = &["manual", "action", "communicate", "check", "verify"];
 const TEMPLATE: &[&str] = &["audience", "subject", "body", "description"];
 const EVIDENCE: &[&str] = &["sample", "redact"];
+const AFTER_ROLLBACK: &[&str] = &["raw_events", "evidence", "export"];
+const EXPORT: &[&str] = &["to", "what", "channel"];
 /// More raw events than this would make every incident's bundle heavy
 /// without making the analysis better.
 const MAX_SAMPLE: u64 = 100_000;
@@ -62,12 +64,16 @@ pub(super) fn lower_governance(
         lower_templates(cx, n)
     });
     let evidence = section(top.get("evidence"), d.evidence, |n| lower_evidence(cx, n));
+    let after_rollback = section(top.get("after_rollback"), d.after_rollback, |n| {
+        lower_after_rollback(cx, n)
+    });
     Some(Governance {
         rights: rights?,
         incidents: incidents?,
         playbooks: playbooks?,
         templates: templates?,
         evidence: evidence?,
+        after_rollback: after_rollback?,
     })
 }
 
@@ -736,4 +742,103 @@ fn field_paths(cx: &mut Cx, node: &Node, path: &str) -> Option<Vec<String>> {
         }
         Some(p)
     })
+}
+
+fn lower_after_rollback(cx: &mut Cx, node: &Node) -> Option<AfterRollback> {
+    let f = cx.fields(node, "after_rollback", AFTER_ROLLBACK)?;
+    let keep = match f.get("raw_events") {
+        Some(n) => raw_events_keep(cx, n).map(Some),
+        None => Some(None),
+    };
+    let hold = match f.get("evidence") {
+        Some(n) => evidence_hold(cx, n),
+        None => Some(EvidenceHold::None),
+    };
+    let exports = match f.get("export") {
+        Some(n) => lower_exports(cx, n),
+        None => Some(Vec::new()),
+    };
+    Some(AfterRollback {
+        raw_events_keep: keep?,
+        evidence_hold: hold?,
+        exports: exports?,
+    })
+}
+
+/// `export: [{to: safety-team, what: [evidence, decisions], channel: x}]`.
+fn lower_exports(cx: &mut Cx, node: &Node) -> Option<Vec<Export>> {
+    let path = "after_rollback.export";
+    let list = items(cx, node, path)?;
+    if list.len() > AfterRollback::MAX_EXPORTS {
+        let message = format!(
+            "at most {} exports, got {}",
+            AfterRollback::MAX_EXPORTS,
+            list.len()
+        );
+        cx.error(node.pos, path, message, None);
+        return None;
+    }
+    all(list, |i, item| {
+        let p = format!("{path}[{i}]");
+        let f = cx.fields(item, &p, EXPORT)?;
+        let to = need(cx, &f, "to", &p).and_then(|n| role(cx, n, &format!("{p}.to")));
+        let what = need(cx, &f, "what", &p).and_then(|n| export_parts(cx, n, &format!("{p}.what")));
+        let channel =
+            need(cx, &f, "channel", &p).and_then(|n| cx.string(n, &format!("{p}.channel")));
+        Some(Export {
+            to: to?,
+            what: what?,
+            channel: channel?,
+        })
+    })
+}
+
+fn export_parts(cx: &mut Cx, node: &Node, path: &str) -> Option<Vec<ExportPart>> {
+    let names: Vec<&str> = ExportPart::ALL.iter().map(|p| p.as_str()).collect();
+    let list = items(cx, node, path)?;
+    if list.is_empty() {
+        let help = Some(format!("one or more of: {}", names.join(", ")));
+        cx.error(node.pos, path, "must not be empty", help);
+        return None;
+    }
+    let mut seen = Vec::new();
+    all(list, |_, n| {
+        let part = cx.choice(n, path, &names).map(|i| ExportPart::ALL[i])?;
+        if seen.contains(&part) {
+            cx.error(
+                n.pos,
+                path,
+                format!("`{}` is given twice", part.as_str()),
+                None,
+            );
+            return None;
+        }
+        seen.push(part);
+        Some(part)
+    })
+}
+
+/// `raw_events: {keep: 30d}`: from the rollback, at most ten years.
+fn raw_events_keep(cx: &mut Cx, node: &Node) -> Option<Dur> {
+    let path = "after_rollback.raw_events";
+    let f = cx.fields(node, path, &["keep"])?;
+    let n = need(cx, &f, "keep", path)?;
+    let at = "after_rollback.raw_events.keep";
+    let keep = cx.duration(n, at)?;
+    if keep < Dur::ZERO || keep > AfterRollback::MAX_KEEP {
+        let message = format!("must be between 0s and 3650d, got {keep}");
+        cx.error(n.pos, at, message, None);
+        return None;
+    }
+    Some(keep)
+}
+
+/// `evidence: {hold: while_incident_open}`.
+fn evidence_hold(cx: &mut Cx, node: &Node) -> Option<EvidenceHold> {
+    let path = "after_rollback.evidence";
+    let f = cx.fields(node, path, &["hold"])?;
+    let n = need(cx, &f, "hold", path)?;
+    let names: Vec<&str> = EvidenceHold::ALL.iter().map(|h| h.as_str()).collect();
+    cx.choice(n, "after_rollback.evidence.hold", &names)
+        .map(|i| EvidenceHold::ALL[i])
 }
