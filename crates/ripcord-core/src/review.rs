@@ -256,7 +256,13 @@ fn row(bound: f64, current: bool, breaches: &[Option<i64>], outcomes: &[Outcome]
 /// first three.
 fn suggest(criterion: &str, rows: &[BoundRow], releases: usize) -> Option<Suggestion> {
     let current = rows.iter().find(|r| r.current)?;
-    let key = |r: &BoundRow| (r.false_alarms, usize::MAX - r.detections, r.detection_ms_total);
+    let key = |r: &BoundRow| {
+        (
+            r.false_alarms,
+            usize::MAX - r.detections,
+            r.detection_ms_total,
+        )
+    };
     let best = rows.iter().min_by(|a, b| {
         key(a).cmp(&key(b)).then_with(|| {
             (a.bound - current.bound)
@@ -288,7 +294,8 @@ fn effect(criterion: &str, now: &BoundRow, then: &BoundRow, releases: usize) -> 
             ms(then.detection_ms_max)
         ));
         if then.detections == now.detections && then.detection_ms_total < now.detection_ms_total {
-            let sooner = (now.detection_ms_total - then.detection_ms_total) / then.detections as i64;
+            let sooner =
+                (now.detection_ms_total - then.detection_ms_total) / then.detections as i64;
             s.push_str(&format!(", {} sooner on average", Dur(sooner)));
         }
     }
@@ -347,12 +354,7 @@ fn replay(
     run
 }
 
-fn note_breaches(
-    policy: &Policy,
-    out: &[crate::Decision],
-    start: Time,
-    first: &mut [Option<i64>],
-) {
+fn note_breaches(policy: &Policy, out: &[crate::Decision], start: Time, first: &mut [Option<i64>]) {
     for d in out {
         if d.kind != DecisionKind::CriterionBreached {
             continue;
@@ -400,9 +402,20 @@ mod tests {
     fn the_grid_scales_a_ratio_by_its_excess_and_keeps_the_current_value() {
         assert_eq!(
             grid(Bound::MaxRatio(1.5)),
-            [Some(1.25), Some(1.375), Some(1.5), Some(1.625), Some(1.75), Some(2.0)]
+            [
+                Some(1.25),
+                Some(1.375),
+                Some(1.5),
+                Some(1.625),
+                Some(1.75),
+                Some(2.0)
+            ]
         );
-        assert_eq!(grid(Bound::MaxJs(0.6))[5], None, "1.2 is past max_js's range");
+        assert_eq!(
+            grid(Bound::MaxJs(0.6))[5],
+            None,
+            "1.2 is past max_js's range"
+        );
     }
 
     #[test]

@@ -33,6 +33,7 @@ pub mod prometheus;
 pub mod purge;
 pub mod report;
 pub mod retention;
+pub mod reviews;
 pub mod sinks;
 pub mod slow;
 pub mod webhook_secret;
@@ -78,6 +79,8 @@ pub struct Config {
     /// point (`--series-every`), and how many points a release keeps (see
     /// `hub::series`).
     pub series: hub::series::SeriesOptions,
+    /// How many releases a threshold review replays, and how much of each.
+    pub reviews: reviews::ReviewOptions,
     /// Ingest requests handled at once; more are answered 429.
     pub ingest_slots: usize,
     /// Of those, how many one token may hold.
@@ -133,6 +136,7 @@ impl Config {
             engine: EngineOptions::default(),
             tick: Duration::from_millis(1000),
             series: hub::series::SeriesOptions::default(),
+            reviews: reviews::ReviewOptions::default(),
             ingest_slots: http::INGEST_SLOTS,
             ingest_slots_per_token: http::INGEST_SLOTS_PER_TOKEN,
             ingest_body_rate: slow::BodyRate::default(),
@@ -432,6 +436,11 @@ impl Starting {
             )));
         }
         workers.push(tokio::spawn(prometheus::run(app.clone(), stopped.clone())));
+        workers.push(tokio::spawn(reviews::run(
+            app.clone(),
+            config.reviews.clone(),
+            stopped.clone(),
+        )));
         workers.extend(following);
         workers.extend(keeping);
         let _ = recovered.set(app.clone());

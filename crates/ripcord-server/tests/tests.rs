@@ -15,6 +15,7 @@ mod openapi;
 mod otlp;
 mod prometheus;
 mod retention;
+mod reviews;
 mod rights;
 mod roles;
 mod series;

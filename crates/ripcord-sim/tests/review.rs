@@ -112,7 +112,11 @@ fn a_review_of_twenty_releases_proposes_a_bound_its_replay_confirms() {
         .enumerate()
         .map(|(i, l)| Labelled {
             stream: Stream::parse(&format!("support-bot-{}", i + 1), l).unwrap(),
-            outcome: if i == REGRESSED { Outcome::Bad } else { Outcome::Good },
+            outcome: if i == REGRESSED {
+                Outcome::Bad
+            } else {
+                Outcome::Good
+            },
         })
         .collect();
     let r = review(&Input {
@@ -135,7 +139,10 @@ fn a_review_of_twenty_releases_proposes_a_bound_its_replay_confirms() {
     let s = moderation.suggestion.as_ref().expect("a proposed bound");
     println!("{}", s.effect);
     assert_eq!(s.from, 2.0);
-    assert!(s.to < 2.0, "the regression is caught sooner by a tighter bound");
+    assert!(
+        s.to < 2.0,
+        "the regression is caught sooner by a tighter bound"
+    );
 
     // The proposed bound, written into the policy file and replayed.
     let edited = POLICY.replace("max_ratio: 2.0", &format!("max_ratio: {}", s.to));

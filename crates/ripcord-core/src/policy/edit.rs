@@ -12,7 +12,9 @@ pub enum EditError {
         column: usize,
         message: String,
     },
-    #[error("criteria.{criterion}.{kind} is not written in the policy file (a scenario preset supplies it); write it there first")]
+    #[error(
+        "criteria.{criterion}.{kind} is not written in the policy file (a scenario preset supplies it); write it there first"
+    )]
     NotInFile { criterion: String, kind: String },
     #[error("criteria.{criterion}.{kind}: the edited policy does not load:\n{why}")]
     Invalid {
@@ -50,9 +52,7 @@ pub fn set_bound(
     let start = char_offset(target, column).ok_or_else(not_in_file)?;
     let rest = &target[start..];
     // A plain scalar ends at a flow separator, a comment or the line's end.
-    let len = rest
-        .find([',', '}', ']', '#', '\r'])
-        .unwrap_or(rest.len());
+    let len = rest.find([',', '}', ']', '#', '\r']).unwrap_or(rest.len());
     let len = rest[..len].trim_end().len();
     let edited = format!("{}{}{}", &target[..start], value, &rest[len..]);
     lines[line - 1] = &edited;
@@ -68,10 +68,7 @@ pub fn set_bound(
 
 fn get<'a>(node: &'a Node, key: &str) -> Option<&'a Node> {
     match &node.value {
-        Value::Map(entries) => entries
-            .iter()
-            .find(|(k, _)| k.name == key)
-            .map(|(_, n)| n),
+        Value::Map(entries) => entries.iter().find(|(k, _)| k.name == key).map(|(_, n)| n),
         _ => None,
     }
 }
@@ -112,7 +109,10 @@ rollout:
         assert!(out.contains("    max_ratio: 1.25   # agreed with safety\n"));
         let out = set_bound(POLICY, ("flow", "absolute"), 0.015, "x").unwrap();
         assert!(out.contains("  flow: {signal: m, absolute: 0.015, window: 5m}\n"));
-        assert_eq!(out.len(), POLICY.len() + "# x\n".len() + "0.015".len() - "2%".len());
+        assert_eq!(
+            out.len(),
+            POLICY.len() + "# x\n".len() + "0.015".len() - "2%".len()
+        );
     }
 
     #[test]

@@ -62,6 +62,9 @@ pub struct Hub {
     pub keys_pruned_ms: std::sync::atomic::AtomicI64,
     /// The cadence and bound of releases' series ([`series`]).
     pub series: SeriesOptions,
+    /// Woken when a release settles: a threshold review is pending
+    /// ([`crate::reviews`]).
+    pub reviews_due: tokio::sync::Notify,
 }
 
 /// One service: its policy, engine and current release.
@@ -305,6 +308,7 @@ impl Hub {
             clock: Clock::Wall,
             keys_pruned_ms: std::sync::atomic::AtomicI64::new(0),
             series: SeriesOptions::default(),
+            reviews_due: tokio::sync::Notify::new(),
         };
         for name in hub.store.services().await? {
             hub.recover(&name).await?;
@@ -1037,6 +1041,23 @@ impl Hub {
         }
     }
 
+    /// When the input settled the release, the pending threshold review
+    /// of it, stored with the change that settled it.
+    fn review_if_settled(
+        &self,
+        state: &State,
+        (was_running, now): (bool, Time),
+        batch: &mut Batch,
+    ) {
+        let Some(view) = state.current.as_ref() else {
+            return;
+        };
+        if was_running && is_settled(view.state) {
+            crate::reviews::request(view, now, batch);
+            self.reviews_due.notify_one();
+        }
+    }
+
     /// Turns one engine input and what it decided into a batch and queues
     /// it.
     pub async fn finish(
@@ -1124,6 +1145,7 @@ impl Hub {
         let was_running = state.current.as_ref().is_some_and(|c| !is_settled(c.state));
         self.refresh_release(state, &mut batch, now, (actor, decisions));
         self.series_point_if_settled(state, (was_running, now), &mut batch);
+        self.review_if_settled(state, (was_running, now), &mut batch);
         let ctx = self.ctx(&service.name, now);
         govern::on_decisions(&ctx, state, (decisions, &records), actor, &mut batch);
         service.set_assignment(assignment_of(state));
