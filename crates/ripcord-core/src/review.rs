@@ -303,12 +303,16 @@ fn effect(criterion: &str, now: &BoundRow, then: &BoundRow, releases: usize) -> 
     s
 }
 
+/// A criterion's closest approach: the evidence over its threshold, the
+/// estimate and the bound then.
+type Peak = Option<(f64, Option<f64>, Option<f64>)>;
+
 /// What one replay found, per criterion.
 struct Run {
     first_breach: Vec<Option<i64>>,
     /// (peak evidence ratio, estimate, limit) — read only on the current
     /// bound's replay.
-    peaks: Vec<Option<(f64, Option<f64>, Option<f64>)>>,
+    peaks: Vec<Peak>,
     truncated: bool,
 }
 
@@ -369,7 +373,7 @@ fn note_breaches(policy: &Policy, out: &[crate::Decision], start: Time, first: &
     }
 }
 
-fn read_peaks(engine: &Engine, peaks: &mut [Option<(f64, Option<f64>, Option<f64>)>]) {
+fn read_peaks(engine: &Engine, peaks: &mut [Peak]) {
     for (slot, r) in peaks.iter_mut().zip(engine.readings()) {
         let e = &r.evidence;
         if e.candidate.n <= 0.0 || e.threshold <= 0.0 || !e.statistic.is_finite() {
