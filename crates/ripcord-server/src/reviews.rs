@@ -395,3 +395,98 @@ fn chosen(review: &Review, only: Option<&[String]>) -> Result<Vec<Change>, ApiEr
     }
     Ok(out)
 }
+
+/// The review as markdown: per criterion, the grid with the current bound
+/// and the suggestion marked, each release's closest approach, the
+/// suggestion's effect.
+pub fn to_markdown(rec: &Record) -> String {
+    let mut out = format!(
+        "# Threshold review {}\n\n{} release {} ({}), policy version {}: {}.\n",
+        rec.id,
+        rec.service,
+        rec.release,
+        outcome_word(rec.outcome),
+        rec.policy_version,
+        status_word(rec)
+    );
+    let Some(r) = &rec.review else {
+        if let Some(e) = &rec.error {
+            out.push_str(&format!("\n{e}\n"));
+        }
+        return out;
+    };
+    out.push_str(&format!(
+        "\n{} releases replayed: {} promoted, {} rolled back.\n",
+        r.releases.len(),
+        r.good,
+        r.bad
+    ));
+    if !r.truncated.is_empty() {
+        out.push_str(&format!("Cut short: {}.\n", r.truncated.join(", ")));
+    }
+    for c in &r.criteria {
+        out.push_str(&criterion_markdown(c));
+    }
+    out
+}
+
+fn criterion_markdown(c: &ripcord_core::review::CriterionReview) -> String {
+    let ms = |v: Option<i64>| v.map_or("—".to_string(), |m| ripcord_core::Dur(m).to_string());
+    let mut out = format!(
+        "\n## {}\n\n| {} | false alarms | detections | slowest detection | |\n|---:|---:|---:|---:|---|\n",
+        c.criterion, c.bound_kind
+    );
+    let to = c.suggestion.as_ref().map(|s| s.to);
+    for row in &c.rows {
+        let mark = match (row.current, to == Some(row.bound)) {
+            (true, _) => "← current",
+            (false, true) => "← suggested",
+            _ => "",
+        };
+        out.push_str(&format!(
+            "| {} | {} | {} | {} | {mark} |\n",
+            row.bound,
+            row.false_alarms,
+            row.detections,
+            ms(row.detection_ms_max)
+        ));
+    }
+    out.push_str("\n| release | outcome | peak evidence / threshold | estimate | bound | breached after |\n|---|---|---:|---:|---:|---:|\n");
+    let num = |v: Option<f64>| v.map_or("—".to_string(), |x| format!("{x:.3}"));
+    for a in &c.approaches {
+        out.push_str(&format!(
+            "| {} | {} | {} | {} | {} | {} |\n",
+            a.release,
+            outcome_word(a.outcome),
+            num(a.peak_evidence),
+            num(a.estimate),
+            num(a.limit),
+            ms(a.breached_after_ms)
+        ));
+    }
+    match &c.suggestion {
+        Some(s) => out.push_str(&format!("\nSuggested: {}\n", s.effect)),
+        None => out.push_str("\nNo change suggested.\n"),
+    }
+    out
+}
+
+fn outcome_word(o: Outcome) -> &'static str {
+    match o {
+        Outcome::Good => "promoted",
+        Outcome::Bad => "rolled back",
+        Outcome::Unknown => "not counted",
+    }
+}
+
+fn status_word(rec: &Record) -> String {
+    match (rec.status, &rec.accepted) {
+        (Status::Accepted, Some(a)) => format!(
+            "accepted by {} at {} as policy version {}",
+            a.by, a.at, a.policy_version
+        ),
+        (Status::Pending, _) => "pending".into(),
+        (Status::Failed, _) => "failed".into(),
+        _ => "ready".into(),
+    }
+}
