@@ -240,6 +240,27 @@ async fn a_settled_release_is_reviewed_and_the_review_accepted_as_a_policy_versi
         .await?;
     assert_eq!(status, 404);
 
+    // As `ripcord review show` prints it.
+    let stored = ripcord_server::reviews::get(run.server.app.hub.store.as_ref(), id)
+        .await
+        .map_err(|e| e.message)?;
+    let md = ripcord_server::reviews::to_markdown(&stored);
+    let head = format!(
+        "# Threshold review {id}\n\nsupport-bot release {} (rolled back), \
+         policy version 2: accepted by admin at ",
+        ids[REGRESSED]
+    );
+    assert!(md.starts_with(&head), "{md}");
+    assert!(
+        md.contains("5 releases replayed: 4 promoted, 1 rolled back.\n"),
+        "{md}"
+    );
+    let suggested = format!("| {to} | 0 | 1 | {} | ← suggested |\n", Dur(at));
+    assert!(md.contains(&suggested), "{md}");
+    assert!(md.contains("| 2 | 0 | 0 | — | ← current |\n"), "{md}");
+    let effect = format!("\nSuggested: {}\n", s["effect"].as_str().unwrap_or("?"));
+    assert!(md.contains(&effect), "{md}");
+
     let (_, audit) = request(
         &run.http,
         reqwest::Method::GET,
