@@ -390,7 +390,8 @@ impl Starting {
             .await
             .context("recovering from the store")?
             .with_clock(config.clock.clone())
-            .with_series(config.series);
+            .with_series(config.series)
+            .with_reviews(config.reviews.releases > 0);
         if let Some(dir) = &config.policies {
             load_policies(&hub, dir).await?;
         }
@@ -436,11 +437,13 @@ impl Starting {
             )));
         }
         workers.push(tokio::spawn(prometheus::run(app.clone(), stopped.clone())));
-        workers.push(tokio::spawn(reviews::run(
-            app.clone(),
-            config.reviews.clone(),
-            stopped.clone(),
-        )));
+        if config.reviews.releases > 0 {
+            workers.push(tokio::spawn(reviews::run(
+                app.clone(),
+                config.reviews.clone(),
+                stopped.clone(),
+            )));
+        }
         workers.extend(following);
         workers.extend(keeping);
         let _ = recovered.set(app.clone());

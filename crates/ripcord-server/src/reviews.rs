@@ -15,27 +15,22 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
+use ripcord_core::Time;
 use ripcord_core::engine::ShareSource;
 use ripcord_core::policy::edit::set_bound;
 use ripcord_core::policy::load_policy;
 use ripcord_core::review::{Input, Labelled, Outcome, Review, review};
-use ripcord_core::{Time, json};
-use ripcord_store::{Batch, Doc, Store};
-use serde::{Deserialize, Serialize};
+use ripcord_store::{Batch, Store};
 use serde_json::{Value, json as jv};
 use tokio::sync::watch;
 
 use crate::error::ApiError;
-use crate::http::App;
+pub use crate::hub::review::{
+    Acceptance, Change, REVIEW, REVIEWER, Record, Status, id_of, outcome_of, request, to_doc,
+};
 use crate::hub::{Hub, ReleaseView, audit};
+use crate::leader::{self, Server};
 use crate::report::replays::{Owned, first_share, lines, segments, stream};
-use ripcord_core::engine::Phase;
-
-/// The documents' kind.
-pub const REVIEW: &str = "threshold_review";
-
-/// The principal of reviews the server builds.
-const REVIEWER: &str = "ripcord";
 
 /// How much a review replays.
 #[derive(Clone, Debug, PartialEq)]
@@ -55,116 +50,18 @@ impl Default for ReviewOptions {
     }
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Status {
-    /// Requested when the release settled; not built yet.
-    Pending,
-    Ready,
-    /// The replay could not run (e.g. the stored policy no longer loads).
-    Failed,
-    /// Accepted: a policy version carries its suggestions.
-    Accepted,
-}
-
-/// One suggestion as written into the policy.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct Change {
-    pub criterion: String,
-    pub bound_kind: String,
-    pub from: f64,
-    pub to: f64,
-}
-
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct Acceptance {
-    pub by: String,
-    pub at: String,
-    pub policy_version: i64,
-    pub changes: Vec<Change>,
-}
-
-/// The stored review.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct Record {
-    pub id: String,
-    pub service: String,
-    /// The release whose settling asked for it.
-    pub release: String,
-    pub outcome: Outcome,
-    /// The policy version the release ran under, which the review varies.
-    pub policy_version: i64,
-    pub status: Status,
-    pub requested_at: String,
-    pub built_at: Option<String>,
-    pub error: Option<String>,
-    pub review: Option<Review>,
-    pub accepted: Option<Acceptance>,
-}
-
-pub fn id_of(release: &str) -> String {
-    format!("review-{release}")
-}
-
-fn outcome_of(view: &ReleaseView) -> Outcome {
-    match view.state {
-        _ if view.drill => Outcome::Unknown,
-        Phase::Promoted => Outcome::Good,
-        Phase::RolledBack => Outcome::Bad,
-        _ => Outcome::Unknown,
-    }
-}
-
-fn to_doc(r: &Record, created_ms: i64) -> Doc {
-    Doc {
-        kind: REVIEW.into(),
-        id: r.id.clone(),
-        service: r.service.clone(),
-        created_ms,
-        body: json::value(r),
-    }
-}
-
-/// Adds the pending review of a release that just settled to its batch
-/// (drills are rehearsals: no review).
-pub fn request(view: &ReleaseView, now: Time, batch: &mut Batch) {
-    if view.drill {
-        return;
-    }
-    let record = Record {
-        id: id_of(&view.id),
-        service: view.service.clone(),
-        release: view.id.clone(),
-        outcome: outcome_of(view),
-        policy_version: view.policy_version,
-        status: Status::Pending,
-        requested_at: now.to_rfc3339(),
-        built_at: None,
-        error: None,
-        review: None,
-        accepted: None,
-    };
-    batch.audit.push(audit(
-        now,
-        REVIEWER,
-        "review.requested",
-        &record.id,
-        jv!({"release": view.id, "outcome": record.outcome}),
-    ));
-    batch.docs.push(to_doc(&record, now.0));
-}
-
 /// Builds pending reviews until stopped: woken when a release settles, and
 /// every few seconds in case a wake-up came before the request was stored.
-pub async fn run(app: Arc<App>, options: ReviewOptions, mut stop: watch::Receiver<bool>) {
+/// Stops with the replica's leadership, as the other writers of the leader.
+pub async fn run<S: Server>(app: Arc<S>, options: ReviewOptions, mut stop: watch::Receiver<bool>) {
     loop {
-        if let Err(e) = build_pending(&app.hub, &options).await {
+        if let Err(e) = build_pending(app.hub(), &options).await {
             tracing::warn!("threshold reviews: {e:#}");
         }
         tokio::select! {
-            _ = app.hub.reviews_due.notified() => {}
+            _ = app.hub().reviews_due.notified() => {}
             _ = tokio::time::sleep(Duration::from_secs(2)) => {}
-            _ = stop.changed() => return,
+            () = leader::stopped(&mut stop, app.as_ref()) => return,
         }
     }
 }

@@ -10,6 +10,7 @@
 
 pub mod answer;
 pub mod govern;
+pub mod review;
 pub mod series;
 pub mod snapshot;
 
@@ -65,6 +66,8 @@ pub struct Hub {
     /// Woken when a release settles: a threshold review is pending
     /// ([`crate::reviews`]).
     pub reviews_due: tokio::sync::Notify,
+    /// Whether settling a release asks for a review (`Config::reviews`).
+    pub reviews_on: bool,
 }
 
 /// One service: its policy, engine and current release.
@@ -309,6 +312,7 @@ impl Hub {
             keys_pruned_ms: std::sync::atomic::AtomicI64::new(0),
             series: SeriesOptions::default(),
             reviews_due: tokio::sync::Notify::new(),
+            reviews_on: true,
         };
         for name in hub.store.services().await? {
             hub.recover(&name).await?;
@@ -324,6 +328,12 @@ impl Hub {
 
     /// The same hub recording series points at `options`' cadence and
     /// bound (see [`series`]).
+    /// Whether settling a release asks for a threshold review.
+    pub fn with_reviews(mut self, on: bool) -> Hub {
+        self.reviews_on = on;
+        self
+    }
+
     pub fn with_series(mut self, options: SeriesOptions) -> Hub {
         self.series = options;
         self
@@ -1052,8 +1062,8 @@ impl Hub {
         let Some(view) = state.current.as_ref() else {
             return;
         };
-        if was_running && is_settled(view.state) {
-            crate::reviews::request(view, now, batch);
+        if self.reviews_on && was_running && is_settled(view.state) {
+            review::request(view, now, batch);
             self.reviews_due.notify_one();
         }
     }
