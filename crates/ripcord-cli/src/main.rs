@@ -50,6 +50,8 @@ enum Command {
     Report(cmd::report::ReportArgs),
     /// Erase one person's raw events and evidence samples, audited.
     Purge(cmd::purge::PurgeArgs),
+    /// Threshold reviews the server made after each release: list, show.
+    Review(cmd::review::ReviewArgs),
 }
 
 fn main() -> ExitCode {
@@ -68,6 +70,7 @@ fn main() -> ExitCode {
         Command::Evidence(args) => cmd::evidence::run(args),
         Command::Report(args) => cmd::report::run(args),
         Command::Purge(args) => cmd::purge::run(args),
+        Command::Review(args) => cmd::review::run(args),
     };
     match result {
         Ok(code) => code,

@@ -22,6 +22,7 @@ pub mod ndjson;
 pub mod policy;
 pub mod purge;
 pub mod record;
+pub mod review;
 mod rfc3339;
 mod splitmix;
 pub mod stats;

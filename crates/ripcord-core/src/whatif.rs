@@ -86,6 +86,11 @@ impl<'a> Stream<'a> {
         Ok(Stream::new(name, parsed))
     }
 
+    /// The inputs, in order.
+    pub fn items(&self) -> &[Item<'a>] {
+        &self.items
+    }
+
     /// When the release started: its first declaration, else its first event.
     pub fn start(&self) -> Option<Time> {
         self.items.iter().find_map(|l| match l {
@@ -248,7 +253,7 @@ fn with_current<T: Copy + PartialEq>(
 
 /// The loader's rules for bound values, so no variant is a policy the
 /// loader would refuse.
-fn check_bound(kind: Bound, value: f64) -> Result<(), WhatIfError> {
+pub(crate) fn check_bound(kind: Bound, value: f64) -> Result<(), WhatIfError> {
     let bad = |why| Err(WhatIfError::BadBound { value, why });
     if !value.is_finite() {
         return bad("must be a finite number");
@@ -263,7 +268,7 @@ fn check_bound(kind: Bound, value: f64) -> Result<(), WhatIfError> {
     }
 }
 
-fn with_value(kind: Bound, v: f64) -> Bound {
+pub(crate) fn with_value(kind: Bound, v: f64) -> Bound {
     match kind {
         Bound::Absolute(_) => Bound::Absolute(v),
         Bound::MaxRatio(_) => Bound::MaxRatio(v),
@@ -275,7 +280,7 @@ fn with_value(kind: Bound, v: f64) -> Bound {
     }
 }
 
-fn bound_kind(b: Bound) -> &'static str {
+pub(crate) fn bound_kind(b: Bound) -> &'static str {
     match b {
         Bound::Absolute(_) => "absolute",
         Bound::MaxRatio(_) => "max_ratio",

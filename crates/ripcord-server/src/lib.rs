@@ -36,6 +36,7 @@ pub mod regulatory;
 pub mod report;
 pub mod retention;
 pub mod rollback_rule;
+pub mod reviews;
 pub mod sinks;
 pub mod slow;
 pub mod webhook_secret;
@@ -81,6 +82,8 @@ pub struct Config {
     /// point (`--series-every`), and how many points a release keeps (see
     /// `hub::series`).
     pub series: hub::series::SeriesOptions,
+    /// How many releases a threshold review replays, and how much of each.
+    pub reviews: reviews::ReviewOptions,
     /// Ingest requests handled at once; more are answered 429.
     pub ingest_slots: usize,
     /// Of those, how many one token may hold.
@@ -139,6 +142,7 @@ impl Config {
             engine: EngineOptions::default(),
             tick: Duration::from_millis(1000),
             series: hub::series::SeriesOptions::default(),
+            reviews: reviews::ReviewOptions::default(),
             ingest_slots: http::INGEST_SLOTS,
             ingest_slots_per_token: http::INGEST_SLOTS_PER_TOKEN,
             ingest_body_rate: slow::BodyRate::default(),
@@ -393,7 +397,8 @@ impl Starting {
             .await
             .context("recovering from the store")?
             .with_clock(config.clock.clone())
-            .with_series(config.series);
+            .with_series(config.series)
+            .with_reviews(config.reviews.releases > 0);
         if let Some(dir) = &config.policies {
             load_policies(&hub, dir).await?;
         }
@@ -440,6 +445,13 @@ impl Starting {
             )));
         }
         workers.push(tokio::spawn(prometheus::run(app.clone(), stopped.clone())));
+        if config.reviews.releases > 0 {
+            workers.push(tokio::spawn(reviews::run(
+                app.clone(),
+                config.reviews.clone(),
+                stopped.clone(),
+            )));
+        }
         workers.extend(following);
         workers.extend(keeping);
         let _ = recovered.set(app.clone());

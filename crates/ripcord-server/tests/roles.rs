@@ -210,6 +210,21 @@ fn expected() -> Vec<Row> {
         ),
         ("read", "get", "/v1/incidents/{id}", None, READERS),
         (
+            "read",
+            "get",
+            "/v1/services/{service}/reviews",
+            None,
+            READERS,
+        ),
+        ("read", "get", "/v1/reviews/{id}", None, READERS),
+        (
+            "policy_write",
+            "post",
+            "/v1/reviews/{id}/accept",
+            Some(json!({})),
+            ADMIN_ONLY,
+        ),
+        (
             "incident_ack",
             "post",
             "/v1/incidents/{id}/acknowledge",

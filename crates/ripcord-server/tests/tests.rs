@@ -17,6 +17,7 @@ mod otlp;
 mod prometheus;
 mod regulatory;
 mod retention;
+mod reviews;
 mod rights;
 mod roles;
 mod series;

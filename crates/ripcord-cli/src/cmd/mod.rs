@@ -8,6 +8,7 @@ pub mod policy;
 pub mod purge;
 pub mod replay;
 pub mod report;
+pub mod review;
 pub mod serve;
 pub mod simulate;
 pub mod store;

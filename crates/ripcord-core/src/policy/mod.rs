@@ -15,6 +15,7 @@
 //! - confidences are in (0, 1); bounds are finite; score ranges have min < max.
 
 pub mod diagnostic;
+pub mod edit;
 pub mod governance;
 pub mod load;
 pub mod scenario;

@@ -91,6 +91,17 @@ pub const ROUTES: &[(&str, &str, Need)] = &[
     ("POST", "/v1/incidents", Need::Permission(IncidentUpdate)),
     ("GET", "/v1/incidents/{id}", Need::Permission(Read)),
     (
+        "GET",
+        "/v1/services/{service}/reviews",
+        Need::Permission(Read),
+    ),
+    ("GET", "/v1/reviews/{id}", Need::Permission(Read)),
+    (
+        "POST",
+        "/v1/reviews/{id}/accept",
+        Need::Permission(PolicyWrite),
+    ),
+    (
         "POST",
         "/v1/incidents/{id}/acknowledge",
         Need::Permission(IncidentAck),

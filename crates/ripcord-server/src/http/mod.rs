@@ -27,6 +27,7 @@ mod policies;
 mod releases;
 mod requests;
 mod retention;
+mod reviews;
 mod sinks;
 mod tokens;
 mod ui;
@@ -63,6 +64,7 @@ fn routes() -> Router<Shared> {
         .merge(tokens::routes())
         .merge(audit::routes())
         .merge(retention::routes())
+        .merge(reviews::routes())
         .merge(otlp::routes())
 }
 

@@ -10,6 +10,7 @@
 
 pub mod answer;
 pub mod govern;
+pub mod review;
 pub mod series;
 pub mod snapshot;
 
@@ -65,6 +66,11 @@ pub struct Hub {
     pub keys_pruned_ms: std::sync::atomic::AtomicI64,
     /// The cadence and bound of releases' series ([`series`]).
     pub series: SeriesOptions,
+    /// Woken when a release settles: a threshold review is pending
+    /// ([`crate::reviews`]).
+    pub reviews_due: tokio::sync::Notify,
+    /// Whether settling a release asks for a review (`Config::reviews`).
+    pub reviews_on: bool,
 }
 
 /// One service: its policy, engine and current release.
@@ -309,6 +315,8 @@ impl Hub {
             clock: Clock::Wall,
             keys_pruned_ms: std::sync::atomic::AtomicI64::new(0),
             series: SeriesOptions::default(),
+            reviews_due: tokio::sync::Notify::new(),
+            reviews_on: true,
         };
         for name in hub.store.services().await? {
             hub.recover(&name).await?;
@@ -324,6 +332,12 @@ impl Hub {
 
     /// The same hub recording series points at `options`' cadence and
     /// bound (see [`series`]).
+    /// Whether settling a release asks for a threshold review.
+    pub fn with_reviews(mut self, on: bool) -> Hub {
+        self.reviews_on = on;
+        self
+    }
+
     pub fn with_series(mut self, options: SeriesOptions) -> Hub {
         self.series = options;
         self
@@ -1041,6 +1055,23 @@ impl Hub {
         }
     }
 
+    /// When the input settled the release, the pending threshold review
+    /// of it, stored with the change that settled it.
+    fn review_if_settled(
+        &self,
+        state: &State,
+        (was_running, now): (bool, Time),
+        batch: &mut Batch,
+    ) {
+        let Some(view) = state.current.as_ref() else {
+            return;
+        };
+        if self.reviews_on && was_running && is_settled(view.state) {
+            review::request(view, now, batch);
+            self.reviews_due.notify_one();
+        }
+    }
+
     /// Turns one engine input and what it decided into a batch and queues
     /// it.
     pub async fn finish(
@@ -1128,6 +1159,7 @@ impl Hub {
         let was_running = state.current.as_ref().is_some_and(|c| !is_settled(c.state));
         self.refresh_release(state, &mut batch, now, (actor, decisions));
         self.series_point_if_settled(state, (was_running, now), &mut batch);
+        self.review_if_settled(state, (was_running, now), &mut batch);
         let ctx = self.ctx(&service.name, now);
         govern::on_decisions(&ctx, state, (decisions, &records), actor, &mut batch);
         service.set_assignment(assignment_of(state));

@@ -24,12 +24,12 @@ use crate::report::deciding_signals;
 const PAGE: i64 = 2048;
 
 /// One release's journal: its start and the inputs fed after it.
-struct Segment {
-    start: Start,
+pub(crate) struct Segment {
+    pub(crate) start: Start,
     entries: Vec<Entry>,
 }
 
-async fn segments(store: &dyn Store, service: &str) -> anyhow::Result<Vec<Segment>> {
+pub(crate) async fn segments(store: &dyn Store, service: &str) -> anyhow::Result<Vec<Segment>> {
     let mut out: Vec<Segment> = Vec::new();
     let mut from = 0;
     loop {
@@ -57,10 +57,10 @@ async fn segments(store: &dyn Store, service: &str) -> anyhow::Result<Vec<Segmen
 
 /// A segment's replayable inputs, owned (a stream borrows them): a tick's
 /// time, or a line.
-type Owned = Vec<(Option<Time>, String)>;
+pub(crate) type Owned = Vec<(Option<Time>, String)>;
 
 /// The replayable lines of a segment.
-fn lines(seg: &Segment, service: &str, first_share: f64) -> Owned {
+pub(crate) fn lines(seg: &Segment, service: &str, first_share: f64) -> Owned {
     let declare = Release {
         ts: Time(seg.start.at_ms),
         service: service.to_string(),
@@ -81,7 +81,7 @@ fn lines(seg: &Segment, service: &str, first_share: f64) -> Owned {
     out
 }
 
-fn stream<'a>(name: &str, owned: &'a [(Option<Time>, String)]) -> Stream<'a> {
+pub(crate) fn stream<'a>(name: &str, owned: &'a [(Option<Time>, String)]) -> Stream<'a> {
     let items = owned
         .iter()
         .filter_map(|(tick, line)| match tick {
@@ -111,7 +111,7 @@ fn bound_grid(bound: Bound) -> Vec<f64> {
     grid
 }
 
-fn first_share(seg: &Segment, policy: &Policy) -> f64 {
+pub(crate) fn first_share(seg: &Segment, policy: &Policy) -> f64 {
     match &seg.start.steps {
         Some(steps) => steps.first().map_or(1.0, |s| s.share),
         None => policy.rollout.steps.first().map_or(1.0, |s| s.share),
