@@ -365,19 +365,6 @@ fn with_export_channel(config: &mut ripcord_server::Config) {
 }
 
 /// What the inbox received at `path`.
-fn received(inbox: &Inbox, path: &str) -> Vec<Value> {
-    inbox
-        .got
-        .lock()
-        .map(|g| {
-            g.iter()
-                .filter(|(p, _)| p == path)
-                .map(|(_, v)| v.clone())
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_exports_deliver_evidence_and_decisions_to_the_named_team() -> Result {
     let export = "  export:
@@ -397,7 +384,7 @@ async fn the_exports_deliver_evidence_and_decisions_to_the_named_team() -> Resul
     run_retention(&gov).await?;
     let mut got = Vec::new();
     for _ in 0..200 {
-        got = received(&inbox, "export");
+        got = inbox.received("export");
         if !got.is_empty() {
             break;
         }

@@ -12,7 +12,7 @@
 use std::time::{Duration, Instant};
 
 use crate::gov_server::GovServer;
-use crate::support::{Inbox, Result, inbox};
+use crate::support::{Result, inbox};
 use ripcord_core::{Dur, Time};
 use serde_json::{Value, json};
 
@@ -71,19 +71,6 @@ incidents:
     - {after: 0s, channels: [chat]}
     - {after: 1h, channels: [pager]}
 ";
-
-fn received(inbox: &Inbox, path: &str) -> Vec<Value> {
-    inbox
-        .got
-        .lock()
-        .map(|g| {
-            g.iter()
-                .filter(|(p, _)| p == path)
-                .map(|(_, v)| v.clone())
-                .collect()
-        })
-        .unwrap_or_default()
-}
 
 /// A server whose clock starts near the wall clock, so that tokens and
 /// stored times stay plausible.
@@ -161,7 +148,7 @@ async fn a_fired_trigger_opens_an_incident_that_is_paged_handled_and_reviewed() 
     assert_eq!(inc["release"], "gov-svc-1");
     assert!(inc["mitigated_at"].is_string());
     // Level 0 was paged on Slack when it opened.
-    let slack = received(&inbox, "slack");
+    let slack = inbox.received("slack");
     assert!(!slack.is_empty(), "{}", inc["timeline"]);
     let section = slack[0]["blocks"][1]["text"]["text"]
         .as_str()
@@ -172,10 +159,10 @@ async fn a_fired_trigger_opens_an_incident_that_is_paged_handled_and_reviewed() 
     );
     // Nobody acknowledged within 2 s: escalated to level 1 (PagerDuty).
     until(&gov, "the escalation", || async {
-        Ok(!received(&inbox, "pagerduty").is_empty())
+        Ok(!inbox.received("pagerduty").is_empty())
     })
     .await?;
-    let page = &received(&inbox, "pagerduty")[0];
+    let page = &inbox.received("pagerduty")[0];
     assert_eq!(page["event_action"], "trigger");
     assert_eq!(page["dedup_key"], "gov-svc-1/safety");
     let path = format!("/v1/incidents/{id}");
@@ -197,7 +184,8 @@ async fn a_fired_trigger_opens_an_incident_that_is_paged_handled_and_reviewed() 
         )
     );
     until(&gov, "the acknowledge event", || async {
-        Ok(received(&inbox, "pagerduty")
+        Ok(inbox
+            .received("pagerduty")
             .iter()
             .any(|p| p["event_action"] == "acknowledge"))
     })
@@ -272,7 +260,8 @@ async fn a_fired_trigger_opens_an_incident_that_is_paged_handled_and_reviewed() 
         "{resolved}"
     );
     until(&gov, "the resolve event", || async {
-        Ok(received(&inbox, "pagerduty")
+        Ok(inbox
+            .received("pagerduty")
             .iter()
             .any(|p| p["event_action"] == "resolve"))
     })
@@ -510,7 +499,7 @@ async fn escalation_timers_survive_a_restart_and_drills_stay_out_of_real_figures
         "not acknowledged within the critical deadline; escalated to level 1"
     );
     until(&gov, "the page", || async {
-        Ok(!received(&inbox, "pagerduty").is_empty())
+        Ok(!inbox.received("pagerduty").is_empty())
     })
     .await
     .map_err(|e| format!("{e}: {}", i["timeline"]))?;

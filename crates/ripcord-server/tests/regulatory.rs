@@ -63,24 +63,11 @@ playbooks:
       - {name: verify, kind: verify, owner: safety_lead, within: 1h, hold: 1s}
 ";
 
-fn received(inbox: &Inbox, path: &str) -> Vec<Value> {
-    inbox
-        .got
-        .lock()
-        .map(|g| {
-            g.iter()
-                .filter(|(p, _)| p == path)
-                .map(|(_, v)| v.clone())
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
 /// Waits (in real time, the clock still) for webhook deliveries.
 async fn delivered(gov: &GovServer, inbox: &Inbox, path: &str, n: usize) -> Result<Vec<Value>> {
     let deadline = Instant::now() + Duration::from_secs(20);
     while Instant::now() < deadline {
-        let got = received(inbox, path);
+        let got = inbox.received(path);
         if got.len() >= n {
             return Ok(got);
         }
@@ -94,7 +81,8 @@ async fn delivered(gov: &GovServer, inbox: &Inbox, path: &str, n: usize) -> Resu
 async fn reminder(gov: &GovServer, inbox: &Inbox) -> Result<String> {
     let deadline = Instant::now() + Duration::from_secs(20);
     while Instant::now() < deadline {
-        let found = received(inbox, "slack")
+        let found = inbox
+            .received("slack")
             .iter()
             .map(Value::to_string)
             .find(|t| t.contains("reminder: 50%"));

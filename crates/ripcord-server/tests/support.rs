@@ -225,6 +225,21 @@ pub struct Inbox {
     pub got: std::sync::Mutex<Vec<(String, Value)>>,
 }
 
+impl Inbox {
+    /// The bodies received on `path` so far, in arrival order.
+    pub fn received(&self, path: &str) -> Vec<Value> {
+        self.got
+            .lock()
+            .map(|g| {
+                g.iter()
+                    .filter(|(p, _)| p == path)
+                    .map(|(_, v)| v.clone())
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+}
+
 async fn receive(
     axum::extract::State(inbox): axum::extract::State<std::sync::Arc<Inbox>>,
     axum::extract::Path(path): axum::extract::Path<String>,
