@@ -332,13 +332,7 @@ fn guardrail_record(
     signals: &Signals,
     joined: Option<Response>,
 ) -> Result<Option<String>, String> {
-    let r = match joined {
-        Some(r) => r,
-        None => judged(resource, log, signals)?,
-    };
-    let target = signals
-        .get(&r.service)
-        .ok_or_else(|| format!("service: no policy for \"{}\"", r.service))?;
+    let (r, target) = about(resource, log, signals, joined)?;
     let Some((numerator, denominator)) = moderation(target) else {
         return Ok(None);
     };
@@ -377,6 +371,24 @@ fn blocked(attributes: &[KeyValue]) -> Option<bool> {
     Some(BLOCKED.contains(&decision.to_ascii_lowercase().as_str()))
 }
 
+/// The response a log record is about (the one it names, else its own
+/// attributes) and its service's policy.
+fn about<'a>(
+    resource: &[KeyValue],
+    log: &LogRecord,
+    signals: &'a Signals,
+    joined: Option<Response>,
+) -> Result<(Response, &'a Target), String> {
+    let r = match joined {
+        Some(r) => r,
+        None => judged(resource, log, signals)?,
+    };
+    let target = signals
+        .get(&r.service)
+        .ok_or_else(|| format!("service: no policy for \"{}\"", r.service))?;
+    Ok((r, target))
+}
+
 /// Who and when an evaluation is about: the response it names, else its
 /// own attributes and time.
 fn judged(resource: &[KeyValue], log: &LogRecord, signals: &Signals) -> Result<Response, String> {
@@ -406,13 +418,7 @@ fn evaluation_event(
 ) -> Result<String, String> {
     let name =
         text(&log.attributes, "gen_ai.evaluation.name").ok_or("gen_ai.evaluation.name: missing")?;
-    let r = match joined {
-        Some(r) => r,
-        None => judged(resource, log, signals)?,
-    };
-    let target = signals
-        .get(&r.service)
-        .ok_or_else(|| format!("service: no policy for \"{}\"", r.service))?;
+    let (r, target) = about(resource, log, signals, joined)?;
     let (signal, flags) = evaluated(target, &name, &r.service)?;
     let mut values = Map::new();
     match &signal.kind {
