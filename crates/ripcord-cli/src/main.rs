@@ -52,6 +52,8 @@ enum Command {
     Purge(cmd::purge::PurgeArgs),
     /// Threshold reviews the server made after each release: list, show.
     Review(cmd::review::ReviewArgs),
+    /// Tabletop drills on a live server: run one to its scorecard, list them.
+    Drill(cmd::drill::DrillArgs),
 }
 
 fn main() -> ExitCode {
@@ -71,6 +73,7 @@ fn main() -> ExitCode {
         Command::Report(args) => cmd::report::run(args),
         Command::Purge(args) => cmd::purge::run(args),
         Command::Review(args) => cmd::review::run(args),
+        Command::Drill(args) => cmd::drill::run(args),
     };
     match result {
         Ok(code) => code,

@@ -102,11 +102,19 @@ impl Governance {
     }
 
     /// The active real incident of the current release.
+    /// The release's active incident of the release's kind: a drill
+    /// release's triggers and actions go to its drill incident, a real
+    /// release's never to a drill someone declared during it.
     fn current_incident(&mut self, s: &Setting) -> Option<&mut Incident> {
         let release = s.release.map(|r| r.id.as_str())?;
-        self.incidents.iter_mut().find(|i| {
-            i.is_active() && i.kind == IncidentKind::Real && i.release.as_deref() == Some(release)
-        })
+        let kind = if s.drill {
+            IncidentKind::Drill
+        } else {
+            IncidentKind::Real
+        };
+        self.incidents
+            .iter_mut()
+            .find(|i| i.is_active() && i.kind == kind && i.release.as_deref() == Some(release))
     }
 
     fn log_decision(&mut self, s: &Setting, d: &Decision, record: &Value, fx: &mut Effects) {

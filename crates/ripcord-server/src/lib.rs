@@ -13,6 +13,7 @@ pub mod clock;
 pub mod cluster;
 pub mod dashboard;
 pub mod data_rules;
+pub mod drills;
 pub mod error;
 pub mod evidence_archive;
 pub mod follow;
@@ -416,6 +417,7 @@ impl Starting {
             membership: membership.clone(),
             dashboard: dashboard::Dashboard::default(),
             otlp_responses: otlp::Responses::default(),
+            drills: drills::Drills::default(),
         });
         let router = guarded(http::router(app.clone()), &config);
         let base = match &membership {
@@ -634,6 +636,7 @@ async fn tick(app: Arc<App>, every: Duration, mut stop: watch::Receiver<bool>) {
             _ = interval.tick() => {
                 app.hub.tick_all().await;
                 app.hub.run_timers().await;
+                app.drills.run(&app.hub).await;
             }
             _ = stop.changed() => return,
         }

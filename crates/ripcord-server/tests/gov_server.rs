@@ -189,12 +189,13 @@ impl GovServer {
         Ok(())
     }
 
-    /// Moves the clock, then ticks the engines and runs due timers, as the
-    /// server's tick task does.
+    /// Moves the clock, then ticks the engines, runs due timers and moves
+    /// the drills on, as the server's tick task does.
     pub async fn advance(&self, ms: i64) {
         self.clock.advance(Dur(ms));
         self.server.app.hub.tick_all().await;
         self.server.app.hub.run_timers().await;
+        self.server.app.drills.run(&self.server.app.hub).await;
     }
 
     /// The service's incidents, oldest first.

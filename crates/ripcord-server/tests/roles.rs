@@ -132,6 +132,15 @@ fn expected() -> Vec<Row> {
             &["release_manager", "admin"],
         ),
         ("read", "get", "/v1/releases", None, READERS),
+        (
+            "release_start",
+            "post",
+            "/v1/drills",
+            Some(json!({})),
+            &["release_manager", "admin"],
+        ),
+        ("read", "get", "/v1/drills", None, READERS),
+        ("read", "get", "/v1/drills/{id}", None, READERS),
         ("read", "get", "/v1/releases/{id}", None, READERS),
         ("read", "get", "/v1/releases/{id}/series", None, READERS),
         (

@@ -4,6 +4,7 @@ mod after_rollback;
 mod api;
 mod cluster;
 mod dashboard;
+mod drills;
 mod failstop;
 mod gov_server;
 mod governance;

@@ -3,6 +3,7 @@
 pub mod audit;
 pub mod bench;
 pub mod demo;
+pub mod drill;
 pub mod evidence;
 pub mod policy;
 pub mod purge;

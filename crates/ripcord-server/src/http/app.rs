@@ -36,6 +36,8 @@ pub struct App {
     pub dashboard: crate::dashboard::Dashboard,
     /// GenAI responses seen over OTLP, for their late evaluations.
     pub otlp_responses: crate::otlp::Responses,
+    /// The drills this leader runs.
+    pub drills: crate::drills::Drills,
 }
 
 pub type Shared = Arc<App>;

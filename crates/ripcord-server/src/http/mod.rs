@@ -18,6 +18,7 @@ pub mod paging;
 mod assign;
 mod audit;
 mod decisions;
+mod drills;
 mod events;
 mod incidents;
 mod ofrep;
@@ -65,6 +66,7 @@ fn routes() -> Router<Shared> {
         .merge(audit::routes())
         .merge(retention::routes())
         .merge(reviews::routes())
+        .merge(drills::routes())
         .merge(otlp::routes())
 }
 

@@ -1455,13 +1455,15 @@ fn assignment_of(state: &State) -> Option<Assignment> {
 
 impl Assignment {
     /// Who gets which version while `view` is the service's release; what
-    /// a follower replica reads from the stored record too.
+    /// a follower replica reads from the stored record too. A drill's
+    /// candidate is for its simulated users only (`crate::drills`): real
+    /// callers get its baseline.
     pub fn of(view: &ReleaseView) -> Assignment {
         Assignment {
             release: view.id.clone(),
             baseline: view.baseline.clone(),
             candidate: view.candidate.clone(),
-            share: view.share,
+            share: if view.drill { 0.0 } else { view.share },
         }
     }
 }
