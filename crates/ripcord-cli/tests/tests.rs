@@ -3,6 +3,7 @@
 mod audit;
 mod cli;
 mod dashboard;
+mod drill;
 mod evidence;
 mod faults;
 mod incident_artifacts;

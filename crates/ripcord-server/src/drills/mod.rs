@@ -180,7 +180,8 @@ impl Drills {
             .start_release(&service, &f.baseline, &f.candidate, None, true, &p.name)
             .await?;
         durable(applied.durable).await?;
-        let started = hub.now();
+        // The release's own start, from which the regression is counted.
+        let started = Time::parse_rfc3339(&view.created_at).unwrap_or_else(|| hub.now());
         let n = hub.store.docs(DRILL, Some(&f.service)).await?.len() + 1;
         let record = new_record(&drill, text, format!("drill-{}-{n}", f.service), &view, p);
         let traffic = Generator::new(traffic_spec(&drill, scenario, started));

@@ -171,16 +171,21 @@ fn acknowledgement(f: &Facts<'_>) -> Line {
 fn step(inc: &Incident, s: &StepState) -> Line {
     let opened = at(&inc.opened_at);
     let due = at(&s.due_at);
-    let window = match (opened, due) {
-        (Some(o), Some(d)) => format!(" ({} after the page)", d - o),
-        _ => String::new(),
+    let expected = match (opened, due) {
+        (Some(o), Some(d)) => format!(
+            "{} step done within {} of the page (by {}), owner {}",
+            s.kind.as_str(),
+            d - o,
+            s.due_at,
+            s.owner
+        ),
+        _ => format!(
+            "{} step done by {}, owner {}",
+            s.kind.as_str(),
+            s.due_at,
+            s.owner
+        ),
     };
-    let expected = format!(
-        "{} step done by {}{window}, by a {}",
-        s.kind.as_str(),
-        s.due_at,
-        s.owner
-    );
     let done = s.done_at.as_deref().and_then(at);
     let on_time = match (done, due) {
         (Some(d), Some(by)) => d <= by,
