@@ -23,8 +23,9 @@ import sys
 import threading
 import time
 
-# Packages whose tests mostly compute; the rest mostly wait.
-COMPUTE = {"ripcord-core", "ripcord-sim", "ripcord-govern"}
+# Packages whose tests mostly compute; the rest mostly wait. The store's
+# tests (quick, on SQLite and PostgreSQL) even out the two lanes.
+COMPUTE = {"ripcord-core", "ripcord-sim", "ripcord-govern", "ripcord-store"}
 # Tests per binary at once: the waiting lane overlaps its waits.
 THREADS = {"compute": "2", "wait": "4"}
 

@@ -54,6 +54,9 @@ enum Command {
     Review(cmd::review::ReviewArgs),
     /// Tabletop drills on a live server: run one to its scorecard, list them.
     Drill(cmd::drill::DrillArgs),
+    /// Act on incidents through a running server's API: list, show, ack,
+    /// status, step, mitigate, resolve, approve, reject.
+    Incident(cmd::incident::IncidentArgs),
 }
 
 fn main() -> ExitCode {
@@ -74,6 +77,7 @@ fn main() -> ExitCode {
         Command::Purge(args) => cmd::purge::run(args),
         Command::Review(args) => cmd::review::run(args),
         Command::Drill(args) => cmd::drill::run(args),
+        Command::Incident(args) => cmd::incident::run(args),
     };
     match result {
         Ok(code) => code,

@@ -1,10 +1,14 @@
 //! `ripcord drill run` against a real server on loopback, in real time:
-//! two unattended drills side by side (one per service), the same file
-//! but for one step, which the second scripts after its window. The first
-//! exits 0 with every line passed, the second exits 1 with exactly that
-//! line failed; `drill list` shows both.
+//! three drills side by side (one per service). Two are unattended, the
+//! same file but for one step, which the second scripts after its window:
+//! the first exits 0 with every line passed, the second exits 1 with
+//! exactly that line failed. In the third, people act: the test plays
+//! them with `ripcord incident`, and it passes. `drill list` shows all.
 
+use std::path::Path;
 use std::process::Output;
+
+use serde_json::Value;
 use std::time::Duration;
 
 const BIN: &str = env!("CARGO_BIN_EXE_ripcord");
@@ -97,7 +101,7 @@ async fn an_unattended_drill_exits_0_only_when_every_line_passes() {
     let token = server.token_path.to_str().unwrap().to_string();
     let admin = std::fs::read_to_string(&server.token_path).unwrap();
     let http = reqwest::Client::builder().no_proxy().build().unwrap();
-    for service in ["drill-ok", "drill-late"] {
+    for service in ["drill-ok", "drill-late", "drill-people"] {
         let r = http
             .put(format!("{base}/v1/policies/{service}"))
             .bearer_auth(admin.trim())
@@ -117,8 +121,16 @@ async fn an_unattended_drill_exits_0_only_when_every_line_passes() {
             assert_eq!(r.status(), 201);
         }
         let file = dir.path().join(format!("{service}.yaml"));
-        let late = if service == "drill-late" { "9s" } else { "2s" };
-        std::fs::write(&file, drill(service, late)).unwrap();
+        let text = match service {
+            "drill-late" => drill(service, "9s"),
+            "drill-people" => drill(service, "2s")
+                .split("script:")
+                .next()
+                .unwrap()
+                .to_string(),
+            _ => drill(service, "2s"),
+        };
+        std::fs::write(&file, text).unwrap();
     }
     let run = |service: &'static str| {
         let file = dir.path().join(format!("{service}.yaml"));
@@ -139,7 +151,12 @@ async fn an_unattended_drill_exits_0_only_when_every_line_passes() {
                 .unwrap()
         }
     };
-    let (ok, late) = tokio::join!(run("drill-ok"), run("drill-late"));
+    let people_file = dir.path().join("drill-people.yaml");
+    let (ok, late, people) = tokio::join!(
+        run("drill-ok"),
+        run("drill-late"),
+        people_act(&http, &base, admin.trim(), &token, &people_file)
+    );
 
     let out = String::from_utf8_lossy(&ok.stdout);
     assert_eq!(
@@ -165,6 +182,13 @@ async fn an_unattended_drill_exits_0_only_when_every_line_passes() {
         .collect();
     assert_eq!(failed, ["step integrity"], "{out}");
 
+    let out = String::from_utf8_lossy(&people.stdout);
+    assert_eq!(people.status.code(), Some(0), "{out}");
+    assert!(
+        out.contains("on drill-people: PASSED, all 7 lines"),
+        "{out}"
+    );
+
     let list = ripcord(&["drill", "list", "--server", &base, "--token-file", &token]).await;
     assert_eq!(list.status.code(), Some(0));
     let list = String::from_utf8_lossy(&list.stdout);
@@ -175,9 +199,94 @@ async fn an_unattended_drill_exits_0_only_when_every_line_passes() {
             (cols[0], cols[3])
         })
         .collect();
-    assert_eq!(ids.len(), 2, "{list}");
+    assert_eq!(ids.len(), 3, "{list}");
+    assert!(ids.contains(&("drill-drill-people-1", "passed")), "{list}");
     assert!(ids.contains(&("drill-drill-ok-1", "passed")), "{list}");
     assert!(ids.contains(&("drill-drill-late-1", "failed")), "{list}");
     assert!(list.contains("failed: step integrity"), "{list}");
     server.shutdown().await.unwrap();
+}
+
+/// The drill without a script, and its people: `ripcord drill run` waits
+/// while the on-call engineer acknowledges the page, runs the integrity
+/// check, verifies the rollback and resolves the incident with `ripcord
+/// incident`, each as soon as it can be done. `drill run`'s output.
+async fn people_act(
+    http: &reqwest::Client,
+    base: &str,
+    admin: &str,
+    token: &str,
+    file: &Path,
+) -> Output {
+    let file = file.to_str().unwrap();
+    let args = [
+        "drill",
+        "run",
+        file,
+        "--server",
+        base,
+        "--token-file",
+        token,
+    ];
+    let run = ripcord(&args);
+    let act = async {
+        let listed = "/v1/incidents?service=drill-people";
+        let incident = poll(http, base, admin, listed, |v| {
+            v["incidents"][0]["id"].as_str().map(str::to_string)
+        })
+        .await;
+        let cli = |args: &[&str]| {
+            let mut all: Vec<String> = ["incident"]
+                .iter()
+                .chain(args)
+                .map(|a| a.to_string())
+                .collect();
+            all.extend(["--server", base, "--token-file", token].map(str::to_string));
+            async move {
+                let refs: Vec<&str> = all.iter().map(String::as_str).collect();
+                let out = ripcord(&refs).await;
+                let err = String::from_utf8_lossy(&out.stderr);
+                assert_eq!(out.status.code(), Some(0), "{refs:?}: {err}");
+                String::from_utf8_lossy(&out.stdout).into_owned()
+            }
+        };
+        let shown = cli(&["ack", &incident]).await;
+        assert!(shown.contains("(drill, major)"), "{shown}");
+        // The checks and the verification wait for the rollback; the
+        // verification watches the baseline for 2 s after it.
+        let one = format!("/v1/incidents/{incident}");
+        poll(http, base, admin, &one, |v| {
+            v["mitigated_at"].as_str().map(str::to_string)
+        })
+        .await;
+        cli(&["step", &incident, "integrity", "--note", "checked by hand"]).await;
+        tokio::time::sleep(Duration::from_millis(2500)).await;
+        cli(&["step", &incident, "verify"]).await;
+        cli(&["resolve", &incident, "--note", "drill over"]).await;
+    };
+    let (out, ()) = tokio::join!(run, act);
+    out
+}
+
+/// Polls `path` until `found` finds something (30 s at most).
+async fn poll<T>(
+    http: &reqwest::Client,
+    base: &str,
+    admin: &str,
+    path: &str,
+    found: impl Fn(&Value) -> Option<T>,
+) -> T {
+    for _ in 0..150 {
+        let r = http
+            .get(format!("{base}{path}"))
+            .bearer_auth(admin)
+            .send()
+            .await
+            .unwrap();
+        if let Some(t) = found(&r.json::<Value>().await.unwrap()) {
+            return t;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    panic!("nothing at {path} within 30 s");
 }

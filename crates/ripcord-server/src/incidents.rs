@@ -19,6 +19,7 @@ use crate::hub::answer::CommandAnswer;
 use crate::hub::govern;
 use crate::hub::{Hub, Service, State};
 use crate::writer::Durable;
+use ripcord_core::engine::{Command, Phase};
 use ripcord_core::policy::Severity;
 use ripcord_govern::record::{INCIDENT, Incident, IncidentKind, StepStatus};
 use ripcord_govern::steps::{cite, complete_step, step_to_run};
@@ -213,6 +214,18 @@ impl Hub {
         .map_err(govern::refusal)?;
         let outcome = match &kind {
             StepKind::Manual | StepKind::Communicate { .. } => None,
+            StepKind::Action { action } if in_effect(action.command(), state) => {
+                // The engine (a trigger) or someone else already did it: the
+                // step's purpose holds, and refusing it would leave the
+                // playbook unfinishable.
+                let phase = state.current.as_ref().map(|c| c.state);
+                let result =
+                    json!({"already": phase, "note": "the release was already in this state"});
+                Some(StepOutcome {
+                    status: StepStatus::Done,
+                    result,
+                })
+            }
             StepKind::Action { action } => {
                 let command = action.command();
                 let asked = Some((inc.id.clone(), run.name.to_string()));
@@ -295,6 +308,21 @@ impl Hub {
             .filter(|i| kind.is_none_or(|k| i.kind.as_str() == k))
             .collect())
     }
+}
+
+/// Whether `command`'s effect already holds for the current release: a
+/// rollback of a release rolling or rolled back, a pause of a paused one, a
+/// promotion of a promoted or watched one.
+fn in_effect(command: Command, state: &State) -> bool {
+    let Some(phase) = state.current.as_ref().map(|c| c.state) else {
+        return false;
+    };
+    matches!(
+        (command, phase),
+        (Command::Rollback, Phase::RollingBack | Phase::RolledBack)
+            | (Command::Pause, Phase::Paused)
+            | (Command::Promote, Phase::Watching | Phase::Promoted)
+    )
 }
 
 /// The state's copy of an active incident (it may be newer than the

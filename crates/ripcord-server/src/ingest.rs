@@ -203,6 +203,7 @@ pub async fn ingest_for(
     principal: Option<&Principal>,
 ) -> Result<(StatusCode, Value), ApiError> {
     let (outcome, out_of_scope) = tally(hub, body, ndjson, key, principal).await?;
+    metrics::ingested(outcome.accepted, outcome.rejected_count);
     if outcome.accepted == 0 && out_of_scope > 0 && out_of_scope == outcome.rejected_count {
         return Err(ApiError {
             details: Some(json!(outcome.rejected)),
@@ -217,6 +218,15 @@ pub async fn ingest_for(
 /// caller counts refusals without reading them back out of JSON.
 pub async fn ingest_ndjson(hub: &Hub, body: &[u8], key: &Key) -> Result<Outcome, ApiError> {
     let (outcome, _) = tally(hub, body, true, Some(key), None).await?;
+    metrics::ingested(outcome.accepted, outcome.rejected_count);
+    Ok(outcome)
+}
+
+/// [`ingest_ndjson`] for a drill's simulated users: the same path, counted
+/// apart from real events (`ripcord_drill_events_total`).
+pub async fn ingest_simulated(hub: &Hub, body: &[u8], key: &Key) -> Result<Outcome, ApiError> {
+    let (outcome, _) = tally(hub, body, true, Some(key), None).await?;
+    metrics::drill_events(outcome.accepted);
     Ok(outcome)
 }
 
@@ -272,7 +282,6 @@ async fn tally(
         start = end;
     }
     outcome.trim();
-    metrics::ingested(outcome.accepted, outcome.rejected_count);
     Ok((outcome, out_of_scope))
 }
 

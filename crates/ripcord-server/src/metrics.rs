@@ -67,6 +67,14 @@ fn describe() {
         "Time the engine took to evaluate one service's part of an ingest request."
     );
     describe_counter!(
+        "ripcord_drill_decisions_total",
+        "Decisions on drill releases, by kind and action (kept out of ripcord_decisions_total)."
+    );
+    describe_counter!(
+        "ripcord_drill_events_total",
+        "Events drills' simulated users sent (kept out of ripcord_events_accepted_total)."
+    );
+    describe_counter!(
         "ripcord_decisions_total",
         "Engine decisions, by kind and action."
     );
@@ -170,14 +178,27 @@ pub fn evaluation(took: Duration) {
     histogram!("ripcord_evaluation_seconds").record(took.as_secs_f64());
 }
 
-pub fn decision(d: &Decision) {
+/// A decision; a drill release's are counted apart, so that alerts on
+/// real rollbacks never see a rehearsal.
+pub fn decision(d: &Decision, drill: bool) {
     let action = d.action.map_or("", |a| a.as_str());
-    counter!("ripcord_decisions_total", "kind" => d.kind.as_str(), "action" => action).increment(1);
+    let name = if drill {
+        "ripcord_drill_decisions_total"
+    } else {
+        "ripcord_decisions_total"
+    };
+    counter!(name, "kind" => d.kind.as_str(), "action" => action).increment(1);
 }
 
-/// A service's release state and candidate share; `None`: no release yet.
-pub fn release_state(service: &str, release: Option<(Phase, f64)>) {
-    let Some((current, share)) = release else {
+/// Events a drill's simulated users sent.
+pub fn drill_events(accepted: usize) {
+    counter!("ripcord_drill_events_total").increment(accepted as u64);
+}
+
+/// A service's real release state and candidate share; `None`: no release
+/// yet. A drill release leaves them as the last real release left them.
+pub fn release_state(service: &str, release: Option<(Phase, f64)>, drill: bool) {
+    let Some((current, share)) = release.filter(|_| !drill) else {
         return;
     };
     for phase in Phase::ALL {

@@ -187,6 +187,10 @@ pub async fn accept(
     only: Option<&[String]>,
     by: &str,
 ) -> Result<Value, ApiError> {
+    // One accept at a time: two at once would both read the same policy
+    // version as current and each write a policy from it.
+    static ACCEPTING: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+    let _turn = ACCEPTING.lock().await;
     let mut rec = get(hub.store.as_ref(), id).await?;
     let review = match (rec.status, &rec.review) {
         (Status::Ready, Some(r)) => r,

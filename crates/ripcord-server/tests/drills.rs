@@ -88,7 +88,7 @@ async fn run_drill(gov: &GovServer, file: &str) -> Result<Value> {
     let id = started["id"].as_str().unwrap_or_default().to_string();
     assert_eq!(started["state"], "running");
     assert_eq!(started["unattended"], true);
-    for _ in 0..1500 {
+    for _ in 0..2000 {
         gov.advance(2000).await;
         let d = gov
             .ok("get", &format!("/v1/drills/{id}"), None, None)
@@ -97,7 +97,7 @@ async fn run_drill(gov: &GovServer, file: &str) -> Result<Value> {
             return Ok(d);
         }
     }
-    Err("the drill did not end in 50 minutes of its clock".into())
+    Err("the drill did not end in 66 minutes of its clock".into())
 }
 
 fn line<'a>(d: &'a Value, name: &str) -> &'a Value {
@@ -205,6 +205,22 @@ async fn an_unattended_drill_passes_and_the_same_drill_with_a_late_step_fails_th
         "{step}"
     );
 
+    // Counted apart from the real figures.
+    let metrics = gov
+        .http
+        .get(format!("{}/metrics", gov.base))
+        .send()
+        .await?
+        .text()
+        .await?;
+    for family in [
+        "ripcord_drill_events_total ",
+        "ripcord_drill_decisions_total{kind=\"action\",action=\"rollback_complete\"}",
+        "ripcord_incidents_opened_total{kind=\"drill\",severity=\"major\"}",
+    ] {
+        assert!(metrics.contains(family), "{family}: {metrics}");
+    }
+
     // History per service, newest first, and audited.
     let list = gov
         .ok("get", "/v1/drills?service=gov-svc", None, None)
@@ -303,5 +319,26 @@ async fn a_drill_serves_real_callers_the_baseline_and_a_restart_interrupts_it() 
     assert_eq!(d["cleanup"], json!(["rolled gov-svc-1 back"]));
     let release = gov.ok("get", "/v1/releases/gov-svc-1", None, None).await?;
     assert_eq!(release["state"], "rolled_back");
+    Ok(())
+}
+
+/// The example drill (`examples/drills/`) against the example policy, its
+/// service, versions and channels renamed to this server's: it passes.
+#[tokio::test]
+async fn the_example_drill_passes_against_the_example_policy() -> Result {
+    let root = crate::support::repo_root();
+    let policy = std::fs::read_to_string(root.join("examples/conversational-agent/policy.yaml"))?
+        .replace("service: support-bot", "service: gov-svc")
+        .replace("oncall-slack", "chat")
+        .replace("leads-email", "chat");
+    let file = std::fs::read_to_string(root.join("examples/drills/moderation-spike.yaml"))?
+        .replace("service: support-bot", "service: gov-svc")
+        .replace("baseline: v12", "baseline: v1")
+        .replace("candidate: v13", "candidate: v2");
+    let (hooks, _inbox) = inbox().await?;
+    let gov = GovServer::start(&policy, &hooks, T0).await?;
+    let d = run_drill(&gov, &file).await?;
+    assert_eq!(failing(&d), Vec::<String>::new(), "{:#}", d["scorecard"]);
+    assert_eq!(d["state"], "passed");
     Ok(())
 }

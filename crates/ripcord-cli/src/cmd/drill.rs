@@ -7,29 +7,16 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use anyhow::{Context, bail};
+use anyhow::Context;
 use clap::{Args, Subcommand};
 use serde_json::Value;
+
+use crate::cmd::remote::{Api, Server};
 
 #[derive(Args)]
 pub struct DrillArgs {
     #[command(subcommand)]
     command: DrillCommand,
-}
-
-/// Which server, as whom.
-#[derive(Args)]
-struct Server {
-    /// The server's base URL.
-    #[arg(long, env = "RIPCORD_SERVER", default_value = "http://127.0.0.1:7070")]
-    server: String,
-    /// An API token (a role with `release_start` to run a drill, `read` to
-    /// list them).
-    #[arg(long, env = "RIPCORD_TOKEN", hide_env_values = true)]
-    token: Option<String>,
-    /// A file holding the token, e.g. the server's `ripcord-data/admin.token`.
-    #[arg(long, conflicts_with = "token")]
-    token_file: Option<PathBuf>,
 }
 
 #[derive(Subcommand)]
@@ -97,47 +84,6 @@ pub fn run(args: DrillArgs) -> anyhow::Result<ExitCode> {
             }
         }
     })
-}
-
-struct Api {
-    base: String,
-    token: String,
-    http: reqwest::Client,
-}
-
-impl Api {
-    fn new(s: &Server) -> anyhow::Result<Api> {
-        let token = match (&s.token, &s.token_file) {
-            (Some(t), _) => t.clone(),
-            (None, Some(path)) => std::fs::read_to_string(path)
-                .with_context(|| format!("cannot read the token file {}", path.display()))?,
-            (None, None) => bail!("no token: give --token, RIPCORD_TOKEN or --token-file"),
-        };
-        Ok(Api {
-            base: s.server.trim_end_matches('/').to_string(),
-            token: token.trim().to_string(),
-            http: reqwest::Client::builder()
-                .timeout(Duration::from_secs(30))
-                .build()?,
-        })
-    }
-
-    async fn send(&self, req: reqwest::RequestBuilder) -> anyhow::Result<Value> {
-        let response = req.bearer_auth(&self.token).send().await?;
-        let status = response.status();
-        let text = response.text().await?;
-        let body: Value = serde_json::from_str(&text).unwrap_or(Value::String(text));
-        if !status.is_success() {
-            let message = body["error"]["message"].as_str().map(str::to_string);
-            bail!("{status}: {}", message.unwrap_or_else(|| body.to_string()));
-        }
-        Ok(body)
-    }
-
-    async fn get(&self, path: &str) -> anyhow::Result<Value> {
-        self.send(self.http.get(format!("{}{path}", self.base)))
-            .await
-    }
 }
 
 async fn run_drill(api: &Api, text: String, no_wait: bool, json: bool) -> anyhow::Result<ExitCode> {

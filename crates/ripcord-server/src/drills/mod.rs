@@ -45,7 +45,7 @@ use crate::auth::{Principal, Scope};
 use crate::error::ApiError;
 use crate::hub::{Hub, ReleaseView, Service, audit};
 use crate::incidents::Ask;
-use crate::ingest::{Key, durable, ingest_ndjson};
+use crate::ingest::{Key, durable, ingest_simulated};
 
 /// The store's document kind.
 pub const DRILL: &str = "drill";
@@ -339,7 +339,7 @@ impl Hub {
         live.passes += 1;
         let scope = format!("drill:{}", live.record.id);
         let key = Key::new(&scope, &live.passes.to_string(), body.as_bytes())?;
-        let outcome = ingest_ndjson(self, body.as_bytes(), &key).await?;
+        let outcome = ingest_simulated(self, body.as_bytes(), &key).await?;
         live.record.events_sent += outcome.accepted as u64;
         if let Some(first) = outcome.rejected.first() {
             tracing::warn!(

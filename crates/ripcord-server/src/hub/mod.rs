@@ -445,7 +445,11 @@ impl Hub {
         {
             let state = service.state.lock().await;
             service.set_assignment(assignment_of(&state));
-            metrics::release_state(name, state.current.as_ref().map(|v| (v.state, v.share)));
+            metrics::release_state(
+                name,
+                state.current.as_ref().map(|v| (v.state, v.share)),
+                state.drill,
+            );
         }
         if let Ok(mut map) = self.services.write() {
             map.insert(name.to_string(), service);
@@ -1130,7 +1134,7 @@ impl Hub {
         state.snapshots.last_seq = Some(journal_seq);
         snapshot_if_due(&service.name, state, (journal_seq, now), &mut batch);
         for ((d, line), record) in decisions.iter().zip(&lines).zip(&records) {
-            metrics::decision(d);
+            metrics::decision(d, state.drill);
             let seq = self.writer.next_decision_seq();
             for (i, sink) in state.sinks.iter().enumerate() {
                 batch
@@ -1166,6 +1170,7 @@ impl Hub {
         metrics::release_state(
             &service.name,
             state.current.as_ref().map(|v| (v.state, v.share)),
+            state.drill,
         );
         batch
     }
