@@ -441,3 +441,78 @@ async fn an_unacknowledged_incident_past_its_deadline_is_marked_overdue_in_words
     assert!(!acked.contains("overdue"), "{acked}");
     Ok(())
 }
+
+/// A drill runs to its end on the server's clock; the dashboard lists it
+/// with its verdict and shows its scorecard exactly as the API scored it.
+/// (The server has no notification channels, so the example's pages fail
+/// to queue: whatever the verdict, the page must say the API's.)
+#[tokio::test]
+async fn a_drill_and_its_scorecard_are_on_the_dashboard() -> Result {
+    let clock = ripcord_server::clock::Clock::manual(ripcord_core::Time(1_796_634_000_000));
+    let manual = clock.clone();
+    let h = crate::support::start_with(move |c| c.clock = manual).await?;
+    let file = std::fs::read_to_string(
+        crate::support::repo_root().join("examples/drills/moderation-spike.yaml"),
+    )?
+    .replace("baseline: v12", "baseline: v1")
+    .replace("candidate: v13", "candidate: v2");
+    let r = h
+        .http
+        .post(h.url("/v1/drills"))
+        .bearer_auth(&h.token)
+        .body(file)
+        .send()
+        .await?;
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let c = browser()?;
+    let admin = log_in(&h, &c, &h.token).await?;
+    let running = get(&c, &h, "/ui/drills", &admin.cookie)
+        .await?
+        .text()
+        .await?;
+    assert!(
+        running.contains("data-drill=\"drill-support-bot-1\" data-state=\"running\""),
+        "{running}"
+    );
+    let app = &h.server.app;
+    let mut drill = Value::Null;
+    for _ in 0..2000 {
+        clock.advance(ripcord_core::Dur(2000));
+        app.hub.tick_all().await;
+        app.hub.run_timers().await;
+        app.drills.run(&app.hub).await;
+        drill = h.get_json("/v1/drills/drill-support-bot-1").await?;
+        if drill["state"] != "running" {
+            break;
+        }
+    }
+    let state = drill["state"].as_str().unwrap_or_default();
+    assert!(state == "passed" || state == "failed", "{drill}");
+    let list = get(&c, &h, "/ui/drills", &admin.cookie)
+        .await?
+        .text()
+        .await?;
+    assert!(
+        list.contains(&format!(
+            "data-drill=\"drill-support-bot-1\" data-state=\"{state}\""
+        )),
+        "{list}"
+    );
+    let page = get(&c, &h, "/ui/drills/drill-support-bot-1", &admin.cookie)
+        .await?
+        .text()
+        .await?;
+    let lines = drill["scorecard"].as_array().cloned().unwrap_or_default();
+    assert!(lines.len() >= 8, "{drill}");
+    for l in &lines {
+        let pass = if l["pass"] == true { "yes" } else { "no" };
+        let name = l["name"].as_str().unwrap_or_default();
+        let row = format!("data-line=\"{name}\" data-pass=\"{pass}\"");
+        assert!(page.contains(&row), "{row}: {page}");
+    }
+    assert!(
+        page.contains("href=\"/ui/incidents/inc-support-bot-1\""),
+        "{page}"
+    );
+    Ok(())
+}

@@ -179,6 +179,8 @@ pub const UI_ROUTES: &[(&str, &str, Need)] = &[
     ("GET", "/ui/releases/{id}", Need::Permission(Read)),
     ("POST", "/ui/releases/{id}/actions", Need::Action),
     ("GET", "/ui/incidents", Need::Permission(Read)),
+    ("GET", "/ui/drills", Need::Permission(Read)),
+    ("GET", "/ui/drills/{id}", Need::Permission(Read)),
     ("GET", "/ui/incidents/{id}", Need::Permission(Read)),
     ("GET", "/ui/incidents/{id}/evidence", Need::Permission(Read)),
     ("GET", "/ui/incidents/{id}/report", Need::Permission(Read)),

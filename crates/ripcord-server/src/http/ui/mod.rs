@@ -49,6 +49,8 @@ pub fn routes(app: Shared) -> Router<Shared> {
         .route("/ui/releases/{id}", get(pages::release))
         .route("/ui/releases/{id}/actions", post(pages::action))
         .route("/ui/incidents", get(pages::incidents))
+        .route("/ui/drills", get(pages::drills))
+        .route("/ui/drills/{id}", get(pages::drill))
         .route("/ui/incidents/{id}", get(pages::incident))
         .route("/ui/incidents/{id}/evidence", get(pages::evidence))
         .route("/ui/incidents/{id}/report", get(pages::report))
@@ -135,6 +137,8 @@ const TEMPLATES: &[(&str, &str)] = &[
     ("release.html", include_str!("templates/release.html")),
     ("incidents.html", include_str!("templates/incidents.html")),
     ("incident.html", include_str!("templates/incident.html")),
+    ("drills.html", include_str!("templates/drills.html")),
+    ("drill.html", include_str!("templates/drill.html")),
     ("policy.html", include_str!("templates/policy.html")),
     ("audit.html", include_str!("templates/audit.html")),
 ];

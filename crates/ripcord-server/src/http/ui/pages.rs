@@ -243,6 +243,50 @@ pub async fn incidents(State(app): State<Shared>, Extension(viewer): Extension<V
     )
 }
 
+/// `GET /ui/drills`: every drill the person may see, newest first.
+pub async fn drills(State(app): State<Shared>, Extension(viewer): Extension<Viewer>) -> Page {
+    let mut all = app.drills.list(&app.hub, None).await?;
+    all.retain(|d| viewer.principal.scope.allows(&d.service));
+    let lines: Vec<Value> = all
+        .iter()
+        .map(|d| {
+            let failed: Vec<&str> = d
+                .scorecard
+                .iter()
+                .filter(|l| !l.pass)
+                .map(|l| l.name.as_str())
+                .collect();
+            json!({
+                "id": d.id,
+                "name": d.name,
+                "service": d.service,
+                "started_at": d.started_at,
+                "state": d.state,
+                "unattended": d.unattended,
+                "failed": failed,
+            })
+        })
+        .collect();
+    render(
+        "drills.html",
+        with(frame(&app, &viewer, "drills"), json!({"drills": lines})),
+    )
+}
+
+/// `GET /ui/drills/{id}`: the drill's scorecard and scripted steps.
+pub async fn drill(
+    State(app): State<Shared>,
+    Extension(viewer): Extension<Viewer>,
+    Path(id): Path<String>,
+) -> Page {
+    let d = app.drills.get(&app.hub, &id).await?;
+    viewer.principal.require_service(&d.service)?;
+    render(
+        "drill.html",
+        with(frame(&app, &viewer, "drills"), json!({"drill": d})),
+    )
+}
+
 async fn incident_in_scope(app: &Shared, viewer: &Viewer, id: &str) -> Result<Incident, UiError> {
     let inc = app.hub.incident(id).await?;
     viewer.principal.require_service(&inc.service)?;
