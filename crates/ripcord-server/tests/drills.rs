@@ -73,9 +73,8 @@ script:
     )
 }
 
-/// Starts the drill and moves the clock 2 s at a time (ticks, timers and
-/// drills, as the tick task does) until it is scored.
-async fn run_drill(gov: &GovServer, file: &str) -> Result<Value> {
+/// `POST /v1/drills` with `file`: the status and the answer.
+async fn post_drill(gov: &GovServer, file: &str) -> Result<(u16, Value)> {
     let r = gov
         .http
         .post(format!("{}/v1/drills", gov.base))
@@ -83,8 +82,14 @@ async fn run_drill(gov: &GovServer, file: &str) -> Result<Value> {
         .body(file.to_string())
         .send()
         .await?;
-    assert_eq!(r.status().as_u16(), 201);
-    let started: Value = r.json().await?;
+    Ok((r.status().as_u16(), r.json().await?))
+}
+
+/// Starts the drill and moves the clock 2 s at a time (ticks, timers and
+/// drills, as the tick task does) until it is scored.
+async fn run_drill(gov: &GovServer, file: &str) -> Result<Value> {
+    let (status, started) = post_drill(gov, file).await?;
+    assert_eq!(status, 201, "{started}");
     let id = started["id"].as_str().unwrap_or_default().to_string();
     assert_eq!(started["state"], "running");
     assert_eq!(started["unattended"], true);
@@ -257,29 +262,15 @@ async fn a_drill_serves_real_callers_the_baseline_and_a_restart_interrupts_it() 
         .await?;
     assert_eq!(status, 400, "{answer}");
     let typo = drill_file("4m").replace("step: integrity", "step: integrty");
-    let r = gov
-        .http
-        .post(format!("{}/v1/drills", gov.base))
-        .bearer_auth(&gov.admin)
-        .body(typo)
-        .send()
-        .await?;
-    assert_eq!(r.status().as_u16(), 400);
-    let e: Value = r.json().await?;
+    let (status, e) = post_drill(&gov, &typo).await?;
+    assert_eq!(status, 400);
     assert_eq!(
         e["message"],
         "script[2].step: \"integrty\" is no step of gov-svc's playbooks (known: integrity, tell, verify)"
     );
 
-    let r = gov
-        .http
-        .post(format!("{}/v1/drills", gov.base))
-        .bearer_auth(&gov.admin)
-        .body(drill_file("4m"))
-        .send()
-        .await?;
-    assert_eq!(r.status().as_u16(), 201);
-    let started: Value = r.json().await?;
+    let (status, started) = post_drill(&gov, &drill_file("4m")).await?;
+    assert_eq!(status, 201, "{started}");
     for _ in 0..10 {
         gov.advance(2000).await;
     }
@@ -298,14 +289,12 @@ async fn a_drill_serves_real_callers_the_baseline_and_a_restart_interrupts_it() 
             .await?;
         assert_eq!(a["version"], "v1", "{a}");
     }
-    let again = gov
-        .http
-        .post(format!("{}/v1/drills", gov.base))
-        .bearer_auth(&gov.admin)
-        .body(drill_file("4m"))
-        .send()
-        .await?;
-    assert_eq!(again.status().as_u16(), 409);
+    let (status, again) = post_drill(&gov, &drill_file("4m")).await?;
+    assert_eq!(status, 409, "{again}");
+    assert_eq!(
+        again["message"],
+        "drill drill-gov-svc-1 is running on gov-svc"
+    );
 
     let gov = gov.restart(ripcord_core::Dur(1000)).await?;
     gov.advance(1000).await;
@@ -316,7 +305,13 @@ async fn a_drill_serves_real_callers_the_baseline_and_a_restart_interrupts_it() 
         .ok("get", &format!("/v1/drills/{id}"), None, None)
         .await?;
     assert_eq!(d["state"], "interrupted");
-    assert_eq!(d["cleanup"], json!(["rolled gov-svc-1 back"]));
+    assert_eq!(
+        d["cleanup"],
+        json!([
+            "ended unscored: the server restarted, or another replica took the lead, while it ran",
+            "rolled gov-svc-1 back"
+        ])
+    );
     let release = gov.ok("get", "/v1/releases/gov-svc-1", None, None).await?;
     assert_eq!(release["state"], "rolled_back");
     Ok(())

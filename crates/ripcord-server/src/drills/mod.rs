@@ -45,7 +45,7 @@ use crate::auth::{Principal, Scope};
 use crate::error::ApiError;
 use crate::hub::{Hub, ReleaseView, Service, audit};
 use crate::incidents::Ask;
-use crate::ingest::{Key, durable, ingest_simulated};
+use crate::ingest::{durable, ingest_simulated};
 
 /// The store's document kind.
 pub const DRILL: &str = "drill";
@@ -125,7 +125,6 @@ struct Live {
     /// The generator's next event, not yet due.
     next: Option<Event<'static>>,
     started: Time,
-    passes: u64,
 }
 
 /// The drills this leader runs.
@@ -193,7 +192,6 @@ impl Drills {
             traffic,
             next: None,
             started,
-            passes: 0,
         });
         Ok(record)
     }
@@ -213,7 +211,18 @@ impl Drills {
                 Ok(false) => still.push(live),
                 Err(e) => {
                     tracing::warn!("drill {}: {}", live.record.id, e.message);
-                    still.push(live);
+                    // A drill that cannot be moved on past its timeout (its
+                    // incident unreadable, say) ends unscored rather than
+                    // being retried every tick for ever.
+                    let over = hub.now() >= live.started + live.drill.timeout;
+                    if over {
+                        let ended = hub.abandon(&mut live.record, &e.message).await;
+                        if let Err(e) = ended {
+                            tracing::warn!("drill {}: {}", live.record.id, e.message);
+                        }
+                    } else {
+                        still.push(live);
+                    }
                 }
             }
         }
@@ -261,15 +270,23 @@ impl Hub {
             if record.state != DrillState::Running {
                 continue;
             }
-            let now = self.now();
-            record.state = DrillState::Interrupted;
-            record.finished_at = Some(now.to_rfc3339());
-            self.clean_up(&mut record).await;
-            self.save_drill(&record, now, DRILL_ACTOR, "drill.interrupted")
-                .await?;
+            let why = "the server restarted, or another replica took the lead, while it ran";
+            self.abandon(&mut record, why).await?;
         }
         runs.swept = true;
         Ok(())
+    }
+
+    /// Ends a drill unscored (interrupted), says why, and frees its
+    /// service.
+    async fn abandon(&self, record: &mut DrillRecord, why: &str) -> Result<(), ApiError> {
+        let now = self.now();
+        record.state = DrillState::Interrupted;
+        record.finished_at = Some(now.to_rfc3339());
+        record.cleanup.push(format!("ended unscored: {why}"));
+        self.clean_up(record).await;
+        self.save_drill(record, now, DRILL_ACTOR, "drill.interrupted")
+            .await
     }
 
     /// Moves one drill on; `true` once it is over.
@@ -311,14 +328,9 @@ impl Hub {
         live: &mut Live,
         now: Time,
     ) -> Result<(), ApiError> {
-        let share = {
-            let state = service.state.lock().await;
-            state
-                .current
-                .as_ref()
-                .filter(|c| c.id == live.record.release)
-                .map_or(0.0, |c| c.share)
-        };
+        let share = drill_release(service, &live.record)
+            .await
+            .map_or(0.0, |c| c.share);
         let mut body = String::new();
         let mut n = 0;
         while n < MAX_EVENTS_PER_PASS {
@@ -336,10 +348,7 @@ impl Hub {
         if body.is_empty() {
             return Ok(());
         }
-        live.passes += 1;
-        let scope = format!("drill:{}", live.record.id);
-        let key = Key::new(&scope, &live.passes.to_string(), body.as_bytes())?;
-        let outcome = ingest_simulated(self, body.as_bytes(), &key).await?;
+        let outcome = ingest_simulated(self, body.as_bytes()).await?;
         live.record.events_sent += outcome.accepted as u64;
         if let Some(first) = outcome.rejected.first() {
             tracing::warn!(
@@ -477,13 +486,7 @@ impl Hub {
         incident: Option<&Incident>,
         now: Time,
     ) -> Result<(), ApiError> {
-        let view = {
-            let state = service.state.lock().await;
-            state
-                .current
-                .clone()
-                .filter(|c| c.id == live.record.release)
-        };
+        let view = drill_release(service, &live.record).await;
         let policy = service.state.lock().await.policy.clone();
         let facts = score::Facts {
             drill: &live.drill,
@@ -617,6 +620,12 @@ impl Hub {
         };
         durable(self.writer.submit(batch).await).await
     }
+}
+
+/// The drill's release while it is still the service's current one.
+async fn drill_release(service: &Service, record: &DrillRecord) -> Option<ReleaseView> {
+    let state = service.state.lock().await;
+    state.current.clone().filter(|c| c.id == record.release)
 }
 
 fn settled(view: &ReleaseView) -> bool {
