@@ -337,3 +337,41 @@ async fn the_example_drill_passes_against_the_example_policy() -> Result {
     assert_eq!(d["state"], "passed");
     Ok(())
 }
+
+/// Once the drill's release is settled someone may start a real one; the
+/// drill then ends at once, scored as it stands, and its simulated users
+/// send the real release nothing.
+#[tokio::test]
+async fn a_real_release_after_the_drills_ends_the_drill_and_gets_none_of_its_traffic() -> Result {
+    let (hooks, _inbox) = inbox().await?;
+    let gov = GovServer::start(POLICY, &hooks, T0).await?;
+    let (status, started) = post_drill(&gov, &drill_file("4m")).await?;
+    assert_eq!(status, 201, "{started}");
+    for _ in 0..5 {
+        gov.advance(2000).await;
+    }
+    let stop = json!({"action": "rollback", "reason": "not now"});
+    gov.ok("post", "/v1/releases/gov-svc-1/actions", None, Some(stop))
+        .await?;
+    gov.advance(6000).await;
+    let drill = gov
+        .ok("get", "/v1/drills/drill-gov-svc-1", None, None)
+        .await?;
+    assert_eq!(drill["state"], "running");
+    gov.release().await?;
+    for _ in 0..3 {
+        gov.advance(2000).await;
+    }
+    let drill = gov
+        .ok("get", "/v1/drills/drill-gov-svc-1", None, None)
+        .await?;
+    assert_eq!(drill["state"], "failed", "{drill}");
+    assert_eq!(
+        line(&drill, "rollback")["got"],
+        "the drill's release is no longer the service's"
+    );
+    let real = gov.ok("get", "/v1/releases/gov-svc-2", None, None).await?;
+    assert_eq!(real["drill"], false);
+    assert_eq!(real["events"], json!({"baseline": 0, "candidate": 0}));
+    Ok(())
+}

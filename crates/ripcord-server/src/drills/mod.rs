@@ -49,8 +49,9 @@ use crate::ingest::{durable, ingest_simulated};
 
 /// The store's document kind.
 pub const DRILL: &str = "drill";
-/// Drills running at once, on every service together.
+/// Drills running at once, on every service together, and per token.
 const MAX_RUNNING: usize = 8;
+const MAX_RUNNING_EACH: usize = 2;
 /// Simulated events sent per pass at most: a clock that jumps far catches
 /// up over several passes rather than in one huge body.
 const MAX_EVENTS_PER_PASS: usize = 20_000;
@@ -167,6 +168,13 @@ impl Drills {
         if runs.live.len() >= MAX_RUNNING {
             return Err(ApiError::conflict(format!(
                 "{MAX_RUNNING} drills are running; wait for one to end"
+            )));
+        }
+        let mine = runs.live.iter().filter(|l| l.record.started_by == p.name);
+        if mine.count() >= MAX_RUNNING_EACH {
+            return Err(ApiError::conflict(format!(
+                "{} already runs {MAX_RUNNING_EACH} drills; wait for one to end",
+                p.name
             )));
         }
         if let Some(other) = runs.live.iter().find(|l| l.record.service == f.service) {
@@ -293,16 +301,21 @@ impl Hub {
     async fn pass(&self, live: &mut Live) -> Result<bool, ApiError> {
         let now = self.now();
         let service = self.known(&live.record.service)?;
+        if drill_release(&service, &live.record).await.is_none() {
+            // Someone started another release once this one settled: the
+            // simulated users must not feed it. Scored as it stands.
+            let incident = self.recorded_incident(&live.record).await?;
+            self.finish_drill(&service, live, incident.as_ref(), now)
+                .await?;
+            return Ok(true);
+        }
         self.send_traffic(&service, live, now).await?;
         let before = live.record.clone();
         let incident = self.drill_incident(&mut live.record).await?;
         if let Some(inc) = &incident {
             self.run_script(&service, live, inc, now).await;
         }
-        let incident = match &live.record.incident {
-            Some(id) => Some(self.incident(id).await?),
-            None => None,
-        };
+        let incident = self.recorded_incident(&live.record).await?;
         let resolved = incident
             .as_ref()
             .is_some_and(|i| matches!(i.state, IncidentState::Resolved | IncidentState::Reviewed));
@@ -359,6 +372,14 @@ impl Hub {
             );
         }
         Ok(())
+    }
+
+    /// The incident the drill found, as stored now.
+    async fn recorded_incident(&self, record: &DrillRecord) -> Result<Option<Incident>, ApiError> {
+        match &record.incident {
+            Some(id) => Ok(Some(self.incident(id).await?)),
+            None => Ok(None),
+        }
     }
 
     /// The drill release's incident, once one opened.
