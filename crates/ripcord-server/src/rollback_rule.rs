@@ -6,6 +6,7 @@
 
 use ripcord_core::Time;
 use ripcord_core::policy::governance::{AfterRollback, EvidenceHold, ExportPart};
+use ripcord_govern::ReportStage;
 use ripcord_govern::record::Incident;
 use ripcord_govern::words::IncidentState;
 use ripcord_store::{Doc, Held, PendingAudit, Store};
@@ -216,13 +217,23 @@ pub async fn list(store: &dyn Store) -> Result<Vec<DataRule>, ApiError> {
         .collect()
 }
 
-/// Whether the rule's evidence hold keeps an incident in this state.
-fn holds_incident(hold: EvidenceHold, state: IncidentState) -> bool {
+/// Whether the rule's evidence hold keeps an incident in this state;
+/// `reporting`: it is classified and its final regulatory report is not
+/// filed yet.
+fn holds_incident(hold: EvidenceHold, state: IncidentState, reporting: bool) -> bool {
     match hold {
         EvidenceHold::None => false,
         EvidenceHold::WhileIncidentOpen => state.is_active(),
         EvidenceHold::UntilReviewed => state != IncidentState::Reviewed,
+        EvidenceHold::WhileOpenOrReported => state.is_active() || reporting,
     }
+}
+
+/// Classified for regulatory reporting, and no final report filed yet.
+fn reporting(inc: &Incident) -> bool {
+    inc.regulatory
+        .as_ref()
+        .is_some_and(|r| !r.reports.iter().any(|f| f.stage == ReportStage::Final))
 }
 
 /// The incidents of the rule's release its evidence hold keeps now.
@@ -230,7 +241,7 @@ pub(crate) fn held_incidents<'a>(rule: &DataRule, incidents: &'a [Incident]) -> 
     incidents
         .iter()
         .filter(|i| i.release.as_deref() == Some(rule.release.as_str()))
-        .filter(|i| holds_incident(rule.evidence_hold, i.state))
+        .filter(|i| holds_incident(rule.evidence_hold, i.state, reporting(i)))
         .collect()
 }
 
@@ -264,15 +275,19 @@ mod tests {
     fn each_hold_keeps_incidents_in_its_states() {
         use EvidenceHold::*;
         use IncidentState::*;
-        let kept = |h| {
+        let kept = |h, reporting| {
             IncidentState::ALL
                 .iter()
-                .filter(|s| holds_incident(h, **s))
+                .filter(|s| holds_incident(h, **s, reporting))
                 .copied()
                 .collect::<Vec<_>>()
         };
-        assert_eq!(kept(None), []);
-        assert_eq!(kept(WhileIncidentOpen), [Open, Mitigated]);
-        assert_eq!(kept(UntilReviewed), [Open, Mitigated, Resolved]);
+        for reporting in [false, true] {
+            assert_eq!(kept(None, reporting), []);
+            assert_eq!(kept(WhileIncidentOpen, reporting), [Open, Mitigated]);
+            assert_eq!(kept(UntilReviewed, reporting), [Open, Mitigated, Resolved]);
+        }
+        assert_eq!(kept(WhileOpenOrReported, false), [Open, Mitigated]);
+        assert_eq!(kept(WhileOpenOrReported, true), IncidentState::ALL);
     }
 }

@@ -370,13 +370,18 @@ pub enum EvidenceHold {
     /// Until every incident of the release has its post-incident review
     /// signed off (the report is written).
     UntilReviewed,
+    /// While one of the release's incidents is open or mitigated, or is
+    /// classified for regulatory reporting and its final report is not
+    /// filed yet.
+    WhileOpenOrReported,
 }
 
 impl EvidenceHold {
-    pub const ALL: [EvidenceHold; 3] = [
+    pub const ALL: [EvidenceHold; 4] = [
         EvidenceHold::None,
         EvidenceHold::WhileIncidentOpen,
         EvidenceHold::UntilReviewed,
+        EvidenceHold::WhileOpenOrReported,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -384,6 +389,7 @@ impl EvidenceHold {
             EvidenceHold::None => "none",
             EvidenceHold::WhileIncidentOpen => "while_incident_open",
             EvidenceHold::UntilReviewed => "until_reviewed",
+            EvidenceHold::WhileOpenOrReported => "while_open_or_reported",
         }
     }
 }

@@ -220,7 +220,7 @@ fn after_rollback(duration: &Value) -> Value {
             "properties": {"keep": duration},
             "description": "how long the rolled-back candidate's raw events stay after the rollback, then purged"},
         "evidence": {"type": "object", "additionalProperties": false, "required": ["hold"],
-            "properties": {"hold": {"enum": ["none", "while_incident_open", "until_reviewed"]}},
+            "properties": {"hold": {"enum": ["none", "while_incident_open", "until_reviewed", "while_open_or_reported"]}},
             "description": "how long the evidence of the release's incidents is held"},
         "export": {"type": "array", "maxItems": 10, "items": {"type": "object", "additionalProperties": false,
             "required": ["to", "what", "channel"], "properties": {
