@@ -151,11 +151,29 @@ async fn an_unattended_drill_exits_0_only_when_every_line_passes() {
                 .unwrap()
         }
     };
+    // A token runs two drills at most: the third is a release manager's.
+    let r = http
+        .post(format!("{base}/v1/tokens"))
+        .bearer_auth(admin.trim())
+        .json(&serde_json::json!({"name": "rm-1", "role": "release_manager"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let made: Value = r.json().await.unwrap();
+    let manager = dir.path().join("rm.token");
+    std::fs::write(&manager, made["token"].as_str().unwrap()).unwrap();
     let people_file = dir.path().join("drill-people.yaml");
     let (ok, late, people) = tokio::join!(
         run("drill-ok"),
         run("drill-late"),
-        people_act(&http, &base, admin.trim(), &token, &people_file)
+        people_act(
+            &http,
+            &base,
+            admin.trim(),
+            (manager.to_str().unwrap(), &token),
+            &people_file
+        )
     );
 
     let out = String::from_utf8_lossy(&ok.stdout);
@@ -210,12 +228,13 @@ async fn an_unattended_drill_exits_0_only_when_every_line_passes() {
 /// The drill without a script, and its people: `ripcord drill run` waits
 /// while the on-call engineer acknowledges the page, runs the integrity
 /// check, verifies the rollback and resolves the incident with `ripcord
-/// incident`, each as soon as it can be done. `drill run`'s output.
+/// incident`, each as soon as it can be done. `drill run` (as `starter`)'s
+/// output; the engineer acts with `token`.
 async fn people_act(
     http: &reqwest::Client,
     base: &str,
     admin: &str,
-    token: &str,
+    (starter, token): (&str, &str),
     file: &Path,
 ) -> Output {
     let file = file.to_str().unwrap();
@@ -226,7 +245,7 @@ async fn people_act(
         "--server",
         base,
         "--token-file",
-        token,
+        starter,
     ];
     let run = ripcord(&args);
     let act = async {

@@ -557,7 +557,7 @@ fn mistakes_in_after_rollback_are_each_reported() {
         ),
         [
             "9:22 after_rollback.raw_events.keep: invalid duration \"30days\": use e.g. 30s, 10m, 1h30m, 500ms",
-            "10:20 after_rollback.evidence.hold: unknown value `while_open` [expected one of: none, while_incident_open, until_reviewed]",
+            "10:20 after_rollback.evidence.hold: unknown value `while_open` [did you mean `while_open_or_reported`?]",
             "11:3 after_rollback: unknown field `exports` [did you mean `export`?]",
         ]
     );

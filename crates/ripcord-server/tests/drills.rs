@@ -375,3 +375,48 @@ async fn a_real_release_after_the_drills_ends_the_drill_and_gets_none_of_its_tra
     assert_eq!(real["events"], json!({"baseline": 0, "candidate": 0}));
     Ok(())
 }
+
+/// A token runs two drills at most; another token may run a third.
+#[tokio::test]
+async fn a_token_runs_two_drills_at_most() -> Result {
+    let (hooks, _inbox) = inbox().await?;
+    let gov = GovServer::start(POLICY, &hooks, T0).await?;
+    for service in ["s-2", "s-3"] {
+        let r = gov
+            .http
+            .put(format!("{}/v1/policies/{service}", gov.base))
+            .bearer_auth(&gov.admin)
+            .body(POLICY.replace("service: gov-svc", &format!("service: {service}")))
+            .send()
+            .await?;
+        assert_eq!(r.status().as_u16(), 201);
+        for v in ["v1", "v2"] {
+            let body = json!({"version": v, "model_id": "m"});
+            let path = format!("/v1/services/{service}/versions");
+            gov.ok("post", &path, None, Some(body)).await?;
+        }
+    }
+    let on = |service: &str| {
+        drill_file("4m").replace("service: gov-svc", &format!("service: {service}"))
+    };
+    for service in ["gov-svc", "s-2"] {
+        let (status, d) = post_drill(&gov, &on(service)).await?;
+        assert_eq!(status, 201, "{d}");
+    }
+    let (status, refused) = post_drill(&gov, &on("s-3")).await?;
+    assert_eq!(status, 409);
+    assert_eq!(
+        refused["message"],
+        "admin already runs 2 drills; wait for one to end"
+    );
+    let manager = gov.token("rita", "release_manager").await?;
+    let r = gov
+        .http
+        .post(format!("{}/v1/drills", gov.base))
+        .bearer_auth(&manager)
+        .body(on("s-3"))
+        .send()
+        .await?;
+    assert_eq!(r.status().as_u16(), 201);
+    Ok(())
+}
