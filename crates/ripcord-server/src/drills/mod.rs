@@ -29,7 +29,7 @@ use std::sync::Arc;
 use ripcord_core::engine::{Command, Phase};
 use ripcord_core::ndjson::event_to_line;
 use ripcord_core::policy::Scenario;
-use ripcord_core::{Dur, Event, Time};
+use ripcord_core::{Event, Time};
 use ripcord_govern::IncidentCommand;
 use ripcord_govern::record::{Incident, RequestState};
 use ripcord_govern::words::IncidentState;
@@ -311,11 +311,14 @@ impl Hub {
         }
         self.send_traffic(&service, live, now).await?;
         let before = live.record.clone();
-        let incident = self.drill_incident(&mut live.record).await?;
-        if let Some(inc) = &incident {
-            self.run_script(&service, live, inc, now).await;
+        self.find_incident(live).await?;
+        let mut incident = self.recorded_incident(&live.record).await?;
+        if let Some(inc) = &incident
+            && self.run_script(&service, live, inc, now).await
+        {
+            // The script changed it (acknowledged, ran a step, resolved).
+            incident = self.recorded_incident(&live.record).await?;
         }
-        let incident = self.recorded_incident(&live.record).await?;
         let resolved = incident
             .as_ref()
             .is_some_and(|i| matches!(i.state, IncidentState::Resolved | IncidentState::Reviewed));
@@ -382,48 +385,59 @@ impl Hub {
         }
     }
 
-    /// The drill release's incident, once one opened.
-    async fn drill_incident(&self, record: &mut DrillRecord) -> Result<Option<Incident>, ApiError> {
-        if let Some(id) = &record.incident {
-            return Ok(Some(self.incident(id).await?));
+    /// Records the drill release's incident once one opened, and when each
+    /// scripted step falls due after its page.
+    async fn find_incident(&self, live: &mut Live) -> Result<(), ApiError> {
+        let record = &mut live.record;
+        if record.incident.is_some() {
+            return Ok(());
         }
         let found = self
             .incidents(Some(&record.service), None, Some("drill"))
             .await?
             .into_iter()
             .find(|i| i.release.as_deref() == Some(record.release.as_str()));
-        if let Some(inc) = &found {
-            record.incident = Some(inc.id.clone());
+        if let Some(inc) = found {
             let opened = Time::parse_rfc3339(&inc.opened_at).unwrap_or(Time(0));
-            let delays = delays(record);
-            for (run, delay) in record.script.iter_mut().zip(delays) {
-                run.due_at = Some((opened + delay).to_rfc3339());
+            for (run, delay) in record.script.iter_mut().zip(&live.drill.delays) {
+                run.due_at = Some((opened + *delay).to_rfc3339());
             }
+            record.incident = Some(inc.id);
         }
-        Ok(found)
+        Ok(())
     }
 
     /// Runs the scripted steps that are due, in order; a refused step is
     /// recorded with its reason and the script goes on, as people would.
-    async fn run_script(&self, service: &Arc<Service>, live: &mut Live, inc: &Incident, now: Time) {
+    /// Whether any ran.
+    async fn run_script(
+        &self,
+        service: &Arc<Service>,
+        live: &mut Live,
+        inc: &Incident,
+        now: Time,
+    ) -> bool {
         let opened = Time::parse_rfc3339(&inc.opened_at).unwrap_or(now);
-        for (i, delay) in live.drill.delays.clone().into_iter().enumerate() {
+        let mut ran = false;
+        for i in 0..live.drill.delays.len() {
             if live.record.script[i].ok.is_some() {
                 continue;
             }
-            if opened + delay > now {
+            if opened + live.drill.delays[i] > now {
                 break;
             }
-            let scripted = live.drill.file.script[i].clone();
+            let scripted = &live.drill.file.script[i];
             let who = person(format!("{} (drill)", scripted.by), &live.record.service);
             let result = self
-                .act_scripted(service, &live.record, inc, &scripted, &who)
+                .act_scripted(service, &live.record, inc, scripted, &who)
                 .await;
             let run = &mut live.record.script[i];
             run.ran_at = Some(now.to_rfc3339());
             run.ok = Some(result.is_ok());
             run.error = result.err().map(|e| e.message);
+            ran = true;
         }
+        ran
     }
 
     async fn act_scripted(
@@ -656,16 +670,6 @@ fn settled(view: &ReleaseView) -> bool {
 fn read(body: Value) -> Result<DrillRecord, ApiError> {
     serde_json::from_value(body)
         .map_err(|e| ApiError::unavailable(format!("a stored drill is unreadable: {e}")))
-}
-
-/// Each scripted step's delay, from the stored record (the file's own
-/// were checked when it started).
-fn delays(record: &DrillRecord) -> Vec<Dur> {
-    record
-        .script
-        .iter()
-        .map(|s| ripcord_core::policy::units::parse_duration(&s.after).unwrap_or(Dur::ZERO))
-        .collect()
 }
 
 /// A scripted person: acts on the drill's own incident and release only
