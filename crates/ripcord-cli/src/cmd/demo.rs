@@ -20,6 +20,8 @@ use rand_distr::{Beta, Distribution, LogNormal};
 use regex::Regex;
 use serde_json::{Value, json};
 
+use crate::cmd::remote::Api;
+
 const SERVICE: &str = "support-bot";
 const POLICY: &str = include_str!("../../../../examples/conversational-agent/policy.yaml");
 /// Simulated users.
@@ -62,47 +64,19 @@ pub fn demo_policy() -> String {
     }
 }
 
-struct Api {
-    base: String,
-    token: String,
-    http: reqwest::Client,
-}
-
-impl Api {
-    async fn send(&self, req: reqwest::RequestBuilder) -> anyhow::Result<Value> {
-        let response = req.bearer_auth(&self.token).send().await?;
-        let status = response.status();
-        let text = response.text().await?;
-        if !status.is_success() {
-            bail!("{status}: {text}");
-        }
-        serde_json::from_str(&text).with_context(|| format!("{status}: not JSON: {text}"))
-    }
-
-    async fn post(&self, path: &str, body: &Value) -> anyhow::Result<Value> {
-        let req = self.http.post(format!("{}{path}", self.base)).json(body);
-        self.send(req).await
-    }
-
-    async fn get(&self, path: &str) -> anyhow::Result<Value> {
-        self.send(self.http.get(format!("{}{path}", self.base)))
-            .await
-    }
-}
-
 async fn demo(args: DemoArgs) -> anyhow::Result<ExitCode> {
     let dir = tempfile::tempdir()?;
     let mut config =
         ripcord_server::Config::new(dir.path().to_path_buf(), ([127, 0, 0, 1], 0).into());
     config.tick = Duration::from_millis(100);
     let server = ripcord_server::start(config).await?;
-    let api = Api {
-        base: format!("http://{}", server.addr),
-        token: std::fs::read_to_string(&server.token_path)?
+    let api = Api::on(
+        format!("http://{}", server.addr),
+        std::fs::read_to_string(&server.token_path)?
             .trim()
             .to_string(),
-        http: reqwest::Client::builder().no_proxy().build()?,
-    };
+        reqwest::Client::builder().no_proxy().build()?,
+    );
     println!("ripcord demo: a bad release of {SERVICE}, caught and rolled back by itself\n");
     println!(
         "  server    {} (temporary store in {})",

@@ -29,11 +29,17 @@ pub struct Server {
 
 pub struct Api {
     pub base: String,
-    token: String,
+    /// For requests [`Api::send`] does not make (bodies that are not JSON).
+    pub token: String,
     pub http: reqwest::Client,
 }
 
 impl Api {
+    /// A client of the server at `base` (e.g. `ripcord demo`'s own).
+    pub fn on(base: String, token: String, http: reqwest::Client) -> Api {
+        Api { base, token, http }
+    }
+
     pub fn new(s: &Server) -> anyhow::Result<Api> {
         let token = match (&s.token, &s.token_file) {
             (Some(t), _) => t.clone(),
