@@ -101,6 +101,17 @@ pub struct DrillRecord {
     pub file: String,
 }
 
+impl DrillRecord {
+    /// The scorecard's failed lines, by name.
+    pub fn failed_lines(&self) -> Vec<&str> {
+        self.scorecard
+            .iter()
+            .filter(|l| !l.pass)
+            .map(|l| l.name.as_str())
+            .collect()
+    }
+}
+
 /// A scripted step: when it was due and what came of it.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ScriptRun {
@@ -639,7 +650,7 @@ impl Hub {
             "state": record.state,
             "release": record.release,
             "incident": record.incident,
-            "failed": record.scorecard.iter().filter(|l| !l.pass).map(|l| l.name.clone()).collect::<Vec<_>>(),
+            "failed": record.failed_lines(),
         });
         let started = Time::parse_rfc3339(&record.started_at).unwrap_or(now);
         let batch = Batch {

@@ -250,12 +250,6 @@ pub async fn drills(State(app): State<Shared>, Extension(viewer): Extension<View
     let lines: Vec<Value> = all
         .iter()
         .map(|d| {
-            let failed: Vec<&str> = d
-                .scorecard
-                .iter()
-                .filter(|l| !l.pass)
-                .map(|l| l.name.as_str())
-                .collect();
             json!({
                 "id": d.id,
                 "name": d.name,
@@ -263,7 +257,7 @@ pub async fn drills(State(app): State<Shared>, Extension(viewer): Extension<View
                 "started_at": d.started_at,
                 "state": d.state,
                 "unattended": d.unattended,
-                "failed": failed,
+                "failed": d.failed_lines(),
             })
         })
         .collect();
